@@ -1,0 +1,28 @@
+# `make test` and `make demo` are the whole set-up: they create .venv when missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo install bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[embedded,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/recsys demo --seconds 60
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/als_bench.py
+	$(BIN)/python benchmarks/realtime_bench.py
+
+clean:
+	rm -rf $(VENV) data build *.egg-info

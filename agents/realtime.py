@@ -1,0 +1,77 @@
+"""The realtime agent: every rating re-ranks its user's top-K list (ARCHITECTURE.md).
+
+Thin on purpose: read the user's tables, call :func:`tables.scoring.recommend_after_rating`,
+write the tables, send the new list. Bad messages become dead letters.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from app import metrics
+from app.app import app
+from app.records import InvalidInput, Recommendation, parse_rating, to_json_bytes
+from app.settings import settings
+from app.topics import ratings_topic, recommendations_topic
+from tables.definitions import last_recs, model_version, neighbours_of, rated_items, recent_ratings
+from tables.scoring import high_rating_cut, recommend_after_rating
+
+from agents.behaviour import hot_items
+from agents.dead_letters import send_dead_letter
+
+log = logging.getLogger(__name__)
+HIGH_CUT = high_rating_cut(settings.rating_min, settings.rating_max)
+
+
+def memoised(lookup):
+    """Per-rating memo of neighbour lookups: the formula asks for the same items often."""
+    cache: dict = {}
+
+    def get(item):
+        if item not in cache:
+            cache[item] = lookup(item)
+        return cache[item]
+
+    return get
+
+
+@app.agent(ratings_topic)
+async def recommend(stream):
+    async for event in stream.events():
+        started = time.perf_counter()
+        try:
+            rating = parse_rating(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max)
+        except InvalidInput as exc:
+            await send_dead_letter(event, exc.reason, exc.detail)
+            continue
+        user = rating.user
+        previous = last_recs[user]
+        recent, rated, new_list, n_scored = recommend_after_rating(
+            item=rating.item, rating=rating.rating, ts=rating.ts, recent=recent_ratings[user],
+            rated=rated_items[user], previous=previous.get("items", []), neighbours_of=memoised(neighbours_of),
+            hot_items=hot_items, k=settings.k, m=settings.m, theta=settings.theta, high_cut=HIGH_CUT,
+            rated_limit=settings.rated_items_max,
+        )
+        recent_ratings[user] = recent
+        rated_items[user] = rated
+        version = model_version()
+        last_recs[user] = {"items": new_list, "model_version": version, "ts": rating.ts}
+        produced_at = (event.message.timestamp or 0.0)
+        worker_ms = (time.perf_counter() - started) * 1000.0
+        rec = Recommendation(user=user, items=new_list, model_version=version, trigger_ts=rating.ts,
+                             produced_at=produced_at, emitted_at=time.time(), worker_ms=worker_ms,
+                             reason="rating" if rating.source == "explicit" else rating.source)
+        await recommendations_topic.send(key=user.encode(), value=to_json_bytes(rec))
+        metrics.count("ratings.accepted")
+        metrics.count("lists.sent")
+        metrics.count("lists.scored_candidates", n_scored)
+        metrics.observe_ms("ratings", worker_ms)
+        if produced_at:
+            metrics.observe_ms("ratings.end_to_worker", (time.time() - produced_at) * 1000.0)
+
+
+@app.timer(interval=settings.log_every_s)
+async def log_progress():
+    log.info("ratings/s %.1f, lists sent %d, dead letters %d, worker latency %s, model %s",
+             metrics.rate("ratings.accepted"), metrics.counters["lists.sent"], metrics.counters["dead_letters"],
+             metrics.percentiles("ratings"), model_version() or "(none yet)")

@@ -1,0 +1,116 @@
+"""``recsys``: the Faust app's command line, with the project's own commands beside it.
+
+``recsys worker`` is a plain Faust worker (every Faust option works: ``--web-port``,
+``--datadir``, ``-l info`` ...); before it starts, our topics are created explicitly.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sys
+
+from faust.cli import argument, option
+
+from app.app import app
+from app.settings import settings
+
+# Register agents, tables and views (importing them is what declares them).
+import agents.log_cleaning  # noqa: F401,E402
+import agents.realtime  # noqa: F401,E402
+import agents.behaviour  # noqa: F401,E402
+from app import views as _views  # noqa: F401,E402
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def broker_available(conf=settings):
+    """Make sure a broker answers: a configured one, or the embedded one (started if needed)."""
+    from app.embedded import is_listening, start_broker
+
+    if not conf.uses_embedded_broker or is_listening(conf.embedded_port):
+        yield None
+        return
+    print(f"no broker configured and none on 127.0.0.1:{conf.embedded_port}: starting the embedded one "
+          "(memory only; it stops with this command)", file=sys.stderr)
+    broker = start_broker(conf.embedded_port)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def print_json(data: dict) -> None:
+    print(json.dumps(data, sort_keys=True), flush=True)
+
+
+@app.command()
+async def create_topics(self) -> None:
+    """Create every topic with RECSYS_PARTITIONS partitions (existing ones are kept)."""
+    from app.topics import create_topics as create
+
+    with broker_available():
+        print_json(await create())
+
+
+@app.command(
+    argument("path"),
+    option("--format", "fmt", required=True, help="movielens-100k, movielens-csv, renttherunway, amazon-csv, "
+           "taobao, csv, events-csv"),
+    option("--limit", type=int, default=None, help="stop after N rows"),
+    option("--rate", type=float, default=None, help="events per second (default: as fast as possible)"),
+    option("--topic", default=None, help="override the target topic"),
+)
+async def load(self, path: str, fmt: str, limit, rate, topic) -> None:
+    """Stream a dataset into its topic; the last line is JSON counts (sent, skipped by reason)."""
+    from app.loader import load_file
+    from app.topics import create_topics as create
+
+    await create()
+    print_json(await load_file(path, fmt, limit=limit, rate=rate, topic=topic))
+
+
+@app.command(
+    option("--out", default="data/shop", help="output directory"),
+    option("--users", type=int, default=2000), option("--items", type=int, default=500),
+    option("--ratings", type=int, default=20000), option("--seed", type=int, default=42),
+)
+async def generate(self, out: str, users: int, items: int, ratings: int, seed: int) -> None:
+    """Write a seeded synthetic shop (ratings.csv, events.csv, items.csv)."""
+    from app.generator import generate_shop
+
+    print_json(generate_shop(out, n_users=users, n_items=items, n_ratings=ratings, seed=seed))
+
+
+def run_broker_command(argv: list[str]) -> int:
+    """``recsys broker [--port N]``: outside Faust's CLI, which would run it off the main
+    thread where signal handlers cannot be installed."""
+    import argparse
+
+    from app.embedded import run_broker_foreground
+
+    parser = argparse.ArgumentParser(prog="recsys broker",
+                                     description="Run the embedded Tansu broker (dev only, memory only).")
+    parser.add_argument("--port", type=int, default=settings.embedded_port, help="loopback port (0 = any free)")
+    return run_broker_foreground(parser.parse_args(argv).port)
+
+
+def main() -> None:
+    """Console script entry point (``recsys``)."""
+    if len(sys.argv) > 1 and sys.argv[1] == "broker":
+        sys.exit(run_broker_command(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        from app.topics import create_topics_sync
+
+        # An embedded broker started here must outlive the worker, so the worker runs
+        # inside this context (app.main() exits through SystemExit, which stops it).
+        with broker_available():
+            create_topics_sync()
+            app.main()
+    app.main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""All settings of the service, in one place, read from environment variables.
+
+Every knob has a sensible default so that ``make demo`` works on a fresh machine.
+``RECSYS_BROKER`` unset means "use the embedded Tansu broker" (see ``app/embedded.py``);
+set it to ``kafka://host:9092`` (comma-separate several) to talk to a real cluster.
+Kafka security settings (SASL/SSL) are passed through to Faust and aiokafka unchanged.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the environment. Build with :func:`load_settings`."""
+
+    # --- Kafka ------------------------------------------------------------------
+    #: ``kafka://host:port[;host2:port]``; empty means the embedded broker.
+    broker: str = field(default_factory=lambda: _env("RECSYS_BROKER", ""))
+    #: Port of the embedded broker when ``broker`` is empty (0 = pick a free one).
+    embedded_port: int = field(default_factory=lambda: _env_int("RECSYS_EMBEDDED_PORT", 9092))
+    #: SASL/SSL pass-through: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    security_protocol: str = field(default_factory=lambda: _env("RECSYS_SECURITY_PROTOCOL", "PLAINTEXT"))
+    sasl_mechanism: str = field(default_factory=lambda: _env("RECSYS_SASL_MECHANISM", "PLAIN"))
+    sasl_username: str = field(default_factory=lambda: _env("RECSYS_SASL_USERNAME", ""))
+    sasl_password: str = field(default_factory=lambda: _env("RECSYS_SASL_PASSWORD", ""))
+    ssl_cafile: str = field(default_factory=lambda: _env("RECSYS_SSL_CAFILE", ""))
+    #: Partitions of every topic we create (ratings, user-events, ... and changelogs).
+    partitions: int = field(default_factory=lambda: _env_int("RECSYS_PARTITIONS", 4))
+    replication: int = field(default_factory=lambda: _env_int("RECSYS_REPLICATION", 1))
+
+    # --- Faust worker -------------------------------------------------------------
+    app_id: str = field(default_factory=lambda: _env("RECSYS_APP_ID", "recsys"))
+    #: Faust table store: ``rocksdb://`` (default, with changelog) or ``memory://``.
+    store: str = field(default_factory=lambda: _env("RECSYS_STORE", "rocksdb://"))
+    #: Where RocksDB tables, the ALS rating store and saved models live.
+    data_dir: Path = field(default_factory=lambda: Path(_env("RECSYS_DATA_DIR", "data")))
+    web_port: int = field(default_factory=lambda: _env_int("RECSYS_WEB_PORT", 6066))
+    web_host: str = field(default_factory=lambda: _env("RECSYS_WEB_HOST", "127.0.0.1"))
+    log_every_s: float = field(default_factory=lambda: _env_float("RECSYS_LOG_EVERY_S", 10.0))
+
+    # --- Topic names --------------------------------------------------------------
+    topic_ratings: str = field(default_factory=lambda: _env("RECSYS_TOPIC_RATINGS", "ratings"))
+    topic_events: str = field(default_factory=lambda: _env("RECSYS_TOPIC_EVENTS", "user-events"))
+    topic_raw_logs: str = field(default_factory=lambda: _env("RECSYS_TOPIC_RAW_LOGS", "raw-logs"))
+    topic_similarity: str = field(default_factory=lambda: _env("RECSYS_TOPIC_SIMILARITY", "item-similarity"))
+    topic_recommendations: str = field(
+        default_factory=lambda: _env("RECSYS_TOPIC_RECOMMENDATIONS", "recommendations")
+    )
+    topic_dead_letters: str = field(default_factory=lambda: _env("RECSYS_TOPIC_DEAD_LETTERS", "dead-letters"))
+
+    # --- The online algorithm (ARCHITECTURE.md) -------------------------------------
+    #: K: length of a recommendation list and number of recent ratings kept per user.
+    k: int = field(default_factory=lambda: _env_int("RECSYS_K", 20))
+    #: M: neighbours per item used as candidates (the ALS worker publishes ``similar``).
+    m: int = field(default_factory=lambda: _env_int("RECSYS_M", 20))
+    #: theta: minimum similarity between a candidate and a recent item to count.
+    theta: float = field(default_factory=lambda: _env_float("RECSYS_THETA", 0.6))
+    #: Rating scale of the shop; out-of-range ratings are dead-lettered, and the
+    #: high/low cut of the formula is the middle of this scale.
+    rating_min: float = field(default_factory=lambda: _env_float("RECSYS_RATING_MIN", 1.0))
+    rating_max: float = field(default_factory=lambda: _env_float("RECSYS_RATING_MAX", 5.0))
+    #: How many already-rated items per user are remembered (and never recommended).
+    rated_items_max: int = field(default_factory=lambda: _env_int("RECSYS_RATED_ITEMS_MAX", 1000))
+
+    # --- Behaviour events ---------------------------------------------------------
+    #: Tumbling window (seconds) for per-user event counts; hopping window size/step.
+    tumbling_s: float = field(default_factory=lambda: _env_float("RECSYS_TUMBLING_S", 600))
+    hopping_size_s: float = field(default_factory=lambda: _env_float("RECSYS_HOPPING_SIZE_S", 3600))
+    hopping_step_s: float = field(default_factory=lambda: _env_float("RECSYS_HOPPING_STEP_S", 300))
+    #: How long closed windows are kept before expiry (seconds).
+    window_expires_s: float = field(default_factory=lambda: _env_float("RECSYS_WINDOW_EXPIRES_S", 7200))
+    #: Strong events turned into implicit ratings, "event:rating,..." (scale values).
+    implicit_ratings: str = field(
+        default_factory=lambda: _env("RECSYS_IMPLICIT_RATINGS", "purchase:5,cart:4,fav:4")
+    )
+    #: Segment thresholds over the hopping-window counts.
+    segment_high_value_purchases: int = field(
+        default_factory=lambda: _env_int("RECSYS_SEGMENT_HIGH_VALUE_PURCHASES", 2)
+    )
+    segment_active_events: int = field(default_factory=lambda: _env_int("RECSYS_SEGMENT_ACTIVE_EVENTS", 20))
+    hot_items: int = field(default_factory=lambda: _env_int("RECSYS_HOT_ITEMS", 50))
+
+    # --- Offline ALS ----------------------------------------------------------------
+    als_rank: int = field(default_factory=lambda: _env_int("RECSYS_ALS_RANK", 20))
+    als_reg: float = field(default_factory=lambda: _env_float("RECSYS_ALS_REG", 1.0))
+    als_iters: int = field(default_factory=lambda: _env_int("RECSYS_ALS_ITERS", 10))
+    als_biases: bool = field(default_factory=lambda: _env_bool("RECSYS_ALS_BIASES", True))
+    als_seed: int = field(default_factory=lambda: _env_int("RECSYS_ALS_SEED", 42))
+    #: Neighbours published per item, and the minimum similarity to publish one.
+    als_similar: int = field(default_factory=lambda: _env_int("RECSYS_ALS_SIMILAR", 50))
+    als_min_similarity: float = field(default_factory=lambda: _env_float("RECSYS_ALS_MIN_SIMILARITY", 0.0))
+    #: Retrain every this many minutes, or after this many new ratings, if anything changed.
+    als_every_min: float = field(default_factory=lambda: _env_float("RECSYS_ALS_EVERY_MIN", 10.0))
+    als_every_ratings: int = field(default_factory=lambda: _env_int("RECSYS_ALS_EVERY_RATINGS", 10_000))
+    als_group: str = field(default_factory=lambda: _env("RECSYS_ALS_GROUP", "recsys-als"))
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return not self.broker
+
+    @property
+    def broker_url(self) -> str:
+        """The Kafka URL Faust should use (the embedded broker's when none is set)."""
+        if self.broker:
+            return self.broker if "://" in self.broker else f"kafka://{self.broker}"
+        return f"kafka://127.0.0.1:{self.embedded_port}"
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``host:port`` strings for plain aiokafka clients (loaders, ALS worker)."""
+        url = self.broker_url.split("://", 1)[1]
+        return [s.strip() for s in url.replace(";", ",").split(",") if s.strip()]
+
+    @property
+    def high_rating_cut(self) -> float:
+        """Ratings at or above this are "high" in the formula (scale-relative)."""
+        return (self.rating_min + self.rating_max) / 2.0
+
+    def implicit_rating_map(self) -> dict[str, float]:
+        pairs = (p.split(":", 1) for p in self.implicit_ratings.split(",") if ":" in p)
+        return {name.strip(): float(value) for name, value in pairs}
+
+    def kafka_security_kwargs(self) -> dict:
+        """aiokafka keyword arguments for SASL/SSL (empty for PLAINTEXT)."""
+        kw: dict = {"security_protocol": self.security_protocol}
+        if self.security_protocol in {"SSL", "SASL_SSL"}:
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile or None)
+        if self.security_protocol.startswith("SASL"):
+            kw.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        return kw
+
+    def as_table(self) -> list[tuple[str, object]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self)]
+
+
+def load_settings() -> Settings:
+    """Read the environment now (tests change it between runs)."""
+    return Settings()
+
+
+settings = load_settings()

@@ -1,0 +1,81 @@
+"""The query API (Faust web views).
+
+- ``GET  /recommendations/{user}/``    the user's last list (routed to the owning worker)
+- ``GET  /users/{user}/behaviour/``     window counts and segment (routed likewise)
+- ``GET  /items/hot/``                  this worker's hottest items
+- ``POST /collect/``                    validate a JSON rating or event and produce it
+- ``GET  /health/``                     liveness, model version, assigned partitions
+- ``GET  /metrics/``                    counters, rates and latency percentiles
+"""
+from __future__ import annotations
+
+import json
+
+from faust.web import View
+
+from app import metrics
+from app.app import app
+from app.records import InvalidInput, parse_event, parse_rating, to_json_bytes
+from app.settings import settings
+from app.topics import events_topic, ratings_topic
+from tables.definitions import last_recs, model_version
+
+from agents.behaviour import hot_items, user_behaviour
+
+
+@app.page("/recommendations/{user}/")
+@app.table_route(table=last_recs, match_info="user")
+async def get_recommendations(web, request, user: str):
+    entry = last_recs.get(user)
+    if not entry:
+        return web.json({"user": user, "items": hot_items[: settings.k], "source": "hot-items",
+                         "model_version": model_version()})
+    return web.json({"user": user, "source": "realtime", **entry})
+
+
+@app.page("/users/{user}/behaviour/")
+@app.table_route(table=last_recs, match_info="user")
+async def get_behaviour(web, request, user: str):
+    return web.json(user_behaviour(user))
+
+
+@app.page("/items/hot/")
+async def get_hot_items(web, request):
+    return web.json({"items": list(hot_items), "window_s": settings.hopping_size_s})
+
+
+@app.page("/collect/")
+class Collect(View):
+    """The seeds' collection service: one JSON rating (has ``rating``) or event (has ``event``)."""
+
+    async def post(self, request):
+        body = await request.read()
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict):
+                raise InvalidInput("bad_json", "not a JSON object")
+            if "rating" in data:
+                record, topic = parse_rating(data, rating_min=settings.rating_min,
+                                             rating_max=settings.rating_max), ratings_topic
+            else:
+                record, topic = parse_event(data), events_topic
+        except InvalidInput as exc:
+            metrics.count(f"collect.rejected.{exc.reason}")
+            return self.json({"error": exc.reason, "detail": exc.detail}, status=400)
+        except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError
+            metrics.count("collect.rejected.bad_json")
+            return self.json({"error": "bad_json", "detail": str(exc)[:200]}, status=400)
+        await topic.send(key=record.user.encode(), value=to_json_bytes(record))
+        metrics.count("collect.accepted")
+        return self.json({"accepted": True, "topic": topic.get_topic_name()}, status=202)
+
+
+@app.page("/health/")
+async def health(web, request):
+    assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_ratings)
+    return web.json({"status": "ok", "model_version": model_version(), "ratings_partitions": assigned})
+
+
+@app.page("/metrics/")
+async def get_metrics(web, request):
+    return web.json(metrics.snapshot())

@@ -1,0 +1,573 @@
+"""Explicit-feedback Alternating Least Squares on numpy + scipy.sparse.
+
+The model predicts a rating as::
+
+    r_hat(u, i) = global_mean + user_bias[u] + item_bias[i] + user_factors[u] @ item_factors[i]
+
+and is fitted by ALS with *weighted-lambda* regularisation (Zhou et al. 2008, "Large-scale
+Parallel Collaborative Filtering for the Netflix Prize"; the formulation Spark MLlib
+uses): a user with ``n_u`` ratings gets the ridge term ``reg * n_u * I``, an item with
+``n_i`` ratings ``reg * n_i * I``. With biases on, the bias is solved jointly with the
+factors, as one more unknown that gets the same ridge term: the item side is augmented
+to ``[item_factors, 1]`` when users are solved (the 1 multiplies the user bias), and the
+item bias moves to the target ``r - global_mean - item_bias``; and symmetrically.
+
+Why it is fast without a Python loop per user (see ``_HalfStep``):
+
+* Users with many ratings ("primal" rows) need ``G_u = sum_i v_i v_i^T + reg n_u I``.
+  All of them come from ONE sparse @ dense product: the 0/1 rating-indicator matrix
+  (users x items, CSR) times a dense (items x k(k+1)/2) matrix holding the upper
+  triangle of every item's outer product ``v_i v_i^T``. The right-hand sides are
+  ``R @ V``. Then ``np.linalg.solve`` on the (n, k, k) stack solves every user in C.
+* Users with few ratings (``n_u <= dual_max``, e.g. 68% of Rent the Runway users have a
+  single rating) are solved in the *dual*: for a user with rating rows A (n_u x k),
+  ``(A^T A + lam I)^-1 A^T t == A^T (A A^T + lam I)^-1 t`` (push-through identity), an
+  exact n_u x n_u system instead of a k x k one; n_u = 1 is a closed form.
+* Rows are processed in blocks (bounded memory for millions of users) on a small thread
+  pool: scipy's sparse product and numpy's batched solve release the GIL.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from .similarity import similar_to
+
+log = logging.getLogger("offline_als")
+
+#: Format version written by :meth:`ALS.save`; bump when the file layout changes.
+FORMAT_VERSION = 1
+
+
+def ratings_to_csr(users, items, ratings, shape=None, dtype=np.float32) -> sp.csr_matrix:
+    """Build the (users x items) CSR rating matrix that :meth:`ALS.fit` expects.
+
+    scipy would *sum* duplicate (user, item) pairs, which is wrong for ratings, so
+    duplicates are resolved here: the last occurrence wins (pass triples in time
+    order to keep each user's latest rating of an item).
+
+    Parameters
+    ----------
+    users, items : array-like of int
+        Dense row and column indices (see :class:`offline_als.ids.IdMap`).
+    ratings : array-like of float
+    shape : (n_users, n_items), optional
+        Default: ``(max(users) + 1, max(items) + 1)``.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    ratings = np.asarray(ratings, dtype=dtype)
+    if shape is None:
+        shape = (int(users.max()) + 1 if users.size else 0, int(items.max()) + 1 if items.size else 0)
+    # Keep the last occurrence of each pair: unique() on the reversed keys keeps the
+    # first of the reversed order, i.e. the last of the original order.
+    key = users * shape[1] + items
+    _, first_rev = np.unique(key[::-1], return_index=True)
+    keep = len(key) - 1 - first_rev
+    m = sp.csr_matrix((ratings[keep], (users[keep], items[keep])), shape=shape, dtype=dtype)
+    m.sort_indices()
+    return m
+
+
+@dataclass
+class _HalfStep:
+    """Precomputed layout of one side (users or items) for repeated solving.
+
+    Rows are permuted once so that rows with > ``dual_max`` ratings come first (solved
+    in the primal, in blocks) followed by groups of rows with exactly m ratings for
+    m = dual_max..1 (solved in the dual), then rows with no rating. Every group is then
+    a contiguous slice of the CSR data, so a group's rated columns and targets are a
+    plain ``reshape(n_rows, m)``: no per-iteration fancy indexing of the matrix.
+    """
+
+    order: np.ndarray  # permuted position -> original row
+    indptr: np.ndarray
+    indices: np.ndarray  # columns (the other side's rows), permuted row order
+    data: np.ndarray  # ratings minus global mean, permuted row order
+    n_primal: int
+    primal_blocks: list  # [(row_lo, row_hi, indicator CSR block)]
+    dual_groups: list  # [(m, row_lo, row_hi)]
+    counts: np.ndarray  # ratings per row (permuted order), float32
+
+    @classmethod
+    def build(cls, R: sp.csr_matrix, dual_max: int, block_size: int, n_threads: int) -> "_HalfStep":
+        counts = np.diff(R.indptr)
+        # Stable sort by count descending: deterministic and groups equal counts.
+        order = np.argsort(-counts, kind="stable")
+        Rp = R[order]
+        Rp.sort_indices()
+        counts_p = counts[order]
+        n_primal = int(np.count_nonzero(counts_p > dual_max))
+
+        # Primal blocks: enough blocks to keep every thread busy, each <= block_size.
+        blocks = []
+        if n_primal:
+            n_blocks = max(n_threads, -(-n_primal // block_size))
+            edges = np.linspace(0, n_primal, n_blocks + 1).astype(np.int64)
+            ones = np.ones(Rp.indptr[n_primal], dtype=np.float32)
+            for lo, hi in zip(edges[:-1], edges[1:]):
+                if hi > lo:
+                    a, b = Rp.indptr[lo], Rp.indptr[hi]
+                    ind = sp.csr_matrix(
+                        (ones[a:b], Rp.indices[a:b], Rp.indptr[lo : hi + 1] - a),
+                        shape=(hi - lo, R.shape[1]),
+                    )
+                    blocks.append((int(lo), int(hi), ind))
+
+        groups = []
+        for m in range(dual_max, 0, -1):
+            lo = int(np.searchsorted(-counts_p, -m, side="left"))
+            hi = int(np.searchsorted(-counts_p, -m, side="right"))
+            # Split big groups so that threads share them, still in large chunks.
+            n_chunks = max(1, min(n_threads, (hi - lo) // 4096)) if hi > lo else 0
+            for k in range(n_chunks):
+                a = lo + (hi - lo) * k // n_chunks
+                b = lo + (hi - lo) * (k + 1) // n_chunks
+                if b > a:
+                    groups.append((m, a, b))
+        return cls(
+            order=order,
+            indptr=Rp.indptr,
+            indices=Rp.indices,
+            data=Rp.data.astype(np.float32, copy=False),
+            n_primal=n_primal,
+            primal_blocks=blocks,
+            dual_groups=groups,
+            counts=counts_p.astype(np.float32),
+        )
+
+
+class ALS:
+    """Explicit-feedback matrix factorisation by Alternating Least Squares.
+
+    Parameters
+    ----------
+    rank : int, default 20
+        Number of latent factors.
+    reg : float, default 1.0
+        Regularisation strength lambda (> 0), weighted by each row's rating count
+        (weighted-lambda, as in Spark MLlib).
+    iterations : int, default 10
+        ALS sweeps (each solves all users, then all items).
+    biases : bool, default True
+        Fit a bias per user and per item (jointly with the factors, same weighted
+        ridge penalty). The global mean is removed in every case, so with
+        ``biases=False`` the model is ``global_mean + x_u . y_i``.
+    seed : int, default 42
+        Seed for the initial item factors; same seed and data give the same model.
+    dtype : numpy dtype, default float32
+    progress : bool, default True
+        Show a tqdm bar over the iterations.
+    n_threads : int, optional
+        Threads solving row blocks in parallel (scipy's sparse product and numpy's
+        batched solve release the GIL). Default: the CPUs this process may use.
+    block_size : int, default 65536
+        Rows solved per block; bounds memory to about ``block_size * (rank+1)**2 * 12``
+        bytes per thread.
+    dual_max : int, optional
+        Rows with at most this many ratings are solved in the (exact) dual form.
+        Default ``rank // 2``. 0 disables it.
+
+    Attributes
+    ----------
+    user_factors : ndarray of shape (n_users, rank)
+    item_factors : ndarray of shape (n_items, rank)
+    user_bias : ndarray of shape (n_users,)
+        Zeros when ``biases=False``.
+    item_bias : ndarray of shape (n_items,)
+    global_mean : float
+    train_rmse_ : list of float
+        Training RMSE after each iteration.
+    fit_time_ : float
+        Seconds spent in the last :meth:`fit`.
+
+    Examples
+    --------
+    >>> import scipy.sparse as sp
+    >>> R = sp.random(50, 40, density=0.2, format="csr", random_state=0) * 4 + 1
+    >>> model = ALS(rank=4, iterations=3, progress=False).fit(R)
+    >>> model.predict([0, 1], [2, 3]).shape
+    (2,)
+    """
+
+    def __init__(
+        self,
+        rank: int = 20,
+        reg: float = 1.0,
+        iterations: int = 10,
+        biases: bool = True,
+        seed: int = 42,
+        dtype=np.float32,
+        progress: bool = True,
+        n_threads: int | None = None,
+        block_size: int = 65536,
+        dual_max: int | None = None,
+    ) -> None:
+        self.rank = rank
+        self.reg = reg
+        self.iterations = iterations
+        self.biases = biases
+        self.seed = seed
+        self.dtype = dtype
+        self.progress = progress
+        self.n_threads = n_threads
+        self.block_size = block_size
+        self.dual_max = dual_max
+        # Fitted state (also set by load()).
+        self.user_factors = np.zeros((0, rank), dtype=dtype)
+        self.item_factors = np.zeros((0, rank), dtype=dtype)
+        self.user_bias = np.zeros(0, dtype=dtype)
+        self.item_bias = np.zeros(0, dtype=dtype)
+        self.global_mean = 0.0
+        self.train_rmse_: list[float] = []
+        self.fit_time_ = 0.0
+        # Filled by load() from the file; save() takes them as arguments.
+        self.user_ids: np.ndarray | None = None
+        self.item_ids: np.ndarray | None = None
+        self.metrics: dict = {}
+
+    def get_params(self) -> dict:
+        """Constructor parameters (scikit-learn convention)."""
+        names = ["rank", "reg", "iterations", "biases", "seed", "dtype", "progress",
+                 "n_threads", "block_size", "dual_max"]
+        return {n: getattr(self, n) for n in names}
+
+    def __repr__(self) -> str:
+        return f"ALS(rank={self.rank}, reg={self.reg}, iterations={self.iterations}, biases={self.biases})"
+
+    @property
+    def n_users(self) -> int:
+        return self.user_factors.shape[0]
+
+    @property
+    def n_items(self) -> int:
+        return self.item_factors.shape[0]
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, R: sp.spmatrix) -> "ALS":
+        """Fit the model to a (users x items) sparse rating matrix.
+
+        Parameters
+        ----------
+        R : scipy.sparse matrix, shape (n_users, n_items)
+            Stored entries are the ratings (any float; an explicitly stored 0 counts as
+            a rating of 0, so do not store non-ratings). Duplicates must already be
+            resolved (see :func:`ratings_to_csr`). Users or items without ratings get
+            zero factors and biases, i.e. they are predicted like unseen ones.
+
+        Returns
+        -------
+        self
+        """
+        t_start = time.perf_counter()
+        if self.rank < 1:
+            raise ValueError("rank must be >= 1")
+        if not self.reg > 0:
+            raise ValueError("reg must be > 0 (the per-row systems are singular without it)")
+        dtype = np.dtype(self.dtype)
+        R = sp.csr_matrix(R, dtype=dtype, copy=True)  # copy: we centre it in place
+        R.sum_duplicates()  # canonical form; ratings_to_csr already removed duplicates
+        n_users, n_items = R.shape
+        n_threads = max(1, int(self.n_threads or _available_cpus()))
+        k = self.rank + 1 if self.biases else self.rank  # unknowns per row
+        dual_max = self.rank // 2 if self.dual_max is None else int(self.dual_max)
+
+        self.global_mean = float(R.data.mean(dtype=np.float64)) if R.nnz else 0.0
+        R.data -= dtype.type(self.global_mean)  # every solve works on centred ratings
+        users = _HalfStep.build(R, dual_max, self.block_size, n_threads)
+        items = _HalfStep.build(R.T.tocsr(), dual_max, self.block_size, n_threads)
+        user_of_entry = np.repeat(np.arange(n_users, dtype=np.int32), np.diff(R.indptr))
+
+        # Initial item factors as in Spark: Gaussian vectors scaled to unit length.
+        # Users are solved first, so user factors need no initial values.
+        rng = np.random.default_rng(self.seed)
+        Y = rng.standard_normal((n_items, self.rank)).astype(dtype)
+        Y /= np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), dtype.type(1e-12))
+        X = np.zeros((n_users, self.rank), dtype=dtype)
+        bu = np.zeros(n_users, dtype=dtype)
+        bi = np.zeros(n_items, dtype=dtype)
+
+        self.train_rmse_ = []
+        with ThreadPoolExecutor(n_threads) as pool:
+            bar = tqdm(range(self.iterations), desc="ALS", unit="it", disable=not self.progress)
+            for it in bar:
+                # Users: design rows [y_i, 1] (the 1 multiplies b_u), target r - mu - c_i.
+                sol = self._solve_side(users, _design(Y, self.biases), bi, k, pool)
+                X, bu = _split(sol, self.rank, self.biases, bu)
+                # Items: design rows [x_u, 1], target r - mu - b_u.
+                sol = self._solve_side(items, _design(X, self.biases), bu, k, pool)
+                Y, bi = _split(sol, self.rank, self.biases, bi)
+
+                rmse = _train_rmse(R, user_of_entry, X, Y, bu, bi)
+                self.train_rmse_.append(rmse)
+                log.info("ALS iteration %d/%d: train RMSE %.4f", it + 1, self.iterations, rmse)
+                bar.set_postfix(rmse=f"{rmse:.4f}")
+            bar.close()
+
+        self.user_factors, self.item_factors = X, Y
+        self.user_bias, self.item_bias = bu, bi
+        self.fit_time_ = time.perf_counter() - t_start
+        log.info("ALS fit: %d users x %d items, %d ratings, %.2f s", n_users, n_items, R.nnz, self.fit_time_)
+        return self
+
+    def _solve_side(self, side: _HalfStep, D: np.ndarray, other_bias: np.ndarray, k: int, pool) -> np.ndarray:
+        """Solve every row of one side given the other side's design matrix ``D``.
+
+        Returns the (n_rows, k) solutions in the side's original row order.
+        """
+        dtype = D.dtype
+        n_rows = side.order.size
+        # Targets: centred rating minus the other side's bias (zeros without biases).
+        t = side.data - other_bias[side.indices] if self.biases else side.data
+        out = np.zeros((n_rows, k), dtype=dtype)  # rows without ratings stay 0
+        reg = dtype.type(self.reg)
+
+        # Upper triangle of every other-side row's outer product, flattened:
+        # column j of OP holds D[:, iu[j]] * D[:, ju[j]]. Symmetry halves the product.
+        iu, ju = np.triu_indices(k)
+        OP = D[:, iu] * D[:, ju]
+        diag = np.arange(k)
+
+        def primal(lo, hi, ind):
+            a, b = side.indptr[lo], side.indptr[hi]
+            G_tri = ind @ OP  # (rows, k(k+1)/2): every Gram matrix, one sparse product
+            G = np.empty((hi - lo, k, k), dtype=dtype)
+            G[:, iu, ju] = G_tri
+            G[:, ju, iu] = G_tri
+            G[:, diag, diag] += (reg * side.counts[lo:hi])[:, None]
+            rt = sp.csr_matrix((t[a:b], ind.indices, ind.indptr), shape=ind.shape)
+            rhs = rt @ D  # (rows, k): sum_i t_ui v_i
+            out[side.order[lo:hi]] = np.linalg.solve(G, rhs[:, :, None])[:, :, 0]
+
+        def dual(m, lo, hi):
+            a, b = side.indptr[lo], side.indptr[hi]
+            cols = side.indices[a:b].reshape(hi - lo, m)
+            tt = t[a:b].reshape(hi - lo, m)
+            A = D[cols]  # (rows, m, k): the rated other-side vectors of each row
+            lam = reg * dtype.type(m)
+            if m == 1:
+                # (a a^T + lam I) x = t a  =>  x = a * t / (|a|^2 + lam)
+                a0 = A[:, 0, :]
+                coef = tt[:, 0] / (np.einsum("nk,nk->n", a0, a0) + lam)
+                x = a0 * coef[:, None]
+            else:
+                K = A @ A.transpose(0, 2, 1)  # (rows, m, m)
+                K[:, np.arange(m), np.arange(m)] += lam
+                alpha = np.linalg.solve(K, tt[:, :, None])  # (rows, m, 1)
+                x = (A.transpose(0, 2, 1) @ alpha)[:, :, 0]
+            out[side.order[lo:hi]] = x
+
+        futures = [pool.submit(primal, *blk) for blk in side.primal_blocks]
+        futures += [pool.submit(dual, *grp) for grp in side.dual_groups]
+        for f in futures:
+            f.result()  # re-raises worker exceptions
+        return out
+
+    # ------------------------------------------------------------------ predicting
+    def predict(self, user_idx, item_idx, clip: tuple[float, float] | None = None) -> np.ndarray:
+        """Predicted ratings for pairs ``(user_idx[j], item_idx[j])``.
+
+        Indices outside the trained range (-1, as returned by ``IdMap.lookup`` for
+        unknown ids, any negative value, or >= n_users / n_items) are "unseen": their
+        factors and bias count as zero. So an unseen user gets
+        ``global_mean + item_bias[i]``, an unseen item ``global_mean + user_bias[u]``,
+        and both unseen ``global_mean``.
+
+        Parameters
+        ----------
+        user_idx, item_idx : array-like of int, same length (or scalars)
+        clip : (lo, hi), optional
+            Clip predictions into the rating scale.
+
+        Returns
+        -------
+        ndarray of float32
+        """
+        u = np.atleast_1d(np.asarray(user_idx, dtype=np.int64))
+        i = np.atleast_1d(np.asarray(item_idx, dtype=np.int64))
+        u, i = np.broadcast_arrays(u, i)
+        ku = (u >= 0) & (u < self.n_users)
+        ki = (i >= 0) & (i < self.n_items)
+        pred = np.full(u.shape, self.global_mean, dtype=np.float32)
+        pred[ku] += self.user_bias[u[ku]]
+        pred[ki] += self.item_bias[i[ki]]
+        both = ku & ki
+        if both.any():
+            pred[both] += np.einsum("nk,nk->n", self.user_factors[u[both]], self.item_factors[i[both]])
+        if clip is not None:
+            np.clip(pred, clip[0], clip[1], out=pred)
+        return pred
+
+    def recommend(self, user_idx: int, exclude=None, N: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``N`` items for one user by predicted rating, excluding items given.
+
+        Parameters
+        ----------
+        user_idx : int
+            An unseen user (-1 or out of range) gets the items with the highest
+            ``item_bias`` (the best-rated items overall).
+        exclude : sparse matrix or array-like of int, optional
+            Items not to recommend, typically those already rated: a 1-row sparse
+            matrix (the user's row of the rating matrix), the full (users x items)
+            matrix (row ``user_idx`` is used), or item indices.
+        N : int, default 10
+
+        Returns
+        -------
+        items : ndarray of int32, scores : ndarray of float32
+            Best first; fewer than ``N`` if fewer items remain.
+        """
+        scores = self.global_mean + self.item_bias.astype(np.float32, copy=True)
+        if 0 <= user_idx < self.n_users:
+            scores += self.item_factors @ self.user_factors[user_idx] + self.user_bias[user_idx]
+        if exclude is not None:
+            if sp.issparse(exclude):
+                ex = sp.csr_matrix(exclude)
+                if ex.shape[0] > 1:
+                    ex = ex[user_idx] if 0 <= user_idx < ex.shape[0] else ex[:0]
+                ex_idx = ex.indices
+            else:
+                ex_idx = np.asarray(exclude, dtype=np.int64).ravel()
+            ex_idx = ex_idx[(ex_idx >= 0) & (ex_idx < scores.size)]
+            scores[ex_idx] = -np.inf
+        n = min(int(N), int(np.isfinite(scores).sum()))
+        if n <= 0:
+            return np.empty(0, np.int32), np.empty(0, np.float32)
+        best = np.argpartition(-scores, n - 1)[:n] if n < scores.size else np.arange(scores.size)
+        best = best[np.lexsort((best, -scores[best]))]  # by score desc, then index
+        return best.astype(np.int32), scores[best].astype(np.float32)
+
+    def similar_items(self, item_idx: int, N: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``N`` items most cosine-similar to ``item_idx`` (itself excluded).
+
+        Uses the latent factors only (never the bias). For all items at once use
+        :func:`offline_als.similarity.top_similar` on ``item_factors``.
+        """
+        if not 0 <= item_idx < self.n_items:
+            return np.empty(0, np.int32), np.empty(0, np.float32)
+        return similar_to(self.item_factors, item_idx, N)
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path, user_ids=None, item_ids=None, metrics: dict | None = None) -> str:
+        """Write the model to a ``.npz`` file (no pickle), atomically.
+
+        Parameters
+        ----------
+        path : str or Path
+            Destination; ``.npz`` is appended if missing.
+        user_ids, item_ids : array-like of str, optional
+            External ids of rows / columns (e.g. ``IdMap.to_array()``), so the file is
+            self-contained for publishing.
+        metrics : dict, optional
+            JSON-serialisable metrics stored alongside (e.g. test RMSE, fit time).
+
+        Returns
+        -------
+        str : the path written.
+        """
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            path += ".npz"
+        params = {k: v for k, v in self.get_params().items() if k != "dtype"}
+        params["dtype"] = np.dtype(self.dtype).name
+        arrays = {
+            "format_version": np.array(FORMAT_VERSION),
+            "user_factors": self.user_factors,
+            "item_factors": self.item_factors,
+            "user_bias": self.user_bias,
+            "item_bias": self.item_bias,
+            "global_mean": np.array(self.global_mean, dtype=np.float64),
+            "train_rmse": np.asarray(self.train_rmse_, dtype=np.float64),
+            "params": np.array(json.dumps(params)),
+            "metrics": np.array(json.dumps(metrics or {})),
+        }
+        for name, ids in (("user_ids", user_ids), ("item_ids", item_ids)):
+            if ids is not None:
+                arr = np.asarray([str(x) for x in ids], dtype=str)
+                arrays[name] = arr if arr.size else np.array([], dtype="<U1")
+        # Write to a temp file in the same directory, then rename: readers (the
+        # publisher, a restarted worker) never see a half-written model.
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".npz.tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path) -> "ALS":
+        """Read a model written by :meth:`save`.
+
+        The returned model has ``user_ids`` / ``item_ids`` (numpy str arrays, or None if
+        not saved) and ``metrics`` (dict) set from the file.
+        """
+        with np.load(os.fspath(path), allow_pickle=False) as z:
+            version = int(z["format_version"])
+            if version > FORMAT_VERSION:
+                raise ValueError(f"model file format {version} is newer than this code ({FORMAT_VERSION})")
+            params = json.loads(str(z["params"]))
+            params["dtype"] = np.dtype(params["dtype"])
+            model = cls(**params)
+            model.user_factors = z["user_factors"]
+            model.item_factors = z["item_factors"]
+            model.user_bias = z["user_bias"]
+            model.item_bias = z["item_bias"]
+            model.global_mean = float(z["global_mean"])
+            model.train_rmse_ = z["train_rmse"].tolist()
+            model.metrics = json.loads(str(z["metrics"]))
+            model.user_ids = z["user_ids"] if "user_ids" in z.files else None
+            model.item_ids = z["item_ids"] if "item_ids" in z.files else None
+        return model
+
+
+# ---------------------------------------------------------------------- helpers
+def _available_cpus() -> int:
+    """CPUs this process may run on (respects taskset / container CPU sets)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _design(F: np.ndarray, biases: bool) -> np.ndarray:
+    """The other side's rows as seen by a solve: ``[F, 1]`` with biases, else ``F``."""
+    if not biases:
+        return np.ascontiguousarray(F)
+    return np.hstack([F, np.ones((F.shape[0], 1), dtype=F.dtype)])
+
+
+def _split(sol: np.ndarray, rank: int, biases: bool, bias: np.ndarray):
+    """Solutions -> (factors, bias); without biases the bias stays all-zero."""
+    if not biases:
+        return sol, bias
+    return np.ascontiguousarray(sol[:, :rank]), np.ascontiguousarray(sol[:, rank])
+
+
+def _train_rmse(R, user_of_entry, X, Y, bu, bi, chunk: int = 1 << 20) -> float:
+    """RMSE over the stored entries of the centred matrix ``R``, in bounded memory."""
+    if R.nnz == 0:
+        return 0.0
+    sse = 0.0
+    for a in range(0, R.nnz, chunk):
+        u = user_of_entry[a : a + chunk]
+        i = R.indices[a : a + chunk]
+        err = R.data[a : a + chunk] - (np.einsum("nk,nk->n", X[u], Y[i]) + bu[u] + bi[i])
+        sse += float(np.dot(err, err))
+    return float(np.sqrt(sse / R.nnz))
+
+
+__all__ = ["ALS", "ratings_to_csr", "FORMAT_VERSION"]

@@ -1,0 +1,146 @@
+"""Item-item cosine similarity, top-M neighbours per item, in bounded memory.
+
+The full similarity matrix of 100,000 items would take 40 GB in float32, so items are
+processed in row blocks: one block of rows against all items is a single BLAS matrix
+product, and only the best ``m`` neighbours of each row survive the block.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+#: Bytes a block's similarity matrix may take when ``block`` is not given.
+DEFAULT_BLOCK_BYTES = 8 * 2**20
+
+
+def top_similar(
+    item_factors: np.ndarray,
+    m: int = 50,
+    min_similarity: float = 0.0,
+    block: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``m`` most cosine-similar items of every item.
+
+    Parameters
+    ----------
+    item_factors : ndarray of shape (n_items, rank)
+        Latent item vectors (with ALS biases on, pass ``ALS.item_factors``: the latent
+        columns only, not the bias column).
+    m : int, default 50
+        Neighbours kept per item.
+    min_similarity : float, default 0.0
+        Only neighbours with similarity strictly greater than this are kept.
+    block : int, optional
+        Rows per block. Default: as many as fit ``DEFAULT_BLOCK_BYTES`` (8 MiB) of
+        float32 similarities. Memory is O(block * n_items), never n_items ** 2;
+        small cache-sized blocks measured fastest (the passes over a block after the
+        matrix product then run from CPU cache).
+
+    Returns
+    -------
+    indices : ndarray of int32, shape (n_items, m)
+        Neighbour item indices, best first. Padded with -1 where an item has fewer
+        than ``m`` neighbours above ``min_similarity``.
+    scores : ndarray of float32, shape (n_items, m)
+        Cosine similarities matching ``indices``; NaN in padded slots.
+
+    Notes
+    -----
+    A fixed-width padded layout (rather than ragged lists) keeps the result two plain
+    arrays that slice, save and publish easily; ``indices[i][indices[i] >= 0]`` gives
+    item ``i``'s neighbours. An item is never its own neighbour. Items with an all-zero
+    vector (e.g. never rated, so ALS left them at zero) have no neighbours and are
+    nobody's neighbour. Ties are broken by the lower item index (deterministic).
+    """
+    F = np.asarray(item_factors, dtype=np.float32)
+    if F.ndim != 2:
+        raise ValueError("item_factors must be 2-D (n_items, rank)")
+    n = F.shape[0]
+    m = int(m)
+    if m < 0:
+        raise ValueError("m must be >= 0")
+    indices = np.full((n, m), -1, dtype=np.int32)
+    scores = np.full((n, m), np.nan, dtype=np.float32)
+    if n == 0 or m == 0:
+        return indices, scores
+
+    # Cosine = dot product of unit vectors. Zero vectors stay zero and are masked below.
+    norms = np.linalg.norm(F, axis=1)
+    zero = norms == 0
+    Fn = F / np.where(zero, 1.0, norms)[:, None].astype(np.float32)
+    zero_cols = np.flatnonzero(zero)
+
+    if block is None:
+        block = DEFAULT_BLOCK_BYTES // (4 * n)
+    block = max(1, min(int(block), n))
+
+    # Per-row candidate threshold from a strided sample of columns: the m-th largest
+    # value within a *subset* of the row can only be <= the m-th largest of the whole
+    # row, so every true top-m entry is >= it. Filtering with it leaves ~m * stride
+    # candidates per row to sort, instead of an argpartition over all n columns (which
+    # measured ~2x slower here). Correct for any item order; only the speed depends on
+    # how representative the sample is.
+    sample_stride = max(1, n // max(100 * m, 4096))
+    min_sim = np.nextafter(np.float32(min_similarity), np.float32(np.inf))  # "> min_similarity"
+
+    # Buffers reused across blocks: allocating fresh ones per block costs page faults
+    # that measured as much as the matrix product itself.
+    FnT = np.ascontiguousarray(Fn.T)
+    S_buf = np.empty((block, n), dtype=np.float32)
+    mask_buf = np.empty((block, n), dtype=bool)
+
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        b = stop - start
+        S, mask = S_buf[:b], mask_buf[:b]
+        np.matmul(Fn[start:stop], FnT, out=S)  # (b, n) cosines, one BLAS call
+        rows = np.arange(b)
+        S[rows, rows + start] = -np.inf  # an item is not its own neighbour
+        if zero_cols.size:
+            S[:, zero_cols] = -np.inf
+
+        sample = S[:, ::sample_stride]
+        kth = sample.shape[1] - min(m, sample.shape[1])
+        thresh = np.partition(sample, kth, axis=1)[:, kth]
+        # Also apply min_similarity here, so weak neighbours are never candidates.
+        np.greater_equal(S, np.maximum(thresh, min_sim)[:, None], out=mask)
+        flat = np.flatnonzero(mask)  # 1-D nonzero is much faster than 2-D
+        r = flat // n
+        c = flat - r * n
+        v = S.reshape(-1)[flat]
+
+        # Sort candidates by (row asc, similarity desc) with one float64 key: rows are
+        # 4 apart and -v spans [-1, 1], so rows never mix. Stable sort + ascending
+        # columns from flatnonzero => ties keep the lower item index.
+        order = np.argsort(r * 4.0 - v, kind="stable")
+        r, c, v = r[order], c[order], v[order]
+        row_start = np.searchsorted(r, rows)  # first candidate of each row
+        rank = np.arange(r.size) - row_start[r]
+        keep = rank < m
+        indices[start + r[keep], rank[keep]] = c[keep]
+        scores[start + r[keep], rank[keep]] = v[keep]
+    return indices, scores
+
+
+def similar_to(item_factors: np.ndarray, item: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``n`` cosine neighbours of one item (no blocking needed for one row).
+
+    Same conventions as :func:`top_similar` (self excluded, zero vectors have no
+    neighbours) except that no ``min_similarity`` cut is applied and the result is
+    not padded: arrays may be shorter than ``n``.
+    """
+    F = np.asarray(item_factors, dtype=np.float32)
+    norms = np.linalg.norm(F, axis=1)
+    if norms[item] == 0:
+        return np.empty(0, np.int32), np.empty(0, np.float32)
+    sims = (F @ F[item]) / (np.where(norms == 0, 1.0, norms) * norms[item])
+    sims[norms == 0] = -np.inf
+    sims[item] = -np.inf
+    n = min(n, int(np.isfinite(sims).sum()))
+    if n <= 0:
+        return np.empty(0, np.int32), np.empty(0, np.float32)
+    best = np.argpartition(-sims, n - 1)[:n] if n < sims.size else np.arange(sims.size)
+    best = best[np.lexsort((best, -sims[best]))]
+    return best.astype(np.int32), sims[best].astype(np.float32)
+
+
+__all__ = ["top_similar", "similar_to", "DEFAULT_BLOCK_BYTES"]

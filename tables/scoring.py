@@ -1,0 +1,157 @@
+"""The paper's online algorithm as plain functions (no Kafka, no Faust).
+
+On a rating (u, p, r) the realtime agent calls, in order:
+
+1. :func:`add_recent_rating`  - RK: u's K most recent ratings, one entry per item;
+2. :func:`candidate_items`    - S: the M items most similar to p that u has not rated;
+3. :func:`score_candidates`   - E_uq for every q in S (ARCHITECTURE.md, section 3):
+
+   E_uq = (sum_{r in RK, sim(q,r) > theta} sim(q,r) * R_r) / n_sim
+          + lg(max(incount, 1)) - lg(max(recount, 1))
+
+   candidates with n_sim = 0 get no score;
+4. :func:`merge_lists`        - NewRec = topK(updated U previous), rated items dropped;
+5. :func:`fill_with_fallback` - pad a short list with hot items (no score).
+
+Lists are ``[[item, score], ...]`` best first; ``score`` is ``None`` for fallback items.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Mapping, Optional, Sequence
+
+#: ``[item, rating, ts]`` - one entry of a user's recent ratings.
+RecentRating = list
+#: ``{neighbour_item: similarity}`` for one item.
+Neighbours = Mapping[str, float]
+
+
+def high_rating_cut(rating_min: float, rating_max: float) -> float:
+    """Ratings at or above the middle of the scale are "high" (6 on 2..10, 3 on 1..5)."""
+    return (rating_min + rating_max) / 2.0
+
+
+def add_recent_rating(recent: Sequence[RecentRating], item: str, rating: float, ts: float,
+                      k: int) -> list[RecentRating]:
+    """Return u's K most recent ratings after adding (item, rating, ts).
+
+    One entry per item; the entry with the newer timestamp wins (a tie goes to the new
+    one), so a redelivered or stale event changes nothing. Sorted oldest first.
+    """
+    by_item = {entry[0]: list(entry) for entry in recent}
+    current = by_item.get(item)
+    if current is None or ts >= current[2]:
+        by_item[item] = [item, float(rating), float(ts)]
+    newest = sorted(by_item.values(), key=lambda e: (e[2], e[0]))
+    return newest[-k:] if k > 0 else []
+
+
+def add_rated_item(rated: Sequence[str], item: str, limit: int) -> list[str]:
+    """Remember that the user rated ``item`` (most recent last, at most ``limit`` items)."""
+    items = [i for i in rated if i != item]
+    items.append(item)
+    return items[-limit:] if limit > 0 else []
+
+
+def make_similarity(neighbours_of: Callable[[str], Optional[Neighbours]]) -> Callable[[str, str], float]:
+    """sim(a, b) from top-M neighbour lists: look in a's list, then in b's.
+
+    Cosine is symmetric but top-M lists are not (b may be among a's best, not the
+    reverse), so we check both; an unlisted pair has similarity 0.
+    """
+
+    def sim(a: str, b: str) -> float:
+        if a == b:
+            return 1.0
+        for x, y in ((a, b), (b, a)):
+            neigh = neighbours_of(x)
+            if neigh and y in neigh:
+                return float(neigh[y])
+        return 0.0
+
+    return sim
+
+
+def candidate_items(trigger_neighbours: Optional[Neighbours], rated: Iterable[str], m: int) -> list[str]:
+    """S: the M most similar items to the rated item, skipping items u already rated."""
+    if not trigger_neighbours:
+        return []
+    seen = set(rated)
+    ranked = sorted(trigger_neighbours.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [item for item, _ in ranked if item not in seen][:m]
+
+
+def score_candidates(candidates: Iterable[str], recent: Sequence[RecentRating],
+                     sim: Callable[[str, str], float], *, theta: float, high_cut: float) -> dict[str, float]:
+    """E_uq for every candidate with at least one recent item more similar than theta."""
+    scores: dict[str, float] = {}
+    for q in candidates:
+        weighted, n_sim, incount = 0.0, 0, 0
+        for item, rating, _ts in recent:
+            s = sim(q, item)
+            if s > theta:
+                weighted += s * rating
+                n_sim += 1
+                incount += rating >= high_cut
+        if n_sim == 0:
+            continue
+        recount = n_sim - incount
+        scores[q] = weighted / n_sim + math.log10(max(incount, 1)) - math.log10(max(recount, 1))
+    return scores
+
+
+def base_score(q: str, recent: Sequence[RecentRating], sim: Callable[[str, str], float],
+               theta: float) -> Optional[float]:
+    """The weighted-average part of E_uq alone: a rating prediction (used by evaluation)."""
+    pairs = [(s, rating) for item, rating, _ in recent if (s := sim(q, item)) > theta]
+    if not pairs:
+        return None
+    return sum(s * r for s, r in pairs) / len(pairs)
+
+
+def merge_lists(previous: Sequence[Sequence], updated: Mapping[str, float], k: int,
+                exclude: Iterable[str] = ()) -> list[list]:
+    """NewRec = topK(updated U previous): an item in both takes its new score.
+
+    Fallback entries (score ``None``) of the previous list are dropped (they are
+    recomputed), and so are items in ``exclude`` (items the user has rated).
+    Ties break on item id so the result is deterministic.
+    """
+    excluded = set(exclude)
+    merged = {item: score for item, score, *_ in previous if score is not None and item not in excluded}
+    merged.update((item, score) for item, score in updated.items() if item not in excluded)
+    ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [[item, float(score)] for item, score in ranked[:k]]
+
+
+def fill_with_fallback(ranked: Sequence[Sequence], hot_items: Iterable[str], k: int,
+                       exclude: Iterable[str] = ()) -> list[list]:
+    """Pad a list shorter than K with hot items (score ``None``) the user has not rated."""
+    result = [list(entry) for entry in ranked]
+    if len(result) >= k:
+        return result
+    taken = {entry[0] for entry in result} | set(exclude)
+    for item in hot_items:
+        if len(result) >= k:
+            break
+        if item not in taken:
+            result.append([item, None])
+            taken.add(item)
+    return result
+
+
+def recommend_after_rating(*, item: str, rating: float, ts: float, recent: Sequence[RecentRating],
+                           rated: Sequence[str], previous: Sequence[Sequence],
+                           neighbours_of: Callable[[str], Optional[Neighbours]], hot_items: Iterable[str],
+                           k: int, m: int, theta: float, high_cut: float, rated_limit: int):
+    """The whole update for one rating: returns ``(recent, rated, new_list, n_scored)``.
+
+    This is what the realtime agent calls between reading and writing its tables.
+    """
+    recent = add_recent_rating(recent, item, rating, ts, k)
+    rated = add_rated_item(rated, item, rated_limit)
+    candidates = candidate_items(neighbours_of(item), rated, m)
+    updated = score_candidates(candidates, recent, make_similarity(neighbours_of), theta=theta,
+                               high_cut=high_cut)
+    ranked = merge_lists(previous, updated, k, exclude=rated)
+    return recent, rated, fill_with_fallback(ranked, hot_items, k, exclude=rated), len(updated)
