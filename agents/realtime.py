@@ -13,7 +13,8 @@ from app.app import app
 from app.records import InvalidInput, Recommendation, parse_rating, to_json_bytes
 from app.settings import settings
 from app.topics import ratings_topic, recommendations_topic
-from tables.definitions import last_recs, model_version, neighbours_of, rated_items, recent_ratings
+from tables.definitions import (last_recs, model_version, neighbours_of, rated_items, recent_ratings,
+                                similarity)
 from tables.scoring import high_rating_cut, recommend_after_rating
 
 from agents.behaviour import hot_items
@@ -37,6 +38,7 @@ def memoised(lookup):
 
 @app.agent(ratings_topic)
 async def recommend(stream):
+    await similarity.caught_up.wait()  # never score with a half-loaded model after a restart
     async for event in stream.events():
         started = time.perf_counter()
         try:
@@ -44,30 +46,38 @@ async def recommend(stream):
         except InvalidInput as exc:
             await send_dead_letter(event, exc.reason, exc.detail)
             continue
-        user = rating.user
-        previous = last_recs[user]
-        recent, rated, new_list, n_scored = recommend_after_rating(
-            item=rating.item, rating=rating.rating, ts=rating.ts, recent=recent_ratings[user],
-            rated=rated_items[user], previous=previous.get("items", []), neighbours_of=memoised(neighbours_of),
-            hot_items=hot_items, k=settings.k, m=settings.m, theta=settings.theta, high_cut=HIGH_CUT,
-            rated_limit=settings.rated_items_max,
-        )
-        recent_ratings[user] = recent
-        rated_items[user] = rated
-        version = model_version()
-        last_recs[user] = {"items": new_list, "model_version": version, "ts": rating.ts}
-        produced_at = (event.message.timestamp or 0.0)
-        worker_ms = (time.perf_counter() - started) * 1000.0
-        rec = Recommendation(user=user, items=new_list, model_version=version, trigger_ts=rating.ts,
-                             produced_at=produced_at, emitted_at=time.time(), worker_ms=worker_ms,
-                             reason="rating" if rating.source == "explicit" else rating.source)
-        await recommendations_topic.send(key=user.encode(), value=to_json_bytes(rec))
-        metrics.count("ratings.accepted")
-        metrics.count("lists.sent")
-        metrics.count("lists.scored_candidates", n_scored)
-        metrics.observe_ms("ratings", worker_ms)
-        if produced_at:
-            metrics.observe_ms("ratings.end_to_worker", (time.time() - produced_at) * 1000.0)
+        try:
+            await update_and_send(rating, event, started)
+        except Exception as exc:  # a bug must not stop the stream; the message is kept
+            log.exception("could not process rating at offset %s", event.message.offset)
+            await send_dead_letter(event, "internal_error", repr(exc))
+
+
+async def update_and_send(rating, event, started: float) -> None:
+    user, key = rating.user, rating.user.encode()
+    previous = last_recs[key]
+    recent, rated, new_list, n_scored = recommend_after_rating(
+        item=rating.item, rating=rating.rating, ts=rating.ts, recent=recent_ratings[key],
+        rated=rated_items[key], previous=previous.get("items", []), neighbours_of=memoised(neighbours_of),
+        hot_items=hot_items, k=settings.k, m=settings.m, theta=settings.theta, high_cut=HIGH_CUT,
+        rated_limit=settings.rated_items_max,
+    )
+    recent_ratings[key] = recent
+    rated_items[key] = rated
+    version = model_version()
+    last_recs[key] = {"items": new_list, "model_version": version, "ts": rating.ts}
+    produced_at = event.message.timestamp or 0.0
+    worker_ms = (time.perf_counter() - started) * 1000.0
+    rec = Recommendation(user=user, items=new_list, model_version=version, trigger_ts=rating.ts,
+                         produced_at=produced_at, emitted_at=time.time(), worker_ms=worker_ms,
+                         reason="rating" if rating.source == "explicit" else rating.source)
+    await recommendations_topic.send(key=key, value=to_json_bytes(rec))
+    metrics.count("ratings.accepted")
+    metrics.count("lists.sent")
+    metrics.count("lists.scored_candidates", n_scored)
+    metrics.observe_ms("ratings", worker_ms)
+    if produced_at:
+        metrics.observe_ms("ratings.end_to_worker", (time.time() - produced_at) * 1000.0)
 
 
 @app.timer(interval=settings.log_every_s)

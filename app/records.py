@@ -13,7 +13,8 @@ Wire formats (key = user id as UTF-8 bytes unless noted):
 - ``user-events``: ``{"user": "u1", "item": "i9", "event": "view", "ts": ...,
   "category": "shoes", "query": null}`` (``item`` may be empty for ``search``).
 - ``item-similarity`` (compacted, key = item id): ``{"item": "i9", "neighbours":
-  [["i3", 0.93], ...], "version": "...", "trained_at": ...}``; the key ``__model__``
+  {"i3": 0.93, ...}, "version": "...", "trained_at": ...}`` (neighbours best first; an
+  object so that readers get a lookup table straight from the JSON decoder); the key ``__model__``
   carries ``{"version": ..., "items": n, "trained_at": ...}`` once all items are sent.
   A ``null`` value (tombstone) removes an item that left the model.
 - ``recommendations`` (compacted): :class:`Recommendation`.

@@ -18,7 +18,7 @@ from app.app import app
 from app.records import InvalidInput, parse_event, parse_rating, to_json_bytes
 from app.settings import settings
 from app.topics import events_topic, ratings_topic
-from tables.definitions import last_recs, model_version
+from tables.definitions import last_recs, model_version, similarity
 
 from agents.behaviour import hot_items, user_behaviour
 
@@ -26,7 +26,7 @@ from agents.behaviour import hot_items, user_behaviour
 @app.page("/recommendations/{user}/")
 @app.table_route(table=last_recs, match_info="user")
 async def get_recommendations(web, request, user: str):
-    entry = last_recs.get(user)
+    entry = last_recs.get(user.encode())
     if not entry:
         return web.json({"user": user, "items": hot_items[: settings.k], "source": "hot-items",
                          "model_version": model_version()})
@@ -73,7 +73,8 @@ class Collect(View):
 @app.page("/health/")
 async def health(web, request):
     assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_ratings)
-    return web.json({"status": "ok", "model_version": model_version(), "ratings_partitions": assigned})
+    return web.json({"status": "ok", "model_version": model_version(), "model_items": len(similarity.neighbours),
+                     "model_loaded": similarity.caught_up.is_set(), "ratings_partitions": assigned})
 
 
 @app.page("/metrics/")

@@ -6,6 +6,8 @@ product, and only the best ``m`` neighbours of each row survive the block.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 #: Bytes a block's similarity matrix may take when ``block`` is not given.
@@ -17,6 +19,7 @@ def top_similar(
     m: int = 50,
     min_similarity: float = 0.0,
     block: int | None = None,
+    n_threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-``m`` most cosine-similar items of every item.
 
@@ -34,6 +37,9 @@ def top_similar(
         float32 similarities. Memory is O(block * n_items), never n_items ** 2;
         small cache-sized blocks measured fastest (the passes over a block after the
         matrix product then run from CPU cache).
+
+    n_threads : int, default 1
+        Threads working on row ranges (each with its own block buffers).
 
     Returns
     -------
@@ -82,21 +88,39 @@ def top_similar(
     sample_stride = max(1, n // max(100 * m, 4096))
     min_sim = np.nextafter(np.float32(min_similarity), np.float32(np.inf))  # "> min_similarity"
 
+    FnT = np.ascontiguousarray(Fn.T)
+    args = (Fn, FnT, zero, zero_cols, m, min_sim, sample_stride, block, indices, scores)
+    n_threads = max(1, int(n_threads))
+    if n_threads == 1:
+        _rows_top(0, n, *args)
+    else:
+        # Row ranges on a thread pool (numpy and BLAS release the GIL); each range
+        # writes disjoint rows of the output.
+        step = max(block, -(-n // (8 * n_threads)))
+        with ThreadPoolExecutor(n_threads) as pool:
+            jobs = [pool.submit(_rows_top, lo, min(lo + step, n), *args) for lo in range(0, n, step)]
+            for j in jobs:
+                j.result()
+    return indices, scores
+
+
+def _rows_top(lo, hi, Fn, FnT, zero, zero_cols, m, min_sim, sample_stride, block, indices, scores):
+    """Fill ``indices[lo:hi]`` / ``scores[lo:hi]``, ``block`` rows at a time."""
+    n = Fn.shape[0]
     # Buffers reused across blocks: allocating fresh ones per block costs page faults
     # that measured as much as the matrix product itself.
-    FnT = np.ascontiguousarray(Fn.T)
     S_buf = np.empty((block, n), dtype=np.float32)
     mask_buf = np.empty((block, n), dtype=bool)
-
-    for start in range(0, n, block):
-        stop = min(start + block, n)
+    for start in range(lo, hi, block):
+        stop = min(start + block, hi)
         b = stop - start
         S, mask = S_buf[:b], mask_buf[:b]
         np.matmul(Fn[start:stop], FnT, out=S)  # (b, n) cosines, one BLAS call
         rows = np.arange(b)
         S[rows, rows + start] = -np.inf  # an item is not its own neighbour
         if zero_cols.size:
-            S[:, zero_cols] = -np.inf
+            S[:, zero_cols] = -np.inf  # zero vectors are nobody's neighbour...
+            S[zero[start:stop]] = -np.inf  # ...and have no neighbours themselves
 
         sample = S[:, ::sample_stride]
         kth = sample.shape[1] - min(m, sample.shape[1])
@@ -118,7 +142,6 @@ def top_similar(
         keep = rank < m
         indices[start + r[keep], rank[keep]] = c[keep]
         scores[start + r[keep], rank[keep]] = v[keep]
-    return indices, scores
 
 
 def similar_to(item_factors: np.ndarray, item: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -2,33 +2,39 @@
 
 Per-user tables are RocksDB-backed with a changelog topic (the Faust default store,
 ``RECSYS_STORE``), so a killed worker gets its partitions' state back on restart or on
-another worker. The similarity table is a GlobalTable (every worker holds every item's
-neighbours) read straight from the compacted ``item-similarity`` topic the ALS worker
-publishes: that topic IS its changelog, so it lives in memory and is rebuilt from the
-topic at start-up.
+another worker. The item similarities are held by every worker in full, read straight
+from the compacted ``item-similarity`` topic the ALS worker publishes (see
+:class:`SimilarityBroadcast` for why that is not a Faust GlobalTable).
 """
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from datetime import timedelta
 
 import faust
+from aiokafka.structs import TopicPartition
 
+from app import tansu_compat
 from app.app import app
 from app.records import MODEL_MARKER_KEY
 from app.settings import settings
 
+log = logging.getLogger(__name__)
 
 #: Windowed tables have tuple keys ``(user, event)``: JSON keys, not the app's raw ones.
 JSON_KEYS = faust.Schema(key_serializer="json", value_serializer="json")
 
 
 def _user_table(name: str, default, help: str):
-    # The app's raw UTF-8 keys, exactly as on the input topics, so the web router's
-    # key -> partition -> worker mapping agrees with the ratings topic's partitioner.
-    return app.Table(name, default=default, partitions=settings.partitions, help=help)
+    # Keys are the user id's UTF-8 bytes, exactly the input topics' keys, so that the web
+    # router's key -> partition -> worker mapping agrees with the input topics'
+    # partitioner (Faust's default JSON keys would hash ``"u1"``, not ``u1``).
+    return app.Table(name, default=default, partitions=settings.partitions, key_type=bytes, help=help)
 
 
-#: user -> the K most recent ratings ``[[item, rating, ts], ...]``, one per item.
+#: user (bytes) -> the K most recent ratings ``[[item, rating, ts], ...]``, one per item.
 recent_ratings = _user_table("recent_ratings", list, "K most recent ratings per user")
 #: user -> items the user rated, most recent last (bounded by RECSYS_RATED_ITEMS_MAX).
 rated_items = _user_table("rated_items", list, "items each user has rated")
@@ -36,45 +42,95 @@ rated_items = _user_table("rated_items", list, "items each user has rated")
 last_recs = _user_table("last_recs", dict, "last recommendation list per user")
 
 
-class SimilarityTable(faust.GlobalTable):
-    """item -> ``{neighbour: similarity}``; converts each message once, on arrival."""
+class SimilarityBroadcast:
+    """item -> ``{neighbour: similarity}``, every item, on every worker.
 
-    def _changelog_topic_name(self) -> str:
-        # Faust's assignor asks for this name instead of the custom changelog topic's,
-        # finds no such topic and the group join hangs (faust-streaming 0.15.3).
-        return self.changelog_topic.get_topic_name()
+    The stream equivalent of the paper's Flink broadcast stream: each worker tails ALL
+    partitions of the compacted ``item-similarity`` topic from the beginning (no
+    consumer group) and keeps the last value per key in memory; a tombstone removes an
+    item. New model versions overwrite items one by one, so there is no gap in service.
 
-    def _to_value(self, v):
-        if isinstance(v, dict) and "neighbours" in v:
-            return {"neighbours": {str(n): float(s) for n, s in v["neighbours"]},
-                    "version": v.get("version", "")}
-        return v
+    Why not a Faust GlobalTable: with faust-streaming 0.15.3 (a) a GlobalTable whose
+    changelog is another process's topic hangs the group join (the assignor looks for
+    ``<app>-<table>-changelog``), (b) its "active" changelog partitions are read only
+    during recovery, so a model published later never arrives, and (c) with
+    ``synchronize_all_active_partitions`` it does arrive but the worker's agents stop
+    receiving their own input. Each was reproduced on the embedded broker.
+    """
+
+    def __init__(self) -> None:
+        self.neighbours: dict[str, dict[str, float]] = {}
+        self.marker: dict = {}
+        self.messages = 0
+        #: Set once everything that was in the topic at start-up has been read; the
+        #: realtime agent waits for it so a restarted worker never scores without a model.
+        self.caught_up = asyncio.Event()
+
+    def apply(self, key: bytes, value: bytes | None) -> None:
+        """Apply one message of the topic (last value per key wins)."""
+        item = key.decode("utf-8", "replace")
+        self.messages += 1
+        if value is None:
+            self.neighbours.pop(item, None)
+            return
+        try:
+            data = json.loads(value)
+        except ValueError:
+            log.warning("ignoring undecodable similarity message for %r", item)
+            return
+        if item == MODEL_MARKER_KEY:
+            self.marker = data
+        elif isinstance(data, dict) and isinstance(data.get("neighbours"), dict):
+            self.neighbours[item] = {str(n): float(s) for n, s in data["neighbours"].items()}
+
+    async def follow(self, conf=settings) -> None:
+        """Tail the topic for as long as the worker runs."""
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            conf.topic_similarity, bootstrap_servers=conf.bootstrap_servers, group_id=None,
+            auto_offset_reset="earliest", enable_auto_commit=False,
+            fetch_max_wait_ms=tansu_compat.FETCH_MAX_WAIT_MS if conf.uses_embedded_broker else 500,
+            **conf.kafka_security_kwargs())
+        await consumer.start()
+        try:
+            partitions = [TopicPartition(conf.topic_similarity, p)
+                          for p in sorted(consumer.partitions_for_topic(conf.topic_similarity) or [])]
+            if conf.uses_embedded_broker:  # Tansu's ListOffsets is wrong (see tansu_compat)
+                end = await tansu_compat.fetch_high_watermarks(consumer._client, partitions)
+            else:
+                end = await consumer.end_offsets(partitions)
+            pending = {tp for tp, offset in end.items() if offset > 0}
+            while True:
+                if not pending and not self.caught_up.is_set():
+                    log.info("similarity model loaded: %d items, version %r", len(self.neighbours),
+                             self.marker.get("version"))
+                    self.caught_up.set()
+                batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                for tp, records in batches.items():
+                    for record in records:
+                        self.apply(record.key, record.value)
+                    if tp in pending and records[-1].offset + 1 >= end[tp]:
+                        pending.discard(tp)
+        finally:
+            await consumer.stop()
 
 
-item_similarity = app.tables.add(SimilarityTable(
-    app,
-    name=settings.topic_similarity,
-    beacon=app.tables.beacon,
-    is_global=True,
-    standby_buffer_size=1,  # apply model updates as they arrive, like app.GlobalTable does
-    # The ALS worker's topic is this table's changelog: JSON values, raw item-id keys.
-    changelog_topic=app.topic(settings.topic_similarity, key_type=bytes, key_serializer="raw",
-                              value_serializer="json", partitions=settings.partitions, compacting=True),
-    partitions=settings.partitions,
-    store="memory://",
-    help="item neighbours from the offline ALS model",
-))
+similarity = SimilarityBroadcast()
+
+
+@app.task
+async def follow_similarity() -> None:
+    await similarity.follow()
 
 
 def neighbours_of(item: str):
     """``{neighbour: similarity}`` of one item, or None when the model does not know it."""
-    entry = item_similarity.get(item.encode())
-    return entry["neighbours"] if entry else None
+    return similarity.neighbours.get(item)
 
 
 def model_version() -> str:
-    marker = item_similarity.get(MODEL_MARKER_KEY.encode())
-    return str(marker.get("version", "")) if marker else ""
+    return str(similarity.marker.get("version", ""))
 
 
 # --------------------------------------------------------------- behaviour windows

@@ -1,0 +1,69 @@
+"""Publishing a model's item neighbours to the compacted ``item-similarity`` topic.
+
+One message per item (key: item id; value: neighbours with scores, model version,
+trained-at time), tombstones for items that left the model, then the ``__model__``
+marker, so a reader that has seen the marker knows the whole model has landed. Every
+worker's similarity GlobalTable is fed from this topic.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from app.records import MODEL_MARKER_KEY
+from app.settings import Settings, settings
+
+
+def neighbour_lists(indices: np.ndarray, scores: np.ndarray, item_ids: Sequence[str],
+                    decimals: int = 4) -> dict[str, dict[str, float]]:
+    """``{item: {neighbour: score, ...}}`` (best first) from
+    :func:`offline_als.similarity.top_similar` output (rows padded with index -1 where
+    an item has fewer neighbours)."""
+    result: dict[str, dict[str, float]] = {}
+    for row, item in enumerate(item_ids):
+        keep = indices[row] >= 0
+        result[item] = {item_ids[j]: round(float(s), decimals)
+                        for j, s in zip(indices[row][keep], scores[row][keep])}
+    return result
+
+
+def similarity_messages(neighbours: Mapping[str, list], version: str, trained_at: float,
+                        removed: Iterable[str] = ()) -> list[tuple[bytes, bytes | None]]:
+    """The (key, value) messages of one model, marker last."""
+    messages: list[tuple[bytes, bytes | None]] = [
+        (item.encode(), json.dumps({"item": item, "neighbours": dict(neigh), "version": version,
+                                    "trained_at": trained_at}, separators=(",", ":")).encode())
+        for item, neigh in neighbours.items()
+    ]
+    messages.extend((item.encode(), None) for item in removed if item not in neighbours)
+    marker = {"version": version, "items": len(neighbours), "trained_at": trained_at}
+    messages.append((MODEL_MARKER_KEY.encode(), json.dumps(marker).encode()))
+    return messages
+
+
+async def publish_similarity(neighbours: Mapping[str, list], version: str, *, conf: Settings = settings,
+                             removed: Iterable[str] = (), trained_at: float | None = None) -> int:
+    """Send one model to ``conf.topic_similarity``; returns the number of messages sent.
+
+    ``neighbours`` is ``{item: {neighbour: score}}`` (lists of pairs are accepted too).
+    """
+    from aiokafka import AIOKafkaProducer
+
+    messages = similarity_messages(neighbours, version, trained_at or time.time(), removed)
+    producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, linger_ms=20,
+                                max_batch_size=512 * 1024, max_request_size=4 * 1024 * 1024,
+                                **conf.kafka_security_kwargs())
+    await producer.start()
+    try:
+        for key, value in messages[:-1]:
+            await producer.send(conf.topic_similarity, key=key, value=value)
+        await producer.flush()
+        # The marker goes out only once every item message is acknowledged.
+        key, value = messages[-1]
+        await producer.send_and_wait(conf.topic_similarity, key=key, value=value)
+    finally:
+        await producer.stop()
+    return len(messages)

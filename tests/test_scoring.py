@@ -1,0 +1,107 @@
+"""The paper's formula and merge, checked on hand-computed cases (no broker)."""
+import math
+
+import pytest
+
+from tables.scoring import (add_rated_item, add_recent_rating, base_score, candidate_items, fill_with_fallback,
+                            high_rating_cut, make_similarity, merge_lists, recommend_after_rating,
+                            score_candidates)
+
+NEIGHBOURS = {
+    "p": {"a": 0.9, "b": 0.8, "c": 0.7, "r1": 0.65, "d": 0.5},
+    "a": {"p": 0.9, "r1": 0.7, "r2": 0.95},
+    "b": {"r2": 0.61},
+    "c": {"r1": 0.55},
+}
+SIM = make_similarity(NEIGHBOURS.get)
+
+
+def test_high_cut_is_scale_relative():
+    assert high_rating_cut(2, 10) == 6  # Rent the Runway: 6, 8, 10 are high
+    assert high_rating_cut(1, 5) == 3
+
+
+def test_similarity_looks_in_both_lists_and_defaults_to_zero():
+    assert SIM("a", "r2") == 0.95
+    assert SIM("r2", "a") == 0.95  # r2 has no list; found in a's
+    assert SIM("c", "r2") == 0.0
+    assert SIM("x", "x") == 1.0
+
+
+def test_candidates_are_top_m_neighbours_not_rated():
+    assert candidate_items(NEIGHBOURS["p"], rated=["p", "b"], m=3) == ["a", "c", "r1"]
+    assert candidate_items(None, rated=[], m=3) == []
+
+
+def test_score_by_hand():
+    # recent: r1 rated 8 (high on 2..10), r2 rated 4 (low), p rated 10 (high)
+    recent = [["r1", 8.0, 1.0], ["r2", 4.0, 2.0], ["p", 10.0, 3.0]]
+    scores = score_candidates(["a", "b", "c"], recent, SIM, theta=0.6, high_cut=6.0)
+    # a: sims r1 .7 (8), r2 .95 (4), p .9 (10): all > .6, incount 2, recount 1
+    expected_a = (0.7 * 8 + 0.95 * 4 + 0.9 * 10) / 3 + math.log10(2) - math.log10(1)
+    # b: r2 .61 (4, low), p .8 (10, high): incount 1, recount 1
+    expected_b = (0.61 * 4 + 0.8 * 10) / 2
+    # c: r1 .55 is below theta; p .7 (10): n_sim 1
+    expected_c = 0.7 * 10
+    assert scores == pytest.approx({"a": expected_a, "b": expected_b, "c": expected_c})
+
+
+def test_candidate_without_similar_recent_item_gets_no_score():
+    scores = score_candidates(["d"], [["r2", 4.0, 1.0]], SIM, theta=0.6, high_cut=6.0)
+    assert scores == {}
+
+
+def test_recount_lowers_the_score():
+    recent_low = [["r1", 2.0, 1.0], ["r2", 2.0, 2.0], ["p", 2.0, 3.0]]
+    scores = score_candidates(["a"], recent_low, SIM, theta=0.6, high_cut=6.0)
+    assert scores["a"] == pytest.approx((0.7 * 2 + 0.95 * 2 + 0.9 * 2) / 3 - math.log10(3))
+
+
+def test_recent_ratings_one_entry_per_item_newest_wins_and_bounded():
+    recent = add_recent_rating([], "a", 4, 10.0, k=3)
+    recent = add_recent_rating(recent, "b", 5, 11.0, k=3)
+    assert add_recent_rating(recent, "a", 1, 9.0, k=3) == recent  # stale event changes nothing
+    assert add_recent_rating(recent, "b", 5, 11.0, k=3) == recent  # redelivery changes nothing
+    recent = add_recent_rating(recent, "a", 2, 12.0, k=3)
+    assert recent == [["b", 5.0, 11.0], ["a", 2.0, 12.0]]
+    recent = add_recent_rating(recent, "c", 3, 13.0, k=3)
+    recent = add_recent_rating(recent, "d", 3, 14.0, k=3)
+    assert [e[0] for e in recent] == ["a", "c", "d"]
+
+
+def test_rated_items_bounded_most_recent_last():
+    rated = []
+    for item in ["a", "b", "a", "c"]:
+        rated = add_rated_item(rated, item, limit=2)
+    assert rated == ["a", "c"]
+
+
+def test_merge_takes_new_priority_drops_rated_and_keeps_k_best():
+    previous = [["x", 9.0], ["y", 5.0], ["z", 1.0], ["hot", None]]
+    merged = merge_lists(previous, {"y": 7.0, "w": 6.0}, k=3, exclude=["x"])
+    assert merged == [["y", 7.0], ["w", 6.0], ["z", 1.0]]
+
+
+def test_fallback_fills_short_lists_with_unrated_hot_items():
+    filled = fill_with_fallback([["a", 3.0]], ["a", "h1", "rated", "h2", "h3"], k=3, exclude=["rated"])
+    assert filled == [["a", 3.0], ["h1", None], ["h2", None]]
+
+
+def test_base_score_is_the_weighted_average_part():
+    recent = [["r1", 8.0, 1.0], ["p", 10.0, 2.0]]
+    assert base_score("a", recent, SIM, 0.6) == pytest.approx((0.7 * 8 + 0.9 * 10) / 2)
+    assert base_score("d", [["r2", 4.0, 1.0]], SIM, 0.6) is None
+
+
+def test_whole_update_never_recommends_rated_items():
+    recent, rated, new_list, n = recommend_after_rating(
+        item="p", rating=10.0, ts=3.0, recent=[["r1", 8.0, 1.0]], rated=["r1", "a"], previous=[["a", 9.0]],
+        neighbours_of=NEIGHBOURS.get, hot_items=["p", "h"], k=4, m=5, theta=0.6, high_cut=6.0, rated_limit=10)
+    assert rated == ["r1", "a", "p"]
+    assert [e[0] for e in recent] == ["r1", "p"]
+    items = [e[0] for e in new_list]
+    assert not set(items) & set(rated)
+    # candidates b, c, d (a, r1 rated); d is only 0.5-similar to p, so unscored.
+    # b: only p (0.8, rated 10) counts -> 8.0; c: r1 at 0.55 is below theta, p 0.7 -> 7.0
+    assert new_list == [["b", 8.0], ["c", 7.0], ["h", None]]  # "a" was rated: dropped from the old list
+    assert n == 2
