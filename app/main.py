@@ -97,10 +97,28 @@ def run_broker_command(argv: list[str]) -> int:
     return run_broker_foreground(parser.parse_args(argv).port)
 
 
+#: Commands with their own argparse CLI, dispatched before Faust's (click) CLI sees them.
+PROJECT_COMMANDS = {
+    "broker": ("app.main", "run_broker_command", "run the embedded Tansu broker (dev only)"),
+    "train-als": ("offline_als.train_cli", "main", "train ALS once on a file, print RMSE and timings"),
+    "als-worker": ("offline_als.worker", "main", "consume ratings, retrain ALS periodically, publish"),
+    "evaluate": ("evaluation.run", "main", "replay the paper's evaluation protocol"),
+    "demo": ("app.demo", "main", "broker + worker + ALS + replay, printing live list updates"),
+}
+
+
 def main() -> None:
     """Console script entry point (``recsys``)."""
-    if len(sys.argv) > 1 and sys.argv[1] == "broker":
-        sys.exit(run_broker_command(sys.argv[2:]))
+    import importlib
+
+    if len(sys.argv) > 1 and sys.argv[1] in PROJECT_COMMANDS:
+        module, function, _ = PROJECT_COMMANDS[sys.argv[1]]
+        sys.exit(getattr(importlib.import_module(module), function)(sys.argv[2:]) or 0)
+    if len(sys.argv) > 1 and sys.argv[1] in {"--help", "-h", "help"}:
+        print("Project commands (recsys COMMAND --help for their options):")
+        for name, (_, _, text) in PROJECT_COMMANDS.items():
+            print(f"  {name:<14} {text}")
+        print()
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         from app.topics import create_topics_sync
 

@@ -132,9 +132,23 @@ def _rows_top(lo, hi, Fn, FnT, zero, zero_cols, m, min_sim, sample_stride, block
         c = flat - r * n
         v = S.reshape(-1)[flat]
 
-        # Sort candidates by (row asc, similarity desc) with one float64 key: rows are
-        # 4 apart and -v spans [-1, 1], so rows never mix. Stable sort + ascending
-        # columns from flatnonzero => ties keep the lower item index.
+        # ~m * sample_stride candidates per row remain; cut them to ~m before sorting.
+        # Candidates are grouped by row (flatnonzero is row-major), so a padded
+        # (rows, max count) array is a plain scatter, and a partition gives each row's
+        # exact m-th best value; >= keeps ties, so nothing is lost.
+        row_start = np.searchsorted(r, rows)  # first candidate of each row
+        count = np.diff(np.append(row_start, r.size))
+        width = int(count.max()) if r.size else 0
+        if width > m:
+            padded = np.full((b, width), -np.inf, dtype=np.float32)
+            padded[r, np.arange(r.size) - row_start[r]] = v
+            kth_best = np.partition(padded, width - m, axis=1)[:, width - m]
+            sel = v >= kth_best[r]
+            r, c, v = r[sel], c[sel], v[sel]
+
+        # Sort by (row asc, similarity desc) with one float64 key: rows are 4 apart
+        # and -v spans [-1, 1], so rows never mix. Stable sort + ascending columns
+        # from flatnonzero => ties keep the lower item index.
         order = np.argsort(r * 4.0 - v, kind="stable")
         r, c, v = r[order], c[order], v[order]
         row_start = np.searchsorted(r, rows)  # first candidate of each row
