@@ -107,11 +107,13 @@ class Replay:
 
 
 def replay_user(case: UserCase, model: Model, *, k: int, m: int, theta: float, high_cut: float,
-                rated_limit: int = 1000, hot_items: Sequence[str] = (), carry_over: bool = True) -> Replay:
+                rated_limit: int = 1000, hot_items: Sequence[str] = (), carry_over: bool = True,
+                decay: float = 1.0) -> Replay:
     """Feed the user's history and trigger, oldest first, to ``recommend_after_rating``.
 
     ``carry_over=False`` is our variant: the previous list is not merged in (each list
-    is the fresh top-K of the trigger's scored candidates, padded with hot items)."""
+    is the fresh top-K of the trigger's scored candidates, padded with hot items).
+    ``decay`` multiplies the previous list's scores before the merge (1.0 = paper)."""
     recent: list = []
     rated: list = []
     previous: list = []
@@ -121,7 +123,7 @@ def replay_user(case: UserCase, model: Model, *, k: int, m: int, theta: float, h
             item=item, rating=rating, ts=ts, recent=recent, rated=rated,
             previous=previous if carry_over else [],
             neighbours_of=model.neighbours_of, hot_items=hot_items, k=k, m=m, theta=theta,
-            high_cut=high_cut, rated_limit=rated_limit)
+            high_cut=high_cut, rated_limit=rated_limit, decay=decay)
         lists.append(previous)
         n_scored.append(n)
     return Replay(recent=recent, lists=lists, n_scored=n_scored)

@@ -177,9 +177,16 @@ def write_report(result: dict, out_dir) -> list[str]:
 
     if r.get("through_stream"):
         s = r["through_stream"]
-        L.append("## Stream replay check\n")
-        L.append(f"{s['mode']}: {s['identical_lists']} of {s['users']} users got the same final list as in "
-                 "the per-user replay.\n")
+        L.append("## Through the stream (real worker on the broker)\n")
+        L.append(f"{s['mode']}. Broker: {s['broker']}. {s['ratings_produced']} ratings of {s['users']} users "
+                 f"produced at {s['produce_rate_per_s']:g}/s (0 = unpaced); {s['lists_received']} lists received.\n")
+        L.append(f"- final list identical to the offline replay: **{s['identical_lists']} of {s['users']}** users "
+                 f"(every intermediate list too: {s['identical_all_lists']}); largest score difference "
+                 f"{s['max_abs_score_diff']}")
+        L.append(f"- produced -> emitted: p50 {_f(s['p50_ms'], 1)} ms, p99 {_f(s['p99_ms'], 1)} ms "
+                 f"(inside the worker: p50 {_f(s['worker_p50_ms'], 2)} ms, p99 {_f(s['worker_p99_ms'], 2)} ms)")
+        L.append(f"- in-process interleaved replay (table-like state, no broker): "
+                 f"{s.get('in_process_identical_lists')} of {s['users']} identical final lists\n")
     L.append(f"ALS fit {_f(r['als_fit_seconds'], 2)} s, similarity {_f(r['similarity_seconds'], 2)} s; "
              f"whole run {_f(r['seconds'], 1)} s.\n")
     L.append("Data: Rent the Runway (Misra, Wan, McAuley, RecSys 2018, UCSD) / MovieLens (GroupLens), "

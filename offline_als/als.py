@@ -186,8 +186,9 @@ class ALS:
     progress : bool, default True
         Show a tqdm bar over the iterations.
     n_threads : int, optional
-        Threads solving row blocks in parallel (scipy's sparse product and numpy's
-        batched solve release the GIL). Default: the CPUs this process may use.
+        Threads solving chunks of rows in parallel (numpy's gathers, BLAS products
+        and the batched solves release the GIL). Default: the CPUs this process may
+        use. Results do not depend on it.
     chunk_entries : int, default 262144
         Ratings (padded) handled per chunk of rows; bounds the temporary memory to
         about ``chunk_entries * (rank+1) * 4`` bytes (+ the chunk's Gram matrices)

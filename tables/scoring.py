@@ -110,15 +110,21 @@ def base_score(q: str, recent: Sequence[RecentRating], sim: Callable[[str, str],
 
 
 def merge_lists(previous: Sequence[Sequence], updated: Mapping[str, float], k: int,
-                exclude: Iterable[str] = ()) -> list[list]:
+                exclude: Iterable[str] = (), decay: float = 1.0) -> list[list]:
     """NewRec = topK(updated U previous): an item in both takes its new score.
 
     Fallback entries (score ``None``) of the previous list are dropped (they are
     recomputed), and so are items in ``exclude`` (items the user has rated).
     Ties break on item id so the result is deterministic.
+
+    ``decay`` (not in the paper; 1.0 = the paper) multiplies the previous list's scores
+    before the union, so older priorities fade and the newest rating's candidates win
+    more often; 0.0 keeps previous items only as filler below every new candidate with
+    a positive score.
     """
     excluded = set(exclude)
-    merged = {item: score for item, score, *_ in previous if score is not None and item not in excluded}
+    merged = {item: (score if decay == 1.0 else score * decay)
+              for item, score, *_ in previous if score is not None and item not in excluded}
     merged.update((item, score) for item, score in updated.items() if item not in excluded)
     ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
     return [[item, float(score)] for item, score in ranked[:k]]
@@ -143,15 +149,17 @@ def fill_with_fallback(ranked: Sequence[Sequence], hot_items: Iterable[str], k: 
 def recommend_after_rating(*, item: str, rating: float, ts: float, recent: Sequence[RecentRating],
                            rated: Sequence[str], previous: Sequence[Sequence],
                            neighbours_of: Callable[[str], Optional[Neighbours]], hot_items: Iterable[str],
-                           k: int, m: int, theta: float, high_cut: float, rated_limit: int):
+                           k: int, m: int, theta: float, high_cut: float, rated_limit: int,
+                           decay: float = 1.0):
     """The whole update for one rating: returns ``(recent, rated, new_list, n_scored)``.
 
     This is what the realtime agent calls between reading and writing its tables.
+    ``decay`` is passed to :func:`merge_lists` (1.0, the default, is the paper).
     """
     recent = add_recent_rating(recent, item, rating, ts, k)
     rated = add_rated_item(rated, item, rated_limit)
     candidates = candidate_items(neighbours_of(item), rated, m)
     updated = score_candidates(candidates, recent, make_similarity(neighbours_of), theta=theta,
                                high_cut=high_cut)
-    ranked = merge_lists(previous, updated, k, exclude=rated)
+    ranked = merge_lists(previous, updated, k, exclude=rated, decay=decay)
     return recent, rated, fill_with_fallback(ranked, hot_items, k, exclude=rated), len(updated)

@@ -10,15 +10,12 @@ import asyncio
 import dataclasses
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
+
+from app.local import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -37,30 +34,17 @@ def broker(tmp_path_factory):
 @pytest.fixture
 def stream_env(broker, tmp_path):
     """Environment (and Settings) of an isolated deployment on the session broker."""
-    from app.embedded import free_port
+    from app.local import isolated_env
     from app.settings import Settings
 
-    tag = uuid.uuid4().hex[:8]
-    env = {
-        "RECSYS_BROKER": "",
-        "RECSYS_EMBEDDED_PORT": str(broker.port),
-        "RECSYS_DATA_DIR": str(tmp_path / "data"),
-        "RECSYS_APP_ID": f"recsys-{tag}",
-        "RECSYS_PARTITIONS": "2",
-        "RECSYS_WEB_PORT": str(free_port()),
-        "RECSYS_LOG_EVERY_S": "2",
-    }
-    for name in ("ratings", "events", "raw_logs", "similarity", "recommendations", "dead_letters"):
-        env[f"RECSYS_TOPIC_{name.upper()}"] = f"{tag}-{name.replace('_', '-')}"
-    old = {k: os.environ.get(k) for k in env}
+    env = isolated_env(broker.port, tmp_path / "data", RECSYS_LOG_EVERY_S=2)
+    old = dict(os.environ)
+    os.environ.clear()
     os.environ.update(env)
     conf = Settings()
-    yield StreamEnv(env=dict(os.environ), conf=conf, tmp=tmp_path)
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    yield StreamEnv(env=env, conf=conf, tmp=tmp_path)
+    os.environ.clear()
+    os.environ.update(old)
 
 
 @dataclasses.dataclass
@@ -69,81 +53,14 @@ class StreamEnv:
     conf: object
     tmp: Path
 
-    def worker(self, name: str = "w1", **overrides) -> "WorkerProcess":
+    def worker(self, name: str = "w1") -> WorkerProcess:
         from app.embedded import free_port
 
-        env = dict(self.env, **{k: str(v) for k, v in overrides.items()})
+        env = dict(self.env)
         if name != "w1":  # a second worker on the same machine needs its own port and state dir
-            env.setdefault("RECSYS_WEB_PORT", str(free_port()))
-            env["RECSYS_WEB_PORT"] = overrides.get("RECSYS_WEB_PORT", str(free_port()))
+            env["RECSYS_WEB_PORT"] = str(free_port())
             env["RECSYS_DATA_DIR"] = str(self.tmp / f"data-{name}")
         return WorkerProcess(name=name, env=env, log_path=self.tmp / f"{name}.log").start()
-
-
-@dataclasses.dataclass
-class WorkerProcess:
-    name: str
-    env: dict
-    log_path: Path
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.env['RECSYS_WEB_PORT']}"
-
-    def start(self) -> "WorkerProcess":
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.main", "worker", "-l", "info", "--web-port", self.env["RECSYS_WEB_PORT"]],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        return self
-
-    def get(self, path: str, timeout: float = 5.0):
-        with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
-            return json.loads(resp.read())
-
-    def post(self, path: str, body: bytes):
-        req = urllib.request.Request(self.url + path, data=body, method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read())
-
-    def wait_ready(self, timeout: float = 90.0, partitions: bool = True) -> dict:
-        """Wait until the web server answers and (optionally) ratings partitions are assigned."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.alive(), f"worker {self.name} died:\n{self.log_tail()}"
-            try:
-                health = self.get("/health/", timeout=2)
-                if not partitions or health.get("ratings_partitions"):
-                    return health
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"worker {self.name} not ready in {timeout}s:\n{self.log_tail()}")
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill9(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.alive():
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-
-    def log_tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
 
 
 @pytest.fixture

@@ -143,6 +143,16 @@ def test_same_seed_same_model_other_seed_differs():
     assert not np.allclose(a.item_factors, c.item_factors)
 
 
+def test_thread_count_does_not_change_the_model():
+    u, i, rng = _random_triples(200, 60, 0.2)
+    R = ratings_to_csr(u, i, rng.integers(1, 6, u.size), shape=(200, 60))
+    a = ALS(rank=5, iterations=3, progress=False, n_threads=1, chunk_entries=64).fit(R)
+    b = ALS(rank=5, iterations=3, progress=False, n_threads=3, chunk_entries=64).fit(R)
+    np.testing.assert_array_equal(a.user_factors, b.user_factors)
+    np.testing.assert_array_equal(a.item_bias, b.item_bias)
+    assert a.train_rmse_ == b.train_rmse_
+
+
 def test_fit_does_not_modify_input_and_rejects_bad_reg():
     u, i, rng = _random_triples(20, 10, 0.5)
     R = ratings_to_csr(u, i, rng.integers(1, 6, u.size), shape=(20, 10))

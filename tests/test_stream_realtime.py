@@ -71,15 +71,8 @@ def start_worker_with_model(stream_env, workers, name="w1", version="v-test"):
     workers.append(worker)
     worker.wait_ready()
     run(publish_similarity(MODEL, version, conf=stream_env.conf))
-    wait_for_model(worker, version)
+    worker.wait_ready(model_version=version)
     return worker
-
-
-def wait_for_model(worker, version, timeout=30):
-    deadline = time.monotonic() + timeout
-    while worker.get("/health/")["model_version"] != version:
-        assert time.monotonic() < deadline, worker.log_tail()
-        time.sleep(0.2)
 
 
 def lists_for(conf, user, n, timeout=60):
@@ -166,7 +159,7 @@ def test_two_workers_split_partitions_and_both_serve_the_query_api(stream_env, w
             pass
         assert time.monotonic() < deadline, f"no split: {w1.log_tail(20)}\n{w2.log_tail(20)}"
         time.sleep(0.5)
-    wait_for_model(w2, "v-test")  # the similarity broadcast reaches a worker that joins later too
+    w2.wait_ready(model_version="v-test")  # the similarity broadcast reaches a worker that joins later too
 
     users = [f"user{n}" for n in range(12)]
     run(produce(conf, conf.topic_ratings, [rating_message(u, "i0", 5, 1.0) for u in users]))

@@ -1,0 +1,507 @@
+"""Real-time path benchmark: one worker on a fresh embedded broker.
+
+Three measurements (each phase on its OWN fresh Tansu broker: Tansu never deletes
+anything and every fetch scans all batches of a partition, so data left by one phase
+slows the next; see ../shared/EMBEDDED_BROKER.md):
+
+1. throughput: a similarity model is published first (ALS on a generated shop, or
+   synthetic neighbour lists with ``--model synthetic``; default 5,000 items x 50
+   neighbours), the worker loads it, then ``--ratings`` ratings over ``--users`` users
+   are produced as fast as aiokafka goes; the rate is read from the lists on the
+   recommendations topic (their ``emitted_at``: first to last list, and the steady part
+   after the producer finished).
+2. memory: worker RSS and the size of its data dir (RocksDB) before and after phase 1,
+   scaled to 100k users with state.
+3. latency: ``--latency-rate`` ratings/s for ``--latency-seconds`` s on a second fresh
+   broker; produce -> list received p50/p99 (``produced_at`` is the rating's Kafka
+   timestamp), split into produce -> emitted (worker fetch + processing), emitted ->
+   received (output path) and ``worker_ms`` (time inside the worker).
+
+``--profile`` samples the worker with py-spy during phase 1 and prints where the time
+goes. Prints a table; the LAST line is JSON.
+
+    .venv/bin/python benchmarks/realtime_bench.py                   # ~3-4 minutes
+    .venv/bin/python benchmarks/realtime_bench.py --latency-seconds 20 --ratings 30000 --profile
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.demo import (WorkerProcess, deployment_env, dir_bytes, percentile_ms, process_rss,  # noqa: E402
+                      settings_for, topic_end_offsets, train_neighbours)
+from app.embedded import free_port, start_broker  # noqa: E402
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------ data and model
+def make_data(args):
+    """Ratings for the phases (and ALS training), from one seeded synthetic shop."""
+    from app.generator import generate_ratings_arrays
+
+    n_bench = args.ratings + int(args.latency_rate * args.latency_seconds) + 1000
+    n_train = args.train_ratings if args.model == "als" else 0
+    u, i, r, ts = generate_ratings_arrays(args.users, args.items, n_train + n_bench, seed=args.seed)
+    train = (u[:n_train], i[:n_train], r[:n_train])
+    bench = (u[n_train:], i[n_train:], r[n_train:], ts[n_train:])
+    # Spread the benchmark ratings over all users (the generator's power law would touch
+    # only part of them): user ids are re-drawn uniformly, items and values are kept.
+    rng = np.random.default_rng(args.seed + 1)
+    bench = (rng.integers(args.users, size=bench[0].shape[0]).astype(np.int32),) + bench[1:]
+    return train, bench
+
+
+def synthetic_neighbours(n_items: int, m: int, seed: int) -> dict:
+    """``m`` random neighbours per item, mostly in its own block of 100, similarities
+    0.3..0.99 (about half above theta = 0.6), best first."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for a in range(n_items):
+        block = (a // 100) * 100
+        pool = np.concatenate([np.arange(block, min(block + 100, n_items)), rng.integers(n_items, size=m)])
+        pool = np.unique(pool[pool != a])
+        pick = rng.choice(pool, size=min(m, pool.size), replace=False)
+        sims = np.sort(rng.uniform(0.3, 0.99, pick.size))[::-1]
+        out[f"i{a}"] = {f"i{b}": round(float(s), 4) for b, s in zip(pick, sims)}
+    return out
+
+
+def messages(bench, lo: int, hi: int) -> list[tuple[bytes, bytes]]:
+    u, i, r, ts = bench
+    out = []
+    for k in range(lo, hi):
+        user = f"u{int(u[k])}"
+        value = json.dumps({"user": user, "item": f"i{int(i[k])}", "rating": float(r[k]), "ts": float(ts[k]),
+                            "source": "explicit"}, separators=(",", ":")).encode()
+        out.append((user.encode(), value))
+    return out
+
+
+# ------------------------------------------------------------------ deployment
+class Deployment:
+    """A fresh broker + one worker with a published model, torn down on exit."""
+
+    def __init__(self, name: str, tmp: Path, args, neighbours: dict) -> None:
+        self.name, self.tmp, self.args, self.neighbours = name, tmp / name, args, neighbours
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.broker = self.worker = None
+
+    def __enter__(self) -> "Deployment":
+        from offline_als.publish import publish_similarity
+
+        self.broker = start_broker(0, log_file=str(self.tmp / "broker.log"))
+        tag = uuid.uuid4().hex[:8]
+        self.env = deployment_env(port=self.broker.port, data_dir=self.tmp / "data", app_id=f"bench-{tag}",
+                                  web_port=free_port(),
+                                  extra={"RECSYS_BROKER": "", "RECSYS_PARTITIONS": self.args.partitions,
+                                         "RECSYS_LOG_EVERY_S": 5})
+        self.conf = settings_for(self.env)
+        self.fresh_topics = asyncio.run(topic_end_offsets(self.conf))
+        from app.demo import create_topics
+
+        asyncio.run(create_topics(self.conf))
+        self.worker = WorkerProcess(self.env, self.tmp / "worker.log").start()
+        self.worker.wait_ready()
+        self.version = f"bench-{tag}"
+        t0 = time.perf_counter()
+        self.model_messages = asyncio.run(publish_similarity(self.neighbours, self.version, conf=self.conf))
+        self.worker.wait_model(self.version)
+        self.model_load_s = time.perf_counter() - t0
+        time.sleep(1.0)  # let the start-up settle (first changelog/commit rounds)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.worker:
+            self.worker.stop()
+        if self.broker:
+            self.broker.stop()
+
+    def held(self) -> dict:
+        return asyncio.run(topic_end_offsets(self.conf))
+
+
+async def produce_fast(conf, msgs) -> float:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, linger_ms=20,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    t0 = time.perf_counter()
+    try:
+        pending = []
+        for key, value in msgs:
+            pending.append(await producer.send(conf.topic_ratings, key=key, value=value))
+            if len(pending) >= 10_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return time.perf_counter() - t0
+
+
+async def read_all(conf, topic: str, n: int, timeout: float) -> list[dict]:
+    """The first ``n`` (or all, after ``timeout``) JSON values of ``topic``, with receive times."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=conf.bootstrap_servers, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=100,
+                                max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    out: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(out) < n and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=20_000)
+            now = time.time()
+            for records in batch.values():
+                for rec in records:
+                    if rec.value is not None:
+                        data = json.loads(rec.value)
+                        data["_received"] = now
+                        out.append(data)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def wait_for_count(conf, topic: str, n: int, timeout: float, worker: WorkerProcess) -> int:
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline:
+        count = (await topic_end_offsets(conf, [topic]))[topic]
+        if count >= n or not worker.alive():
+            return count
+        await asyncio.sleep(0.5)
+    return count
+
+
+# ------------------------------------------------------------------ profiling
+def start_profile(pid: int, seconds: float, path: Path):
+    pyspy = Path(sys.executable).with_name("py-spy")
+    cmd = [str(pyspy), "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "200",
+           "--format", "raw", "--output", str(path), "--nonblocking"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def summarise_profile(path: Path, top: int = 25) -> list[str]:
+    """Inclusive share of samples per function (project code and a few libraries)."""
+    inclusive: collections.Counter = collections.Counter()
+    own: collections.Counter = collections.Counter()
+    total = 0
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return ["(no profile written)"]
+    for line in lines:
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        n = int(n)
+        total += n
+        frames = stack.split(";")
+        seen = set()
+        for frame in frames:
+            name = _frame_name(frame)
+            if name not in seen:
+                inclusive[name] += n
+                seen.add(name)
+        own[_frame_name(frames[-1])] += n
+    if not total:
+        return ["(no samples)"]
+    rows = [f"samples: {total} (idle included)",
+            "inclusive % | function"]
+    rows += [f"{100.0 * c / total:10.1f}% | {name}" for name, c in inclusive.most_common(top)]
+    rows += ["self % | function"]
+    rows += [f"{100.0 * c / total:6.1f}% | {name}" for name, c in own.most_common(top)]
+    return rows
+
+
+def _frame_name(frame: str) -> str:
+    # py-spy raw frames: "function (path/to/file.py:line)"
+    func, _, where = frame.partition(" (")
+    file = where.rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+        if marker in file:
+            file = file.split(marker, 1)[1]
+            break
+    return f"{func} ({file})"
+
+
+# ------------------------------------------------------------------ phases
+def phase_throughput(args, tmp, neighbours, bench) -> dict:
+    n = args.ratings
+    msgs = messages(bench, 0, n)
+    users = len({k for k, _ in msgs})
+    with Deployment("throughput", tmp, args, neighbours) as d:
+        data_dir = d.tmp / "data"
+        rss0, disk0 = d.worker.rss_bytes(), dir_bytes(data_dir)
+        prof = None
+        if args.profile:
+            prof_path = d.tmp / "profile.txt"
+            prof = start_profile(d.worker.pid, args.profile_seconds, prof_path)
+        t_start = time.time()
+        produce_s = asyncio.run(produce_fast(d.conf, msgs))
+        t_produced = time.time()
+        log(f"[throughput] produced {n} ratings over {users} users in {produce_s:.2f}s "
+            f"({n / produce_s:,.0f}/s); waiting for the lists")
+        got = asyncio.run(wait_for_count(d.conf, d.conf.topic_recommendations, n, args.timeout, d.worker))
+        t_done = time.time()
+        time.sleep(3.5)  # one commit interval, so the state is written out before measuring
+        rss1, disk1 = d.worker.rss_bytes(), dir_bytes(data_dir)
+        recs = asyncio.run(read_all(d.conf, d.conf.topic_recommendations, got, timeout=120))
+        held = d.held()
+        profile_rows = []
+        if prof is not None:
+            _, err = prof.communicate(timeout=args.profile_seconds + 60)
+            profile_rows = summarise_profile(prof_path)
+            if prof.returncode:
+                profile_rows.insert(0, f"py-spy exit {prof.returncode}: {err.decode(errors='replace')[-300:]}")
+        worker_log = d.worker.log_tail(8)
+        broker_rss = process_rss(d.broker.process.pid)
+
+    emitted = np.sort(np.array([r["emitted_at"] for r in recs]))
+    worker_ms = np.array([r["worker_ms"] for r in recs])
+    n_lists = len(recs)
+    span = float(emitted[-1] - emitted[0]) if n_lists > 1 else float("nan")
+    steady = emitted[emitted >= t_produced]
+    steady_span = float(steady[-1] - steady[0]) if steady.size > 1 else float("nan")
+    lens = np.array([len(r["items"]) for r in recs]) if recs else np.zeros(1)
+    scored = np.array([sum(1 for e in r["items"] if e[1] is not None) for r in recs]) if recs else np.zeros(1)
+    per_100k = 100_000 / max(users, 1)
+    return {
+        "ratings": n, "users": users, "lists": n_lists, "lists_counted_on_topic": got,
+        "produce_s": round(produce_s, 2), "produce_per_s": round(n / produce_s),
+        "rate_first_to_last": round((n_lists - 1) / span) if n_lists > 1 else None,
+        "rate_steady": round((steady.size - 1) / steady_span) if steady.size > 1 else None,
+        "rate_wall": round(n_lists / (t_done - t_start)) if n_lists else None,
+        "worker_ms_p50": percentile_ms(worker_ms, 50), "worker_ms_p99": percentile_ms(worker_ms, 99),
+        "list_len_mean": round(float(lens.mean()), 1), "scored_items_mean": round(float(scored.mean()), 1),
+        "model_version_ok": all(r.get("model_version") == d.version for r in recs),
+        "broker_fresh_topics_at_start": d.fresh_topics,
+        "broker_messages_held": sum(held.values()), "broker_topics": held,
+        "broker_rss_mb": round(broker_rss / 2**20, 1),
+        "worker_rss_before_mb": round(rss0 / 2**20, 1), "worker_rss_after_mb": round(rss1 / 2**20, 1),
+        "data_dir_before_mb": round(disk0 / 2**20, 2), "data_dir_after_mb": round(disk1 / 2**20, 2),
+        "rss_mb_per_100k_users": round((rss1 - rss0) / 2**20 * per_100k, 1),
+        "disk_mb_per_100k_users": round((disk1 - disk0) / 2**20 * per_100k, 1),
+        "model_load_s": round(d.model_load_s, 2), "model_messages": d.model_messages,
+        "profile": profile_rows, "worker_log_tail": worker_log,
+    }
+
+
+async def paced_run(conf, msgs, rate: float, seconds: float) -> tuple[int, float]:
+    """Produce ``msgs`` at ``rate``/s (ticks of 10 ms) while nothing else runs here."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, linger_ms=0)
+    await producer.start()
+    sent = 0
+    t0 = time.monotonic()
+    try:
+        total = min(len(msgs), int(rate * seconds))
+        while sent < total:
+            due = min(total, int((time.monotonic() - t0) * rate) + 1)
+            while sent < due:
+                key, value = msgs[sent]
+                await producer.send(conf.topic_ratings, key=key, value=value)
+                sent += 1
+            await asyncio.sleep(0.01)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent, time.monotonic() - t0
+
+
+async def latency_run(conf, msgs, rate: float, seconds: float):
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(conf.topic_recommendations, bootstrap_servers=conf.bootstrap_servers,
+                                group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+                                fetch_max_wait_ms=100)
+    await consumer.start()
+    recs: list[dict] = []
+    done = asyncio.Event()
+
+    async def reader():
+        while True:
+            batch = await consumer.getmany(timeout_ms=100)
+            now = time.time()
+            for records in batch.values():
+                for rec in records:
+                    if rec.value is not None:
+                        data = json.loads(rec.value)
+                        data["_received"] = now
+                        recs.append(data)
+            if done.is_set() and len(recs) >= sent_box[0]:
+                return
+
+    sent_box = [10**12]
+    task = asyncio.create_task(reader())
+    try:
+        sent, took = await paced_run(conf, msgs, rate, seconds)
+        sent_box[0] = sent
+        done.set()
+        try:
+            await asyncio.wait_for(task, timeout=30)
+        except asyncio.TimeoutError:
+            pass
+    finally:
+        task.cancel()
+        await consumer.stop()
+    return sent, took, recs
+
+
+def phase_latency(args, tmp, neighbours, bench) -> dict:
+    lo = args.ratings
+    n = int(args.latency_rate * args.latency_seconds)
+    msgs = messages(bench, lo, lo + n)
+    with Deployment("latency", tmp, args, neighbours) as d:
+        sent, took, recs = asyncio.run(latency_run(d.conf, msgs, args.latency_rate, args.latency_seconds))
+        held = d.held()
+        worker_log = d.worker.log_tail(6)
+    e2e = [(r["_received"] - r["produced_at"]) * 1000 for r in recs]
+    to_emit = [(r["emitted_at"] - r["produced_at"]) * 1000 for r in recs]
+    out_path = [(r["_received"] - r["emitted_at"]) * 1000 for r in recs]
+    inside = [r["worker_ms"] for r in recs]
+    p99_e2e = percentile_ms(e2e, 99) or float("nan")
+    return {
+        "rate": args.latency_rate, "seconds": round(took, 1), "sent": sent, "lists": len(recs),
+        "achieved_rate": round(sent / took, 1) if took else None,
+        "e2e_p50_ms": percentile_ms(e2e, 50), "e2e_p99_ms": percentile_ms(e2e, 99),
+        "e2e_max_ms": round(max(e2e), 1) if e2e else None,
+        "produce_to_emit_p50_ms": percentile_ms(to_emit, 50), "produce_to_emit_p99_ms": percentile_ms(to_emit, 99),
+        "emit_to_received_p50_ms": percentile_ms(out_path, 50),
+        "emit_to_received_p99_ms": percentile_ms(out_path, 99),
+        "worker_ms_p50": percentile_ms(inside, 50), "worker_ms_p99": percentile_ms(inside, 99),
+        "worker_share_of_p99": round((percentile_ms(inside, 99) or 0) / p99_e2e, 3) if e2e else None,
+        "worker_share_of_mean": round(float(np.mean(inside) / np.mean(e2e)), 3) if e2e else None,
+        "broker_fresh_topics_at_start": d.fresh_topics, "broker_messages_held": sum(held.values()),
+        "worker_log_tail": worker_log,
+    }
+
+
+# ------------------------------------------------------------------ main
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ratings", type=int, default=60_000, help="throughput phase: ratings pre-loaded")
+    p.add_argument("--users", type=int, default=20_000)
+    p.add_argument("--items", type=int, default=5_000)
+    p.add_argument("--neighbours", type=int, default=50, help="neighbours per item in the model")
+    p.add_argument("--model", choices=("als", "synthetic"), default="als")
+    p.add_argument("--train-ratings", type=int, default=200_000, help="ALS training ratings (--model als)")
+    p.add_argument("--latency-rate", type=float, default=500.0)
+    p.add_argument("--latency-seconds", type=float, default=60.0, help="0 skips the latency phase")
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--timeout", type=float, default=300.0, help="max seconds to wait for the lists")
+    p.add_argument("--profile", action="store_true", help="py-spy the worker during the throughput phase")
+    p.add_argument("--profile-seconds", type=float, default=12.0)
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (worker logs, profile)")
+    args = p.parse_args(argv)
+
+    t_all = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="recsys-rtbench-"))
+    os.environ["RECSYS_DATA_DIR"] = str(tmp / "client")  # before anything imports app.app
+    try:
+        train, bench = make_data(args)
+        from app.settings import Settings
+
+        conf0 = Settings()
+        if args.model == "als":
+            neighbours, facts = train_neighbours(*[[f"{p}{x}" for x in a.tolist()] if p else a
+                                                   for p, a in zip(("u", "i", ""), train)],
+                                                 conf=conf0, m=args.neighbours)
+        else:
+            t0 = time.perf_counter()
+            neighbours = synthetic_neighbours(args.items, args.neighbours, args.seed)
+            facts = {"items": len(neighbours), "neighbours_per_item": args.neighbours,
+                     "seconds": round(time.perf_counter() - t0, 2)}
+        sims = np.array([s for d in neighbours.values() for s in d.values()])
+        facts["model"] = args.model
+        facts["neighbour_entries"] = int(sims.size)
+        facts["share_above_theta"] = round(float((sims > conf0.theta).mean()), 3) if sims.size else 0.0
+        log(f"model: {facts}")
+        thr = phase_throughput(args, tmp, neighbours, bench)
+        log(f"[throughput] {thr['lists']} lists, {thr['rate_first_to_last']}/s first-to-last")
+        lat = phase_latency(args, tmp, neighbours, bench) if args.latency_seconds > 0 else None
+    finally:
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    load = os.getloadavg()
+    rows = [
+        ("machine", f"{os.cpu_count()} cores, load avg {load[0]:.2f}/{load[1]:.2f} (shared: numbers are noisy)"),
+        ("model", f"{facts['model']}: {facts.get('items')} items x {args.neighbours} neighbours, "
+                  f"{facts['share_above_theta']:.0%} of similarities > theta; loaded in {thr['model_load_s']}s"),
+        ("-- throughput", f"{thr['ratings']} ratings over {thr['users']} users, {args.partitions} partitions, "
+                          "1 worker"),
+        ("broker", f"fresh (topics at start: {thr['broker_fresh_topics_at_start'] or 'none'}); "
+                   f"held {thr['broker_messages_held']:,} messages at the end, RSS {thr['broker_rss_mb']} MB"),
+        ("produce (aiokafka)", f"{thr['produce_s']} s = {thr['produce_per_s']:,}/s"),
+        ("lists received", f"{thr['lists']:,} (topic count {thr['lists_counted_on_topic']:,}), "
+                           f"model version ok: {thr['model_version_ok']}"),
+        ("ratings/s first->last", f"{thr['rate_first_to_last']}  (target >= 3,000)"),
+        ("ratings/s steady", f"{thr['rate_steady']}  (after the producer finished)"),
+        ("ratings/s wall", f"{thr['rate_wall']}  (produce start -> last list on the topic)"),
+        ("worker_ms p50/p99", f"{thr['worker_ms_p50']} / {thr['worker_ms_p99']} ms (under full load)"),
+        ("list length / scored", f"{thr['list_len_mean']} / {thr['scored_items_mean']} items"),
+        ("-- memory", ""),
+        ("worker RSS", f"{thr['worker_rss_before_mb']} -> {thr['worker_rss_after_mb']} MB"),
+        ("data dir (RocksDB)", f"{thr['data_dir_before_mb']} -> {thr['data_dir_after_mb']} MB"),
+        ("per 100k users", f"RSS +{thr['rss_mb_per_100k_users']} MB, disk +{thr['disk_mb_per_100k_users']} MB"),
+    ]
+    if lat:
+        rows += [
+            ("-- latency", f"{lat['rate']:.0f} ratings/s for {lat['seconds']} s (achieved {lat['achieved_rate']}/s), "
+                           f"fresh broker, held {lat['broker_messages_held']:,} msgs at the end"),
+            ("lists", f"{lat['lists']} of {lat['sent']}"),
+            ("produce->received", f"p50 {lat['e2e_p50_ms']} ms, p99 {lat['e2e_p99_ms']} ms, max {lat['e2e_max_ms']}"),
+            ("produce->emitted", f"p50 {lat['produce_to_emit_p50_ms']} ms, p99 {lat['produce_to_emit_p99_ms']} ms"),
+            ("emitted->received", f"p50 {lat['emit_to_received_p50_ms']} ms, p99 {lat['emit_to_received_p99_ms']} ms"),
+            ("inside the worker", f"p50 {lat['worker_ms_p50']} ms, p99 {lat['worker_ms_p99']} ms (target p99 < 5); "
+                                  f"share of e2e: {lat['worker_share_of_mean']:.1%} of the mean, "
+                                  f"{lat['worker_share_of_p99']:.1%} of p99"),
+        ]
+    width = max(len(k) for k, _ in rows)
+    print(f"{'measure':<{width}}  value")
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    if thr["profile"]:
+        print("-- py-spy profile of the worker during the throughput phase")
+        for line in thr["profile"]:
+            print("   " + line)
+    result = {
+        "cores": os.cpu_count(), "loadavg_1m": round(load[0], 2), "model": facts,
+        "throughput": {k: v for k, v in thr.items() if k not in ("profile", "worker_log_tail", "broker_topics")},
+        "broker_topics_after_throughput": thr["broker_topics"],
+        "latency": {k: v for k, v in lat.items() if k != "worker_log_tail"} if lat else None,
+        "target_3000_met": bool(thr["rate_first_to_last"] and thr["rate_first_to_last"] >= 3000),
+        "total_seconds": round(time.perf_counter() - t_all, 1),
+    }
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

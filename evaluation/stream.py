@@ -1,0 +1,227 @@
+"""``--through-stream``: the same replay through the real topics and a real worker.
+
+Starts the embedded broker (unless ``RECSYS_BROKER`` names one, or a port is given),
+one ``recsys worker`` process in an isolated deployment (own topics, app id, data dir)
+configured like the offline run (K, M, theta, rating scale), publishes the offline
+run's similarity model with :func:`offline_als.publish.publish_similarity`, produces
+every selected user's history and trigger ratings to the ratings topic (paced, in
+global time order; key = user id) and reads the recommendations topic until one list
+per produced rating arrived. Each list is compared with the offline replay of the
+same user through :func:`tables.scoring.recommend_after_rating`.
+
+The worker has no behaviour events, so its hot-item list is empty and its lists are
+not padded; the offline lists it is compared with are replayed without hot items too
+(padding only appends unscored items after the scored ones, so the scored part of a
+list does not depend on it).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .engine import Model, replay_user
+from .protocol import UserCase
+
+
+@contextlib.contextmanager
+def _environ(env: dict):
+    """Temporarily replace ``os.environ`` (Settings reads it when built)."""
+    old = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def rating_messages(cases: Sequence[UserCase]) -> list[tuple[bytes, bytes, str]]:
+    """Every user's history + trigger as (key, value, user), in global time order
+    (ties keep user order, and each user's own order is kept: the sort is stable)."""
+    events = [(ts, n, j, case.user, item, rating)
+              for n, case in enumerate(cases) for j, (item, rating, ts) in enumerate(case.recent_ratings)]
+    events.sort(key=lambda e: (e[0], e[1], e[2]))
+    return [(user.encode(), json.dumps({"user": user, "item": item, "rating": float(rating), "ts": float(ts)},
+                                       separators=(",", ":")).encode(), user)
+            for ts, _n, _j, user, item, rating in events]
+
+
+async def _produce(conf, messages, rate: float) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, linger_ms=2,
+                                **conf.kafka_security_kwargs())
+    await producer.start()
+    try:
+        t0 = time.monotonic()
+        for n, (key, value, _user) in enumerate(messages):
+            if rate > 0:
+                wait = t0 + n / rate - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            await producer.send(conf.topic_ratings, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _consume(conf, want: dict[str, int], timeout: float) -> dict[str, list[dict]]:
+    """Read recommendations from the beginning until every user has ``want[user]`` lists."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(conf.topic_recommendations, bootstrap_servers=conf.bootstrap_servers,
+                                auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+                                fetch_max_wait_ms=100, **conf.kafka_security_kwargs())
+    await consumer.start()
+    got: dict[str, list[dict]] = {u: [] for u in want}
+    missing = sum(want.values())
+    try:
+        deadline = time.monotonic() + timeout
+        while missing > 0 and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for rec in records:
+                    if rec.value is None:
+                        continue
+                    value = json.loads(rec.value)
+                    user = value.get("user")
+                    if user in got:
+                        got[user].append(value)
+                        if len(got[user]) <= want[user]:
+                            missing -= 1
+    finally:
+        await consumer.stop()
+    return got
+
+
+def _same(a: Sequence[Sequence], b: Sequence[Sequence]) -> tuple[bool, float]:
+    """Same items in the same order; and the largest score difference."""
+    if [x[0] for x in a] != [x[0] for x in b]:
+        return False, float("inf")
+    diff = 0.0
+    for x, y in zip(a, b):
+        if (x[1] is None) != (y[1] is None):
+            return False, float("inf")
+        if x[1] is not None:
+            diff = max(diff, abs(float(x[1]) - float(y[1])))
+    return True, diff
+
+
+def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[float, float], k: int, m: int,
+                       theta: float, high_cut: float, rated_limit: int = 1000, rate: float = 300.0,
+                       broker_port: Optional[int] = None, timeout: float = 240.0, work_dir=None,
+                       version: Optional[str] = None, log=None) -> dict:
+    """Run the replay through the embedded broker and a worker process; see the module doc.
+
+    ``broker_port``: use an already running embedded broker on that port; otherwise
+    ``RECSYS_BROKER`` if set, else a broker started (and stopped) here. ``rate``:
+    ratings produced per second (0 = as fast as possible); latency is produced ->
+    emitted as the worker stamps it on each list.
+    """
+    from app.embedded import start_broker
+    from app.local import WorkerProcess, isolated_env
+    from app.settings import Settings
+    from offline_als.publish import publish_similarity
+
+    say = log or (lambda msg: None)
+    t_start = time.perf_counter()
+    configured = os.environ.get("RECSYS_BROKER", "") if broker_port is None else ""
+    source = (f"embedded on port {broker_port}" if broker_port is not None
+              else "configured RECSYS_BROKER" if configured else "embedded, started for this run")
+    broker = None
+    worker = None
+    tmp = tempfile.TemporaryDirectory(prefix="recsys-eval-stream-") if work_dir is None else None
+    root = Path(work_dir) if work_dir is not None else Path(tmp.name)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        if broker_port is None and not configured:
+            broker = start_broker(0, log_file=str(root / "broker.log"))
+            broker_port = broker.port
+            say(f"embedded broker on {broker.bootstrap}")
+        env = isolated_env(broker_port or 0, root / "data", partitions=2,
+                           RECSYS_RATING_MIN=scale[0], RECSYS_RATING_MAX=scale[1], RECSYS_K=k, RECSYS_M=m,
+                           RECSYS_THETA=theta, RECSYS_RATED_ITEMS_MAX=rated_limit, RECSYS_LOG_EVERY_S=5)
+        if configured:
+            env["RECSYS_BROKER"] = configured
+        with _environ(env):
+            conf = Settings()
+        worker = WorkerProcess(name="eval", env=env, log_path=root / "worker.log").start()
+        worker.wait_ready(timeout=120)
+        version = version or f"eval-{int(time.time())}"
+        t0 = time.perf_counter()
+        asyncio.run(publish_similarity(model.neighbours, version, conf=conf))
+        worker.wait_ready(timeout=120, model_version=version)
+        t_model = time.perf_counter() - t0
+        say(f"model {version} ({len(model.neighbours)} items) loaded by the worker in {t_model:.1f} s")
+
+        messages = rating_messages(cases)
+        want: dict[str, int] = {}
+        for _key, _value, user in messages:
+            want[user] = want.get(user, 0) + 1
+        t0 = time.perf_counter()
+        asyncio.run(_produce(conf, messages, rate))
+        t_produce = time.perf_counter() - t0
+        got = asyncio.run(_consume(conf, want, timeout))
+        t_all = time.perf_counter() - t0
+        say(f"{len(messages)} ratings produced in {t_produce:.1f} s, lists read after {t_all:.1f} s")
+    finally:
+        if worker is not None:
+            worker.stop()
+        if broker is not None:
+            broker.stop()
+        if tmp is not None:
+            tmp.cleanup()
+
+    # The offline replay of the same users, without hot items (the worker has none).
+    same_final = same_all = complete = 0
+    max_diff = 0.0
+    latencies, worker_ms = [], []
+    mismatches = []
+    for case in cases:
+        offline = replay_user(case, model, k=k, m=m, theta=theta, high_cut=high_cut, rated_limit=rated_limit,
+                              hot_items=())
+        lists = got.get(case.user, [])
+        for rec in lists:
+            if rec.get("produced_at"):
+                latencies.append((rec["emitted_at"] - rec["produced_at"]) * 1000.0)
+            worker_ms.append(rec.get("worker_ms", 0.0))
+        if len(lists) != len(offline.lists):
+            mismatches.append(case.user)
+            continue
+        complete += 1
+        ok_all = True
+        for rec, want_list in zip(lists, offline.lists):
+            ok, diff = _same(rec["items"], want_list)
+            ok_all &= ok
+            if ok:
+                max_diff = max(max_diff, diff)
+        ok_final, _ = _same(lists[-1]["items"], offline.lists[-1])
+        same_final += ok_final
+        same_all += ok_all
+        if not ok_final:
+            mismatches.append(case.user)
+
+    def pct(xs, q):
+        return float(np.percentile(xs, q)) if xs else float("nan")
+
+    return {"mode": "real worker process on the broker (ratings topic -> realtime agent -> recommendations "
+                    "topic), compared with the offline replay without hot items",
+            "broker": source,
+            "users": len(cases), "ratings_produced": sum(want.values()),
+            "lists_received": sum(min(len(v), want[u]) for u, v in got.items()),
+            "users_complete": complete, "identical_lists": same_final, "identical_all_lists": same_all,
+            "mismatched_users": mismatches[:20],
+            "max_abs_score_diff": max_diff if complete else None,
+            "produce_rate_per_s": rate,
+            "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99), "max_ms": max(latencies, default=float("nan")),
+            "worker_p50_ms": pct(worker_ms, 50), "worker_p99_ms": pct(worker_ms, 99),
+            "model_load_seconds": t_model, "produce_seconds": t_produce, "seconds": time.perf_counter() - t_start}

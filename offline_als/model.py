@@ -1,0 +1,135 @@
+"""Train -> similarity -> model file, shared by the ALS worker and ``recsys train-als``.
+
+Everything here is synchronous, CPU-bound and broker-free, so the worker can run it in
+a thread (``asyncio.to_thread``) while it keeps consuming; publishing stays with the
+callers (:func:`offline_als.publish.publish_similarity`).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from app.settings import Settings
+
+from .als import ALS
+from .publish import neighbour_lists
+from .similarity import top_similar
+
+log = logging.getLogger(__name__)
+
+
+def _available_cpus() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def model_path(conf: Settings) -> Path:
+    """Where the ALS worker keeps its latest model: ``<data_dir>/als/model.npz``."""
+    return Path(conf.data_dir) / "als" / "model.npz"
+
+
+def store_path(conf: Settings) -> Path:
+    """The ALS worker's rating store: ``<data_dir>/als/ratings``."""
+    return Path(conf.data_dir) / "als" / "ratings"
+
+
+def make_version(n_ratings: int, now: float | None = None) -> str:
+    """Model version: UTC time of training + number of ratings, e.g. ``20240101T120000Z-20000``.
+
+    Sorts chronologically as a string (same second: by rating count).
+    """
+    t = _dt.datetime.fromtimestamp(time.time() if now is None else now, _dt.timezone.utc)
+    return f"{t:%Y%m%dT%H%M%SZ}-{int(n_ratings)}"
+
+
+def als_from_settings(conf: Settings, *, progress: bool = False, **overrides) -> ALS:
+    params = dict(rank=conf.als_rank, reg=conf.als_reg, iterations=conf.als_iters, biases=conf.als_biases,
+                  seed=conf.als_seed, progress=progress)
+    params.update(overrides)
+    return ALS(**params)
+
+
+def compute_similarity(item_factors: np.ndarray, m: int, min_similarity: float,
+                       n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``m`` cosine neighbours of every item (see :func:`top_similar`)."""
+    return top_similar(item_factors, m=m, min_similarity=min_similarity,
+                       n_threads=n_threads or _available_cpus())
+
+
+@dataclass
+class TrainedModel:
+    """A fitted model with its ids, neighbours and timings."""
+
+    model: ALS
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    version: str
+    trained_at: float
+    n_ratings: int
+    #: ``{item: {neighbour: score}}`` best first (every item of the model has an entry).
+    neighbours: dict[str, dict[str, float]]
+    fit_s: float
+    sim_s: float
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def train_rmse(self) -> float | None:
+        return self.model.train_rmse_[-1] if self.model.train_rmse_ else None
+
+    def save(self, path: str | Path) -> str:
+        """Write the model (factors, biases, id maps, metrics) atomically (temp file + rename)."""
+        metrics = dict(self.metrics, version=self.version, trained_at=self.trained_at, n_ratings=self.n_ratings,
+                       fit_s=round(self.fit_s, 4), sim_s=round(self.sim_s, 4), train_rmse=self.train_rmse)
+        return self.model.save(path, user_ids=self.user_ids, item_ids=self.item_ids, metrics=metrics)
+
+
+def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m: int | None = None,
+                      min_similarity: float | None = None, progress: bool = False,
+                      als: ALS | None = None, version: str | None = None) -> TrainedModel:
+    """Fit ALS on ``R`` (users x items, ids in index order), then every item's top-M.
+
+    ``m`` / ``min_similarity`` default to ``conf.als_similar`` / ``conf.als_min_similarity``.
+    """
+    if R.nnz == 0:
+        raise ValueError("no ratings to train on")
+    user_ids = np.asarray(user_ids, dtype=str)
+    item_ids = np.asarray(item_ids, dtype=str)
+    if R.shape != (len(user_ids), len(item_ids)):
+        raise ValueError(f"matrix shape {R.shape} does not match ids ({len(user_ids)}, {len(item_ids)})")
+    model = als or als_from_settings(conf, progress=progress)
+    trained_at = time.time()
+    t0 = time.perf_counter()
+    model.fit(R)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    idx, scores = compute_similarity(model.item_factors, conf.als_similar if m is None else m,
+                                     conf.als_min_similarity if min_similarity is None else min_similarity)
+    sim_s = time.perf_counter() - t0
+    neighbours = neighbour_lists(idx, scores, item_ids.tolist())
+    return TrainedModel(model=model, user_ids=user_ids, item_ids=item_ids,
+                        version=version or make_version(R.nnz, trained_at), trained_at=trained_at,
+                        n_ratings=int(R.nnz), neighbours=neighbours, fit_s=fit_s, sim_s=sim_s)
+
+
+def saved_item_ids(path: str | Path) -> list[str]:
+    """Item ids of a saved model (empty if there is none or it cannot be read)."""
+    if not os.path.exists(path):
+        return []
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as z:
+            return z["item_ids"].tolist() if "item_ids" in z.files else []
+    except Exception as exc:  # a corrupt file must not stop the next model
+        log.warning("cannot read item ids of the previous model %s: %s", path, exc)
+        return []
+
+
+__all__ = ["TrainedModel", "train_and_similar", "compute_similarity", "make_version", "model_path",
+           "store_path", "als_from_settings", "saved_item_ids"]

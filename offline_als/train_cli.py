@@ -1,0 +1,196 @@
+"""``recsys train-als``: train ALS once on a ratings file, measure it, optionally publish.
+
+The last stdout line is one JSON object (see ``--help``); progress bars and logs go to
+stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from app.datasets import FORMATS, SCALES, load_ratings
+
+from .als import ALS, ratings_to_csr
+from .ids import IdMap
+from .split import train_test_split
+
+log = logging.getLogger("offline_als.train_cli")
+
+RATING_FORMATS = [name for name, info in FORMATS.items() if info.kind == "ratings"]
+
+EPILOG = """\
+Output: the last stdout line is one JSON object with n_train, n_test, users, items (of
+the training set), fit_s (wall seconds of the ALS fit alone), sim_s (wall seconds of the
+item-item top-M similarity), rmse (on the test set), load_s, train_rmse, the
+parameters, the model path and, with --publish, the version and message count.
+
+RMSE: predictions are clipped to the rating scale (the format's scale, or the data's
+min/max for csv). Test users or items that do not occur in the training set (cold
+start) are predicted from the biases / global mean: an unseen user gets
+global_mean + item_bias, an unseen item global_mean + user_bias, both unseen the
+global mean (without biases: the global mean). Their counts are reported as
+cold_users / cold_items (test ratings concerned). Duplicate (user, item) pairs in the
+training set: the latest (by timestamp) wins.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="recsys train-als", description=__doc__.splitlines()[0], epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input", required=True, help="ratings file (plain or gzip)")
+    p.add_argument("--format", dest="fmt", required=True, choices=RATING_FORMATS,
+                   help="input format (csv = user,item,rating[,ts] without header)")
+    p.add_argument("--test", default=None, help="test set file (same format); default: a random split of --input")
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="share of --input held out for testing when --test is not given (default 0.2)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the split and of ALS (default 42)")
+    p.add_argument("--rank", type=int, default=20)
+    p.add_argument("--reg", type=float, default=1.0)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--no-biases", action="store_true", help="fit no user/item biases")
+    p.add_argument("--similar", type=int, default=50, help="neighbours per item (top-M, default 50)")
+    p.add_argument("--min-similarity", type=float, default=0.0,
+                   help="keep only neighbours with a cosine above this (default 0)")
+    p.add_argument("--out", default="model.npz", help="model file to write (default model.npz; '' = none)")
+    p.add_argument("--publish", action="store_true",
+                   help="send the similarities to the item-similarity topic of the configured broker "
+                        "(RECSYS_BROKER; unset = the embedded one, which must be running)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _broker_error(conf) -> str | None:
+    if conf.uses_embedded_broker:
+        from app.embedded import is_listening
+
+        if not is_listening(conf.embedded_port):
+            return (f"--publish: RECSYS_BROKER is unset and no embedded broker listens on 127.0.0.1:"
+                    f"{conf.embedded_port}. Start it with `recsys broker` (or set RECSYS_BROKER).")
+    return None
+
+
+async def _publish(conf, neighbours, version, trained_at) -> int:
+    from app.topics import create_topics
+
+    from .publish import publish_similarity
+
+    await create_topics(conf)
+    return await publish_similarity(neighbours, version, conf=conf, trained_at=trained_at)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.rank < 1 or args.iters < 0 or args.reg <= 0 or args.similar < 0:
+        print("error: need --rank >= 1, --iters >= 0, --reg > 0, --similar >= 0", file=sys.stderr)
+        return 2
+    if not 0.0 <= args.test_fraction < 1.0:
+        print("error: --test-fraction must be in [0, 1)", file=sys.stderr)
+        return 2
+    conf = None
+    if args.publish:
+        from app.settings import load_settings
+
+        conf = load_settings()
+        err = _broker_error(conf)
+        if err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    progress = not args.no_progress
+
+    t0 = time.perf_counter()
+    try:
+        data = load_ratings(args.input, args.fmt, progress=progress)
+        test_data = load_ratings(args.test, args.fmt, progress=progress) if args.test else None
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    load_s = time.perf_counter() - t0
+    if len(data) == 0:
+        print(f"error: no valid ratings in {args.input} (skipped: {dict(data.skipped)})", file=sys.stderr)
+        return 2
+
+    # Time order first, so that the latest rating of a duplicate pair wins in the CSR.
+    data = data.sorted_by_time()
+    if test_data is not None:
+        train = (data.users, data.items, data.ratings)
+        test = (test_data.users, test_data.items, test_data.ratings)
+    else:
+        train, test = train_test_split(data.users, data.items, data.ratings, args.test_fraction, args.seed)
+
+    scale = SCALES.get(args.fmt)
+    if scale is None:
+        all_r = data.ratings if test_data is None else np.concatenate([data.ratings, test_data.ratings])
+        scale = (float(all_r.min()), float(all_r.max()))
+
+    users, items = IdMap(), IdMap()
+    u_idx = users.add_many(train[0])
+    i_idx = items.add_many(train[1])
+    R = ratings_to_csr(u_idx, i_idx, train[2], shape=(len(users), len(items)))
+    model = ALS(rank=args.rank, reg=args.reg, iterations=args.iters, biases=not args.no_biases, seed=args.seed,
+                progress=progress)
+    t0 = time.perf_counter()
+    model.fit(R)
+    fit_s = time.perf_counter() - t0
+
+    from .model import compute_similarity, make_version
+
+    t0 = time.perf_counter()
+    nb_idx, nb_scores = compute_similarity(model.item_factors, args.similar, args.min_similarity)
+    sim_s = time.perf_counter() - t0
+    n_with_neighbours = int((nb_idx[:, 0] >= 0).sum()) if nb_idx.shape[1] else 0
+
+    n_test = len(test[2])
+    rmse = None
+    cold_users = cold_items = 0
+    if n_test:
+        tu, ti = users.lookup(test[0]), items.lookup(test[1])
+        pred = model.predict(tu, ti, clip=scale)
+        err = pred.astype(np.float64) - np.asarray(test[2], dtype=np.float64)
+        rmse = float(np.sqrt(np.mean(err * err)))
+        cold_users, cold_items = int((tu < 0).sum()), int((ti < 0).sum())
+
+    version = make_version(R.nnz)
+    trained_at = time.time()
+    result = {
+        "input": str(args.input), "format": args.fmt, "test_file": args.test,
+        "test_fraction": None if args.test else args.test_fraction, "seed": args.seed,
+        "rank": args.rank, "reg": args.reg, "iters": args.iters, "biases": not args.no_biases,
+        "similar": args.similar, "min_similarity": args.min_similarity,
+        "n_loaded": len(data), "skipped": dict(data.skipped),
+        "n_train": int(len(train[2])), "n_train_pairs": int(R.nnz), "n_test": int(n_test),
+        "users": len(users), "items": len(items), "scale": list(scale),
+        "load_s": round(load_s, 3), "fit_s": round(fit_s, 3), "sim_s": round(sim_s, 3),
+        "rmse": None if rmse is None else round(rmse, 4),
+        "train_rmse": round(model.train_rmse_[-1], 4) if model.train_rmse_ else None,
+        "cold_users": cold_users, "cold_items": cold_items,
+        "items_with_neighbours": n_with_neighbours, "version": version, "model": None,
+    }
+    if args.out:
+        metrics = {k: result[k] for k in ("n_train", "n_test", "rmse", "fit_s", "sim_s", "train_rmse", "version",
+                                          "format", "input")}
+        result["model"] = model.save(Path(args.out), user_ids=users.to_array(), item_ids=items.to_array(),
+                                     metrics=metrics)
+    if args.publish:
+        from .publish import neighbour_lists
+
+        neighbours = neighbour_lists(nb_idx, nb_scores, list(items))
+        try:
+            result["published"] = asyncio.run(_publish(conf, neighbours, version, trained_at))
+        except Exception as exc:
+            print(f"error: publishing to {conf.bootstrap_servers} failed: {exc}", file=sys.stderr)
+            print(json.dumps(dict(result, published=None, error=str(exc))), flush=True)
+            return 1
+        result["topic"] = conf.topic_similarity
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
