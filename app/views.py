@@ -28,7 +28,7 @@ from agents.behaviour import hot_items, user_behaviour
 async def get_recommendations(web, request, user: str):
     entry = last_recs.get(user.encode())
     if not entry:
-        return web.json({"user": user, "items": hot_items[: settings.k], "source": "hot-items",
+        return web.json({"user": user, "items": [[item, None] for item in hot_items[: settings.k]], "source": "hot-items",
                          "model_version": model_version()})
     return web.json({"user": user, "source": "realtime", **entry})
 

@@ -48,6 +48,17 @@ from app.demo import (WorkerProcess, deployment_env, dir_bytes, percentile_ms, p
 from app.embedded import free_port, start_broker  # noqa: E402
 
 
+def cpu_seconds(pid) -> tuple[float, float]:
+    """(user, system) CPU seconds a process has used so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
+    except (OSError, IndexError, ValueError):
+        return 0.0, 0.0
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -258,6 +269,7 @@ def phase_throughput(args, tmp, neighbours, bench) -> dict:
         if args.profile:
             prof_path = d.tmp / "profile.txt"
             prof = start_profile(d.worker.pid, args.profile_seconds, prof_path)
+        cpu0, bcpu0 = cpu_seconds(d.worker.pid), cpu_seconds(d.broker.process.pid)
         t_start = time.time()
         produce_s = asyncio.run(produce_fast(d.conf, msgs))
         t_produced = time.time()
@@ -265,6 +277,7 @@ def phase_throughput(args, tmp, neighbours, bench) -> dict:
             f"({n / produce_s:,.0f}/s); waiting for the lists")
         got = asyncio.run(wait_for_count(d.conf, d.conf.topic_recommendations, n, args.timeout, d.worker))
         t_done = time.time()
+        cpu1, bcpu1 = cpu_seconds(d.worker.pid), cpu_seconds(d.broker.process.pid)
         time.sleep(3.5)  # one commit interval, so the state is written out before measuring
         rss1, disk1 = d.worker.rss_bytes(), dir_bytes(data_dir)
         recs = asyncio.run(read_all(d.conf, d.conf.topic_recommendations, got, timeout=120))
@@ -287,7 +300,13 @@ def phase_throughput(args, tmp, neighbours, bench) -> dict:
     lens = np.array([len(r["items"]) for r in recs]) if recs else np.zeros(1)
     scored = np.array([sum(1 for e in r["items"] if e[1] is not None) for r in recs]) if recs else np.zeros(1)
     per_100k = 100_000 / max(users, 1)
+    w_user, w_sys = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    wall = t_done - t_start
     return {
+        "worker_cpu_user_s": round(w_user, 2), "worker_cpu_sys_s": round(w_sys, 2), "wall_s": round(wall, 2),
+        "worker_cpu_share": round((w_user + w_sys) / wall, 2) if wall else None,
+        "ratings_per_worker_cpu_s": round(n_lists / (w_user + w_sys)) if w_user + w_sys else None,
+        "broker_cpu_s": round(sum(bcpu1) - sum(bcpu0), 2),
         "ratings": n, "users": users, "lists": n_lists, "lists_counted_on_topic": got,
         "produce_s": round(produce_s, 2), "produce_per_s": round(n / produce_s),
         "rate_first_to_last": round((n_lists - 1) / span) if n_lists > 1 else None,
@@ -464,6 +483,10 @@ def main(argv=None) -> int:
         ("ratings/s first->last", f"{thr['rate_first_to_last']}  (target >= 3,000)"),
         ("ratings/s steady", f"{thr['rate_steady']}  (after the producer finished)"),
         ("ratings/s wall", f"{thr['rate_wall']}  (produce start -> last list on the topic)"),
+        ("worker CPU", f"user {thr['worker_cpu_user_s']} s + sys {thr['worker_cpu_sys_s']} s over "
+                       f"{thr['wall_s']} s wall = {thr['worker_cpu_share']} cores; "
+                       f"{thr['ratings_per_worker_cpu_s']} ratings per worker CPU-second; "
+                       f"broker {thr['broker_cpu_s']} CPU-s"),
         ("worker_ms p50/p99", f"{thr['worker_ms_p50']} / {thr['worker_ms_p99']} ms (under full load)"),
         ("list length / scored", f"{thr['list_len_mean']} / {thr['scored_items_mean']} items"),
         ("-- memory", ""),

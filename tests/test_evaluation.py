@@ -99,7 +99,7 @@ def test_evaluate_end_to_end_on_a_synthetic_shop(tmp_path, capsys):
 
     info = generate_shop(tmp_path / "shop", n_users=150, n_items=120, n_ratings=6000, seed=3)
     out = tmp_path / "out"
-    assert main(["--input", info["ratings"], "--format", "csv", "--users", "all", "--out", str(out), "--rank", "5", "--through-stream",
+    assert main(["--input", info["ratings"], "--format", "csv", "--users", "all", "--out", str(out), "--rank", "5",
         "--no-progress"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     result = json.loads(lines[-1])
@@ -114,8 +114,34 @@ def test_evaluate_end_to_end_on_a_synthetic_shop(tmp_path, capsys):
     for metric in ("ndcg_at_10", "precision_at_10", "recall_at_10", "hit_rate_at_10"):
         assert {"realtime", "als", "popularity", "item_knn"} <= set(result[metric])
         assert all(0.0 <= v <= 1.0 for v in result[metric].values())
+    assert "through_stream" not in result  # offline only: no broker without --through-stream
+    # Paper-faithful and improved list variants are both reported.
+    assert result["list_variants"]["paper"]["decay"] == 1.0
+    assert 0.0 <= result["list_variants"]["improved"]["change_rate"] <= 1.0
+
+
+@pytest.mark.broker
+def test_through_stream_lists_match_the_offline_replay(broker, tmp_path):
+    """--through-stream: a real worker process on the embedded broker gets the same lists."""
+    import subprocess
+
+    from app.generator import generate_shop
+    from evaluation import run
+
+    info = generate_shop(tmp_path / "shop", n_users=60, n_items=80, n_ratings=2500, seed=11)
+    before = subprocess.run(["pgrep", "-f", "app.main worker"], capture_output=True, text=True).stdout.split()
+    result = run.evaluate(info["ratings"], "csv", users="all", rank=5, out_dir=tmp_path / "out",
+                          through_stream=True, progress=False, stream_rate=0, broker_port=broker.port)
     s = result["through_stream"]
-    assert s["identical_lists"] == s["users"] == result["users"]
+    assert s["users"] == result["users"] > 10
+    assert s["ratings_produced"] == s["lists_received"] == 6 * s["users"]
+    assert s["identical_lists"] == s["identical_all_lists"] == s["users"]
+    assert s["max_abs_score_diff"] == 0.0
+    assert s["in_process_identical_lists"] == s["users"]
+    assert s["p50_ms"] is not None and 0.0 <= s["p50_ms"] <= s["p99_ms"]
+    assert "Through the stream" in (tmp_path / "out" / "report.md").read_text()
+    after = subprocess.run(["pgrep", "-f", "app.main worker"], capture_output=True, text=True).stdout.split()
+    assert set(after) <= set(before), "the evaluation left a worker process behind"
 
 
 def test_evaluate_grid_and_movielens_like_scale(tmp_path):
