@@ -61,9 +61,12 @@ def log(msg: str) -> None:
 class WorkerProcess:
     """One ``python -m app.main worker`` subprocess in its own session (process group)."""
 
-    def __init__(self, env: dict, log_path: Path) -> None:
+    def __init__(self, env: dict, log_path: Path, prelude: str = "") -> None:
         self.env = env
         self.log_path = Path(log_path)
+        #: Python run in the worker process before ``app.main`` (benchmarks use it to try
+        #: settings, e.g. ``sys.setswitchinterval`` or ``app.conf`` overrides).
+        self.prelude = prelude
         self.process: Optional[subprocess.Popen] = None
 
     @property
@@ -77,8 +80,15 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         out = open(self.log_path, "ab")
         try:
+            args = ["worker", "-l", "info", "--web-port", self.web_port]
+            if self.prelude:
+                code = (f"import sys, runpy\n{self.prelude}\nsys.argv = ['app.main'] + {args!r}\n"
+                        "runpy.run_module('app.main', run_name='__main__', alter_sys=True)\n")
+                cmd = [sys.executable, "-c", code]
+            else:
+                cmd = [sys.executable, "-m", "app.main"] + args
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "app.main", "worker", "-l", "info", "--web-port", self.web_port],
+                cmd,
                 cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
         finally:

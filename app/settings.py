@@ -102,6 +102,9 @@ class Settings:
     # --- Offline ALS ----------------------------------------------------------------
     als_rank: int = field(default_factory=lambda: _env_int("RECSYS_ALS_RANK", 20))
     als_reg: float = field(default_factory=lambda: _env_float("RECSYS_ALS_REG", 1.0))
+    #: Pseudo-ratings added to every user's/item's count in the weighted-lambda penalty,
+    #: reg * (n + offset): shrinks one-rating users harder (0 = Zhou et al./Spark exactly).
+    als_reg_offset: float = field(default_factory=lambda: _env_float("RECSYS_ALS_REG_OFFSET", 5.0))
     als_iters: int = field(default_factory=lambda: _env_int("RECSYS_ALS_ITERS", 10))
     als_biases: bool = field(default_factory=lambda: _env_bool("RECSYS_ALS_BIASES", True))
     als_seed: int = field(default_factory=lambda: _env_int("RECSYS_ALS_SEED", 42))

@@ -107,6 +107,20 @@ def messages(bench, lo: int, hi: int) -> list[tuple[bytes, bytes]]:
 
 
 # ------------------------------------------------------------------ deployment
+def worker_prelude(args) -> str:
+    """Experiments without editing the app: GIL switch interval, Faust setting overrides."""
+    lines = []
+    if args.switch_interval:
+        lines.append(f"sys.setswitchinterval({float(args.switch_interval)!r})")
+    if args.worker_conf:
+        lines.append("import app.app as _a")
+        for item in args.worker_conf:
+            key, _, value = item.partition("=")
+            lines.append(f"setattr(_a.app.conf, {key.strip()!r}, {json.loads(value)!r})")
+    return "\n".join(lines)
+
+
+
 class Deployment:
     """A fresh broker + one worker with a published model, torn down on exit."""
 
@@ -129,7 +143,7 @@ class Deployment:
         from app.demo import create_topics
 
         asyncio.run(create_topics(self.conf))
-        self.worker = WorkerProcess(self.env, self.tmp / "worker.log").start()
+        self.worker = WorkerProcess(self.env, self.tmp / "worker.log", prelude=worker_prelude(self.args)).start()
         self.worker.wait_ready()
         self.version = f"bench-{tag}"
         t0 = time.perf_counter()
@@ -194,14 +208,31 @@ async def read_all(conf, topic: str, n: int, timeout: float) -> list[dict]:
     return out
 
 
-async def wait_for_count(conf, topic: str, n: int, timeout: float, worker: WorkerProcess) -> int:
+async def wait_for_count(conf, topic: str, n: int, timeout: float, worker: WorkerProcess, broker) -> int:
+    """Poll the topic's message count (Fetch high watermarks, one client) until it reaches ``n``."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    from app import tansu_compat
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=conf.bootstrap_servers, group_id=None, enable_auto_commit=False)
+    await consumer.start()
     deadline = time.monotonic() + timeout
     count = 0
-    while time.monotonic() < deadline:
-        count = (await topic_end_offsets(conf, [topic]))[topic]
-        if count >= n or not worker.alive():
-            return count
-        await asyncio.sleep(0.5)
+    try:
+        tps = [TopicPartition(topic, p) for p in range(conf.partitions)]
+        while time.monotonic() < deadline:
+            if broker.process.poll() is not None:
+                raise RuntimeError(f"the broker exited with code {broker.process.returncode}")
+            try:
+                count = sum((await tansu_compat.fetch_high_watermarks(consumer._client, tps)).values())
+            except Exception as exc:  # a transient connection error: retry
+                log(f"(polling the topic count failed: {exc!r}; retrying)")
+            if count >= n or not worker.alive():
+                return count
+            await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
     return count
 
 
@@ -209,6 +240,7 @@ async def wait_for_count(conf, topic: str, n: int, timeout: float, worker: Worke
 def start_profile(pid: int, seconds: float, path: Path):
     pyspy = Path(sys.executable).with_name("py-spy")
     cmd = [str(pyspy), "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "200",
+           "--threads",
            "--format", "raw", "--output", str(path), "--nonblocking"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -275,7 +307,8 @@ def phase_throughput(args, tmp, neighbours, bench) -> dict:
         t_produced = time.time()
         log(f"[throughput] produced {n} ratings over {users} users in {produce_s:.2f}s "
             f"({n / produce_s:,.0f}/s); waiting for the lists")
-        got = asyncio.run(wait_for_count(d.conf, d.conf.topic_recommendations, n, args.timeout, d.worker))
+        got = asyncio.run(wait_for_count(d.conf, d.conf.topic_recommendations, n, args.timeout, d.worker,
+                                         d.broker))
         t_done = time.time()
         cpu1, bcpu1 = cpu_seconds(d.worker.pid), cpu_seconds(d.broker.process.pid)
         time.sleep(3.5)  # one commit interval, so the state is written out before measuring
@@ -435,6 +468,10 @@ def main(argv=None) -> int:
     p.add_argument("--profile", action="store_true", help="py-spy the worker during the throughput phase")
     p.add_argument("--profile-seconds", type=float, default=12.0)
     p.add_argument("--keep", action="store_true", help="keep the temp dir (worker logs, profile)")
+    p.add_argument("--switch-interval", type=float, default=None,
+                   help="experiment: sys.setswitchinterval() in the worker (Python default 0.005)")
+    p.add_argument("--worker-conf", action="append", default=[], metavar="KEY=JSON",
+                   help="experiment: override a Faust setting in the worker, e.g. producer_linger_ms=50")
     args = p.parse_args(argv)
 
     t_all = time.perf_counter()

@@ -296,12 +296,15 @@ def realtime_plus_list(recent, rt_list: Sequence[Sequence], model: Model, exclud
 
 
 def ranking_lists(case: UserCase, replay: Replay, model: Model, *, n: int, theta: float,
-                  hot_items: Sequence[str], fresh: Replay | None = None) -> dict[str, list[str]]:
+                  hot_items: Sequence[str], fresh: Replay | None = None,
+                  others: Optional[dict[str, Replay]] = None) -> dict[str, list[str]]:
     exclude = set(case.train_items)
     rt = [item for item, _score, *_ in replay.lists[-1] if item not in exclude][:n]
     extra = {}
     if fresh is not None:
         extra["realtime_fresh"] = [item for item, _s, *_ in fresh.lists[-1] if item not in exclude][:n]
+    for name, rep in (others or {}).items():
+        extra[name] = [item for item, _s, *_ in rep.lists[-1] if item not in exclude][:n]
     u = model.user_index.get(case.user, -1)
     ex_idx = [model.item_index[i] for i in exclude if i in model.item_index]
     als_items, _ = model.als.recommend(u, exclude=ex_idx, N=n)
@@ -331,17 +334,21 @@ RANKERS = {
                      "items, then hot items",
     "realtime_fresh": "ours: the agent's list without carry-over of the previous list (fresh top-K of the "
                       "trigger's scored candidates, padded with hot items)",
+    "realtime_improved": "ours: the agent's list with the list knobs chosen on validation (decay of the "
+                         "previous list's scores, theta, M; see the list-variant table)",
 }
 
 
 def ranking_results(cases: Sequence[UserCase], replays: Sequence[Replay], model: Model, *, n: int,
                     theta: float, high_cut: float, hot_items: Sequence[str],
-                    fresh: Sequence[Replay] | None = None) -> dict:
+                    fresh: Sequence[Replay] | None = None,
+                    others: Optional[dict[str, Sequence[Replay]]] = None) -> dict:
     sums = {v: collections.defaultdict(lambda: collections.defaultdict(float)) for v in ("all", "high")}
     counts = {"all": 0, "high": 0}
     for j, (case, rep) in enumerate(zip(cases, replays)):
         lists = ranking_lists(case, rep, model, n=n, theta=theta, hot_items=hot_items,
-                              fresh=fresh[j] if fresh is not None else None)
+                              fresh=fresh[j] if fresh is not None else None,
+                              others={name: reps[j] for name, reps in (others or {}).items()})
         known = set(case.train_items)
         rel_all = {q for q, _, _ in case.test if q not in known}
         rel_high = {q for q, r, _ in case.test if q not in known and r >= high_cut}
@@ -386,7 +393,8 @@ def change_rates(replays: Sequence[Replay]) -> dict:
 
 
 def tune_on_validation(split: ProtocolSplit, scale: tuple[float, float], *, rank: int, reg: float, seed: int,
-                       theta: float) -> tuple[PredictionParams, dict]:
+                       theta: float, vsplit: ProtocolSplit | None = None,
+                       vmodel: Model | None = None) -> tuple[PredictionParams, dict]:
     """Pick the knobs of our predictors without looking at the test ratings.
 
     The protocol is applied a second time to the *training* ratings only (users with at
@@ -397,11 +405,12 @@ def tune_on_validation(split: ProtocolSplit, scale: tuple[float, float], *, rank
 
     from .protocol import split_protocol
 
-    d, mask = split.data, split.train_mask
-    vsplit = split_protocol(RatingsArrays(d.users[mask], d.items[mask], d.ratings[mask], d.ts[mask]))
+    if vsplit is None:
+        d, mask = split.data, split.train_mask
+        vsplit = split_protocol(RatingsArrays(d.users[mask], d.items[mask], d.ratings[mask], d.ts[mask]))
     if len(vsplit.cases) < 10:
         return PredictionParams(theta=theta), {"validation_users": len(vsplit.cases), "tuned": False}
-    model = fit_model(vsplit, scale, rank=rank, reg=reg, seed=seed)
+    model = vmodel if vmodel is not None else fit_model(vsplit, scale, rank=rank, reg=reg, seed=seed)
     recents = []
     for c in vsplit.cases:
         rec: list = []
@@ -429,3 +438,112 @@ def tune_on_validation(split: ProtocolSplit, scale: tuple[float, float], *, rank
             "params": {"knn_theta": p.knn_theta, "user_shrink": p.user_shrink, "knn_shrink": p.knn_shrink,
                        "blend": p.blend}}
     return p, info
+
+
+# --------------------------------------------------------------------------- list variants
+@dataclass(frozen=True)
+class ListVariant:
+    """Knobs of the real-time list update (tables.scoring.recommend_after_rating)."""
+
+    decay: float = 1.0  # previous list's scores multiplied by this before the merge (1.0 = paper)
+    theta: float = 0.6  # minimum similarity (paper: 0.6)
+    m: int = 20  # candidates per rating (paper: 20)
+
+    def as_dict(self) -> dict:
+        return {"decay": self.decay, "theta": self.theta, "m": self.m}
+
+
+#: The paper's setting first; then what we try (chosen on validation, never on test).
+LIST_VARIANTS = (
+    ListVariant(1.0, 0.6, 20),
+    ListVariant(1.0, 0.3, 20),
+    ListVariant(0.5, 0.3, 20),
+    ListVariant(0.0, 0.6, 20),
+    ListVariant(0.1, 0.5, 20),
+    ListVariant(0.0, 0.5, 20),
+    ListVariant(0.0, 0.3, 20),
+    ListVariant(0.0, 0.3, 50),
+)
+#: The change rate a variant must reach on validation to be chosen (the paper's 98%).
+TARGET_CHANGE_RATE = 0.98
+
+
+def list_quality(cases: Sequence[UserCase], model: Model, variant: ListVariant, *, k: int, high_cut: float,
+                 hot_items: Sequence[str], n: int = 10) -> dict:
+    """Change rate (5th -> 6th list) and NDCG / hit rate at n of the real-time list for one variant."""
+    reps = [replay_user(c, model, k=k, m=variant.m, theta=variant.theta, high_cut=high_cut, hot_items=hot_items,
+                        decay=variant.decay) for c in cases]
+    out = {**variant.as_dict(), **change_rates(reps)}
+    nd = hr = 0.0
+    users = 0
+    for case, rep in zip(cases, reps):
+        exclude = set(case.train_items)
+        rel = {q for q, _, _ in case.test if q not in exclude}
+        if not rel:
+            continue
+        users += 1
+        ranked = [item for item, *_ in rep.lists[-1] if item not in exclude][:n]
+        nd += RANKING_METRICS["ndcg"](ranked, rel, n)
+        hr += RANKING_METRICS["hit_rate"](ranked, rel, n)
+    out.update(ndcg=nd / users if users else 0.0, hit_rate=hr / users if users else 0.0,
+               hits=int(round(hr)), ranking_users=users)
+    return out
+
+
+def als_quality(cases: Sequence[UserCase], model: Model, n: int = 10) -> dict:
+    """NDCG / hit rate at n of plain ALS top-n (training items excluded)."""
+    nd = hr = 0.0
+    users = 0
+    for case in cases:
+        exclude = set(case.train_items)
+        rel = {q for q, _, _ in case.test if q not in exclude}
+        if not rel:
+            continue
+        users += 1
+        u = model.user_index.get(case.user, -1)
+        items, _ = model.als.recommend(u, exclude=[model.item_index[i] for i in exclude if i in model.item_index],
+                                       N=n)
+        ranked = [model.item_ids[j] for j in items]
+        nd += RANKING_METRICS["ndcg"](ranked, rel, n)
+        hr += RANKING_METRICS["hit_rate"](ranked, rel, n)
+    return {"ndcg": nd / users if users else 0.0, "hit_rate": hr / users if users else 0.0,
+            "hits": int(round(hr)), "ranking_users": users}
+
+
+def validation_split(split: ProtocolSplit) -> ProtocolSplit:
+    """The protocol applied a second time, to the training ratings only."""
+    from app.datasets import RatingsArrays
+
+    from .protocol import split_protocol
+
+    d, mask = split.data, split.train_mask
+    return split_protocol(RatingsArrays(d.users[mask], d.items[mask], d.ratings[mask], d.ts[mask]))
+
+
+def choose_list_variant(vsplit: ProtocolSplit, vmodel: Model, *, k: int, high_cut: float,
+                        variants: Sequence[ListVariant] = LIST_VARIANTS,
+                        target: float = TARGET_CHANGE_RATE) -> tuple[ListVariant, dict]:
+    """Pick the list knobs on the validation split (training ratings only).
+
+    Rule, fixed before looking at test numbers: among the variants whose validation
+    change rate reaches ``target``, the best validation NDCG@10, then hit rate; ties go
+    to the variant closest to the paper (larger decay, larger theta, smaller M). If none
+    reaches the target, the highest change rate wins. Also says whether the chosen one
+    is at least as good as plain ALS on validation.
+    """
+    hot = vmodel.popular[:HOT_ITEMS]
+    rows = [list_quality(vsplit.cases, vmodel, v, k=k, high_cut=high_cut, hot_items=hot) for v in variants]
+    als = als_quality(vsplit.cases, vmodel)
+    ok = [j for j, r in enumerate(rows) if r["change_rate"] >= target]
+    closeness = lambda j: (variants[j].decay, variants[j].theta, -variants[j].m)  # noqa: E731
+    if ok:
+        best = max(ok, key=lambda j: (rows[j]["ndcg"], rows[j]["hit_rate"], closeness(j)))
+    else:
+        best = max(range(len(rows)), key=lambda j: (rows[j]["change_rate"], rows[j]["ndcg"], closeness(j)))
+    chosen = rows[best]
+    info = {"validation_users": len(vsplit.cases), "target_change_rate": target, "rows": rows, "als": als,
+            "chosen": variants[best].as_dict(), "reaches_target": bool(ok),
+            "chosen_vs_als": {"ndcg_ge": chosen["ndcg"] >= als["ndcg"],
+                              "hit_rate_ge": chosen["hit_rate"] >= als["hit_rate"]},
+            "rule": "validation change rate >= target, then best validation NDCG@10, hit rate, closest to paper"}
+    return variants[best], info

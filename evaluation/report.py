@@ -159,6 +159,39 @@ def write_report(result: dict, out_dir) -> list[str]:
     L.append(f"- ours, no carry-over of the previous list (`previous=[]` in recommend_after_rating): "
              f"{_f(r.get('change_rate_fresh_lists'), 3)} (all pairs: {_f(r.get('change_rate_fresh_lists_all_pairs'), 3)})\n")
 
+    lv = r.get("list_variants")
+    if lv:
+        v = lv.get("validation", {})
+        imp, pap = lv["improved"], lv["paper"]
+        L.append("### List knobs (ours; the paper is decay 1.0, theta 0.6, M 20)\n")
+        L.append("`decay` multiplies the previous list's scores before the merge "
+                 "(`tables.scoring.merge_lists`), so the newest rating's candidates win; theta and M as in the "
+                 "formula. Chosen on the validation split (the protocol applied to the training ratings only, "
+                 f"{v.get('validation_users', 0)} users, own ALS fit); rule: {v.get('rule', 'n/a')}; target "
+                 f"change rate {v.get('target_change_rate', 'n/a')}.\n")
+        L.append(f"- paper-faithful: change rate **{_f(pap['change_rate'], 3)}**, NDCG@10 {_f(pap['ndcg'])}, "
+                 f"HR@10 {_f(pap['hit_rate'])}")
+        L.append(f"- improved (decay {imp['decay']}, theta {imp['theta']}, M {imp['m']}): change rate "
+                 f"**{_f(imp['change_rate'], 3)}**, NDCG@10 {_f(imp['ndcg'])}, HR@10 {_f(imp['hit_rate'])}")
+        L.append(f"- plain ALS top-10: NDCG@10 {_f(lv['als']['ndcg'])}, HR@10 {_f(lv['als']['hit_rate'])}")
+        if v.get("rows"):
+            a = v["als"]
+            L.append(f"- validation: chosen reaches the target: {v.get('reaches_target')}; vs ALS on validation "
+                     f"(NDCG {_f(a['ndcg'], 5)}, HR {_f(a['hit_rate'])}, {a['hits']} users hit): "
+                     f"{v.get('chosen_vs_als')}\n")
+            L.append("| decay | theta | M | val change | val NDCG@10 | val HR@10 (users hit) | test change | "
+                     "test NDCG@10 | test HR@10 (users hit) |\n|---|---|---|---|---|---|---|---|---|")
+            for vr, tr in zip(v["rows"], lv["test"]):
+                mark = " **chosen**" if vr["decay"] == imp["decay"] and vr["theta"] == imp["theta"] and \
+                    vr["m"] == imp["m"] else ""
+                L.append(f"| {vr['decay']}{mark} | {vr['theta']} | {vr['m']} | {_f(vr['change_rate'], 3)} | "
+                         f"{_f(vr['ndcg'], 5)} | {_f(vr['hit_rate'])} ({vr['hits']}) | {_f(tr['change_rate'], 3)} | "
+                         f"{_f(tr['ndcg'], 5)} | {_f(tr['hit_rate'])} ({tr['hits']}) |")
+            L.append(f"\n{v['validation_users']} validation users ({a['ranking_users']} with a relevant item); "
+                     "a handful of hits separates every row, so NDCG/HR differences here are within noise.\n")
+        else:
+            L.append("")
+
     L.append("## 3. Ranking quality at 10\n")
     L.append(f"Relevant = the user's 5 test items (whatever their rating), minus items already rated in "
              f"training; {r['ranking_users']} users have at least one. Every method excludes the user's "

@@ -90,10 +90,25 @@ def evaluate(input_path, fmt: str, *, users: str | int = "100", seed: int = 42, 
     fresh = [engine.replay_user(c, model, k=k, m=m, theta=theta, high_cut=high_cut, hot_items=hot,
                                 carry_over=False) for c in cases]
     # Knobs of our predictors: chosen on a validation split of the training data only.
-    params, tuning = engine.tune_on_validation(split, scale, rank=rank, reg=reg, seed=seed, theta=theta)
+    vsplit = engine.validation_split(split)
+    vmodel = engine.fit_model(vsplit, scale, rank=rank, reg=reg, seed=seed) if len(vsplit.cases) >= 10 else None
+    params, tuning = engine.tune_on_validation(split, scale, rank=rank, reg=reg, seed=seed, theta=theta,
+                                               vsplit=vsplit, vmodel=vmodel)
+    # Knobs of the list update (decay, theta, M): chosen on the same validation split.
+    variants = engine.LIST_VARIANTS
+    if vmodel is not None:
+        chosen, list_tuning = engine.choose_list_variant(vsplit, vmodel, k=k, high_cut=high_cut, variants=variants)
+    else:
+        chosen, list_tuning = variants[0], {"validation_users": len(vsplit.cases), "tuned": False}
+    paper_variant = engine.ListVariant(1.0, theta, m)
+    test_rows = [engine.list_quality(cases, model, v, k=k, high_cut=high_cut, hot_items=hot)
+                 for v in _progress(variants, progress, desc="list variants", unit="variant")]
+    improved = [engine.replay_user(c, model, k=k, m=chosen.m, theta=chosen.theta, high_cut=high_cut,
+                                   hot_items=hot, decay=chosen.decay) for c in cases]
+    changes_improved = engine.change_rates(improved)
     rating = engine.rating_results(cases, recents, model, params)
     ranking = engine.ranking_results(cases, replays, model, n=TOP_N, theta=theta, high_cut=high_cut,
-                                     hot_items=hot, fresh=fresh)
+                                     hot_items=hot, fresh=fresh, others={"realtime_improved": improved})
     changes = engine.change_rates(replays)
     changes_fresh = engine.change_rates(fresh)
 
@@ -161,6 +176,19 @@ def evaluate(input_path, fmt: str, *, users: str | int = "100", seed: int = 42, 
         **changes,
         "change_rate_fresh_lists": changes_fresh["change_rate"],
         "change_rate_fresh_lists_all_pairs": changes_fresh["change_rate_all_pairs"],
+        "change_rate_improved": changes_improved["change_rate"],
+        "change_rate_improved_all_pairs": changes_improved["change_rate_all_pairs"],
+        "list_variants": {
+            "paper": {**paper_variant.as_dict(), "change_rate": changes["change_rate"],
+                      "ndcg": rk_all.get("ndcg", {}).get("realtime"),
+                      "hit_rate": rk_all.get("hit_rate", {}).get("realtime")},
+            "improved": {**chosen.as_dict(), "change_rate": changes_improved["change_rate"],
+                         "ndcg": rk_all.get("ndcg", {}).get("realtime_improved"),
+                         "hit_rate": rk_all.get("hit_rate", {}).get("realtime_improved")},
+            "als": {"ndcg": rk_all.get("ndcg", {}).get("als"), "hit_rate": rk_all.get("hit_rate", {}).get("als")},
+            "validation": list_tuning,
+            "test": test_rows,
+        },
         # --- 3. ranking quality (relevant = the user's test items not already rated in training)
         "ndcg_at_10": rk_all.get("ndcg", {}),
         "precision_at_10": rk_all.get("precision", {}),

@@ -51,8 +51,8 @@ def make_version(n_ratings: int, now: float | None = None) -> str:
 
 
 def als_from_settings(conf: Settings, *, progress: bool = False, **overrides) -> ALS:
-    params = dict(rank=conf.als_rank, reg=conf.als_reg, iterations=conf.als_iters, biases=conf.als_biases,
-                  seed=conf.als_seed, progress=progress)
+    params = dict(rank=conf.als_rank, reg=conf.als_reg, reg_offset=conf.als_reg_offset, iterations=conf.als_iters,
+                  biases=conf.als_biases, seed=conf.als_seed, progress=progress)
     params.update(overrides)
     return ALS(**params)
 

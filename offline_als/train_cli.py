@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from app.datasets import FORMATS, SCALES, load_ratings
+from app.settings import settings
 
 from .als import ALS, ratings_to_csr
 from .ids import IdMap
@@ -53,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42, help="seed of the split and of ALS (default 42)")
     p.add_argument("--rank", type=int, default=20)
     p.add_argument("--reg", type=float, default=1.0)
+    p.add_argument("--reg-offset", type=float, default=settings.als_reg_offset,
+                   help="pseudo-ratings in the weighted-lambda penalty reg*(n+offset); 0 = Spark/Zhou exactly "
+                        f"(default RECSYS_ALS_REG_OFFSET={settings.als_reg_offset:g})")
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--no-biases", action="store_true", help="fit no user/item biases")
     p.add_argument("--similar", type=int, default=50, help="neighbours per item (top-M, default 50)")
@@ -133,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     u_idx = users.add_many(train[0])
     i_idx = items.add_many(train[1])
     R = ratings_to_csr(u_idx, i_idx, train[2], shape=(len(users), len(items)))
-    model = ALS(rank=args.rank, reg=args.reg, iterations=args.iters, biases=not args.no_biases, seed=args.seed,
-                progress=progress)
+    model = ALS(rank=args.rank, reg=args.reg, reg_offset=args.reg_offset, iterations=args.iters,
+                biases=not args.no_biases, seed=args.seed, progress=progress)
     t0 = time.perf_counter()
     model.fit(R)
     fit_s = time.perf_counter() - t0
@@ -161,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "input": str(args.input), "format": args.fmt, "test_file": args.test,
         "test_fraction": None if args.test else args.test_fraction, "seed": args.seed,
-        "rank": args.rank, "reg": args.reg, "iters": args.iters, "biases": not args.no_biases,
+        "rank": args.rank, "reg": args.reg, "reg_offset": args.reg_offset, "iters": args.iters, "biases": not args.no_biases,
         "similar": args.similar, "min_similarity": args.min_similarity,
         "n_loaded": len(data), "skipped": dict(data.skipped),
         "n_train": int(len(train[2])), "n_train_pairs": int(R.nnz), "n_test": int(n_test),

@@ -105,3 +105,24 @@ def test_whole_update_never_recommends_rated_items():
     # b: only p (0.8, rated 10) counts -> 8.0; c: r1 at 0.55 is below theta, p 0.7 -> 7.0
     assert new_list == [["b", 8.0], ["c", 7.0], ["h", None]]  # "a" was rated: dropped from the old list
     assert n == 2
+
+
+def test_merge_decay_fades_the_previous_list_and_defaults_to_the_paper():
+    previous = [["x", 9.0], ["y", 5.0], ["z", 1.0], ["hot", None]]
+    new = {"y": 7.0, "w": 6.0}
+    # decay 1.0 is the paper: identical to the default.
+    assert merge_lists(previous, new, k=4, decay=1.0) == merge_lists(previous, new, k=4)
+    # decay 0.5: x (9 -> 4.5) falls below the new candidates; y takes its new score.
+    assert merge_lists(previous, new, k=4, decay=0.5) == [["y", 7.0], ["w", 6.0], ["x", 4.5], ["z", 0.5]]
+    # decay 0: old items only fill the slots the new candidates leave.
+    assert merge_lists(previous, new, k=3, decay=0.0) == [["y", 7.0], ["w", 6.0], ["x", 0.0]]
+
+
+def test_whole_update_passes_decay_through():
+    kw = dict(item="p", rating=10.0, ts=3.0, recent=[["r1", 8.0, 1.0]], rated=["r1"], previous=[["zz", 9.0]],
+              neighbours_of=NEIGHBOURS.get, hot_items=["h"], k=4, m=5, theta=0.6, high_cut=6.0, rated_limit=10)
+    paper = recommend_after_rating(**kw)
+    assert recommend_after_rating(**kw, decay=1.0) == paper
+    assert [e[0] for e in paper[2]] == ["zz", "b", "a", "c"]  # the paper keeps the old 9.0 on top
+    faded = recommend_after_rating(**kw, decay=0.5)[2]
+    assert [e[0] for e in faded] == ["b", "a", "c", "zz"] and faded[-1][1] == pytest.approx(4.5)
