@@ -80,8 +80,13 @@ async def update_and_send(rating, event, started: float) -> None:
         metrics.observe_ms("ratings.end_to_worker", (time.time() - produced_at) * 1000.0)
 
 
+@app.timer(interval=1.0)
+async def sample_metrics():
+    metrics.tick()
+
+
 @app.timer(interval=settings.log_every_s)
 async def log_progress():
     log.info("ratings/s %.1f, lists sent %d, dead letters %d, worker latency %s, model %s",
-             metrics.rate("ratings.accepted"), metrics.counters["lists.sent"], metrics.counters["dead_letters"],
-             metrics.percentiles("ratings"), model_version() or "(none yet)")
+             metrics.rates().get("ratings.accepted", 0.0), metrics.counters["lists.sent"],
+             metrics.counters["dead_letters"], metrics.percentiles("ratings"), model_version() or "(none yet)")

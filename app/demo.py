@@ -211,9 +211,13 @@ def deployment_env(*, port: int, data_dir: Path, app_id: str, web_port: int,
 def settings_for(env: dict):
     """A Settings snapshot of ``env`` (and ``os.environ`` set to it, for ``app.*`` imports)."""
     os.environ.update(env)
-    from app.settings import Settings
+    import app.settings as app_settings
 
-    return Settings()
+    if "app.app" not in sys.modules:
+        # ``app.app`` (imported later, e.g. by ``app.topics``) builds the Faust app from the
+        # module-level snapshot: take it again now that the environment is set.
+        app_settings.settings = app_settings.load_settings()
+    return app_settings.Settings()
 
 
 async def create_topics(conf) -> dict:

@@ -1,7 +1,7 @@
 """Process-local counters and latency percentiles, served by ``GET /metrics``.
 
-Kept deliberately small: counters by name (accepted/rejected per reason, lists sent)
-and a bounded reservoir of recent worker-side latencies per path.
+Kept deliberately small: counters by name (accepted/rejected per reason, lists sent),
+their rates over the last ~10 seconds, and a bounded reservoir of recent latencies.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ _lock = threading.Lock()
 counters: collections.Counter = collections.Counter()
 _latencies: dict[str, collections.deque] = collections.defaultdict(lambda: collections.deque(maxlen=10_000))
 _started = time.time()
-_rate_marks: dict[str, tuple[float, int]] = {}
+#: (time, counters) samples taken every second by :func:`tick`, for rates over ~10 s.
+_samples: collections.deque = collections.deque(maxlen=11)
 
 
 def count(name: str, n: int = 1) -> None:
@@ -36,12 +37,19 @@ def percentiles(path: str) -> dict[str, float]:
             "samples": int(values.size)}
 
 
-def rate(name: str) -> float:
-    """Events per second of counter ``name`` since the previous call (or start)."""
-    now, total = time.time(), counters[name]
-    then, before = _rate_marks.get(name, (_started, 0))
-    _rate_marks[name] = (now, total)
-    return (total - before) / max(now - then, 1e-9)
+def tick() -> None:
+    """Take a sample of the counters (called every second by a worker timer)."""
+    with _lock:
+        _samples.append((time.time(), dict(counters)))
+
+
+def rates() -> dict[str, float]:
+    """Per-second rate of every counter over the last ~10 seconds of samples."""
+    if len(_samples) < 2:
+        return {}
+    (t0, first), (t1, last) = _samples[0], _samples[-1]
+    span = max(t1 - t0, 1e-9)
+    return {name: round((value - first.get(name, 0)) / span, 2) for name, value in last.items()}
 
 
 def snapshot() -> dict:
@@ -50,6 +58,7 @@ def snapshot() -> dict:
     return {
         "uptime_s": round(time.time() - _started, 1),
         "counters": data,
+        "per_second": rates(),
         "latency": {path: percentiles(path) for path in list(_latencies)},
     }
 
@@ -58,4 +67,4 @@ def reset() -> None:
     with _lock:
         counters.clear()
         _latencies.clear()
-        _rate_marks.clear()
+        _samples.clear()
