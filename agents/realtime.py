@@ -60,7 +60,7 @@ async def update_and_send(rating, event, started: float) -> None:
         item=rating.item, rating=rating.rating, ts=rating.ts, recent=recent_ratings[key],
         rated=rated_items[key], previous=previous.get("items", []), neighbours_of=memoised(neighbours_of),
         hot_items=hot_items, k=settings.k, m=settings.m, theta=settings.theta, high_cut=HIGH_CUT,
-        rated_limit=settings.rated_items_max,
+        rated_limit=settings.rated_items_max, decay=settings.decay,
     )
     recent_ratings[key] = recent
     rated_items[key] = rated

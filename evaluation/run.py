@@ -59,7 +59,8 @@ def _finite(x):
 
 def evaluate(input_path, fmt: str, *, users: str | int = "100", seed: int = 42, rank: int = 20,
              reg: float = 1.0, grid: bool = False, out_dir="eval-out", through_stream: bool = False,
-             progress: bool = True, stream_rate: float = 300.0, broker_port: int | None = None) -> dict:
+             progress: bool = True, stream_rate: float = 300.0, broker_port: int | None = None,
+             stream_dir=None) -> dict:
     """Run the whole evaluation; writes ``report.md`` and PNG plots into ``out_dir``.
 
     Returns the result dict (also what ``main`` prints as its last line).
@@ -126,7 +127,8 @@ def evaluate(input_path, fmt: str, *, users: str | int = "100", seed: int = 42, 
 
         say = (lambda msg: print(f"through-stream: {msg}", file=sys.stderr)) if progress else None
         stream = run_through_stream(cases, model, scale=scale, k=k, m=m, theta=theta, high_cut=high_cut,
-                                    rate=stream_rate, broker_port=broker_port, log=say)
+                                    rate=stream_rate, broker_port=broker_port, log=say,
+                                    work_dir=stream_dir)
         # Also the in-process interleaved replay (table-like state, no broker).
         lasts = engine.replay_stream(cases, model, k=k, m=m, theta=theta, high_cut=high_cut, hot_items=hot)
         stream["in_process_identical_lists"] = int(sum(lasts.get(c.user) == rep.lists[-1]

@@ -117,7 +117,8 @@ def _same(a: Sequence[Sequence], b: Sequence[Sequence]) -> tuple[bool, float]:
 
 
 def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[float, float], k: int, m: int,
-                       theta: float, high_cut: float, rated_limit: int = 1000, rate: float = 300.0,
+                       theta: float, high_cut: float, rated_limit: int = 1000, decay: float = 1.0,
+                       rate: float = 300.0,
                        broker_port: Optional[int] = None, timeout: float = 240.0, work_dir=None,
                        version: Optional[str] = None, log=None) -> dict:
     """Run the replay through the embedded broker and a worker process; see the module doc.
@@ -149,7 +150,8 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
             say(f"embedded broker on {broker.bootstrap}")
         env = isolated_env(broker_port or 0, root / "data", partitions=2,
                            RECSYS_RATING_MIN=scale[0], RECSYS_RATING_MAX=scale[1], RECSYS_K=k, RECSYS_M=m,
-                           RECSYS_THETA=theta, RECSYS_RATED_ITEMS_MAX=rated_limit, RECSYS_LOG_EVERY_S=5)
+                           RECSYS_THETA=theta, RECSYS_DECAY=decay, RECSYS_RATED_ITEMS_MAX=rated_limit,
+                           RECSYS_LOG_EVERY_S=5)
         if configured:
             env["RECSYS_BROKER"] = configured
         with _environ(env):
@@ -188,7 +190,7 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
     mismatches = []
     for case in cases:
         offline = replay_user(case, model, k=k, m=m, theta=theta, high_cut=high_cut, rated_limit=rated_limit,
-                              hot_items=())
+                              hot_items=(), decay=decay)
         lists = got.get(case.user, [])
         for rec in lists:
             if rec.get("produced_at"):

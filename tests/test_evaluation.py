@@ -123,15 +123,15 @@ def test_evaluate_end_to_end_on_a_synthetic_shop(tmp_path, capsys):
 @pytest.mark.broker
 def test_through_stream_lists_match_the_offline_replay(broker, tmp_path):
     """--through-stream: a real worker process on the embedded broker gets the same lists."""
-    import subprocess
+    from pathlib import Path
 
     from app.generator import generate_shop
     from evaluation import run
 
     info = generate_shop(tmp_path / "shop", n_users=60, n_items=80, n_ratings=2500, seed=11)
-    before = subprocess.run(["pgrep", "-f", "app.main worker"], capture_output=True, text=True).stdout.split()
     result = run.evaluate(info["ratings"], "csv", users="all", rank=5, out_dir=tmp_path / "out",
-                          through_stream=True, progress=False, stream_rate=0, broker_port=broker.port)
+                          through_stream=True, progress=False, stream_rate=0, broker_port=broker.port,
+                          stream_dir=tmp_path / "stream")
     s = result["through_stream"]
     assert s["users"] == result["users"] > 10
     assert s["ratings_produced"] == s["lists_received"] == 6 * s["users"]
@@ -140,8 +140,13 @@ def test_through_stream_lists_match_the_offline_replay(broker, tmp_path):
     assert s["in_process_identical_lists"] == s["users"]
     assert s["p50_ms"] is not None and 0.0 <= s["p50_ms"] <= s["p99_ms"]
     assert "Through the stream" in (tmp_path / "out" / "report.md").read_text()
-    after = subprocess.run(["pgrep", "-f", "app.main worker"], capture_output=True, text=True).stdout.split()
-    assert set(after) <= set(before), "the evaluation left a worker process behind"
+    # The worker it started (identified by its data dir) is gone.
+    mine = f"RECSYS_DATA_DIR={tmp_path / 'stream' / 'data'}".encode()
+    for proc in Path("/proc").iterdir():
+        try:
+            assert mine not in (proc / "environ").read_bytes().split(b"\0"), "worker left behind"
+        except (OSError, ValueError):
+            continue
 
 
 def test_evaluate_grid_and_movielens_like_scale(tmp_path):
