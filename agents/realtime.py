@@ -13,8 +13,7 @@ from app.app import app
 from app.records import InvalidInput, Recommendation, parse_rating, to_json_bytes
 from app.settings import settings
 from app.topics import ratings_topic, recommendations_topic
-from tables.definitions import (last_recs, model_version, neighbours_of, rated_items, recent_ratings,
-                                similarity)
+from tables.definitions import model_version, neighbours_of, similarity, user_state
 from tables.scoring import high_rating_cut, recommend_after_rating
 
 from agents.behaviour import hot_items
@@ -22,18 +21,6 @@ from agents.dead_letters import send_dead_letter
 
 log = logging.getLogger(__name__)
 HIGH_CUT = high_rating_cut(settings.rating_min, settings.rating_max)
-
-
-def memoised(lookup):
-    """Per-rating memo of neighbour lookups: the formula asks for the same items often."""
-    cache: dict = {}
-
-    def get(item):
-        if item not in cache:
-            cache[item] = lookup(item)
-        return cache[item]
-
-    return get
 
 
 @app.agent(ratings_topic)
@@ -55,17 +42,16 @@ async def recommend(stream):
 
 async def update_and_send(rating, event, started: float) -> None:
     user, key = rating.user, rating.user.encode()
-    previous = last_recs[key]
+    state = user_state[key]
     recent, rated, new_list, n_scored = recommend_after_rating(
-        item=rating.item, rating=rating.rating, ts=rating.ts, recent=recent_ratings[key],
-        rated=rated_items[key], previous=previous.get("items", []), neighbours_of=memoised(neighbours_of),
+        item=rating.item, rating=rating.rating, ts=rating.ts, recent=state.get("recent", []),
+        rated=state.get("rated", []), previous=state.get("recs", {}).get("items", []), neighbours_of=neighbours_of,
         hot_items=hot_items, k=settings.k, m=settings.m, theta=settings.theta, high_cut=HIGH_CUT,
         rated_limit=settings.rated_items_max, decay=settings.decay,
     )
-    recent_ratings[key] = recent
-    rated_items[key] = rated
     version = model_version()
-    last_recs[key] = {"items": new_list, "model_version": version, "ts": rating.ts}
+    user_state[key] = {"recent": recent, "rated": rated,
+                       "recs": {"items": new_list, "model_version": version, "ts": rating.ts}}
     produced_at = event.message.timestamp or 0.0
     worker_ms = (time.perf_counter() - started) * 1000.0
     rec = Recommendation(user=user, items=new_list, model_version=version, trigger_ts=rating.ts,

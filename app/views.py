@@ -18,15 +18,15 @@ from app.app import app
 from app.records import InvalidInput, parse_event, parse_rating, to_json_bytes
 from app.settings import settings
 from app.topics import events_topic, ratings_topic
-from tables.definitions import last_recs, model_version, similarity
+from tables.definitions import model_version, similarity, user_state
 
 from agents.behaviour import hot_items, user_behaviour
 
 
 @app.page("/recommendations/{user}/")
-@app.table_route(table=last_recs, match_info="user")
+@app.table_route(table=user_state, match_info="user")
 async def get_recommendations(web, request, user: str):
-    entry = last_recs.get(user.encode())
+    entry = user_state.get(user.encode(), {}).get("recs")
     if not entry:
         return web.json({"user": user, "items": [[item, None] for item in hot_items[: settings.k]], "source": "hot-items",
                          "model_version": model_version()})
@@ -34,7 +34,7 @@ async def get_recommendations(web, request, user: str):
 
 
 @app.page("/users/{user}/behaviour/")
-@app.table_route(table=last_recs, match_info="user")
+@app.table_route(table=user_state, match_info="user")
 async def get_behaviour(web, request, user: str):
     return web.json(user_behaviour(user))
 

@@ -245,8 +245,34 @@ def start_profile(pid: int, seconds: float, path: Path):
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def summarise_profile(path: Path, top: int = 25) -> list[str]:
-    """Inclusive share of samples per function (project code and a few libraries)."""
+#: (label, substring of a py-spy frame): where a rating's CPU goes, inclusive.
+PROFILE_BUCKETS = [
+    ("agent: update_and_send (all app work per rating)", "update_and_send (agents/realtime.py"),
+    ("  scoring: recommend_after_rating", "recommend_after_rating (tables/scoring.py"),
+    ("    score_candidates + sim()", "score_candidates (tables/scoring.py"),
+    ("    candidate_items (sort of 50 neighbours)", "candidate_items (tables/scoring.py"),
+    ("    merge_lists + fill_with_fallback", "merge_lists (tables/scoring.py"),
+    ("  table reads (3 x __getitem__)", "ManagedUserDict.__getitem__"),
+    ("  table writes (3 x __setitem__: RocksDB + changelog)", "ManagedUserDict.__setitem__"),
+    ("    RocksDB Store._set", "Store._set (faust/stores/rocksdb.py"),
+    ("  output: Recommendation + to_json_bytes", "to_json_bytes (app/records.py"),
+    ("agent: parse_rating", "parse_rating (app/records.py"),
+    ("faust: stream iteration / acks", "(faust/streams.py"),
+    ("faust: conductor (consumer -> agent handoff)", "(faust/transport/conductor.py"),
+    ("faust: consumer bookkeeping / commits", "(faust/transport/consumer.py"),
+    ("faust: topic publish (changelog + output)", "publish_message (faust/topics.py"),
+    ("faust: monitor sensors", "(faust/sensors/"),
+    ("aiokafka: producer send/append", "AIOKafkaProducer.send"),
+    ("aiokafka: sender (produce requests)", "(aiokafka/producer/sender.py"),
+    ("aiokafka: socket write (includes waiting for the CPU)", "_SelectorSocketTransport.write"),
+    ("aiokafka: fetcher", "(aiokafka/consumer/fetcher.py"),
+    ("json encode (all callers)", "(json/encoder.py"),
+    ("idle in epoll", "EpollSelector.select"),
+]
+
+
+def summarise_profile(path: Path, top: int = 15) -> list[str]:
+    """Where the worker's samples went: fixed buckets (inclusive) + top self frames."""
     inclusive: collections.Counter = collections.Counter()
     own: collections.Counter = collections.Counter()
     total = 0
@@ -260,21 +286,16 @@ def summarise_profile(path: Path, top: int = 25) -> list[str]:
             continue
         n = int(n)
         total += n
-        frames = stack.split(";")
-        seen = set()
-        for frame in frames:
-            name = _frame_name(frame)
-            if name not in seen:
-                inclusive[name] += n
-                seen.add(name)
-        own[_frame_name(frames[-1])] += n
+        for label, pattern in PROFILE_BUCKETS:
+            if pattern in stack:
+                inclusive[label] += n
+        own[_frame_name(stack.split(";")[-1])] += n
     if not total:
         return ["(no samples)"]
-    rows = [f"samples: {total} (idle included)",
-            "inclusive % | function"]
-    rows += [f"{100.0 * c / total:10.1f}% | {name}" for name, c in inclusive.most_common(top)]
-    rows += ["self % | function"]
-    rows += [f"{100.0 * c / total:6.1f}% | {name}" for name, c in own.most_common(top)]
+    rows = [f"{total} samples (all threads, wall clock while not idle)", "inclusive % | where"]
+    rows += [f"{100.0 * inclusive[label] / total:10.1f}% | {label}" for label, _ in PROFILE_BUCKETS]
+    rows += ["    self % | function"]
+    rows += [f"{100.0 * c / total:10.1f}% | {name}" for name, c in own.most_common(top)]
     return rows
 
 

@@ -27,19 +27,16 @@ log = logging.getLogger(__name__)
 JSON_KEYS = faust.Schema(key_serializer="json", value_serializer="json")
 
 
-def _user_table(name: str, default, help: str):
-    # Keys are the user id's UTF-8 bytes, exactly the input topics' keys, so that the web
-    # router's key -> partition -> worker mapping agrees with the input topics'
-    # partitioner (Faust's default JSON keys would hash ``"u1"``, not ``u1``).
-    return app.Table(name, default=default, partitions=settings.partitions, key_type=bytes, help=help)
-
-
-#: user (bytes) -> the K most recent ratings ``[[item, rating, ts], ...]``, one per item.
-recent_ratings = _user_table("recent_ratings", list, "K most recent ratings per user")
-#: user -> items the user rated, most recent last (bounded by RECSYS_RATED_ITEMS_MAX).
-rated_items = _user_table("rated_items", list, "items each user has rated")
-#: user -> ``{"items": [[item, score], ...], "model_version": ..., "ts": ...}``.
-last_recs = _user_table("last_recs", dict, "last recommendation list per user")
+#: user (UTF-8 bytes) -> everything the realtime agent keeps about the user:
+#: ``{"recent": [[item, rating, ts], ...]``  the K most recent ratings, one per item;
+#: `` "rated": [item, ...]``                  items rated, most recent last (bounded);
+#: `` "recs": {"items": [[item, score], ...], "model_version": ..., "ts": ...}}`` the last list.
+#: One table, so one read, one write and one changelog message per rating (three
+#: separate tables cost a third of the worker's time). Keys are the input topics' raw
+#: keys, so the web router's key -> partition -> worker mapping agrees with the input
+#: topics' partitioner (Faust's default JSON keys would hash ``"u1"``, not ``u1``).
+user_state = app.Table("user_state", default=dict, partitions=settings.partitions, key_type=bytes,
+                       help="recent ratings, rated items and last list per user")
 
 
 class SimilarityBroadcast:
@@ -81,7 +78,9 @@ class SimilarityBroadcast:
         if item == MODEL_MARKER_KEY:
             self.marker = data
         elif isinstance(data, dict) and isinstance(data.get("neighbours"), dict):
-            self.neighbours[item] = {str(n): float(s) for n, s in data["neighbours"].items()}
+            # Best first, once, here: candidate_items relies on the order.
+            ranked = sorted(data["neighbours"].items(), key=lambda kv: (-float(kv[1]), str(kv[0])))
+            self.neighbours[item] = {str(n): float(s) for n, s in ranked}
 
     async def follow(self, conf=settings) -> None:
         """Tail the topic for as long as the worker runs."""

@@ -73,30 +73,49 @@ def make_similarity(neighbours_of: Callable[[str], Optional[Neighbours]]) -> Cal
 
 
 def candidate_items(trigger_neighbours: Optional[Neighbours], rated: Iterable[str], m: int) -> list[str]:
-    """S: the M most similar items to the rated item, skipping items u already rated."""
+    """S: the M most similar items to the rated item, skipping items u already rated.
+
+    ``trigger_neighbours`` must be best first, as the ALS worker publishes them (and
+    :class:`tables.definitions.SimilarityBroadcast` keeps them): no sort per rating.
+    """
     if not trigger_neighbours:
         return []
     seen = set(rated)
-    ranked = sorted(trigger_neighbours.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [item for item, _ in ranked if item not in seen][:m]
+    result = []
+    for item in trigger_neighbours:
+        if item not in seen:
+            result.append(item)
+            if len(result) == m:
+                break
+    return result
 
 
 def score_candidates(candidates: Iterable[str], recent: Sequence[RecentRating],
-                     sim: Callable[[str, str], float], *, theta: float, high_cut: float) -> dict[str, float]:
-    """E_uq for every candidate with at least one recent item more similar than theta."""
+                     neighbours_of: Callable[[str], Optional[Neighbours]], *, theta: float,
+                     high_cut: float) -> dict[str, float]:
+    """E_uq for every candidate with at least one recent item more similar than theta.
+
+    sim(q, r) is looked up as in :func:`make_similarity` (q's list, then r's), inlined:
+    this loop runs M x K times per rating and is the hot path of the realtime agent.
+    """
+    no_neighbours: Neighbours = {}
+    recent_items = [(item, rating, neighbours_of(item) or no_neighbours, rating >= high_cut)
+                    for item, rating, _ts in recent]
     scores: dict[str, float] = {}
     for q in candidates:
+        q_neighbours = neighbours_of(q) or no_neighbours
         weighted, n_sim, incount = 0.0, 0, 0
-        for item, rating, _ts in recent:
-            s = sim(q, item)
+        for item, rating, item_neighbours, high in recent_items:
+            s = 1.0 if item == q else q_neighbours.get(item)
+            if s is None:
+                s = item_neighbours.get(q, 0.0)
             if s > theta:
                 weighted += s * rating
                 n_sim += 1
-                incount += rating >= high_cut
-        if n_sim == 0:
-            continue
-        recount = n_sim - incount
-        scores[q] = weighted / n_sim + math.log10(max(incount, 1)) - math.log10(max(recount, 1))
+                incount += high
+        if n_sim:
+            recount = n_sim - incount
+            scores[q] = weighted / n_sim + math.log10(max(incount, 1)) - math.log10(max(recount, 1))
     return scores
 
 
@@ -159,7 +178,7 @@ def recommend_after_rating(*, item: str, rating: float, ts: float, recent: Seque
     recent = add_recent_rating(recent, item, rating, ts, k)
     rated = add_rated_item(rated, item, rated_limit)
     candidates = candidate_items(neighbours_of(item), rated, m)
-    updated = score_candidates(candidates, recent, make_similarity(neighbours_of), theta=theta,
+    updated = score_candidates(candidates, recent, neighbours_of, theta=theta,
                                high_cut=high_cut)
     ranked = merge_lists(previous, updated, k, exclude=rated, decay=decay)
     return recent, rated, fill_with_fallback(ranked, hot_items, k, exclude=rated), len(updated)

@@ -36,7 +36,7 @@ def test_candidates_are_top_m_neighbours_not_rated():
 def test_score_by_hand():
     # recent: r1 rated 8 (high on 2..10), r2 rated 4 (low), p rated 10 (high)
     recent = [["r1", 8.0, 1.0], ["r2", 4.0, 2.0], ["p", 10.0, 3.0]]
-    scores = score_candidates(["a", "b", "c"], recent, SIM, theta=0.6, high_cut=6.0)
+    scores = score_candidates(["a", "b", "c"], recent, NEIGHBOURS.get, theta=0.6, high_cut=6.0)
     # a: sims r1 .7 (8), r2 .95 (4), p .9 (10): all > .6, incount 2, recount 1
     expected_a = (0.7 * 8 + 0.95 * 4 + 0.9 * 10) / 3 + math.log10(2) - math.log10(1)
     # b: r2 .61 (4, low), p .8 (10, high): incount 1, recount 1
@@ -47,13 +47,13 @@ def test_score_by_hand():
 
 
 def test_candidate_without_similar_recent_item_gets_no_score():
-    scores = score_candidates(["d"], [["r2", 4.0, 1.0]], SIM, theta=0.6, high_cut=6.0)
+    scores = score_candidates(["d"], [["r2", 4.0, 1.0]], NEIGHBOURS.get, theta=0.6, high_cut=6.0)
     assert scores == {}
 
 
 def test_recount_lowers_the_score():
     recent_low = [["r1", 2.0, 1.0], ["r2", 2.0, 2.0], ["p", 2.0, 3.0]]
-    scores = score_candidates(["a"], recent_low, SIM, theta=0.6, high_cut=6.0)
+    scores = score_candidates(["a"], recent_low, NEIGHBOURS.get, theta=0.6, high_cut=6.0)
     assert scores["a"] == pytest.approx((0.7 * 2 + 0.95 * 2 + 0.9 * 2) / 3 - math.log10(3))
 
 
