@@ -13,7 +13,7 @@ from app.app import app
 from app.records import InvalidInput, Recommendation, parse_rating, to_json_bytes
 from app.settings import settings
 from app.topics import ratings_topic, recommendations_topic
-from tables.definitions import model_version, neighbours_of, similarity, user_state
+from tables.definitions import model_version, similarity, user_state
 from tables.scoring import high_rating_cut, recommend_after_rating
 
 from agents.behaviour import hot_items
@@ -45,7 +45,8 @@ async def update_and_send(rating, event, started: float) -> None:
     state = user_state[key]
     recent, rated, new_list, n_scored = recommend_after_rating(
         item=rating.item, rating=rating.rating, ts=rating.ts, recent=state.get("recent", []),
-        rated=state.get("rated", []), previous=state.get("recs", {}).get("items", []), neighbours_of=neighbours_of,
+        rated=state.get("rated", []), previous=state.get("recs", {}).get("items", []),
+        neighbours_of=similarity.neighbours.get,  # a bound dict method: the cheapest lookup
         hot_items=hot_items, k=settings.k, m=settings.m, theta=settings.theta, high_cut=HIGH_CUT,
         rated_limit=settings.rated_items_max, decay=settings.decay,
     )
