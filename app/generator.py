@@ -238,11 +238,15 @@ class ShopModel:
             z = np.zeros(0, np.int32)
             return z, z, z.astype(np.int8), np.zeros(0)
         n_sessions = max(8, int(n_target / 3.5) + 8)  # ~4.4 events per session on average
-        while True:
+        for attempt in range(20):
             out = self._sessions(rng, n_sessions, start_ts, span_days * 86400.0)
-            if out[0].shape[0] >= n_target:
+            got = out[0].shape[0]
+            # Enough events, and not so many that the cut below (which keeps the earliest)
+            # would leave the end of the time span without events: they must cover the
+            # same period as the ratings.
+            if got >= n_target and (got <= n_target * 1.05 or attempt >= 10):
                 break
-            n_sessions *= 2
+            n_sessions = int(n_sessions * n_target / max(got, 1) * 1.02) + 8
         return tuple(a[:n_target] for a in out)  # type: ignore[return-value]
 
     def _sessions(self, rng, n_sessions, start_ts, span_s):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -93,12 +92,12 @@ def test_collaborative_signal():
     assert np.mean(diffs) > 0.3 and np.mean(np.array(diffs) > 0) > 0.65
 
 
-def test_generates_10m_fast_enough_scaled():
-    # The full 10M x (1M users, 100k items) run takes a few seconds; here 1M ratings.
-    t0 = time.perf_counter()
-    u, _, _, _ = gen.generate_ratings_arrays(100_000, 10_000, 1_000_000, seed=8)
-    assert u.shape == (1_000_000,)
-    assert time.perf_counter() - t0 < 10.0
+def test_generates_a_million_ratings():
+    # The benchmarks' 10M x (1M users, 100k items) run takes a few seconds; here 1M
+    # ratings, checked for shape and ranges only (no wall-clock assertion in tests).
+    u, i, r, _ = gen.generate_ratings_arrays(100_000, 10_000, 1_000_000, seed=8)
+    assert u.shape == i.shape == r.shape == (1_000_000,)
+    assert 0 <= u.min() and u.max() < 100_000 and 0 <= i.min() and i.max() < 10_000
 
 
 # ------------------------------------------------------------------ files
@@ -142,6 +141,9 @@ def test_shop_items_and_events_round_trip(shop):
     assert len(events) == shop["n_events"]
     ts = [e.ts for e in events]
     assert ts == sorted(ts)
+    ratings_ts = [r.ts for r in ds.iter_rows(shop["ratings"], "csv")]
+    span = ratings_ts[-1] - ratings_ts[0]
+    assert ts[-1] > ratings_ts[-1] - 0.1 * span  # events cover the ratings' period, not just its start
     assert all(e.item in names for e in events)
     assert all(e.category == item_cat[e.item] for e in events)
     counts = collections.Counter(e.event for e in events)
