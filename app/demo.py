@@ -22,34 +22,29 @@ message; start-up takes ~10-20 s more), worker and broker are stopped, and the L
 stdout line is JSON: ``ratings_sent, lists_received, users_updated, p50_ms, p99_ms,
 dead_letters, ...``. Without ``--seconds`` it runs until Ctrl-C.
 
-The pieces here (worker subprocess, topic counts, ALS training) are also used by
-``benchmarks/realtime_bench.py``. Nothing in this module imports the Faust app at import
-time: the environment is set up first, because ``app.app`` reads it when imported.
+The pieces here (topic counts, ALS training) are also used by
+``benchmarks/realtime_bench.py``; the worker subprocess and its environment come from
+``app.local``. Nothing in this module imports the Faust app at import time: the
+environment is set up first, because ``app.app`` reads it when imported.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import math
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-#: Settings field suffixes of the topics (``RECSYS_TOPIC_<NAME>``).
-TOPIC_KEYS = ("ratings", "events", "raw_logs", "similarity", "recommendations", "dead_letters")
+from app.local import WorkerProcess, isolated_env
 
 
 def log(msg: str) -> None:
@@ -58,156 +53,6 @@ def log(msg: str) -> None:
 
 
 # ============================================================== reusable pieces
-class WorkerProcess:
-    """One ``python -m app.main worker`` subprocess in its own session (process group)."""
-
-    def __init__(self, env: dict, log_path: Path, prelude: str = "") -> None:
-        self.env = env
-        self.log_path = Path(log_path)
-        #: Python run in the worker process before ``app.main`` (benchmarks use it to try
-        #: settings, e.g. ``sys.setswitchinterval`` or ``app.conf`` overrides).
-        self.prelude = prelude
-        self.process: Optional[subprocess.Popen] = None
-
-    @property
-    def web_port(self) -> str:
-        return self.env["RECSYS_WEB_PORT"]
-
-    @property
-    def pid(self) -> Optional[int]:
-        return self.process.pid if self.process else None
-
-    def start(self) -> "WorkerProcess":
-        out = open(self.log_path, "ab")
-        try:
-            args = ["worker", "-l", "info", "--web-port", self.web_port]
-            if self.prelude:
-                code = (f"import sys, runpy\n{self.prelude}\nsys.argv = ['app.main'] + {args!r}\n"
-                        "runpy.run_module('app.main', run_name='__main__', alter_sys=True)\n")
-                cmd = [sys.executable, "-c", code]
-            else:
-                cmd = [sys.executable, "-m", "app.main"] + args
-            self.process = subprocess.Popen(
-                cmd,
-                cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        finally:
-            out.close()
-        return self
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def get(self, path: str, timeout: float = 3.0) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}{path}", timeout=timeout) as resp:
-            return json.loads(resp.read())
-
-    def health(self) -> Optional[dict]:
-        try:
-            return self.get("/health/", timeout=2.0)
-        except (OSError, ValueError):
-            return None
-
-    def wait_ready(self, timeout: float = 120.0) -> dict:
-        """Until the web server answers and ratings partitions are assigned."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"the worker exited early:\n{self.log_tail()}")
-            health = self.health()
-            if health and health.get("ratings_partitions"):
-                return health
-            time.sleep(0.3)
-        raise RuntimeError(f"the worker was not ready within {timeout:.0f}s:\n{self.log_tail()}")
-
-    def wait_model(self, version: str, timeout: float = 120.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"the worker exited:\n{self.log_tail()}")
-            health = self.health()
-            if health and health.get("model_version") == version and health.get("model_loaded"):
-                return health
-            time.sleep(0.2)
-        raise RuntimeError(f"the worker did not load model {version!r} within {timeout:.0f}s")
-
-    def rss_bytes(self) -> int:
-        return process_rss(self.pid) if self.alive() else 0
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM to the whole process group, SIGKILL after ``timeout``; always reaped."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.process.wait()
-        else:  # the leader is gone; make sure nothing else of its group survives
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
-
-
-def process_rss(pid: Optional[int]) -> int:
-    """Resident set size of a process in bytes (0 if unknown)."""
-    if not pid:
-        return 0
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def dir_bytes(path: Path) -> int:
-    """Bytes on disk under ``path`` (allocated blocks, like ``du``)."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except OSError:
-                pass
-    return total
-
-
-def deployment_env(*, port: int, data_dir: Path, app_id: str, web_port: int,
-                   topic_prefix: str = "", extra: Optional[dict] = None) -> dict:
-    """The environment of an isolated deployment (worker subprocess and our own clients)."""
-    env = dict(os.environ)
-    env.update({
-        "RECSYS_EMBEDDED_PORT": str(port),
-        "RECSYS_DATA_DIR": str(data_dir),
-        "RECSYS_APP_ID": app_id,
-        "RECSYS_WEB_PORT": str(web_port),
-        "PYTHONUNBUFFERED": "1",
-    })
-    if topic_prefix:
-        for name in TOPIC_KEYS:
-            env[f"RECSYS_TOPIC_{name.upper()}"] = f"{topic_prefix}{name.replace('_', '-')}"
-    env.update({k: str(v) for k, v in (extra or {}).items()})
-    return env
-
-
 def settings_for(env: dict):
     """A Settings snapshot of ``env`` (and ``os.environ`` set to it, for ``app.*`` imports)."""
     os.environ.update(env)
@@ -610,15 +455,15 @@ def main(argv=None) -> int:
         extra = {"RECSYS_LOG_EVERY_S": "10"}
         if data.scale:
             extra.update(RECSYS_RATING_MIN=data.scale[0], RECSYS_RATING_MAX=data.scale[1])
-        env = deployment_env(port=port, data_dir=tmp / "data", app_id=f"recsys-demo-{tag}", web_port=free_port(),
-                             topic_prefix=topic_prefix, extra=extra)
+        # Our own broker: the default topic names; a shared one: topics demo-<tag>-*.
+        env = isolated_env(port, tmp / "data", tag=f"demo-{tag}", topic_prefix=topic_prefix, partitions=None,
+                           broker=base.broker, **extra)
         conf = settings_for(env)
         asyncio.run(create_topics(conf))
 
         # --- 3. the worker (it joins its group while ALS trains)
-        worker = WorkerProcess(env, tmp / "worker.log").start()
-        log(f"started a worker (pid {worker.pid}, web http://127.0.0.1:{env['RECSYS_WEB_PORT']}/health/, "
-            f"log {worker.log_path})")
+        worker = WorkerProcess("demo", env, tmp / "worker.log").start()
+        log(f"started a worker (pid {worker.pid}, web {worker.url}/health/, log {worker.log_path})")
         if len(data.train[0]):
             neighbours, facts = train_neighbours(*data.train, conf=conf)
             log(f"ALS trained: {facts}")
@@ -630,7 +475,7 @@ def main(argv=None) -> int:
         from offline_als.publish import publish_similarity
 
         sent = asyncio.run(publish_similarity(neighbours, version, conf=conf))
-        worker.wait_model(version)
+        worker.wait_ready(model_version=version)
         log(f"published model {version} ({sent} messages); the worker loaded it. Live list updates "
             f"(user, latency produce->list received, top-5):")
 

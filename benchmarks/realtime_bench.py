@@ -43,9 +43,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.demo import (WorkerProcess, deployment_env, dir_bytes, percentile_ms, process_rss,  # noqa: E402
-                      settings_for, topic_end_offsets, train_neighbours)
-from app.embedded import free_port, start_broker  # noqa: E402
+from app.demo import (create_topics, log, percentile_ms, settings_for, topic_end_offsets,  # noqa: E402
+                      train_neighbours)
+from app.embedded import start_broker  # noqa: E402
+from app.local import WorkerProcess, isolated_env, process_rss  # noqa: E402
 
 
 def cpu_seconds(pid) -> tuple[float, float]:
@@ -59,8 +60,16 @@ def cpu_seconds(pid) -> tuple[float, float]:
         return 0.0, 0.0
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+def dir_bytes(path: Path) -> int:
+    """Bytes on disk under ``path`` (allocated blocks, like ``du``)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
 
 
 # ------------------------------------------------------------------ data and model
@@ -134,21 +143,19 @@ class Deployment:
 
         self.broker = start_broker(0, log_file=str(self.tmp / "broker.log"))
         tag = uuid.uuid4().hex[:8]
-        self.env = deployment_env(port=self.broker.port, data_dir=self.tmp / "data", app_id=f"bench-{tag}",
-                                  web_port=free_port(),
-                                  extra={"RECSYS_BROKER": "", "RECSYS_PARTITIONS": self.args.partitions,
-                                         "RECSYS_LOG_EVERY_S": 5})
+        # A broker of its own: the default topic names.
+        self.env = isolated_env(self.broker.port, self.tmp / "data", app_id=f"bench-{tag}", topic_prefix="",
+                                partitions=self.args.partitions, RECSYS_LOG_EVERY_S=5)
         self.conf = settings_for(self.env)
         self.fresh_topics = asyncio.run(topic_end_offsets(self.conf))
-        from app.demo import create_topics
-
         asyncio.run(create_topics(self.conf))
-        self.worker = WorkerProcess(self.env, self.tmp / "worker.log", prelude=worker_prelude(self.args)).start()
+        self.worker = WorkerProcess(self.name, self.env, self.tmp / "worker.log",
+                                    prelude=worker_prelude(self.args)).start()
         self.worker.wait_ready()
         self.version = f"bench-{tag}"
         t0 = time.perf_counter()
         self.model_messages = asyncio.run(publish_similarity(self.neighbours, self.version, conf=self.conf))
-        self.worker.wait_model(self.version)
+        self.worker.wait_ready(model_version=self.version)
         self.model_load_s = time.perf_counter() - t0
         time.sleep(1.0)  # let the start-up settle (first changelog/commit rounds)
         return self
@@ -171,16 +178,26 @@ async def produce_fast(conf, msgs) -> float:
     await producer.start()
     t0 = time.perf_counter()
     try:
-        pending = []
-        for key, value in msgs:
-            pending.append(await producer.send(conf.topic_ratings, key=key, value=value))
-            if len(pending) >= 10_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
+        for lo in range(0, len(msgs), 10_000):  # at most 10,000 sends in flight
+            await asyncio.gather(*[await producer.send(conf.topic_ratings, key=key, value=value)
+                                   for key, value in msgs[lo:lo + 10_000]])
     finally:
         await producer.stop()
     return time.perf_counter() - t0
+
+
+async def fetch_received(consumer, timeout_ms: int, max_records=None) -> list[dict]:
+    """One ``getmany``: its JSON values, each with ``_received`` (when the batch arrived)."""
+    batch = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+    now = time.time()
+    out = []
+    for records in batch.values():
+        for rec in records:
+            if rec.value is not None:
+                data = json.loads(rec.value)
+                data["_received"] = now
+                out.append(data)
+    return out
 
 
 async def read_all(conf, topic: str, n: int, timeout: float) -> list[dict]:
@@ -195,14 +212,7 @@ async def read_all(conf, topic: str, n: int, timeout: float) -> list[dict]:
     try:
         deadline = time.monotonic() + timeout
         while len(out) < n and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200, max_records=20_000)
-            now = time.time()
-            for records in batch.values():
-                for rec in records:
-                    if rec.value is not None:
-                        data = json.loads(rec.value)
-                        data["_received"] = now
-                        out.append(data)
+            out += await fetch_received(consumer, timeout_ms=200, max_records=20_000)
     finally:
         await consumer.stop()
     return out
@@ -416,14 +426,7 @@ async def latency_run(conf, msgs, rate: float, seconds: float):
 
     async def reader():
         while True:
-            batch = await consumer.getmany(timeout_ms=100)
-            now = time.time()
-            for records in batch.values():
-                for rec in records:
-                    if rec.value is not None:
-                        data = json.loads(rec.value)
-                        data["_received"] = now
-                        recs.append(data)
+            recs.extend(await fetch_received(consumer, timeout_ms=100))
             if done.is_set() and len(recs) >= sent_box[0]:
                 return
 

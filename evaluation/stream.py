@@ -148,12 +148,10 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
             broker = start_broker(0, log_file=str(root / "broker.log"))
             broker_port = broker.port
             say(f"embedded broker on {broker.bootstrap}")
-        env = isolated_env(broker_port or 0, root / "data", partitions=2,
+        env = isolated_env(broker_port or 0, root / "data", partitions=2, broker=configured,
                            RECSYS_RATING_MIN=scale[0], RECSYS_RATING_MAX=scale[1], RECSYS_K=k, RECSYS_M=m,
                            RECSYS_THETA=theta, RECSYS_DECAY=decay, RECSYS_RATED_ITEMS_MAX=rated_limit,
                            RECSYS_LOG_EVERY_S=5)
-        if configured:
-            env["RECSYS_BROKER"] = configured
         with _environ(env):
             conf = Settings()
         worker = WorkerProcess(name="eval", env=env, log_path=root / "worker.log").start()
