@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.demo import (create_topics, log, percentile_ms, settings_for, topic_end_offsets,  # noqa: E402
                       train_neighbours)
-from app.embedded import start_broker  # noqa: E402
+from app.embedded import free_port, start_broker  # noqa: E402
 from app.local import WorkerProcess, isolated_env, process_rss  # noqa: E402
 
 
@@ -157,10 +157,34 @@ class Deployment:
         self.model_messages = asyncio.run(publish_similarity(self.neighbours, self.version, conf=self.conf))
         self.worker.wait_ready(model_version=self.version)
         self.model_load_s = time.perf_counter() - t0
+        # --workers N: more workers of the same app share the partitions (scaling out).
+        self.extra_workers = []
+        for n in range(2, getattr(self.args, "workers", 1) + 1):
+            env = dict(self.env, RECSYS_WEB_PORT=str(free_port()), RECSYS_DATA_DIR=str(self.tmp / f"data-{n}"))
+            self.extra_workers.append(WorkerProcess(f"{self.name}-{n}", env, self.tmp / f"worker-{n}.log",
+                                                    prelude=worker_prelude(self.args)).start())
+        if self.extra_workers:
+            self.wait_for_split()
         time.sleep(1.0)  # let the start-up settle (first changelog/commit rounds)
         return self
 
+    def wait_for_split(self, timeout: float = 120.0) -> None:
+        """Until every worker holds some ratings partitions and the model (after the rebalance)."""
+        workers = [self.worker, *self.extra_workers]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            healths = [w.health() or {} for w in workers]
+            if all(h.get("ratings_partitions") and h.get("model_version") == self.version for h in healths):
+                owned = [p for h in healths for p in h["ratings_partitions"]]
+                if len(owned) == len(set(owned)) == self.args.partitions:
+                    log(f"[{self.name}] partitions split: {[h['ratings_partitions'] for h in healths]}")
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"workers did not split the partitions within {timeout}s")
+
     def __exit__(self, *exc) -> None:
+        for extra in getattr(self, "extra_workers", []):
+            extra.stop()
         if self.worker:
             self.worker.stop()
         if self.broker:
@@ -168,6 +192,12 @@ class Deployment:
 
     def held(self) -> dict:
         return asyncio.run(topic_end_offsets(self.conf))
+
+
+def workers_cpu(d: Deployment) -> tuple[float, float]:
+    """(user, sys) CPU seconds of all the deployment's workers together."""
+    times = [cpu_seconds(w.pid) for w in [d.worker, *d.extra_workers]]
+    return sum(t[0] for t in times), sum(t[1] for t in times)
 
 
 async def produce_fast(conf, msgs) -> float:
@@ -332,7 +362,7 @@ def phase_throughput(args, tmp, neighbours, bench) -> dict:
         if args.profile:
             prof_path = d.tmp / "profile.txt"
             prof = start_profile(d.worker.pid, args.profile_seconds, prof_path)
-        cpu0, bcpu0 = cpu_seconds(d.worker.pid), cpu_seconds(d.broker.process.pid)
+        cpu0, bcpu0 = workers_cpu(d), cpu_seconds(d.broker.process.pid)
         t_start = time.time()
         produce_s = asyncio.run(produce_fast(d.conf, msgs))
         t_produced = time.time()
@@ -341,7 +371,7 @@ def phase_throughput(args, tmp, neighbours, bench) -> dict:
         got = asyncio.run(wait_for_count(d.conf, d.conf.topic_recommendations, n, args.timeout, d.worker,
                                          d.broker))
         t_done = time.time()
-        cpu1, bcpu1 = cpu_seconds(d.worker.pid), cpu_seconds(d.broker.process.pid)
+        cpu1, bcpu1 = workers_cpu(d), cpu_seconds(d.broker.process.pid)
         time.sleep(3.5)  # one commit interval, so the state is written out before measuring
         rss1, disk1 = d.worker.rss_bytes(), dir_bytes(data_dir)
         recs = asyncio.run(read_all(d.conf, d.conf.topic_recommendations, got, timeout=120))
@@ -371,6 +401,7 @@ def phase_throughput(args, tmp, neighbours, bench) -> dict:
         "worker_cpu_share": round((w_user + w_sys) / wall, 2) if wall else None,
         "ratings_per_worker_cpu_s": round(n_lists / (w_user + w_sys)) if w_user + w_sys else None,
         "broker_cpu_s": round(sum(bcpu1) - sum(bcpu0), 2),
+        "workers": 1 + len(d.extra_workers),
         "ratings": n, "users": users, "lists": n_lists, "lists_counted_on_topic": got,
         "produce_s": round(produce_s, 2), "produce_per_s": round(n / produce_s),
         "rate_first_to_last": round((n_lists - 1) / span) if n_lists > 1 else None,
@@ -487,6 +518,7 @@ def main(argv=None) -> int:
     p.add_argument("--latency-rate", type=float, default=500.0)
     p.add_argument("--latency-seconds", type=float, default=60.0, help="0 skips the latency phase")
     p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--workers", type=int, default=1, help="throughput phase: workers sharing the partitions")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--timeout", type=float, default=300.0, help="max seconds to wait for the lists")
     p.add_argument("--profile", action="store_true", help="py-spy the worker during the throughput phase")
@@ -535,7 +567,7 @@ def main(argv=None) -> int:
         ("model", f"{facts['model']}: {facts.get('items')} items x {args.neighbours} neighbours, "
                   f"{facts['share_above_theta']:.0%} of similarities > theta; loaded in {thr['model_load_s']}s"),
         ("-- throughput", f"{thr['ratings']} ratings over {thr['users']} users, {args.partitions} partitions, "
-                          "1 worker"),
+                          f"{thr['workers']} worker(s)"),
         ("broker", f"fresh (topics at start: {thr['broker_fresh_topics_at_start'] or 'none'}); "
                    f"held {thr['broker_messages_held']:,} messages at the end, RSS {thr['broker_rss_mb']} MB"),
         ("produce (aiokafka)", f"{thr['produce_s']} s = {thr['produce_per_s']:,}/s"),
@@ -544,7 +576,7 @@ def main(argv=None) -> int:
         ("ratings/s first->last", f"{thr['rate_first_to_last']}  (target >= 3,000)"),
         ("ratings/s steady", f"{thr['rate_steady']}  (after the producer finished)"),
         ("ratings/s wall", f"{thr['rate_wall']}  (produce start -> last list on the topic)"),
-        ("worker CPU", f"user {thr['worker_cpu_user_s']} s + sys {thr['worker_cpu_sys_s']} s over "
+        ("worker(s) CPU", f"user {thr['worker_cpu_user_s']} s + sys {thr['worker_cpu_sys_s']} s over "
                        f"{thr['wall_s']} s wall = {thr['worker_cpu_share']} cores; "
                        f"{thr['ratings_per_worker_cpu_s']} ratings per worker CPU-second; "
                        f"broker {thr['broker_cpu_s']} CPU-s"),
