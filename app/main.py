@@ -42,6 +42,15 @@ def broker_available(conf=settings):
         broker.stop()
 
 
+def require_broker(conf=settings) -> None:
+    """For commands whose data must outlive them: the embedded broker must already run."""
+    from app.embedded import is_listening
+
+    if conf.uses_embedded_broker and not is_listening(conf.embedded_port):
+        raise SystemExit(f"error: no broker on 127.0.0.1:{conf.embedded_port}. Start the embedded one with "
+                         f"`recsys broker --port {conf.embedded_port}` or set RECSYS_BROKER.")
+
+
 def print_json(data: dict) -> None:
     print(json.dumps(data, sort_keys=True), flush=True)
 
@@ -51,8 +60,8 @@ async def create_topics(self) -> None:
     """Create every topic with RECSYS_PARTITIONS partitions (existing ones are kept)."""
     from app.topics import create_topics as create
 
-    with broker_available():
-        print_json(await create())
+    require_broker()
+    print_json(await create())
 
 
 @app.command(
@@ -68,6 +77,7 @@ async def load(self, path: str, fmt: str, limit, rate, topic) -> None:
     from app.loader import load_file
     from app.topics import create_topics as create
 
+    require_broker()
     await create()
     print_json(await load_file(path, fmt, limit=limit, rate=rate, topic=topic))
 

@@ -76,7 +76,8 @@ class SimilarityBroadcast:
             log.warning("ignoring undecodable similarity message for %r", item)
             return
         if item == MODEL_MARKER_KEY:
-            self.marker = data
+            if isinstance(data, dict):
+                self.marker = data
         elif isinstance(data, dict) and isinstance(data.get("neighbours"), dict):
             # Best first, once, here: candidate_items relies on the order.
             ranked = sorted(data["neighbours"].items(), key=lambda kv: (-float(kv[1]), str(kv[0])))
@@ -120,12 +121,14 @@ similarity = SimilarityBroadcast()
 
 @app.task
 async def follow_similarity() -> None:
-    await similarity.follow()
-
-
-def neighbours_of(item: str):
-    """``{neighbour: similarity}`` of one item, or None when the model does not know it."""
-    return similarity.neighbours.get(item)
+    while True:  # a lost connection must not stop model updates for the worker's lifetime
+        try:
+            await similarity.follow()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("similarity reader failed; re-reading the topic in 5 s")
+            await asyncio.sleep(5.0)
 
 
 def model_version() -> str:
