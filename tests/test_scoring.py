@@ -126,3 +126,24 @@ def test_whole_update_passes_decay_through():
     assert [e[0] for e in paper[2]] == ["zz", "b", "a", "c"]  # the paper keeps the old 9.0 on top
     faded = recommend_after_rating(**kw, decay=0.5)[2]
     assert [e[0] for e in faded] == ["b", "a", "c", "zz"] and faded[-1][1] == pytest.approx(4.5)
+
+
+def test_fast_scoring_equals_the_pairwise_definition_on_random_models():
+    import random
+
+    rng = random.Random(7)
+    items = [f"i{n}" for n in range(120)]
+    model = {it: dict(sorted(((o, round(rng.random(), 4)) for o in rng.sample(items, 25) if o != it),
+                             key=lambda kv: -kv[1])) for it in items}
+    sim = make_similarity(model.get)
+    for _ in range(200):
+        recent = [[it, rng.choice([2.0, 4.0, 6.0, 8.0, 10.0]), n] for n, it in enumerate(rng.sample(items, 8))]
+        candidates = rng.sample(items, 10)
+        want = {}
+        for q in candidates:  # the formula, pair by pair
+            hits = [(sim(q, it), r) for it, r, _ in recent if sim(q, it) > 0.6]
+            if hits:
+                n_in = sum(r >= 6.0 for _, r in hits)
+                want[q] = (sum(s * r for s, r in hits) / len(hits) + math.log10(max(n_in, 1))
+                           - math.log10(max(len(hits) - n_in, 1)))
+        assert score_candidates(candidates, recent, model.get, theta=0.6, high_cut=6.0) == pytest.approx(want)
