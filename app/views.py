@@ -28,8 +28,8 @@ from agents.behaviour import hot_items, user_behaviour
 async def get_recommendations(web, request, user: str):
     entry = user_state.get(user.encode(), {}).get("recs")
     if not entry:
-        return web.json({"user": user, "items": [[item, None] for item in hot_items[: settings.k]], "source": "hot-items",
-                         "model_version": model_version()})
+        fallback = [[item, None] for item in hot_items[: settings.k]]
+        return web.json({"user": user, "items": fallback, "source": "hot-items", "model_version": model_version()})
     return web.json({"user": user, "source": "realtime", **entry})
 
 

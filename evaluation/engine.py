@@ -6,7 +6,6 @@ score predictions and lists. No broker, no Faust.
 from __future__ import annotations
 
 import collections
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence

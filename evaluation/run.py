@@ -17,7 +17,6 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -27,7 +26,7 @@ from app.settings import settings
 from tables.scoring import high_rating_cut
 
 from . import engine
-from .protocol import MIN_RATINGS, N_HISTORY, N_TEST, sample_cases, split_protocol
+from .protocol import MIN_RATINGS, sample_cases, split_protocol
 
 GRID_RANKS = (5, 10, 20, 40)
 GRID_REGS = (0.01, 0.1, 1.0, 10.0)

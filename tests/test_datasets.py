@@ -3,6 +3,7 @@ lines; whole-file counts on the real shared data sets (never copied into the rep
 from __future__ import annotations
 
 import collections
+import dataclasses
 import gzip
 import json
 import time
@@ -66,7 +67,7 @@ def test_formats_and_scales():
 
 def test_rows_are_frozen_slotted():
     r = RatingRow("u", "i", 4.0, 1.0)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         r.rating = 5.0  # type: ignore[misc]
     assert not hasattr(r, "__dict__")
     assert EventRow("u", "i", "view", 1.0).category is None
