@@ -15,13 +15,13 @@ from datetime import timedelta
 
 from app import metrics
 from app.app import app
-from app.records import EVENT_TYPES, InvalidInput, Rating, parse_event, to_json_bytes
+from app.records import EVENT_TYPES, Rating, parse_event, to_json_bytes
 from app.settings import settings
 from app.topics import events_topic, item_events_topic, ratings_topic
 from tables.behaviour import implicit_rating, top_items, user_segment
 from tables.definitions import JSON_KEYS, user_event_counts_1h, user_event_counts_10m
 
-from agents.dead_letters import send_dead_letter
+from agents.dead_letters import process_or_dead_letter
 
 log = logging.getLogger(__name__)
 IMPLICIT_RATINGS = settings.implicit_rating_map()
@@ -40,21 +40,21 @@ hot_items: list[str] = []
 @app.agent(events_topic)
 async def count_behaviour(stream):
     async for event in stream.events():
-        try:
-            ev = parse_event(event.value)
-        except InvalidInput as exc:
-            await send_dead_letter(event, exc.reason, exc.detail)
-            continue
-        metrics.count("events.accepted")
-        user_event_counts_10m[(ev.user, ev.event)] += 1
-        user_event_counts_1h[(ev.user, ev.event)] += 1
-        if ev.item:
-            await item_events_topic.send(key=ev.item.encode(), value=ev.item.encode())
-        rating = implicit_rating(ev.event, IMPLICIT_RATINGS)
-        if rating is not None and ev.item:
-            implicit = Rating(user=ev.user, item=ev.item, rating=rating, ts=ev.ts, source=f"implicit:{ev.event}")
-            await ratings_topic.send(key=ev.user.encode(), value=to_json_bytes(implicit))
-            metrics.count("events.implicit_ratings")
+        await process_or_dead_letter(event, handle_event)
+
+
+async def handle_event(event) -> None:
+    ev = parse_event(event.value)
+    metrics.count("events.accepted")
+    user_event_counts_10m[(ev.user, ev.event)] += 1
+    user_event_counts_1h[(ev.user, ev.event)] += 1
+    if ev.item:
+        await item_events_topic.send(key=ev.item.encode(), value=ev.item.encode())
+    rating = implicit_rating(ev.event, IMPLICIT_RATINGS)
+    if rating is not None and ev.item:
+        implicit = Rating(user=ev.user, item=ev.item, rating=rating, ts=ev.ts, source=f"implicit:{ev.event}")
+        await ratings_topic.send(key=ev.user.encode(), value=to_json_bytes(implicit))
+        metrics.count("events.implicit_ratings")
 
 
 @app.agent(item_events_topic)

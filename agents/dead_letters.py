@@ -6,7 +6,7 @@ import logging
 import time
 
 from app import metrics
-from app.records import DeadLetter, to_json_bytes
+from app.records import DeadLetter, InvalidInput, to_json_bytes
 from app.topics import dead_letters_topic
 
 log = logging.getLogger(__name__)
@@ -33,3 +33,17 @@ async def send_dead_letter(event, reason: str, detail: str = "") -> None:
     metrics.count(f"rejected.{letter.topic}.{reason}")
     metrics.count("dead_letters")
     await dead_letters_topic.send(key=event.message.key, value=to_json_bytes(letter))
+
+
+async def process_or_dead_letter(event, handle) -> None:
+    """Run ``await handle(event)``; invalid input, or any unexpected error, dead-letters the
+    message with its reason instead of stopping the agent (nothing is lost: the dead
+    letter holds the original bytes and position)."""
+    try:
+        await handle(event)
+    except InvalidInput as exc:
+        await send_dead_letter(event, exc.reason, exc.detail)
+    except Exception as exc:
+        log.exception("could not process %s[%s]@%s", event.message.topic, event.message.partition,
+                      event.message.offset)
+        await send_dead_letter(event, "internal_error", repr(exc))

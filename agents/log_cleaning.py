@@ -7,24 +7,24 @@ from __future__ import annotations
 
 from app import metrics
 from app.app import app
-from app.records import InvalidInput, Rating, parse_log_line, to_json_bytes
+from app.records import Rating, parse_log_line, to_json_bytes
 from app.settings import settings
 from app.topics import events_topic, ratings_topic, raw_logs_topic
 
-from agents.dead_letters import send_dead_letter
+from agents.dead_letters import process_or_dead_letter
 
 
 @app.agent(raw_logs_topic)
 async def clean_logs(stream):
     async for event in stream.events():
-        try:
-            record = parse_log_line(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max)
-        except InvalidInput as exc:
-            await send_dead_letter(event, exc.reason, exc.detail)
-            continue
-        if record is None:
-            metrics.count("raw_logs.ignored")
-            continue
-        topic = ratings_topic if isinstance(record, Rating) else events_topic
-        await topic.send(key=record.user.encode(), value=to_json_bytes(record))
-        metrics.count(f"raw_logs.forwarded.{topic.get_topic_name()}")
+        await process_or_dead_letter(event, forward_log_line)
+
+
+async def forward_log_line(event) -> None:
+    record = parse_log_line(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max)
+    if record is None:
+        metrics.count("raw_logs.ignored")
+        return
+    topic = ratings_topic if isinstance(record, Rating) else events_topic
+    await topic.send(key=record.user.encode(), value=to_json_bytes(record))
+    metrics.count(f"raw_logs.forwarded.{topic.get_topic_name()}")

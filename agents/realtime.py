@@ -10,14 +10,14 @@ import time
 
 from app import metrics
 from app.app import app
-from app.records import InvalidInput, Recommendation, parse_rating, to_json_bytes
+from app.records import Recommendation, parse_rating, to_json_bytes
 from app.settings import settings
 from app.topics import ratings_topic, recommendations_topic
 from tables.definitions import model_version, similarity, user_state
 from tables.scoring import high_rating_cut, recommend_after_rating
 
 from agents.behaviour import hot_items
-from agents.dead_letters import send_dead_letter
+from agents.dead_letters import process_or_dead_letter
 
 log = logging.getLogger(__name__)
 HIGH_CUT = high_rating_cut(settings.rating_min, settings.rating_max)
@@ -27,20 +27,12 @@ HIGH_CUT = high_rating_cut(settings.rating_min, settings.rating_max)
 async def recommend(stream):
     await similarity.caught_up.wait()  # never score with a half-loaded model after a restart
     async for event in stream.events():
-        started = time.perf_counter()
-        try:
-            rating = parse_rating(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max)
-        except InvalidInput as exc:
-            await send_dead_letter(event, exc.reason, exc.detail)
-            continue
-        try:
-            await update_and_send(rating, event, started)
-        except Exception as exc:  # a bug must not stop the stream; the message is kept
-            log.exception("could not process rating at offset %s", event.message.offset)
-            await send_dead_letter(event, "internal_error", repr(exc))
+        await process_or_dead_letter(event, update_and_send)
 
 
-async def update_and_send(rating, event, started: float) -> None:
+async def update_and_send(event) -> None:
+    started = time.perf_counter()
+    rating = parse_rating(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max)
     user, key = rating.user, rating.user.encode()
     state = user_state[key]
     recent, rated, new_list, n_scored = recommend_after_rating(

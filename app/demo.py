@@ -92,10 +92,7 @@ async def topic_end_offsets(conf, topics: Optional[list[str]] = None) -> dict[st
             tps.extend(TopicPartition(name, p) for p in sorted(parts))
         if not tps:
             return {name: 0 for name in names}
-        if conf.uses_embedded_broker:  # Tansu's ListOffsets(LATEST) is wrong (tansu_compat)
-            ends = await tansu_compat.fetch_high_watermarks(consumer._client, tps)
-        else:
-            ends = await consumer.end_offsets(tps)
+        ends = await tansu_compat.end_offsets(consumer, tps, conf)
         out = {name: 0 for name in names}
         for tp, end in ends.items():
             out[tp.topic] += int(end)
@@ -109,7 +106,8 @@ def train_neighbours(users, items, ratings, *, conf, m: Optional[int] = None) ->
 
     Returns the neighbour lists and a few facts about the training (for printing).
     """
-    from offline_als.als import ALS, ratings_to_csr
+    from offline_als.als import ratings_to_csr
+    from offline_als.model import als_from_settings
     from offline_als.publish import neighbour_lists
     from offline_als.similarity import top_similar
 
@@ -118,8 +116,7 @@ def train_neighbours(users, items, ratings, *, conf, m: Optional[int] = None) ->
     item_ids, iidx = np.unique(np.asarray(items).astype(str), return_inverse=True)
     R = ratings_to_csr(uidx.ravel(), iidx.ravel(), np.asarray(ratings, dtype=np.float32),
                        shape=(len(user_ids), len(item_ids)))
-    model = ALS(rank=conf.als_rank, reg=conf.als_reg, iterations=conf.als_iters, biases=conf.als_biases,
-                seed=conf.als_seed, progress=False).fit(R)
+    model = als_from_settings(conf).fit(R)  # the ALS worker's parameters (app/settings.py)
     idx, scores = top_similar(model.item_factors, m=m or conf.als_similar, min_similarity=conf.als_min_similarity)
     neighbours = neighbour_lists(idx, scores, [str(x) for x in item_ids])
     sims = scores[np.isfinite(scores)]

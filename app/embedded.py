@@ -34,6 +34,24 @@ def is_listening(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bo
         return False
 
 
+def wait_until_listening(port: int, timeout: float) -> bool:
+    """True once something accepts connections on loopback ``port`` (False after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while not is_listening(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
+def require_broker(conf, wait_s: float = 15.0) -> None:
+    """Exit with a clear message unless the broker is reachable. For the embedded broker,
+    wait ``wait_s`` first: under a process manager it may be starting at the same time."""
+    if conf.uses_embedded_broker and not wait_until_listening(conf.embedded_port, wait_s):
+        raise SystemExit(f"error: no broker on 127.0.0.1:{conf.embedded_port}. Start the embedded one with "
+                         f"`recsys broker --port {conf.embedded_port}` or set RECSYS_BROKER to a Kafka cluster.")
+
+
 @dataclass
 class EmbeddedBroker:
     """A running Tansu process on ``127.0.0.1:port``."""
@@ -91,7 +109,11 @@ def start_broker(port: int = 0, *, timeout: float = 30.0, log_file: Optional[str
            "--storage-engine", "memory://tansu/"]
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
-    process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    finally:
+        if log_file:
+            out.close()  # the child has its own copy
     broker = EmbeddedBroker(port=port, process=process)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

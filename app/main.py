@@ -13,6 +13,7 @@ import sys
 from faust.cli import argument, option
 
 from app.app import app
+from app.embedded import require_broker
 from app.settings import settings
 
 # Register agents, tables and views (importing them is what declares them).
@@ -26,10 +27,11 @@ log = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def broker_available(conf=settings):
-    """Make sure a broker answers: a configured one, or the embedded one (started if needed)."""
-    from app.embedded import is_listening, start_broker
+    """Make sure a broker answers: a configured one, or the embedded one (started if none
+    is listening after a few seconds: under a process manager ``broker`` may be starting)."""
+    from app.embedded import start_broker, wait_until_listening
 
-    if not conf.uses_embedded_broker or is_listening(conf.embedded_port):
+    if not conf.uses_embedded_broker or wait_until_listening(conf.embedded_port, 5.0):
         yield None
         return
     print(f"no broker configured and none on 127.0.0.1:{conf.embedded_port}: starting the embedded one "
@@ -41,15 +43,6 @@ def broker_available(conf=settings):
         broker.stop()
 
 
-def require_broker(conf=settings) -> None:
-    """For commands whose data must outlive them: the embedded broker must already run."""
-    from app.embedded import is_listening
-
-    if conf.uses_embedded_broker and not is_listening(conf.embedded_port):
-        raise SystemExit(f"error: no broker on 127.0.0.1:{conf.embedded_port}. Start the embedded one with "
-                         f"`recsys broker --port {conf.embedded_port}` or set RECSYS_BROKER.")
-
-
 def print_json(data: dict) -> None:
     print(json.dumps(data, sort_keys=True), flush=True)
 
@@ -59,7 +52,7 @@ async def create_topics(self) -> None:
     """Create every topic with RECSYS_PARTITIONS partitions (existing ones are kept)."""
     from app.topics import create_topics as create
 
-    require_broker()
+    require_broker(settings, wait_s=0)
     print_json(await create())
 
 
@@ -76,7 +69,7 @@ async def load(self, path: str, fmt: str, limit, rate, topic) -> None:
     from app.loader import load_file
     from app.topics import create_topics as create
 
-    require_broker()
+    require_broker(settings, wait_s=0)
     await create()
     print_json(await load_file(path, fmt, limit=limit, rate=rate, topic=topic))
 

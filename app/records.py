@@ -28,8 +28,10 @@ from typing import Any, Optional
 
 import faust
 
-#: Behaviour event types we accept on ``user-events``.
-EVENT_TYPES = frozenset({"view", "click", "cart", "fav", "purchase", "search"})
+from app.datasets import EVENT_TYPES as _DATASET_EVENT_TYPES
+
+#: Behaviour event types we accept on ``user-events`` (the loaders' list).
+EVENT_TYPES = frozenset(_DATASET_EVENT_TYPES)
 
 #: Key of the model-version marker on the ``item-similarity`` topic.
 MODEL_MARKER_KEY = "__model__"
@@ -105,7 +107,7 @@ def _load_json_object(raw: bytes | str | dict) -> dict:
         return raw
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: [[[[...
         raise InvalidInput("bad_json", str(exc)[:200]) from None
     if not isinstance(data, dict):
         raise InvalidInput("bad_json", "not a JSON object")
@@ -118,6 +120,8 @@ def _require_id(data: dict, name: str, *, allow_empty: bool = False) -> str:
         raise InvalidInput(f"missing_{name}")
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise InvalidInput(f"bad_{name}", f"{name} must be a string")
+    if isinstance(value, int) and value.bit_length() > 64:  # str() of a huge int is slow or fails
+        raise InvalidInput(f"bad_{name}", "too long")
     value = str(value).strip()
     if (not value and not allow_empty) or len(value) > MAX_ID_LENGTH:
         raise InvalidInput(f"bad_{name}", "empty or too long")
@@ -132,7 +136,7 @@ def _require_number(data: dict, name: str, *, default: float | None = None) -> f
         raise InvalidInput(f"bad_{name}", "boolean")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
         raise InvalidInput(f"bad_{name}", repr(value)[:50]) from None
     if not math.isfinite(number):
         raise InvalidInput(f"bad_{name}", "not finite")

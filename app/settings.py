@@ -35,7 +35,7 @@ class Settings:
     # --- Kafka ------------------------------------------------------------------
     #: ``kafka://host:port[;host2:port]``; empty means the embedded broker.
     broker: str = field(default_factory=lambda: _env("RECSYS_BROKER", ""))
-    #: Port of the embedded broker when ``broker`` is empty (0 = pick a free one).
+    #: Port of the embedded broker when ``broker`` is empty.
     embedded_port: int = field(default_factory=lambda: _env_int("RECSYS_EMBEDDED_PORT", 9092))
     #: SASL/SSL pass-through: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     security_protocol: str = field(default_factory=lambda: _env("RECSYS_SECURITY_PROTOCOL", "PLAINTEXT"))
@@ -135,11 +135,6 @@ class Settings:
         """``host:port`` strings for plain aiokafka clients (loaders, ALS worker)."""
         url = self.broker_url.split("://", 1)[1]
         return [s.strip() for s in url.replace(";", ",").split(",") if s.strip()]
-
-    @property
-    def high_rating_cut(self) -> float:
-        """Ratings at or above this are "high" in the formula (scale-relative)."""
-        return (self.rating_min + self.rating_max) / 2.0
 
     def implicit_rating_map(self) -> dict[str, float]:
         pairs = (p.split(":", 1) for p in self.implicit_ratings.split(",") if ":" in p)

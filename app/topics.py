@@ -31,7 +31,10 @@ dead_letters_topic = _raw_topic(settings.topic_dead_letters)
 #: Internal: behaviour events re-keyed by item, for the item-popularity table.
 item_events_topic = _raw_topic(f"{settings.app_id}-item-events")
 
-COMPACTED = {settings.topic_similarity, settings.topic_recommendations}
+
+
+def compacted_topics(conf: Settings = settings) -> set[str]:
+    return {conf.topic_similarity, conf.topic_recommendations}
 
 
 def topic_names(conf: Settings = settings) -> list[str]:
@@ -53,7 +56,7 @@ async def create_topics(conf: Settings = settings) -> dict[str, str]:
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(name, num_partitions=conf.partitions, replication_factor=conf.replication,
-                     topic_configs={"cleanup.policy": "compact"} if name in COMPACTED else {})
+                     topic_configs={"cleanup.policy": "compact"} if name in compacted_topics(conf) else {})
             for name in topic_names(conf) if name not in existing
         ]
         if wanted:

@@ -35,7 +35,7 @@ class Model:
     als: ALS
     user_index: dict[str, int]
     item_index: dict[str, int]
-    neighbours: dict[str, dict[str, float]]  # what the similarity GlobalTable holds
+    neighbours: dict[str, dict[str, float]]  # what every worker's similarity reader holds
     popular: list[str]  # training items by rating count, most rated first
     item_mean: dict[str, float]
     global_mean: float
@@ -76,7 +76,7 @@ def fit_model(split: ProtocolSplit, scale: tuple[float, float], *, rank: int = 2
     ind, sco = top_similar(als.item_factors, m=n_neighbours, min_similarity=min_similarity)
     lists = neighbour_lists(ind, sco, [str(x) for x in item_ids])
     t2 = time.perf_counter()
-    # What the similarity GlobalTable holds: {item: {neighbour: score}} (publish may hand
+    # What every worker's similarity reader holds: {item: {neighbour: score}} (publish may hand
     # over [[n, s], ...] pairs or a dict, depending on its version: accept both).
     neighbours = {item: {str(n): float(s) for n, s in (neigh.items() if isinstance(neigh, dict) else neigh)}
                   for item, neigh in lists.items() if neigh}

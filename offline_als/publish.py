@@ -2,8 +2,9 @@
 
 One message per item (key: item id; value: neighbours with scores, model version,
 trained-at time), tombstones for items that left the model, then the ``__model__``
-marker, so a reader that has seen the marker knows the whole model has landed. Every
-worker's similarity GlobalTable is fed from this topic.
+marker on every partition, so a reader that has seen it on all partitions knows the
+whole model has landed. Every
+worker reads this topic in full (``tables.definitions.SimilarityBroadcast``).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def neighbour_lists(indices: np.ndarray, scores: np.ndarray, item_ids: Sequence[
 
 def similarity_messages(neighbours: Mapping[str, list], version: str, trained_at: float,
                         removed: Iterable[str] = ()) -> list[tuple[bytes, bytes | None]]:
-    """The (key, value) messages of one model, marker last."""
+    """The (key, value) messages of one model, marker last (sent once per partition)."""
     messages: list[tuple[bytes, bytes | None]] = [
         (item.encode(), json.dumps({"item": item, "neighbours": dict(neigh), "version": version,
                                     "trained_at": trained_at}, separators=(",", ":")).encode())
@@ -61,9 +62,14 @@ async def publish_similarity(neighbours: Mapping[str, list], version: str, *, co
         for key, value in messages[:-1]:
             await producer.send(conf.topic_similarity, key=key, value=value)
         await producer.flush()
-        # The marker goes out only once every item message is acknowledged.
+        # The marker goes out only once every item message is acknowledged, to EVERY
+        # partition: a reader that has the marker of this version on all partitions has
+        # read all the items (order holds within a partition, not across them).
         key, value = messages[-1]
-        await producer.send_and_wait(conf.topic_similarity, key=key, value=value)
+        partitions = sorted(await producer.partitions_for(conf.topic_similarity))
+        for partition in partitions:
+            await producer.send(conf.topic_similarity, key=key, value=value, partition=partition)
+        await producer.flush()
     finally:
         await producer.stop()
-    return len(messages)
+    return len(messages) - 1 + len(partitions)

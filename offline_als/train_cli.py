@@ -70,16 +70,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _broker_error(conf) -> str | None:
-    if conf.uses_embedded_broker:
-        from app.embedded import is_listening
-
-        if not is_listening(conf.embedded_port):
-            return (f"--publish: RECSYS_BROKER is unset and no embedded broker listens on 127.0.0.1:"
-                    f"{conf.embedded_port}. Start it with `recsys broker` (or set RECSYS_BROKER).")
-    return None
-
-
 async def _publish(conf, neighbours, version, trained_at) -> int:
     from app.topics import create_topics
 
@@ -102,9 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         from app.settings import load_settings
 
         conf = load_settings()
-        err = _broker_error(conf)
-        if err:
-            print(f"error: {err}", file=sys.stderr)
+        from app.embedded import require_broker
+
+        try:
+            require_broker(conf, wait_s=0)
+        except SystemExit as exc:  # checked before training, so a missing broker costs nothing
+            print(f"--publish: {exc}", file=sys.stderr)
             return 2
     progress = not args.no_progress
 

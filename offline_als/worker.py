@@ -144,11 +144,9 @@ class ALSWorker:
                  {tp.partition: stored.get(tp.partition, "beginning") for tp in self._tps}, self.store)
 
     async def _end_offsets(self) -> dict:
-        if self.conf.uses_embedded_broker:
-            from app.tansu_compat import fetch_high_watermarks
+        from app.tansu_compat import end_offsets
 
-            return await fetch_high_watermarks(self._consumer._client, self._tps)  # noqa: SLF001
-        return await self._consumer.end_offsets(self._tps)
+        return await end_offsets(self._consumer, self._tps, self.conf)
 
     async def _positions(self) -> dict:
         return {tp: await self._consumer.position(tp) for tp in self._tps}
@@ -354,13 +352,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     conf = settings
-    if conf.uses_embedded_broker:
-        from app.embedded import is_listening
+    from app.embedded import require_broker
 
-        if not is_listening(conf.embedded_port):
-            print(f"error: no broker on 127.0.0.1:{conf.embedded_port}. Start the embedded one with "
-                  "`recsys broker` (or set RECSYS_BROKER to a Kafka cluster).", file=sys.stderr)
-            return 2
+    try:
+        require_broker(conf, wait_s=30.0)
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        return 2
 
     async def _main() -> dict:
         from app.topics import create_topics

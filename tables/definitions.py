@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from datetime import timedelta
 
 import faust
@@ -46,6 +47,8 @@ class SimilarityBroadcast:
     partitions of the compacted ``item-similarity`` topic from the beginning (no
     consumer group) and keeps the last value per key in memory; a tombstone removes an
     item. New model versions overwrite items one by one, so there is no gap in service.
+    A model version counts as landed once its marker arrived on every partition (the
+    publisher sends it to each partition after all the items).
 
     Why not a Faust GlobalTable: with faust-streaming 0.15.3 (a) a GlobalTable whose
     changelog is another process's topic hangs the group join (the assignor looks for
@@ -57,31 +60,41 @@ class SimilarityBroadcast:
 
     def __init__(self) -> None:
         self.neighbours: dict[str, dict[str, float]] = {}
+        #: The marker of the newest model that has landed on every partition.
         self.marker: dict = {}
+        self._markers: dict[int, dict] = {}
+        self.partitions = 1
         self.messages = 0
+        self.rejected = 0
         #: Set once everything that was in the topic at start-up has been read; the
         #: realtime agent waits for it so a restarted worker never scores without a model.
         self.caught_up = asyncio.Event()
 
-    def apply(self, key: bytes, value: bytes | None) -> None:
-        """Apply one message of the topic (last value per key wins)."""
-        item = key.decode("utf-8", "replace")
+    def apply(self, key: bytes | None, value: bytes | None, partition: int = 0) -> None:
+        """Apply one message of the topic (last value per key wins). Never raises: a
+        malformed message is counted and skipped, the previous value stays."""
         self.messages += 1
+        try:
+            self._apply(key, value, partition)
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            self.rejected += 1
+            log.warning("skipping malformed similarity message %r: %r", key[:100] if key else key, exc)
+
+    def _apply(self, key: bytes | None, value: bytes | None, partition: int) -> None:
+        item = key.decode("utf-8")
         if value is None:
             self.neighbours.pop(item, None)
             return
-        try:
-            data = json.loads(value)
-        except ValueError:
-            log.warning("ignoring undecodable similarity message for %r", item)
-            return
+        data = json.loads(value)
         if item == MODEL_MARKER_KEY:
-            if isinstance(data, dict):
-                self.marker = data
-        elif isinstance(data, dict) and isinstance(data.get("neighbours"), dict):
-            # Best first, once, here: candidate_items relies on the order.
-            ranked = sorted(data["neighbours"].items(), key=lambda kv: (-float(kv[1]), str(kv[0])))
-            self.neighbours[item] = {str(n): float(s) for n, s in ranked}
+            self._markers[partition] = dict(data)
+            versions = {m.get("version") for m in self._markers.values()}
+            if len(self._markers) >= self.partitions and len(versions) == 1:
+                self.marker = self._markers[partition]
+            return
+        pairs = ((str(n), float(s)) for n, s in data["neighbours"].items())
+        ranked = sorted(((n, s) for n, s in pairs if math.isfinite(s)), key=lambda kv: (-kv[1], kv[0]))
+        self.neighbours[item] = dict(ranked)  # best first, once: candidate_items relies on it
 
     async def follow(self, conf=settings) -> None:
         """Tail the topic for as long as the worker runs."""
@@ -96,22 +109,21 @@ class SimilarityBroadcast:
         try:
             partitions = [TopicPartition(conf.topic_similarity, p)
                           for p in sorted(consumer.partitions_for_topic(conf.topic_similarity) or [])]
-            if conf.uses_embedded_broker:  # Tansu's ListOffsets is wrong (see tansu_compat)
-                end = await tansu_compat.fetch_high_watermarks(consumer._client, partitions)
-            else:
-                end = await consumer.end_offsets(partitions)
-            pending = {tp for tp, offset in end.items() if offset > 0}
+            self.partitions = max(len(partitions), 1)
+            end = await tansu_compat.end_offsets(consumer, partitions, conf)
             while True:
-                if not pending and not self.caught_up.is_set():
-                    log.info("similarity model loaded: %d items, version %r", len(self.neighbours),
-                             self.marker.get("version"))
-                    self.caught_up.set()
+                if not self.caught_up.is_set():
+                    # Positions, not last offsets seen: compaction and transaction markers
+                    # leave gaps at the end of a real Kafka log.
+                    positions = {tp: await consumer.position(tp) for tp in partitions}
+                    if all(positions[tp] >= end[tp] for tp in partitions):
+                        log.info("similarity model loaded: %d items, version %r", len(self.neighbours),
+                                 self.marker.get("version"))
+                        self.caught_up.set()
                 batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
                 for tp, records in batches.items():
                     for record in records:
-                        self.apply(record.key, record.value)
-                    if tp in pending and records[-1].offset + 1 >= end[tp]:
-                        pending.discard(tp)
+                        self.apply(record.key, record.value, tp.partition)
         finally:
             await consumer.stop()
 

@@ -46,6 +46,15 @@ def add_recent_rating(recent: Sequence[RecentRating], item: str, rating: float, 
     return newest[-k:] if k > 0 else []
 
 
+def is_replay(recent: Sequence[RecentRating], item: str, rating: float, ts: float) -> bool:
+    """True for a rating that changes nothing: a redelivery (same item, rating and time)
+    or a stale one (older than the user's recent rating of that item)."""
+    for entry in recent:
+        if entry[0] == item:
+            return entry[2] > ts or (entry[2] == ts and entry[1] == rating)
+    return False
+
+
 def add_rated_item(rated: Sequence[str], item: str, limit: int) -> list[str]:
     """Remember that the user rated ``item`` (most recent last, at most ``limit`` items)."""
     items = [i for i in rated if i != item]
@@ -172,9 +181,14 @@ def recommend_after_rating(*, item: str, rating: float, ts: float, recent: Seque
                            decay: float = 1.0):
     """The whole update for one rating: returns ``(recent, rated, new_list, n_scored)``.
 
+    A replayed rating (:func:`is_replay`) returns the state and the previous list as they
+    are, so at-least-once redelivery after a crash changes nothing.
+
     This is what the realtime agent calls between reading and writing its tables.
     ``decay`` is passed to :func:`merge_lists` (1.0, the default, is the paper).
     """
+    if is_replay(recent, item, rating, ts):  # at-least-once redelivery: nothing changes
+        return list(recent), list(rated), [list(entry) for entry in previous], 0
     recent = add_recent_rating(recent, item, rating, ts, k)
     rated = add_rated_item(rated, item, rated_limit)
     candidates = candidate_items(neighbours_of(item), rated, m)

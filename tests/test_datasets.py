@@ -255,7 +255,7 @@ def test_item_names_generator_layout(tmp_path):
 
 
 # ------------------------------------------------------------------ whole real files
-def test_rtr_counts_and_speed():
+def test_rtr_counts():
     t0 = time.perf_counter()
     arr = ds.load_ratings(need(RTR), "renttherunway")
     elapsed = time.perf_counter() - t0
@@ -267,7 +267,6 @@ def test_rtr_counts_and_speed():
     assert arr.n_items == 5_850
     assert 105_000 <= arr.n_users <= 106_000
     assert (arr.ts > 0).all() and (arr.ts % 86400 == 0).all()
-    assert elapsed < 10.0  # a couple of seconds on a normal machine
 
 
 def test_ml100k_counts():

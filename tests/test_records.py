@@ -37,6 +37,9 @@ def test_good_rating_round_trips_through_json():
     (b'{"user": "u", "item": "i", "rating": 0, "ts": 1}', "rating_out_of_range"),
     (b'{"user": "u", "item": "i", "rating": 3}', "missing_ts"),
     (b'{"user": "u", "item": "i", "rating": 3, "ts": -5}', "bad_ts"),
+    (b'{"user": "u", "item": "i", "rating": 3, "ts": 1' + b"0" * 400 + b"}", "bad_ts"),
+    (b'{"user": 1' + b"0" * 100 + b', "item": "i", "rating": 3, "ts": 1}', "bad_user"),
+    (b"[" * 100_000 + b"]" * 100_000, "bad_json"),
 ])
 def test_bad_ratings_are_rejected_with_a_reason(raw, why):
     assert reason(parse_rating, raw, **SCALE) == why

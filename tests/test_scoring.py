@@ -147,3 +147,18 @@ def test_fast_scoring_equals_the_pairwise_definition_on_random_models():
                 want[q] = (sum(s * r for s, r in hits) / len(hits) + math.log10(max(n_in, 1))
                            - math.log10(max(len(hits) - n_in, 1)))
         assert score_candidates(candidates, recent, model.get, theta=0.6, high_cut=6.0) == pytest.approx(want)
+
+
+def test_a_redelivered_or_stale_rating_changes_nothing():
+    kw = dict(neighbours_of=NEIGHBOURS.get, hot_items=[], k=4, m=5, theta=0.6, high_cut=6.0, rated_limit=10,
+              decay=0.5)
+    recent, rated, first, n = recommend_after_rating(item="p", rating=10.0, ts=3.0, recent=[["r1", 8.0, 1.0]],
+                                                     rated=["r1"], previous=[["x", 9.0]], **kw)
+    assert n > 0
+    for replay in ({"rating": 10.0, "ts": 3.0}, {"rating": 2.0, "ts": 2.0}):  # redelivery, stale
+        again = recommend_after_rating(item="p", recent=recent, rated=rated, previous=first, **replay, **kw)
+        assert again == (recent, rated, first, 0)
+    # Same time but another rating is a correction, not a replay: it is applied.
+    corrected = recommend_after_rating(item="p", rating=2.0, ts=3.0, recent=recent, rated=rated, previous=first,
+                                       **kw)
+    assert corrected[0][-1] == ["p", 2.0, 3.0] and corrected[3] > 0

@@ -40,6 +40,9 @@ def expected_lists(ratings):
 
     recent, rated, previous, out = {}, [], {}, []
     for item, rating, ts in ratings:
+        if item in recent and (recent[item][1] > ts or recent[item] == (rating, ts)):
+            out.append(out[-1])  # a redelivered (or stale) rating changes nothing
+            continue
         if item not in recent or ts >= recent[item][1]:
             recent[item] = (rating, ts)
         if item not in rated:
