@@ -107,24 +107,20 @@ def train_neighbours(users, items, ratings, *, conf, m: Optional[int] = None) ->
     Returns the neighbour lists and a few facts about the training (for printing).
     """
     from offline_als.als import ratings_to_csr
-    from offline_als.model import als_from_settings
-    from offline_als.publish import neighbour_lists
-    from offline_als.similarity import top_similar
+    from offline_als.model import train_and_similar
 
     started = time.perf_counter()
     user_ids, uidx = np.unique(np.asarray(users).astype(str), return_inverse=True)
     item_ids, iidx = np.unique(np.asarray(items).astype(str), return_inverse=True)
     R = ratings_to_csr(uidx.ravel(), iidx.ravel(), np.asarray(ratings, dtype=np.float32),
                        shape=(len(user_ids), len(item_ids)))
-    model = als_from_settings(conf).fit(R)  # the ALS worker's parameters (app/settings.py)
-    idx, scores = top_similar(model.item_factors, m=m or conf.als_similar, min_similarity=conf.als_min_similarity)
-    neighbours = neighbour_lists(idx, scores, [str(x) for x in item_ids])
-    sims = scores[np.isfinite(scores)]
+    trained = train_and_similar(R, user_ids, item_ids, conf=conf, m=m)  # exactly what the ALS worker does
+    sims = np.array([s for neigh in trained.neighbours.values() for s in neigh.values()])
     facts = {"ratings": int(R.nnz), "users": len(user_ids), "items": len(item_ids),
-             "neighbours_per_item": int(idx.shape[1]),
+             "neighbours_per_item": max((len(n) for n in trained.neighbours.values()), default=0),
              "share_above_theta": round(float((sims > conf.theta).mean()) if sims.size else 0.0, 3),
              "seconds": round(time.perf_counter() - started, 2)}
-    return neighbours, facts
+    return trained.neighbours, facts
 
 
 def percentile_ms(values, q: float) -> Optional[float]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import sys
 import time
 from typing import Optional
 
-from app.datasets import RatingRow, iter_rows
+from app.datasets import SCALES, RatingRow, iter_rows
 from app.records import Rating, UserEvent, to_json_bytes
 from app.settings import Settings, settings
 
@@ -34,6 +35,13 @@ async def load_file(path: str, fmt: str, *, limit: Optional[int] = None, rate: O
     """
     from aiokafka import AIOKafkaProducer
 
+    scale = SCALES.get(fmt)
+    if scale and (scale[0] < conf.rating_min or scale[1] > conf.rating_max):
+        # Not an error (the file may hold a subset), but the workers would dead-letter
+        # every rating outside their scale: say so before sending 100k of them.
+        print(f"warning: {fmt} ratings are on {scale[0]:g}..{scale[1]:g} but the workers accept "
+              f"{conf.rating_min:g}..{conf.rating_max:g} (RECSYS_RATING_MIN/MAX): ratings outside it will be "
+              "dead-lettered", file=sys.stderr)
     skipped: collections.Counter = collections.Counter()
     producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, linger_ms=20,
                                 max_batch_size=256 * 1024, **conf.kafka_security_kwargs())
