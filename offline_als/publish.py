@@ -26,8 +26,11 @@ def neighbour_lists(indices: np.ndarray, scores: np.ndarray, item_ids: Sequence[
     result: dict[str, dict[str, float]] = {}
     for row, item in enumerate(item_ids):
         keep = indices[row] >= 0
-        result[item] = {item_ids[j]: round(float(s), decimals)
-                        for j, s in zip(indices[row][keep], scores[row][keep])}
+        pairs = [(item_ids[j], round(float(s), decimals)) for j, s in zip(indices[row][keep], scores[row][keep])]
+        # Best first, ties (common after rounding) by id: the order every reader uses
+        # (tables.definitions.SimilarityBroadcast sorts the same way), so the top-M
+        # candidates are the same offline and in the stream.
+        result[item] = dict(sorted(pairs, key=lambda kv: (-kv[1], kv[0])))
     return result
 
 

@@ -43,3 +43,23 @@ def test_malformed_messages_are_counted_and_skipped():
     assert b.neighbours == {"i1": {"a": 0.8}} and b.marker == {}  # the previous state stands
     b.apply(b"i2", b'{"neighbours": {"a": NaN, "b": 0.7}}', 0)
     assert b.neighbours["i2"] == {"b": 0.7}  # non-finite scores are dropped
+
+
+def test_published_order_is_the_order_every_reader_uses():
+    import json
+
+    import numpy as np
+
+    from offline_als.publish import neighbour_lists, similarity_messages
+
+    ids = ["i0", "b", "a", "c"]
+    # Scores that tie once rounded to 4 decimals, listed in index order (b before a).
+    indices = np.array([[1, 2, 3], [0, 2, -1], [0, 1, -1], [0, 1, 2]])
+    scores = np.array([[0.90001, 0.90004, 0.5], [0.7, 0.6, np.nan], [0.7, 0.6, np.nan], [0.3, 0.2, 0.1]])
+    lists = neighbour_lists(indices, scores, ids)
+    assert list(lists["i0"]) == ["a", "b", "c"]  # tie at 0.9 broken by id
+    b = reader(partitions=1)
+    for key, value in similarity_messages(lists, "v", 0.0):
+        b.apply(key, value, 0)
+    assert {item: list(n) for item, n in b.neighbours.items()} == {item: list(n) for item, n in lists.items()}
+    assert json.loads(similarity_messages(lists, "v", 0.0)[-1][1])["items"] == 4
