@@ -62,6 +62,13 @@ class StreamEnv:
             env["RECSYS_DATA_DIR"] = str(self.tmp / f"data-{name}")
         return WorkerProcess(name=name, env=env, log_path=self.tmp / f"{name}.log").start()
 
+    def ready_worker(self, started: list, name: str = "w1") -> WorkerProcess:
+        """Start a worker, register it for teardown in ``started`` and wait until it is ready."""
+        worker = self.worker(name)
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
 
 @pytest.fixture
 def workers():

@@ -35,9 +35,7 @@ def event(user, item, kind, ts=1.0):
 @pytest.mark.broker
 def test_behaviour_counts_hot_items_segments_and_implicit_ratings(stream_env, workers):
     conf = stream_env.conf
-    worker = stream_env.worker()
-    workers.append(worker)
-    worker.wait_ready()
+    worker = stream_env.ready_worker(workers)
     events = ([event("dora", "i1", "view")] * 3 + [event("dora", "i1", "cart"), event("dora", "i1", "purchase"),
               event("dora", "i2", "purchase")] + [event(f"u{n}", "i7", "view") for n in range(10)])
     run(produce(conf, conf.topic_events, events))

@@ -72,9 +72,7 @@ def test_recsys_load_rent_the_runway_prints_exact_counts(stream_env):
 
 def test_log_cleaning_forwards_good_lines_and_dead_letters_bad_ones(stream_env, workers):
     conf = stream_env.conf
-    worker = stream_env.worker()
-    workers.append(worker)
-    worker.wait_ready()
+    worker = stream_env.ready_worker(workers)
     lines = [
         b"RATING:u1|i1|4|1700000000",
         b"EVENT:u1|i2|cart|1700000001|shoes",
@@ -100,9 +98,7 @@ def test_log_cleaning_forwards_good_lines_and_dead_letters_bad_ones(stream_env, 
 
 def test_malformed_input_goes_to_dead_letters_and_the_worker_keeps_going(stream_env, workers):
     conf = stream_env.conf
-    worker = stream_env.worker()
-    workers.append(worker)
-    worker.wait_ready()
+    worker = stream_env.ready_worker(workers)
     bad_ratings = [
         b"{not json",
         b'{"user": "u1", "item": "i1", "rating": 4, "ts": 1, "colour": "red"}',

@@ -70,9 +70,7 @@ def rating_message(user, item, rating, ts):
 
 
 def start_worker_with_model(stream_env, workers, name="w1", version="v-test"):
-    worker = stream_env.worker(name)
-    workers.append(worker)
-    worker.wait_ready()
+    worker = stream_env.ready_worker(workers, name)
     run(publish_similarity(MODEL, version, conf=stream_env.conf))
     worker.wait_ready(model_version=version)
     return worker
@@ -125,26 +123,25 @@ def test_state_survives_kill_9_with_and_without_the_local_rocksdb(stream_env, wo
     first.kill9()
 
     # Restart on the same RocksDB directory (Tansu's wrong ListOffsets used to crash this).
-    second = stream_env.worker("w1")
-    workers.append(second)
-    second.wait_ready()
     after1 = ("i3", 5, 4.0)
-    run(produce(conf, conf.topic_ratings, [rating_message("carol", *after1)]))
-    got = lists_for(conf, "carol", 4)
+    second, got = restart_and_rate(stream_env, workers, "carol", after1, n_lists=4)
     assert_same_list(got[-1]["items"], expected_lists(before + [after1])[-1])
     time.sleep(3)
     second.kill9()
 
     # And with the local state deleted: everything comes back from the changelog topics.
     shutil.rmtree(stream_env.env["RECSYS_DATA_DIR"])
-    third = stream_env.worker("w1")
-    workers.append(third)
-    third.wait_ready()
     after2 = ("i10", 1, 5.0)
-    run(produce(conf, conf.topic_ratings, [rating_message("carol", *after2)]))
-    got = lists_for(conf, "carol", 5)
+    third, got = restart_and_rate(stream_env, workers, "carol", after2, n_lists=5)
     assert_same_list(got[-1]["items"], expected_lists(before + [after1, after2])[-1])
     assert third.get("/recommendations/carol/")["items"] == got[-1]["items"]
+
+
+def restart_and_rate(stream_env, workers, user, rating, n_lists):
+    """Start the worker again, send one rating, return the worker and the user's lists."""
+    worker = stream_env.ready_worker(workers)
+    run(produce(stream_env.conf, stream_env.conf.topic_ratings, [rating_message(user, *rating)]))
+    return worker, lists_for(stream_env.conf, user, n_lists)
 
 
 def test_two_workers_split_partitions_and_both_serve_the_query_api(stream_env, workers):
