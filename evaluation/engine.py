@@ -6,15 +6,14 @@ score predictions and lists. No broker, no Faust.
 from __future__ import annotations
 
 import collections
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from app.settings import settings
 from offline_als.als import ALS, ratings_to_csr
-from offline_als.publish import neighbour_lists
-from offline_als.similarity import top_similar
+from offline_als.model import train_and_similar
 from tables.scoring import add_recent_rating, base_score, make_similarity, recommend_after_rating
 
 from .metrics import RANKING_METRICS, change_rate, rmse
@@ -70,16 +69,13 @@ def fit_model(split: ProtocolSplit, scale: tuple[float, float], *, rank: int = 2
     # Rows are in time order, so ratings_to_csr keeps each pair's latest training rating.
     R = ratings_to_csr(user_idx[mask], item_idx[mask], data.ratings[mask],
                        shape=(len(user_ids), len(item_ids)))
-    t0 = time.perf_counter()
-    als = ALS(rank=rank, reg=reg, iterations=iterations, seed=seed, progress=progress).fit(R)
-    t1 = time.perf_counter()
-    ind, sco = top_similar(als.item_factors, m=n_neighbours, min_similarity=min_similarity)
-    lists = neighbour_lists(ind, sco, [str(x) for x in item_ids])
-    t2 = time.perf_counter()
-    # What every worker's similarity reader holds: {item: {neighbour: score}} (publish may hand
-    # over [[n, s], ...] pairs or a dict, depending on its version: accept both).
-    neighbours = {item: {str(n): float(s) for n, s in (neigh.items() if isinstance(neigh, dict) else neigh)}
-                  for item, neigh in lists.items() if neigh}
+    # The ALS worker's pipeline (fit, top-M, the published lists), with the paper's ALS:
+    # Spark's exact weighted lambda (reg_offset 0) and the rank/lambda under evaluation.
+    als = ALS(rank=rank, reg=reg, iterations=iterations, seed=seed, progress=progress)
+    trained = train_and_similar(R, user_ids, item_ids, conf=settings, m=n_neighbours,
+                                min_similarity=min_similarity, als=als)
+    # What every worker's similarity reader holds: {item: {neighbour: score}}, best first.
+    neighbours = {item: neigh for item, neigh in trained.neighbours.items() if neigh}
 
     train_items = item_idx[mask]
     counts = np.bincount(train_items, minlength=len(item_ids))
@@ -92,7 +88,7 @@ def fit_model(split: ProtocolSplit, scale: tuple[float, float], *, rank: int = 2
                  item_index={str(i): k for k, i in enumerate(item_ids)}, neighbours=neighbours,
                  popular=popular, item_mean=item_mean, global_mean=global_mean, scale=scale,
                  item_ids=[str(x) for x in item_ids],
-                 fit_seconds=t1 - t0, similarity_seconds=t2 - t1)
+                 fit_seconds=trained.fit_s, similarity_seconds=trained.sim_s)
 
 
 # --------------------------------------------------------------------------- replay
