@@ -61,10 +61,3 @@ def snapshot() -> dict:
         "per_second": rates(),
         "latency": {path: percentiles(path) for path in list(_latencies)},
     }
-
-
-def reset() -> None:
-    with _lock:
-        counters.clear()
-        _latencies.clear()
-        _samples.clear()

@@ -8,7 +8,7 @@ Kafka security settings (SASL/SSL) are passed through to Faust and aiokafka unch
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -154,9 +154,6 @@ class Settings:
                 sasl_plain_password=self.sasl_password,
             )
         return kw
-
-    def as_table(self) -> list[tuple[str, object]]:
-        return [(f.name, getattr(self, f.name)) for f in fields(self)]
 
 
 def load_settings() -> Settings:

@@ -102,7 +102,7 @@ def bench_rtr(args) -> dict:
             return ALS(rank=20, reg=1.0, reg_offset=settings.als_reg_offset, iterations=10, biases=biases,
                        seed=42, progress=False, n_threads=args.threads).fit(R)
         t_fit, model = best_of(args.repeat, fit)
-        t_sim, (idx, _) = best_of(args.repeat, lambda: top_similar(model.item_factors, m=50))
+        t_sim, (idx, _) = best_of(args.repeat, lambda model=model: top_similar(model.item_factors, m=50))
         all_rmse, warm_rmse = evaluate(model)
         key = "biases_on" if biases else "biases_off"
         res[key] = {"fit_s": t_fit, "sim_s": t_sim, "rmse": all_rmse, "rmse_warm": warm_rmse,

@@ -89,7 +89,8 @@ def assert_same_list(got, want):
 
 def test_each_list_matches_an_independent_computation_of_the_formula(stream_env, workers):
     conf = stream_env.conf
-    start_worker_with_model(stream_env, workers)
+    worker = start_worker_with_model(stream_env, workers)
+    assert worker.get("/health/")["model_messages_rejected"] == 0
     ratings = {"alice": [("i0", 5, 1.0), ("i6", 2, 2.0), ("i3", 4, 3.0), ("i8", 1, 4.0), ("i10", 5, 5.0)],
                "bob": [("i11", 3, 1.0), ("i7", 5, 2.0), ("i2", 4, 3.0), ("i2", 4, 3.0)]}  # bob's last is a repeat
     run(produce(conf, conf.topic_ratings, [rating_message(u, *r) for u, rs in ratings.items() for r in rs]))
