@@ -22,7 +22,7 @@ Wire formats (key = user id as UTF-8 bytes unless noted):
 """
 from __future__ import annotations
 
-import json
+import orjson
 import math
 from typing import Any, Optional
 
@@ -106,8 +106,8 @@ def _load_json_object(raw: bytes | str | dict) -> dict:
     if isinstance(raw, dict):
         return raw
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # RecursionError: [[[[...
+        data = orjson.loads(raw)  # 6x faster than json.loads; rejects NaN, 1e400 and bad UTF-8 too
+    except (orjson.JSONDecodeError, TypeError) as exc:
         raise InvalidInput("bad_json", str(exc)[:200]) from None
     if not isinstance(data, dict):
         raise InvalidInput("bad_json", "not a JSON object")
@@ -189,7 +189,7 @@ def parse_event(raw: bytes | str | dict) -> UserEvent:
 def to_json_bytes(record: faust.Record | dict[str, Any]) -> bytes:
     """Serialise a record (or dict) to compact JSON bytes, the only wire encoding we use."""
     data = record.asdict() if isinstance(record, faust.Record) else record
-    return json.dumps(data, separators=(",", ":")).encode()
+    return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 # ------------------------------------------------------------------ raw log lines

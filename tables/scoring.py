@@ -17,6 +17,7 @@ Lists are ``[[item, score], ...]`` best first; ``score`` is ``None`` for fallbac
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
@@ -99,6 +100,13 @@ def candidate_items(trigger_neighbours: Optional[Neighbours], rated: Iterable[st
     return result
 
 
+@functools.lru_cache(maxsize=8)
+def _lg_table(n: int) -> tuple[float, ...]:
+    """``lg(max(c, 1))`` for c = 0..n: a tuple lookup instead of two max() and two
+    log10() calls per candidate in the hot loop."""
+    return tuple(math.log10(max(c, 1)) for c in range(n + 1))
+
+
 def score_candidates(candidates: Iterable[str], recent: Sequence[RecentRating],
                      neighbours_of: Callable[[str], Optional[Neighbours]], *, theta: float,
                      high_cut: float) -> dict[str, float]:
@@ -110,6 +118,7 @@ def score_candidates(candidates: Iterable[str], recent: Sequence[RecentRating],
     no_neighbours: Neighbours = {}
     recent_items = [(item, rating, neighbours_of(item) or no_neighbours, rating >= high_cut)
                     for item, rating, _ts in recent]
+    lg = _lg_table(len(recent_items))
     scores: dict[str, float] = {}
     for q in candidates:
         q_neighbours = neighbours_of(q) or no_neighbours
@@ -123,8 +132,7 @@ def score_candidates(candidates: Iterable[str], recent: Sequence[RecentRating],
                 n_sim += 1
                 incount += high
         if n_sim:
-            recount = n_sim - incount
-            scores[q] = weighted / n_sim + math.log10(max(incount, 1)) - math.log10(max(recount, 1))
+            scores[q] = weighted / n_sim + lg[incount] - lg[n_sim - incount]
     return scores
 
 

@@ -32,12 +32,12 @@ def test_good_rating_round_trips_through_json():
     (b'{"user": "u", "item": "i", "ts": 1}', "missing_rating"),
     (b'{"user": "u", "item": "i", "rating": "four", "ts": 1}', "bad_rating"),
     (b'{"user": "u", "item": "i", "rating": true, "ts": 1}', "bad_rating"),
-    (b'{"user": "u", "item": "i", "rating": NaN, "ts": 1}', "bad_rating"),
+    (b'{"user": "u", "item": "i", "rating": NaN, "ts": 1}', "bad_json"),  # NaN is not JSON
     (b'{"user": "u", "item": "i", "rating": 5.5, "ts": 1}', "rating_out_of_range"),
     (b'{"user": "u", "item": "i", "rating": 0, "ts": 1}', "rating_out_of_range"),
     (b'{"user": "u", "item": "i", "rating": 3}', "missing_ts"),
     (b'{"user": "u", "item": "i", "rating": 3, "ts": -5}', "bad_ts"),
-    (b'{"user": "u", "item": "i", "rating": 3, "ts": 1' + b"0" * 400 + b"}", "bad_ts"),
+    (b'{"user": "u", "item": "i", "rating": 3, "ts": 1' + b"0" * 400 + b"}", "bad_json"),  # overflows a double
     (b'{"user": 1' + b"0" * 100 + b', "item": "i", "rating": 3, "ts": 1}', "bad_user"),
     (b"[" * 100_000 + b"]" * 100_000, "bad_json"),
 ])
