@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import faust
 
-from app import tansu_compat
+from app import faust_tuning, tansu_compat
 from app.settings import Settings, settings
 
 
@@ -29,6 +29,7 @@ def broker_credentials(conf: Settings):
 
 def create_app(conf: Settings = settings) -> faust.App:
     extra = {}
+    faust_tuning.apply()
     (conf.data_dir / "worker").mkdir(parents=True, exist_ok=True)
     if conf.uses_embedded_broker:
         tansu_compat.apply()
@@ -44,11 +45,15 @@ def create_app(conf: Settings = settings) -> faust.App:
         # Tansu cannot do exactly-once (InitProducerId v0); we make processing
         # idempotent instead (recent ratings keyed by item, lists merged by item).
         processing_guarantee="at_least_once",
-        # Measured: linger 10 ms lifts a table-update agent from ~2,300 to ~3,100 msg/s.
-        producer_linger_ms=10,
+        # Measured: linger 10 ms lifts a table-update agent from ~2,300 to ~3,100 msg/s
+        # (Faust's default is 0); longer lingers trade latency for throughput.
+        producer_linger=conf.producer_linger_ms / 1000.0,
+        producer_max_batch_size=conf.producer_batch_bytes,
         web_host=conf.web_host,
         web_port=conf.web_port,
         web_bind=conf.web_host,
+        # Faust's Monitor minus its per-message hooks; our own counters are /metrics/.
+        Monitor=faust_tuning.QuietMonitor,
         key_serializer="raw",
         value_serializer="json",
         **extra,
