@@ -57,8 +57,8 @@ class Settings:
     web_host: str = field(default_factory=lambda: _env("RECSYS_WEB_HOST", "127.0.0.1"))
     log_every_s: float = field(default_factory=lambda: _env_float("RECSYS_LOG_EVERY_S", 10.0))
     #: Producer batching: how long a batch may wait for more messages, and its size.
-    #: Latency vs throughput: 10 ms / 16 KB (default) gives one worker ~2,700 ratings/s,
-    #: 50 ms / 256 KB ~3,000/s with ~30 ms more per list (benchmarks/realtime_bench.py).
+    #: Latency vs throughput: 10 ms / 16 KB (default) gives one worker ~2,600 ratings/s,
+    #: 50 ms / 256 KB ~2,900/s with lists ~30 ms later (benchmarks/realtime_bench.py).
     producer_linger_ms: float = field(default_factory=lambda: _env_float("RECSYS_PRODUCER_LINGER_MS", 10.0))
     producer_batch_bytes: int = field(default_factory=lambda: _env_int("RECSYS_PRODUCER_BATCH_BYTES", 16384))
 
