@@ -22,11 +22,11 @@ Wire formats (key = user id as UTF-8 bytes unless noted):
 """
 from __future__ import annotations
 
-import orjson
 import math
 from typing import Any, Optional
 
 import faust
+import orjson
 
 from app.datasets import EVENT_TYPES as _DATASET_EVENT_TYPES
 
