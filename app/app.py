@@ -49,6 +49,8 @@ def create_app(conf: Settings = settings) -> faust.App:
         # (Faust's default is 0); longer lingers trade latency for throughput.
         producer_linger=conf.producer_linger_ms / 1000.0,
         producer_max_batch_size=conf.producer_batch_bytes,
+        # Bounded polls keep the stream buffer from filling (see Settings.max_poll_records).
+        broker_max_poll_records=conf.max_poll_records,
         web_host=conf.web_host,
         web_port=conf.web_port,
         web_bind=conf.web_host,

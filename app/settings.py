@@ -61,6 +61,11 @@ class Settings:
     #: 50 ms / 256 KB ~2,900/s with lists ~30 ms later (benchmarks/realtime_bench.py).
     producer_linger_ms: float = field(default_factory=lambda: _env_float("RECSYS_PRODUCER_LINGER_MS", 10.0))
     producer_batch_bytes: int = field(default_factory=lambda: _env_int("RECSYS_PRODUCER_BATCH_BYTES", 16384))
+    #: Records one consumer poll may return (Kafka's own default, 500; Faust passes
+    #: "unlimited"). Keep it below a fifth of Faust's stream buffer (4096): a stream
+    #: stops fetching at 80% full, so a bounded poll never finds the buffer full, and a
+    #: full buffer costs every further message a task and a wait (2,700 -> 3,100 ratings/s).
+    max_poll_records: int = field(default_factory=lambda: _env_int("RECSYS_MAX_POLL_RECORDS", 500))
 
     # --- Topic names --------------------------------------------------------------
     topic_ratings: str = field(default_factory=lambda: _env("RECSYS_TOPIC_RATINGS", "ratings"))

@@ -568,6 +568,7 @@ def main(argv=None) -> int:
         ("machine", f"{os.cpu_count()} cores, load avg {load[0]:.2f}/{load[1]:.2f} (shared: numbers are noisy)"),
         ("producer batching", f"linger {conf0.producer_linger_ms:g} ms, batches of {conf0.producer_batch_bytes:,} B "
                               "(RECSYS_PRODUCER_LINGER_MS, RECSYS_PRODUCER_BATCH_BYTES)"),
+        ("consumer polls", f"at most {conf0.max_poll_records:,} records (RECSYS_MAX_POLL_RECORDS)"),
         ("model", f"{facts['model']}: {facts.get('items')} items x {args.neighbours} neighbours, "
                   f"{facts['share_above_theta']:.0%} of similarities > theta; loaded in {thr['model_load_s']}s"),
         ("-- throughput", f"{thr['ratings']} ratings over {thr['users']} users, {args.partitions} partitions, "
@@ -617,6 +618,7 @@ def main(argv=None) -> int:
         "broker_topics_after_throughput": thr["broker_topics"],
         "latency": {k: v for k, v in lat.items() if k != "worker_log_tail"} if lat else None,
         "producer_linger_ms": conf0.producer_linger_ms, "producer_batch_bytes": conf0.producer_batch_bytes,
+        "max_poll_records": conf0.max_poll_records,
         "target_3000_met": bool(thr["rate_first_to_last"] and thr["rate_first_to_last"] >= 3000),
         "total_seconds": round(time.perf_counter() - t_all, 1),
     }
