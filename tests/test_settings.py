@@ -69,3 +69,28 @@ def test_recsys_broker_runs_in_the_foreground_and_stops_on_sigterm():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_worker_tuning_reaches_faust(monkeypatch, tmp_path):
+    from app.app import create_app
+
+    conf = settings_with(monkeypatch, RECSYS_DATA_DIR=str(tmp_path), RECSYS_PRODUCER_LINGER_MS="25",
+                         RECSYS_PRODUCER_BATCH_BYTES="65536", RECSYS_MAX_POLL_RECORDS="300")
+    faust_conf = create_app(conf).conf
+    assert faust_conf.producer_linger == 0.025
+    assert faust_conf.producer_max_batch_size == 65536
+    assert faust_conf.broker_max_poll_records == 300
+
+
+def test_default_poll_fits_below_a_full_stream_buffer(monkeypatch, tmp_path):
+    """A stream stops fetching when its buffer is 80% full (mode's pressure_high_ratio);
+    one poll's records must fit in the remaining 20%, else the buffer fills and every
+    further message is delivered through a task and a wait."""
+    from mode.utils.queues import FlowControlQueue
+
+    from app.app import create_app
+
+    faust_conf = create_app(settings_with(monkeypatch, RECSYS_DATA_DIR=str(tmp_path))).conf
+    size = faust_conf.stream_buffer_maxsize
+    headroom = size - size // FlowControlQueue.pressure_high_ratio
+    assert 0 < faust_conf.broker_max_poll_records <= headroom
