@@ -38,7 +38,7 @@ async def update_and_send(event) -> None:
     recent, rated, new_list, n_scored = recommend_after_rating(
         item=rating.item, rating=rating.rating, ts=rating.ts, recent=state.get("recent", []),
         rated=state.get("rated", []), previous=state.get("recs", {}).get("items", []),
-        neighbours_of=similarity.neighbours.get,  # a bound dict method: the cheapest lookup
+        similarity=similarity.index,
         hot_items=hot_items, k=settings.k, m=settings.m, theta=settings.theta, high_cut=HIGH_CUT,
         rated_limit=settings.rated_items_max, decay=settings.decay,
     )

@@ -73,7 +73,7 @@ class Collect(View):
 @app.page("/health/")
 async def health(web, request):
     assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_ratings)
-    return web.json({"status": "ok", "model_version": model_version(), "model_items": len(similarity.neighbours),
+    return web.json({"status": "ok", "model_version": model_version(), "model_items": len(similarity.index),
                      "model_loaded": similarity.caught_up.is_set(),
                      "model_messages_rejected": similarity.rejected, "ratings_partitions": assigned})
 

@@ -14,7 +14,7 @@ import numpy as np
 from app.settings import settings
 from offline_als.als import ALS, ratings_to_csr
 from offline_als.model import train_and_similar
-from tables.scoring import add_recent_rating, base_score, make_similarity, recommend_after_rating
+from tables.scoring import SimilarityIndex, add_recent_rating, base_score, recommend_after_rating
 
 from .metrics import RANKING_METRICS, change_rate, rmse
 from .protocol import ProtocolSplit, UserCase
@@ -43,8 +43,9 @@ class Model:
     fit_seconds: float = 0.0
     similarity_seconds: float = 0.0
 
-    def neighbours_of(self, item: str) -> Optional[dict[str, float]]:
-        return self.neighbours.get(item)
+    def __post_init__(self) -> None:
+        #: The neighbours as the realtime agent reads them (tables.scoring.SimilarityIndex).
+        self.index = SimilarityIndex(self.neighbours)
 
     def item_bias(self, item: str) -> float:
         j = self.item_index.get(item, -1)
@@ -117,7 +118,7 @@ def replay_user(case: UserCase, model: Model, *, k: int, m: int, theta: float, h
         recent, rated, previous, n = recommend_after_rating(
             item=item, rating=rating, ts=ts, recent=recent, rated=rated,
             previous=previous if carry_over else [],
-            neighbours_of=model.neighbours_of, hot_items=hot_items, k=k, m=m, theta=theta,
+            similarity=model.index, hot_items=hot_items, k=k, m=m, theta=theta,
             high_cut=high_cut, rated_limit=rated_limit, decay=decay)
         lists.append(previous)
         n_scored.append(n)
@@ -138,7 +139,7 @@ def replay_stream(cases: Sequence[UserCase], model: Model, *, k: int, m: int, th
     for ts, _n, user, item, rating in events:
         recent, rated, new_list, _ = recommend_after_rating(
             item=item, rating=rating, ts=ts, recent=recent_t[user], rated=rated_t[user],
-            previous=last_t[user].get("items", []), neighbours_of=model.neighbours_of, hot_items=hot_items,
+            previous=last_t[user].get("items", []), similarity=model.index, hot_items=hot_items,
             k=k, m=m, theta=theta, high_cut=high_cut, rated_limit=rated_limit)
         recent_t[user], rated_t[user] = recent, rated
         last_t[user] = {"items": new_list, "ts": ts}
@@ -167,7 +168,7 @@ def predict_case(case: UserCase, recent, model: Model, p: PredictionParams) -> d
     Paper formula and our variants; see the report for their definitions.
     """
     lo, hi = model.scale
-    sim = make_similarity(model.neighbours_of)
+    sim = model.index.similarity
     items = [q for q, _, _ in case.test]
     als_pred = model.predict(case.user, items)
     gm = model.global_mean
@@ -258,10 +259,10 @@ def rating_results(cases: Sequence[UserCase], recents: Sequence[list], model: Mo
 # --------------------------------------------------------------------------- ranking
 def item_knn_list(recent, model: Model, exclude: set, n: int) -> list[str]:
     """Score = sum of similarity to the user's recent items (published neighbour lists)."""
-    sim = make_similarity(model.neighbours_of)
+    sim = model.index.similarity
     cand: set[str] = set()
     for item, _, _ in recent:
-        cand.update((model.neighbours_of(item) or {}).keys())
+        cand.update(model.neighbours.get(item, {}))
     cand -= exclude
     scored = [(sum(max(sim(q, it), 0.0) for it, _, _ in recent), q) for q in cand]
     scored.sort(key=lambda x: (-x[0], x[1]))

@@ -21,6 +21,7 @@ from app import tansu_compat
 from app.app import app
 from app.records import MODEL_MARKER_KEY
 from app.settings import settings
+from tables.scoring import SimilarityIndex
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class SimilarityBroadcast:
     """
 
     def __init__(self) -> None:
-        self.neighbours: dict[str, dict[str, float]] = {}
+        #: Top-M lists and symmetric rows (what the realtime agent scores with).
+        self.index = SimilarityIndex()
         #: The marker of the newest model that has landed on every partition.
         self.marker: dict = {}
         self._markers: dict[int, dict] = {}
@@ -83,7 +85,7 @@ class SimilarityBroadcast:
     def _apply(self, key: bytes | None, value: bytes | None, partition: int) -> None:
         item = key.decode("utf-8")
         if value is None:
-            self.neighbours.pop(item, None)
+            self.index.remove(item)
             return
         data = json.loads(value)
         if item == MODEL_MARKER_KEY:
@@ -93,8 +95,12 @@ class SimilarityBroadcast:
                 self.marker = self._markers[partition]
             return
         pairs = ((str(n), float(s)) for n, s in data["neighbours"].items())
-        ranked = sorted(((n, s) for n, s in pairs if math.isfinite(s)), key=lambda kv: (-kv[1], kv[0]))
-        self.neighbours[item] = dict(ranked)  # best first, once: candidate_items relies on it
+        self.index.set_neighbours(item, {n: s for n, s in pairs if math.isfinite(s)})
+
+    @property
+    def neighbours(self) -> dict[str, dict[str, float]]:
+        """item -> its top-M list, best first."""
+        return self.index.neighbours
 
     async def follow(self, conf=settings) -> None:
         """Tail the topic for as long as the worker runs."""
@@ -117,7 +123,7 @@ class SimilarityBroadcast:
                     # leave gaps at the end of a real Kafka log.
                     positions = {tp: await consumer.position(tp) for tp in partitions}
                     if all(positions[tp] >= end[tp] for tp in partitions):
-                        log.info("similarity model loaded: %d items, version %r", len(self.neighbours),
+                        log.info("similarity model loaded: %d items, version %r", len(self.index),
                                  self.marker.get("version"))
                         self.caught_up.set()
                 batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)

@@ -4,7 +4,8 @@ On a rating (u, p, r) the realtime agent calls, in order:
 
 1. :func:`add_recent_rating`  - RK: u's K most recent ratings, one entry per item;
 2. :func:`candidate_items`    - S: the M items most similar to p that u has not rated;
-3. :func:`score_candidates`   - E_uq for every q in S (ARCHITECTURE.md, section 3):
+3. :func:`score_candidates`   - E_uq for every q in S (ARCHITECTURE.md, section 3),
+   with sim() read from a :class:`SimilarityIndex`:
 
    E_uq = (sum_{r in RK, sim(q,r) > theta} sim(q,r) * R_r) / n_sim
           + lg(max(incount, 1)) - lg(max(recount, 1))
@@ -25,6 +26,10 @@ from typing import Callable, Iterable, Mapping, Optional, Sequence
 RecentRating = list
 #: ``{neighbour_item: similarity}`` for one item.
 Neighbours = Mapping[str, float]
+
+
+def _as_set(items: Iterable[str]) -> set | frozenset:
+    return items if isinstance(items, (set, frozenset)) else set(items)
 
 
 def high_rating_cut(rating_min: float, rating_max: float) -> float:
@@ -63,34 +68,73 @@ def add_rated_item(rated: Sequence[str], item: str, limit: int) -> list[str]:
     return items[-limit:] if limit > 0 else []
 
 
-def make_similarity(neighbours_of: Callable[[str], Optional[Neighbours]]) -> Callable[[str, str], float]:
-    """sim(a, b) from top-M neighbour lists: look in a's list, then in b's.
+class SimilarityIndex:
+    """The similarity model as the online side reads it: top-M lists plus symmetric rows.
 
-    Cosine is symmetric but top-M lists are not (b may be among a's best, not the
-    reverse), so we check both; an unlisted pair has similarity 0.
+    ``neighbours[a]`` is a's top-M list, best first (candidates come from it). ``rows[a]``
+    answers sim(a, b) with one dict lookup, for the scoring loop: sim(a, b) is b's score in
+    a's list, else a's score in b's list (cosine is symmetric, top-M lists are not: b may
+    be among a's best, not the reverse), else 0; sim(a, a) = 1. Rows hold only listed
+    pairs (plus a's own 1.0) and are kept up to date item by item, as a new model streams
+    in.
+
+    Parameters
+    ----------
+    neighbours : mapping of item -> {neighbour: similarity}, optional
+        Initial lists (any order; stored best first).
     """
 
-    def sim(a: str, b: str) -> float:
+    def __init__(self, neighbours: Mapping[str, Neighbours] = None) -> None:
+        self.neighbours: dict[str, dict[str, float]] = {}
+        self.rows: dict[str, dict[str, float]] = {}
+        for item, neigh in (neighbours or {}).items():
+            self.set_neighbours(item, neigh)
+
+    def __len__(self) -> int:
+        return len(self.neighbours)
+
+    def similarity(self, a: str, b: str) -> float:
+        """sim(a, b) as the formula uses it (0 for an unlisted pair)."""
         if a == b:
             return 1.0
-        for x, y in ((a, b), (b, a)):
-            neigh = neighbours_of(x)
-            if neigh and y in neigh:
-                return float(neigh[y])
-        return 0.0
+        return self.rows.get(a, {}).get(b, 0.0)
 
-    return sim
+    def set_neighbours(self, item: str, neighbours: Neighbours) -> None:
+        """Replace ``item``'s top-M list (a new model version, or a first load)."""
+        old = self.neighbours.get(item, {})
+        self.neighbours[item] = dict(sorted(neighbours.items(), key=lambda kv: (-kv[1], kv[0])))
+        for other in old.keys() | self.neighbours[item].keys():
+            self._refresh_pair(item, other)
+
+    def remove(self, item: str) -> None:
+        """Forget ``item``'s list (a tombstone: the item left the catalogue)."""
+        for other in self.neighbours.pop(item, {}):
+            self._refresh_pair(item, other)
+
+    def _refresh_pair(self, a: str, b: str) -> None:
+        if a == b:
+            return
+        for x, y in ((a, b), (b, a)):
+            listed = self.neighbours.get(x, {}).get(y)
+            if listed is None:
+                listed = self.neighbours.get(y, {}).get(x)
+            if listed is not None:
+                self.rows.setdefault(x, {x: 1.0})[y] = listed
+            elif y in self.rows.get(x, ()):
+                del self.rows[x][y]
+                if len(self.rows[x]) == 1:  # only its own 1.0 left
+                    del self.rows[x]
 
 
 def candidate_items(trigger_neighbours: Optional[Neighbours], rated: Iterable[str], m: int) -> list[str]:
     """S: the M most similar items to the rated item, skipping items u already rated.
 
-    ``trigger_neighbours`` must be best first, as the ALS worker publishes them (and
-    :class:`tables.definitions.SimilarityBroadcast` keeps them): no sort per rating.
+    ``trigger_neighbours`` must be best first, as :class:`SimilarityIndex` keeps them:
+    no sort per rating.
     """
     if not trigger_neighbours:
         return []
-    seen = set(rated)
+    seen = _as_set(rated)
     result = []
     for item in trigger_neighbours:
         if item not in seen:
@@ -107,27 +151,25 @@ def _lg_table(n: int) -> tuple[float, ...]:
     return tuple(math.log10(max(c, 1)) for c in range(n + 1))
 
 
-def score_candidates(candidates: Iterable[str], recent: Sequence[RecentRating],
-                     neighbours_of: Callable[[str], Optional[Neighbours]], *, theta: float,
-                     high_cut: float) -> dict[str, float]:
+def score_candidates(candidates: Iterable[str], recent: Sequence[RecentRating], similarity: SimilarityIndex,
+                     *, theta: float, high_cut: float) -> dict[str, float]:
     """E_uq for every candidate with at least one recent item more similar than theta.
 
-    sim(q, r) is looked up as in :func:`make_similarity` (q's list, then r's), inlined:
-    this loop runs M x K times per rating and is the hot path of the realtime agent.
+    The hot path of the realtime agent: M x K similarity lookups per rating, one dict
+    lookup each (:attr:`SimilarityIndex.rows`).
     """
-    no_neighbours: Neighbours = {}
-    recent_items = [(item, rating, neighbours_of(item) or no_neighbours, rating >= high_cut)
-                    for item, rating, _ts in recent]
+    recent_items = [(item, rating, rating >= high_cut) for item, rating, _ts in recent]
     lg = _lg_table(len(recent_items))
+    rows = similarity.rows
     scores: dict[str, float] = {}
     for q in candidates:
-        q_neighbours = neighbours_of(q) or no_neighbours
+        row = rows.get(q)
+        if not row:
+            continue
         weighted, n_sim, incount = 0.0, 0, 0
-        for item, rating, item_neighbours, high in recent_items:
-            s = 1.0 if item == q else q_neighbours.get(item)
-            if s is None:
-                s = item_neighbours.get(q, 0.0)
-            if s > theta:
+        for item, rating, high in recent_items:
+            s = row.get(item)
+            if s is not None and s > theta:
                 weighted += s * rating
                 n_sim += 1
                 incount += high
@@ -158,21 +200,25 @@ def merge_lists(previous: Sequence[Sequence], updated: Mapping[str, float], k: i
     more often; 0.0 keeps previous items only as filler below every new candidate with
     a positive score.
     """
-    excluded = set(exclude)
-    merged = {item: (score if decay == 1.0 else score * decay)
-              for item, score, *_ in previous if score is not None and item not in excluded}
-    merged.update((item, score) for item, score in updated.items() if item not in excluded)
-    ranked = sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [[item, float(score)] for item, score in ranked[:k]]
+    excluded = _as_set(exclude)
+    merged = {entry[0]: entry[1] for entry in previous if entry[1] is not None and entry[0] not in excluded}
+    if decay != 1.0:
+        merged = {item: score * decay for item, score in merged.items()}
+    for item, score in updated.items():
+        if item not in excluded:
+            merged[item] = score
+    # (-score, item) tuples sort in C, with no key function called per entry.
+    ranked = sorted([(-score, item) for item, score in merged.items()])[:k]
+    return [[item, float(-negated)] for negated, item in ranked]
 
 
 def fill_with_fallback(ranked: Sequence[Sequence], hot_items: Iterable[str], k: int,
                        exclude: Iterable[str] = ()) -> list[list]:
     """Pad a list shorter than K with hot items (score ``None``) the user has not rated."""
-    result = [list(entry) for entry in ranked]
+    result = list(ranked)  # a new list; the entries are not modified
     if len(result) >= k:
         return result
-    taken = {entry[0] for entry in result} | set(exclude)
+    taken = {entry[0] for entry in result} | _as_set(exclude)
     for item in hot_items:
         if len(result) >= k:
             break
@@ -184,7 +230,7 @@ def fill_with_fallback(ranked: Sequence[Sequence], hot_items: Iterable[str], k: 
 
 def recommend_after_rating(*, item: str, rating: float, ts: float, recent: Sequence[RecentRating],
                            rated: Sequence[str], previous: Sequence[Sequence],
-                           neighbours_of: Callable[[str], Optional[Neighbours]], hot_items: Iterable[str],
+                           similarity: SimilarityIndex, hot_items: Iterable[str],
                            k: int, m: int, theta: float, high_cut: float, rated_limit: int,
                            decay: float = 1.0):
     """The whole update for one rating: returns ``(recent, rated, new_list, n_scored)``.
@@ -199,8 +245,8 @@ def recommend_after_rating(*, item: str, rating: float, ts: float, recent: Seque
         return list(recent), list(rated), [list(entry) for entry in previous], 0
     recent = add_recent_rating(recent, item, rating, ts, k)
     rated = add_rated_item(rated, item, rated_limit)
-    candidates = candidate_items(neighbours_of(item), rated, m)
-    updated = score_candidates(candidates, recent, neighbours_of, theta=theta,
-                               high_cut=high_cut)
-    ranked = merge_lists(previous, updated, k, exclude=rated, decay=decay)
-    return recent, rated, fill_with_fallback(ranked, hot_items, k, exclude=rated), len(updated)
+    rated_set = set(rated)  # once: up to rated_limit items, used three times
+    candidates = candidate_items(similarity.neighbours.get(item), rated_set, m)
+    updated = score_candidates(candidates, recent, similarity, theta=theta, high_cut=high_cut)
+    ranked = merge_lists(previous, updated, k, exclude=rated_set, decay=decay)
+    return recent, rated, fill_with_fallback(ranked, hot_items, k, exclude=rated_set), len(updated)

@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from tables.scoring import (add_rated_item, add_recent_rating, base_score, candidate_items, fill_with_fallback,
-                            high_rating_cut, make_similarity, merge_lists, recommend_after_rating,
+from tables.scoring import (SimilarityIndex, add_rated_item, add_recent_rating, base_score, candidate_items,
+                            fill_with_fallback, high_rating_cut, merge_lists, recommend_after_rating,
                             score_candidates)
 
 NEIGHBOURS = {
@@ -13,7 +13,22 @@ NEIGHBOURS = {
     "b": {"r2": 0.61},
     "c": {"r1": 0.55},
 }
-SIM = make_similarity(NEIGHBOURS.get)
+INDEX = SimilarityIndex(NEIGHBOURS)
+
+
+def pairwise_similarity(neighbours):
+    """ARCHITECTURE.md's sim(a, b), pair by pair: a's list, then b's, else 0."""
+    def sim(a, b):
+        if a == b:
+            return 1.0
+        for x, y in ((a, b), (b, a)):
+            if y in neighbours.get(x, {}):
+                return neighbours[x][y]
+        return 0.0
+    return sim
+
+
+SIM = pairwise_similarity(NEIGHBOURS)
 
 
 def test_high_cut_is_scale_relative():
@@ -22,10 +37,47 @@ def test_high_cut_is_scale_relative():
 
 
 def test_similarity_looks_in_both_lists_and_defaults_to_zero():
-    assert SIM("a", "r2") == 0.95
-    assert SIM("r2", "a") == 0.95  # r2 has no list; found in a's
-    assert SIM("c", "r2") == 0.0
-    assert SIM("x", "x") == 1.0
+    for sim in (SIM, INDEX.similarity):
+        assert sim("a", "r2") == 0.95
+        assert sim("r2", "a") == 0.95  # r2 has no list; found in a's
+        assert sim("p", "a") == 0.9 and sim("a", "p") == 0.9
+        assert sim("c", "r2") == 0.0
+        assert sim("x", "x") == 1.0
+
+
+def test_index_keeps_lists_best_first_and_rows_symmetric():
+    assert list(INDEX.neighbours["p"]) == ["a", "b", "c", "r1", "d"]
+    assert INDEX.rows["r2"] == {"r2": 1.0, "a": 0.95, "b": 0.61}  # r2 has no list of its own
+    assert len(INDEX) == 4 and "r2" not in INDEX.neighbours
+
+
+def test_index_updates_item_by_item_like_a_rebuild():
+    """A model streaming in (new lists, replaced lists, tombstones) leaves the same rows
+    as building the final lists from scratch, and they match the pairwise definition."""
+    import random
+
+    rng = random.Random(3)
+    items = [f"i{n}" for n in range(40)]
+    index, lists = SimilarityIndex(), {}
+    for step in range(600):
+        item = rng.choice(items)
+        if step % 7 == 0:
+            index.remove(item)
+            lists.pop(item, None)
+        else:
+            lists[item] = {o: round(rng.random(), 3) for o in rng.sample(items, 6) if o != item}
+            index.set_neighbours(item, lists[item])
+    rebuilt = SimilarityIndex(lists)
+    assert index.rows == rebuilt.rows and index.neighbours == rebuilt.neighbours
+    sim = pairwise_similarity(lists)
+    for a in items:
+        for b in items:
+            assert index.similarity(a, b) == sim(a, b)
+    # no row outlives its last listed pair
+    assert all(len(row) > 1 for row in index.rows.values())
+    for item in list(lists):
+        index.remove(item)
+    assert index.rows == {} and len(index) == 0
 
 
 def test_candidates_are_top_m_neighbours_not_rated():
@@ -36,7 +88,7 @@ def test_candidates_are_top_m_neighbours_not_rated():
 def test_score_by_hand():
     # recent: r1 rated 8 (high on 2..10), r2 rated 4 (low), p rated 10 (high)
     recent = [["r1", 8.0, 1.0], ["r2", 4.0, 2.0], ["p", 10.0, 3.0]]
-    scores = score_candidates(["a", "b", "c"], recent, NEIGHBOURS.get, theta=0.6, high_cut=6.0)
+    scores = score_candidates(["a", "b", "c"], recent, INDEX, theta=0.6, high_cut=6.0)
     # a: sims r1 .7 (8), r2 .95 (4), p .9 (10): all > .6, incount 2, recount 1
     expected_a = (0.7 * 8 + 0.95 * 4 + 0.9 * 10) / 3 + math.log10(2) - math.log10(1)
     # b: r2 .61 (4, low), p .8 (10, high): incount 1, recount 1
@@ -47,13 +99,13 @@ def test_score_by_hand():
 
 
 def test_candidate_without_similar_recent_item_gets_no_score():
-    scores = score_candidates(["d"], [["r2", 4.0, 1.0]], NEIGHBOURS.get, theta=0.6, high_cut=6.0)
+    scores = score_candidates(["d"], [["r2", 4.0, 1.0]], INDEX, theta=0.6, high_cut=6.0)
     assert scores == {}
 
 
 def test_recount_lowers_the_score():
     recent_low = [["r1", 2.0, 1.0], ["r2", 2.0, 2.0], ["p", 2.0, 3.0]]
-    scores = score_candidates(["a"], recent_low, NEIGHBOURS.get, theta=0.6, high_cut=6.0)
+    scores = score_candidates(["a"], recent_low, INDEX, theta=0.6, high_cut=6.0)
     assert scores["a"] == pytest.approx((0.7 * 2 + 0.95 * 2 + 0.9 * 2) / 3 - math.log10(3))
 
 
@@ -96,7 +148,7 @@ def test_base_score_is_the_weighted_average_part():
 def test_whole_update_never_recommends_rated_items():
     recent, rated, new_list, n = recommend_after_rating(
         item="p", rating=10.0, ts=3.0, recent=[["r1", 8.0, 1.0]], rated=["r1", "a"], previous=[["a", 9.0]],
-        neighbours_of=NEIGHBOURS.get, hot_items=["p", "h"], k=4, m=5, theta=0.6, high_cut=6.0, rated_limit=10)
+        similarity=INDEX, hot_items=["p", "h"], k=4, m=5, theta=0.6, high_cut=6.0, rated_limit=10)
     assert rated == ["r1", "a", "p"]
     assert [e[0] for e in recent] == ["r1", "p"]
     items = [e[0] for e in new_list]
@@ -120,7 +172,7 @@ def test_merge_decay_fades_the_previous_list_and_defaults_to_the_paper():
 
 def test_whole_update_passes_decay_through():
     kw = dict(item="p", rating=10.0, ts=3.0, recent=[["r1", 8.0, 1.0]], rated=["r1"], previous=[["zz", 9.0]],
-              neighbours_of=NEIGHBOURS.get, hot_items=["h"], k=4, m=5, theta=0.6, high_cut=6.0, rated_limit=10)
+              similarity=INDEX, hot_items=["h"], k=4, m=5, theta=0.6, high_cut=6.0, rated_limit=10)
     paper = recommend_after_rating(**kw)
     assert recommend_after_rating(**kw, decay=1.0) == paper
     assert [e[0] for e in paper[2]] == ["zz", "b", "a", "c"]  # the paper keeps the old 9.0 on top
@@ -135,7 +187,7 @@ def test_fast_scoring_equals_the_pairwise_definition_on_random_models():
     items = [f"i{n}" for n in range(120)]
     model = {it: dict(sorted(((o, round(rng.random(), 4)) for o in rng.sample(items, 25) if o != it),
                              key=lambda kv: -kv[1])) for it in items}
-    sim = make_similarity(model.get)
+    sim = pairwise_similarity(model)
     for _ in range(200):
         recent = [[it, rng.choice([2.0, 4.0, 6.0, 8.0, 10.0]), n] for n, it in enumerate(rng.sample(items, 8))]
         candidates = rng.sample(items, 10)
@@ -146,11 +198,11 @@ def test_fast_scoring_equals_the_pairwise_definition_on_random_models():
                 n_in = sum(r >= 6.0 for _, r in hits)
                 want[q] = (sum(s * r for s, r in hits) / len(hits) + math.log10(max(n_in, 1))
                            - math.log10(max(len(hits) - n_in, 1)))
-        assert score_candidates(candidates, recent, model.get, theta=0.6, high_cut=6.0) == pytest.approx(want)
+        assert score_candidates(candidates, recent, SimilarityIndex(model), theta=0.6, high_cut=6.0) == pytest.approx(want)
 
 
 def test_a_redelivered_or_stale_rating_changes_nothing():
-    kw = dict(neighbours_of=NEIGHBOURS.get, hot_items=[], k=4, m=5, theta=0.6, high_cut=6.0, rated_limit=10,
+    kw = dict(similarity=INDEX, hot_items=[], k=4, m=5, theta=0.6, high_cut=6.0, rated_limit=10,
               decay=0.5)
     recent, rated, first, n = recommend_after_rating(item="p", rating=10.0, ts=3.0, recent=[["r1", 8.0, 1.0]],
                                                      rated=["r1"], previous=[["x", 9.0]], **kw)
