@@ -71,12 +71,12 @@ def add_rated_item(rated: Sequence[str], item: str, limit: int) -> list[str]:
 class SimilarityIndex:
     """The similarity model as the online side reads it: top-M lists plus symmetric rows.
 
-    ``neighbours[a]`` is a's top-M list, best first (candidates come from it). ``rows[a]``
-    answers sim(a, b) with one dict lookup, for the scoring loop: sim(a, b) is b's score in
-    a's list, else a's score in b's list (cosine is symmetric, top-M lists are not: b may
-    be among a's best, not the reverse), else 0; sim(a, a) = 1. Rows hold only listed
-    pairs (plus a's own 1.0) and are kept up to date item by item, as a new model streams
-    in.
+    ``neighbours[a]`` is a's top-M list, best first (candidates come from it).
+    ``rows[a][b]`` is sim(a, b) for the scoring loop, one dict lookup: the pair's score
+    from a's list or from b's (cosine is symmetric, top-M lists are not: b may be among
+    a's best, not the reverse); if both lists hold it, the larger (they differ only by
+    rounding); an unlisted pair has similarity 0 and no entry; sim(a, a) = 1. Rows are
+    kept up to date item by item, as a new model streams in.
 
     Parameters
     ----------
@@ -114,16 +114,16 @@ class SimilarityIndex:
     def _refresh_pair(self, a: str, b: str) -> None:
         if a == b:
             return
+        listed = [s for x, y in ((a, b), (b, a)) if (s := self.neighbours.get(x, {}).get(y)) is not None]
+        if listed:
+            s = max(listed)
+            self.rows.setdefault(a, {a: 1.0})[b] = s
+            self.rows.setdefault(b, {b: 1.0})[a] = s
+            return
         for x, y in ((a, b), (b, a)):
-            listed = self.neighbours.get(x, {}).get(y)
-            if listed is None:
-                listed = self.neighbours.get(y, {}).get(x)
-            if listed is not None:
-                self.rows.setdefault(x, {x: 1.0})[y] = listed
-            elif y in self.rows.get(x, ()):
-                del self.rows[x][y]
-                if len(self.rows[x]) == 1:  # only its own 1.0 left
-                    del self.rows[x]
+            row = self.rows.get(x)
+            if row is not None and row.pop(y, None) is not None and len(row) == 1:
+                del self.rows[x]  # only its own 1.0 left
 
 
 def candidate_items(trigger_neighbours: Optional[Neighbours], rated: Iterable[str], m: int) -> list[str]:
@@ -155,27 +155,32 @@ def score_candidates(candidates: Iterable[str], recent: Sequence[RecentRating], 
                      *, theta: float, high_cut: float) -> dict[str, float]:
     """E_uq for every candidate with at least one recent item more similar than theta.
 
-    The hot path of the realtime agent: M x K similarity lookups per rating, one dict
-    lookup each (:attr:`SimilarityIndex.rows`).
+    The hot path of the realtime agent (M x K lookups per rating). The loop runs over
+    the K recent items outside and the M candidates inside: each recent item's row
+    (:attr:`SimilarityIndex.rows`) is fetched once and stays in the CPU cache, and a
+    user with few ratings costs few lookups.
     """
-    recent_items = [(item, rating, rating >= high_cut) for item, rating, _ts in recent]
-    lg = _lg_table(len(recent_items))
+    candidates = list(candidates)
     rows = similarity.rows
-    scores: dict[str, float] = {}
-    for q in candidates:
-        row = rows.get(q)
+    sums: dict[str, list] = {}  # q -> [sum of sim * rating, n_sim, incount]
+    for item, rating, _ts in recent:
+        row = rows.get(item)
         if not row:
             continue
-        weighted, n_sim, incount = 0.0, 0, 0
-        for item, rating, high in recent_items:
-            s = row.get(item)
+        high = 1 if rating >= high_cut else 0
+        for q in candidates:
+            s = row.get(q)
             if s is not None and s > theta:
-                weighted += s * rating
-                n_sim += 1
-                incount += high
-        if n_sim:
-            scores[q] = weighted / n_sim + lg[incount] - lg[n_sim - incount]
-    return scores
+                acc = sums.get(q)
+                if acc is None:
+                    sums[q] = [s * rating, 1, high]
+                else:
+                    acc[0] += s * rating
+                    acc[1] += 1
+                    acc[2] += high
+    lg = _lg_table(len(recent))
+    return {q: weighted / n_sim + lg[incount] - lg[n_sim - incount]
+            for q, (weighted, n_sim, incount) in sums.items()}
 
 
 def base_score(q: str, recent: Sequence[RecentRating], sim: Callable[[str, str], float],

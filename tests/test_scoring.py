@@ -17,14 +17,13 @@ INDEX = SimilarityIndex(NEIGHBOURS)
 
 
 def pairwise_similarity(neighbours):
-    """ARCHITECTURE.md's sim(a, b), pair by pair: a's list, then b's, else 0."""
+    """sim(a, b) pair by pair from the published lists: the score in a's list or in b's
+    (the larger if both list the pair), else 0; sim(a, a) = 1."""
     def sim(a, b):
         if a == b:
             return 1.0
-        for x, y in ((a, b), (b, a)):
-            if y in neighbours.get(x, {}):
-                return neighbours[x][y]
-        return 0.0
+        listed = [neighbours[x][y] for x, y in ((a, b), (b, a)) if y in neighbours.get(x, {})]
+        return max(listed, default=0.0)
     return sim
 
 
@@ -43,6 +42,8 @@ def test_similarity_looks_in_both_lists_and_defaults_to_zero():
         assert sim("p", "a") == 0.9 and sim("a", "p") == 0.9
         assert sim("c", "r2") == 0.0
         assert sim("x", "x") == 1.0
+    lopsided = SimilarityIndex({"a": {"b": 0.61}, "b": {"a": 0.63}})  # rounding differences
+    assert lopsided.similarity("a", "b") == lopsided.similarity("b", "a") == 0.63
 
 
 def test_index_keeps_lists_best_first_and_rows_symmetric():
