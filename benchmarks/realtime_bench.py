@@ -291,11 +291,11 @@ def start_profile(pid: int, seconds: float, path: Path):
 PROFILE_BUCKETS = [
     ("agent: update_and_send (all app work per rating)", "update_and_send (agents/realtime.py"),
     ("  scoring: recommend_after_rating", "recommend_after_rating (tables/scoring.py"),
-    ("    score_candidates + sim()", "score_candidates (tables/scoring.py"),
-    ("    candidate_items (sort of 50 neighbours)", "candidate_items (tables/scoring.py"),
-    ("    merge_lists + fill_with_fallback", "merge_lists (tables/scoring.py"),
-    ("  table reads (3 x __getitem__)", "ManagedUserDict.__getitem__"),
-    ("  table writes (3 x __setitem__: RocksDB + changelog)", "ManagedUserDict.__setitem__"),
+    ("    score_candidates", "score_candidates (tables/scoring.py"),
+    ("    candidate_items", "candidate_items (tables/scoring.py"),
+    ("    merge_lists", "merge_lists (tables/scoring.py"),
+    ("  table read (user_state[user])", "ManagedUserDict.__getitem__"),
+    ("  table write (RocksDB + changelog)", "ManagedUserDict.__setitem__"),
     ("    RocksDB Store._set", "Store._set (faust/stores/rocksdb.py"),
     ("  output: Recommendation + to_json_bytes", "to_json_bytes (app/records.py"),
     ("agent: parse_rating", "parse_rating (app/records.py"),
@@ -308,7 +308,6 @@ PROFILE_BUCKETS = [
     ("aiokafka: sender (produce requests)", "(aiokafka/producer/sender.py"),
     ("aiokafka: socket write (includes waiting for the CPU)", "_SelectorSocketTransport.write"),
     ("aiokafka: fetcher", "(aiokafka/consumer/fetcher.py"),
-    ("json encode (all callers)", "(json/encoder.py"),
     ("idle in epoll", "EpollSelector.select"),
 ]
 

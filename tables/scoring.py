@@ -29,6 +29,7 @@ Neighbours = Mapping[str, float]
 
 
 def _as_set(items: Iterable[str]) -> set | frozenset:
+    """``items`` as a set, without copying one the caller already built."""
     return items if isinstance(items, (set, frozenset)) else set(items)
 
 
@@ -156,9 +157,10 @@ def score_candidates(candidates: Iterable[str], recent: Sequence[RecentRating], 
     """E_uq for every candidate with at least one recent item more similar than theta.
 
     The hot path of the realtime agent (M x K lookups per rating). The loop runs over
-    the K recent items outside and the M candidates inside: each recent item's row
-    (:attr:`SimilarityIndex.rows`) is fetched once and stays in the CPU cache, and a
-    user with few ratings costs few lookups.
+    the K recent items outside and the M candidates inside, so each recent item's row
+    (:attr:`SimilarityIndex.rows`) is looked up once: K row lookups instead of M, which
+    for users with one or two ratings took a replay of the benchmark's ratings from 15.6
+    to 9.6 us per rating.
     """
     candidates = list(candidates)
     rows = similarity.rows
