@@ -17,9 +17,9 @@ path ~2,920/s, without the quiet monitor ~3,240/s, with both ~3,360/s.
    each argument and the service's stopped/crashed events in tasks: four tasks and an
    ``asyncio.wait`` per message. The fast path starts only the delivery as a task and
    gives it one turn of the event loop; if it finished (the usual case: the stream's
-   buffer had room, which bounded polls make the rule) that is the result; if not, it falls back to the original
-   ``wait_first`` with the same task, so a rebalance still interrupts a blocked delivery
-   exactly as before.
+   buffer had room, which bounded polls make the rule) that is the result; if not, it
+   falls back to the original ``wait_first`` with the same task, so a rebalance still
+   interrupts a blocked delivery exactly as before.
 """
 from __future__ import annotations
 

@@ -46,8 +46,10 @@ class SimilarityBroadcast:
 
     The stream equivalent of the paper's Flink broadcast stream: each worker tails ALL
     partitions of the compacted ``item-similarity`` topic from the beginning (no
-    consumer group) and keeps the last value per key in memory; a tombstone removes an
-    item. New model versions overwrite items one by one, so there is no gap in service.
+    consumer group) and keeps the last value per key in memory, in a
+    :class:`tables.scoring.SimilarityIndex` (lists best first, plus the symmetric rows
+    the formula reads); a tombstone removes an item. New model versions overwrite items
+    one by one, so there is no gap in service.
     A model version counts as landed once its marker arrived on every partition (the
     publisher sends it to each partition after all the items).
 

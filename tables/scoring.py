@@ -85,7 +85,7 @@ class SimilarityIndex:
         Initial lists (any order; stored best first).
     """
 
-    def __init__(self, neighbours: Mapping[str, Neighbours] = None) -> None:
+    def __init__(self, neighbours: Optional[Mapping[str, Neighbours]] = None) -> None:
         self.neighbours: dict[str, dict[str, float]] = {}
         self.rows: dict[str, dict[str, float]] = {}
         for item, neigh in (neighbours or {}).items():
