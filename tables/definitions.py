@@ -99,11 +99,6 @@ class SimilarityBroadcast:
         pairs = ((str(n), float(s)) for n, s in data["neighbours"].items())
         self.index.set_neighbours(item, {n: s for n, s in pairs if math.isfinite(s)})
 
-    @property
-    def neighbours(self) -> dict[str, dict[str, float]]:
-        """item -> its top-M list, best first."""
-        return self.index.neighbours
-
     async def follow(self, conf=settings) -> None:
         """Tail the topic for as long as the worker runs."""
         from aiokafka import AIOKafkaConsumer

@@ -12,11 +12,11 @@ def reader(partitions=2):
 def test_last_value_wins_tombstones_remove_and_lists_are_sorted():
     b = reader()
     b.apply(b"i1", b'{"neighbours": {"a": 0.5, "b": 0.9}}', 0)
-    assert list(b.neighbours["i1"].items()) == [("b", 0.9), ("a", 0.5)]  # best first
+    assert list(b.index.neighbours["i1"].items()) == [("b", 0.9), ("a", 0.5)]  # best first
     b.apply(b"i1", b'{"neighbours": {"c": 0.7}}', 0)
-    assert b.neighbours["i1"] == {"c": 0.7}
+    assert b.index.neighbours["i1"] == {"c": 0.7}
     b.apply(b"i1", None, 0)
-    assert "i1" not in b.neighbours
+    assert "i1" not in b.index.neighbours
 
 
 def test_a_model_lands_when_its_marker_arrived_on_every_partition():
@@ -40,9 +40,9 @@ def test_malformed_messages_are_counted_and_skipped():
     for key, value in bad:
         b.apply(key, value, 0)
     assert b.rejected == len(bad)
-    assert b.neighbours == {"i1": {"a": 0.8}} and b.marker == {}  # the previous state stands
+    assert b.index.neighbours == {"i1": {"a": 0.8}} and b.marker == {}  # the previous state stands
     b.apply(b"i2", b'{"neighbours": {"a": NaN, "b": 0.7}}', 0)
-    assert b.neighbours["i2"] == {"b": 0.7}  # non-finite scores are dropped
+    assert b.index.neighbours["i2"] == {"b": 0.7}  # non-finite scores are dropped
 
 
 def test_published_order_is_the_order_every_reader_uses():
@@ -61,5 +61,5 @@ def test_published_order_is_the_order_every_reader_uses():
     b = reader(partitions=1)
     for key, value in similarity_messages(lists, "v", 0.0):
         b.apply(key, value, 0)
-    assert {item: list(n) for item, n in b.neighbours.items()} == {item: list(n) for item, n in lists.items()}
+    assert {item: list(n) for item, n in b.index.neighbours.items()} == {item: list(n) for item, n in lists.items()}
     assert json.loads(similarity_messages(lists, "v", 0.0)[-1][1])["items"] == 4
