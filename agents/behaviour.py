@@ -44,7 +44,7 @@ async def count_behaviour(stream):
 
 
 async def handle_event(event) -> None:
-    ev = parse_event(event.value)
+    ev = parse_event(event.value, max_future_s=settings.max_future_s)
     metrics.count("events.accepted")
     user_event_counts_10m[(ev.user, ev.event)] += 1
     user_event_counts_1h[(ev.user, ev.event)] += 1

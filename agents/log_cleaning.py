@@ -21,7 +21,8 @@ async def clean_logs(stream):
 
 
 async def forward_log_line(event) -> None:
-    record = parse_log_line(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max)
+    record = parse_log_line(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max,
+                            max_future_s=settings.max_future_s)
     if record is None:
         metrics.count("raw_logs.ignored")
         return

@@ -13,8 +13,10 @@ from app.app import app
 from app.records import Recommendation, parse_rating, to_json_bytes
 from app.settings import settings
 from app.topics import ratings_topic, recommendations_topic
+from broker.partitioning import owner_partition
 from tables.definitions import model_version, similarity, user_state
 from tables.scoring import high_rating_cut, recommend_after_rating
+from tables.state import UserState
 
 from agents.behaviour import hot_items
 from agents.dead_letters import process_or_dead_letter
@@ -32,22 +34,32 @@ async def recommend(stream):
 
 async def update_and_send(event) -> None:
     started = time.perf_counter()
-    rating = parse_rating(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max)
-    user, key = rating.user, rating.user.encode()
-    state = user_state[key]
-    recent, rated, new_list, n_scored = recommend_after_rating(
-        item=rating.item, rating=rating.rating, ts=rating.ts, recent=state.get("recent", []),
-        rated=state.get("rated", []), previous=state.get("recs", {}).get("items", []),
-        similarity=similarity.index,
-        hot_items=hot_items, k=settings.k, m=settings.m, theta=settings.theta, high_cut=HIGH_CUT,
-        rated_limit=settings.rated_items_max, decay=settings.decay,
-    )
-    version = model_version()
-    user_state[key] = {"recent": recent, "rated": rated,
-                       "recs": {"items": new_list, "model_version": version, "ts": rating.ts}}
-    produced_at = event.message.timestamp or 0.0
+    message = event.message
+    rating = parse_rating(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max,
+                          max_future_s=settings.max_future_s)
+    key = rating.user.encode()
+    owner = owner_partition(key, partitions_of(message.topic))
+    if message.partition != owner:  # another partitioner, or a null/wrong key: not this user's partition
+        await ratings_topic.send(key=key, value=message.value, partition=owner)
+        metrics.count("ratings.rerouted")
+        return
+    state = UserState.from_value(user_state[key])
+    index, version = similarity.index, model_version()  # one model for the whole update
+    if state.already_applied(message.offset):  # at-least-once redelivery: nothing changes
+        new_list, n_scored = state.last_list, 0
+        version = state.recs.get("model_version", version)
+        metrics.count("ratings.redelivered")
+    else:
+        state.recent, state.rated, new_list, n_scored = recommend_after_rating(
+            item=rating.item, rating=rating.rating, ts=rating.ts, recent=state.recent, rated=state.rated,
+            previous=state.last_list, similarity=index, hot_items=hot_items, k=settings.k, m=settings.m,
+            theta=settings.theta, high_cut=HIGH_CUT, rated_limit=settings.rated_items_max, decay=settings.decay)
+        state.recs = {"items": new_list, "model_version": version, "ts": rating.ts}
+        state.offset = message.offset
+        user_state[key] = state.to_value()
+    produced_at = message.timestamp or 0.0
     worker_ms = (time.perf_counter() - started) * 1000.0
-    rec = Recommendation(user=user, items=new_list, model_version=version, trigger_ts=rating.ts,
+    rec = Recommendation(user=rating.user, items=new_list, model_version=version, trigger_ts=rating.ts,
                          produced_at=produced_at, emitted_at=time.time(), worker_ms=worker_ms,
                          reason="rating" if rating.source == "explicit" else rating.source)
     await recommendations_topic.send(key=key, value=to_json_bytes(rec))
@@ -57,6 +69,11 @@ async def update_and_send(event) -> None:
     metrics.observe_ms("ratings", worker_ms)
     if produced_at:
         metrics.observe_ms("ratings.end_to_worker", (time.time() - produced_at) * 1000.0)
+
+
+def partitions_of(topic: str) -> int:
+    """Partition count of an input topic, as the consumer's metadata has it."""
+    return app.consumer.topic_partitions(topic) or settings.partitions
 
 
 @app.timer(interval=1.0)

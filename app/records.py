@@ -18,11 +18,29 @@ Wire formats (key = user id as UTF-8 bytes unless noted):
   carries ``{"version": ..., "items": n, "trained_at": ...}`` once all items are sent.
   A ``null`` value (tombstone) removes an item that left the model.
 - ``recommendations`` (compacted): :class:`Recommendation`.
-- ``dead-letters``: :class:`DeadLetter`.
+- ``dead-letters``: :class:`DeadLetter` (huge messages keep only a prefix, see
+  ``agents/dead_letters.py``).
+
+Validation rules that are choices, not accidents:
+
+- ``rating`` and ``ts`` must be JSON numbers (``"3"`` is a ``bad_rating``: a producer
+  that sends strings has a bug we want to see, not guess around). Raw log lines are text
+  by nature, so :func:`parse_log_line` converts its fields itself before validating.
+- ``ts`` is Unix seconds, ``0 <= ts <= now + max_future_s`` (a day by default,
+  ``RECSYS_MAX_FUTURE_S``); there is no other lower bound (MovieLens 100K is from 1997).
+  Above ``1e11`` (year 5138 in seconds, 1973 in milliseconds) it is rejected as
+  ``ts_in_milliseconds`` instead of being divided by 1000: the producer is misconfigured,
+  a guess would be wrong for microseconds, and one such rating would stay the user's
+  newest for ever (recent ratings are keyed by item, newest timestamp wins). A dead
+  letter with the reason can be replayed once the producer is fixed.
+- Every string of a record that parses is valid Unicode (no lone surrogates), so a
+  record that parses can always be encoded, and every ``InvalidInput.detail`` can be
+  sent back in a 400 body or a dead letter.
 """
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Optional
 
 import faust
@@ -37,12 +55,17 @@ EVENT_TYPES = frozenset(_DATASET_EVENT_TYPES)
 MODEL_MARKER_KEY = "__model__"
 
 MAX_ID_LENGTH = 256
+#: A ``ts`` above this is taken for milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
+MAX_TS_SECONDS = 1e11
+#: Default of ``max_future_s``: how far ahead of the worker's clock a ``ts`` may be.
+DEFAULT_MAX_FUTURE_S = 86400.0
 
 
 class InvalidInput(ValueError):
     """Raised for input we must reject; ``reason`` is short and machine-friendly."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
+        detail = printable(detail)  # details quote input: it may hold lone surrogates
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
@@ -99,19 +122,40 @@ class DeadLetter(faust.Record, serializer="json", include_metadata=False):
     value_b64: str
     key: Optional[str]
     rejected_at: float
+    #: True when the message was too big to keep: ``value`` and ``value_b64`` then hold
+    #: the same prefix of it (``RECSYS_DEAD_LETTER_MAX_BYTES``) ...
+    truncated: bool = False
+    #: ... of this many bytes (-1 in letters written before truncation existed).
+    original_size: int = -1
 
 
 # --------------------------------------------------------------------------- parsing
+def printable(text: str) -> str:
+    """``text`` with lone surrogates escaped (``\\ud800``), so that it can always be encoded."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _load_json_object(raw: bytes | str | dict) -> dict:
     if isinstance(raw, dict):
         return raw
     try:
-        data = orjson.loads(raw)  # 6x faster than json.loads; rejects NaN, 1e400 and bad UTF-8 too
+        # One parser for the topics and POST /collect/: 6x faster than json.loads, and it
+        # rejects NaN, 1e400, bad UTF-8, lone surrogates and nesting deeper than 1024.
+        data = orjson.loads(raw)
     except (orjson.JSONDecodeError, TypeError) as exc:
         raise InvalidInput("bad_json", str(exc)[:200]) from None
     if not isinstance(data, dict):
         raise InvalidInput("bad_json", "not a JSON object")
     return data
+
+
+def _require_text(value: str, name: str) -> str:
+    """``value`` if it can be encoded as UTF-8; a lone surrogate would fail every send later."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"bad_{name}", "not valid Unicode (lone surrogate)") from None
+    return value
 
 
 def _require_id(data: dict, name: str, *, allow_empty: bool = False) -> str:
@@ -125,65 +169,93 @@ def _require_id(data: dict, name: str, *, allow_empty: bool = False) -> str:
     value = str(value).strip()
     if (not value and not allow_empty) or len(value) > MAX_ID_LENGTH:
         raise InvalidInput(f"bad_{name}", "empty or too long")
-    return value
+    return _require_text(value, name)
 
 
-def _require_number(data: dict, name: str, *, default: float | None = None) -> float:
+def _optional_text(data: dict, name: str, default: str | None = None) -> str | None:
     value = data.get(name, default)
     if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"bad_{name}")
+    return _require_text(value, name)
+
+
+def _require_number(data: dict, name: str) -> float:
+    value = data.get(name)
+    if value is None:
         raise InvalidInput(f"missing_{name}")
-    if isinstance(value, bool):
-        raise InvalidInput(f"bad_{name}", "boolean")
+    # JSON numbers only (bool is an int in Python): see the module docstring.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"bad_{name}", "must be a JSON number")
     try:
         number = float(value)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
-        raise InvalidInput(f"bad_{name}", repr(value)[:50]) from None
+    except OverflowError:  # an integer beyond a double (only from a dict: orjson makes those floats)
+        raise InvalidInput(f"bad_{name}", "too large") from None
     if not math.isfinite(number):
         raise InvalidInput(f"bad_{name}", "not finite")
     return number
 
 
+def _require_ts(data: dict, max_future_s: float, now: float | None) -> float:
+    ts = _require_number(data, "ts")
+    if ts < 0:
+        raise InvalidInput("bad_ts", "negative")
+    if ts > MAX_TS_SECONDS:
+        raise InvalidInput("ts_in_milliseconds", f"{ts:.0f} looks like milliseconds; send seconds")
+    now = time.time() if now is None else now
+    if ts > now + max_future_s:
+        raise InvalidInput("ts_in_future", f"{ts:.0f} is more than {max_future_s:g} s after now ({now:.0f})")
+    return ts
+
+
 def _reject_unknown_fields(data: dict, allowed: set[str]) -> None:
     unknown = set(data) - allowed
-    if unknown:
-        raise InvalidInput("unknown_fields", ",".join(sorted(unknown))[:200])
+    if unknown:  # keys of a dict handed to us may be of any type: sort their text
+        raise InvalidInput("unknown_fields", ",".join(sorted(map(str, unknown)))[:200])
 
 
-def parse_rating(raw: bytes | str | dict, *, rating_min: float, rating_max: float) -> Rating:
-    """Validate one ``ratings`` message; raise :class:`InvalidInput` if it is bad."""
+def parse_rating(raw: bytes | str | dict, *, rating_min: float, rating_max: float,
+                 max_future_s: float = DEFAULT_MAX_FUTURE_S, now: float | None = None) -> Rating:
+    """Validate one ``ratings`` message; raise :class:`InvalidInput` if it is bad.
+
+    ``now`` (default: the wall clock) and ``max_future_s`` bound ``ts`` from above.
+    """
     data = _load_json_object(raw)
     _reject_unknown_fields(data, {"user", "item", "rating", "ts", "source"})
     rating = _require_number(data, "rating")
     if not rating_min <= rating <= rating_max:
         raise InvalidInput("rating_out_of_range", f"{rating} not in [{rating_min}, {rating_max}]")
-    ts = _require_number(data, "ts")
-    if ts < 0:
-        raise InvalidInput("bad_ts", "negative")
-    source = data.get("source", "explicit")
-    if not isinstance(source, str):
+    ts = _require_ts(data, max_future_s, now)
+    source = _optional_text(data, "source", "explicit")
+    if source is None:
         raise InvalidInput("bad_source")
     return Rating(
         user=_require_id(data, "user"), item=_require_id(data, "item"), rating=rating, ts=ts, source=source
     )
 
 
-def parse_event(raw: bytes | str | dict) -> UserEvent:
+def parse_event(raw: bytes | str | dict, *, max_future_s: float = DEFAULT_MAX_FUTURE_S,
+                now: float | None = None) -> UserEvent:
     """Validate one ``user-events`` message; raise :class:`InvalidInput` if it is bad."""
     data = _load_json_object(raw)
     _reject_unknown_fields(data, {"user", "item", "event", "ts", "category", "query"})
     event = data.get("event")
-    if event not in EVENT_TYPES:
+    if not isinstance(event, str) or event not in EVENT_TYPES:  # a list or dict is not even hashable
         raise InvalidInput("unknown_event", repr(event)[:50])
-    ts = _require_number(data, "ts")
-    if ts < 0:
-        raise InvalidInput("bad_ts", "negative")
+    ts = _require_ts(data, max_future_s, now)
     item = _require_id(data, "item", allow_empty=(event == "search"))
-    category, query = data.get("category"), data.get("query")
-    if category is not None and not isinstance(category, str):
-        raise InvalidInput("bad_category")
-    if query is not None and not isinstance(query, str):
-        raise InvalidInput("bad_query")
+    category, query = _optional_text(data, "category"), _optional_text(data, "query")
     return UserEvent(user=_require_id(data, "user"), item=item, event=event, ts=ts, category=category, query=query)
+
+
+def parse_collected(raw: bytes | str | dict, *, rating_min: float, rating_max: float,
+                    max_future_s: float = DEFAULT_MAX_FUTURE_S, now: float | None = None) -> Rating | UserEvent:
+    """Validate one ``POST /collect/`` body: a rating if it has ``rating``, else an event."""
+    data = _load_json_object(raw)
+    if "rating" in data:
+        return parse_rating(data, rating_min=rating_min, rating_max=rating_max, max_future_s=max_future_s, now=now)
+    return parse_event(data, max_future_s=max_future_s, now=now)
 
 
 def to_json_bytes(record: faust.Record | dict[str, Any]) -> bytes:
@@ -198,7 +270,16 @@ RATING_PREFIX = "RATING:"
 EVENT_PREFIX = "EVENT:"
 
 
-def parse_log_line(line: bytes | str, *, rating_min: float, rating_max: float) -> Rating | UserEvent | None:
+def _log_number(text: str, name: str) -> float:
+    """A log line's field is text by nature: convert it here, the JSON rules apply after."""
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidInput(f"bad_{name}", repr(text)[:50]) from None
+
+
+def parse_log_line(line: bytes | str, *, rating_min: float, rating_max: float,
+                   max_future_s: float = DEFAULT_MAX_FUTURE_S, now: float | None = None) -> Rating | UserEvent | None:
     """Parse one ``raw-logs`` line.
 
     - ``RATING:user|item|score|ts`` -> :class:`Rating`
@@ -219,12 +300,13 @@ def parse_log_line(line: bytes | str, *, rating_min: float, rating_max: float) -
         if len(fields) != 4:
             raise InvalidInput("wrong_field_count", f"{len(fields)} fields, want 4")
         user, item, score, ts = fields
-        return parse_rating({"user": user, "item": item, "rating": score, "ts": ts},
-                            rating_min=rating_min, rating_max=rating_max)
+        data = {"user": user, "item": item, "rating": _log_number(score, "rating"), "ts": _log_number(ts, "ts")}
+        return parse_rating(data, rating_min=rating_min, rating_max=rating_max, max_future_s=max_future_s, now=now)
     if text.startswith(EVENT_PREFIX):
         fields = text[len(EVENT_PREFIX):].split("|")
         if len(fields) not in (4, 5):
             raise InvalidInput("wrong_field_count", f"{len(fields)} fields, want 4 or 5")
         data = dict(zip(("user", "item", "event", "ts", "category"), fields))
-        return parse_event(data)
+        data["ts"] = _log_number(data["ts"], "ts")
+        return parse_event(data, max_future_s=max_future_s, now=now)
     return None

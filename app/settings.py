@@ -130,6 +130,28 @@ class Settings:
     als_every_ratings: int = field(default_factory=lambda: _env_int("RECSYS_ALS_EVERY_RATINGS", 10_000))
     als_group: str = field(default_factory=lambda: _env("RECSYS_ALS_GROUP", "recsys-als"))
 
+    # --- consumer group timing (every broker)
+    #: How long the group waits for a silent member before giving its partitions to
+    #: the others, and the heartbeat period. 0 = the default: Faust's (60 s / 3 s) on
+    #: Kafka, 6 s / 1 s on the embedded Tansu broker (whose joins take session/2).
+    #: Tests and kill drills shorten them so a killed worker's partitions move in seconds.
+    session_timeout_s: float = field(default_factory=lambda: _env_float("RECSYS_SESSION_TIMEOUT_S", 0.0))
+    heartbeat_interval_s: float = field(default_factory=lambda: _env_float("RECSYS_HEARTBEAT_INTERVAL_S", 0.0))
+
+    # --- input validation and API access
+    #: A ``ts`` more than this many seconds after the worker's clock is rejected
+    #: (``ts_in_future``): it would stay the user's newest rating of the item for ever.
+    max_future_s: float = field(default_factory=lambda: _env_float("RECSYS_MAX_FUTURE_S", 86400.0))
+    #: Bytes of a rejected message kept in its dead letter; the letter holds them twice
+    #: (text and base64), so 64 KiB keeps any letter far below the producer's 1 MB limit.
+    dead_letter_max_bytes: int = field(default_factory=lambda: _env_int("RECSYS_DEAD_LETTER_MAX_BYTES", 65536))
+    #: Faust's own web views (/router/, /table/..., /graph/, statistics): they expose table
+    #: data and the cluster topology, so they are off unless asked for.
+    debug_endpoints: bool = field(default_factory=lambda: _env_bool("RECSYS_DEBUG_ENDPOINTS", False))
+    #: When set, every endpoint but /health/ needs ``Authorization: Bearer <token>``.
+    #: Kept out of repr(): settings get logged.
+    api_token: str = field(default_factory=lambda: _env("RECSYS_API_TOKEN", ""), repr=False)
+
     @property
     def uses_embedded_broker(self) -> bool:
         return not self.broker

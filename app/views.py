@@ -6,16 +6,18 @@
 - ``POST /collect/``                    validate a JSON rating or event and produce it
 - ``GET  /health/``                     liveness, model version, assigned partitions
 - ``GET  /metrics/``                    counters, rates and latency percentiles
+
+With ``RECSYS_API_TOKEN`` set, all but ``/health/`` need the bearer token (checked by
+the middleware in ``app/app.py``, before Faust routes a request to another worker).
 """
 from __future__ import annotations
 
-import json
-
+from aiohttp.web import HTTPRequestEntityTooLarge
 from faust.web import View
 
 from app import metrics
 from app.app import app
-from app.records import InvalidInput, parse_event, parse_rating, to_json_bytes
+from app.records import InvalidInput, Rating, parse_collected, to_json_bytes
 from app.settings import settings
 from app.topics import events_topic, ratings_topic
 from tables.definitions import model_version, similarity, user_state
@@ -26,6 +28,7 @@ from agents.behaviour import hot_items, user_behaviour
 @app.page("/recommendations/{user}/")
 @app.table_route(table=user_state, match_info="user")
 async def get_recommendations(web, request, user: str):
+    metrics.count("api.recommendations.served")  # on the owning worker, after any routing
     entry = user_state.get(user.encode(), {}).get("recs")
     if not entry:
         fallback = [[item, None] for item in hot_items[: settings.k]]
@@ -46,28 +49,31 @@ async def get_hot_items(web, request):
 
 @app.page("/collect/")
 class Collect(View):
-    """The seeds' collection service: one JSON rating (has ``rating``) or event (has ``event``)."""
+    """The seeds' collection service: one JSON rating (has ``rating``) or event (has ``event``).
+
+    Bodies are validated by the topics' own parser (``app.records.parse_collected``), so
+    what is accepted here is exactly what the agents accept; every bad body gets a 4xx
+    with the reason.
+    """
 
     async def post(self, request):
-        body = await request.read()
         try:
-            data = json.loads(body)
-            if not isinstance(data, dict):
-                raise InvalidInput("bad_json", "not a JSON object")
-            if "rating" in data:
-                record, topic = parse_rating(data, rating_min=settings.rating_min,
-                                             rating_max=settings.rating_max), ratings_topic
-            else:
-                record, topic = parse_event(data), events_topic
+            body = await request.read()  # aiohttp refuses more than client_max_size (1 MiB)
+        except HTTPRequestEntityTooLarge as exc:
+            return self.reject("too_large", exc.text or "body too large", status=413)
+        try:
+            record = parse_collected(body, rating_min=settings.rating_min, rating_max=settings.rating_max,
+                                     max_future_s=settings.max_future_s)
         except InvalidInput as exc:
-            metrics.count(f"collect.rejected.{exc.reason}")
-            return self.json({"error": exc.reason, "detail": exc.detail}, status=400)
-        except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError
-            metrics.count("collect.rejected.bad_json")
-            return self.json({"error": "bad_json", "detail": str(exc)[:200]}, status=400)
+            return self.reject(exc.reason, exc.detail)
+        topic = ratings_topic if isinstance(record, Rating) else events_topic
         await topic.send(key=record.user.encode(), value=to_json_bytes(record))
         metrics.count("collect.accepted")
         return self.json({"accepted": True, "topic": topic.get_topic_name()}, status=202)
+
+    def reject(self, reason: str, detail: str, status: int = 400):
+        metrics.count(f"collect.rejected.{reason}")
+        return self.json({"error": reason, "detail": detail}, status=status)
 
 
 @app.page("/health/")

@@ -176,7 +176,8 @@ class ALSWorker:
                     self.stats.invalid["null_value"] += 1
                     continue
                 try:
-                    r = parse_rating(msg.value, rating_min=conf.rating_min, rating_max=conf.rating_max)
+                    r = parse_rating(msg.value, rating_min=conf.rating_min, rating_max=conf.rating_max,
+                                     max_future_s=conf.max_future_s)
                 except InvalidInput as exc:
                     self.stats.invalid[exc.reason] += 1
                     continue

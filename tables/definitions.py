@@ -15,9 +15,11 @@ import math
 from datetime import timedelta
 
 import faust
+import orjson
 from aiokafka.structs import TopicPartition
 
 from app import tansu_compat
+from app.faust_patches import changelog_rebuild
 from app.app import app
 from app.records import MODEL_MARKER_KEY
 from app.settings import settings
@@ -41,17 +43,30 @@ user_state = app.Table("user_state", default=dict, partitions=settings.partition
                        help="recent ratings, rated items and last list per user")
 
 
+def _forget_offsets(raw: bytes) -> bytes:
+    """A user state written back after the broker lost its log: its offset is of that log."""
+    value = orjson.loads(raw)
+    if isinstance(value, dict):
+        value["offset"] = None
+    return orjson.dumps(value)
+
+
+changelog_rebuild.VALUE_RESETS[user_state.name] = _forget_offsets
+
+
 class SimilarityBroadcast:
-    """item -> ``{neighbour: similarity}``, every item, on every worker.
+    """item -> ``{neighbour: similarity}``, every item, on every worker, one complete
+    model version at a time.
 
     The stream equivalent of the paper's Flink broadcast stream: each worker tails ALL
     partitions of the compacted ``item-similarity`` topic from the beginning (no
-    consumer group) and keeps the last value per key in memory, in a
-    :class:`tables.scoring.SimilarityIndex` (lists best first, plus the symmetric rows
-    the formula reads); a tombstone removes an item. New model versions overwrite items
-    one by one, so there is no gap in service.
-    A model version counts as landed once its marker arrived on every partition (the
-    publisher sends it to each partition after all the items).
+    consumer group). Item messages are *staged* per model version; a version becomes
+    the one the realtime agent scores with (:attr:`index`, :attr:`marker`) only once
+    its marker has arrived on every partition (the publisher sends it to each
+    partition after all the items) and every item the marker counts was staged. The
+    switch replaces the whole index at once, so a publish that dies half-way (kill -9
+    of the ALS worker) leaves the previous complete version in service, never a mix.
+    A tombstone drops an item from what is staged (a later version lacks it anyway).
 
     Why not a Faust GlobalTable: with faust-streaming 0.15.3 (a) a GlobalTable whose
     changelog is another process's topic hangs the group join (the assignor looks for
@@ -62,21 +77,25 @@ class SimilarityBroadcast:
     """
 
     def __init__(self) -> None:
-        #: Top-M lists and symmetric rows (what the realtime agent scores with).
+        #: The model in service: top-M lists and symmetric rows (what the agent scores with).
         self.index = SimilarityIndex()
-        #: The marker of the newest model that has landed on every partition.
+        #: The marker of the model in service.
         self.marker: dict = {}
+        #: version -> {item: neighbours}, in the order versions were first seen.
+        self._staged: dict[str, dict[str, dict[str, float]]] = {}
         self._markers: dict[int, dict] = {}
         self.partitions = 1
         self.messages = 0
         self.rejected = 0
+        #: Versions whose markers all landed but whose items did not (e.g. compacted away).
+        self.incomplete = 0
         #: Set once everything that was in the topic at start-up has been read; the
         #: realtime agent waits for it so a restarted worker never scores without a model.
         self.caught_up = asyncio.Event()
 
     def apply(self, key: bytes | None, value: bytes | None, partition: int = 0) -> None:
-        """Apply one message of the topic (last value per key wins). Never raises: a
-        malformed message is counted and skipped, the previous value stays."""
+        """Apply one message of the topic. Never raises: a malformed message is counted
+        and skipped, and what is staged or in service stays as it was."""
         self.messages += 1
         try:
             self._apply(key, value, partition)
@@ -87,17 +106,37 @@ class SimilarityBroadcast:
     def _apply(self, key: bytes | None, value: bytes | None, partition: int) -> None:
         item = key.decode("utf-8")
         if value is None:
-            self.index.remove(item)
+            for staged in self._staged.values():
+                staged.pop(item, None)
             return
         data = json.loads(value)
         if item == MODEL_MARKER_KEY:
-            self._markers[partition] = dict(data)
-            versions = {m.get("version") for m in self._markers.values()}
-            if len(self._markers) >= self.partitions and len(versions) == 1:
-                self.marker = self._markers[partition]
+            marker = {"version": str(data["version"]), "items": int(data.get("items", 0)),
+                      **{k: v for k, v in data.items() if k not in ("version", "items")}}
+            self._markers[partition] = marker
+            self._maybe_switch(marker)
             return
         pairs = ((str(n), float(s)) for n, s in data["neighbours"].items())
-        self.index.set_neighbours(item, {n: s for n, s in pairs if math.isfinite(s)})
+        neighbours = {n: s for n, s in pairs if math.isfinite(s)}
+        self._staged.setdefault(str(data.get("version", "")), {})[item] = neighbours
+
+    def _maybe_switch(self, marker: dict) -> None:
+        version = marker["version"]
+        if len(self._markers) < self.partitions or {m["version"] for m in self._markers.values()} != {version}:
+            return  # a partition may still hold unread items of this version
+        staged = self._staged.get(version, {})
+        if len(staged) != marker["items"]:
+            self.incomplete += 1
+            log.warning("model %s is incomplete (%d of %d items): keeping model %r in service", version,
+                        len(staged), marker["items"], self.marker.get("version"))
+            return
+        self.index = SimilarityIndex(staged)
+        self.marker = marker
+        for seen in list(self._staged):  # this version and every one staged before it are done
+            del self._staged[seen]
+            if seen == version:
+                break
+        log.info("similarity model %s in service: %d items", version, len(self.index))
 
     async def follow(self, conf=settings) -> None:
         """Tail the topic for as long as the worker runs."""

@@ -43,14 +43,18 @@ def add_recent_rating(recent: Sequence[RecentRating], item: str, rating: float, 
     """Return u's K most recent ratings after adding (item, rating, ts).
 
     One entry per item; the entry with the newer timestamp wins (a tie goes to the new
-    one), so a redelivered or stale event changes nothing. Sorted oldest first.
+    one), so a redelivered or stale event changes nothing. Sorted oldest first; equal
+    timestamps keep arrival order, so the rating that just arrived is the "most
+    recent" of its second and is never the one evicted (ties broken by item id used
+    to let a new rating evict itself).
     """
-    by_item = {entry[0]: list(entry) for entry in recent}
-    current = by_item.get(item)
-    if current is None or ts >= current[2]:
-        by_item[item] = [item, float(rating), float(ts)]
-    newest = sorted(by_item.values(), key=lambda e: (e[2], e[0]))
-    return newest[-k:] if k > 0 else []
+    for entry in recent:
+        if entry[0] == item and ts < entry[2]:  # stale: older than what we have for the item
+            return [list(e) for e in recent][-k:] if k > 0 else []
+    kept = [list(e) for e in recent if e[0] != item]
+    kept.append([item, float(rating), float(ts)])
+    kept.sort(key=lambda e: e[2])  # stable: ties stay in arrival order
+    return kept[-k:] if k > 0 else []
 
 
 def is_replay(recent: Sequence[RecentRating], item: str, rating: float, ts: float) -> bool:

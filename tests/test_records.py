@@ -15,7 +15,7 @@ def reason(fn, *args, **kw):
 
 
 def test_good_rating_round_trips_through_json():
-    rating = parse_rating(b'{"user": "u1", "item": 42, "rating": "4.5", "ts": 17}', **SCALE)
+    rating = parse_rating(b'{"user": "u1", "item": 42, "rating": 4.5, "ts": 17}', **SCALE)
     assert rating == Rating(user="u1", item="42", rating=4.5, ts=17.0)  # ids become strings
     assert parse_rating(to_json_bytes(rating), **SCALE) == rating
 

@@ -215,3 +215,10 @@ def test_a_redelivered_or_stale_rating_changes_nothing():
     corrected = recommend_after_rating(item="p", rating=2.0, ts=3.0, recent=recent, rated=rated, previous=first,
                                        **kw)
     assert corrected[0][-1] == ["p", 2.0, 3.0] and corrected[3] > 0
+
+
+def test_a_rating_that_ties_on_time_is_the_most_recent_and_not_evicted():
+    """Same-second ratings keep arrival order: the one that just arrived stays in the window
+    (ordering ties by item id let "a" evict itself here)."""
+    recent = [["x", 1.0, 5.0], ["y", 1.0, 5.0]]
+    assert add_recent_rating(recent, "a", 4, 5.0, k=2) == [["y", 1.0, 5.0], ["a", 4.0, 5.0]]

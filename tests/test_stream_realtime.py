@@ -44,10 +44,11 @@ def expected_lists(ratings):
             out.append(out[-1])  # a redelivered (or stale) rating changes nothing
             continue
         if item not in recent or ts >= recent[item][1]:
+            recent.pop(item, None)  # re-inserted last: equal timestamps keep arrival order
             recent[item] = (rating, ts)
         if item not in rated:
             rated.append(item)
-        newest = sorted(recent.items(), key=lambda kv: (kv[1][1], kv[0]))[-K:]
+        newest = sorted(recent.items(), key=lambda kv: kv[1][1])[-K:]
         candidates = [q for q, _ in sorted(sims.get(item, {}).items(), key=lambda kv: (-kv[1], kv[0]))
                       if q not in rated][:M]
         for q in candidates:

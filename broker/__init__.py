@@ -1,0 +1,1 @@
+"""Talking to Kafka and running a local broker; no Faust here."""

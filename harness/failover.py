@@ -1,0 +1,247 @@
+"""Kill drills: a steady stream of ratings, a worker killed with SIGKILL mid-stream, and
+the counts that say whether anything was lost.
+
+Used by ``tests/test_failover.py`` (one short run of each drill) and
+``benchmarks/failover_bench.py`` (repeated runs, a table of counts). Three drills:
+
+- ``failover``: two workers share the partitions; one is killed, the survivor takes
+  over its partitions (from the changelog) and goes on;
+- ``restart``: one worker is killed and restarted on its data dir (local RocksDB);
+- ``restart-wiped``: the same, with its data dir deleted (state from the changelog only).
+
+Every rating has a unique timestamp, so "every rating got a list" is a set comparison
+of (user, ts) pairs with the lists' (user, trigger_ts). "Every final list is right"
+compares each user's last list with an in-process replay of the same ratings through
+the agent's pure function, as a single worker that never crashed would compute it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from app.local import WorkerProcess, isolated_env
+
+DRILLS = ("failover", "restart", "restart-wiped")
+
+
+@dataclass
+class Drill:
+    """What to run: ``rate`` ratings/s for ``seconds``, the kill at ``kill_at`` seconds."""
+
+    kind: str = "failover"
+    rate: float = 400.0
+    seconds: float = 24.0
+    kill_at: float = 10.0
+    users: int = 300
+    items: int = 120
+    partitions: int = 4
+    seed: int = 1
+    wait_s: float = 90.0  # at most, for the last lists after the stream ends
+
+
+@dataclass
+class DrillResult:
+    kind: str
+    sent: int = 0
+    lists: int = 0
+    missing: list = field(default_factory=list)  # (user, ts) of ratings that got no list
+    users: int = 0
+    wrong_final: list = field(default_factory=list)  # users whose last list is not the replay's
+    counters: dict = field(default_factory=dict)  # the surviving worker's /metrics/ counters of interest
+    seconds: float = 0.0
+
+    def as_row(self) -> dict:
+        return {"drill": self.kind, "sent": self.sent, "lists": self.lists, "lost": len(self.missing),
+                "users": self.users, "wrong_final_lists": len(self.wrong_final), "seconds": round(self.seconds, 1),
+                **{k.split(".", 1)[-1]: v for k, v in self.counters.items()}}
+
+
+def model(items: int) -> dict:
+    """A small fixed similarity model: every item's 20 next items, similarity 0.99 down to 0.61."""
+    return {f"i{a}": {f"i{(a + d) % items}": round(0.99 - d * 0.019, 4) for d in range(1, 21)}
+            for a in range(items)}
+
+
+def ratings(drill: Drill) -> list[tuple[str, str, float, float]]:
+    """The stream: (user, item, rating, ts), ts unique and increasing."""
+    rng = random.Random(drill.seed)
+    n = int(drill.rate * drill.seconds)
+    return [(f"u{rng.randrange(drill.users)}", f"i{rng.randrange(drill.items)}", float(rng.randint(1, 5)),
+             1_000_000.0 + k) for k in range(n)]
+
+
+def expected_final_lists(stream, neighbours: dict, conf) -> dict[str, list]:
+    """Each user's last list, replayed in-process like one worker that never crashed."""
+    from tables.scoring import SimilarityIndex, high_rating_cut, recommend_after_rating
+
+    index = SimilarityIndex(neighbours)
+    cut = high_rating_cut(conf.rating_min, conf.rating_max)
+    state: dict[str, tuple] = {}
+    for user, item, rating, ts in stream:
+        recent, rated, previous = state.get(user, ([], [], []))
+        recent, rated, new_list, _ = recommend_after_rating(
+            item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous, similarity=index,
+            hot_items=(), k=conf.k, m=conf.m, theta=conf.theta, high_cut=cut, rated_limit=conf.rated_items_max,
+            decay=conf.decay)
+        state[user] = (recent, rated, new_list)
+    return {user: s[2] for user, s in state.items()}
+
+
+async def _produce(conf, stream, rate: float, on_tick: Callable[[float], None]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, linger_ms=5,
+                                **conf.kafka_security_kwargs())
+    await producer.start()
+    try:
+        started, sent = time.monotonic(), 0
+        while sent < len(stream):
+            elapsed = time.monotonic() - started
+            on_tick(elapsed)
+            due = min(len(stream), int(elapsed * rate) + 1)
+            for user, item, rating, ts in stream[sent:due]:
+                value = json.dumps({"user": user, "item": item, "rating": rating, "ts": ts}).encode()
+                await producer.send(conf.topic_ratings, key=user.encode(), value=value)
+            sent = due
+            await asyncio.sleep(0.01)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _read_lists(conf, want: set, timeout: float) -> list[dict]:
+    """Every list on the topic, from the beginning, until each wanted (user, ts) has one
+    (or ``timeout``); then a few quiet polls more so re-emitted lists are in too."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(conf.topic_recommendations, bootstrap_servers=conf.bootstrap_servers,
+                                group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+                                fetch_max_wait_ms=100, max_partition_fetch_bytes=8 << 20,
+                                **conf.kafka_security_kwargs())
+    await consumer.start()
+    lists: list[dict] = []
+    seen: set = set()
+    try:
+        deadline, quiet = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline and quiet < 8:
+            batch = await consumer.getmany(timeout_ms=250, max_records=50_000)
+            records = [r for rs in batch.values() for r in rs if r.value is not None]
+            lists += [json.loads(r.value) for r in records]
+            seen.update((rec["user"], rec["trigger_ts"]) for rec in lists[len(lists) - len(records):])
+            quiet = quiet + 1 if (not records and want <= seen) else 0
+    finally:
+        await consumer.stop()
+    return lists
+
+
+def run_drill(drill: Drill, broker_port: int, tmp: Path, *, broker: str = "",
+              say: Callable[[str], None] = lambda msg: None) -> DrillResult:
+    """Run one drill on a broker (the embedded one on ``broker_port``, or ``broker``)."""
+    from offline_als.publish import publish_similarity
+
+    if drill.kind not in DRILLS:
+        raise ValueError(f"unknown drill {drill.kind!r}: one of {', '.join(DRILLS)}")
+    t0 = time.monotonic()
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = isolated_env(broker_port, tmp / "data-w1", partitions=drill.partitions, broker=broker,
+                       RECSYS_SESSION_TIMEOUT_S=6, RECSYS_HEARTBEAT_INTERVAL_S=1, RECSYS_LOG_EVERY_S=5)
+    conf = _settings(env)
+    neighbours = model(drill.items)
+    w1 = WorkerProcess("w1", env, tmp / "w1.log").start()
+    started = [w1]
+    try:
+        w1.wait_ready()
+        asyncio.run(publish_similarity(neighbours, "drill-v1", conf=conf))
+        w1.wait_ready(model_version="drill-v1")
+        victim, survivor = w1, w1
+        if drill.kind == "failover":
+            from app.embedded import free_port
+
+            env2 = dict(env, RECSYS_WEB_PORT=str(free_port()), RECSYS_DATA_DIR=str(tmp / "data-w2"))
+            w2 = WorkerProcess("w2", env2, tmp / "w2.log").start()
+            started.append(w2)
+            _wait_for_split([w1, w2], drill.partitions)
+            victim = w2
+        stream = ratings(drill)
+        state = {"killed": False}
+
+        def on_tick(elapsed: float) -> None:
+            nonlocal survivor
+            if state["killed"] or elapsed < drill.kill_at:
+                return
+            state["killed"] = True
+            victim.kill9()
+            say(f"killed {victim.name} (pid {victim.pid}) at {elapsed:.1f} s")
+            if drill.kind != "failover":
+                if drill.kind == "restart-wiped":
+                    shutil.rmtree(env["RECSYS_DATA_DIR"], ignore_errors=True)
+                survivor = WorkerProcess("w1-again", env, tmp / "w1-again.log").start()
+                started.append(survivor)
+
+        asyncio.run(_produce(conf, stream, drill.rate, on_tick))
+        say(f"sent {len(stream)} ratings")
+        want = {(u, ts) for u, _, _, ts in stream}
+        lists = asyncio.run(_read_lists(conf, want, drill.wait_s))
+        counters = _counters(survivor)
+    finally:
+        for worker in started:
+            worker.stop()
+    return _judge(drill, stream, lists, neighbours, conf, counters, time.monotonic() - t0)
+
+
+def _judge(drill, stream, lists, neighbours, conf, counters, seconds) -> DrillResult:
+    got = {(rec["user"], rec["trigger_ts"]) for rec in lists}
+    final: dict[str, list] = {}
+    for rec in lists:  # topic order per key is emission order: the last one wins
+        final[rec["user"]] = rec["items"]
+    expected = expected_final_lists(stream, neighbours, conf)
+    wrong = [u for u, want in expected.items() if _items(final.get(u)) != _items(want)]
+    missing = [(u, ts) for u, _, _, ts in stream if (u, ts) not in got]
+    return DrillResult(kind=drill.kind, sent=len(stream), lists=len(lists), missing=missing, users=len(expected),
+                       wrong_final=wrong, counters=counters, seconds=seconds)
+
+
+def _items(entries: Optional[list]) -> Optional[list]:
+    return None if entries is None else [[e[0], None if e[1] is None else round(e[1], 9)] for e in entries]
+
+
+def _settings(env: dict):
+    from app.settings import Settings
+
+    import os
+
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _wait_for_split(workers: list[WorkerProcess], partitions: int, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        healths = [w.health() or {} for w in workers]
+        owned = [p for h in healths for p in h.get("ratings_partitions") or []]
+        if all(h.get("ratings_partitions") and h.get("model_loaded") for h in healths) and \
+                sorted(owned) == list(range(partitions)):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"workers did not split {partitions} partitions in {timeout:.0f}s")
+
+
+def _counters(worker: WorkerProcess) -> dict:
+    try:
+        counters = worker.get("/metrics/")["counters"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    wanted = ("consumer.", "ratings.redelivered", "ratings.rerouted")
+    return {k: v for k, v in sorted(counters.items()) if k.startswith(wanted)}

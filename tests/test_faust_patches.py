@@ -1,0 +1,123 @@
+"""The patches of Faust internals (app/faust_patches): each test fails without its patch."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import types
+
+import pytest
+from faust.transport.consumer import Consumer
+from faust.types import TP
+from faust.types.tuples import Message
+from intervaltree import IntervalTree
+
+from app import faust_patches
+from app.app import app
+from app.faust_patches import at_least_once
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, timeout=30))
+
+
+def test_the_app_runs_with_every_patch_installed():
+    assert Consumer.ack is at_least_once.ack
+    assert Consumer._drain_messages is at_least_once.drain_messages
+    assert isinstance(app.monitor, faust_patches.QuietMonitor)
+    assert app.monitor.on_stream_event_in(None, 0, None, None) is None
+    assert "messages_received_total" in app.monitor.asdict()  # the rest of the Monitor still works
+
+
+# ------------------------------------------------------------------ acks
+class FlowControl:
+    def __init__(self, active: bool) -> None:
+        self.active = active
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+def consumer_stub(generation: int, flow_active: bool = True):
+    """Just what ``Consumer.ack`` touches."""
+    app_stub = types.SimpleNamespace(consumer_generation_id=generation, flow_control=FlowControl(flow_active),
+                                     topics=types.SimpleNamespace(acks_enabled_for=lambda topic: True))
+    return types.SimpleNamespace(app=app_stub, _committed_offset=collections.defaultdict(lambda: None),
+                                 _acked_index=collections.defaultdict(set), _acked=collections.defaultdict(list),
+                                 _unacked_messages=set(), _n_acked=0, _waiting_for_ack=None)
+
+
+def message(offset: int, generation: int) -> Message:
+    return Message("ratings", 0, offset, 0.0, 0, None, b"k", b"v", None, tp=TP("ratings", 0),
+                   generation_id=generation)
+
+
+@pytest.mark.parametrize("generation, flow_active", [(1, True), (2, False)])
+def test_an_ack_of_a_skipped_message_is_not_committable(generation, flow_active):
+    """A stream acks what it skips in a rebalance (old generation, or flow suspended):
+    upstream records it, so the next commit jumps past the cleared buffer."""
+    stale = message(40, generation)
+    upstream = consumer_stub(generation=2, flow_active=flow_active)
+    upstream._unacked_messages.add(stale)
+    assert at_least_once._original_ack(upstream, stale) is True
+    assert upstream._acked[stale.tp] == [40]  # upstream: committable
+
+    stale = message(40, generation)
+    patched = consumer_stub(generation=2, flow_active=flow_active)
+    patched._unacked_messages.add(stale)
+    assert at_least_once.ack(patched, stale) is False
+    assert patched._acked[stale.tp] == []  # not committable: read again after the seek
+    assert stale not in patched._unacked_messages and stale.acked  # and nothing waits for it
+
+
+def test_a_processed_message_of_the_current_generation_is_acked_as_before():
+    consumer = consumer_stub(generation=3)
+    msg = message(7, 3)
+    assert at_least_once.ack(consumer, msg) is True
+    assert consumer._acked[msg.tp] == [7] and consumer._n_acked == 1
+
+
+# ------------------------------------------------------------------ gaps
+@pytest.mark.parametrize("first, got, real", [(10, 10, True), (None, 10, True), (4, 10, False), (10, 12, False)])
+def test_a_jump_is_a_gap_only_when_the_broker_holds_nothing_before_the_message(first, got, real):
+    assert at_least_once.gap_is_real(first, got) is real
+
+
+class FakeChecker:
+    def __init__(self, first):
+        self.first = first
+
+    async def first_offset_from(self, tp, offset, limit):
+        return self.first
+
+
+@pytest.mark.parametrize("first, real", [(10, True), (5, False)])
+def test_checking_a_jump_records_only_real_gaps(first, real):
+    consumer = types.SimpleNamespace(_gap=collections.defaultdict(IntervalTree))
+    consumer.__dict__["_gap_checker"] = FakeChecker(first)
+    tp = TP("ratings", 1)
+    assert run(at_least_once._check_jump(consumer, tp, 5, 10)) is real
+    covered = sorted(o for iv in consumer._gap[tp] for o in range(iv.begin, iv.end))
+    assert covered == ([5, 6, 7, 8, 9] if real else [])  # the real gap counts as acked, nothing else
+
+
+@pytest.mark.broker
+def test_the_gap_checker_finds_the_first_record_on_a_real_broker(stream_env):
+    from tests.conftest import produce
+
+    conf = stream_env.conf
+    run(produce(conf, conf.topic_dead_letters, [(b"k", str(n).encode()) for n in range(6)]))
+    owner = types.SimpleNamespace(app=app, in_transaction=False)
+    app.conf.broker = conf.broker_url  # the checker reads the app's broker setting
+    checker = at_least_once.GapChecker(owner)
+
+    async def ask():
+        partitions = {}
+        try:
+            for p in range(conf.partitions):
+                partitions[p] = await checker.first_offset_from(TP(conf.topic_dead_letters, p), 0, 10)
+        finally:
+            await checker.stop()
+        return partitions
+
+    found = run(ask())
+    assert sorted(found.values(), key=str) == [0] + [None] * (conf.partitions - 1)  # one key: one partition
