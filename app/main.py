@@ -128,7 +128,7 @@ def run_broker_command(argv: list[str]) -> int:
 
 #: Commands with their own argparse CLI, dispatched before Faust's (click) CLI sees them.
 PROJECT_COMMANDS = {
-    "broker": ("app.main", "run_broker_command", "run the embedded Tansu broker (dev only)"),
+    "broker": ("app.main", "run_broker_command", "run a local broker: Tansu (memory) or Apache Kafka (dev only)"),
     "train-als": ("offline_als.train_cli", "main", "train ALS once on a file, print RMSE and timings"),
     "als-worker": ("offline_als.worker", "main", "consume ratings, retrain ALS periodically, publish"),
     "evaluate": ("evaluation.run", "main", "replay the paper's evaluation protocol"),

@@ -40,6 +40,7 @@ Validation rules that are choices, not accidents:
 from __future__ import annotations
 
 import math
+import reprlib
 import time
 from typing import Any, Optional
 
@@ -242,7 +243,8 @@ def parse_event(raw: bytes | str | dict, *, max_future_s: float = DEFAULT_MAX_FU
     _reject_unknown_fields(data, {"user", "item", "event", "ts", "category", "query"})
     event = data.get("event")
     if not isinstance(event, str) or event not in EVENT_TYPES:  # a list or dict is not even hashable
-        raise InvalidInput("unknown_event", repr(event)[:50])
+        # reprlib: a plain repr() of a list nested ~1000 deep (orjson allows 1024) raises RecursionError
+        raise InvalidInput("unknown_event", reprlib.repr(event)[:50])
     ts = _require_ts(data, max_future_s, now)
     item = _require_id(data, "item", allow_empty=(event == "search"))
     category, query = _optional_text(data, "category"), _optional_text(data, "query")
@@ -287,11 +289,14 @@ def parse_log_line(line: bytes | str, *, rating_min: float, rating_max: float,
     - any other line is not ours: ``None`` (ignored, counted by the agent);
     - a line with our prefix that does not parse raises :class:`InvalidInput`.
     """
+    if line is None:  # a null value (tombstone) is no line at all: not ours
+        return None
     if isinstance(line, bytes):
         try:
             line = line.decode("utf-8")
         except UnicodeDecodeError:
-            if line.startswith((RATING_PREFIX.encode(), EVENT_PREFIX.encode())):
+            # the same stripping as below, so "  RATING:...\xff" is ours too (bad_encoding, not ignored)
+            if line.decode("utf-8", "replace").strip().startswith((RATING_PREFIX, EVENT_PREFIX)):
                 raise InvalidInput("bad_encoding") from None
             return None
     text = line.strip()

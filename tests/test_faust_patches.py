@@ -121,3 +121,40 @@ def test_the_gap_checker_finds_the_first_record_on_a_real_broker(stream_env):
 
     found = run(ask())
     assert sorted(found.values(), key=str) == [0] + [None] * (conf.partitions - 1)  # one key: one partition
+
+
+# ------------------------------------------------------------------ end of recovery
+def recovery_stub(calls: list):
+    async def perform_seek():
+        calls.append("seek")
+
+    async def maybe_start():
+        calls.append("fetcher")
+
+    async def wait(coro, timeout=None):
+        await coro
+
+    consumer = types.SimpleNamespace(assignment=lambda: {TP("ratings", 0), TP("app-user_state-changelog", 0)},
+                                     perform_seek=perform_seek, resume_flow=lambda: calls.append("resume_flow"),
+                                     resume_partitions=lambda tps: calls.append(("resume_partitions", sorted(tps))))
+    flow = types.SimpleNamespace(resume=lambda: calls.append("flow_control.resume (clears buffers)"))
+    app_stub = types.SimpleNamespace(consumer=consumer, flow_control=flow, conf=types.SimpleNamespace(
+        broker_request_timeout=5), _fetcher=types.SimpleNamespace(maybe_start=maybe_start))
+    return types.SimpleNamespace(app=app_stub, _is_changelog_tp=lambda tp: tp.topic.endswith("-changelog"),
+                                 _wait=wait, completed=asyncio.Event(), log=types.SimpleNamespace(info=print))
+
+
+def test_stream_partitions_resume_only_after_the_buffers_were_cleared():
+    """Upstream resumes the stream partitions, seeks, then resume() clears the buffers:
+    what the fetch loop delivered in between was dropped with its offsets read."""
+    from faust.tables.recovery import Recovery
+
+    from app.faust_patches import changelog_rebuild
+
+    installed = {Recovery.on_recovery_completed, changelog_rebuild._next_on_recovery_completed}
+    assert at_least_once.on_recovery_completed in installed and at_least_once._resume_streams is \
+        Recovery._resume_streams
+    calls: list = []
+    run(at_least_once.resume_streams_in_order(recovery_stub(calls)))
+    assert calls == ["seek", "flow_control.resume (clears buffers)", "resume_flow",
+                     ("resume_partitions", [TP("ratings", 0)]), "fetcher"]

@@ -1,8 +1,8 @@
-"""Two holes in faust-streaming 0.15.3's at-least-once bookkeeping, closed.
+"""Three holes in faust-streaming 0.15.3's at-least-once bookkeeping, closed.
 
 A message's offset may be committed only once the message was processed (its
 changelog writes and output sent; Faust flushes the producer before every commit).
-Faust breaks that in two ways, both seen here as ratings that were never processed
+Faust breaks that in three ways, each seen here as ratings that were never processed
 although their offsets were committed (two workers, kill -9 one: 84-232 ratings of
 one partition of the *survivor* lost in 3 of 3 runs; faust-streaming #606, #316,
 robinhood/faust #559):
@@ -30,6 +30,16 @@ robinhood/faust #559):
    expected offset. Both brokers: Tansu never leaves gaps (no compaction, no
    transactions), Apache Kafka does.
 
+3. **Messages cleared after they were fetched** (:func:`on_recovery_completed`). mode's
+   ``FlowControlEvent.resume()`` clears every stream buffer. At the end of a recovery
+   Faust resumes the stream partitions, seeks them to the committed offsets and only
+   then resumes flow control; the fetch loop (running since recovery, for the
+   changelogs) delivers fresh stream messages in between, and ``resume()`` drops them.
+   Their offsets were read, so nothing reads them again: a contiguous block lost, with
+   no gap and no ack (seen: 34-171 ratings of one partition, worker restarted with its
+   data dir deleted, machine under load). Here the order is seek, resume flow, and only
+   then resume the stream partitions.
+
 The read offset kept here is always the *next* offset to read, the meaning every
 other writer (``perform_seek``, ``seek``, ``seek_wait``) already gives it.
 """
@@ -39,6 +49,7 @@ import asyncio
 import logging
 from typing import Optional
 
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 
 from app import metrics
@@ -196,7 +207,60 @@ async def drain_messages(self: Consumer, fetcher) -> None:  # pragma: no cover -
             await checker.stop()
 
 
+async def on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:  # pragma: no cover - worker
+    """Faust's ``Recovery.on_recovery_completed`` with the stream partitions resumed last."""
+    app, consumer = self.app, self.app.consumer
+    self.log.info("Restore complete!")
+    await app.on_rebalance_complete.send()
+    self._set_recovery_ended()
+    callbacks = [asyncio.ensure_future(table.on_recovery_completed(self.actives_for_table[table],
+                                                                   self.standbys_for_table[table]))
+                 for table in self.tables.values()]
+    if callbacks:
+        await asyncio.wait(callbacks)
+    if app.consumer_generation_id != generation_id:
+        self.log.warning("Recovery rebalancing again")
+        return
+    await resume_streams_in_order(self)
+    self.tables.on_actives_ready()
+    if not app.assignor.assigned_standbys():
+        self.tables.on_standbys_ready()
+    app.on_rebalance_end()
+    self.log.info("Worker ready")
+
+
+async def _resume_streams(self: Recovery, generation_id: int = 0) -> None:  # pragma: no cover - worker
+    """Faust's ``Recovery._resume_streams`` (the path without changelogs), same order."""
+    app = self.app
+    await app.on_rebalance_complete.send()
+    if app.consumer_generation_id != generation_id:
+        self.log.warning("Recovery rebalancing again")
+        return
+    await resume_streams_in_order(self)
+    self.tables.on_actives_ready()
+    self.tables.on_standbys_ready()
+    app.on_rebalance_end()
+    self.log.info("Worker ready")
+
+
+async def resume_streams_in_order(recovery: Recovery) -> None:
+    """Seek the stream partitions, resume flow control (which clears the buffers), and
+    only then let the fetch loop deliver from them."""
+    app, consumer = recovery.app, recovery.app.consumer
+    streams = {tp for tp in consumer.assignment() if not recovery._is_changelog_tp(tp)}
+    if streams:
+        recovery.log.info("Seek stream partitions to committed offsets.")
+        await recovery._wait(consumer.perform_seek(), timeout=app.conf.broker_request_timeout)
+    recovery.completed.set()
+    app.flow_control.resume()
+    consumer.resume_flow()
+    consumer.resume_partitions(streams)
+    await app._fetcher.maybe_start()
+
+
 def apply() -> None:
-    """Install both fixes (idempotent)."""
+    """Install the three fixes (idempotent)."""
     Consumer.ack = ack
     Consumer._drain_messages = drain_messages
+    Recovery.on_recovery_completed = on_recovery_completed
+    Recovery._resume_streams = _resume_streams

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 VALUE_RESETS: dict = {}
 
 _original_build_offsets = Recovery._build_offsets
-_original_on_recovery_completed = Recovery.on_recovery_completed
+_next_on_recovery_completed = Recovery.on_recovery_completed  # set again by apply()
 
 
 def lost_changelogs(persisted: dict, highwaters: dict) -> set:
@@ -54,7 +54,7 @@ async def _build_offsets(self: Recovery, consumer, tps, destination, title) -> N
 async def _on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:
     for tp in sorted(self.__dict__.pop("_to_rewrite", set())):
         await rewrite_changelog(self, tp)
-    await _original_on_recovery_completed(self, generation_id)
+    await _next_on_recovery_completed(self, generation_id)
 
 
 async def rewrite_changelog(recovery: Recovery, tp) -> int:
@@ -84,5 +84,9 @@ async def rewrite_changelog(recovery: Recovery, tp) -> int:
 
 
 def apply() -> None:
+    """Install (idempotent); wraps whatever ``on_recovery_completed`` is installed now."""
+    global _next_on_recovery_completed
     Recovery._build_offsets = _build_offsets
-    Recovery.on_recovery_completed = _on_recovery_completed
+    if Recovery.on_recovery_completed is not _on_recovery_completed:
+        _next_on_recovery_completed = Recovery.on_recovery_completed
+        Recovery.on_recovery_completed = _on_recovery_completed
