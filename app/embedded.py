@@ -10,28 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from typing import Optional
 
+from broker.ports import free_port, is_listening  # noqa: F401  (used here and by callers)
+
 log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    """A free TCP port on loopback (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def is_listening(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def wait_until_listening(port: int, timeout: float) -> bool:

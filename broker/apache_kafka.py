@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,21 +55,7 @@ class BrokerUnavailable(RuntimeError):
     """The local broker cannot be started; the message is one line meant for a human."""
 
 
-# --- small helpers (free_port/is_listening as in app/embedded.py) ----------------------
-
-def free_port() -> int:
-    """A free TCP port on loopback (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def is_listening(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
+from broker.ports import free_port, is_listening  # noqa: E402  (re-exported: tests use them)
 
 
 def _one_line(text: str, limit: int = 400) -> str:

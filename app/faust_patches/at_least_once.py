@@ -209,7 +209,7 @@ async def drain_messages(self: Consumer, fetcher) -> None:  # pragma: no cover -
 
 async def on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:  # pragma: no cover - worker
     """Faust's ``Recovery.on_recovery_completed`` with the stream partitions resumed last."""
-    app, consumer = self.app, self.app.consumer
+    app = self.app
     self.log.info("Restore complete!")
     await app.on_rebalance_complete.send()
     self._set_recovery_ended()
