@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from broker.ports import free_port, is_listening  # noqa: F401  (used here and by callers)
+from broker.ports import LoopbackAddress, free_port, is_listening  # noqa: F401  (used here and by callers)
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +39,11 @@ def require_broker(conf, wait_s: float = 15.0) -> None:
 
 
 @dataclass
-class EmbeddedBroker:
+class EmbeddedBroker(LoopbackAddress):
     """A running Tansu process on ``127.0.0.1:port``."""
 
     port: int
     process: subprocess.Popen
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://127.0.0.1:{self.port}"
 
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is not None:

@@ -55,7 +55,7 @@ class BrokerUnavailable(RuntimeError):
     """The local broker cannot be started; the message is one line meant for a human."""
 
 
-from broker.ports import free_port, is_listening  # noqa: E402  (re-exported: tests use them)
+from broker.ports import LoopbackAddress, free_port, is_listening  # noqa: E402  (re-exported: tests use them)
 
 
 def _one_line(text: str, limit: int = 400) -> str:
@@ -297,7 +297,7 @@ def _stop_leftovers() -> None:  # the JVM runs in its own session: never leave o
 
 
 @dataclass(eq=False)
-class KafkaBroker:
+class KafkaBroker(LoopbackAddress):
     """A running single-node Apache Kafka on ``127.0.0.1:port`` (same surface as
     ``app.embedded.EmbeddedBroker``, plus ``restart``, ``kill9`` and ``data_dir``)."""
 
@@ -313,14 +313,6 @@ class KafkaBroker:
     start_timeout: float = 120.0
     owns_data_dir: bool = False
     owns_log_file: bool = False
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://127.0.0.1:{self.port}"
 
     @property
     def log_dirs(self) -> Path:

@@ -18,3 +18,17 @@ def is_listening(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bo
             return True
     except OSError:
         return False
+
+
+class LoopbackAddress:
+    """``bootstrap`` and ``url`` of a local broker listening on ``127.0.0.1:self.port``."""
+
+    port: int
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"kafka://127.0.0.1:{self.port}"

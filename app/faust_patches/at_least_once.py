@@ -128,7 +128,9 @@ def gap_is_real(first_record: Optional[int], got: int) -> bool:
 
 async def _check_jump(self: Consumer, tp, expected: int, offset: int) -> bool:
     """True if the jump expected -> offset is a real gap (recorded for commits)."""
-    checker = self.__dict__.setdefault("_gap_checker", GapChecker(self))
+    checker = self.__dict__.get("_gap_checker")
+    if checker is None:
+        checker = self.__dict__["_gap_checker"] = GapChecker(self)
     try:
         first = await checker.first_offset_from(tp, expected, offset)
     except Exception as exc:  # unverified: treat it as skipped, the block is read again
