@@ -14,9 +14,9 @@ import time
 from datetime import timedelta
 
 from app import metrics
-from app.app import app
+
 from app.records import EVENT_TYPES, Rating, parse_event, to_json_bytes
-from app.settings import settings
+from app.app import app, settings
 from app.topics import events_topic, item_events_topic, ratings_topic
 from tables.behaviour import implicit_rating, top_items, user_segment
 from tables.definitions import JSON_KEYS, user_event_counts_1h, user_event_counts_10m

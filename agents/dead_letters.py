@@ -14,7 +14,7 @@ from typing import Optional
 
 from app import metrics
 from app.records import DeadLetter, InvalidInput, printable, to_json_bytes
-from app.settings import settings
+from app.app import settings
 from app.topics import dead_letters_topic
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ import logging
 import time
 
 from app import metrics
-from app.app import app
+
 from app.records import Recommendation, parse_rating, to_json_bytes
-from app.settings import settings
+from app.app import app, settings
 from app.topics import ratings_topic, recommendations_topic
 from broker.partitioning import owner_partition
 from tables.definitions import model_version, similarity, user_state

@@ -1,17 +1,27 @@
 """The Faust application: one ``app`` object every agent, table and view hangs off.
 
-Agents live in ``agents/``, tables in ``tables/``, web views in ``app/views.py``; they
-import ``app`` from here and are registered by importing them (``app/main.py``).
+Agents live in ``agents/``, tables in ``tables/``, web views in ``api/views.py``; they
+import ``app`` and ``settings`` from here and are registered by importing them
+(``app/worker.py``). This module is the one place that reads the environment at import:
+Faust declares agents, topics and tables with decorators at import time, so the
+``Settings`` they use must exist then. Everything else gets a ``Settings`` passed in.
 """
 from __future__ import annotations
 
 import hmac
+import logging
 
 import faust
 from aiohttp import web
 
-from app import faust_patches, metrics, tansu_compat
-from app.settings import Settings, settings
+from app import faust_patches, metrics
+from app.faust_patches import tansu as tansu_patch
+from app.settings import Settings, load_settings
+from broker import tansu_workarounds
+from broker.clients import security_kwargs
+from broker.detect import TANSU, BrokerUnreachable, detect_engine_blocking
+
+log = logging.getLogger(__name__)
 
 #: Paths open to anyone even with ``RECSYS_API_TOKEN`` set: health checks of load
 #: balancers and process managers (and ``WorkerProcess.wait_ready``) carry no token.
@@ -23,7 +33,7 @@ def broker_credentials(conf: Settings):
     protocol = conf.security_protocol.upper()
     if protocol == "PLAINTEXT":
         return None
-    ssl_context = conf.kafka_security_kwargs().get("ssl_context")
+    ssl_context = security_kwargs(conf).get("ssl_context")
     if protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=conf.sasl_username,
@@ -73,13 +83,26 @@ def web_settings(conf: Settings) -> dict:
                 web_graph_enabled=debug, web_application_options=options)
 
 
-def create_app(conf: Settings = settings) -> faust.App:
+def broker_engine(conf: Settings) -> str:
+    """``RECSYS_BROKER_ENGINE``, or asked of the broker (``recsys worker`` waits for the
+    broker first, so the question is answered; elsewhere an unreachable broker gets no
+    workarounds, with a warning)."""
+    if conf.broker_engine != "auto":
+        return conf.broker_engine
+    try:
+        return detect_engine_blocking(conf.bootstrap_servers, security_kwargs(conf), timeout_s=5.0)
+    except BrokerUnreachable as exc:
+        log.warning("%s: assuming Apache Kafka (no Tansu workarounds)", exc)
+        return "kafka"
+
+
+def create_app(conf: Settings) -> faust.App:
     extra = {}
     faust_patches.apply()
-    (conf.data_dir / "worker").mkdir(parents=True, exist_ok=True)
-    if conf.uses_embedded_broker:
-        tansu_compat.apply()
-        extra.update(tansu_compat.faust_settings())
+    if broker_engine(conf) == TANSU:
+        tansu_patch.apply()
+        extra.update(broker_session_timeout=tansu_workarounds.SESSION_TIMEOUT_S,
+                     broker_heartbeat_interval=tansu_workarounds.HEARTBEAT_INTERVAL_S)
     if conf.session_timeout_s:
         extra["broker_session_timeout"] = conf.session_timeout_s
     if conf.heartbeat_interval_s:
@@ -92,11 +115,10 @@ def create_app(conf: Settings = settings) -> faust.App:
         datadir=str(conf.data_dir / "worker"),
         topic_partitions=conf.partitions,
         topic_replication_factor=conf.replication,
-        # Tansu cannot do exactly-once (InitProducerId v0); we make processing
-        # idempotent instead (recent ratings keyed by item, lists merged by item).
-        processing_guarantee="at_least_once",
-        # Measured: linger 10 ms lifts a table-update agent from ~2,300 to ~3,100 msg/s
-        # (Faust's default is 0); longer lingers trade latency for throughput.
+        # at_least_once by default, with idempotent state (offsets per user): Tansu has
+        # no transactions; exactly_once is for real Kafka (README, "Exactly once").
+        processing_guarantee=conf.processing_guarantee,
+        # linger: Faust's default is 0; a few ms batch the lists (README, Results).
         producer_linger=conf.producer_linger_ms / 1000.0,
         producer_max_batch_size=conf.producer_batch_bytes,
         # Bounded polls keep the stream buffer from filling (see Settings.max_poll_records).
@@ -113,4 +135,5 @@ def create_app(conf: Settings = settings) -> faust.App:
     )
 
 
-app = create_app()
+settings = load_settings()
+app = create_app(settings)

@@ -39,18 +39,22 @@ Validation rules that are choices, not accidents:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import reprlib
 import time
+from dataclasses import dataclass
 from typing import Any, Optional
 
-import faust
 import orjson
 
-from app.datasets import EVENT_TYPES as _DATASET_EVENT_TYPES
+#: The behaviour event names, in the order reports list them: what ``user-events``
+#: accepts and what the data tools turn every source's behaviour column into.
+EVENT_NAMES: tuple[str, ...] = ("view", "click", "search", "fav", "cart", "purchase")
+EVENT_TYPES = frozenset(EVENT_NAMES)
 
-#: Behaviour event types we accept on ``user-events`` (the loaders' list).
-EVENT_TYPES = frozenset(_DATASET_EVENT_TYPES)
+#: Layout version of ``recommendations`` messages (see :class:`Recommendation`).
+RECOMMENDATION_SCHEMA = 2
 
 #: Key of the model-version marker on the ``item-similarity`` topic.
 MODEL_MARKER_KEY = "__model__"
@@ -72,7 +76,23 @@ class InvalidInput(ValueError):
         self.detail = detail
 
 
-class Rating(faust.Record, serializer="json", include_metadata=False):
+class _Record:
+    """Plain dataclasses (no Faust: the ALS worker and the data tools use them too)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """Build from a decoded message, ignoring fields this version does not know."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def asdict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(slots=True)
+class Rating(_Record):
     user: str
     item: str
     rating: float
@@ -80,7 +100,8 @@ class Rating(faust.Record, serializer="json", include_metadata=False):
     source: str = "explicit"
 
 
-class UserEvent(faust.Record, serializer="json", include_metadata=False):
+@dataclass(slots=True)
+class UserEvent(_Record):
     user: str
     item: str
     event: str
@@ -89,7 +110,8 @@ class UserEvent(faust.Record, serializer="json", include_metadata=False):
     query: Optional[str] = None
 
 
-class Recommendation(faust.Record, serializer="json", include_metadata=False):
+@dataclass(slots=True)
+class Recommendation(_Record):
     """One user's new top-K list, as frontends consume it."""
 
     user: str
@@ -107,9 +129,13 @@ class Recommendation(faust.Record, serializer="json", include_metadata=False):
     worker_ms: float
     #: ``rating``, ``implicit:purchase``, ``fallback`` ...
     reason: str = "rating"
+    #: Version of this message's layout (:data:`RECOMMENDATION_SCHEMA`; lists written
+    #: before the field existed have none and read as schema 1).
+    schema: int = RECOMMENDATION_SCHEMA
 
 
-class DeadLetter(faust.Record, serializer="json", include_metadata=False):
+@dataclass(slots=True)
+class DeadLetter(_Record):
     """A rejected input message: where it came from, why, and its exact bytes."""
 
     topic: str
@@ -260,10 +286,15 @@ def parse_collected(raw: bytes | str | dict, *, rating_min: float, rating_max: f
     return parse_event(data, max_future_s=max_future_s, now=now)
 
 
-def to_json_bytes(record: faust.Record | dict[str, Any]) -> bytes:
-    """Serialise a record (or dict) to compact JSON bytes, the only wire encoding we use."""
-    data = record.asdict() if isinstance(record, faust.Record) else record
-    return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+def to_json_bytes(record: _Record | dict[str, Any]) -> bytes:
+    """Serialise a record (or dict) to compact JSON bytes, the only wire encoding we use.
+    (orjson encodes dataclasses natively, fields in declaration order.)"""
+    return orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def to_message(record: Rating | UserEvent) -> tuple[bytes, bytes]:
+    """``(key, value)`` of an input record: keyed by user (the partitioning rule)."""
+    return record.user.encode(), to_json_bytes(record)
 
 
 # ------------------------------------------------------------------ raw log lines

@@ -1,31 +1,69 @@
 """All settings of the service, in one place, read from environment variables.
 
 Every knob has a sensible default so that ``make demo`` works on a fresh machine.
-``RECSYS_BROKER`` unset means "use the embedded Tansu broker" (see ``app/embedded.py``);
-set it to ``kafka://host:9092`` (comma-separate several) to talk to a real cluster.
-Kafka security settings (SASL/SSL) are passed through to Faust and aiokafka unchanged.
+``RECSYS_BROKER`` unset means "the local broker on 127.0.0.1:RECSYS_EMBEDDED_PORT"
+(``recsys broker`` starts one); set it to ``kafka://host:9092`` (comma-separate several)
+to talk to a real cluster. Kafka security settings (SASL/SSL) are passed through to every
+client (``broker/clients.py``) and to Faust (``app/app.py``).
+
+A :class:`Settings` is built once at the edge (the command line, a test, a benchmark)
+and passed down; only ``app/app.py`` builds one at import, for Faust's decorators. A
+value that does not parse raises :class:`SettingError` naming the variable, which the
+command line prints as one line (exit status 2).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
+
+
+class SettingError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def _parsed(name: str, default, parse, what: str):
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return parse(raw.strip())
+    except ValueError:
+        raise SettingError(f"{name}={raw!r} is not {what}") from None
+
+
 def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
+    return _parsed(name, default, int, "an integer")
 
 
 def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+    return _parsed(name, default, float, "a number")
 
 
 def _env_bool(name: str, default: bool) -> bool:
-    return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
+    def parse(text: str) -> bool:
+        if text.lower() not in _BOOLEANS:
+            raise ValueError(text)
+        return _BOOLEANS[text.lower()]
+
+    return _parsed(name, default, parse, "a boolean (1/0, true/false, yes/no, on/off)")
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(text)
+        return text
+
+    return _parsed(name, default, parse, "one of " + ", ".join(choices))
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 @dataclass(frozen=True)
@@ -35,6 +73,10 @@ class Settings:
     # --- Kafka ------------------------------------------------------------------
     #: ``kafka://host:port[;host2:port]``; empty means the embedded broker.
     broker: str = field(default_factory=lambda: _env("RECSYS_BROKER", ""))
+    #: Which broker answers: ``auto`` asks it (Tansu gets its workarounds, Kafka none:
+    #: ``broker/detect.py``); ``tansu`` or ``kafka`` skip the question.
+    broker_engine: str = field(default_factory=lambda: _env_choice("RECSYS_BROKER_ENGINE", "auto",
+                                                                   ("auto", "tansu", "kafka")))
     #: Port of the embedded broker when ``broker`` is empty.
     embedded_port: int = field(default_factory=lambda: _env_int("RECSYS_EMBEDDED_PORT", 9092))
     #: SASL/SSL pass-through: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
@@ -49,6 +91,9 @@ class Settings:
 
     # --- Faust worker -------------------------------------------------------------
     app_id: str = field(default_factory=lambda: _env("RECSYS_APP_ID", "recsys"))
+    #: ``at_least_once`` (default) or ``exactly_once`` (Faust transactions; real Kafka only).
+    processing_guarantee: str = field(default_factory=lambda: _env_choice(
+        "RECSYS_PROCESSING_GUARANTEE", "at_least_once", ("at_least_once", "exactly_once")))
     #: Faust table store: ``rocksdb://`` (default, with changelog) or ``memory://``.
     store: str = field(default_factory=lambda: _env("RECSYS_STORE", "rocksdb://"))
     #: Where RocksDB tables, the ALS rating store and saved models live.
@@ -173,25 +218,36 @@ class Settings:
         pairs = (p.split(":", 1) for p in self.implicit_ratings.split(",") if ":" in p)
         return {name.strip(): float(value) for name, value in pairs}
 
-    def kafka_security_kwargs(self) -> dict:
-        """aiokafka keyword arguments for SASL/SSL (empty for PLAINTEXT)."""
-        kw: dict = {"security_protocol": self.security_protocol}
-        if self.security_protocol in {"SSL", "SASL_SSL"}:
-            from aiokafka.helpers import create_ssl_context
+    def __post_init__(self) -> None:
+        _check_broker_url(self.broker)
 
-            kw["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile or None)
-        if self.security_protocol.startswith("SASL"):
-            kw.update(
-                sasl_mechanism=self.sasl_mechanism,
-                sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password,
-            )
-        return kw
+
+def _check_broker_url(broker: str) -> None:
+    """``RECSYS_BROKER`` must be ``[kafka://]host:port[,host:port...]``."""
+    if not broker:
+        return
+    scheme, sep, rest = broker.partition("://")
+    if sep and scheme != "kafka":
+        raise SettingError(f"RECSYS_BROKER={broker!r}: use kafka://host:port (not {scheme}://)")
+    for server in (rest if sep else broker).replace(";", ",").split(","):
+        host, colon, port = server.strip().rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingError(f"RECSYS_BROKER={broker!r}: {server.strip() or '(empty)'!r} is not host:port")
 
 
 def load_settings() -> Settings:
-    """Read the environment now (tests change it between runs)."""
+    """Read the environment now (raises :class:`SettingError` for a value that does not parse)."""
     return Settings()
 
 
-settings = load_settings()
+def settings_from(env: Mapping[str, str]) -> Settings:
+    """The Settings a process with environment ``env`` would read (for harnesses and tests
+    that configure a worker subprocess and talk to it with the same settings)."""
+    saved = dict(os.environ)
+    try:
+        os.environ.clear()
+        os.environ.update(env)
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

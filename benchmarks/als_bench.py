@@ -21,7 +21,6 @@ Prints a table, then one JSON line with every figure. Nothing is written to disk
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import resource
@@ -35,7 +34,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.settings import settings  # noqa: E402
+from app.settings import load_settings  # noqa: E402
+
+settings = load_settings()  # the edge of this script: read the environment once
 from offline_als import ALS, IdMap, ratings_to_csr, top_similar, train_test_split  # noqa: E402
 
 RTR = ROOT.parent / "shared" / "datasets" / "renttherunway" / "renttherunway_ratings.jsonl.gz"
@@ -45,24 +46,10 @@ SPARK_FIT_S, SPARK_RMSE, SURPRISE_RMSE = 12.6, 2.31, 1.40
 # ---------------------------------------------------------------------- data
 def load_rtr(path: Path):
     """(users, items, ratings) as arrays in time order (rows without rating skipped)."""
-    try:
-        from app.datasets import load_ratings  # the project's one parser
-    except ImportError:  # pragma: no cover - only before app/datasets.py existed
-        load_ratings = None
-    if load_ratings is not None:
-        arr = load_ratings(path, "renttherunway").sorted_by_time()
-        return arr.users.astype(str), arr.items.astype(str), arr.ratings, dict(arr.skipped)
-    users, items, ratings, skipped = [], [], [], 0
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            if row.get("rating") is None:
-                skipped += 1
-                continue
-            users.append(row["user_id"])
-            items.append(row["item_id"])
-            ratings.append(float(row["rating"]))
-    return np.array(users), np.array(items), np.array(ratings, np.float32), {"missing_rating": skipped}
+    from datatools.datasets import load_ratings  # the project's one parser
+
+    arr = load_ratings(path, "renttherunway").sorted_by_time()
+    return arr.users.astype(str), arr.items.astype(str), arr.ratings, dict(arr.skipped)
 
 
 def best_of(repeat, fn):

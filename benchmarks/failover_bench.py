@@ -1,7 +1,7 @@
 """Kill drills, repeated: how many ratings a killed worker loses (the answer must be 0).
 
-Runs each drill of ``harness/failover.py`` ``--runs`` times, each on a fresh embedded
-broker, and prints one row per run and a total; the last stdout line is JSON. The data
+Runs each drill of ``harness/failover.py`` ``--runs`` times, each on a fresh local
+broker (``--engine tansu|kafka``; the broker-restart drill on Kafka only), and prints one row per run and a total; the last stdout line is JSON. The data
 dirs and logs of a run that lost anything are kept (their path is printed).
 
     .venv/bin/python benchmarks/failover_bench.py --runs 5            # ~10 minutes
@@ -14,14 +14,13 @@ import json
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.embedded import start_broker  # noqa: E402
 from harness.failover import DRILLS, Drill, run_drill  # noqa: E402
+from broker.local import start_engine  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -32,17 +31,18 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=40.0)
     p.add_argument("--kill-at", type=float, default=20.0)
     p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--engine", choices=("tansu", "kafka"), default="tansu", help="the local broker of each run")
     args = p.parse_args(argv)
     rows = []
     root = Path(tempfile.mkdtemp(prefix="recsys-failover-"))
-    for kind in args.drill or DRILLS:
+    for kind in args.drill or [d for d in DRILLS if d != "broker-restart" or args.engine == "kafka"]:
         for run in range(1, args.runs + 1):
             tmp = root / f"{kind}-{run}"
-            broker = start_broker(0, log_file=str(root / f"{kind}-{run}-broker.log"))
+            broker = start_engine(args.engine, root / f"{kind}-{run}-broker")
             try:
                 drill = Drill(kind, rate=args.rate, seconds=args.seconds, kill_at=args.kill_at, users=args.users,
                               seed=run)
-                result = run_drill(drill, broker.port, tmp, say=lambda m: print(f"  [{kind} {run}] {m}",
+                result = run_drill(drill, broker.port, tmp, broker_handle=broker, say=lambda m: print(f"  [{kind} {run}] {m}",
                                                                                  file=sys.stderr, flush=True))
             finally:
                 broker.stop()

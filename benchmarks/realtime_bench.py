@@ -1,8 +1,11 @@
-"""Real-time path benchmark: one worker on a fresh embedded broker.
+"""Real-time path benchmark: one worker on a fresh local broker, Tansu or Apache Kafka.
 
-Three measurements (each phase on its OWN fresh Tansu broker: Tansu never deletes
-anything and every fetch scans all batches of a partition, so data left by one phase
-slows the next; see ../shared/EMBEDDED_BROKER.md):
+``--engine tansu|kafka|both`` (default tansu): with ``both`` every phase runs on each
+engine in turn (never at once) and a side-by-side table closes the output.
+
+Three measurements (each phase on its OWN fresh broker: Tansu never deletes anything
+and every fetch scans all batches of a partition, so data left by one phase slows the
+next; see ../shared/EMBEDDED_BROKER.md):
 
 1. throughput: a similarity model is published first (ALS on a generated shop, or
    synthetic neighbour lists with ``--model synthetic``; default 5,000 items x 50
@@ -45,10 +48,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.demo import (create_topics, log, percentile_ms, settings_for, topic_end_offsets,  # noqa: E402
+from harness.demo import (create_topics, log, percentile_ms, settings_for, topic_end_offsets,  # noqa: E402
                       train_neighbours)
-from app.embedded import free_port, start_broker  # noqa: E402
-from app.local import WorkerProcess, isolated_env, process_rss  # noqa: E402
+from app.records import Rating, to_message  # noqa: E402
+from broker.clients import KafkaClients  # noqa: E402
+from broker.ports import free_port  # noqa: E402
+from broker.local import start_engine  # noqa: E402
+from harness.local import WorkerProcess, isolated_env, process_rss  # noqa: E402
 
 
 def cpu_seconds(pid) -> tuple[float, float]:
@@ -77,7 +83,7 @@ def dir_bytes(path: Path) -> int:
 # ------------------------------------------------------------------ data and model
 def make_data(args):
     """Ratings for the phases (and ALS training), from one seeded synthetic shop."""
-    from app.generator import generate_ratings_arrays
+    from datatools.generator import generate_ratings_arrays
 
     n_bench = args.ratings + int(args.latency_rate * args.latency_seconds) + 1000
     n_train = args.train_ratings if args.model == "als" else 0
@@ -110,10 +116,8 @@ def messages(bench, lo: int, hi: int) -> list[tuple[bytes, bytes]]:
     u, i, r, ts = bench
     out = []
     for k in range(lo, hi):
-        user = f"u{int(u[k])}"
-        value = json.dumps({"user": user, "item": f"i{int(i[k])}", "rating": float(r[k]), "ts": float(ts[k]),
-                            "source": "explicit"}, separators=(",", ":")).encode()
-        out.append((user.encode(), value))
+        out.append(to_message(Rating(user=f"u{int(u[k])}", item=f"i{int(i[k])}", rating=float(r[k]),
+                                     ts=float(ts[k]))))
     return out
 
 
@@ -136,14 +140,14 @@ class Deployment:
     """A fresh broker + one worker with a published model, torn down on exit."""
 
     def __init__(self, name: str, tmp: Path, args, neighbours: dict) -> None:
-        self.name, self.tmp, self.args, self.neighbours = name, tmp / name, args, neighbours
+        self.name, self.tmp, self.args, self.neighbours = name, tmp / f"{args.engine}-{name}", args, neighbours
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.broker = self.worker = None
 
     def __enter__(self) -> "Deployment":
         from offline_als.publish import publish_similarity
 
-        self.broker = start_broker(0, log_file=str(self.tmp / "broker.log"))
+        self.broker = start_engine(self.args.engine, self.tmp)
         tag = uuid.uuid4().hex[:8]
         # A broker of its own: the default topic names.
         self.env = isolated_env(self.broker.port, self.tmp / "data", app_id=f"bench-{tag}", topic_prefix="",
@@ -203,11 +207,7 @@ def workers_cpu(d: Deployment) -> tuple[float, float]:
 
 
 async def produce_fast(conf, msgs) -> float:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, linger_ms=20,
-                                max_batch_size=256 * 1024)
-    await producer.start()
+    producer = await KafkaClients(conf).producer("bulk")
     t0 = time.perf_counter()
     try:
         for lo in range(0, len(msgs), 10_000):  # at most 10,000 sends in flight
@@ -234,12 +234,7 @@ async def fetch_received(consumer, timeout_ms: int, max_records=None) -> list[di
 
 async def read_all(conf, topic: str, n: int, timeout: float) -> list[dict]:
     """The first ``n`` (or all, after ``timeout``) JSON values of ``topic``, with receive times."""
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=conf.bootstrap_servers, group_id=None,
-                                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=100,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
+    consumer = await KafkaClients(conf).consumer(topic, max_partition_fetch_bytes=4 * 1024 * 1024)
     out: list[dict] = []
     try:
         deadline = time.monotonic() + timeout
@@ -251,14 +246,11 @@ async def read_all(conf, topic: str, n: int, timeout: float) -> list[dict]:
 
 
 async def wait_for_count(conf, topic: str, n: int, timeout: float, worker: WorkerProcess, broker) -> int:
-    """Poll the topic's message count (Fetch high watermarks, one client) until it reaches ``n``."""
-    from aiokafka import AIOKafkaConsumer
+    """Poll the topic's message count (end offsets, one client) until it reaches ``n``."""
     from aiokafka.structs import TopicPartition
 
-    from app import tansu_compat
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=conf.bootstrap_servers, group_id=None, enable_auto_commit=False)
-    await consumer.start()
+    clients = KafkaClients(conf)
+    consumer = await clients.consumer()
     deadline = time.monotonic() + timeout
     count = 0
     try:
@@ -267,7 +259,7 @@ async def wait_for_count(conf, topic: str, n: int, timeout: float, worker: Worke
             if broker.process.poll() is not None:
                 raise RuntimeError(f"the broker exited with code {broker.process.returncode}")
             try:
-                count = sum((await tansu_compat.fetch_high_watermarks(consumer._client, tps)).values())
+                count = sum((await clients.end_offsets(consumer, tps)).values())
             except Exception as exc:  # a transient connection error: retry
                 log(f"(polling the topic count failed: {exc!r}; retrying)")
             if count >= n or not worker.alive():
@@ -425,10 +417,7 @@ def phase_throughput(args, tmp, neighbours, bench) -> dict:
 
 async def paced_run(conf, msgs, rate: float, seconds: float) -> tuple[int, float]:
     """Produce ``msgs`` at ``rate``/s (ticks of 10 ms) while nothing else runs here."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, linger_ms=0)
-    await producer.start()
+    producer = await KafkaClients(conf).producer("latency")
     sent = 0
     t0 = time.monotonic()
     try:
@@ -447,12 +436,7 @@ async def paced_run(conf, msgs, rate: float, seconds: float) -> tuple[int, float
 
 
 async def latency_run(conf, msgs, rate: float, seconds: float):
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(conf.topic_recommendations, bootstrap_servers=conf.bootstrap_servers,
-                                group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
-                                fetch_max_wait_ms=100)
-    await consumer.start()
+    consumer = await KafkaClients(conf).consumer(conf.topic_recommendations)
     recs: list[dict] = []
     done = asyncio.Event()
 
@@ -518,6 +502,8 @@ def main(argv=None) -> int:
     p.add_argument("--train-ratings", type=int, default=200_000, help="ALS training ratings (--model als)")
     p.add_argument("--latency-rate", type=float, default=500.0)
     p.add_argument("--latency-seconds", type=float, default=60.0, help="0 skips the latency phase")
+    p.add_argument("--engine", choices=("tansu", "kafka", "both"), default="tansu",
+                   help="the local broker: Tansu (memory), Apache Kafka (KRaft; java + mvn), or both in turn")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--workers", type=int, default=1, help="throughput phase: workers sharing the partitions")
     p.add_argument("--seed", type=int, default=7)
@@ -553,15 +539,61 @@ def main(argv=None) -> int:
         facts["neighbour_entries"] = int(sims.size)
         facts["share_above_theta"] = round(float((sims > conf0.theta).mean()), 3) if sims.size else 0.0
         log(f"model: {facts}")
-        thr = phase_throughput(args, tmp, neighbours, bench)
-        log(f"[throughput] {thr['lists']} lists, {thr['rate_first_to_last']}/s first-to-last")
-        lat = phase_latency(args, tmp, neighbours, bench) if args.latency_seconds > 0 else None
+        runs = {}
+        for engine in (["tansu", "kafka"] if args.engine == "both" else [args.engine]):
+            engine_args = argparse.Namespace(**{**vars(args), "engine": engine})
+            thr = phase_throughput(engine_args, tmp, neighbours, bench)
+            log(f"[{engine} throughput] {thr['lists']} lists, {thr['rate_first_to_last']}/s first-to-last")
+            lat = phase_latency(engine_args, tmp, neighbours, bench) if args.latency_seconds > 0 else None
+            runs[engine] = (thr, lat)
     finally:
         if args.keep:
             log(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    for engine, (thr, lat) in runs.items():
+        print(f"==== engine: {engine}")
+        print_engine_table(args, conf0, facts, thr, lat)
+    if len(runs) > 1:
+        print_side_by_side(runs)
+    load = os.getloadavg()
+    result = {
+        "cores": os.cpu_count(), "loadavg_1m": round(load[0], 2), "model": facts,
+        "producer_linger_ms": conf0.producer_linger_ms, "producer_batch_bytes": conf0.producer_batch_bytes,
+        "max_poll_records": conf0.max_poll_records, "total_seconds": round(time.perf_counter() - t_all, 1),
+        "engines": {engine: {
+            "throughput": {k: v for k, v in thr.items() if k not in ("profile", "worker_log_tail", "broker_topics")},
+            "broker_topics_after_throughput": thr["broker_topics"],
+            "latency": {k: v for k, v in lat.items() if k != "worker_log_tail"} if lat else None,
+            "target_3000_met": bool(thr["rate_first_to_last"] and thr["rate_first_to_last"] >= 3000),
+        } for engine, (thr, lat) in runs.items()},
+    }
+    print(json.dumps(result, sort_keys=True))
+    return 0
 
+
+SIDE_BY_SIDE = [  # (row, phase, key)
+    ("ratings/s first->last", "thr", "rate_first_to_last"), ("ratings/s steady", "thr", "rate_steady"),
+    ("worker cores used", "thr", "worker_cpu_share"), ("ratings per worker CPU-s", "thr", "ratings_per_worker_cpu_s"),
+    ("produce->list p50 ms", "lat", "e2e_p50_ms"), ("produce->list p99 ms", "lat", "e2e_p99_ms"),
+    ("inside the worker p99 ms", "lat", "worker_ms_p99"), ("lists / sent (latency)", "lat", "lists"),
+]
+
+
+def print_side_by_side(runs: dict) -> None:
+    engines = list(runs)
+    print("==== side by side (same input, same model, one engine at a time)")
+    print(f"{'measure':<26}" + "".join(f"{e:>12}" for e in engines))
+    for row, phase, key in SIDE_BY_SIDE:
+        cells = []
+        for engine in engines:
+            thr, lat = runs[engine]
+            source = thr if phase == "thr" else (lat or {})
+            cells.append(f"{source.get(key, '-')!s:>12}")
+        print(f"{row:<26}" + "".join(cells))
+
+
+def print_engine_table(args, conf0, facts, thr, lat) -> None:
     load = os.getloadavg()
     rows = [
         ("machine", f"{os.cpu_count()} cores, load avg {load[0]:.2f}/{load[1]:.2f} (shared: numbers are noisy)"),
@@ -611,18 +643,6 @@ def main(argv=None) -> int:
         print("-- py-spy profile of the worker during the throughput phase")
         for line in thr["profile"]:
             print("   " + line)
-    result = {
-        "cores": os.cpu_count(), "loadavg_1m": round(load[0], 2), "model": facts,
-        "throughput": {k: v for k, v in thr.items() if k not in ("profile", "worker_log_tail", "broker_topics")},
-        "broker_topics_after_throughput": thr["broker_topics"],
-        "latency": {k: v for k, v in lat.items() if k != "worker_log_tail"} if lat else None,
-        "producer_linger_ms": conf0.producer_linger_ms, "producer_batch_bytes": conf0.producer_batch_bytes,
-        "max_poll_records": conf0.max_poll_records,
-        "target_3000_met": bool(thr["rate_first_to_last"] and thr["rate_first_to_last"] >= 3000),
-        "total_seconds": round(time.perf_counter() - t_all, 1),
-    }
-    print(json.dumps(result, sort_keys=True))
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Two series:
 
 * Rent the Runway subsamples (25/50/75/100% of the rating rows, seeded), when the
   shared file is there (``--rtr``; skipped otherwise);
-* the project's synthetic generator (``app.generator.generate_ratings_arrays``), from
+* the project's synthetic generator (``datatools.generator.generate_ratings_arrays``), from
   250k up to a few million ratings.
 
 Prints a table and writes ``timing.png`` (two panels: fit, similarity) into ``--out``.
@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.generator import generate_ratings_arrays  # noqa: E402
+from datatools.generator import generate_ratings_arrays  # noqa: E402
 from offline_als.als import ALS, ratings_to_csr  # noqa: E402
 from offline_als.similarity import top_similar  # noqa: E402
 
@@ -47,7 +47,7 @@ def time_one(users, items, ratings, *, rank: int, iterations: int, m: int, seed:
 
 
 def rtr_series(path: Path, fractions, *, rank, iterations, m, seed) -> list[dict]:
-    from app.datasets import load_ratings
+    from datatools.datasets import load_ratings
 
     data = load_ratings(path, "renttherunway").sorted_by_time()
     u, i, _, _ = data.encode()

@@ -1,6 +1,6 @@
 """A local, single-node Apache Kafka (KRaft, combined broker + controller) on loopback.
 
-The second local engine beside Tansu (``app/embedded.py``): the real broker, with real
+The second local engine beside Tansu (``broker/tansu.py``): the real broker, with real
 log segments, compaction, consumer-group coordination and durable storage, for tests
 and development. Nothing here imports Faust or ``app``.
 
@@ -299,7 +299,7 @@ def _stop_leftovers() -> None:  # the JVM runs in its own session: never leave o
 @dataclass(eq=False)
 class KafkaBroker(LoopbackAddress):
     """A running single-node Apache Kafka on ``127.0.0.1:port`` (same surface as
-    ``app.embedded.EmbeddedBroker``, plus ``restart``, ``kill9`` and ``data_dir``)."""
+    ``broker.tansu.EmbeddedBroker``, plus ``restart``, ``kill9`` and ``data_dir``)."""
 
     port: int
     controller_port: int

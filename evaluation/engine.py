@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from app.settings import settings
+from app.settings import Settings
 from offline_als.als import ALS, ratings_to_csr
 from offline_als.model import train_and_similar
 from tables.scoring import SimilarityIndex, add_recent_rating, base_score, recommend_after_rating
@@ -19,11 +19,6 @@ from tables.scoring import SimilarityIndex, add_recent_rating, base_score, recom
 from .metrics import RANKING_METRICS, change_rate, rmse
 from .protocol import ProtocolSplit, UserCase
 
-#: What the ALS worker publishes by default (app/settings.py: als_similar, als_min_similarity).
-PUBLISHED_NEIGHBOURS = 50
-PUBLISHED_MIN_SIMILARITY = 0.0
-#: Hot items the agent pads short lists with (app/settings.py: hot_items).
-HOT_ITEMS = 50
 
 
 # --------------------------------------------------------------------------- model
@@ -58,10 +53,10 @@ class Model:
         return self.als.predict(np.full(len(idx), u), idx, clip=self.scale).astype(np.float64)
 
 
-def fit_model(split: ProtocolSplit, scale: tuple[float, float], *, rank: int = 20, reg: float = 1.0,
-              seed: int = 42, iterations: int = 10, n_neighbours: int = PUBLISHED_NEIGHBOURS,
-              min_similarity: float = PUBLISHED_MIN_SIMILARITY, progress: bool = False) -> Model:
-    """Train on ``split.train_mask`` rows and build the neighbour table like the ALS worker."""
+def fit_model(split: ProtocolSplit, scale: tuple[float, float], conf: Settings, *, rank: int = 20,
+              reg: float = 1.0, seed: int = 42, iterations: int = 10, progress: bool = False) -> Model:
+    """Train on ``split.train_mask`` rows and build the neighbour table like the ALS worker
+    (its ``conf.als_similar`` neighbours per item above ``conf.als_min_similarity``)."""
     data = split.data
     mask = split.train_mask
     user_ids, user_idx = np.unique(data.users.astype(str), return_inverse=True)
@@ -73,8 +68,8 @@ def fit_model(split: ProtocolSplit, scale: tuple[float, float], *, rank: int = 2
     # The ALS worker's pipeline (fit, top-M, the published lists), with the paper's ALS:
     # Spark's exact weighted lambda (reg_offset 0) and the rank/lambda under evaluation.
     als = ALS(rank=rank, reg=reg, iterations=iterations, seed=seed, progress=progress)
-    trained = train_and_similar(R, user_ids, item_ids, conf=settings, m=n_neighbours,
-                                min_similarity=min_similarity, als=als)
+    trained = train_and_similar(R, user_ids, item_ids, conf=conf, m=conf.als_similar,
+                                min_similarity=conf.als_min_similarity, als=als)
     # What every worker's similarity reader holds: {item: {neighbour: score}}, best first.
     neighbours = {item: neigh for item, neigh in trained.neighbours.items() if neigh}
 
@@ -388,7 +383,7 @@ def change_rates(replays: Sequence[Replay]) -> dict:
             "change_rate_scored_only": mean(scored_last), "change_rate_scored_users": len(scored_last)}
 
 
-def tune_on_validation(split: ProtocolSplit, scale: tuple[float, float], *, rank: int, reg: float, seed: int,
+def tune_on_validation(split: ProtocolSplit, scale: tuple[float, float], conf: Settings, *, rank: int, reg: float, seed: int,
                        theta: float, vsplit: ProtocolSplit | None = None,
                        vmodel: Model | None = None) -> tuple[PredictionParams, dict]:
     """Pick the knobs of our predictors without looking at the test ratings.
@@ -397,7 +392,7 @@ def tune_on_validation(split: ProtocolSplit, scale: tuple[float, float], *, rank
     least 11 training ratings; their last 5 training ratings become validation ratings),
     a model is trained without those, and the knobs with the lowest validation RMSE win.
     """
-    from app.datasets import RatingsArrays
+    from datatools.datasets import RatingsArrays
 
     from .protocol import split_protocol
 
@@ -406,7 +401,7 @@ def tune_on_validation(split: ProtocolSplit, scale: tuple[float, float], *, rank
         vsplit = split_protocol(RatingsArrays(d.users[mask], d.items[mask], d.ratings[mask], d.ts[mask]))
     if len(vsplit.cases) < 10:
         return PredictionParams(theta=theta), {"validation_users": len(vsplit.cases), "tuned": False}
-    model = vmodel if vmodel is not None else fit_model(vsplit, scale, rank=rank, reg=reg, seed=seed)
+    model = vmodel if vmodel is not None else fit_model(vsplit, scale, conf, rank=rank, reg=reg, seed=seed)
     recents = []
     for c in vsplit.cases:
         rec: list = []
@@ -508,7 +503,7 @@ def als_quality(cases: Sequence[UserCase], model: Model, n: int = 10) -> dict:
 
 def validation_split(split: ProtocolSplit) -> ProtocolSplit:
     """The protocol applied a second time, to the training ratings only."""
-    from app.datasets import RatingsArrays
+    from datatools.datasets import RatingsArrays
 
     from .protocol import split_protocol
 
@@ -518,7 +513,7 @@ def validation_split(split: ProtocolSplit) -> ProtocolSplit:
 
 def choose_list_variant(vsplit: ProtocolSplit, vmodel: Model, *, k: int, high_cut: float,
                         variants: Sequence[ListVariant] = LIST_VARIANTS,
-                        target: float = TARGET_CHANGE_RATE) -> tuple[ListVariant, dict]:
+                        target: float = TARGET_CHANGE_RATE, n_hot: int = 50) -> tuple[ListVariant, dict]:
     """Pick the list knobs on the validation split (training ratings only).
 
     Rule, fixed before looking at test numbers: among the variants whose validation
@@ -527,7 +522,7 @@ def choose_list_variant(vsplit: ProtocolSplit, vmodel: Model, *, k: int, high_cu
     reaches the target, the highest change rate wins. Also says whether the chosen one
     is at least as good as plain ALS on validation.
     """
-    hot = vmodel.popular[:HOT_ITEMS]
+    hot = vmodel.popular[:n_hot]
     rows = [list_quality(vsplit.cases, vmodel, v, k=k, high_cut=high_cut, hot_items=hot) for v in variants]
     als = als_quality(vsplit.cases, vmodel)
     ok = [j for j, r in enumerate(rows) if r["change_rate"] >= target]

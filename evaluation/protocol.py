@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.datasets import RatingsArrays
+from datatools.datasets import RatingsArrays
 
 #: Protocol constants of the paper.
 MIN_RATINGS = 11

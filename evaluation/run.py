@@ -21,8 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from app.datasets import FORMATS, SCALES, load_ratings
-from app.settings import settings
+from datatools.datasets import FORMATS, SCALES, load_ratings
+from app.settings import Settings, load_settings
 from tables.scoring import high_rating_cut
 
 from . import engine
@@ -59,11 +59,12 @@ def _finite(x):
 def evaluate(input_path, fmt: str, *, users: str | int = "100", seed: int = 42, rank: int = 20,
              reg: float = 1.0, grid: bool = False, out_dir="eval-out", through_stream: bool = False,
              progress: bool = True, stream_rate: float = 300.0, broker_port: int | None = None,
-             stream_dir=None) -> dict:
+             stream_dir=None, conf: Settings | None = None) -> dict:
     """Run the whole evaluation; writes ``report.md`` and PNG plots into ``out_dir``.
 
     Returns the result dict (also what ``main`` prints as its last line).
     """
+    conf = conf or load_settings()
     t_start = time.perf_counter()
     if fmt not in FORMATS or FORMATS[fmt].kind != "ratings":
         raise ValueError(f"{fmt!r} is not a ratings format; choose one of "
@@ -74,15 +75,15 @@ def evaluate(input_path, fmt: str, *, users: str | int = "100", seed: int = 42, 
     scale = SCALES.get(fmt) or (float(np.min(data.ratings)), float(np.max(data.ratings)))
     scale = (float(scale[0]), float(scale[1]))
     high_cut = high_rating_cut(*scale)
-    k, m, theta = settings.k, settings.m, settings.theta
+    k, m, theta = conf.k, conf.m, conf.theta
 
     split = split_protocol(data)
     if not split.cases:
         raise ValueError(f"no user has at least {MIN_RATINGS} ratings in {input_path}")
     cases = sample_cases(split.cases, users, seed)
 
-    model = engine.fit_model(split, scale, rank=rank, reg=reg, seed=seed)
-    hot = model.popular[: engine.HOT_ITEMS]
+    model = engine.fit_model(split, scale, conf, rank=rank, reg=reg, seed=seed)
+    hot = model.popular[: conf.hot_items]
     replays = [engine.replay_user(c, model, k=k, m=m, theta=theta, high_cut=high_cut, hot_items=hot)
                for c in _progress(cases, progress, desc="replay", unit="user")]
     recents = [r.recent for r in replays]
@@ -91,13 +92,14 @@ def evaluate(input_path, fmt: str, *, users: str | int = "100", seed: int = 42, 
                                 carry_over=False) for c in cases]
     # Knobs of our predictors: chosen on a validation split of the training data only.
     vsplit = engine.validation_split(split)
-    vmodel = engine.fit_model(vsplit, scale, rank=rank, reg=reg, seed=seed) if len(vsplit.cases) >= 10 else None
-    params, tuning = engine.tune_on_validation(split, scale, rank=rank, reg=reg, seed=seed, theta=theta,
+    vmodel = engine.fit_model(vsplit, scale, conf, rank=rank, reg=reg, seed=seed) if len(vsplit.cases) >= 10 else None
+    params, tuning = engine.tune_on_validation(split, scale, conf, rank=rank, reg=reg, seed=seed, theta=theta,
                                                vsplit=vsplit, vmodel=vmodel)
     # Knobs of the list update (decay, theta, M): chosen on the same validation split.
     variants = engine.LIST_VARIANTS
     if vmodel is not None:
-        chosen, list_tuning = engine.choose_list_variant(vsplit, vmodel, k=k, high_cut=high_cut, variants=variants)
+        chosen, list_tuning = engine.choose_list_variant(vsplit, vmodel, k=k, high_cut=high_cut, variants=variants,
+                                                           n_hot=conf.hot_items)
     else:
         chosen, list_tuning = variants[0], {"validation_users": len(vsplit.cases), "tuned": False}
     paper_variant = engine.ListVariant(1.0, theta, m)
@@ -137,7 +139,7 @@ def evaluate(input_path, fmt: str, *, users: str | int = "100", seed: int = 42, 
     if grid:
         combos = [(rk, rg) for rk in GRID_RANKS for rg in GRID_REGS]
         for rk, rg in _progress(combos, progress, desc="grid", unit="model"):
-            gm = engine.fit_model(split, scale, rank=rk, reg=rg, seed=seed)
+            gm = engine.fit_model(split, scale, conf, rank=rk, reg=rg, seed=seed)
             r = engine.rating_results(cases, recents, gm, params)
             grid_rows.append({"rank": rk, "reg": rg, "rmse_realtime": r["rmse"]["paper_fallback_als"],
                               "rmse_realtime_covered_only": r["rmse_paper_covered_only"],
@@ -242,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, conf: Settings | None = None) -> int:
     args = build_parser().parse_args(argv)
     users = args.users
     if users != "all":
@@ -254,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = evaluate(args.input, args.format, users=users, seed=args.seed, rank=args.rank, reg=args.reg,
                           grid=args.grid, out_dir=args.out, through_stream=args.through_stream,
-                          progress=not args.no_progress, stream_rate=args.stream_rate)
+                          progress=not args.no_progress, stream_rate=args.stream_rate, conf=conf)
     except (ValueError, OSError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2

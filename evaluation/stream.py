@@ -17,7 +17,6 @@ list does not depend on it).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import tempfile
@@ -27,21 +26,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from app.records import Rating, to_message
+from broker.clients import KafkaClients
+
 from .engine import Model, replay_user
 from .protocol import UserCase
-
-
-@contextlib.contextmanager
-def _environ(env: dict):
-    """Temporarily replace ``os.environ`` (Settings reads it when built)."""
-    old = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
 
 
 def rating_messages(cases: Sequence[UserCase]) -> list[tuple[bytes, bytes, str]]:
@@ -50,17 +39,12 @@ def rating_messages(cases: Sequence[UserCase]) -> list[tuple[bytes, bytes, str]]
     events = [(ts, n, j, case.user, item, rating)
               for n, case in enumerate(cases) for j, (item, rating, ts) in enumerate(case.recent_ratings)]
     events.sort(key=lambda e: (e[0], e[1], e[2]))
-    return [(user.encode(), json.dumps({"user": user, "item": item, "rating": float(rating), "ts": float(ts)},
-                                       separators=(",", ":")).encode(), user)
+    return [(*to_message(Rating(user=user, item=item, rating=float(rating), ts=float(ts))), user)
             for ts, _n, _j, user, item, rating in events]
 
 
 async def _produce(conf, messages, rate: float) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, linger_ms=2,
-                                **conf.kafka_security_kwargs())
-    await producer.start()
+    producer = await KafkaClients(conf).producer("bulk", linger_ms=2)
     try:
         t0 = time.monotonic()
         for n, (key, value, _user) in enumerate(messages):
@@ -76,12 +60,7 @@ async def _produce(conf, messages, rate: float) -> None:
 
 async def _consume(conf, want: dict[str, int], timeout: float) -> dict[str, list[dict]]:
     """Read recommendations from the beginning until every user has ``want[user]`` lists."""
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(conf.topic_recommendations, bootstrap_servers=conf.bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
-                                fetch_max_wait_ms=100, **conf.kafka_security_kwargs())
-    await consumer.start()
+    consumer = await KafkaClients(conf).consumer(conf.topic_recommendations)
     got: dict[str, list[dict]] = {u: [] for u in want}
     missing = sum(want.values())
     try:
@@ -128,9 +107,9 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
     ratings produced per second (0 = as fast as possible); latency is produced ->
     emitted as the worker stamps it on each list.
     """
-    from app.embedded import start_broker
-    from app.local import WorkerProcess, isolated_env
-    from app.settings import Settings
+    from broker.tansu import start_broker
+    from harness.local import WorkerProcess, isolated_env
+    from app.settings import settings_from
     from offline_als.publish import publish_similarity
 
     say = log or (lambda msg: None)
@@ -152,8 +131,7 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
                            RECSYS_RATING_MIN=scale[0], RECSYS_RATING_MAX=scale[1], RECSYS_K=k, RECSYS_M=m,
                            RECSYS_THETA=theta, RECSYS_DECAY=decay, RECSYS_RATED_ITEMS_MAX=rated_limit,
                            RECSYS_LOG_EVERY_S=5)
-        with _environ(env):
-            conf = Settings()
+        conf = settings_from(env)
         worker = WorkerProcess(name="eval", env=env, log_path=root / "worker.log").start()
         worker.wait_ready(timeout=120)
         version = version or f"eval-{int(time.time())}"

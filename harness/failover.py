@@ -25,9 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from app.local import WorkerProcess, isolated_env
+from app.settings import settings_from
+from harness.local import WorkerProcess, isolated_env
 
-DRILLS = ("failover", "restart", "restart-wiped")
+#: failover: kill -9 one of two workers; restart: kill -9 the only worker, start it again
+#: on its data dir; restart-wiped: the same on an empty data dir (state from changelogs
+#: only); broker-restart: restart the broker under the running worker (needs a broker
+#: that keeps its data: Apache Kafka; ``broker_handle`` must have ``restart()``).
+DRILLS = ("failover", "restart", "restart-wiped", "broker-restart")
 
 
 @dataclass
@@ -94,11 +99,10 @@ def expected_final_lists(stream, neighbours: dict, conf) -> dict[str, list]:
 
 
 async def _produce(conf, stream, rate: float, on_tick: Callable[[float], None]) -> None:
-    from aiokafka import AIOKafkaProducer
+    from app.records import Rating, to_message
+    from broker.clients import KafkaClients
 
-    producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, linger_ms=5,
-                                **conf.kafka_security_kwargs())
-    await producer.start()
+    producer = await KafkaClients(conf).producer("bulk", linger_ms=5)
     try:
         started, sent = time.monotonic(), 0
         while sent < len(stream):
@@ -106,8 +110,8 @@ async def _produce(conf, stream, rate: float, on_tick: Callable[[float], None]) 
             on_tick(elapsed)
             due = min(len(stream), int(elapsed * rate) + 1)
             for user, item, rating, ts in stream[sent:due]:
-                value = json.dumps({"user": user, "item": item, "rating": rating, "ts": ts}).encode()
-                await producer.send(conf.topic_ratings, key=user.encode(), value=value)
+                key, value = to_message(Rating(user=user, item=item, rating=rating, ts=ts))
+                await producer.send(conf.topic_ratings, key=key, value=value)
             sent = due
             await asyncio.sleep(0.01)
         await producer.flush()
@@ -118,13 +122,12 @@ async def _produce(conf, stream, rate: float, on_tick: Callable[[float], None]) 
 async def _read_lists(conf, want: set, timeout: float) -> list[dict]:
     """Every list on the topic, from the beginning, until each wanted (user, ts) has one
     (or ``timeout``); then a few quiet polls more so re-emitted lists are in too."""
-    from aiokafka import AIOKafkaConsumer
+    from broker.clients import KafkaClients
 
-    consumer = AIOKafkaConsumer(conf.topic_recommendations, bootstrap_servers=conf.bootstrap_servers,
-                                group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
-                                fetch_max_wait_ms=100, max_partition_fetch_bytes=8 << 20,
-                                **conf.kafka_security_kwargs())
-    await consumer.start()
+    # Under exactly_once only committed lists count (an aborted transaction's are not lists).
+    isolation = "read_committed" if conf.processing_guarantee == "exactly_once" else "read_uncommitted"
+    consumer = await KafkaClients(conf).consumer(conf.topic_recommendations, max_partition_fetch_bytes=8 << 20,
+                                                 isolation_level=isolation)
     lists: list[dict] = []
     seen: set = set()
     try:
@@ -140,9 +143,12 @@ async def _read_lists(conf, want: set, timeout: float) -> list[dict]:
     return lists
 
 
-def run_drill(drill: Drill, broker_port: int, tmp: Path, *, broker: str = "",
-              say: Callable[[str], None] = lambda msg: None) -> DrillResult:
-    """Run one drill on a broker (the embedded one on ``broker_port``, or ``broker``)."""
+def run_drill(drill: Drill, broker_port: int, tmp: Path, *, broker: str = "", broker_handle=None,
+              say: Callable[[str], None] = lambda msg: None, **settings) -> DrillResult:
+    """Run one drill on a broker (the local one on ``broker_port``, or ``broker``);
+    ``settings``: more ``RECSYS_*`` variables of the workers."""
+    import threading
+
     from offline_als.publish import publish_similarity
 
     if drill.kind not in DRILLS:
@@ -150,8 +156,8 @@ def run_drill(drill: Drill, broker_port: int, tmp: Path, *, broker: str = "",
     t0 = time.monotonic()
     tmp.mkdir(parents=True, exist_ok=True)
     env = isolated_env(broker_port, tmp / "data-w1", partitions=drill.partitions, broker=broker,
-                       RECSYS_SESSION_TIMEOUT_S=6, RECSYS_HEARTBEAT_INTERVAL_S=1, RECSYS_LOG_EVERY_S=5)
-    conf = _settings(env)
+                       RECSYS_SESSION_TIMEOUT_S=6, RECSYS_HEARTBEAT_INTERVAL_S=1, RECSYS_LOG_EVERY_S=5, **settings)
+    conf = settings_from(env)
     neighbours = model(drill.items)
     w1 = WorkerProcess("w1", env, tmp / "w1.log").start()
     started = [w1]
@@ -161,7 +167,7 @@ def run_drill(drill: Drill, broker_port: int, tmp: Path, *, broker: str = "",
         w1.wait_ready(model_version="drill-v1")
         victim, survivor = w1, w1
         if drill.kind == "failover":
-            from app.embedded import free_port
+            from broker.tansu import free_port
 
             env2 = dict(env, RECSYS_WEB_PORT=str(free_port()), RECSYS_DATA_DIR=str(tmp / "data-w2"))
             w2 = WorkerProcess("w2", env2, tmp / "w2.log").start()
@@ -176,6 +182,12 @@ def run_drill(drill: Drill, broker_port: int, tmp: Path, *, broker: str = "",
             if state["killed"] or elapsed < drill.kill_at:
                 return
             state["killed"] = True
+            if drill.kind == "broker-restart":  # in a thread: the producer keeps trying meanwhile
+                say(f"restarting the broker at {elapsed:.1f} s")
+                restarting = threading.Thread(target=broker_handle.restart, daemon=True)
+                restarting.start()
+                state["restarting"] = restarting
+                return
             victim.kill9()
             say(f"killed {victim.name} (pid {victim.pid}) at {elapsed:.1f} s")
             if drill.kind != "failover":
@@ -185,6 +197,8 @@ def run_drill(drill: Drill, broker_port: int, tmp: Path, *, broker: str = "",
                 started.append(survivor)
 
         asyncio.run(_produce(conf, stream, drill.rate, on_tick))
+        if "restarting" in state:
+            state["restarting"].join(timeout=180)
         say(f"sent {len(stream)} ratings")
         want = {(u, ts) for u, _, _, ts in stream}
         lists = asyncio.run(_read_lists(conf, want, drill.wait_s))
@@ -210,20 +224,6 @@ def _judge(drill, stream, lists, neighbours, conf, counters, seconds) -> DrillRe
 def _items(entries: Optional[list]) -> Optional[list]:
     return None if entries is None else [[e[0], None if e[1] is None else round(e[1], 9)] for e in entries]
 
-
-def _settings(env: dict):
-    from app.settings import Settings
-
-    import os
-
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()
-        os.environ.update(env)
-        return Settings()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _wait_for_split(workers: list[WorkerProcess], partitions: int, timeout: float = 120.0) -> None:

@@ -15,7 +15,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from app.records import MODEL_MARKER_KEY
-from app.settings import Settings, settings
+from broker.clients import KafkaClients
 
 
 def neighbour_lists(indices: np.ndarray, scores: np.ndarray, item_ids: Sequence[str],
@@ -48,19 +48,15 @@ def similarity_messages(neighbours: Mapping[str, list], version: str, trained_at
     return messages
 
 
-async def publish_similarity(neighbours: Mapping[str, list], version: str, *, conf: Settings = settings,
+async def publish_similarity(neighbours: Mapping[str, list], version: str, *, conf,
                              removed: Iterable[str] = (), trained_at: float | None = None) -> int:
     """Send one model to ``conf.topic_similarity``; returns the number of messages sent.
 
     ``neighbours`` is ``{item: {neighbour: score}}`` (lists of pairs are accepted too).
     """
-    from aiokafka import AIOKafkaProducer
-
     messages = similarity_messages(neighbours, version, trained_at or time.time(), removed)
-    producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, linger_ms=20,
-                                max_batch_size=512 * 1024, max_request_size=4 * 1024 * 1024,
-                                **conf.kafka_security_kwargs())
-    await producer.start()
+    producer = await KafkaClients(conf).producer("bulk", max_batch_size=512 * 1024,
+                                                 max_request_size=4 * 1024 * 1024)
     try:
         for key, value in messages[:-1]:
             await producer.send(conf.topic_similarity, key=key, value=value)

@@ -15,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from app.datasets import FORMATS, SCALES, load_ratings
-from app.settings import settings
+from app.settings import Settings, load_settings
+from datatools.datasets import FORMATS, SCALES, load_ratings
 
 from .als import ALS, ratings_to_csr
 from .ids import IdMap
+from .model import train_and_similar
 from .split import train_test_split
 
 log = logging.getLogger("offline_als.train_cli")
@@ -42,7 +43,8 @@ training set: the latest (by timestamp) wins.
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(conf: Settings) -> argparse.ArgumentParser:
+    """Options default to the RECSYS_ALS_* settings the ALS worker trains with."""
     p = argparse.ArgumentParser(prog="recsys train-als", description=__doc__.splitlines()[0], epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input", required=True, help="ratings file (plain or gzip)")
@@ -51,17 +53,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--test", default=None, help="test set file (same format); default: a random split of --input")
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="share of --input held out for testing when --test is not given (default 0.2)")
-    p.add_argument("--seed", type=int, default=42, help="seed of the split and of ALS (default 42)")
-    p.add_argument("--rank", type=int, default=20)
-    p.add_argument("--reg", type=float, default=1.0)
-    p.add_argument("--reg-offset", type=float, default=settings.als_reg_offset,
+    p.add_argument("--seed", type=int, default=conf.als_seed,
+                   help=f"seed of the split and of ALS (RECSYS_ALS_SEED={conf.als_seed})")
+    p.add_argument("--rank", type=int, default=conf.als_rank, help=f"RECSYS_ALS_RANK={conf.als_rank}")
+    p.add_argument("--reg", type=float, default=conf.als_reg, help=f"RECSYS_ALS_REG={conf.als_reg:g}")
+    p.add_argument("--reg-offset", type=float, default=conf.als_reg_offset,
                    help="pseudo-ratings in the weighted-lambda penalty reg*(n+offset); 0 = Spark/Zhou exactly "
-                        f"(default RECSYS_ALS_REG_OFFSET={settings.als_reg_offset:g})")
-    p.add_argument("--iters", type=int, default=10)
-    p.add_argument("--no-biases", action="store_true", help="fit no user/item biases")
-    p.add_argument("--similar", type=int, default=50, help="neighbours per item (top-M, default 50)")
-    p.add_argument("--min-similarity", type=float, default=0.0,
-                   help="keep only neighbours with a cosine above this (default 0)")
+                        f"(RECSYS_ALS_REG_OFFSET={conf.als_reg_offset:g})")
+    p.add_argument("--iters", type=int, default=conf.als_iters, help=f"RECSYS_ALS_ITERS={conf.als_iters}")
+    p.add_argument("--no-biases", action="store_true", default=not conf.als_biases,
+                   help=f"fit no user/item biases (RECSYS_ALS_BIASES={int(conf.als_biases)})")
+    p.add_argument("--similar", type=int, default=conf.als_similar,
+                   help=f"neighbours per item (top-M, RECSYS_ALS_SIMILAR={conf.als_similar})")
+    p.add_argument("--min-similarity", type=float, default=conf.als_min_similarity,
+                   help=f"keep only neighbours with a cosine above this (RECSYS_ALS_MIN_SIMILARITY="
+                        f"{conf.als_min_similarity:g})")
     p.add_argument("--out", default="model.npz", help="model file to write (default model.npz; '' = none)")
     p.add_argument("--publish", action="store_true",
                    help="send the similarities to the item-similarity topic of the configured broker "
@@ -71,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _publish(conf, neighbours, version, trained_at) -> int:
-    from app.topics import create_topics
+    from broker.topics import create_topics
 
     from .publish import publish_similarity
 
@@ -79,24 +85,21 @@ async def _publish(conf, neighbours, version, trained_at) -> int:
     return await publish_similarity(neighbours, version, conf=conf, trained_at=trained_at)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
+    conf = conf or load_settings()
+    args = _parser(conf).parse_args(argv)
     if args.rank < 1 or args.iters < 0 or args.reg <= 0 or args.similar < 0:
         print("error: need --rank >= 1, --iters >= 0, --reg > 0, --similar >= 0", file=sys.stderr)
         return 2
     if not 0.0 <= args.test_fraction < 1.0:
         print("error: --test-fraction must be in [0, 1)", file=sys.stderr)
         return 2
-    conf = None
     if args.publish:
-        from app.settings import load_settings
-
-        conf = load_settings()
-        from app.embedded import require_broker
+        from broker.detect import BrokerUnreachable, require_broker
 
         try:
             require_broker(conf, wait_s=0)
-        except SystemExit as exc:  # checked before training, so a missing broker costs nothing
+        except BrokerUnreachable as exc:  # checked before training, so a missing broker costs nothing
             print(f"--publish: {exc}", file=sys.stderr)
             return 2
     progress = not args.no_progress
@@ -132,16 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     R = ratings_to_csr(u_idx, i_idx, train[2], shape=(len(users), len(items)))
     model = ALS(rank=args.rank, reg=args.reg, reg_offset=args.reg_offset, iterations=args.iters,
                 biases=not args.no_biases, seed=args.seed, progress=progress)
-    t0 = time.perf_counter()
-    model.fit(R)
-    fit_s = time.perf_counter() - t0
-
-    from .model import compute_similarity, make_version
-
-    t0 = time.perf_counter()
-    nb_idx, nb_scores = compute_similarity(model.item_factors, args.similar, args.min_similarity)
-    sim_s = time.perf_counter() - t0
-    n_with_neighbours = int((nb_idx[:, 0] >= 0).sum()) if nb_idx.shape[1] else 0
+    trained = train_and_similar(R, users.to_array(), items.to_array(), conf=conf, m=args.similar,
+                                min_similarity=args.min_similarity, als=model)
+    fit_s, sim_s = trained.fit_s, trained.sim_s
+    n_with_neighbours = sum(1 for neigh in trained.neighbours.values() if neigh)
 
     n_test = len(test[2])
     rmse = None
@@ -153,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         rmse = float(np.sqrt(np.mean(err * err)))
         cold_users, cold_items = int((tu < 0).sum()), int((ti < 0).sum())
 
-    version = make_version(R.nnz)
-    trained_at = time.time()
+    version, trained_at = trained.version, trained.trained_at
     result = {
         "input": str(args.input), "format": args.fmt, "test_file": args.test,
         "test_fraction": None if args.test else args.test_fraction, "seed": args.seed,
@@ -175,11 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         result["model"] = model.save(Path(args.out), user_ids=users.to_array(), item_ids=items.to_array(),
                                      metrics=metrics)
     if args.publish:
-        from .publish import neighbour_lists
-
-        neighbours = neighbour_lists(nb_idx, nb_scores, list(items))
         try:
-            result["published"] = asyncio.run(_publish(conf, neighbours, version, trained_at))
+            result["published"] = asyncio.run(_publish(conf, trained.neighbours, version, trained_at))
         except Exception as exc:
             print(f"error: publishing to {conf.bootstrap_servers} failed: {exc}", file=sys.stderr)
             print(json.dumps(dict(result, published=None, error=str(exc))), flush=True)

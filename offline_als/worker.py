@@ -40,7 +40,8 @@ import time
 from dataclasses import dataclass, field
 
 from app.records import InvalidInput, parse_rating
-from app.settings import Settings, settings
+from app.settings import Settings, load_settings
+from broker.clients import KafkaClients
 
 from .model import TrainedModel, make_version, model_path, saved_item_ids, store_path, train_and_similar
 from .publish import publish_similarity
@@ -78,7 +79,7 @@ class WorkerStats:
 class ALSWorker:
     """One ALS worker: a consumer, a rating store and a training loop. See module doc."""
 
-    def __init__(self, conf: Settings = settings, *, store: RatingStore | None = None) -> None:
+    def __init__(self, conf: Settings, *, store: RatingStore | None = None) -> None:
         self.conf = conf
         self.store = store or RatingStore(store_path(conf))
         self.model_file = model_path(conf)
@@ -93,23 +94,16 @@ class ALSWorker:
         self._attempt_seq = self.store.seq if trained else 0
         self._training: asyncio.Task | None = None
         self._consumer = None
+        self.clients = KafkaClients(conf)
         self._tps: list = []
         self._last_lag: int | None = None
 
     # ------------------------------------------------------------------ consumer
     async def _start_consumer(self) -> None:
-        from aiokafka import AIOKafkaConsumer
         from aiokafka.structs import TopicPartition
 
         conf = self.conf
-        kwargs = dict(bootstrap_servers=conf.bootstrap_servers, group_id=conf.als_group, enable_auto_commit=False,
-                      auto_offset_reset="earliest", max_poll_records=MAX_RECORDS, **conf.kafka_security_kwargs())
-        if conf.uses_embedded_broker:
-            from app import tansu_compat
-
-            kwargs["fetch_max_wait_ms"] = tansu_compat.FETCH_MAX_WAIT_MS
-        consumer = AIOKafkaConsumer(**kwargs)
-        await consumer.start()
+        consumer = await self.clients.consumer(group_id=conf.als_group, max_poll_records=MAX_RECORDS)
         try:
             partitions = None
             for _ in range(50):
@@ -144,9 +138,7 @@ class ALSWorker:
                  {tp.partition: stored.get(tp.partition, "beginning") for tp in self._tps}, self.store)
 
     async def _end_offsets(self) -> dict:
-        from app.tansu_compat import end_offsets
-
-        return await end_offsets(self._consumer, self._tps, self.conf)
+        return await self.clients.end_offsets(self._consumer, self._tps)
 
     async def _positions(self) -> dict:
         return {tp: await self._consumer.position(tp) for tp in self._tps}
@@ -326,7 +318,7 @@ class ALSWorker:
         self.store.close()
 
 
-async def run_als_worker(conf: Settings = settings, *, once: bool = False,
+async def run_als_worker(conf: Settings, *, once: bool = False,
                          stop_event: asyncio.Event | None = None) -> dict:
     """Run the ALS worker (see the module doc); returns its stats when it stops.
 
@@ -341,7 +333,7 @@ async def run_als_worker(conf: Settings = settings, *, once: bool = False,
         worker.close()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
     """``recsys als-worker [--once]``."""
     parser = argparse.ArgumentParser(
         prog="recsys als-worker",
@@ -352,17 +344,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-l", "--loglevel", default="info", help="logging level (default: info)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
-    conf = settings
-    from app.embedded import require_broker
+    conf = conf or load_settings()
+    from broker.detect import BrokerUnreachable, require_broker
 
     try:
         require_broker(conf, wait_s=30.0)
-    except SystemExit as exc:
+    except BrokerUnreachable as exc:
         print(exc, file=sys.stderr)
         return 2
 
     async def _main() -> dict:
-        from app.topics import create_topics
+        from broker.topics import create_topics
 
         await create_topics(conf)
         stop = asyncio.Event()

@@ -18,11 +18,10 @@ import faust
 import orjson
 from aiokafka.structs import TopicPartition
 
-from app import tansu_compat
+from app.app import app, settings
 from app.faust_patches import changelog_rebuild
-from app.app import app
 from app.records import MODEL_MARKER_KEY
-from app.settings import settings
+from broker.clients import KafkaClients
 from tables.scoring import SimilarityIndex
 
 log = logging.getLogger(__name__)
@@ -138,21 +137,15 @@ class SimilarityBroadcast:
                 break
         log.info("similarity model %s in service: %d items", version, len(self.index))
 
-    async def follow(self, conf=settings) -> None:
+    async def follow(self, conf) -> None:
         """Tail the topic for as long as the worker runs."""
-        from aiokafka import AIOKafkaConsumer
-
-        consumer = AIOKafkaConsumer(
-            conf.topic_similarity, bootstrap_servers=conf.bootstrap_servers, group_id=None,
-            auto_offset_reset="earliest", enable_auto_commit=False,
-            fetch_max_wait_ms=tansu_compat.FETCH_MAX_WAIT_MS if conf.uses_embedded_broker else 500,
-            **conf.kafka_security_kwargs())
-        await consumer.start()
+        clients = KafkaClients(conf)
+        consumer = await clients.consumer(conf.topic_similarity)
         try:
             partitions = [TopicPartition(conf.topic_similarity, p)
                           for p in sorted(consumer.partitions_for_topic(conf.topic_similarity) or [])]
             self.partitions = max(len(partitions), 1)
-            end = await tansu_compat.end_offsets(consumer, partitions, conf)
+            end = await clients.end_offsets(consumer, partitions)
             while True:
                 if not self.caught_up.is_set():
                     # Positions, not last offsets seen: compaction and transaction markers
@@ -177,7 +170,7 @@ similarity = SimilarityBroadcast()
 async def follow_similarity() -> None:
     while True:  # a lost connection must not stop model updates for the worker's lifetime
         try:
-            await similarity.follow()
+            await similarity.follow(settings)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -1,50 +1,59 @@
-"""Shared fixtures: the embedded broker (one per session) and worker processes.
+"""Shared fixtures: one broker per engine for the session, and worker processes.
 
-Integration tests talk to a real Kafka-compatible broker (Tansu, started here on a
-free loopback port), real RocksDB tables and real topics. Every test gets its own
+Integration tests (``tests/integration/``) talk to real brokers started here on free
+loopback ports: Tansu and Apache Kafka (``RECSYS_TEST_ENGINE``, see
+``tests/brokers.py``); every broker test runs once per engine. Each test gets its own
 topic names, consumer group and data directory so tests never see each other's data.
+Unit tests (``tests/unit/``) need none of this.
 """
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import json
-import os
-import time
 from pathlib import Path
 
 import pytest
 
-from app.local import WorkerProcess
+from harness.local import WorkerProcess
+from tests.brokers import engines_to_test, start_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory):
-    from app.embedded import start_broker
+def pytest_report_header(config):
+    engines = engines_to_test()
+    note = "" if "kafka" in engines else "   <<< Apache Kafka SKIPPED: java or mvn missing >>>"
+    return f"broker engines: {', '.join(engines)}{note}"
 
-    log_file = tmp_path_factory.mktemp("broker") / "tansu.log"
-    b = start_broker(0, log_file=str(log_file))
+
+@pytest.fixture(scope="session", params=engines_to_test())
+def broker(request, tmp_path_factory):
+    """A running broker of each engine under test (``.engine`` says which)."""
+    b = start_engine(request.param, tmp_path_factory.mktemp(f"broker-{request.param}"))
+    b.engine = request.param
     yield b
     b.stop()
 
 
 @pytest.fixture
-def stream_env(broker, tmp_path):
-    """Environment (and Settings) of an isolated deployment on the session broker."""
-    from app.local import isolated_env
-    from app.settings import Settings
+def stream_env(broker, tmp_path, monkeypatch):
+    """Environment (and Settings) of an isolated deployment on the session broker; the
+    test process's environment gets the same variables (commands run in-process read it)."""
+    from app.settings import settings_from
+    from harness.local import isolated_env
 
-    env = isolated_env(broker.port, tmp_path / "data", RECSYS_LOG_EVERY_S=2)
-    old = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    conf = Settings()
-    yield StreamEnv(env=env, conf=conf, tmp=tmp_path)
-    os.environ.clear()
-    os.environ.update(old)
+    env = isolated_env(broker.port, tmp_path / "data", RECSYS_LOG_EVERY_S=2, **short_group_timing(broker))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    yield StreamEnv(env=env, conf=settings_from(env), tmp=tmp_path)
+
+
+def short_group_timing(broker) -> dict:
+    """Kafka's group timing is an ordinary setting: tests shorten it so a stopped worker's
+    partitions move in seconds (Tansu gets its own short timing by detection)."""
+    if getattr(broker, "engine", "tansu") != "kafka":
+        return {}
+    return {"RECSYS_SESSION_TIMEOUT_S": 10, "RECSYS_HEARTBEAT_INTERVAL_S": 1}
 
 
 @dataclasses.dataclass
@@ -54,7 +63,7 @@ class StreamEnv:
     tmp: Path
 
     def worker(self, name: str = "w1") -> WorkerProcess:
-        from app.embedded import free_port
+        from broker.ports import free_port
 
         env = dict(self.env)
         if name != "w1":  # a second worker on the same machine needs its own port and state dir
@@ -77,44 +86,3 @@ def workers():
     yield started
     for w in started:
         w.stop()
-
-
-# ------------------------------------------------------------------ kafka helpers
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def produce(conf, topic: str, messages) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, linger_ms=5)
-    await producer.start()
-    try:
-        for key, value in messages:
-            await producer.send(topic, key=key, value=value)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-async def consume(conf, topic: str, *, until, timeout: float = 60.0) -> list:
-    """Read ``topic`` from the beginning until ``until(messages)`` is true (or time out)."""
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=conf.bootstrap_servers, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None, fetch_max_wait_ms=100)
-    await consumer.start()
-    messages: list = []
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not until(messages):
-            batch = await consumer.getmany(timeout_ms=200)
-            for records in batch.values():
-                messages.extend(records)
-    finally:
-        await consumer.stop()
-    return messages
-
-
-def json_values(messages) -> list:
-    return [json.loads(m.value) for m in messages if m.value is not None]

@@ -7,7 +7,7 @@
   restarted) crash-loops a restarted worker on ``ConsistencyError``; the local state
   is kept and written back to the empty changelog instead.
 - :mod:`.quiet_monitor`: a Monitor without per-message hooks (speed; an App setting).
-- ``app/tansu_compat.py``: workarounds for the embedded Tansu broker only.
+- ``app/faust_patches/tansu.py``: workarounds for the embedded Tansu broker only.
 
 Each has tests in ``tests/test_faust_patches.py`` that fail without it.
 """

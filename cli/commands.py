@@ -1,0 +1,157 @@
+"""The commands of ``recsys`` that are not a package's own (``cli/main.py`` lists all).
+
+Each is ``f(argv, conf) -> exit status``; errors that are the user's are raised as the
+exceptions ``cli.main.user_errors`` names, which become one line and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def print_json(data: dict) -> None:
+    print(json.dumps(data, sort_keys=True), flush=True)
+
+
+# ------------------------------------------------------------------ worker
+def worker(argv: list[str], conf) -> int:
+    """``recsys worker [Faust worker options]``: topics first, then Faust's own worker."""
+    if {"-h", "--help"} & set(argv):
+        os.environ["RECSYS_BROKER_ENGINE"] = "kafka"  # help needs no broker: do not ask one
+        return _faust_main(argv)
+    with local_broker_if_needed(conf):
+        from broker.detect import require_broker
+        from broker.topics import create_topics_sync
+
+        # Asked once here; app/app.py then applies the Tansu workarounds without asking again.
+        os.environ["RECSYS_BROKER_ENGINE"] = require_broker(conf, wait_s=0)
+        create_topics_sync(conf)
+        (conf.data_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's tables live here
+        return _faust_main(argv)
+
+
+def _faust_main(argv: list[str]) -> int:
+    from app.app import app
+
+    # Importing them is what declares the agents, tables and web views.
+    import agents.behaviour  # noqa: F401
+    import agents.log_cleaning  # noqa: F401
+    import agents.realtime  # noqa: F401
+    import api.views  # noqa: F401
+
+    sys.argv = ["recsys", "worker", *argv]
+    app.main()  # exits through SystemExit
+    return 0
+
+
+@contextlib.contextmanager
+def local_broker_if_needed(conf):
+    """With ``RECSYS_BROKER`` unset: the local broker on ``RECSYS_EMBEDDED_PORT``, started
+    here (memory only) if none listens after 5 s (under a process manager ``broker`` may
+    be starting). It must outlive the worker, so the worker runs inside this context."""
+    from broker.tansu import start_broker, wait_until_listening
+
+    if not conf.uses_embedded_broker or wait_until_listening(conf.embedded_port, 5.0):
+        yield None
+        return
+    print(f"no broker configured and none on 127.0.0.1:{conf.embedded_port}: starting the embedded one "
+          "(memory only; it stops with this command)", file=sys.stderr)
+    broker = start_broker(conf.embedded_port)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+# ------------------------------------------------------------------ broker
+def broker(argv: list[str], conf) -> int:
+    """``recsys broker [--engine tansu|kafka] [--port N] [--data-dir DIR]``: in the
+    foreground until SIGINT/SIGTERM. Tansu (default) keeps everything in memory;
+    ``--engine kafka`` runs Apache Kafka (KRaft, on disk: ``broker/apache_kafka.py``)."""
+    parser = argparse.ArgumentParser(prog="recsys broker",
+                                     description="Run a local Kafka-compatible broker (dev only): Tansu "
+                                                 "(default, memory only) or Apache Kafka (KRaft, on disk).")
+    parser.add_argument("--engine", choices=("tansu", "kafka"), default="tansu",
+                        help="tansu: embedded, memory only (default); kafka: Apache Kafka, needs Java 17+ "
+                             "(and Maven once, to fetch its jars)")
+    parser.add_argument("--port", type=int, default=conf.embedded_port,
+                        help=f"loopback port (0 = any free; default RECSYS_EMBEDDED_PORT={conf.embedded_port})")
+    parser.add_argument("--data-dir", default=None,
+                        help="kafka only: keep topics, messages and offsets here across restarts "
+                             "(default: a temporary directory removed on stop)")
+    args = parser.parse_args(argv)
+    if args.engine == "tansu":
+        if args.data_dir:
+            parser.error("--data-dir needs --engine kafka (Tansu keeps everything in memory)")
+        from broker.ports import is_listening
+        from broker.tansu import run_broker_foreground
+
+        if args.port and is_listening(args.port):
+            parser.error(f"port {args.port} on 127.0.0.1 is in use: choose another with --port (0 = any free)")
+        return run_broker_foreground(args.port)
+    from broker.apache_kafka import run_kafka_foreground
+
+    return run_kafka_foreground(args.port, args.data_dir)
+
+
+# ------------------------------------------------------------------ topics and data
+def create_topics(argv: list[str], conf) -> int:
+    argparse.ArgumentParser(prog="recsys create-topics",
+                            description="Create every topic with RECSYS_PARTITIONS partitions "
+                                        "(existing ones are kept).").parse_args(argv)
+    from broker.detect import require_broker
+    from broker.topics import create_topics_sync
+
+    require_broker(conf, wait_s=0)
+    print_json(create_topics_sync(conf))
+    return 0
+
+
+def load(argv: list[str], conf) -> int:
+    from datatools.datasets import FORMATS
+
+    parser = argparse.ArgumentParser(prog="recsys load", description="Stream a data file into its topic; the "
+                                     "last line is JSON counts (sent, skipped by reason).")
+    parser.add_argument("path", help="data file (plain or gzip)")
+    parser.add_argument("--format", dest="fmt", required=True, choices=sorted(FORMATS), help="input format")
+    parser.add_argument("--limit", type=int, default=None, help="stop after N rows")
+    parser.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
+    parser.add_argument("--topic", default=None, help="override the target topic")
+    args = parser.parse_args(argv)
+    if not Path(args.path).is_file():
+        raise FileNotFoundError(f"{args.path}: no such file")
+    from broker.detect import require_broker
+    from broker.topics import create_topics
+    from datatools.loader import load_file
+
+    require_broker(conf, wait_s=0)
+
+    async def _load() -> dict:
+        await create_topics(conf)
+        return await load_file(args.path, args.fmt, limit=args.limit, rate=args.rate, topic=args.topic, conf=conf)
+
+    print_json(asyncio.run(_load()))
+    return 0
+
+
+def generate(argv: list[str], conf) -> int:  # noqa: ARG001 - every command gets the settings
+    parser = argparse.ArgumentParser(prog="recsys generate",
+                                     description="Write a seeded synthetic shop (ratings.csv, events.csv, items.csv).")
+    parser.add_argument("--out", default="data/shop", help="output directory (default data/shop)")
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--items", type=int, default=500)
+    parser.add_argument("--ratings", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+    if min(args.users, args.items, args.ratings) < 1:
+        parser.error("--users, --items and --ratings must be at least 1")
+    from datatools.generator import generate_shop
+
+    print_json(generate_shop(args.out, n_users=args.users, n_items=args.items, n_ratings=args.ratings,
+                             seed=args.seed))
+    return 0

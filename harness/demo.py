@@ -1,0 +1,510 @@
+"""``recsys demo``: the whole system on one machine, with live list updates on screen.
+
+    recsys demo [--seconds N] [--input PATH --format FMT] [--rate R]
+
+On a fresh machine (no broker configured) this
+
+1. starts the embedded broker (Tansu) on loopback, unless ``RECSYS_BROKER`` is set or a
+   broker already listens on ``RECSYS_EMBEDDED_PORT`` (then that one is used, with
+   topic names unique to this run so old data does not show up);
+2. creates the topics and starts one worker subprocess (``python -m cli.main worker``)
+   with its own temporary data directory, app id and web port;
+3. trains ALS once on the first part of the data (default: a seeded synthetic shop
+   written by :func:`datatools.generator.generate_shop`; or ``--input``/``--format``) and
+   publishes the item similarities;
+4. injects a few malformed messages (to show them being dead-lettered), then replays
+   the rest of the data at ``--rate`` ratings per second (plus the shop's behaviour
+   events, interleaved by time) and prints one line per list update read from the
+   recommendations topic: user, top-5 (with item names where known) and latency.
+
+With ``--seconds N`` the replay stops after N seconds (counted from the first replayed
+message; start-up takes ~10-20 s more), worker and broker are stopped, and the LAST
+stdout line is JSON: ``ratings_sent, lists_received, users_updated, p50_ms, p99_ms,
+dead_letters, ...``. Without ``--seconds`` it runs until Ctrl-C.
+
+The pieces here (topic counts, ALS training) are also used by
+``benchmarks/realtime_bench.py``; the worker subprocess and its environment come from
+``harness.local``. Nothing in this module imports the Faust app at import time: the
+environment is set up first, because ``app.app`` reads it when imported.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from harness.local import WorkerProcess, isolated_env
+
+
+def log(msg: str) -> None:
+    """Progress messages go to stderr, so stdout stays list lines + the final JSON."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ============================================================== reusable pieces
+def settings_for(env: dict):
+    """The Settings of a deployment's environment ``env`` (``os.environ`` is not touched)."""
+    from app.settings import settings_from
+
+    return settings_from(env)
+
+
+async def create_topics(conf) -> dict:
+    from broker.topics import create_topics as create
+
+    return await create(conf)
+
+
+async def topic_end_offsets(conf, topics: Optional[list[str]] = None) -> dict[str, int]:
+    """Messages held per topic (sum of partition end offsets); all topics if ``topics`` is None."""
+    from aiokafka.structs import TopicPartition
+
+    from broker.clients import KafkaClients
+
+    clients = KafkaClients(conf)
+    consumer = await clients.consumer()
+    try:
+        names = sorted(await consumer.topics()) if topics is None else topics
+        tps = []
+        for name in names:
+            parts = consumer.partitions_for_topic(name)
+            if parts is None:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(name) or set()
+            tps.extend(TopicPartition(name, p) for p in sorted(parts))
+        if not tps:
+            return {name: 0 for name in names}
+        ends = await clients.end_offsets(consumer, tps)
+        out = {name: 0 for name in names}
+        for tp, end in ends.items():
+            out[tp.topic] += int(end)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def train_neighbours(users, items, ratings, *, conf, m: Optional[int] = None) -> tuple[dict, dict]:
+    """ALS on (user, item, rating) triples in time order -> ``{item: {neighbour: sim}}``.
+
+    Returns the neighbour lists and a few facts about the training (for printing).
+    """
+    from offline_als.als import ratings_to_csr
+    from offline_als.model import train_and_similar
+
+    started = time.perf_counter()
+    user_ids, uidx = np.unique(np.asarray(users).astype(str), return_inverse=True)
+    item_ids, iidx = np.unique(np.asarray(items).astype(str), return_inverse=True)
+    R = ratings_to_csr(uidx.ravel(), iidx.ravel(), np.asarray(ratings, dtype=np.float32),
+                       shape=(len(user_ids), len(item_ids)))
+    trained = train_and_similar(R, user_ids, item_ids, conf=conf, m=m)  # exactly what the ALS worker does
+    sims = np.array([s for neigh in trained.neighbours.values() for s in neigh.values()])
+    facts = {"ratings": int(R.nnz), "users": len(user_ids), "items": len(item_ids),
+             "neighbours_per_item": max((len(n) for n in trained.neighbours.values()), default=0),
+             "share_above_theta": round(float((sims > conf.theta).mean()) if sims.size else 0.0, 3),
+             "seconds": round(time.perf_counter() - started, 2)}
+    return trained.neighbours, facts
+
+
+def percentile_ms(values, q: float) -> Optional[float]:
+    if not len(values):
+        return None
+    return round(float(np.percentile(np.asarray(values, dtype=float), q)), 1)
+
+
+# ============================================================== the demo
+def _parse_args(argv) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="recsys demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--seconds", type=float, default=None,
+                   help="stop by itself after N seconds of replay (default: run until Ctrl-C)")
+    p.add_argument("--input", default=None, help="a real data file (default: a generated synthetic shop)")
+    p.add_argument("--format", dest="fmt", default=None, help="format of --input (see `recsys load --help`)")
+    p.add_argument("--rate", type=float, default=50.0, help="ratings per second to replay (default 50)")
+    p.add_argument("--train-fraction", type=float, default=0.8,
+                   help="share of the data (oldest first) ALS is trained on; the rest is replayed")
+    p.add_argument("--limit", type=int, default=200_000, help="rows read from --input (default 200,000)")
+    p.add_argument("--users", type=int, default=2000, help="synthetic shop: users")
+    p.add_argument("--items", type=int, default=500, help="synthetic shop: items")
+    p.add_argument("--ratings", type=int, default=20000, help="synthetic shop: ratings")
+    p.add_argument("--seed", type=int, default=42, help="synthetic shop: seed")
+    p.add_argument("--no-events", action="store_true", help="do not replay behaviour events")
+    p.add_argument("--no-bad", action="store_true", help="do not inject malformed messages")
+    p.add_argument("--quiet", action="store_true", help="no line per list update (summary only)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
+    args = p.parse_args(argv)
+    if args.input and not args.fmt:
+        p.error("--input needs --format")
+    from datatools.datasets import FORMATS
+
+    if args.fmt and args.fmt not in FORMATS:
+        p.error(f"--format {args.fmt!r}: one of {', '.join(sorted(FORMATS))}")
+    if args.input and not Path(args.input).is_file():
+        p.error(f"--input {args.input}: no such file")
+    if args.rate <= 0:
+        p.error("--rate must be positive")
+    return args
+
+
+def _names_beside(path: Path, fmt: str) -> dict[str, str]:
+    """Item names from a MovieLens/generator file next to the input, if there is one."""
+    from datatools.datasets import load_item_names
+
+    candidates = {"movielens-100k": ["u.item"], "movielens-csv": ["movies.csv"]}.get(fmt, [])
+    for name in candidates + ["items.csv", "u.item", "movies.csv"]:
+        f = path.parent / name
+        if f.is_file() and f.resolve() != path.resolve():
+            try:
+                return load_item_names(f)
+            except Exception as exc:  # names are a nicety; never fail the demo for them
+                log(f"could not read item names from {f}: {exc}")
+    return {}
+
+
+class DemoData:
+    """What the demo trains on and what it replays, as ``(kind, ts, user, item, value)``."""
+
+    def __init__(self) -> None:
+        self.train: tuple = ((), (), ())
+        self.replay: list[tuple] = []
+        self.names: dict[str, str] = {}
+        self.scale: Optional[tuple[float, float]] = None
+        self.description = ""
+
+
+def _split_ratings(arrays, fraction: float):
+    data = arrays.sorted_by_time()
+    cut = max(1, min(len(data) - 1, int(len(data) * fraction))) if len(data) > 1 else len(data)
+    return data, cut
+
+
+def prepare_data(args, tmp: Path) -> DemoData:
+    from datatools.datasets import SCALES, format_kind, iter_rows, load_ratings
+
+    out = DemoData()
+    if not args.input:
+        from datatools.generator import generate_shop
+
+        shop = generate_shop(tmp / "shop", n_users=args.users, n_items=args.items, n_ratings=args.ratings,
+                             seed=args.seed)
+        data, cut = _split_ratings(load_ratings(shop["ratings"], "csv"), args.train_fraction)
+        out.train = (data.users[:cut], data.items[:cut], data.ratings[:cut])
+        out.replay = [("rating", float(t), u, i, float(r)) for u, i, r, t in
+                      zip(data.users[cut:], data.items[cut:], data.ratings[cut:], data.ts[cut:])]
+        if not args.no_events and out.replay:
+            # The newest events, interleaved with the replayed ratings by relative position
+            # (the generator's events do not always span the ratings' time range).
+            events = list(iter_rows(shop["events"], "events-csv"))
+            events = events[int(len(events) * args.train_fraction):]
+            n_r, n_e = len(out.replay), max(len(events), 1)
+            keyed = [(k / n_r, 0, x) for k, x in enumerate(out.replay)]
+            keyed += [(j / n_e, 1, ("event", e.ts, e.user, e.item, (e.event, e.category)))
+                      for j, e in enumerate(events)]
+            keyed.sort(key=lambda t: (t[0], t[1]))
+            out.replay = [x for *_, x in keyed]
+        from datatools.datasets import load_item_names
+
+        out.names = load_item_names(shop["items"])
+        out.scale = tuple(shop["scale"])
+        out.description = (f"synthetic shop (seed {args.seed}): {shop['n_users']} users, {shop['n_items']} items, "
+                           f"{shop['n_ratings']} ratings, {shop['n_events']} events in {tmp / 'shop'}")
+        return out
+
+    path = Path(args.input)
+    kind = format_kind(args.fmt)
+    if kind == "ratings":
+        arrays = load_ratings(path, args.fmt, limit=args.limit)
+        if not len(arrays):
+            raise SystemExit(f"no valid ratings in {path} as {args.fmt}")
+        data, cut = _split_ratings(arrays, args.train_fraction)
+        out.train = (data.users[:cut], data.items[:cut], data.ratings[:cut])
+        out.replay = [("rating", float(t), u, i, float(r)) for u, i, r, t in
+                      zip(data.users[cut:], data.items[cut:], data.ratings[cut:], data.ts[cut:])]
+        out.scale = SCALES.get(args.fmt) or (float(data.ratings.min()), float(data.ratings.max()))
+    else:  # behaviour events: ALS learns from the strong events turned into implicit ratings
+        from app.settings import Settings
+
+        implicit = Settings().implicit_rating_map()
+        rows = sorted(iter_rows(path, args.fmt, limit=args.limit), key=lambda e: e.ts)
+        cut = int(len(rows) * args.train_fraction)
+        head = [(e.user, e.item, implicit.get(e.event, 3.0)) for e in rows[:cut] if e.item]
+        strong = [t for t, e in zip(head, rows[:cut]) if e.event in implicit]
+        head = strong if len(strong) >= 1000 else head
+        out.train = tuple(zip(*head)) if head else ((), (), ())
+        out.replay = [("event", e.ts, e.user, e.item, (e.event, e.category)) for e in rows[cut:]]
+    out.names = _names_beside(path, args.fmt)
+    out.description = f"{path} ({args.fmt}): training on the oldest {args.train_fraction:.0%}, replaying the rest"
+    return out
+
+
+#: Malformed messages the demo injects, with the reason the worker should give.
+BAD_MESSAGES = [
+    (b"demo-bad-1", b"{this is not json", "bad_json"),
+    (b"demo-bad-2", b'{"user": "demo-bad-2", "item": "i1", "rating": 99, "ts": 1}', "rating_out_of_range"),
+    (b"demo-bad-3", b'{"item": "i1", "rating": 3, "ts": 1}', "missing_user"),
+]
+
+
+class LiveStats:
+    def __init__(self) -> None:
+        self.ratings_sent = 0
+        self.events_sent = 0
+        self.bad_sent = 0
+        self.lists = 0
+        self.users: set[str] = set()
+        self.latencies_ms: list[float] = []
+        self.worker_ms: list[float] = []
+        self.dead_letters = 0
+        self.dead_reasons: dict[str, int] = {}
+
+
+def _fmt_item(item: str, score, names: dict[str, str]) -> str:
+    name = names.get(item)
+    label = f"{item} {name}" if name else item
+    if len(label) > 34:
+        label = label[:33] + "…"
+    return f"{label} ({score:.2f})" if isinstance(score, (int, float)) else f"{label} (hot)"
+
+
+async def _read_outputs(conf, stats: LiveStats, names: dict[str, str], quiet: bool, stop: asyncio.Event) -> None:
+    """Print every list update (and dead letter) as it arrives."""
+    from broker.clients import KafkaClients
+
+    consumer = await KafkaClients(conf).consumer(conf.topic_recommendations, conf.topic_dead_letters)
+    try:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            now = time.time()
+            for tp, records in batches.items():
+                for record in records:
+                    if record.value is None:
+                        continue
+                    try:
+                        data = json.loads(record.value)
+                    except ValueError:
+                        continue
+                    if tp.topic == conf.topic_dead_letters:
+                        stats.dead_letters += 1
+                        reason = str(data.get("reason"))
+                        stats.dead_reasons[reason] = stats.dead_reasons.get(reason, 0) + 1
+                        if not quiet:
+                            print(f"DEAD LETTER  {data.get('topic')}@{data.get('offset')}  reason={reason}  "
+                                  f"value={str(data.get('value'))[:60]!r}", flush=True)
+                        continue
+                    stats.lists += 1
+                    stats.users.add(str(data.get("user")))
+                    produced = float(data.get("produced_at") or 0.0)
+                    latency = (now - produced) * 1000.0 if produced else float("nan")
+                    if produced:
+                        stats.latencies_ms.append(latency)
+                    stats.worker_ms.append(float(data.get("worker_ms") or 0.0))
+                    if not quiet:
+                        top = " | ".join(_fmt_item(e[0], e[1], names) for e in (data.get("items") or [])[:5])
+                        why = data.get("reason", "rating")
+                        tag = "" if why == "rating" else f" [{why}]"
+                        print(f"{data.get('user'):>8} {latency:6.0f} ms{tag}  {top or '(empty list)'}", flush=True)
+    finally:
+        await consumer.stop()
+
+
+async def _replay(conf, data: DemoData, args, stats: LiveStats, stop: asyncio.Event) -> None:
+    from app.records import Rating, UserEvent, to_json_bytes
+    from broker.clients import KafkaClients
+
+    producer = await KafkaClients(conf).producer("latency")
+    try:
+        if not args.no_bad:
+            for key, value, _reason in BAD_MESSAGES:
+                await producer.send(conf.topic_ratings, key=key, value=value)
+                stats.bad_sent += 1
+            log(f"injected {stats.bad_sent} malformed ratings ({', '.join(r for *_, r in BAD_MESSAGES)}): "
+                "the worker must dead-letter them, not crash")
+        started = time.monotonic()
+        for kind, ts, user, item, value in data.replay:
+            if stop.is_set():
+                break
+            user, item = str(user), str(item)
+            if kind == "rating":
+                ahead = stats.ratings_sent / args.rate - (time.monotonic() - started)
+                if ahead > 0:
+                    try:
+                        await asyncio.wait_for(stop.wait(), timeout=ahead)
+                        break
+                    except asyncio.TimeoutError:
+                        pass
+                record = Rating(user=user, item=item, rating=float(value), ts=float(ts))
+                await producer.send(conf.topic_ratings, key=user.encode(), value=to_json_bytes(record))
+                stats.ratings_sent += 1
+            else:
+                event, category = value
+                record = UserEvent(user=user, item=item, event=event, ts=float(ts), category=category)
+                await producer.send(conf.topic_events, key=user.encode(), value=to_json_bytes(record))
+                stats.events_sent += 1
+        await producer.flush()
+        if not stop.is_set():
+            log("replay finished: every message has been sent" + ("" if args.seconds else "; Ctrl-C to stop"))
+    finally:
+        await producer.stop()
+
+
+async def _live(conf, data: DemoData, args, stats: LiveStats) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
+            pass
+    reader = asyncio.create_task(_read_outputs(conf, stats, data.names, args.quiet, stop))
+    replay_stop = asyncio.Event()
+    replayer = asyncio.create_task(_replay(conf, data, args, stats, replay_stop))
+    try:
+        if args.seconds is not None:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=args.seconds)
+            except asyncio.TimeoutError:
+                pass
+        else:
+            await stop.wait()
+        replay_stop.set()
+        await replayer
+        if not stop.is_set():
+            # Give lists still in flight a moment (~ one fetch round trip each way).
+            await asyncio.sleep(1.5)
+        stop.set()
+        await reader
+    finally:
+        for task in (replayer, reader):
+            if not task.done():
+                task.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover
+                pass
+
+
+def main(argv=None, conf=None) -> int:
+    """``recsys demo``; ``conf``: the caller's Settings (default: the environment's)."""
+    args = _parse_args(argv)
+    from app.settings import load_settings
+    from broker.tansu import start_broker
+
+    base = conf or load_settings()
+    tmp = Path(tempfile.mkdtemp(prefix="recsys-demo-"))
+    tag = uuid.uuid4().hex[:8]
+    broker = worker = None
+    stats = LiveStats()
+    started = time.monotonic()
+    summary: dict = {}
+
+    def _terminate(signum, frame):  # SIGTERM before the live phase: clean up like Ctrl-C
+        raise KeyboardInterrupt
+
+    previous_term = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        # --- 1. the broker
+        topic_prefix = ""
+        if not base.uses_embedded_broker:
+            port = base.embedded_port
+            topic_prefix = f"demo-{tag}-"
+            log(f"using the configured broker {base.broker}, topics {topic_prefix}*")
+        else:  # a broker of its own on a free port: never someone else's that happens to listen on 9092
+            broker = start_broker(0, log_file=str(tmp / "broker.log"))
+            port = broker.port
+            log(f"started the embedded broker (Tansu, memory only) on 127.0.0.1:{port}, pid {broker.process.pid}")
+
+        # --- 2. the data (the worker must know the rating scale of a real file)
+        data = prepare_data(args, tmp)
+        log(f"data: {data.description}; {len(data.train[0])} ratings to train on, {len(data.replay)} messages "
+            f"to replay")
+        extra = {"RECSYS_LOG_EVERY_S": "10"}
+        if data.scale:
+            extra.update(RECSYS_RATING_MIN=data.scale[0], RECSYS_RATING_MAX=data.scale[1])
+        # Our own broker: the default topic names; a shared one: topics demo-<tag>-*.
+        env = isolated_env(port, tmp / "data", tag=f"demo-{tag}", topic_prefix=topic_prefix, partitions=None,
+                           broker=base.broker, **extra)
+        conf = settings_for(env)
+        asyncio.run(create_topics(conf))
+
+        # --- 3. the worker (it joins its group while ALS trains)
+        worker = WorkerProcess("demo", env, tmp / "worker.log").start()
+        log(f"started a worker (pid {worker.pid}, web {worker.url}/health/, log {worker.log_path})")
+        if len(data.train[0]):
+            neighbours, facts = train_neighbours(*data.train, conf=conf)
+            log(f"ALS trained: {facts}")
+        else:
+            neighbours, facts = {}, {}
+            log("nothing to train ALS on: lists will come from hot items only")
+        worker.wait_ready()
+        version = f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
+        from offline_als.publish import publish_similarity
+
+        sent = asyncio.run(publish_similarity(neighbours, version, conf=conf))
+        worker.wait_ready(model_version=version)
+        log(f"published model {version} ({sent} messages); the worker loaded it. Live list updates "
+            f"(user, latency produce->list received, top-5):")
+
+        # --- 4. live
+        live_started = time.monotonic()
+        asyncio.run(_live(conf, data, args, stats))
+        live_s = time.monotonic() - live_started
+        held = {}
+        try:
+            held = asyncio.run(topic_end_offsets(conf, [conf.topic_dead_letters]))
+        except Exception as exc:  # a count is a nicety at this point
+            log(f"could not count dead letters on the broker: {exc}")
+        summary = {
+            "ratings_sent": stats.ratings_sent,
+            "events_sent": stats.events_sent,
+            "malformed_injected": stats.bad_sent,
+            "lists_received": stats.lists,
+            "users_updated": len(stats.users),
+            "p50_ms": percentile_ms(stats.latencies_ms, 50),
+            "p99_ms": percentile_ms(stats.latencies_ms, 99),
+            "worker_p50_ms": percentile_ms(stats.worker_ms, 50),
+            "worker_p99_ms": percentile_ms(stats.worker_ms, 99),
+            "dead_letters": max(stats.dead_letters, held.get(conf.topic_dead_letters, 0)),
+            "dead_letter_reasons": stats.dead_reasons,
+            "model_version": version,
+            "model_items": facts.get("items", 0),
+            "live_seconds": round(live_s, 1),
+            "total_seconds": round(time.monotonic() - started, 1),
+            "broker": "embedded (started by the demo)" if broker else "existing",
+            "broker_pid": broker.process.pid if broker else None,
+            "broker_port": port,
+            "worker_pid": worker.pid,
+        }
+    except KeyboardInterrupt:
+        log("interrupted: stopping")
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+        if worker is not None:
+            worker.stop()
+        if broker is not None:
+            broker.stop()
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if not summary:
+        summary = {"ratings_sent": stats.ratings_sent, "lists_received": stats.lists,
+                   "users_updated": len(stats.users), "p50_ms": percentile_ms(stats.latencies_ms, 50),
+                   "p99_ms": percentile_ms(stats.latencies_ms, 99), "dead_letters": stats.dead_letters,
+                   "interrupted": True}
+    log(f"stopped worker and broker; {summary.get('dead_letters', 0)} dead letters "
+        f"({summary.get('malformed_injected', 0)} malformed messages were injected on purpose)")
+    print(json.dumps(summary, sort_keys=True), flush=True)
+    return 0 if not summary.get("interrupted") else 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

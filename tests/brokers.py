@@ -1,0 +1,67 @@
+"""Broker helpers of the tests, in one module: which engines to test, starting one, and
+small produce/consume helpers every broker test uses.
+
+``RECSYS_TEST_ENGINE``: ``tansu``, ``kafka`` or ``both``. Unset: ``both`` when ``java``
+and ``mvn`` are on PATH (Apache Kafka needs them), else ``tansu`` with a loud warning.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+import warnings
+
+from broker.local import ENGINES, start_engine  # noqa: F401  (the fixtures use it)
+
+
+def engines_to_test() -> list[str]:
+    wanted = os.environ.get("RECSYS_TEST_ENGINE", "").strip().lower()
+    if wanted in ENGINES:
+        return [wanted]
+    if wanted not in ("", "both"):
+        raise ValueError(f"RECSYS_TEST_ENGINE={wanted!r}: use tansu, kafka or both")
+    if shutil.which("java") and shutil.which("mvn"):
+        return list(ENGINES)
+    if wanted == "both":
+        raise RuntimeError("RECSYS_TEST_ENGINE=both needs java and mvn on PATH (Apache Kafka)")
+    warnings.warn("java or mvn missing: the broker tests run on Tansu ONLY, not on Apache Kafka", stacklevel=1)
+    return ["tansu"]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def produce(conf, topic: str, messages) -> None:
+    from broker.clients import KafkaClients
+
+    producer = await KafkaClients(conf).producer("bulk", linger_ms=5)
+    try:
+        for key, value in messages:
+            await producer.send(topic, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def consume(conf, topic: str, *, until, timeout: float = 60.0) -> list:
+    """Read ``topic`` from the beginning until ``until(messages)`` is true (or time out)."""
+    from broker.clients import KafkaClients
+
+    consumer = await KafkaClients(conf).consumer(topic)
+    messages: list = []
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not until(messages):
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                messages.extend(records)
+    finally:
+        await consumer.stop()
+    return messages
+
+
+def json_values(messages) -> list:
+    return [json.loads(m.value) for m in messages if m.value is not None]

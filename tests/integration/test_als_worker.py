@@ -1,0 +1,287 @@
+"""The ALS worker: its durable rating store (no broker) and the whole loop on the
+embedded broker (ratings topic -> store -> ALS -> item-similarity topic)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from offline_als.store import RatingStore
+
+# ---------------------------------------------------------------------- store (no broker)
+
+
+def test_store_newest_ts_wins_and_redelivery_is_idempotent(tmp_path):
+    with RatingStore(tmp_path / "s") as store:
+        res = store.apply([("u1", "i1", 3.0, 10.0), ("u1", "i2", 4.0, 10.0), ("u2", "i1", 5.0, 11.0)],
+                          {("ratings", 0): 3})
+        assert (res.received, res.new, res.changed, res.unchanged) == (3, 3, 3, 0)
+        assert (res.new_users, res.new_items) == (2, 2)
+        seq = store.seq
+        assert seq == 3 and store.count == 3
+        # Redelivery of the same messages: nothing changes, not even the change counter.
+        res = store.apply([("u1", "i1", 3.0, 10.0), ("u1", "i2", 4.0, 10.0)], {("ratings", 0): 3})
+        assert (res.new, res.changed, res.unchanged) == (0, 0, 2)
+        assert store.seq == seq
+        # An older rating loses, a newer one wins; within one batch too.
+        res = store.apply([("u1", "i1", 1.0, 5.0), ("u1", "i2", 2.0, 20.0), ("u1", "i2", 1.0, 15.0)])
+        assert (res.new, res.changed, res.unchanged) == (0, 1, 2)
+        assert store.get("u1", "i1") == (3.0, 10.0)
+        assert store.get("u1", "i2") == (2.0, 20.0)
+        # Equal ts, different rating: the later one wins.
+        store.apply([("u2", "i1", 2.0, 11.0)])
+        assert store.get("u2", "i1") == (2.0, 11.0)
+        assert store.get("nobody", "i1") is None
+        assert store.count == 3 and store.seq == seq + 2
+
+
+def test_store_export_arrays_and_csr(tmp_path):
+    with RatingStore(tmp_path / "s") as store:
+        store.apply([("ub", "ix", 4.0, 1.0), ("ua", "iy", 2.5, 2.0), ("ub", "iy", 1.0, 3.0),
+                     ("ub", "ix", 5.0, 4.0)])
+        snap = store.export()
+    assert len(snap) == 3 and snap.seq == 4
+    assert snap.user_ids.tolist() == ["ub", "ua"] and snap.item_ids.tolist() == ["ix", "iy"]
+    triples = sorted(zip(snap.user_ids[snap.user_idx].tolist(), snap.item_ids[snap.item_idx].tolist(),
+                         snap.ratings.tolist(), snap.ts.tolist()))
+    assert triples == [("ua", "iy", 2.5, 2.0), ("ub", "ix", 5.0, 4.0), ("ub", "iy", 1.0, 3.0)]
+    assert snap.user_idx.dtype == np.int32 and snap.ratings.dtype == np.float32
+    R = snap.to_csr()
+    assert R.shape == (2, 2) and R.nnz == 3
+    assert R.toarray().tolist() == [[5.0, 1.0], [0.0, 2.5]]
+
+
+def test_store_reopen_keeps_ratings_ids_offsets_and_meta(tmp_path):
+    path = tmp_path / "s"
+    with RatingStore(path) as store:
+        store.apply([("u1", "i1", 3.0, 1.0), ("u2", "i2", 4.0, 2.0)], {("ratings", 0): 7, ("ratings", 1): 2})
+        store.set_meta("trained", {"seq": 2, "version": "v1"})
+        before = store.export()
+    with RatingStore(path) as store:
+        assert store.count == 2 and store.seq == 2
+        assert store.offsets("ratings") == {0: 7, 1: 2}
+        assert store.offsets("other") == {}
+        assert store.get_meta("trained") == {"seq": 2, "version": "v1"}
+        # Indices are stable: old ids keep theirs, new ones are appended.
+        store.apply([("u3", "i1", 5.0, 3.0)])
+        assert store.users.get("u1") == 0 and store.users.get("u3") == 2 and store.items.get("i1") == 0
+        after = store.export()
+    assert after.user_ids[:2].tolist() == before.user_ids.tolist()
+    assert len(after) == 3
+
+
+# ---------------------------------------------------------------------- worker (broker)
+
+
+def _rating_messages(rows):
+    return [(u.encode(), json.dumps({"user": u, "item": i, "rating": r, "ts": t}).encode()) for u, i, r, t in rows]
+
+
+def _latest_per_key(messages) -> dict:
+    latest = {}
+    for m in messages:
+        latest[m.key.decode()] = None if m.value is None else json.loads(m.value)
+    return latest
+
+
+@pytest.mark.broker
+def test_als_worker_publishes_similarity_and_resumes_from_committed_offsets(stream_env, tmp_path):
+    from datatools.generator import generate_shop
+    from app.records import MODEL_MARKER_KEY
+    from datatools.datasets import load_ratings
+    from broker.topics import create_topics
+    from offline_als.als import ALS
+    from offline_als.model import model_path, store_path
+    from offline_als.worker import run_als_worker
+    from tests.brokers import consume, produce, run
+
+    conf = stream_env.conf
+    run(create_topics(conf))
+    shop = generate_shop(tmp_path / "shop", n_users=80, n_items=40, n_ratings=800, seed=3)
+    data = load_ratings(shop["ratings"], "csv")
+    rows = list(zip(data.users.tolist(), data.items.tolist(), data.ratings.tolist(), data.ts.tolist()))
+    first, second = rows[:600], rows[600:]
+    bad = [(b"u1", b"not json"), (b"u1", json.dumps({"user": "u1", "item": "i1", "rating": 99, "ts": 1}).encode()),
+           (b"u1", None)]
+    run(produce(conf, conf.topic_ratings, _rating_messages(first) + bad))
+
+    stats = run(run_als_worker(conf, once=True))
+    assert stats["consumed"] == 603
+    assert stats["invalid"] == {"bad_json": 1, "rating_out_of_range": 1, "null_value": 1}
+    assert stats["trainings"] == 1 and stats["failed_trainings"] == 0
+    version1 = stats["last_version"]
+    assert version1.endswith(f"-{len({(u, i) for u, i, _, _ in first})}")
+    rated = {i for _, i, _, _ in first}
+
+    def marker_seen(version):
+        return lambda msgs: any(m.key == MODEL_MARKER_KEY.encode() and m.value is not None
+                                and json.loads(m.value)["version"] == version for m in msgs)
+
+    msgs = run(consume(conf, conf.topic_similarity, until=marker_seen(version1), timeout=30))
+    latest = _latest_per_key(msgs)
+    marker = latest.pop(MODEL_MARKER_KEY)
+    assert marker["version"] == version1 and marker["items"] == len(rated)
+    assert set(latest) == rated  # one message per rated item, no tombstones
+    assert all(v["version"] == version1 and v["item"] == k for k, v in latest.items())
+    assert sum(bool(v["neighbours"]) for v in latest.values()) >= len(rated) - 2
+    some = next(v for v in latest.values() if v["neighbours"])
+    scores = list(some["neighbours"].values())
+    assert scores == sorted(scores, reverse=True) and len(scores) <= conf.als_similar
+    # The marker is the last message of its partition: every item message came before it.
+    marker_msg = [m for m in msgs if m.key == MODEL_MARKER_KEY.encode()][-1]
+    assert marker_msg.offset == max(m.offset for m in msgs if m.partition == marker_msg.partition)
+
+    model = ALS.load(model_path(conf))
+    assert model.metrics["version"] == version1
+    assert set(model.item_ids.tolist()) == rated and model.n_items == len(rated)
+
+    # Nothing new: a second run reads nothing and does not retrain.
+    stats = run(run_als_worker(conf, once=True))
+    assert stats["consumed"] == 0 and stats["trainings"] == 0 and stats["last_version"] == version1
+
+    # New ratings: only they are read (offsets were stored/committed), a new version is published.
+    run(produce(conf, conf.topic_ratings, _rating_messages(second)))
+    stats = run(run_als_worker(conf, once=True))
+    assert stats["consumed"] == len(second)
+    assert stats["trainings"] == 1
+    version2 = stats["last_version"]
+    assert version2 != version1
+    msgs = run(consume(conf, conf.topic_similarity, until=marker_seen(version2), timeout=30))
+    latest = _latest_per_key(msgs)
+    marker = latest.pop(MODEL_MARKER_KEY)
+    all_items = {i for _, i, _, _ in rows}
+    assert marker == {**marker, "version": version2, "items": len(all_items)}
+    assert set(latest) == all_items and all(v["version"] == version2 for v in latest.values())
+
+    # The group's committed offsets match what the store read.
+    with RatingStore(store_path(conf)) as store:
+        assert store.count == len({(u, i) for u, i, _, _ in rows})
+        stored_offsets = store.offsets(conf.topic_ratings)
+    assert sum(stored_offsets.values()) == len(rows) + len(bad)
+
+    async def committed():
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.structs import TopicPartition
+
+        c = AIOKafkaConsumer(bootstrap_servers=conf.bootstrap_servers, group_id=conf.als_group,
+                             enable_auto_commit=False)
+        await c.start()
+        try:
+            return {p: await c.committed(TopicPartition(conf.topic_ratings, p)) for p in range(conf.partitions)}
+        finally:
+            await c.stop()
+
+    assert run(committed()) == stored_offsets
+
+
+def test_should_train_triggers(tmp_path):
+    """Time / count triggers, only when something changed, only when caught up (unless starving)."""
+    import dataclasses
+
+    from app.settings import Settings
+    from offline_als.worker import ALSWorker
+
+    conf = dataclasses.replace(Settings(), data_dir=tmp_path, als_every_min=1.0, als_every_ratings=3)
+    worker = ALSWorker(conf)
+    try:
+        t0 = worker._attempt_mono
+        assert not worker.should_train(True, now=t0 + 3600)  # nothing stored at all
+        worker.store.apply([("u1", "i1", 3.0, 1.0), ("u1", "i2", 4.0, 1.0)])
+        assert not worker.should_train(True, now=t0 + 1)  # 2 changes < 3, 1 s < 60 s
+        assert worker.should_train(True, now=t0 + 61)  # time trigger
+        assert not worker.should_train(False, now=t0 + 61)  # still catching up
+        assert worker.should_train(False, now=t0 + 181)  # starvation guard: 3 periods
+        worker.store.apply([("u2", "i1", 3.0, 1.0)])
+        assert worker.should_train(True, now=t0 + 1)  # count trigger
+        worker.trained_seq = worker.store.seq  # as after a successful training
+        assert not worker.should_train(True, now=t0 + 3600)  # nothing changed since
+        worker.store.apply([("u2", "i1", 3.0, 1.0)])  # a redelivery is no change
+        assert not worker.should_train(True, now=t0 + 3600)
+    finally:
+        worker.close()
+
+
+def _shop_rows(tmp_path, **kw):
+    from datatools.datasets import load_ratings
+    from datatools.generator import generate_shop
+
+    shop = generate_shop(tmp_path / "shop", **kw)
+    data = load_ratings(shop["ratings"], "csv")
+    return list(zip(data.users.tolist(), data.items.tolist(), data.ratings.tolist(), data.ts.tolist()))
+
+
+@pytest.mark.broker
+def test_failed_training_keeps_last_model_and_tombstones_items_that_left(stream_env, tmp_path, monkeypatch):
+    from app.records import MODEL_MARKER_KEY
+    from broker.topics import create_topics
+    from offline_als import worker as worker_mod
+    from offline_als.als import ALS
+    from offline_als.model import model_path
+    from tests.brokers import consume, produce, run
+
+    conf = stream_env.conf
+    run(create_topics(conf))
+    rows = _shop_rows(tmp_path, n_users=50, n_items=20, n_ratings=300, seed=4)
+    run(produce(conf, conf.topic_ratings, _rating_messages(rows)))
+
+    def boom(*a, **kw):
+        raise RuntimeError("simulated training failure")
+
+    monkeypatch.setattr(worker_mod, "train_and_similar", boom)
+    stats = run(worker_mod.run_als_worker(conf, once=True))
+    assert stats["consumed"] == 300 and stats["failed_trainings"] == 1 and stats["trainings"] == 0
+    assert "simulated training failure" in stats["last_error"] and stats["last_version"] is None
+    assert not model_path(conf).exists()
+    monkeypatch.undo()
+
+    # A previous model knew an item that is gone now: it gets a tombstone.
+    ghost = ALS(rank=2, progress=False)
+    ghost.item_factors = np.zeros((1, 2), np.float32)
+    ghost.save(model_path(conf), user_ids=[], item_ids=["ghost-item"])
+    # The failed attempt did not count as trained: the next run retrains without new data.
+    stats = run(worker_mod.run_als_worker(conf, once=True))
+    assert stats["consumed"] == 0 and stats["trainings"] == 1
+    version = stats["last_version"]
+    msgs = run(consume(conf, conf.topic_similarity, timeout=30,
+                       until=lambda ms: any(m.key == MODEL_MARKER_KEY.encode() for m in ms)))
+    latest = _latest_per_key(msgs)
+    assert "ghost-item" in latest and latest["ghost-item"] is None
+    assert latest[MODEL_MARKER_KEY]["version"] == version
+    assert ALS.load(model_path(conf)).metrics["version"] == version
+
+
+@pytest.mark.broker
+def test_continuous_worker_retrains_after_new_ratings_until_stopped(stream_env, tmp_path):
+    import asyncio
+    import dataclasses
+
+    from app.records import MODEL_MARKER_KEY
+    from broker.topics import create_topics
+    from offline_als.worker import run_als_worker
+    from tests.brokers import consume, produce
+
+    conf = dataclasses.replace(stream_env.conf, als_every_ratings=100, als_every_min=60.0, log_every_s=0.5)
+    rows = _shop_rows(tmp_path, n_users=50, n_items=20, n_ratings=400, seed=6)
+
+    def marker_count(msgs):  # models published (the marker goes to every partition)
+        return len({m.value for m in msgs if m.key == MODEL_MARKER_KEY.encode()})
+
+    async def scenario():
+        await create_topics(conf)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_als_worker(conf, stop_event=stop))
+        await produce(conf, conf.topic_ratings, _rating_messages(rows[:200]))
+        first = await consume(conf, conf.topic_similarity, until=lambda m: marker_count(m) >= 1, timeout=40)
+        await produce(conf, conf.topic_ratings, _rating_messages(rows[200:]))
+        second = await consume(conf, conf.topic_similarity, until=lambda m: marker_count(m) >= 2, timeout=40)
+        stop.set()
+        stats = await asyncio.wait_for(task, 30)
+        return first, second, stats
+
+    first, second, stats = asyncio.run(scenario())
+    assert marker_count(first) >= 1 and marker_count(second) >= 2
+    assert stats["consumed"] == 400 and stats["trainings"] >= 2 and stats["failed_trainings"] == 0
+    markers = [json.loads(m.value) for m in second if m.key == MODEL_MARKER_KEY.encode()]
+    assert markers[-1]["version"] == stats["last_version"]
+    assert markers[-1]["items"] == len({i for _, i, _, _ in rows})

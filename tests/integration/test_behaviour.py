@@ -1,0 +1,74 @@
+"""Behaviour side: pure logic, then the agent on the embedded broker."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tables.behaviour import implicit_rating, top_items, user_segment
+from tests.brokers import consume, json_values, produce, run
+
+
+def test_segments_follow_the_thresholds():
+    kw = dict(high_value_purchases=2, active_events=5)
+    assert user_segment({"purchase": 2, "view": 1}, **kw) == "high-value"
+    assert user_segment({"view": 4, "click": 1}, **kw) == "active"
+    assert user_segment({"view": 4}, **kw) == "normal"
+    assert user_segment({}, **kw) == "normal"
+
+
+def test_only_strong_events_become_ratings():
+    mapping = {"purchase": 5.0, "cart": 4.0}
+    assert implicit_rating("purchase", mapping) == 5.0
+    assert implicit_rating("view", mapping) is None
+
+
+def test_top_items_by_count_ties_by_id():
+    assert top_items([("b", 3), ("a", 3), ("c", 5), ("d", 0)], 3) == ["c", "a", "b"]
+
+
+def event(user, item, kind, ts=1.0):
+    return user.encode(), json.dumps({"user": user, "item": item, "event": kind, "ts": ts}).encode()
+
+
+@pytest.mark.broker
+def test_behaviour_counts_hot_items_segments_and_implicit_ratings(stream_env, workers):
+    conf = stream_env.conf
+    worker = stream_env.ready_worker(workers)
+    events = ([event("dora", "i1", "view")] * 3 + [event("dora", "i1", "cart"), event("dora", "i1", "purchase"),
+              event("dora", "i2", "purchase")] + [event(f"u{n}", "i7", "view") for n in range(10)])
+    run(produce(conf, conf.topic_events, events))
+
+    # Strong events became implicit ratings and triggered the same real-time update.
+    lists = json_values(run(consume(conf, conf.topic_recommendations,
+                                    until=lambda m: sum(x.key == b"dora" for x in m) >= 3)))
+    assert sorted(rec["reason"] for rec in lists if rec["user"] == "dora") == [
+        "implicit:cart", "implicit:purchase", "implicit:purchase"]
+
+    deadline = time.monotonic() + 30
+    while True:  # the hot list is refreshed by a 5-second timer
+        hot = worker.get("/items/hot/")["items"]
+        if hot[:3] == ["i7", "i1", "i2"]:
+            break
+        assert time.monotonic() < deadline, hot
+        time.sleep(0.5)
+
+    behaviour = worker.get("/users/dora/behaviour/")
+    assert behaviour["last_10m"] == {"view": 3, "cart": 1, "purchase": 2}
+    assert behaviour["last_1h"] == {"view": 3, "cart": 1, "purchase": 2}
+    assert behaviour["segment"] == "high-value"  # 2 purchases in the hour (default threshold 2)
+    assert worker.get("/users/u3/behaviour/")["segment"] == "normal"
+
+    # A user without ratings gets the hot items; dora's own list never holds what she bought.
+    assert worker.get("/recommendations/nobody/")["items"][:1] == [["i7", None]]
+    status, body = worker.post("/collect/", b'{"user": "dora", "item": "i9", "rating": 5, "ts": 9}')
+    assert status == 202
+    lists = json_values(run(consume(conf, conf.topic_recommendations,
+                                    until=lambda m: sum(x.key == b"dora" for x in m) >= 4)))
+    last = [rec for rec in lists if rec["user"] == "dora"][-1]
+    assert last["reason"] == "rating"
+    assert {"i1", "i2", "i9"}.isdisjoint(item for item, _ in last["items"])
+    assert [item for item, score in last["items"]][:1] == ["i7"]  # fallback: hot, unrated
+    status, body = worker.post("/collect/", b'{"user": "dora", "item": "i9", "event": "teleport", "ts": 9}')
+    assert (status, body["error"]) == (400, "unknown_event")

@@ -1,0 +1,65 @@
+"""A broker that lost everything (the memory-only Tansu restarted): the restarted worker
+keeps its local state, writes it back to the empty changelog, and goes on."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from broker.tansu import start_broker
+from harness.local import isolated_env
+from app.faust_patches.changelog_rebuild import lost_changelogs
+from tests.brokers import run
+from tests.conftest import StreamEnv
+from tests.integration.test_stream_realtime import assert_same_list, expected_lists, lists_for, rating_message, \
+    start_worker_with_model
+
+pytestmark = pytest.mark.broker
+
+
+def test_a_persisted_offset_past_the_changelog_end_means_the_changelog_was_lost():
+    assert lost_changelogs({"a": 120, "b": 5, "c": -1, "d": None}, {"a": -1, "b": 9, "c": -1, "d": 3}) == {"a"}
+
+
+def test_state_survives_a_broker_that_lost_all_its_data(tmp_path, workers, monkeypatch):
+    from app.settings import Settings
+    from broker.topics import create_topics
+    from tests.brokers import produce
+
+    broker = start_broker(0, log_file=str(tmp_path / "broker.log"))
+    port = broker.port
+    env = isolated_env(port, tmp_path / "data", RECSYS_LOG_EVERY_S=2)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    senv = StreamEnv(env=env, conf=Settings(), tmp=tmp_path)
+    conf = senv.conf
+    try:
+        first = start_worker_with_model(senv, workers)
+        before = [("i0", 5, 1.0), ("i1", 4, 2.0), ("i4", 2, 3.0)]
+        run(produce(conf, conf.topic_ratings, [rating_message("erin", *r) for r in before]))
+        assert len(lists_for(conf, "erin", 3)) == 3
+        time.sleep(3.5)  # a commit interval: the state is in RocksDB with its changelog offsets
+        first.stop()
+        broker.stop()
+
+        broker = start_broker(port, log_file=str(tmp_path / "broker2.log"))  # same port, nothing in it
+        run(create_topics(conf))
+        second = start_worker_with_model(senv, workers, version="v-after")  # crash-looped before
+        after = ("i3", 5, 4.0)
+        run(produce(conf, conf.topic_ratings, [rating_message("erin", *after)]))
+        got = lists_for(conf, "erin", 1)
+        assert_same_list(got[-1]["items"], expected_lists(before + [after])[-1])  # the old ratings count
+        assert second.get("/metrics/")["counters"].get("changelog.keys_rewritten", 0) >= 1
+        time.sleep(3.5)
+        second.kill9()
+
+        # The state is in the changelog again: a worker without its data dir recovers it.
+        shutil.rmtree(env["RECSYS_DATA_DIR"])
+        start_worker_with_model(senv, workers, version="v-third")
+        last = ("i10", 1, 5.0)
+        run(produce(conf, conf.topic_ratings, [rating_message("erin", *last)]))
+        got = lists_for(conf, "erin", 2)
+        assert_same_list(got[-1]["items"], expected_lists(before + [after, last])[-1])
+    finally:
+        broker.stop()

@@ -1,0 +1,180 @@
+"""The realtime path end to end on the embedded broker: model in, ratings in, lists out."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+
+import pytest
+
+from offline_als.publish import publish_similarity
+from tests.brokers import consume, json_values, produce, run
+
+pytestmark = pytest.mark.broker
+
+# A hand-made similarity model: 12 items in two loose clusters.
+MODEL = {
+    "i0": [["i1", 0.95], ["i2", 0.9], ["i3", 0.8], ["i6", 0.62], ["i7", 0.3]],
+    "i1": [["i0", 0.95], ["i2", 0.85], ["i4", 0.7], ["i8", 0.61]],
+    "i2": [["i0", 0.9], ["i1", 0.85], ["i5", 0.75], ["i9", 0.65]],
+    "i3": [["i0", 0.8], ["i4", 0.66], ["i10", 0.7]],
+    "i4": [["i1", 0.7], ["i3", 0.66], ["i11", 0.9]],
+    "i5": [["i2", 0.75], ["i6", 0.8]],
+    "i6": [["i5", 0.8], ["i7", 0.9], ["i0", 0.62]],
+    "i7": [["i6", 0.9], ["i8", 0.85]],
+    "i8": [["i7", 0.85], ["i9", 0.8], ["i1", 0.61]],
+    "i9": [["i8", 0.8], ["i2", 0.65]],
+    "i10": [["i3", 0.7], ["i11", 0.95]],
+    "i11": [["i10", 0.95], ["i4", 0.9]],
+}
+K, M, THETA, LO, HI = 20, 20, 0.6, 1.0, 5.0
+
+
+def expected_lists(ratings):
+    """The paper's algorithm, written out independently of tables/scoring.py."""
+    sims = {a: dict(n) for a, n in MODEL.items()}
+
+    def sim(a, b):
+        return sims.get(a, {}).get(b) or sims.get(b, {}).get(a) or 0.0
+
+    recent, rated, previous, out = {}, [], {}, []
+    for item, rating, ts in ratings:
+        if item in recent and (recent[item][1] > ts or recent[item] == (rating, ts)):
+            out.append(out[-1])  # a redelivered (or stale) rating changes nothing
+            continue
+        if item not in recent or ts >= recent[item][1]:
+            recent.pop(item, None)  # re-inserted last: equal timestamps keep arrival order
+            recent[item] = (rating, ts)
+        if item not in rated:
+            rated.append(item)
+        newest = sorted(recent.items(), key=lambda kv: kv[1][1])[-K:]
+        candidates = [q for q, _ in sorted(sims.get(item, {}).items(), key=lambda kv: (-kv[1], kv[0]))
+                      if q not in rated][:M]
+        for q in candidates:
+            hits = [(sim(q, r), rr) for r, (rr, _) in newest if sim(q, r) > THETA]
+            if hits:
+                n_in = sum(1 for _, rr in hits if rr >= (LO + HI) / 2)
+                n_re = len(hits) - n_in
+                previous[q] = (sum(s * rr for s, rr in hits) / len(hits)
+                               + math.log10(max(n_in, 1)) - math.log10(max(n_re, 1)))
+        for r in rated:
+            previous.pop(r, None)
+        ranked = sorted(previous.items(), key=lambda kv: (-kv[1], kv[0]))[:K]
+        previous = dict(ranked)
+        out.append(ranked)
+    return out
+
+
+def rating_message(user, item, rating, ts):
+    return user.encode(), json.dumps({"user": user, "item": item, "rating": rating, "ts": ts}).encode()
+
+
+def start_worker_with_model(stream_env, workers, name="w1", version="v-test"):
+    worker = stream_env.ready_worker(workers, name)
+    run(publish_similarity(MODEL, version, conf=stream_env.conf))
+    worker.wait_ready(model_version=version)
+    return worker
+
+
+def lists_for(conf, user, n, timeout=60):
+    msgs = run(consume(conf, conf.topic_recommendations,
+                       until=lambda m: sum(1 for x in m if x.key == user.encode()) >= n, timeout=timeout))
+    return [rec for rec in json_values(msgs) if rec["user"] == user]
+
+
+def assert_same_list(got, want):
+    assert [item for item, _ in got] == [item for item, _ in want]
+    assert [score for _, score in got] == pytest.approx([score for _, score in want], abs=1e-9)
+
+
+def test_each_list_matches_an_independent_computation_of_the_formula(stream_env, workers):
+    conf = stream_env.conf
+    worker = start_worker_with_model(stream_env, workers)
+    assert worker.get("/health/")["model_messages_rejected"] == 0
+    ratings = {"alice": [("i0", 5, 1.0), ("i6", 2, 2.0), ("i3", 4, 3.0), ("i8", 1, 4.0), ("i10", 5, 5.0)],
+               "bob": [("i11", 3, 1.0), ("i7", 5, 2.0), ("i2", 4, 3.0), ("i2", 4, 3.0)]}  # bob's last is a repeat
+    run(produce(conf, conf.topic_ratings, [rating_message(u, *r) for u, rs in ratings.items() for r in rs]))
+    for user, rs in ratings.items():
+        got = lists_for(conf, user, len(rs))
+        want = expected_lists(rs)
+        assert len(got) == len(rs)
+        rated = set()
+        changes = []
+        for i, (rec, expected, (item, _, ts)) in enumerate(zip(got, want, rs)):
+            rated.add(item)
+            assert_same_list(rec["items"], expected)
+            assert not rated & {it for it, _ in rec["items"]}, "a rated item was recommended"
+            assert rec["model_version"] == "v-test" and rec["trigger_ts"] == ts and rec["worker_ms"] >= 0
+            if i:
+                before = {it for it, _ in got[i - 1]["items"]}
+                now = [it for it, _ in rec["items"]]
+                changes.append(sum(it not in before for it in now) / max(len(now), 1))
+        print(f"{user}: share of new items per update {changes}")
+        if user == "alice":
+            assert all(c > 0 for c in changes), "alice's list must change after every rating"
+
+
+def test_state_survives_kill_9_with_and_without_the_local_rocksdb(stream_env, workers):
+    conf = stream_env.conf
+    first = start_worker_with_model(stream_env, workers)
+    before = [("i0", 5, 1.0), ("i1", 4, 2.0), ("i4", 2, 3.0)]
+    run(produce(conf, conf.topic_ratings, [rating_message("carol", *r) for r in before]))
+    assert len(lists_for(conf, "carol", 3)) == 3
+    time.sleep(3)  # let the changelog writes and offset commit happen (commit interval 2.8 s)
+    first.kill9()
+
+    # Restart on the same RocksDB directory (Tansu's wrong ListOffsets used to crash this).
+    after1 = ("i3", 5, 4.0)
+    second, got = restart_and_rate(stream_env, workers, "carol", after1, n_lists=4)
+    assert_same_list(got[-1]["items"], expected_lists(before + [after1])[-1])
+    time.sleep(3)
+    second.kill9()
+
+    # And with the local state deleted: everything comes back from the changelog topics.
+    shutil.rmtree(stream_env.env["RECSYS_DATA_DIR"])
+    after2 = ("i10", 1, 5.0)
+    third, got = restart_and_rate(stream_env, workers, "carol", after2, n_lists=5)
+    assert_same_list(got[-1]["items"], expected_lists(before + [after1, after2])[-1])
+    assert third.get("/recommendations/carol/")["items"] == got[-1]["items"]
+
+
+def restart_and_rate(stream_env, workers, user, rating, n_lists):
+    """Start the worker again, send one rating, return the worker and the user's lists."""
+    worker = stream_env.ready_worker(workers)
+    run(produce(stream_env.conf, stream_env.conf.topic_ratings, [rating_message(user, *rating)]))
+    return worker, lists_for(stream_env.conf, user, n_lists)
+
+
+def test_two_workers_split_partitions_and_both_serve_the_query_api(stream_env, workers):
+    conf = stream_env.conf
+    w1 = start_worker_with_model(stream_env, workers, "w1")
+    w2 = stream_env.worker("w2")
+    workers.append(w2)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            p1, p2 = (set(w.get("/health/")["ratings_partitions"]) for w in (w1, w2))
+            if p1 and p2 and p1 | p2 == set(range(conf.partitions)) and not p1 & p2:
+                break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"no split: {w1.log_tail(20)}\n{w2.log_tail(20)}"
+        time.sleep(0.5)
+    w2.wait_ready(model_version="v-test")  # the similarity broadcast reaches a worker that joins later too
+
+    users = [f"user{n}" for n in range(12)]
+    run(produce(conf, conf.topic_ratings, [rating_message(u, "i0", 5, 1.0) for u in users]))
+    lists = lists_for_all(conf, users)
+    want = expected_lists([("i0", 5, 1.0)])[-1]
+    for user in users:
+        assert_same_list(lists[user], want)
+        for w in (w1, w2):  # either worker answers for every user (routed to the owner)
+            assert_same_list(w.get(f"/recommendations/{user}/")["items"], want)
+
+
+def lists_for_all(conf, users):
+    wanted = {u.encode() for u in users}
+    msgs = run(consume(conf, conf.topic_recommendations,
+                       until=lambda m: wanted <= {x.key for x in m}, timeout=60))
+    return {rec["user"]: rec["items"] for rec in json_values(msgs)}

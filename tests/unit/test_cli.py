@@ -1,0 +1,88 @@
+"""The command line: a user's mistake is one line on stderr and exit status 2, never a
+traceback; ``--help`` needs no broker; commands honour the settings they use."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from broker.ports import free_port, is_listening
+from cli.main import COMMANDS
+from tests.conftest import ROOT
+
+
+def recsys(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "RECSYS_BROKER": "", "PYTHONWARNINGS": "ignore", **env}
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_help_of_every_command_needs_no_broker(command):
+    port = free_port()  # nothing listens here, and nothing may be started
+    result = recsys(command, "--help", RECSYS_EMBEDDED_PORT=str(port))
+    assert result.returncode == 0, result.stderr
+    assert "usage" in result.stdout.lower() and "Traceback" not in result.stderr
+    assert not is_listening(port)
+
+
+@pytest.mark.parametrize("args, env, words", [
+    (["nope"], {}, ["unknown command 'nope'"]),
+    (["load", "/nope.csv", "--format", "csv"], {}, ["/nope.csv", "no such file"]),
+    (["load", "x.csv", "--format", "exel"], {}, ["invalid choice: 'exel'"]),
+    (["create-topics"], {"RECSYS_BROKER": "http://127.0.0.1:9092"}, ["use kafka://host:port"]),
+    (["create-topics"], {"RECSYS_BROKER": "127.0.0.1"}, ["is not host:port"]),
+    (["create-topics"], {"RECSYS_K": "many"}, ["RECSYS_K='many' is not an integer"]),
+    (["demo", "--input", "/nope.csv", "--format", "csv"], {}, ["/nope.csv: no such file"]),
+    (["train-als", "--input", "/nope.csv", "--format", "csv"], {}, ["/nope.csv"]),
+    (["generate", "--users", "0"], {}, ["at least 1"]),
+])
+def test_user_mistakes_get_one_line_and_status_2(args, env, words):
+    assert_one_line_error(recsys(*args, **env), *words)
+
+
+def test_an_unreachable_broker_is_one_line():
+    port = free_port()
+    result = recsys("create-topics", RECSYS_BROKER=f"kafka://127.0.0.1:{port}")
+    assert_one_line_error(result, f"127.0.0.1:{port}", "RECSYS_BROKER")
+
+
+def test_no_local_broker_is_one_line_saying_how_to_start_one():
+    port = free_port()
+    assert_one_line_error(recsys("create-topics", RECSYS_EMBEDDED_PORT=str(port)), f"recsys broker --port {port}")
+
+
+def test_a_port_in_use_is_one_line():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert_one_line_error(recsys("broker", "--port", str(port)), f"port {port}", "in use")
+
+
+def test_train_als_trains_with_the_als_settings(tmp_path):
+    from datatools.generator import generate_shop
+
+    shop = generate_shop(tmp_path / "shop", n_users=60, n_items=30, n_ratings=900, seed=1)
+    args = ("train-als", "--input", str(shop["ratings"]), "--format", "csv", "--out", "", "--no-progress")
+    result = recsys(*args, RECSYS_ALS_RANK="3", RECSYS_ALS_ITERS="2", RECSYS_ALS_SIMILAR="4")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (out["rank"], out["iters"], out["similar"]) == (3, 2, 4)
+    assert json.loads(recsys(*args).stdout.strip().splitlines()[-1])["rank"] == 20  # RECSYS_ALS_RANK's default
+
+
+def test_broker_port_defaults_to_the_setting():
+    assert "RECSYS_EMBEDDED_PORT=19123" in recsys("broker", "--help", RECSYS_EMBEDDED_PORT="19123").stdout

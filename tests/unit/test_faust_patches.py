@@ -1,0 +1,137 @@
+"""The patches of Faust internals (app/faust_patches): each test fails without its patch."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import types
+
+import pytest
+from faust.transport.consumer import Consumer
+from faust.types import TP
+from faust.types.tuples import Message
+from intervaltree import IntervalTree
+
+from app import faust_patches
+from app.app import app
+from app.faust_patches import at_least_once
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, timeout=30))
+
+
+def test_the_app_runs_with_every_patch_installed():
+    assert Consumer.ack is at_least_once.ack
+    assert Consumer._drain_messages is at_least_once.drain_messages
+    assert isinstance(app.monitor, faust_patches.QuietMonitor)
+    assert app.monitor.on_stream_event_in(None, 0, None, None) is None
+    assert "messages_received_total" in app.monitor.asdict()  # the rest of the Monitor still works
+
+
+# ------------------------------------------------------------------ acks
+class FlowControl:
+    def __init__(self, active: bool) -> None:
+        self.active = active
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+def consumer_stub(generation: int, flow_active: bool = True):
+    """Just what ``Consumer.ack`` touches."""
+    app_stub = types.SimpleNamespace(consumer_generation_id=generation, flow_control=FlowControl(flow_active),
+                                     topics=types.SimpleNamespace(acks_enabled_for=lambda topic: True))
+    return types.SimpleNamespace(app=app_stub, _committed_offset=collections.defaultdict(lambda: None),
+                                 _acked_index=collections.defaultdict(set), _acked=collections.defaultdict(list),
+                                 _unacked_messages=set(), _n_acked=0, _waiting_for_ack=None)
+
+
+def message(offset: int, generation: int) -> Message:
+    return Message("ratings", 0, offset, 0.0, 0, None, b"k", b"v", None, tp=TP("ratings", 0),
+                   generation_id=generation)
+
+
+@pytest.mark.parametrize("generation, flow_active", [(1, True), (2, False)])
+def test_an_ack_of_a_skipped_message_is_not_committable(generation, flow_active):
+    """A stream acks what it skips in a rebalance (old generation, or flow suspended):
+    upstream records it, so the next commit jumps past the cleared buffer."""
+    stale = message(40, generation)
+    upstream = consumer_stub(generation=2, flow_active=flow_active)
+    upstream._unacked_messages.add(stale)
+    assert at_least_once._original_ack(upstream, stale) is True
+    assert upstream._acked[stale.tp] == [40]  # upstream: committable
+
+    stale = message(40, generation)
+    patched = consumer_stub(generation=2, flow_active=flow_active)
+    patched._unacked_messages.add(stale)
+    assert at_least_once.ack(patched, stale) is False
+    assert patched._acked[stale.tp] == []  # not committable: read again after the seek
+    assert stale not in patched._unacked_messages and stale.acked  # and nothing waits for it
+
+
+def test_a_processed_message_of_the_current_generation_is_acked_as_before():
+    consumer = consumer_stub(generation=3)
+    msg = message(7, 3)
+    assert at_least_once.ack(consumer, msg) is True
+    assert consumer._acked[msg.tp] == [7] and consumer._n_acked == 1
+
+
+# ------------------------------------------------------------------ gaps
+@pytest.mark.parametrize("first, got, real", [(10, 10, True), (None, 10, True), (4, 10, False), (10, 12, False)])
+def test_a_jump_is_a_gap_only_when_the_broker_holds_nothing_before_the_message(first, got, real):
+    assert at_least_once.gap_is_real(first, got) is real
+
+
+class FakeChecker:
+    def __init__(self, first):
+        self.first = first
+
+    async def first_offset_from(self, tp, offset, limit):
+        return self.first
+
+
+@pytest.mark.parametrize("first, real", [(10, True), (5, False)])
+def test_checking_a_jump_records_only_real_gaps(first, real):
+    consumer = types.SimpleNamespace(_gap=collections.defaultdict(IntervalTree))
+    consumer.__dict__["_gap_checker"] = FakeChecker(first)
+    tp = TP("ratings", 1)
+    assert run(at_least_once._check_jump(consumer, tp, 5, 10)) is real
+    covered = sorted(o for iv in consumer._gap[tp] for o in range(iv.begin, iv.end))
+    assert covered == ([5, 6, 7, 8, 9] if real else [])  # the real gap counts as acked, nothing else
+
+
+# ------------------------------------------------------------------ end of recovery
+def recovery_stub(calls: list):
+    async def perform_seek():
+        calls.append("seek")
+
+    async def maybe_start():
+        calls.append("fetcher")
+
+    async def wait(coro, timeout=None):
+        await coro
+
+    consumer = types.SimpleNamespace(assignment=lambda: {TP("ratings", 0), TP("app-user_state-changelog", 0)},
+                                     perform_seek=perform_seek, resume_flow=lambda: calls.append("resume_flow"),
+                                     resume_partitions=lambda tps: calls.append(("resume_partitions", sorted(tps))))
+    flow = types.SimpleNamespace(resume=lambda: calls.append("flow_control.resume (clears buffers)"))
+    app_stub = types.SimpleNamespace(consumer=consumer, flow_control=flow, conf=types.SimpleNamespace(
+        broker_request_timeout=5), _fetcher=types.SimpleNamespace(maybe_start=maybe_start))
+    return types.SimpleNamespace(app=app_stub, _is_changelog_tp=lambda tp: tp.topic.endswith("-changelog"),
+                                 _wait=wait, completed=asyncio.Event(), log=types.SimpleNamespace(info=print))
+
+
+def test_stream_partitions_resume_only_after_the_buffers_were_cleared():
+    """Upstream resumes the stream partitions, seeks, then resume() clears the buffers:
+    what the fetch loop delivered in between was dropped with its offsets read."""
+    from faust.tables.recovery import Recovery
+
+    from app.faust_patches import changelog_rebuild
+
+    installed = {Recovery.on_recovery_completed, changelog_rebuild._next_on_recovery_completed}
+    assert at_least_once.on_recovery_completed in installed and at_least_once._resume_streams is \
+        Recovery._resume_streams
+    calls: list = []
+    run(at_least_once.resume_streams_in_order(recovery_stub(calls)))
+    assert calls == ["seek", "flow_control.resume (clears buffers)", "resume_flow",
+                     ("resume_partitions", [TP("ratings", 0)]), "fetcher"]

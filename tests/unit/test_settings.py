@@ -1,0 +1,137 @@
+"""Settings come from the environment; Kafka security passes through; `recsys broker`."""
+import os
+import signal
+import subprocess
+import sys
+
+import faust
+
+import pytest
+
+from app.app import broker_credentials
+from app.settings import Settings, SettingError
+from broker.clients import security_kwargs
+from broker.detect import KAFKA, TANSU, engine_of_cluster_id
+from broker.ports import free_port, is_listening
+from tests.conftest import ROOT
+
+
+def settings_with(monkeypatch, **env):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+def test_defaults_use_the_embedded_broker(monkeypatch):
+    monkeypatch.delenv("RECSYS_BROKER", raising=False)
+    conf = settings_with(monkeypatch, RECSYS_EMBEDDED_PORT="19999")
+    assert conf.uses_embedded_broker
+    assert conf.broker_url == "kafka://127.0.0.1:19999"
+    assert conf.bootstrap_servers == ["127.0.0.1:19999"]
+    assert security_kwargs(conf) == {"security_protocol": "PLAINTEXT"}
+    assert broker_credentials(conf) is None
+
+
+def test_a_configured_cluster_with_sasl_ssl(monkeypatch, tmp_path):
+    import ssl
+
+    conf = settings_with(monkeypatch, RECSYS_BROKER="k1:9093;k2:9093", RECSYS_SECURITY_PROTOCOL="SASL_SSL",
+                         RECSYS_SASL_MECHANISM="SCRAM-SHA-256", RECSYS_SASL_USERNAME="shop",
+                         RECSYS_SASL_PASSWORD="secret", RECSYS_SSL_CAFILE="")
+    assert not conf.uses_embedded_broker
+    assert conf.bootstrap_servers == ["k1:9093", "k2:9093"]
+    kw = security_kwargs(conf)
+    assert kw["security_protocol"] == "SASL_SSL" and kw["sasl_mechanism"] == "SCRAM-SHA-256"
+    assert (kw["sasl_plain_username"], kw["sasl_plain_password"]) == ("shop", "secret")
+    assert isinstance(kw["ssl_context"], ssl.SSLContext)
+    creds = broker_credentials(conf)
+    assert isinstance(creds, faust.SASLCredentials)
+    assert (creds.username, creds.password) == ("shop", "secret")
+    assert isinstance(creds.ssl_context, ssl.SSLContext)
+
+
+def test_algorithm_settings_and_implicit_ratings(monkeypatch):
+    conf = settings_with(monkeypatch, RECSYS_K="5", RECSYS_THETA="0.4", RECSYS_RATING_MIN="2",
+                         RECSYS_RATING_MAX="10", RECSYS_IMPLICIT_RATINGS="purchase:10, cart:8")
+    assert (conf.k, conf.theta, conf.rating_min, conf.rating_max) == (5, 0.4, 2.0, 10.0)
+    assert conf.implicit_rating_map() == {"purchase": 10.0, "cart": 8.0}
+
+
+def test_recsys_broker_runs_in_the_foreground_and_stops_on_sigterm():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "broker", "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, RECSYS_BROKER=""))
+    try:
+        first = proc.stdout.readline()  # printed once the broker answers metadata requests
+        assert f"127.0.0.1:{port}" in first
+        assert is_listening(port)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert "stopped" in proc.stdout.read()
+        assert not is_listening(port)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_worker_tuning_reaches_faust(monkeypatch, tmp_path):
+    from app.app import create_app
+
+    conf = settings_with(monkeypatch, RECSYS_DATA_DIR=str(tmp_path), RECSYS_PRODUCER_LINGER_MS="25",
+                         RECSYS_PRODUCER_BATCH_BYTES="65536", RECSYS_MAX_POLL_RECORDS="300")
+    faust_conf = create_app(conf).conf
+    assert faust_conf.producer_linger == 0.025
+    assert faust_conf.producer_max_batch_size == 65536
+    assert faust_conf.broker_max_poll_records == 300
+
+
+def test_default_poll_fits_below_a_full_stream_buffer(monkeypatch, tmp_path):
+    """A stream stops fetching when its buffer is 80% full (mode's pressure_high_ratio);
+    one poll's records must fit in the remaining 20%, else the buffer fills and every
+    further message is delivered through a task and a wait."""
+    from mode.utils.queues import FlowControlQueue
+
+    from app.app import create_app
+
+    faust_conf = create_app(settings_with(monkeypatch, RECSYS_DATA_DIR=str(tmp_path))).conf
+    size = faust_conf.stream_buffer_maxsize
+    headroom = size - size // FlowControlQueue.pressure_high_ratio
+    assert 0 < faust_conf.broker_max_poll_records <= headroom
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("RECSYS_K", "ten", "RECSYS_K='ten' is not an integer"),
+    ("RECSYS_THETA", "0,6", "RECSYS_THETA='0,6' is not a number"),
+    ("RECSYS_ALS_BIASES", "maybe", "RECSYS_ALS_BIASES='maybe' is not a boolean"),
+    ("RECSYS_PROCESSING_GUARANTEE", "exactly-once", "one of at_least_once, exactly_once"),
+    ("RECSYS_BROKER", "http://localhost:9092", "use kafka://host:port (not http://)"),
+    ("RECSYS_BROKER", "localhost", "'localhost' is not host:port"),
+    ("RECSYS_BROKER", "kafka://k1:9092,k2", "'k2' is not host:port"),
+])
+def test_a_setting_that_does_not_parse_names_the_variable(monkeypatch, name, value, says):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingError) as exc:
+        Settings()
+    assert says in str(exc.value)
+
+
+def test_a_valid_broker_list_and_engine_choice(monkeypatch):
+    conf = settings_with(monkeypatch, RECSYS_BROKER="kafka://k1:9092,k2:9093", RECSYS_BROKER_ENGINE="kafka")
+    assert conf.bootstrap_servers == ["k1:9092", "k2:9093"] and conf.broker_engine == "kafka"
+
+
+@pytest.mark.parametrize("cluster_id, engine", [("tansu_cluster", TANSU), ("MkU3OEVBNTcwNTJENDM2Qk", KAFKA),
+                                                (None, KAFKA), ("", KAFKA)])
+def test_the_engine_is_told_by_the_cluster_id(cluster_id, engine):
+    assert engine_of_cluster_id(cluster_id) == engine
+
+
+def test_tansu_workarounds_follow_the_detected_engine_not_the_url(monkeypatch, tmp_path):
+    from app.app import create_app
+
+    monkeypatch.setenv("RECSYS_BROKER", "kafka://127.0.0.1:9")  # a URL, as if naming a real cluster
+    tansu = create_app(settings_with(monkeypatch, RECSYS_BROKER_ENGINE="tansu", RECSYS_DATA_DIR=str(tmp_path))).conf
+    assert (tansu.broker_session_timeout, tansu.broker_heartbeat_interval) == (6.0, 1.0)
+    kafka = create_app(settings_with(monkeypatch, RECSYS_BROKER_ENGINE="kafka", RECSYS_DATA_DIR=str(tmp_path))).conf
+    assert kafka.broker_session_timeout == 60.0  # Faust's default: no workaround on real Kafka
