@@ -15,14 +15,14 @@ from app.app import app, settings
 from app.topics import ratings_topic, recommendations_topic
 from broker.partitioning import owner_partition
 from tables.definitions import model_version, similarity, user_state
-from tables.scoring import high_rating_cut, recommend_after_rating
+from tables.scoring import OnlineParams, recommend_after_rating
 from tables.state import UserState
 
 from agents.behaviour import hot_items
 from agents.dead_letters import process_or_dead_letter
 
 log = logging.getLogger(__name__)
-HIGH_CUT = high_rating_cut(settings.rating_min, settings.rating_max)
+PARAMS = OnlineParams.from_settings(settings)
 
 
 @app.agent(ratings_topic)
@@ -52,8 +52,7 @@ async def update_and_send(event) -> None:
     else:
         state.recent, state.rated, new_list, n_scored = recommend_after_rating(
             item=rating.item, rating=rating.rating, ts=rating.ts, recent=state.recent, rated=state.rated,
-            previous=state.last_list, similarity=index, hot_items=hot_items, k=settings.k, m=settings.m,
-            theta=settings.theta, high_cut=HIGH_CUT, rated_limit=settings.rated_items_max, decay=settings.decay)
+            previous=state.last_list, similarity=index, hot_items=hot_items, params=PARAMS)
         state.recs = {"items": new_list, "model_version": version, "ts": rating.ts}
         state.offset = message.offset
         user_state[key] = state.to_value()

@@ -102,15 +102,14 @@ class Settings:
     web_host: str = field(default_factory=lambda: _env("RECSYS_WEB_HOST", "127.0.0.1"))
     log_every_s: float = field(default_factory=lambda: _env_float("RECSYS_LOG_EVERY_S", 10.0))
     #: Producer batching: how long a batch may wait for more messages, and its size.
-    #: Latency vs throughput: 50 ms / 256 KB instead of 10 ms / 16 KB gives one worker
-    #: more ratings/s and lists ~30 ms later (README, Results; benchmarks/realtime_bench.py).
+    #: Latency vs throughput: longer and bigger batches give a worker more ratings/s and
+    #: later lists (the measured trade-off: README, Results).
     producer_linger_ms: float = field(default_factory=lambda: _env_float("RECSYS_PRODUCER_LINGER_MS", 10.0))
     producer_batch_bytes: int = field(default_factory=lambda: _env_int("RECSYS_PRODUCER_BATCH_BYTES", 16384))
     #: Records one consumer poll may return (Kafka's own default, 500; Faust passes
     #: "unlimited"). Keep it below a fifth of Faust's stream buffer (4096): a stream
     #: stops fetching at 80% full, so a bounded poll never finds the buffer full, and a
-    #: full buffer costs every further message a task and a wait (2,700 -> 3,100 ratings/s
-    #: for one worker in benchmarks/realtime_bench.py).
+    #: full buffer costs every further message a task and a wait (README, Results).
     max_poll_records: int = field(default_factory=lambda: _env_int("RECSYS_MAX_POLL_RECORDS", 500))
 
     # --- Topic names --------------------------------------------------------------

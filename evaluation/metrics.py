@@ -59,11 +59,3 @@ def rmse(pred, truth) -> float:
     if pred.size == 0:
         return float("nan")
     return float(np.sqrt(np.mean((pred - truth) ** 2)))
-
-
-def mae(pred, truth) -> float:
-    pred = np.asarray(pred, dtype=np.float64)
-    truth = np.asarray(truth, dtype=np.float64)
-    if pred.size == 0:
-        return float("nan")
-    return float(np.mean(np.abs(pred - truth)))

@@ -83,17 +83,15 @@ def ratings(drill: Drill) -> list[tuple[str, str, float, float]]:
 
 def expected_final_lists(stream, neighbours: dict, conf) -> dict[str, list]:
     """Each user's last list, replayed in-process like one worker that never crashed."""
-    from tables.scoring import SimilarityIndex, high_rating_cut, recommend_after_rating
+    from tables.scoring import OnlineParams, SimilarityIndex, recommend_after_rating
 
-    index = SimilarityIndex(neighbours)
-    cut = high_rating_cut(conf.rating_min, conf.rating_max)
+    index, params = SimilarityIndex(neighbours), OnlineParams.from_settings(conf)
     state: dict[str, tuple] = {}
     for user, item, rating, ts in stream:
         recent, rated, previous = state.get(user, ([], [], []))
         recent, rated, new_list, _ = recommend_after_rating(
             item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous, similarity=index,
-            hot_items=(), k=conf.k, m=conf.m, theta=conf.theta, high_cut=cut, rated_limit=conf.rated_items_max,
-            decay=conf.decay)
+            hot_items=(), params=params)
         state[user] = (recent, rated, new_list)
     return {user: s[2] for user, s in state.items()}
 

@@ -322,7 +322,7 @@ class ALS:
         if R.nnz != nnz:  # scipy summed two ratings of one pair: never what we want
             raise ValueError("R has duplicate (user, item) entries; build it with ratings_to_csr()")
         n_users, n_items = R.shape
-        n_threads = max(1, int(self.n_threads or _available_cpus()))
+        n_threads = max(1, int(self.n_threads or available_cpus()))
         k = self.rank + 1 if self.biases else self.rank  # unknowns per row
         dual_max = self.rank if self.dual_max is None else int(self.dual_max)
 
@@ -589,7 +589,7 @@ class ALS:
 
 
 # ---------------------------------------------------------------------- helpers
-def _available_cpus() -> int:
+def available_cpus() -> int:
     """CPUs this process may run on (respects taskset / container CPU sets)."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))

@@ -18,17 +18,11 @@ import scipy.sparse as sp
 
 from app.settings import Settings
 
-from .als import ALS
+from .als import ALS, available_cpus
 from .publish import neighbour_lists
 from .similarity import top_similar
 
 log = logging.getLogger(__name__)
-
-
-def _available_cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def model_path(conf: Settings) -> Path:
@@ -61,7 +55,7 @@ def compute_similarity(item_factors: np.ndarray, m: int, min_similarity: float,
                        n_threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-``m`` cosine neighbours of every item (see :func:`top_similar`)."""
     return top_similar(item_factors, m=m, min_similarity=min_similarity,
-                       n_threads=n_threads or _available_cpus())
+                       n_threads=n_threads or available_cpus())
 
 
 @dataclass

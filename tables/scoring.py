@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 #: ``[item, rating, ts]`` - one entry of a user's recent ratings.
@@ -239,19 +240,42 @@ def fill_with_fallback(ranked: Sequence[Sequence], hot_items: Iterable[str], k: 
     return result
 
 
+@dataclass(frozen=True)
+class OnlineParams:
+    """The knobs of the online update, in one frozen object (see ``docs/ARCHITECTURE.md``).
+
+    ``k`` list length and recent ratings kept; ``m`` candidates per rating; ``theta``
+    minimum similarity; ``high_cut`` the high/low rating cut; ``rated_limit`` rated items
+    remembered; ``decay`` weight of the previous list's scores (1.0 = the paper).
+    """
+
+    k: int = 20
+    m: int = 20
+    theta: float = 0.6
+    high_cut: float = 3.0
+    rated_limit: int = 1000
+    decay: float = 1.0
+
+    @classmethod
+    def from_settings(cls, conf) -> "OnlineParams":
+        return cls(k=conf.k, m=conf.m, theta=conf.theta, high_cut=high_rating_cut(conf.rating_min, conf.rating_max),
+                   rated_limit=conf.rated_items_max, decay=conf.decay)
+
+
 def recommend_after_rating(*, item: str, rating: float, ts: float, recent: Sequence[RecentRating],
                            rated: Sequence[str], previous: Sequence[Sequence],
                            similarity: SimilarityIndex, hot_items: Iterable[str],
-                           k: int, m: int, theta: float, high_cut: float, rated_limit: int,
-                           decay: float = 1.0):
+                           params: Optional[OnlineParams] = None, **knobs):
     """The whole update for one rating: returns ``(recent, rated, new_list, n_scored)``.
 
     A replayed rating (:func:`is_replay`) returns the state and the previous list as they
     are, so at-least-once redelivery after a crash changes nothing.
 
     This is what the realtime agent calls between reading and writing its tables.
-    ``decay`` is passed to :func:`merge_lists` (1.0, the default, is the paper).
+    ``params`` (or its fields as keywords: ``k=5, theta=0.5``...) are the knobs.
     """
+    p = params or OnlineParams(**knobs)
+    k, m, theta, high_cut, rated_limit, decay = p.k, p.m, p.theta, p.high_cut, p.rated_limit, p.decay
     if is_replay(recent, item, rating, ts):  # at-least-once redelivery: nothing changes
         return list(recent), list(rated), [list(entry) for entry in previous], 0
     recent = add_recent_rating(recent, item, rating, ts, k)

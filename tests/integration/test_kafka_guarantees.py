@@ -147,7 +147,9 @@ def test_a_confluent_kafka_consumer_group_reads_lists_a_confluent_producer_cause
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed (apt-get install kcat)")
-def test_kcat_produces_a_rating_and_reads_the_list(stream_env, workers):
+def test_kcat_produces_a_rating_and_reads_the_list(broker, stream_env, workers):
+    if broker.engine == "tansu":
+        pytest.skip("Debian's kcat 1.7 fails on Tansu's malformed ApiVersions v3 answer (see README)")
     conf = stream_env.conf
     start_worker_with_model(stream_env, workers)
     bootstrap = ",".join(conf.bootstrap_servers)
