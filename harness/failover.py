@@ -153,8 +153,8 @@ def run_drill(drill: Drill, broker_port: int, tmp: Path, *, broker: str = "", br
         raise ValueError(f"unknown drill {drill.kind!r}: one of {', '.join(DRILLS)}")
     t0 = time.monotonic()
     tmp.mkdir(parents=True, exist_ok=True)
-    env = isolated_env(broker_port, tmp / "data-w1", partitions=drill.partitions, broker=broker,
-                       RECSYS_SESSION_TIMEOUT_S=6, RECSYS_HEARTBEAT_INTERVAL_S=1, RECSYS_LOG_EVERY_S=5, **settings)
+    settings = {"RECSYS_SESSION_TIMEOUT_S": 6, "RECSYS_HEARTBEAT_INTERVAL_S": 1, "RECSYS_LOG_EVERY_S": 5, **settings}
+    env = isolated_env(broker_port, tmp / "data-w1", partitions=drill.partitions, broker=broker, **settings)
     conf = settings_from(env)
     neighbours = model(drill.items)
     w1 = WorkerProcess("w1", env, tmp / "w1.log").start()

@@ -14,7 +14,10 @@ from tests.brokers import run
 def test_the_gap_checker_finds_the_first_record_on_a_real_broker(stream_env):
     from tests.brokers import produce
 
+    from broker.topics import create_topics
+
     conf = stream_env.conf
+    run(create_topics(conf))
     run(produce(conf, conf.topic_dead_letters, [(b"k", str(n).encode()) for n in range(6)]))
     owner = types.SimpleNamespace(app=app, in_transaction=False)
     app.conf.broker = conf.broker_url  # the checker reads the app's broker setting

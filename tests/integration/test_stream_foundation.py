@@ -10,6 +10,7 @@ import pytest
 
 from app.records import parse_event, parse_rating
 from tests.conftest import DATASETS, ROOT
+from broker.topics import create_topics
 from tests.brokers import consume, json_values, produce, run
 
 pytestmark = pytest.mark.broker
@@ -41,6 +42,7 @@ def test_loader_streams_a_generated_shop_and_counts_skipped_rows(stream_env, tmp
     from datatools.loader import load_file
 
     conf = stream_env.conf
+    run(create_topics(conf))  # recsys load creates them too; load_file alone does not
     shop = generate_shop(tmp_path / "shop", n_users=50, n_items=40, n_ratings=300, seed=7)
     ratings_file = tmp_path / "ratings.csv"
     good = open(shop["ratings"]).read()

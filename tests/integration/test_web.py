@@ -1,0 +1,303 @@
+"""``recsys web`` with real parts: a broker, a stream worker with a model, the web
+service as its own process, and headless Chromium (Debian's ``chromium`` driven by
+Python ``playwright``; never ``playwright install``).
+
+- the shop page: a buy click changes the user's list on the page;
+- the dashboard: its counters move after ratings are produced, and the online
+  evaluation joins events with the lists before them;
+- the SSE endpoint delivers every list that lands on the topic for the watched user.
+
+Screenshots are saved in each test's tmp dir (the path is printed).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from broker.ports import free_port
+from tests.brokers import consume, json_values, produce
+from tests.integration.test_stream_realtime import rating_message, start_worker_with_model
+
+pytestmark = pytest.mark.broker
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+NAMES = {f"i{n}": (f"Item {word}", "red" if n < 6 else "blue") for n, word in enumerate(
+    "zero one two three four five six seven eight nine ten eleven".split())}
+
+
+def run(coro):
+    """``asyncio.run`` in a thread of its own: playwright's sync API keeps a loop running here."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def lists_for(conf, user, n, timeout=60):
+    msgs = run(consume(conf, conf.topic_recommendations,
+                       until=lambda m: sum(1 for x in m if x.key == user.encode()) >= n, timeout=timeout))
+    return [rec for rec in json_values(msgs) if rec["user"] == user]
+
+
+# ------------------------------------------------------------------ the web process
+class WebProcess:
+    def __init__(self, env: dict, worker_url: str, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "web.server", "--port", str(self.port), "--worker-url", worker_url],
+                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+    def get(self, path: str, timeout: float = 5.0):
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+            return json.loads(resp.read())
+
+    def wait_ready(self, timeout: float = 90.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"recsys web died:\n{self.log_tail()}"
+            try:
+                return self.get("/health")
+            except (OSError, ValueError):  # 503 until its consumers have their partitions
+                time.sleep(0.3)
+        raise TimeoutError(f"recsys web not ready in {timeout:.0f}s:\n{self.log_tail()}")
+
+    def wait_for(self, what: str, check, timeout: float = 60.0):
+        """Poll ``/api/dashboard`` until ``check(data)`` is truthy; returns the data."""
+        deadline = time.monotonic() + timeout
+        data = None
+        while time.monotonic() < deadline:
+            data = self.get("/api/dashboard")
+            if check(data):
+                return data
+            time.sleep(0.3)
+        raise AssertionError(f"{what}: not in {timeout:.0f}s; last dashboard {json.dumps(data)[:2000]}\n"
+                             f"{self.log_tail()}")
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+@pytest.fixture
+def deployment(stream_env, workers):
+    """A worker with the test model, an ``items`` catalogue and ``recsys web`` on top."""
+    env = stream_env.env
+    items_topic = env["RECSYS_TOPIC_RATINGS"].replace("ratings", "items")
+    env["RECSYS_TOPIC_ITEMS"] = items_topic
+    worker = start_worker_with_model(stream_env, workers)
+    run(create_compacted(stream_env.conf, items_topic))
+    run(produce(stream_env.conf, items_topic, [
+        (item.encode(), json.dumps({"item": item, "name": name, "category": cat}).encode())
+        for item, (name, cat) in NAMES.items()]))
+    web = WebProcess(env, worker.url, stream_env.tmp / "web.log")
+    try:
+        web.wait_ready()
+        yield stream_env, worker, web
+    finally:
+        web.stop()
+
+
+async def create_compacted(conf, topic: str) -> None:
+    from aiokafka.admin import NewTopic
+
+    from broker.clients import KafkaClients
+
+    admin = await KafkaClients(conf).admin()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=conf.partitions, replication_factor=1,
+                                            topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium (the browser tests need it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed: pip install -e '.[web]' (never `playwright install`)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"], headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def event_message(user, item, event):
+    return user.encode(), json.dumps({"user": user, "item": item, "event": event, "ts": time.time()}).encode()
+
+
+def page_list(page) -> list[str]:
+    return page.eval_on_selector_all("#rec-list .rec-card .card", "cards => cards.map(c => c.dataset.item)")
+
+
+# ------------------------------------------------------------------ the tests
+def test_a_buy_click_on_the_shop_page_changes_the_users_list(deployment, browser):
+    stream_env, worker, web = deployment
+    conf = stream_env.conf
+    run(produce(conf, conf.topic_ratings, [rating_message("alice", "i0", 5, time.time())]))
+    assert len(lists_for(conf, "alice", 1)) == 1
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{web.url}/?user=alice")
+    page.wait_for_function("document.querySelectorAll('#rec-list .rec-card').length > 0", timeout=30_000)
+    page.wait_for_function("document.getElementById('stream-state').textContent === 'live'", timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('#catalogue-grid .card').length === 12", timeout=30_000)
+    before = page_list(page)
+    assert before and "i0" not in before  # the rated item is never recommended
+    first = page.locator("#rec-list .rec-card .card").first
+    assert first.locator(".name").inner_text() == NAMES[before[0]][0]  # names from the items topic
+    page.screenshot(path=str(stream_env.tmp / "shop-before.png"), full_page=True)
+
+    bought = before[0]
+    first.locator("button.buy").click()
+    page.wait_for_function("document.getElementById('update-count').textContent !== '0'", timeout=60_000)
+    after = page_list(page)
+    page.wait_for_timeout(2100)  # let the "new" highlight fade for the screenshot only
+    page.screenshot(path=str(stream_env.tmp / "shop-after.png"), full_page=True)
+    print(f"screenshots: {stream_env.tmp / 'shop-before.png'} {stream_env.tmp / 'shop-after.png'}")
+    assert after != before
+    assert bought not in after  # bought = an implicit 5-star rating: never recommended again
+    assert "sent (202)" in page.inner_text("#status")
+    # The list on the page is the list on the topic.
+    last = lists_for(conf, "alice", 2)[-1]
+    assert last["reason"] == "implicit:purchase" and [i for i, _ in last["items"]] == after
+
+
+def test_the_dashboard_counters_move_and_events_are_joined_with_the_lists_before_them(deployment, browser):
+    stream_env, worker, web = deployment
+    conf = stream_env.conf
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{web.url}/dashboard")
+    page.wait_for_function("document.getElementById('worker-state').textContent === 'worker ok'", timeout=30_000)
+    assert page.inner_text("#ratings-total") == "0" and page.inner_text("#lists-live") == "0"
+
+    users = [f"shopper{n}" for n in range(6)]
+    run(produce(conf, conf.topic_ratings, [rating_message(u, "i0", 5, time.time()) for u in users]))
+    page.wait_for_function("Number(document.getElementById('ratings-total').textContent) >= 6 && "
+                           "Number(document.getElementById('lists-live').textContent) >= 6", timeout=60_000)
+    assert page.inner_text("#users") == "6"
+
+    # Online evaluation: a click on an item of the list shown is a hit, any other a miss.
+    shown = {u: [i for i, _ in web_list(web, u)] for u in users}
+    assert all(shown.values())
+    events = [event_message(u, shown[u][0], "click") for u in users[:4]]          # 4 hits
+    events += [event_message(u, "i0", "view") for u in users[4:]]                  # 2 misses (i0 was rated)
+    events += [event_message("nobody", "i1", "view")]                              # no list before it
+    run(produce(conf, conf.topic_events, events))
+    data = web.wait_for("the 6 joined events", lambda d: sum(r["n"] for r in d["evaluation"]["by_variant"]) >= 6
+                        and d["evaluation"]["unjoined"].get("view", 0) >= 1)
+    [row] = data["evaluation"]["by_variant"]
+    assert (row["variant"], row["n"], row["hits"]) == ("default", 6, 4)
+    assert row["ci_low"] < 4 / 6 < row["ci_high"]
+    assert data["evaluation"]["by_version"][0]["model_version"] == "v-test"
+    page.wait_for_function("document.querySelectorAll('#eval-variant tbody tr').length === 1", timeout=30_000)
+    assert page.inner_text("#eval-variant tbody tr").split("\t")[:3] == ["default", "6", "4"]
+    page.wait_for_function("Number(document.getElementById('events-total').textContent) >= 7", timeout=30_000)
+    assert page.inner_text("#model-version") == "v-test"
+
+    # A bad rating becomes a dead letter; the dashboard counts it by reason.
+    run(produce(conf, conf.topic_ratings, [rating_message("shopper0", "i1", 9, time.time())]))
+    web.wait_for("the dead letter", lambda d: d["dead_letters"] == {"rating_out_of_range": 1})
+    page.wait_for_function("document.getElementById('dead-total').textContent === '1'", timeout=30_000)
+    assert page.inner_text("#dead-letters tbody tr").split("\t") == ["rating_out_of_range", "1"]
+    page.wait_for_timeout(1500)
+    page.screenshot(path=str(stream_env.tmp / "dashboard.png"), full_page=True)
+    print(f"screenshot: {stream_env.tmp / 'dashboard.png'}")
+
+
+def web_list(web, user) -> list:
+    data = web.get(f"/api/lists/{user}")
+    assert data["source"] == "realtime", data
+    return [[e["item"], e["score"]] for e in data["items"]]
+
+
+def test_the_sse_endpoint_delivers_every_list_of_the_watched_user(deployment):
+    stream_env, worker, web = deployment
+    conf = stream_env.conf
+    received: list[dict] = []
+    stream = SseReader(f"{web.url}/api/stream/bob", received)
+    stream.wait_for_current()
+
+    bob = [("i0", 5), ("i6", 2), ("i3", 4), ("i8", 1), ("i10", 5), ("i11", 3), ("i7", 5), ("i2", 4)]
+    other = [rating_message("carol", "i1", 4, time.time())]  # another user's list must not arrive
+    now = time.time()
+    run(produce(conf, conf.topic_ratings, other + [rating_message("bob", i, r, now + n * 0.001)
+                                                   for n, (i, r) in enumerate(bob)]))
+    on_topic = lists_for(conf, "bob", len(bob))
+    assert len(on_topic) == len(bob)
+    deadline = time.monotonic() + 60
+    while stream.count("list") < len(bob) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # a list too many would arrive now
+    stream.close()
+    lists = [m for m in received if m["event"] == "list"]
+    assert len(lists) == len(on_topic), f"{len(lists)} lists by SSE, {len(on_topic)} on the topic"
+    assert [[e["item"] for e in m["data"]["items"]] for m in lists] == [[i for i, _ in r["items"]] for r in on_topic]
+    assert {m["data"]["user"] for m in lists} == {"bob"}
+    assert len({m["id"] for m in lists}) == len(lists)  # every message its own topic offset
+
+
+class SseReader:
+    """Reads one Server-Sent Events stream in a thread (the standard library is enough)."""
+
+    def __init__(self, url: str, into: list) -> None:
+        self.messages = into
+        self.response = urllib.request.urlopen(url, timeout=90)
+        assert self.response.headers["Content-Type"].startswith("text/event-stream")
+        self.thread = threading.Thread(target=self.read, daemon=True)
+        self.thread.start()
+
+    def read(self) -> None:
+        fields: dict = {}
+        try:
+            for raw in self.response:
+                line = raw.decode().rstrip("\n")
+                if not line:
+                    if "data" in fields:
+                        self.messages.append({"event": fields.get("event", "message"), "id": fields.get("id"),
+                                              "data": json.loads(fields["data"])})
+                    fields = {}
+                elif not line.startswith(":"):
+                    name, _, value = line.partition(":")
+                    fields[name] = value.lstrip(" ")
+        except (OSError, ValueError, AttributeError):  # AttributeError: closed under http.client's feet
+            pass
+
+    def count(self, event: str) -> int:
+        return sum(1 for m in self.messages if m["event"] == event)
+
+    def wait_for_current(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.count("current"):
+            assert time.monotonic() < deadline, "no `current` message on the stream"
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.response.close()

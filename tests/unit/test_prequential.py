@@ -1,0 +1,178 @@
+"""The streaming evaluation: each ranker's list on small hand-made inputs, the protocol's
+counts, and the JSON line's keys."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from app.settings import Settings
+from evaluation import prequential as pq
+from evaluation import rankers as rk
+from tables.scoring import OnlineParams, SimilarityIndex, recommend_after_rating
+
+JSON_KEYS = {"protocol", "events_scored", "users", "repeat_share", "hr_at_10", "ndcg_at_10", "mrr_at_10",
+             "coverage", "novelty", "change_rate", "us_per_event"}
+
+#: sim lists: a -> x 0.9, y 0.5; b -> y 0.6, z 0.2 (symmetric rows come from SimilarityIndex)
+NEIGHBOURS = {"a": {"x": 0.9, "y": 0.5}, "b": {"y": 0.6, "z": 0.2}}
+
+
+def _shared(counts=None, cooc=None) -> rk.SharedState:
+    shared = rk.SharedState(rk.TopCounter(size=3), rk.HotWindow(10.0, 1.0, 2))
+    shared.index = SimilarityIndex(NEIGHBOURS)
+    shared.cooc = SimilarityIndex(cooc if cooc is not None else NEIGHBOURS)
+    for item, n in (counts or {}).items():
+        shared.popularity.add(item, n)
+    return shared
+
+
+def _view(*items) -> rk.UserView:
+    view = rk.UserView()
+    for t, item in enumerate(items):
+        view.apply(item, 4.0, float(t))
+    return view
+
+
+def test_top_counter_keeps_exact_top_and_falls_back_when_excluded():
+    top = rk.TopCounter(size=2)
+    for item in "abbcccd":
+        top.add(item)
+    assert top.top(2) == ["c", "b"]
+    assert top.top(3) == ["c", "b", "a"]  # beyond the cached top 2: a full sort, still exact
+    assert top.top(2, exclude={"c"}) == ["b", "a"]  # a (1) ties d (1): id order
+    assert top.top(4, exclude={"c", "b"}) == ["a", "d"]
+    assert top.max_count() == 3
+
+
+def test_popularity_list_excludes_the_users_items():
+    shared = _shared({"p": 5, "q": 3, "r": 3, "s": 1})
+    assert rk.Popularity().recommend("u", _view("q"), shared) == ["p", "r", "s"]
+
+
+def test_window_ranks_what_the_window_held_at_the_last_hop():
+    win = rk.HotWindow(size_s=10.0, step_s=5.0, n_hot=1)
+    win.add("a", 0.0)
+    win.add("b", 1.0)
+    win.add("b", 2.0)
+    win.add("c", 5.0)  # hop at 5: the window (-5, 5] held a, b, b
+    assert win.ranked == ["b", "a"] and win.hot == ["b"]
+    win.add("c", 12.0)  # hop at 10: (0, 10] holds b, b, c (a at 0 fell out)
+    assert win.ranked == ["b", "c"]
+    shared = _shared()
+    shared.window = win
+    assert rk.PopularityWindow().recommend("u", _view("b"), shared) == ["c"]
+
+
+def test_item_knn_sums_similarities_of_recent_items():
+    # y: 0.5 (a) + 0.6 (b) = 1.1; x: 0.9; z: 0.2
+    assert rk.ItemKNN(k=20).recommend("u", _view("a", "b"), _shared()) == ["y", "x", "z"]
+    assert rk.ItemKNN(k=1).recommend("u", _view("a", "b"), _shared()) == ["y", "z"]  # only b
+    assert rk.ItemKNN().recommend("u", _view("a", "b", "y"), _shared()) == ["x", "z"]
+
+
+def test_default_decays_older_items_and_says_why():
+    p = rk.DefaultParams(decay=0.5, w_pop=0.0, w_als=0.0, w_hot=0.0)
+    # weights: b (newest) 1, a 0.5 -> x 0.45, y 0.25 + 0.6 = 0.85, z 0.2
+    items, because = rk.default_list("u", _view("a", "b"), _shared(), p)
+    assert items == ["y", "x", "z"]
+    assert because == {"y": "b", "x": "a", "z": "b"}
+    # decay 0.1: x 0.09 < z 0.2
+    items, _ = rk.default_list("u", _view("a", "b"), _shared(), rk.DefaultParams(decay=0.1, w_pop=0.0))
+    assert items == ["y", "z", "x"]
+
+
+def test_default_adds_the_popularity_prior():
+    shared = _shared({"x": 8, "p": 8, "a": 1})
+    p = rk.DefaultParams(decay=0.5, w_pop=1.0, w_als=0.0, n_pop=5)
+    # knn scaled by its max (0.85): y 1, x 0.529, z 0.235; prior lg(1+c)/lg(9): x 1, p 1 (a is the
+    # user's): x 1.529, p 1.0 = y 1.0 (tie: id order), z 0.235
+    items, because = rk.default_list("u", _view("a", "b"), shared, p)
+    assert items == ["x", "p", "y", "z"]
+    assert "p" not in because  # came from the prior only
+
+
+def test_paper_ranker_is_the_agents_function():
+    shared = _shared()
+    params = OnlineParams(k=20, m=20, theta=0.1, high_cut=3.0)
+    paper = rk.Paper(params)
+    view = rk.UserView()
+    recent, rated, lst = [], [], []
+    for t, item in enumerate(["a", "b"]):
+        view.apply(item, 4.0, float(t))
+        paper.update("u", item, 4.0, float(t), view, shared)
+        recent, rated, lst, _ = recommend_after_rating(item=item, rating=4.0, ts=float(t), recent=recent,
+                                                       rated=rated, previous=lst, similarity=shared.index,
+                                                       hot_items=[], params=params)
+    assert paper.recommend("u", view, shared) == [e[0] for e in lst][:10]
+    assert paper.recommend("u", view, shared) == ["x", "y", "z"]
+
+
+def test_als_ranker_falls_back_to_popularity_for_unknown_users():
+    shared = _shared({"p": 2, "q": 1})
+    assert rk.ALSRanker().recommend("nobody", _view("q"), shared) == ["p"]
+
+
+def test_hit_metrics_by_hand():
+    hr, ndcg, mrr = pq.hit_arrays([1, 3, 0])
+    assert hr.mean() == pytest.approx(2 / 3)
+    assert ndcg.mean() == pytest.approx((1 + 0.5) / 3)  # 1/log2(3+1) = 0.5
+    assert mrr.mean() == pytest.approx((1 + 1 / 3) / 3)
+
+
+def _tiny_stream() -> pq.Stream:
+    # 4 users, items i0..i5; 20 events: the scored half starts at event 10
+    rows = [("u1", "i0"), ("u2", "i0"), ("u3", "i1"), ("u1", "i1"), ("u2", "i2"), ("u3", "i0"),
+            ("u1", "i2"), ("u2", "i1"), ("u3", "i2"), ("u1", "i3"),
+            ("u2", "i3"),  # 10: scored
+            ("u3", "i3"),  # 11: scored
+            ("u1", "i4"),  # 12: scored
+            ("u1", "i4"),  # 13: repeat, not scored
+            ("u4", "i0"),  # 14: u4's first event, not scored
+            ("u2", "i4"),  # 15: scored
+            ("u4", "i4"),  # 16: scored
+            ("u3", "i5"),  # 17: scored
+            ("u2", "i5"),  # 18: scored
+            ("u3", "i1"),  # 19: repeat
+            ]
+    return pq.Stream([u for u, _ in rows], [i for _, i in rows], np.full(len(rows), 4.0),
+                     np.arange(len(rows), dtype=np.float64), (1.0, 5.0))
+
+
+def test_protocol_counts_and_json_keys():
+    conf = Settings(als_rank=2, als_iters=2, als_similar=3, hot_items=3)
+    raw = pq.run_stream(_tiny_stream(), conf, progress=False)
+    summary = pq.summarise(raw)
+    assert set(summary) == JSON_KEYS
+    assert summary["events_scored"] == 7 and summary["users"] == 4
+    assert summary["repeat_share"] == pytest.approx(2 / 9)  # 9 events of known users in the scored half
+    for key in JSON_KEYS - {"protocol", "events_scored", "users", "repeat_share"}:
+        assert set(summary[key]) == set(rk.RANKER_NAMES)
+    assert len(raw["train_seconds"]) == pq.RETRAINS  # warm-up fit + 9 cuts inside the scored half
+    # Popularity, list pushed after the user's previous event: u2 (10), u3 (11), u1 (12), u2 (15),
+    # u3 (17), u2 (18) had every item seen by then -> empty lists, misses; u4's list after event 14
+    # (counts i0 4, i1 3, i2 3, i3 3, i4 2; i0 is u4's) is [i1, i2, i3, i4]: i4 at 4.
+    assert raw["tally"]["popularity"].ranks == [0, 0, 0, 0, 4, 0, 0]
+    assert summarise_hr(raw, "popularity") == pytest.approx(1 / 7)
+
+
+def summarise_hr(raw, name):
+    return pq.summarise(raw)["hr_at_10"][name]
+
+
+def test_main_prints_the_json_line_last(tmp_path, capsys):
+    from evaluation.run import main
+
+    lines = [f"u{u},i{(u * 3 + n) % 7},view,{n * 10 + u}" for n in range(8) for u in range(5)]
+    path = tmp_path / "events.csv"
+    path.write_text("\n".join(lines) + "\n")
+    conf = Settings(als_rank=2, als_iters=2, als_similar=3)
+    code = main(["--protocol", "stream", "--input", str(path), "--format", "events-csv", "--out",
+                 str(tmp_path / "out"), "--no-progress"], conf)
+    assert code == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(out[-1])
+    assert set(result) == JSON_KEYS and result["protocol"] == "stream"
+    assert (tmp_path / "out" / "report.md").exists()
+    assert (tmp_path / "out" / "stream_hr_over_time.png").exists()
