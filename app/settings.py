@@ -121,6 +121,14 @@ class Settings:
         default_factory=lambda: _env("RECSYS_TOPIC_RECOMMENDATIONS", "recommendations")
     )
     topic_dead_letters: str = field(default_factory=lambda: _env("RECSYS_TOPIC_DEAD_LETTERS", "dead-letters"))
+    #: Compacted catalogue (key item id: {"item", "name", "category"}) the web frontend shows.
+    topic_items: str = field(default_factory=lambda: _env("RECSYS_TOPIC_ITEMS", "items"))
+
+    # --- Rankers and A/B tests (issue 13/14; the web frontend reads them today)
+    #: The ranker variant of every list when no A/B test runs.
+    ranker: str = field(default_factory=lambda: _env("RECSYS_RANKER", "default"))
+    #: ``variant:weight,...`` (e.g. ``default:50,paper:50``): users assigned by a stable hash.
+    ab: str = field(default_factory=lambda: _env("RECSYS_AB", ""))
 
     # --- The online algorithm (ARCHITECTURE.md) -------------------------------------
     #: K: length of a recommendation list and number of recent ratings kept per user.

@@ -26,12 +26,12 @@ def input_topic(conf, record) -> str:
 
 
 def compacted_topics(conf) -> set[str]:
-    return {conf.topic_similarity, conf.topic_recommendations}
+    return {conf.topic_similarity, conf.topic_recommendations, conf.topic_items}
 
 
 def topic_names(conf) -> list[str]:
     return [conf.topic_ratings, conf.topic_events, conf.topic_raw_logs, conf.topic_similarity,
-            conf.topic_recommendations, conf.topic_dead_letters, item_events_topic_name(conf)]
+            conf.topic_recommendations, conf.topic_dead_letters, conf.topic_items, item_events_topic_name(conf)]
 
 
 async def create_topics(conf) -> dict[str, str]:

@@ -24,6 +24,7 @@ COMMANDS = {
     "als-worker": ("offline_als.worker", "main", "consume ratings, retrain ALS periodically, publish"),
     "evaluate": ("evaluation.run", "main", "replay the paper's evaluation protocol"),
     "demo": ("harness.demo", "main", "broker + worker + ALS + replay, printing live list updates"),
+    "web": ("web.server", "main", "the shop page and the live dashboard (SSE), on loopback"),
 }
 
 

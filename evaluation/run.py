@@ -226,8 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
         "Replay the paper's offline experiment (history 5, trigger 6th, test last 5; users with "
         f">= {MIN_RATINGS} ratings) with the realtime agent's own scoring functions."))
     p.add_argument("--input", required=True, help="ratings file (plain or gzip)")
-    p.add_argument("--format", required=True,
-                   choices=[n for n, f in FORMATS.items() if f.kind == "ratings"], help="input format")
+    p.add_argument("--format", required=True, choices=list(FORMATS),
+                   help="input format (behaviour formats: --protocol stream only)")
+    p.add_argument("--protocol", choices=("paper", "stream"), default="paper",
+                   help="paper: the paper's offline experiment (default); stream: prequential test-then-learn "
+                        "over the time-ordered events, all rankers (evaluation/prequential.py)")
     p.add_argument("--users", default="100", help="'100' (seeded sample, the paper's size), any number, or 'all'")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--rank", type=int, default=20)
@@ -253,6 +256,10 @@ def main(argv: Sequence[str] | None = None, conf: Settings | None = None) -> int
                 raise ValueError
         except ValueError:
             build_parser().error("--users must be 'all' or a positive number")
+    if args.protocol == "stream":
+        return _main_stream(args, conf)
+    if FORMATS[args.format].kind != "ratings":
+        build_parser().error(f"--format {args.format} is a behaviour format: use it with --protocol stream")
     try:
         result = evaluate(args.input, args.format, users=users, seed=args.seed, rank=args.rank, reg=args.reg,
                           grid=args.grid, out_dir=args.out, through_stream=args.through_stream,
@@ -264,6 +271,25 @@ def main(argv: Sequence[str] | None = None, conf: Settings | None = None) -> int
     for plot in result["plots"]:
         print(f"plot: {plot}")
     print(json.dumps(result, separators=(",", ":")))
+    return 0
+
+
+def _main_stream(args, conf: Settings | None) -> int:
+    """``--protocol stream``: report paths, then the JSON line of issue 13 (its keys only)."""
+    from .prequential import evaluate_stream
+
+    if args.through_stream:
+        build_parser().error("--through-stream is not available with --protocol stream yet")
+    try:
+        summary, paths = evaluate_stream(args.input, args.format, conf=conf or load_settings(), out_dir=args.out,
+                                         progress=not args.no_progress)
+    except (ValueError, OSError) as exc:
+        print(f"evaluate: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {paths[0]}")
+    for plot in paths[1:]:
+        print(f"plot: {plot}")
+    print(json.dumps(_finite(summary), separators=(",", ":")))
     return 0
 
 

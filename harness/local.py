@@ -25,7 +25,7 @@ from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Settings field suffixes of the topics (``RECSYS_TOPIC_<NAME>``).
-TOPIC_SETTINGS = ("ratings", "events", "raw_logs", "similarity", "recommendations", "dead_letters")
+TOPIC_SETTINGS = ("ratings", "events", "raw_logs", "similarity", "recommendations", "dead_letters", "items")
 
 
 def isolated_env(broker_port: int, data_dir: Path, *, tag: Optional[str] = None, app_id: Optional[str] = None,

@@ -105,11 +105,8 @@ class WebProcess:
 def deployment(stream_env, workers):
     """A worker with the test model, an ``items`` catalogue and ``recsys web`` on top."""
     env = stream_env.env
-    items_topic = env["RECSYS_TOPIC_RATINGS"].replace("ratings", "items")
-    env["RECSYS_TOPIC_ITEMS"] = items_topic
-    worker = start_worker_with_model(stream_env, workers)
-    run(create_compacted(stream_env.conf, items_topic))
-    run(produce(stream_env.conf, items_topic, [
+    worker = start_worker_with_model(stream_env, workers)  # creates every topic, the catalogue too
+    run(produce(stream_env.conf, stream_env.conf.topic_items, [
         (item.encode(), json.dumps({"item": item, "name": name, "category": cat}).encode())
         for item, (name, cat) in NAMES.items()]))
     web = WebProcess(env, worker.url, stream_env.tmp / "web.log")
@@ -118,19 +115,6 @@ def deployment(stream_env, workers):
         yield stream_env, worker, web
     finally:
         web.stop()
-
-
-async def create_compacted(conf, topic: str) -> None:
-    from aiokafka.admin import NewTopic
-
-    from broker.clients import KafkaClients
-
-    admin = await KafkaClients(conf).admin()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=conf.partitions, replication_factor=1,
-                                            topic_configs={"cleanup.policy": "compact"})])
-    finally:
-        await admin.close()
 
 
 @pytest.fixture
@@ -147,6 +131,20 @@ def browser():
             yield b
         finally:
             b.close()
+
+
+def wait_on_page(page, condition: str, web, worker, timeout_ms: int = 60_000) -> None:
+    """``page.wait_for_function``, failing with what the page, the web service and the worker say."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(condition, timeout=timeout_ms)
+    except PlaywrightTimeout:
+        raise AssertionError(f"{condition}: not in {timeout_ms / 1000:.0f}s; page status "
+                             f"{page.inner_text('#status')!r}, stream {page.inner_text('#stream-state')!r}, updates "
+                             f"{page.inner_text('#update-count')}, reconnects "
+                             f"{page.evaluate('document.body.dataset.reconnects || 0')}\n"
+                             f"web log:\n{web.log_tail()}\nworker log:\n{worker.log_tail(30)}") from None
 
 
 def event_message(user, item, event):
@@ -177,8 +175,11 @@ def test_a_buy_click_on_the_shop_page_changes_the_users_list(deployment, browser
 
     bought = before[0]
     first.locator("button.buy").click()
-    page.wait_for_function("document.getElementById('update-count').textContent !== '0'", timeout=60_000)
+    changed = ("Array.from(document.querySelectorAll('#rec-list .rec-card .card'), c => c.dataset.item).join() "
+               f"!== {','.join(before)!r}")
+    wait_on_page(page, changed, web, worker)
     after = page_list(page)
+    assert page.inner_text("#update-count") == "1"  # the new list came by SSE, not by a reconnect
     page.wait_for_timeout(2100)  # let the "new" highlight fade for the screenshot only
     page.screenshot(path=str(stream_env.tmp / "shop-after.png"), full_page=True)
     print(f"screenshots: {stream_env.tmp / 'shop-before.png'} {stream_env.tmp / 'shop-after.png'}")

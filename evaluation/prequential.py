@@ -1,0 +1,281 @@
+"""The streaming (prequential, test-then-learn) evaluation of issue 13.
+
+Protocol (``recsys evaluate --protocol stream``):
+
+* The events (ratings, or behaviour events: the event is the interaction) are sorted by
+  time (stable: ties keep file order).
+* Warm-up: ALS is trained on the first half of the events (the ALS worker's settings:
+  :func:`offline_als.model.als_from_settings`, its top-M neighbour lists), then the
+  warm-up events are applied to every ranker's state; nothing is scored.
+* Scored half: every event (u, i, t) of a user with at least one earlier event is
+  scored against the list u had from each ranker just before it (the list computed
+  after u's previous event, as the agents push one per event; none = a miss), then
+  applied. An event on an item u already interacted with is not scored (its share is
+  ``repeat_share``). ALS is retrained on everything seen so far after each tenth of
+  the scored half, as the ALS worker would.
+
+Behaviour events get an interaction strength (:data:`EVENT_WEIGHTS`, the example
+weights of issue 13) as their "rating": the explicit ALS and the paper's formula both
+need one.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+from app.settings import Settings
+from datatools.datasets import FORMATS, SCALES, iter_rows, load_ratings
+from offline_als.als import ratings_to_csr
+from offline_als.model import als_from_settings, train_and_similar
+from tables.scoring import OnlineParams, high_rating_cut
+
+from .rankers import (RANKER_NAMES, TOP_N, HotWindow, Ranker, SharedState, TopCounter, UserView,
+                      cooccurrence_neighbours, make_rankers)
+
+#: Strength of each behaviour event as a rating on a 1..5 scale (issue 13's example).
+EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "search": 1.0, "cart": 3.0, "fav": 3.0, "purchase": 5.0}
+EVENT_SCALE = (1.0, 5.0)
+#: How many ALS retrains over the scored half.
+RETRAINS = 10
+#: Bins of the HR-over-time plot.
+TIME_BINS = 20
+
+
+def _progress(it, progress: bool, **kw):
+    if not progress:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, file=sys.stderr, leave=False, mininterval=0.5, **kw)
+
+
+@dataclass
+class Stream:
+    """Events in time order: string ids, a rating (or event strength) and a time."""
+
+    users: list
+    items: list
+    ratings: np.ndarray
+    ts: np.ndarray
+    scale: tuple[float, float]
+    skipped: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def head(self, n: int) -> "Stream":
+        return Stream(self.users[:n], self.items[:n], self.ratings[:n], self.ts[:n], self.scale, self.skipped)
+
+
+def load_stream(path, fmt: str, *, progress: bool = True) -> Stream:
+    """Any rating or behaviour format as one time-ordered :class:`Stream`."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    if FORMATS[fmt].kind == "ratings":
+        data = load_ratings(path, fmt, progress=progress).sorted_by_time()
+        users, items = [str(x) for x in data.users], [str(x) for x in data.items]
+        ratings, ts, skipped = data.ratings.astype(np.float64), data.ts, dict(data.skipped)
+        scale = SCALES.get(fmt) or ((float(ratings.min()), float(ratings.max())) if len(ratings) else (1.0, 5.0))
+    else:
+        import collections
+
+        counter: collections.Counter = collections.Counter()
+        rows = [r for r in iter_rows(path, fmt, skipped=counter, progress=progress) if r.item]
+        order = np.argsort(np.array([r.ts for r in rows], dtype=np.float64), kind="stable")
+        rows = [rows[j] for j in order]
+        users, items = [r.user for r in rows], [r.item for r in rows]
+        ratings = np.array([EVENT_WEIGHTS.get(r.event, 1.0) for r in rows], dtype=np.float64)
+        ts, skipped, scale = np.array([r.ts for r in rows], dtype=np.float64), dict(counter), EVENT_SCALE
+    if not users:
+        raise ValueError(f"no events in {path} (skipped: {skipped})")
+    return Stream(users, items, ratings, ts, (float(scale[0]), float(scale[1])), skipped)
+
+
+def train(stream: Stream, n: int, conf: Settings):
+    """Fit ALS (the ALS worker's settings) on the first ``n`` events; last rating of a pair wins."""
+    user_ids, uidx = np.unique(np.array(stream.users[:n], dtype=str), return_inverse=True)
+    item_ids, iidx = np.unique(np.array(stream.items[:n], dtype=str), return_inverse=True)
+    R = ratings_to_csr(uidx.ravel(), iidx.ravel(), stream.ratings[:n], shape=(len(user_ids), len(item_ids)))
+    trained = train_and_similar(R, user_ids, item_ids, conf=conf, als=als_from_settings(conf, progress=False))
+    return trained, cooccurrence_neighbours(R, item_ids, conf.als_similar)
+
+
+@dataclass
+class Tally:
+    """Per-ranker accumulators over the scored events."""
+
+    ranks: list = field(default_factory=list)  # 1-based hit position, 0 = miss, one per scored event
+    items: set = field(default_factory=set)
+    pop_ranks: list = field(default_factory=list)
+    changes: list = field(default_factory=list)
+    seconds: float = 0.0
+    timed_events: int = 0
+
+
+def run_stream(stream: Stream, conf: Settings, *, rankers: Optional[Sequence[Ranker]] = None,
+               progress: bool = True, warm_share: float = 0.5, retrains: int = RETRAINS) -> dict:
+    """Run the protocol over ``stream``; returns the raw result (see :func:`summarise`)."""
+    n = len(stream)
+    n_warm = int(n * warm_share)
+    if n_warm < 1 or n - n_warm < 1:
+        raise ValueError(f"{n} events: too few for a warm-up and a scored half")
+    high_cut = high_rating_cut(*stream.scale)
+    online = OnlineParams(k=conf.k, m=conf.m, theta=conf.theta, high_cut=high_cut,
+                          rated_limit=conf.rated_items_max, decay=conf.decay)
+    rankers = list(rankers) if rankers is not None else make_rankers(online)
+    shared = SharedState(TopCounter(), HotWindow(conf.hopping_size_s, conf.hopping_step_s, conf.hot_items))
+    t0 = time.perf_counter()
+    shared.set_model(*train(stream, n_warm, conf))
+    train_s = [time.perf_counter() - t0]
+    # Each user's last warm-up event: the list it leaves is the one the first scored event meets.
+    last_warm = {u: j for j, u in enumerate(stream.users[:n_warm])}
+    pop_rank = _final_popularity_rank(stream)
+    views: dict[str, UserView] = {}
+    lists = {r.name: {} for r in rankers}
+    tally = {r.name: Tally() for r in rankers}
+    scored_ts, n_repeat, n_known, users_scored = [], 0, 0, set()
+    cuts = set(n_warm + (n - n_warm) * c // retrains for c in range(1, retrains))
+    for j in _progress(range(n), progress, desc="stream", unit="ev", total=n):
+        u, i, r, t = stream.users[j], stream.items[j], float(stream.ratings[j]), float(stream.ts[j])
+        view = views.get(u)
+        scoring = j >= n_warm
+        if scoring and view is not None:  # test ...
+            n_known += 1
+            if i in view.interacted:
+                n_repeat += 1
+            else:
+                users_scored.add(u)
+                scored_ts.append(t)
+                for rk in rankers:
+                    lst = lists[rk.name].get(u, [])
+                    tl = tally[rk.name]
+                    tl.ranks.append(lst.index(i) + 1 if i in lst else 0)
+                    tl.items.update(lst)
+                    tl.pop_ranks.extend(pop_rank[q] for q in lst)
+        if view is None:  # ... then learn
+            view = views[u] = UserView()
+        view.apply(i, r, t)
+        shared.observe(i, t)
+        emit = scoring or last_warm.get(u) == j
+        for rk in rankers:
+            s = time.perf_counter()
+            rk.update(u, i, r, t, view, shared)
+            new = rk.recommend(u, view, shared) if emit else None
+            if scoring:
+                tl = tally[rk.name]
+                tl.seconds += time.perf_counter() - s
+                tl.timed_events += 1
+                old = lists[rk.name].get(u)
+                if old and new:
+                    before = set(old)
+                    tl.changes.append(sum(1 for q in new if q not in before) / len(new))
+            if emit:
+                lists[rk.name][u] = new
+        if j + 1 in cuts:  # the ALS worker's retrain on everything seen so far
+            s = time.perf_counter()
+            shared.set_model(*train(stream, j + 1, conf))
+            train_s.append(time.perf_counter() - s)
+    return {"tally": tally, "n_events": n, "n_warm": n_warm, "n_known": n_known, "n_repeat": n_repeat,
+            "users": len(users_scored), "scored_ts": np.asarray(scored_ts), "catalogue": len(pop_rank),
+            "train_seconds": train_s, "names": [r.name for r in rankers], "scale": stream.scale}
+
+
+def _final_popularity_rank(stream: Stream) -> dict[str, int]:
+    """Item -> its popularity rank over the whole file (1 = most interacted; ties by id)."""
+    import collections
+
+    counts = collections.Counter(stream.items)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {item: pos + 1 for pos, (item, _c) in enumerate(ranked)}
+
+
+def hit_arrays(ranks: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per scored event: HR@10, NDCG@10, MRR@10 (one relevant item: NDCG = 1/log2(pos+1))."""
+    r = np.asarray(ranks, dtype=np.float64)
+    hit = (r > 0) & (r <= TOP_N)
+    safe = np.where(hit, r, 1.0)
+    return hit.astype(float), np.where(hit, 1.0 / np.log2(safe + 1.0), 0.0), np.where(hit, 1.0 / safe, 0.0)
+
+
+def summarise(raw: dict) -> dict:
+    """The JSON line: exactly the keys issue 13 lists, each metric a map ranker -> value."""
+    names = raw["names"]
+    out = {"protocol": "stream", "events_scored": len(raw["scored_ts"]), "users": raw["users"],
+           "repeat_share": raw["n_repeat"] / raw["n_known"] if raw["n_known"] else 0.0}
+    for key in ("hr_at_10", "ndcg_at_10", "mrr_at_10", "coverage", "novelty", "change_rate", "us_per_event"):
+        out[key] = {}
+    for name in names:
+        tl = raw["tally"][name]
+        hr, ndcg, mrr = hit_arrays(tl.ranks)
+        out["hr_at_10"][name] = float(hr.mean()) if hr.size else 0.0
+        out["ndcg_at_10"][name] = float(ndcg.mean()) if ndcg.size else 0.0
+        out["mrr_at_10"][name] = float(mrr.mean()) if mrr.size else 0.0
+        out["coverage"][name] = len(tl.items) / raw["catalogue"] if raw["catalogue"] else 0.0
+        out["novelty"][name] = float(np.mean(tl.pop_ranks)) if tl.pop_ranks else None
+        out["change_rate"][name] = float(np.mean(tl.changes)) if tl.changes else None
+        out["us_per_event"][name] = 1e6 * tl.seconds / tl.timed_events if tl.timed_events else None
+    return out
+
+
+def bootstrap_diff(a: np.ndarray, b: np.ndarray, *, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over the same events and its 95% bootstrap interval (events resampled)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.size == 0:
+        return 0.0, 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    means = np.array([d[rng.integers(0, d.size, d.size)].mean() for _ in range(n_boot)])
+    return float(d.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def compare_default(raw: dict, n_boot: int = 1000) -> dict:
+    """``default`` against the best baseline on HR@10 and NDCG@10, with 95% intervals."""
+    res = {}
+    for metric, pos in (("hr_at_10", 0), ("ndcg_at_10", 1)):
+        per = {name: hit_arrays(raw["tally"][name].ranks)[pos] for name in raw["names"]}
+        if "default" not in per:
+            continue
+        base = max((n for n in per if n != "default"), key=lambda n: per[n].mean(), default=None)
+        if base is None:
+            continue
+        diff, lo, hi = bootstrap_diff(per["default"], per[base], n_boot=n_boot)
+        best = per[base].mean()
+        res[metric] = {"best_baseline": base, "default": float(per["default"].mean()), "baseline": float(best),
+                       "diff": diff, "ci95": [lo, hi], "relative": diff / best if best > 0 else None}
+    return res
+
+
+def evaluate_stream(input_path, fmt: str, *, conf: Settings, out_dir="eval-out", progress: bool = True) -> dict:
+    """Load, run, write ``report.md`` and the plots; returns ``(summary, paths)``."""
+    from .stream_report import write_stream_report
+
+    t0 = time.perf_counter()
+    stream = load_stream(input_path, fmt, progress=progress)
+    raw = run_stream(stream, conf, progress=progress)
+    summary = summarise(raw)
+    extra = {"input": str(input_path), "format": fmt, "events": len(stream), "skipped": stream.skipped,
+             "comparison": compare_default(raw), "seconds": time.perf_counter() - t0}
+    paths = write_stream_report(summary, raw, extra, out_dir)
+    return summary, paths
+
+
+# --------------------------------------------------------------------------- validation
+def validate(input_path, fmt: str, candidates: dict, *, conf: Settings, progress: bool = True) -> dict:
+    """The protocol on the warm-up half only (its first half warms up, its second is scored),
+    one run for all ``candidates`` ({name: DefaultParams}); returns the JSON summary. Used to
+    choose :class:`evaluation.rankers.DefaultParams`; never sees the scored half."""
+    from .rankers import Default, ItemKNN, Popularity
+
+    stream = load_stream(input_path, fmt, progress=progress)
+    warm = stream.head(len(stream) // 2)
+    rankers = [Default(p, name=name) for name, p in candidates.items()] + [Popularity(), ItemKNN(conf.k)]
+    raw = run_stream(warm, conf, rankers=rankers, progress=progress)
+    return summarise(raw)
+
+
+__all__ = ["load_stream", "run_stream", "summarise", "compare_default", "evaluate_stream", "validate",
+           "bootstrap_diff", "hit_arrays", "EVENT_WEIGHTS", "RANKER_NAMES"]
