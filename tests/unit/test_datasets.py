@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from datatools import datasets as ds
+from tests.conftest import DATASETS
 from app.records import InvalidInput as BadRow
 from datatools.datasets import EventRow, RatingRow
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+DATA = DATASETS
 ML100K = DATA / "ml-100k" / "u.data"
 ML100K_ITEMS = DATA / "ml-100k" / "u.item"
 MLSMALL = DATA / "ml-latest-small" / "ratings.csv"
