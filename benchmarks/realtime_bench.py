@@ -147,7 +147,9 @@ class Deployment:
     def __enter__(self) -> "Deployment":
         from offline_als.publish import publish_similarity
 
-        self.broker = start_engine(self.args.engine, self.tmp)
+        # Lists are counted on the compacted topic: keep young ones (as the tests do).
+        self.broker = start_engine(self.args.engine, self.tmp,
+                                   kafka_config={"log.cleaner.min.compaction.lag.ms": 600_000})
         tag = uuid.uuid4().hex[:8]
         # A broker of its own: the default topic names.
         self.env = isolated_env(self.broker.port, self.tmp / "data", app_id=f"bench-{tag}", topic_prefix="",

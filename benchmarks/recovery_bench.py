@@ -88,7 +88,7 @@ async def time_probe(conf, user: str, item: str, ts: float, timeout: float) -> t
 
 def run_engine(engine: str, args, root: Path) -> dict:
     work = root / engine
-    broker = start_engine(engine, work / "broker")
+    broker = start_engine(engine, work / "broker", kafka_config={"log.cleaner.min.compaction.lag.ms": 3_600_000})
     worker = None
     try:
         env = isolated_env(broker.port, work / "data", partitions=args.partitions, RECSYS_LOG_EVERY_S=10,
