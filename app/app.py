@@ -19,7 +19,7 @@ from app.faust_patches import tansu as tansu_patch
 from app.settings import Settings, load_settings
 from broker import tansu_workarounds
 from broker.clients import security_kwargs
-from broker.detect import TANSU, BrokerUnreachable, detect_engine_blocking
+from broker.detect import TANSU, BrokerUnreachable, require_broker
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def broker_engine(conf: Settings) -> str:
     if conf.broker_engine != "auto":
         return conf.broker_engine
     try:
-        return detect_engine_blocking(conf.bootstrap_servers, security_kwargs(conf), timeout_s=5.0)
+        return require_broker(conf, wait_s=0)
     except BrokerUnreachable as exc:
         log.warning("%s: assuming Apache Kafka (no Tansu workarounds)", exc)
         return "kafka"

@@ -48,9 +48,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.demo import (create_topics, log, percentile_ms, settings_for, topic_end_offsets,  # noqa: E402
+from harness.demo import (create_topics, log, percentile_ms, topic_end_offsets,  # noqa: E402
                       train_neighbours)
 from app.records import Rating, to_message  # noqa: E402
+from app.settings import settings_from  # noqa: E402
 from broker.clients import KafkaClients  # noqa: E402
 from broker.ports import free_port  # noqa: E402
 from broker.local import start_engine  # noqa: E402
@@ -154,7 +155,7 @@ class Deployment:
         # A broker of its own: the default topic names.
         self.env = isolated_env(self.broker.port, self.tmp / "data", app_id=f"bench-{tag}", topic_prefix="",
                                 partitions=self.args.partitions, RECSYS_LOG_EVERY_S=5)
-        self.conf = settings_for(self.env)
+        self.conf = settings_from(self.env)
         self.fresh_topics = asyncio.run(topic_end_offsets(self.conf))
         asyncio.run(create_topics(self.conf))
         self.worker = WorkerProcess(self.name, self.env, self.tmp / "worker.log",

@@ -31,38 +31,21 @@ from app.records import Rating, to_message  # noqa: E402
 from app.settings import settings_from  # noqa: E402
 from broker.clients import KafkaClients  # noqa: E402
 from broker.local import start_engine  # noqa: E402
-from harness.demo import log  # noqa: E402
+from benchmarks.realtime_bench import produce_fast  # noqa: E402
+from harness.demo import log, topic_end_offsets  # noqa: E402
 from harness.failover import expected_final_lists, model  # noqa: E402
 from harness.local import WorkerProcess, isolated_env  # noqa: E402
 
 
-async def produce_all(conf, messages) -> None:
-    producer = await KafkaClients(conf).producer("bulk")
-    try:
-        for lo in range(0, len(messages), 10_000):
-            await asyncio.gather(*[await producer.send(conf.topic_ratings, key=k, value=v)
-                                   for k, v in messages[lo:lo + 10_000]])
-    finally:
-        await producer.stop()
-
-
 async def count_lists(conf, want: int, timeout: float) -> int:
     """Messages on ``recommendations`` (end offsets), polled until ``want`` or ``timeout``."""
-    from aiokafka.structs import TopicPartition
-
-    clients = KafkaClients(conf)
-    consumer = await clients.consumer()
-    try:
-        tps = [TopicPartition(conf.topic_recommendations, p) for p in range(conf.partitions)]
-        deadline, count = time.monotonic() + timeout, 0
-        while time.monotonic() < deadline:
-            count = sum((await clients.end_offsets(consumer, tps)).values())
-            if count >= want:
-                break
-            await asyncio.sleep(1.0)
-        return count
-    finally:
-        await consumer.stop()
+    deadline, count = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        count = (await topic_end_offsets(conf, [conf.topic_recommendations]))[conf.topic_recommendations]
+        if count >= want:
+            break
+        await asyncio.sleep(1.0)
+    return count
 
 
 async def time_probe(conf, user: str, item: str, ts: float, timeout: float) -> tuple[float, dict]:
@@ -105,7 +88,7 @@ def run_engine(engine: str, args, root: Path) -> dict:
         messages = [to_message(Rating(user=f"u{n}", item=items[n % len(items)], rating=5.0, ts=1.0 + n))
                     for n in range(args.users)]
         t0 = time.monotonic()
-        asyncio.run(produce_all(conf, messages))
+        asyncio.run(produce_fast(conf, messages))
         lists = asyncio.run(count_lists(conf, args.users, timeout=args.timeout))
         fill_s = time.monotonic() - t0
         log(f"[{engine}] {lists:,} lists for {args.users:,} users in {fill_s:.0f} s")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 TANSU, KAFKA = "tansu", "kafka"
 ENGINES = (TANSU, KAFKA)
@@ -66,16 +65,11 @@ def require_broker(conf, wait_s: float = 15.0) -> str:
     with a message saying what to do otherwise. With ``RECSYS_BROKER`` unset, wait up to
     ``wait_s`` for the local one (under a process manager ``broker`` may be starting)."""
     from broker.clients import security_kwargs
-    from broker.ports import is_listening
+    from broker.ports import wait_until_listening
 
-    if conf.uses_embedded_broker:
-        deadline = time.monotonic() + wait_s
-        while not is_listening(conf.embedded_port):
-            if time.monotonic() >= deadline:
-                raise BrokerUnreachable(
-                    f"no broker on 127.0.0.1:{conf.embedded_port}: start one with `recsys broker --port "
-                    f"{conf.embedded_port}` or set RECSYS_BROKER to a Kafka cluster")
-            time.sleep(0.25)
+    if conf.uses_embedded_broker and not wait_until_listening(conf.embedded_port, wait_s):
+        raise BrokerUnreachable(f"no broker on 127.0.0.1:{conf.embedded_port}: start one with `recsys broker --port "
+                                f"{conf.embedded_port}` or set RECSYS_BROKER to a Kafka cluster")
     if conf.broker_engine != "auto":
         return conf.broker_engine
     try:

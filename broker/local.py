@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ENGINES = ("tansu", "kafka")
+from broker.detect import ENGINES
 
 
 def start_engine(engine: str, work_dir, kafka_config: dict | None = None):

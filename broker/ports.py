@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 
 def free_port() -> int:
@@ -18,6 +19,16 @@ def is_listening(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bo
             return True
     except OSError:
         return False
+
+
+def wait_until_listening(port: int, timeout: float) -> bool:
+    """True once something accepts connections on loopback ``port`` (False after ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while not is_listening(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)
+    return True
 
 
 class LoopbackAddress:

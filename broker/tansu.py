@@ -20,16 +20,6 @@ from broker.ports import LoopbackAddress, free_port, is_listening  # noqa: F401 
 log = logging.getLogger(__name__)
 
 
-def wait_until_listening(port: int, timeout: float) -> bool:
-    """True once something accepts connections on loopback ``port`` (False after ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while not is_listening(port):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.25)
-    return True
-
-
 @dataclass
 class EmbeddedBroker(LoopbackAddress):
     """A running Tansu process on ``127.0.0.1:port``."""

@@ -54,7 +54,8 @@ def local_broker_if_needed(conf):
     """With ``RECSYS_BROKER`` unset: the local broker on ``RECSYS_EMBEDDED_PORT``, started
     here (memory only) if none listens after 5 s (under a process manager ``broker`` may
     be starting). It must outlive the worker, so the worker runs inside this context."""
-    from broker.tansu import start_broker, wait_until_listening
+    from broker.ports import wait_until_listening
+    from broker.tansu import start_broker
 
     if not conf.uses_embedded_broker or wait_until_listening(conf.embedded_port, 5.0):
         yield None

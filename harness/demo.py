@@ -52,13 +52,6 @@ def log(msg: str) -> None:
 
 
 # ============================================================== reusable pieces
-def settings_for(env: dict):
-    """The Settings of a deployment's environment ``env`` (``os.environ`` is not touched)."""
-    from app.settings import settings_from
-
-    return settings_from(env)
-
-
 async def create_topics(conf) -> dict:
     from broker.topics import create_topics as create
 
@@ -395,7 +388,7 @@ async def _live(conf, data: DemoData, args, stats: LiveStats) -> None:
 def main(argv=None, conf=None) -> int:
     """``recsys demo``; ``conf``: the caller's Settings (default: the environment's)."""
     args = _parse_args(argv)
-    from app.settings import load_settings
+    from app.settings import load_settings, settings_from
     from broker.tansu import start_broker
 
     base = conf or load_settings()
@@ -432,7 +425,7 @@ def main(argv=None, conf=None) -> int:
         # Our own broker: the default topic names; a shared one: topics demo-<tag>-*.
         env = isolated_env(port, tmp / "data", tag=f"demo-{tag}", topic_prefix=topic_prefix, partitions=None,
                            broker=base.broker, **extra)
-        conf = settings_for(env)
+        conf = settings_from(env)
         asyncio.run(create_topics(conf))
 
         # --- 3. the worker (it joins its group while ALS trains)
