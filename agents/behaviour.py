@@ -3,9 +3,10 @@
 ``user-events`` (key: user) -> per-user counts (tumbling 10 min, hopping 1 h / 5 min);
 the item of each event is re-keyed by item (Faust ``group_by``-style repartition topic)
 and counted in a hopping item-popularity table; a timer keeps a snapshot of this
-worker's hottest items, the fallback list for users with few candidates. Strong events
-(purchase, cart, fav by default) are turned into implicit ratings on ``ratings``, so
-they trigger exactly the same real-time update as an explicit rating.
+worker's hottest items, the fallback list of the paper's ranker. Every event type with
+a weight in ``RECSYS_EVENT_WEIGHTS`` (all of them by default) becomes an implicit rating
+on ``ratings``, so it triggers exactly the same real-time update as an explicit rating,
+through the one agent that writes the user's state.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from tables.definitions import JSON_KEYS, user_event_counts_1h, user_event_count
 from agents.dead_letters import process_or_dead_letter
 
 log = logging.getLogger(__name__)
-IMPLICIT_RATINGS = settings.implicit_rating_map()
+EVENT_WEIGHTS = settings.event_weight_map()
 
 #: item -> event count over the last hour (hopping by 5 minutes).
 item_popularity = app.Table(
@@ -50,7 +51,7 @@ async def handle_event(event) -> None:
     user_event_counts_1h[(ev.user, ev.event)] += 1
     if ev.item:
         await item_events_topic.send(key=ev.item.encode(), value=ev.item.encode())
-    rating = implicit_rating(ev.event, IMPLICIT_RATINGS)
+    rating = implicit_rating(ev.event, EVENT_WEIGHTS)
     if rating is not None and ev.item:
         implicit = Rating(user=ev.user, item=ev.item, rating=rating, ts=ev.ts, source=f"implicit:{ev.event}")
         await ratings_topic.send(key=ev.user.encode(), value=to_json_bytes(implicit))

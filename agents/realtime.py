@@ -1,7 +1,9 @@
 """The realtime agent: every rating re-ranks its user's top-K list (ARCHITECTURE.md).
 
-Thin on purpose: read the user's tables, call :func:`tables.scoring.recommend_after_rating`,
-write the tables, send the new list. Bad messages become dead letters.
+Thin on purpose: read the user's tables, call the user's ranker (:class:`tables.ranking.Ranking`:
+the default ranker, or the paper's :func:`tables.scoring.recommend_after_rating`), write the
+tables, send the new list. Bad messages become dead letters. Behaviour events arrive here
+too, as implicit ratings (``agents/behaviour.py``): one writer of ``user_state``, one order.
 """
 from __future__ import annotations
 
@@ -15,14 +17,14 @@ from app.app import app, settings
 from app.topics import ratings_topic, recommendations_topic
 from broker.partitioning import owner_partition
 from tables.definitions import model_version, similarity, user_state
-from tables.scoring import OnlineParams, recommend_after_rating
+from tables.ranking import Ranking, wire_list
 from tables.state import UserState
 
 from agents.behaviour import hot_items
 from agents.dead_letters import process_or_dead_letter
 
 log = logging.getLogger(__name__)
-PARAMS = OnlineParams.from_settings(settings)
+RANKING = Ranking.from_settings(settings)
 
 
 @app.agent(ratings_topic)
@@ -45,22 +47,24 @@ async def update_and_send(event) -> None:
         return
     state = UserState.from_value(user_state[key])
     index, version = similarity.index, model_version()  # one model for the whole update
+    variant = RANKING.variant(rating.user)
     if state.already_applied(message.offset):  # at-least-once redelivery: nothing changes
-        new_list, n_scored = state.last_list, 0
+        new_list, because, n_scored = state.last_list, state.recs.get("because", {}), 0
         version = state.recs.get("model_version", version)
         metrics.count("ratings.redelivered")
     else:
-        state.recent, state.rated, new_list, n_scored = recommend_after_rating(
-            item=rating.item, rating=rating.rating, ts=rating.ts, recent=state.recent, rated=state.rated,
-            previous=state.last_list, similarity=index, hot_items=hot_items, params=PARAMS)
-        state.recs = {"items": new_list, "model_version": version, "ts": rating.ts}
+        state.recent, state.rated, new_list, because, n_scored = RANKING.update(
+            variant, item=rating.item, rating=rating.rating, ts=rating.ts, recent=state.recent, rated=state.rated,
+            previous=state.last_list, similarity=index, hot_items=hot_items)
+        state.recs = {"items": new_list, "model_version": version, "ts": rating.ts, "because": because}
         state.offset = message.offset
         user_state[key] = state.to_value()
     produced_at = message.timestamp or 0.0
     worker_ms = (time.perf_counter() - started) * 1000.0
-    rec = Recommendation(user=rating.user, items=new_list, model_version=version, trigger_ts=rating.ts,
+    rec = Recommendation(user=rating.user, items=wire_list(new_list), model_version=version, trigger_ts=rating.ts,
                          produced_at=produced_at, emitted_at=time.time(), worker_ms=worker_ms,
-                         reason="rating" if rating.source == "explicit" else rating.source)
+                         reason="rating" if rating.source == "explicit" else rating.source,
+                         because=because, variant=variant)
     await recommendations_topic.send(key=key, value=to_json_bytes(rec))
     metrics.count("ratings.accepted")
     metrics.count("lists.sent")

@@ -1,16 +1,26 @@
 """The query API (Faust web views).
 
-- ``GET  /recommendations/{user}/``    the user's last list (routed to the owning worker)
+- ``GET  /recommendations/{user}/``    the user's last list (routed to the owning worker);
+  ``?n=5`` at most n items, ``?exclude=a,b`` without those items
 - ``GET  /users/{user}/behaviour/``     window counts and segment (routed likewise)
 - ``GET  /items/hot/``                  this worker's hottest items
 - ``POST /collect/``                    validate a JSON rating or event and produce it
-- ``GET  /health/``                     liveness, model version, assigned partitions
+  (a body without ``ts`` gets the time it was received)
+- ``GET  /health/``                     readiness: 200 once the model topic is read and
+  ratings partitions are assigned, 503 before; model version, assigned partitions
+- ``GET  /health/live/``                liveness: 200 while the worker's web server runs
 - ``GET  /metrics/``                    counters, rates and latency percentiles
+
+Every path answers with and without its trailing slash (a second route, not a redirect
+that would drop a POST body). Scores in lists are rounded to 4 decimals; a fallback
+item (a hot item padding a short paper list) has the score ``null``.
 
 With ``RECSYS_API_TOKEN`` set, all but ``/health/`` need the bearer token (checked by
 the middleware in ``app/app.py``, before Faust routes a request to another worker).
 """
 from __future__ import annotations
+
+import time
 
 from aiohttp.web import HTTPRequestEntityTooLarge
 from faust.web import View
@@ -18,6 +28,7 @@ from faust.web import View
 from app import metrics
 
 from app.records import InvalidInput, Rating, parse_collected, to_json_bytes
+from tables.ranking import filter_list, list_filters
 from app.app import app, settings
 from app.topics import events_topic, ratings_topic
 from tables.definitions import model_version, similarity, user_state
@@ -25,29 +36,42 @@ from tables.definitions import model_version, similarity, user_state
 from agents.behaviour import hot_items, user_behaviour
 
 
-@app.page("/recommendations/{user}/")
+def route(path: str):
+    """``app.page`` at ``path`` and at ``path`` without its trailing slash."""
+    def register(view):
+        app.page(path.rstrip("/"))(view)
+        return app.page(path)(view)
+    return register
+
+
+@route("/recommendations/{user}/")
 @app.table_route(table=user_state, match_info="user")
 async def get_recommendations(web, request, user: str):
     metrics.count("api.recommendations.served")  # on the owning worker, after any routing
+    try:
+        n, exclude = list_filters(request.query)
+    except ValueError as exc:
+        return web.json({"error": "bad_query", "detail": str(exc)}, status=400)
     entry = user_state.get(user.encode(), {}).get("recs")
     if not entry:
         fallback = [[item, None] for item in hot_items[: settings.k]]
-        return web.json({"user": user, "items": fallback, "source": "hot-items", "model_version": model_version()})
-    return web.json({"user": user, "source": "realtime", **entry})
+        return web.json({"user": user, "items": filter_list(fallback, n, exclude), "source": "hot-items",
+                         "model_version": model_version()})
+    return web.json({"user": user, "source": "realtime", **entry, "items": filter_list(entry["items"], n, exclude)})
 
 
-@app.page("/users/{user}/behaviour/")
+@route("/users/{user}/behaviour/")
 @app.table_route(table=user_state, match_info="user")
 async def get_behaviour(web, request, user: str):
     return web.json(user_behaviour(user))
 
 
-@app.page("/items/hot/")
+@route("/items/hot/")
 async def get_hot_items(web, request):
     return web.json({"items": list(hot_items), "window_s": settings.hopping_size_s})
 
 
-@app.page("/collect/")
+@route("/collect/")
 class Collect(View):
     """The seeds' collection service: one JSON rating (has ``rating``) or event (has ``event``).
 
@@ -63,7 +87,7 @@ class Collect(View):
             return self.reject("too_large", exc.text or "body too large", status=413)
         try:
             record = parse_collected(body, rating_min=settings.rating_min, rating_max=settings.rating_max,
-                                     max_future_s=settings.max_future_s)
+                                     max_future_s=settings.max_future_s, default_ts=time.time())
         except InvalidInput as exc:
             return self.reject(exc.reason, exc.detail)
         topic = ratings_topic if isinstance(record, Rating) else events_topic
@@ -76,14 +100,21 @@ class Collect(View):
         return self.json({"error": reason, "detail": detail}, status=status)
 
 
-@app.page("/health/")
+@route("/health/")
 async def health(web, request):
     assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_ratings)
-    return web.json({"status": "ok", "model_version": model_version(), "model_items": len(similarity.index),
-                     "model_loaded": similarity.caught_up.is_set(),
-                     "model_messages_rejected": similarity.rejected, "ratings_partitions": assigned})
+    ready = similarity.caught_up.is_set() and bool(assigned)
+    return web.json({"status": "ok" if ready else "starting", "ready": ready, "model_version": model_version(),
+                     "model_items": len(similarity.index), "model_loaded": similarity.caught_up.is_set(),
+                     "model_messages_rejected": similarity.rejected, "ratings_partitions": assigned},
+                    status=200 if ready else 503)
 
 
-@app.page("/metrics/")
+@route("/health/live/")
+async def liveness(web, request):
+    return web.json({"status": "alive"})
+
+
+@route("/metrics/")
 async def get_metrics(web, request):
     return web.json(metrics.snapshot())

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 #: Paths open to anyone even with ``RECSYS_API_TOKEN`` set: health checks of load
 #: balancers and process managers (and ``WorkerProcess.wait_ready``) carry no token.
-PUBLIC_PATHS = frozenset({"/health/"})
+PUBLIC_PATHS = frozenset({"/health/", "/health", "/health/live/", "/health/live"})
 
 
 def broker_credentials(conf: Settings):

@@ -53,8 +53,9 @@ import orjson
 EVENT_NAMES: tuple[str, ...] = ("view", "click", "search", "fav", "cart", "purchase")
 EVENT_TYPES = frozenset(EVENT_NAMES)
 
-#: Layout version of ``recommendations`` messages (see :class:`Recommendation`).
-RECOMMENDATION_SCHEMA = 2
+#: Layout version of ``recommendations`` messages (see :class:`Recommendation`): 3 added
+#: ``because`` and ``variant`` (readers of schema 2 keep working: only fields were added).
+RECOMMENDATION_SCHEMA = 3
 
 #: Key of the model-version marker on the ``item-similarity`` topic.
 MODEL_MARKER_KEY = "__model__"
@@ -129,6 +130,11 @@ class Recommendation(_Record):
     worker_ms: float
     #: ``rating``, ``implicit:purchase``, ``fallback`` ...
     reason: str = "rating"
+    #: ``{item: recent_item}``: the user's recent interaction that contributed most to the
+    #: item being there (default ranker; items from the popularity prior have none).
+    because: dict = dataclasses.field(default_factory=dict)
+    #: The ranker that made the list (``default``, ``paper``: ``RECSYS_RANKER`` / ``RECSYS_AB``).
+    variant: str = "default"
     #: Version of this message's layout (:data:`RECOMMENDATION_SCHEMA`; lists written
     #: before the field existed have none and read as schema 1).
     schema: int = RECOMMENDATION_SCHEMA
@@ -278,9 +284,13 @@ def parse_event(raw: bytes | str | dict, *, max_future_s: float = DEFAULT_MAX_FU
 
 
 def parse_collected(raw: bytes | str | dict, *, rating_min: float, rating_max: float,
-                    max_future_s: float = DEFAULT_MAX_FUTURE_S, now: float | None = None) -> Rating | UserEvent:
-    """Validate one ``POST /collect/`` body: a rating if it has ``rating``, else an event."""
+                    max_future_s: float = DEFAULT_MAX_FUTURE_S, now: float | None = None,
+                    default_ts: float | None = None) -> Rating | UserEvent:
+    """Validate one ``POST /collect/`` body: a rating if it has ``rating``, else an event.
+    A body without ``ts`` gets ``default_ts`` (the receive time; a browser need not send it)."""
     data = _load_json_object(raw)
+    if default_ts is not None and "ts" not in data:
+        data = {**data, "ts": default_ts}
     if "rating" in data:
         return parse_rating(data, rating_min=rating_min, rating_max=rating_max, max_future_s=max_future_s, now=now)
     return parse_event(data, max_future_s=max_future_s, now=now)

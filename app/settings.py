@@ -66,6 +66,14 @@ def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
+#: How strongly each behaviour event says "I want this", on a 1..5 scale (issue 13's example).
+DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "cart": 3.0, "fav": 3.0, "purchase": 5.0}
+
+#: The rankers a list can come from (``RECSYS_RANKER``, the arms of ``RECSYS_AB``):
+#: ``tables/ranking.py`` (default) and ``tables/scoring.py`` (the paper's formula).
+RANKERS = ("default", "paper")
+
+
 @dataclass(frozen=True)
 class Settings:
     """A snapshot of the environment. Build with :func:`load_settings`."""
@@ -154,10 +162,11 @@ class Settings:
     hopping_step_s: float = field(default_factory=lambda: _env_float("RECSYS_HOPPING_STEP_S", 300))
     #: How long closed windows are kept before expiry (seconds).
     window_expires_s: float = field(default_factory=lambda: _env_float("RECSYS_WINDOW_EXPIRES_S", 7200))
-    #: Strong events turned into implicit ratings, "event:rating,..." (scale values).
-    implicit_ratings: str = field(
-        default_factory=lambda: _env("RECSYS_IMPLICIT_RATINGS", "purchase:5,cart:4,fav:4")
-    )
+    #: Behaviour events that become interactions (implicit ratings on ``ratings``, so one
+    #: agent writes a user's state, in one order), "event:weight,..." on the rating
+    #: scale; an event type left out changes only the counters. ``RECSYS_IMPLICIT_RATINGS``
+    #: (its old name) is read when it is unset. Unset: :data:`DEFAULT_EVENT_WEIGHTS`.
+    event_weights: str = field(default_factory=lambda: _env("RECSYS_EVENT_WEIGHTS", _env("RECSYS_IMPLICIT_RATINGS", "")))
     #: Segment thresholds over the hopping-window counts.
     segment_high_value_purchases: int = field(
         default_factory=lambda: _env_int("RECSYS_SEGMENT_HIGH_VALUE_PURCHASES", 2)
@@ -221,12 +230,71 @@ class Settings:
         url = self.broker_url.split("://", 1)[1]
         return [s.strip() for s in url.replace(";", ",").split(",") if s.strip()]
 
-    def implicit_rating_map(self) -> dict[str, float]:
-        pairs = (p.split(":", 1) for p in self.implicit_ratings.split(",") if ":" in p)
+    def event_weight_map(self) -> dict[str, float]:
+        """``RECSYS_EVENT_WEIGHTS`` as ``{event: weight}`` (checked in ``__post_init__``);
+        unset, :data:`DEFAULT_EVENT_WEIGHTS` mapped linearly from 1..5 onto the rating scale."""
+        if not self.event_weights.strip():
+            lo, hi = self.rating_min, self.rating_max
+            return {e: lo + (w - 1.0) * (hi - lo) / 4.0 for e, w in DEFAULT_EVENT_WEIGHTS.items()}
+        pairs = (p.split(":", 1) for p in self.event_weights.split(",") if p.strip())
         return {name.strip(): float(value) for name, value in pairs}
 
     def __post_init__(self) -> None:
         _check_broker_url(self.broker)
+        _check_event_weights(self)
+        _check_rankers(self)
+
+
+def _check_event_weights(conf: "Settings") -> None:
+    from app.records import EVENT_TYPES
+
+    name = "RECSYS_EVENT_WEIGHTS" if os.environ.get("RECSYS_EVENT_WEIGHTS") is not None else "RECSYS_IMPLICIT_RATINGS"
+    for part in (p.strip() for p in conf.event_weights.split(",") if p.strip()):
+        event, colon, weight = part.partition(":")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = None
+        if not colon or event.strip() not in EVENT_TYPES or value is None:
+            raise SettingError(f"{name}: {part!r} is not event:weight with event one of "
+                               f"{', '.join(sorted(EVENT_TYPES))}")
+        if not conf.rating_min <= value <= conf.rating_max:
+            raise SettingError(f"{name}: {part!r}: the weight must be on the rating scale "
+                               f"[{conf.rating_min:g}, {conf.rating_max:g}]")
+
+
+def parse_ab(spec: str) -> list[tuple[str, int]]:
+    """``"default:50,paper:50"`` -> ``[("default", 50), ("paper", 50)]``; ``""`` -> ``[]``.
+
+    Weights are non-negative integers (shares of their sum, not necessarily 100); names
+    are unique. Raises ``ValueError`` naming the bad part.
+    """
+    arms: list[tuple[str, int]] = []
+    for part in (p.strip() for p in (spec or "").split(",")):
+        if not part:
+            continue
+        name, colon, weight = part.partition(":")
+        name, weight = name.strip(), weight.strip()
+        if not colon or not name or not weight.isdigit():
+            raise ValueError(f"RECSYS_AB part {part!r} is not name:weight (weight a whole number)")
+        if any(name == known for known, _ in arms):
+            raise ValueError(f"RECSYS_AB names variant {name!r} twice")
+        arms.append((name, int(weight)))
+    if arms and sum(w for _, w in arms) == 0:
+        raise ValueError("RECSYS_AB weights are all 0")
+    return arms
+
+
+def _check_rankers(conf: "Settings") -> None:
+    if conf.ranker not in RANKERS:
+        raise SettingError(f"RECSYS_RANKER={conf.ranker!r}: use one of {', '.join(RANKERS)}")
+    try:
+        arms = parse_ab(conf.ab)
+    except ValueError as exc:
+        raise SettingError(str(exc)) from None
+    for arm, _weight in arms:
+        if arm not in RANKERS:
+            raise SettingError(f"RECSYS_AB: variant {arm!r} is not a ranker ({', '.join(RANKERS)})")
 
 
 def _check_broker_url(broker: str) -> None:

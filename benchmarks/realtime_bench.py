@@ -140,8 +140,10 @@ def worker_prelude(args) -> str:
 class Deployment:
     """A fresh broker + one worker with a published model, torn down on exit."""
 
-    def __init__(self, name: str, tmp: Path, args, neighbours: dict) -> None:
-        self.name, self.tmp, self.args, self.neighbours = name, tmp / f"{args.engine}-{name}", args, neighbours
+    def __init__(self, name: str, tmp: Path, args, model: tuple[dict, dict]) -> None:
+        # model: (neighbours, extras): publish_similarity's arguments (extras: related, counts)
+        self.name, self.tmp, self.args = name, tmp / f"{args.engine}-{name}", args
+        self.neighbours, self.extras = model
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.broker = self.worker = None
 
@@ -163,7 +165,8 @@ class Deployment:
         self.worker.wait_ready()
         self.version = f"bench-{tag}"
         t0 = time.perf_counter()
-        self.model_messages = asyncio.run(publish_similarity(self.neighbours, self.version, conf=self.conf))
+        self.model_messages = asyncio.run(publish_similarity(self.neighbours, self.version, conf=self.conf,
+                                                                 **self.extras))
         self.worker.wait_ready(model_version=self.version)
         self.model_load_s = time.perf_counter() - t0
         # --workers N: more workers of the same app share the partitions (scaling out).
@@ -347,11 +350,11 @@ def _frame_name(frame: str) -> str:
 
 
 # ------------------------------------------------------------------ phases
-def phase_throughput(args, tmp, neighbours, bench) -> dict:
+def phase_throughput(args, tmp, model, bench, name: str = "throughput") -> dict:
     n = args.ratings
     msgs = messages(bench, 0, n)
     users = len({k for k, _ in msgs})
-    with Deployment("throughput", tmp, args, neighbours) as d:
+    with Deployment(name, tmp, args, model) as d:
         data_dir = d.tmp / "data"
         rss0, disk0 = d.worker.rss_bytes(), dir_bytes(data_dir)
         prof = None
@@ -465,11 +468,11 @@ async def latency_run(conf, msgs, rate: float, seconds: float):
     return sent, took, recs
 
 
-def phase_latency(args, tmp, neighbours, bench) -> dict:
+def phase_latency(args, tmp, model, bench) -> dict:
     lo = args.ratings
     n = int(args.latency_rate * args.latency_seconds)
     msgs = messages(bench, lo, lo + n)
-    with Deployment("latency", tmp, args, neighbours) as d:
+    with Deployment("latency", tmp, args, model) as d:
         sent, took, recs = asyncio.run(latency_run(d.conf, msgs, args.latency_rate, args.latency_seconds))
         held = d.held()
         worker_log = d.worker.log_tail(6)
@@ -509,6 +512,11 @@ def main(argv=None) -> int:
                    help="the local broker: Tansu (memory), Apache Kafka (KRaft; java + mvn), or both in turn")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--workers", type=int, default=1, help="throughput phase: workers sharing the partitions")
+    p.add_argument("--scale-workers", type=int, default=0, metavar="N",
+                   help="also run the throughput phase with N workers sharing the partitions (0: skip)")
+    p.add_argument("--recovery-users", type=int, default=0, metavar="N",
+                   help="also time the recovery of a killed worker holding N users (benchmarks/recovery_bench.py; "
+                        "0: skip)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--timeout", type=float, default=300.0, help="max seconds to wait for the lists")
     p.add_argument("--profile", action="store_true", help="py-spy the worker during the throughput phase")
@@ -529,12 +537,12 @@ def main(argv=None) -> int:
 
         conf0 = Settings()
         if args.model == "als":
-            neighbours, facts = train_neighbours(*[[f"{p}{x}" for x in a.tolist()] if p else a
+            neighbours, facts, extras = train_neighbours(*[[f"{p}{x}" for x in a.tolist()] if p else a
                                                    for p, a in zip(("u", "i", ""), train)],
                                                  conf=conf0, m=args.neighbours)
         else:
             t0 = time.perf_counter()
-            neighbours = synthetic_neighbours(args.items, args.neighbours, args.seed)
+            neighbours, extras = synthetic_neighbours(args.items, args.neighbours, args.seed), {}
             facts = {"items": len(neighbours), "neighbours_per_item": args.neighbours,
                      "seconds": round(time.perf_counter() - t0, 2)}
         sims = np.array([s for d in neighbours.values() for s in d.values()])
@@ -545,18 +553,28 @@ def main(argv=None) -> int:
         runs = {}
         for engine in (["tansu", "kafka"] if args.engine == "both" else [args.engine]):
             engine_args = argparse.Namespace(**{**vars(args), "engine": engine})
-            thr = phase_throughput(engine_args, tmp, neighbours, bench)
+            thr = phase_throughput(engine_args, tmp, (neighbours, extras), bench)
             log(f"[{engine} throughput] {thr['lists']} lists, {thr['rate_first_to_last']}/s first-to-last")
-            lat = phase_latency(engine_args, tmp, neighbours, bench) if args.latency_seconds > 0 else None
-            runs[engine] = (thr, lat)
+            lat = phase_latency(engine_args, tmp, (neighbours, extras), bench) if args.latency_seconds > 0 else None
+            phases = {"thr": thr, "lat": lat}
+            if args.scale_workers > 1:
+                scaled = argparse.Namespace(**{**vars(engine_args), "workers": args.scale_workers})
+                phases["scaled"] = phase_throughput(scaled, tmp, (neighbours, extras), bench, name="scaled")
+                log(f"[{engine} {args.scale_workers} workers] {phases['scaled']['rate_first_to_last']}/s")
+            if args.recovery_users:
+                from benchmarks.recovery_bench import run_engine as run_recovery
+
+                phases["rec"] = run_recovery(engine, argparse.Namespace(
+                    users=args.recovery_users, items=200, partitions=args.partitions, timeout=900.0), tmp)
+            runs[engine] = phases
     finally:
         if args.keep:
             log(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    for engine, (thr, lat) in runs.items():
+    for engine, phases in runs.items():
         print(f"==== engine: {engine}")
-        print_engine_table(args, conf0, facts, thr, lat)
+        print_engine_table(args, conf0, facts, phases["thr"], phases["lat"])
     if len(runs) > 1:
         print_side_by_side(runs)
     load = os.getloadavg()
@@ -565,21 +583,33 @@ def main(argv=None) -> int:
         "producer_linger_ms": conf0.producer_linger_ms, "producer_batch_bytes": conf0.producer_batch_bytes,
         "max_poll_records": conf0.max_poll_records, "total_seconds": round(time.perf_counter() - t_all, 1),
         "engines": {engine: {
-            "throughput": {k: v for k, v in thr.items() if k not in ("profile", "worker_log_tail", "broker_topics")},
-            "broker_topics_after_throughput": thr["broker_topics"],
-            "latency": {k: v for k, v in lat.items() if k != "worker_log_tail"} if lat else None,
-            "target_3000_met": bool(thr["rate_first_to_last"] and thr["rate_first_to_last"] >= 3000),
-        } for engine, (thr, lat) in runs.items()},
+            "throughput": _brief(p["thr"]), "broker_topics_after_throughput": p["thr"]["broker_topics"],
+            "latency": _brief(p["lat"]), "scaled_workers": _brief(p.get("scaled")), "recovery": p.get("rec"),
+            "target_3000_met": bool(p["thr"]["rate_first_to_last"] and p["thr"]["rate_first_to_last"] >= 3000),
+        } for engine, p in runs.items()},
     }
     print(json.dumps(result, sort_keys=True))
     return 0
 
 
-SIDE_BY_SIDE = [  # (row, phase, key)
+def _brief(phase: dict | None) -> dict | None:
+    """A phase's figures without its bulky parts (profile, log tail, per-topic counts)."""
+    if phase is None:
+        return None
+    return {k: v for k, v in phase.items() if k not in ("profile", "worker_log_tail", "broker_topics")}
+
+
+SIDE_BY_SIDE = [  # (row, phase, key); phases that did not run print "-"
     ("ratings/s first->last", "thr", "rate_first_to_last"), ("ratings/s steady", "thr", "rate_steady"),
     ("worker cores used", "thr", "worker_cpu_share"), ("ratings per worker CPU-s", "thr", "ratings_per_worker_cpu_s"),
     ("produce->list p50 ms", "lat", "e2e_p50_ms"), ("produce->list p99 ms", "lat", "e2e_p99_ms"),
     ("inside the worker p99 ms", "lat", "worker_ms_p99"), ("lists / sent (latency)", "lat", "lists"),
+    ("N workers: ratings/s", "scaled", "rate_first_to_last"), ("N workers: cores used", "scaled", "worker_cpu_share"),
+    ("N workers: lists", "scaled", "lists"),
+    ("recovery: users held", "rec", "users"), ("recovery: data dir MB", "rec", "data_dir_mb"),
+    ("restart on data dir s", "rec", "restart_on_data_dir_s"),
+    ("restart from changelog s", "rec", "restart_from_changelog_s"),
+    ("recovered state right", "rec", "probes_ok"),
 ]
 
 
@@ -587,12 +617,12 @@ def print_side_by_side(runs: dict) -> None:
     engines = list(runs)
     print("==== side by side (same input, same model, one engine at a time)")
     print(f"{'measure':<26}" + "".join(f"{e:>12}" for e in engines))
+    scaled = next((p["scaled"]["workers"] for p in runs.values() if p.get("scaled")), "N")
     for row, phase, key in SIDE_BY_SIDE:
+        row = row.replace("N workers", f"{scaled} workers")
         cells = []
         for engine in engines:
-            thr, lat = runs[engine]
-            source = thr if phase == "thr" else (lat or {})
-            cells.append(f"{source.get(key, '-')!s:>12}")
+            cells.append(f"{(runs[engine].get(phase) or {}).get(key, '-')!s:>12}")
         print(f"{row:<26}" + "".join(cells))
 
 

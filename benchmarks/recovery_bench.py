@@ -112,6 +112,7 @@ def run_engine(engine: str, args, root: Path) -> dict:
             result[name] = round(total, 1)
             result[name.replace("_s", "_probe_ok")] = [e[0] for e in data["items"]] == [e[0] for e in want]
             log(f"[{engine}] {name}: {total:.1f} s (probe list in {took:.1f} s after sending)")
+        result["probes_ok"] = all(result.get(f"{k}_probe_ok") for k in ("restart_on_data_dir", "restart_from_changelog"))
         return result
     finally:
         if worker is not None:

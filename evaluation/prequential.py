@@ -14,9 +14,9 @@ Protocol (``recsys evaluate --protocol stream``):
   ``repeat_share``). ALS is retrained on everything seen so far after each tenth of
   the scored half, as the ALS worker would.
 
-Behaviour events get an interaction strength (:data:`EVENT_WEIGHTS`, the example
-weights of issue 13) as their "rating": the explicit ALS and the paper's formula both
-need one.
+Behaviour events get their interaction strength (``RECSYS_EVENT_WEIGHTS``, the weights
+the worker gives them) as their "rating": the explicit ALS and the paper's formula both
+need one; event types without a weight are not interactions, as in the worker.
 """
 from __future__ import annotations
 
@@ -34,12 +34,8 @@ from offline_als.als import ratings_to_csr
 from offline_als.model import als_from_settings, train_and_similar
 from tables.scoring import OnlineParams, high_rating_cut
 
-from .rankers import (RANKER_NAMES, TOP_N, HotWindow, Ranker, SharedState, TopCounter, UserView,
-                      cooccurrence_neighbours, make_rankers)
+from .rankers import RANKER_NAMES, TOP_N, HotWindow, Ranker, SharedState, TopCounter, UserView, make_rankers
 
-#: Strength of each behaviour event as a rating on a 1..5 scale (issue 13's example).
-EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "search": 1.0, "cart": 3.0, "fav": 3.0, "purchase": 5.0}
-EVENT_SCALE = (1.0, 5.0)
 #: How many ALS retrains over the scored half.
 RETRAINS = 10
 #: Bins of the HR-over-time plot.
@@ -72,8 +68,9 @@ class Stream:
         return Stream(self.users[:n], self.items[:n], self.ratings[:n], self.ts[:n], self.scale, self.skipped)
 
 
-def load_stream(path, fmt: str, *, progress: bool = True) -> Stream:
-    """Any rating or behaviour format as one time-ordered :class:`Stream`."""
+def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Stream:
+    """Any rating or behaviour format as one time-ordered :class:`Stream` (behaviour events
+    weighted by ``conf.event_weight_map()`` on the scale ``conf.rating_min..rating_max``)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     if FORMATS[fmt].kind == "ratings":
@@ -85,12 +82,14 @@ def load_stream(path, fmt: str, *, progress: bool = True) -> Stream:
         import collections
 
         counter: collections.Counter = collections.Counter()
-        rows = [r for r in iter_rows(path, fmt, skipped=counter, progress=progress) if r.item]
+        weights = conf.event_weight_map()
+        rows = [r for r in iter_rows(path, fmt, skipped=counter, progress=progress) if r.item and r.event in weights]
         order = np.argsort(np.array([r.ts for r in rows], dtype=np.float64), kind="stable")
         rows = [rows[j] for j in order]
         users, items = [r.user for r in rows], [r.item for r in rows]
-        ratings = np.array([EVENT_WEIGHTS.get(r.event, 1.0) for r in rows], dtype=np.float64)
-        ts, skipped, scale = np.array([r.ts for r in rows], dtype=np.float64), dict(counter), EVENT_SCALE
+        ratings = np.array([weights[r.event] for r in rows], dtype=np.float64)
+        ts, skipped = np.array([r.ts for r in rows], dtype=np.float64), dict(counter)
+        scale = (conf.rating_min, conf.rating_max)
     if not users:
         raise ValueError(f"no events in {path} (skipped: {skipped})")
     return Stream(users, items, ratings, ts, (float(scale[0]), float(scale[1])), skipped)
@@ -101,8 +100,7 @@ def train(stream: Stream, n: int, conf: Settings):
     user_ids, uidx = np.unique(np.array(stream.users[:n], dtype=str), return_inverse=True)
     item_ids, iidx = np.unique(np.array(stream.items[:n], dtype=str), return_inverse=True)
     R = ratings_to_csr(uidx.ravel(), iidx.ravel(), stream.ratings[:n], shape=(len(user_ids), len(item_ids)))
-    trained = train_and_similar(R, user_ids, item_ids, conf=conf, als=als_from_settings(conf, progress=False))
-    return trained, cooccurrence_neighbours(R, item_ids, conf.als_similar)
+    return train_and_similar(R, user_ids, item_ids, conf=conf, als=als_from_settings(conf, progress=False))
 
 
 @dataclass
@@ -130,7 +128,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Optional[Sequence[Ran
     rankers = list(rankers) if rankers is not None else make_rankers(online)
     shared = SharedState(TopCounter(), HotWindow(conf.hopping_size_s, conf.hopping_step_s, conf.hot_items))
     t0 = time.perf_counter()
-    shared.set_model(*train(stream, n_warm, conf))
+    shared.set_model(train(stream, n_warm, conf))
     train_s = [time.perf_counter() - t0]
     # Each user's last warm-up event: the list it leaves is the one the first scored event meets.
     last_warm = {u: j for j, u in enumerate(stream.users[:n_warm])}
@@ -178,7 +176,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Optional[Sequence[Ran
                 lists[rk.name][u] = new
         if j + 1 in cuts:  # the ALS worker's retrain on everything seen so far
             s = time.perf_counter()
-            shared.set_model(*train(stream, j + 1, conf))
+            shared.set_model(train(stream, j + 1, conf))
             train_s.append(time.perf_counter() - s)
     return {"tally": tally, "n_events": n, "n_warm": n_warm, "n_known": n_known, "n_repeat": n_repeat,
             "users": len(users_scored), "scored_ts": np.asarray(scored_ts), "catalogue": len(pop_rank),
@@ -254,7 +252,7 @@ def evaluate_stream(input_path, fmt: str, *, conf: Settings, out_dir="eval-out",
     from .stream_report import write_stream_report
 
     t0 = time.perf_counter()
-    stream = load_stream(input_path, fmt, progress=progress)
+    stream = load_stream(input_path, fmt, conf=conf, progress=progress)
     raw = run_stream(stream, conf, progress=progress)
     summary = summarise(raw)
     extra = {"input": str(input_path), "format": fmt, "events": len(stream), "skipped": stream.skipped,
@@ -266,11 +264,11 @@ def evaluate_stream(input_path, fmt: str, *, conf: Settings, out_dir="eval-out",
 # --------------------------------------------------------------------------- validation
 def validate(input_path, fmt: str, candidates: dict, *, conf: Settings, progress: bool = True) -> dict:
     """The protocol on the warm-up half only (its first half warms up, its second is scored),
-    one run for all ``candidates`` ({name: DefaultParams}); returns the JSON summary. Used to
-    choose :class:`evaluation.rankers.DefaultParams`; never sees the scored half."""
+    one run for all ``candidates`` ({name: RankerParams}); returns the JSON summary. Used to
+    choose :class:`tables.ranking.RankerParams`; never sees the scored half."""
     from .rankers import Default, ItemKNN, Popularity
 
-    stream = load_stream(input_path, fmt, progress=progress)
+    stream = load_stream(input_path, fmt, conf=conf, progress=progress)
     warm = stream.head(len(stream) // 2)
     rankers = [Default(p, name=name) for name, p in candidates.items()] + [Popularity(), ItemKNN(conf.k)]
     raw = run_stream(warm, conf, rankers=rankers, progress=progress)
@@ -278,4 +276,4 @@ def validate(input_path, fmt: str, candidates: dict, *, conf: Settings, progress
 
 
 __all__ = ["load_stream", "run_stream", "summarise", "compare_default", "evaluate_stream", "validate",
-           "bootstrap_diff", "hit_arrays", "EVENT_WEIGHTS", "RANKER_NAMES"]
+           "bootstrap_diff", "hit_arrays", "RANKER_NAMES"]

@@ -12,7 +12,7 @@ Rankers: ``paper`` (``tables.scoring.recommend_after_rating`` with today's setti
 exactly as ``agents/realtime.py`` calls it), ``popularity`` (all-time most interacted),
 ``popularity_window`` (the behaviour agent's hot-items window), ``als`` (top-10 of the
 latest model; popularity for users it does not know), ``item_knn`` (sum of similarities
-to the user's recent items) and ``default`` (:func:`default_list`, a pure function).
+to the user's recent items) and ``default`` (``tables/ranking.py``, what the agents run).
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from tables.ranking import RankerParams, knn_scores, recommend_default
 from tables.scoring import OnlineParams, SimilarityIndex, add_recent_rating, recommend_after_rating
 
 #: Length of every evaluated list.
@@ -111,33 +112,6 @@ class HotWindow:
         return self.ranked[: self.n_hot]
 
 
-def cooccurrence_neighbours(R, item_ids: Sequence[str], m: int = 50) -> dict[str, dict[str, float]]:
-    """Every item's top-``m`` items by cosine of the binary interaction columns of ``R``
-    (users x items): "users who had this also had that", the signal a next-interaction
-    ranker needs, which the rating-value ALS factors do not carry (see README)."""
-    import scipy.sparse as sp
-
-    X = sp.csr_matrix(R, copy=True)
-    X.data[:] = 1.0
-    X = X.astype(np.float32)
-    norms = np.sqrt(np.asarray(X.sum(axis=0)).ravel())
-    norms[norms == 0] = 1.0
-    C = (X.T @ X).tocsr()
-    out: dict[str, dict[str, float]] = {}
-    for a in range(C.shape[0]):
-        lo, hi = C.indptr[a], C.indptr[a + 1]
-        cols, vals = C.indices[lo:hi], C.data[lo:hi] / (norms[a] * norms[C.indices[lo:hi]])
-        keep = cols != a
-        cols, vals = cols[keep], vals[keep]
-        if cols.size > m:
-            part = np.argpartition(-vals, m - 1)[:m]
-            cols, vals = cols[part], vals[part]
-        order = np.lexsort((cols, -vals))
-        if order.size:
-            out[str(item_ids[a])] = {str(item_ids[c]): float(v) for c, v in zip(cols[order], vals[order])}
-    return out
-
-
 @dataclass
 class SharedState:
     """What every ranker may read besides the user's own state."""
@@ -148,19 +122,18 @@ class SharedState:
     index: SimilarityIndex = field(default_factory=SimilarityIndex)
     model_items: dict = field(default_factory=dict)  # item id -> row of model.item_factors
     model_users: dict = field(default_factory=dict)  # user id -> row of model.user_factors
-    cooc: SimilarityIndex = field(default_factory=SimilarityIndex)  # co-occurrence neighbours
     version: int = 0
 
     def observe(self, item: str, ts: float) -> None:
         self.popularity.add(item)
         self.window.add(item, ts)
 
-    def set_model(self, trained, cooc: Optional[dict] = None) -> None:
-        """Swap in a retrained model (and its co-occurrence lists), as the ALS worker publishes one."""
+    def set_model(self, trained) -> None:
+        """Swap in a retrained model as the ALS worker publishes it and the worker reads it
+        (factor neighbours, co-occurrence lists, training counts: one SimilarityIndex)."""
         self.model = trained
-        if cooc is not None:
-            self.cooc = SimilarityIndex(cooc)
-        self.index = SimilarityIndex({i: n for i, n in trained.neighbours.items() if n})
+        self.index = SimilarityIndex({i: n for i, n in trained.neighbours.items() if n}, related=trained.related,
+                                     counts=trained.counts)
         self.model_items = {str(x): j for j, x in enumerate(trained.item_ids)}
         self.model_users = {str(x): j for j, x in enumerate(trained.user_ids)}
         self.version += 1
@@ -224,27 +197,6 @@ class ALSRanker(Ranker):
         return [str(ids[j]) for j in idx]
 
 
-def knn_scores(recent: Sequence[Sequence], index: SimilarityIndex, exclude, weights=None) -> dict[str, list]:
-    """``{q: [sum_r w_r sim(q, r), best contribution, its recent item]}`` over the published
-    neighbours of the recent items (``weights`` default 1 each)."""
-    scores: dict[str, list] = {}
-    for n, entry in enumerate(recent):
-        item = entry[0]
-        w = 1.0 if weights is None else weights[n]
-        for q, s in index.neighbours.get(item, {}).items():
-            if s <= 0.0 or q in exclude:
-                continue
-            c = w * s
-            acc = scores.get(q)
-            if acc is None:
-                scores[q] = [c, c, item]
-            else:
-                acc[0] += c
-                if c > acc[1]:
-                    acc[1], acc[2] = c, item
-    return scores
-
-
 class ItemKNN(Ranker):
     """Sum of similarities to the user's K most recent items (published neighbour lists)."""
 
@@ -254,7 +206,7 @@ class ItemKNN(Ranker):
         self.k = k
 
     def recommend(self, user, view, shared):
-        scores = knn_scores(view.history[-self.k:], shared.index, view.interacted)
+        scores = knn_scores(view.history[-self.k:], shared.index.neighbours, view.interacted)
         ranked = sorted((-v[0], q) for q, v in scores.items())
         return [q for _s, q in ranked[:TOP_N]]
 
@@ -284,106 +236,34 @@ class Paper(Ranker):
 
 
 # --------------------------------------------------------------------------- default
-@dataclass(frozen=True)
-class DefaultParams:
-    """Knobs of :func:`default_list` (fixed defaults chosen on validation, see README).
-
-    ``history`` recent interactions used; ``decay`` weight ratio between consecutive
-    recent items (newest 1, next ``decay``, ...); ``w_pop`` / ``w_hot`` / ``w_als`` weights
-    of the all-time popularity prior, the hot-window prior and the model's own score,
-    each scaled to [0, 1] like the kNN part; ``n_pop`` popular and hot items added as
-    candidates; ``cooc`` True reads co-occurrence neighbours, False the published ALS ones.
-
-    Chosen on the validation part of the warm-up (the protocol run on the first half of
-    the events only: its first half warms up, its second half is scored), the same
-    values for every data set. ml-100k / ml-latest-small validation HR@10: decay 0.8 +
-    w_pop 0.5 0.175 / 0.054 (best of the grid on both; decay 0.5-0.95, w_pop 0-2, w_als
-    0-2, w_hot 0-1, history 20-50), popularity 0.075 / 0.030. The ALS prediction and the
-    hot window lowered validation HR at every weight tried, so they are off.
-    """
-
-    history: int = 20
-    decay: float = 0.8
-    w_pop: float = 0.5
-    w_hot: float = 0.0
-    w_als: float = 0.0
-    n_pop: int = 50
-    cooc: bool = True
-
-
-def _log_scaled(count: float, max_count: float) -> float:
-    return math.log1p(count) / math.log1p(max_count) if max_count > 0 else 0.0
-
-
-def default_list(user: str, view: UserView, shared: SharedState, p: DefaultParams,
-                 n: int = TOP_N) -> tuple[list[str], dict[str, str]]:
-    """The default ranker: returns ``(items, because)``, ``because[item]`` = the recent item
-    that contributed most (absent for items that came from the priors only).
-
-    score(q) = knn(q)/max knn + w_pop lg-popularity + w_hot lg-window-count + w_als als(q),
-    knn(q) = sum over the ``history`` newest items r (j-th newest weighted decay^j) of
-    sim(q, r); candidates: the neighbours of those items, the ``n_pop`` most popular and
-    hottest items; als(q) the model's prediction min-max scaled over the candidates.
-    Ties break on item id. Pure: reads its arguments, changes nothing.
-    """
-    recent = view.history[-p.history:]
-    weights = [p.decay ** (len(recent) - 1 - j) for j in range(len(recent))]
-    exclude = view.interacted
-    knn = knn_scores(recent, shared.cooc if p.cooc else shared.index, exclude, weights)
-    cands = set(knn)
-    if p.w_pop > 0:
-        cands.update(shared.popularity.top(p.n_pop, exclude))
-    if p.w_hot > 0:
-        cands.update(q for q in shared.window.ranked[: p.n_pop + len(exclude)] if q not in exclude)
-    if not cands:
-        return [], {}
-    cands = sorted(cands)
-    top_knn = max((v[0] for v in knn.values()), default=0.0) or 1.0
-    score = np.array([knn[q][0] / top_knn if q in knn else 0.0 for q in cands])
-    if p.w_pop > 0:
-        pc, mx = shared.popularity.counts, shared.popularity.max_count()
-        score += p.w_pop * np.array([_log_scaled(pc.get(q, 0), mx) for q in cands])
-    if p.w_hot > 0:
-        wc, mx = shared.window.counts, shared.window.max_count
-        score += p.w_hot * np.array([_log_scaled(wc.get(q, 0), mx) for q in cands])
-    if p.w_als > 0:
-        score += p.w_als * _als_scaled(user, cands, shared)
-    order = np.lexsort((np.arange(len(cands)), -score))[:n]  # cands are sorted: index order = id order
-    items = [cands[j] for j in order]
-    return items, {q: knn[q][2] for q in items if q in knn}
-
-
-def _als_scaled(user: str, cands: Sequence[str], shared: SharedState) -> np.ndarray:
-    """The model's predicted rating of each candidate, min-max scaled to [0, 1] (0s when the
-    model does not know the user: the prior carries no personal signal then)."""
-    u = shared.model_users.get(user)
-    if shared.model is None or u is None:
-        return np.zeros(len(cands))
-    rows = shared.model_items
-    idx = np.array([rows.get(q, -1) for q in cands])
-    pred = shared.model.model.predict(np.full(len(idx), u), idx).astype(np.float64)
-    lo, hi = float(pred.min()), float(pred.max())
-    return (pred - lo) / (hi - lo) if hi > lo else np.zeros(len(cands))
-
-
 class Default(Ranker):
+    """The agents' default ranker (:func:`tables.ranking.recommend_default`, the same
+    call), with the worker's own per-user state (its ``recent`` and ``rated``)."""
+
     name = "default"
 
-    def __init__(self, params: Optional[DefaultParams] = None, name: str = "default") -> None:
-        self.params = params or DefaultParams()
+    def __init__(self, params: Optional[RankerParams] = None, name: str = "default") -> None:
+        self.params = params or RankerParams()
         self.name = name
+        self.state: dict[str, tuple] = {}
         self.because: dict[str, dict] = {}
 
-    def recommend(self, user, view, shared):
-        items, because = default_list(user, view, shared, self.params)
+    def update(self, user, item, rating, ts, view, shared):
+        recent, rated, previous = self.state.get(user, ([], [], []))
+        recent, rated, new_list, because, _n = recommend_default(
+            item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous,
+            similarity=shared.index, params=self.params)
+        self.state[user] = (recent, rated, new_list)
         self.because[user] = because
-        return items
+
+    def recommend(self, user, view, shared):
+        return [e[0] for e in self.state.get(user, ([], [], []))[2] if e[0] not in view.interacted][:TOP_N]
 
 
 RANKER_NAMES = ("default", "paper", "popularity", "popularity_window", "als", "item_knn")
 
 
-def make_rankers(online: OnlineParams, default: Optional[DefaultParams] = None) -> list[Ranker]:
+def make_rankers(online: OnlineParams, default: Optional[RankerParams] = None) -> list[Ranker]:
     """The six rankers of the evaluation, in :data:`RANKER_NAMES` order."""
     return [Default(default), Paper(online), Popularity(), PopularityWindow(), ALSRanker(),
             ItemKNN(k=online.k)]

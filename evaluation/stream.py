@@ -130,7 +130,7 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
         env = isolated_env(broker_port or 0, root / "data", partitions=2, broker=configured,
                            RECSYS_RATING_MIN=scale[0], RECSYS_RATING_MAX=scale[1], RECSYS_K=k, RECSYS_M=m,
                            RECSYS_THETA=theta, RECSYS_DECAY=decay, RECSYS_RATED_ITEMS_MAX=rated_limit,
-                           RECSYS_LOG_EVERY_S=5)
+                           RECSYS_LOG_EVERY_S=5, RECSYS_RANKER="paper")  # the paper protocol checks the paper ranker
         conf = settings_from(env)
         worker = WorkerProcess(name="eval", env=env, log_path=root / "worker.log").start()
         worker.wait_ready(timeout=120)

@@ -86,10 +86,12 @@ async def topic_end_offsets(conf, topics: Optional[list[str]] = None) -> dict[st
         await consumer.stop()
 
 
-def train_neighbours(users, items, ratings, *, conf, m: Optional[int] = None) -> tuple[dict, dict]:
+def train_neighbours(users, items, ratings, *, conf, m: Optional[int] = None) -> tuple[dict, dict, dict]:
     """ALS on (user, item, rating) triples in time order -> ``{item: {neighbour: sim}}``.
 
-    Returns the neighbour lists and a few facts about the training (for printing).
+    Returns the neighbour lists, a few facts about the training (for printing) and the
+    rest of what the ALS worker publishes (``{"related": ..., "counts": ...}``, keyword
+    arguments of :func:`offline_als.publish.publish_similarity`).
     """
     from offline_als.als import ratings_to_csr
     from offline_als.model import train_and_similar
@@ -105,7 +107,7 @@ def train_neighbours(users, items, ratings, *, conf, m: Optional[int] = None) ->
              "neighbours_per_item": max((len(n) for n in trained.neighbours.values()), default=0),
              "share_above_theta": round(float((sims > conf.theta).mean()) if sims.size else 0.0, 3),
              "seconds": round(time.perf_counter() - started, 2)}
-    return trained.neighbours, facts
+    return trained.neighbours, facts, {"related": trained.related, "counts": trained.counts}
 
 
 def percentile_ms(values, q: float) -> Optional[float]:
@@ -222,15 +224,13 @@ def prepare_data(args, tmp: Path) -> DemoData:
         out.replay = [("rating", float(t), u, i, float(r)) for u, i, r, t in
                       zip(data.users[cut:], data.items[cut:], data.ratings[cut:], data.ts[cut:])]
         out.scale = SCALES.get(args.fmt) or (float(data.ratings.min()), float(data.ratings.max()))
-    else:  # behaviour events: ALS learns from the strong events turned into implicit ratings
+    else:  # behaviour events: ALS learns from the events with a weight (RECSYS_EVENT_WEIGHTS)
         from app.settings import Settings
 
-        implicit = Settings().implicit_rating_map()
+        weights = Settings().event_weight_map()
         rows = sorted(iter_rows(path, args.fmt, limit=args.limit), key=lambda e: e.ts)
         cut = int(len(rows) * args.train_fraction)
-        head = [(e.user, e.item, implicit.get(e.event, 3.0)) for e in rows[:cut] if e.item]
-        strong = [t for t, e in zip(head, rows[:cut]) if e.event in implicit]
-        head = strong if len(strong) >= 1000 else head
+        head = [(e.user, e.item, weights[e.event]) for e in rows[:cut] if e.item and e.event in weights]
         out.train = tuple(zip(*head)) if head else ((), (), ())
         out.replay = [("event", e.ts, e.user, e.item, (e.event, e.category)) for e in rows[cut:]]
     out.names = _names_beside(path, args.fmt)
@@ -432,16 +432,16 @@ def main(argv=None, conf=None) -> int:
         worker = WorkerProcess("demo", env, tmp / "worker.log").start()
         log(f"started a worker (pid {worker.pid}, web {worker.url}/health/, log {worker.log_path})")
         if len(data.train[0]):
-            neighbours, facts = train_neighbours(*data.train, conf=conf)
+            neighbours, facts, extras = train_neighbours(*data.train, conf=conf)
             log(f"ALS trained: {facts}")
         else:
-            neighbours, facts = {}, {}
+            neighbours, facts, extras = {}, {}, {}
             log("nothing to train ALS on: lists will come from hot items only")
         worker.wait_ready()
         version = f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
         from offline_als.publish import publish_similarity
 
-        sent = asyncio.run(publish_similarity(neighbours, version, conf=conf))
+        sent = asyncio.run(publish_similarity(neighbours, version, conf=conf, **extras))
         worker.wait_ready(model_version=version)
         log(f"published model {version} ({sent} messages); the worker loaded it. Live list updates "
             f"(user, latency produce->list received, top-5):")

@@ -82,16 +82,18 @@ def ratings(drill: Drill) -> list[tuple[str, str, float, float]]:
 
 
 def expected_final_lists(stream, neighbours: dict, conf) -> dict[str, list]:
-    """Each user's last list, replayed in-process like one worker that never crashed."""
-    from tables.scoring import OnlineParams, SimilarityIndex, recommend_after_rating
+    """Each user's last list, replayed in-process like one worker that never crashed
+    (each user through its ranker: ``conf.ranker``, or its arm of ``conf.ab``)."""
+    from tables.ranking import Ranking
+    from tables.scoring import SimilarityIndex
 
-    index, params = SimilarityIndex(neighbours), OnlineParams.from_settings(conf)
+    index, ranking = SimilarityIndex(neighbours), Ranking.from_settings(conf)
     state: dict[str, tuple] = {}
     for user, item, rating, ts in stream:
         recent, rated, previous = state.get(user, ([], [], []))
-        recent, rated, new_list, _ = recommend_after_rating(
-            item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous, similarity=index,
-            hot_items=(), params=params)
+        recent, rated, new_list, _because, _n = ranking.update(
+            ranking.variant(user), item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous,
+            similarity=index, hot_items=())
         state[user] = (recent, rated, new_list)
     return {user: s[2] for user, s in state.items()}
 
@@ -220,7 +222,9 @@ def _judge(drill, stream, lists, neighbours, conf, counters, seconds) -> DrillRe
 
 
 def _items(entries: Optional[list]) -> Optional[list]:
-    return None if entries is None else [[e[0], None if e[1] is None else round(e[1], 9)] for e in entries]
+    from tables.ranking import wire_list  # lists on the topic carry rounded scores
+
+    return None if entries is None else wire_list(entries)
 
 
 

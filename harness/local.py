@@ -132,9 +132,15 @@ class WorkerProcess:
             return err.code, json.loads(err.read())
 
     def health(self) -> Optional[dict]:
-        """``/health/``, or None while the API does not answer."""
+        """``/health/`` (its body also while it answers 503, not ready), or None while the
+        API does not answer."""
         try:
             return self.get("/health/", timeout=2.0)
+        except urllib.error.HTTPError as err:
+            try:
+                return json.loads(err.read())
+            except ValueError:
+                return None
         except (OSError, ValueError):
             return None
 

@@ -20,7 +20,7 @@ from app.settings import Settings
 
 from .als import ALS, available_cpus
 from .publish import neighbour_lists
-from .similarity import top_similar
+from .similarity import cooccurrence_neighbours, top_similar
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,10 @@ class TrainedModel:
     fit_s: float
     sim_s: float
     metrics: dict = field(default_factory=dict)
+    #: ``{item: {item: co-occurrence cosine}}`` best first (the default ranker's neighbours).
+    related: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: ``{item: users who interacted with it}`` in the training data (its popularity prior).
+    counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def train_rmse(self) -> float | None:
@@ -106,11 +110,14 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
     t0 = time.perf_counter()
     idx, scores = compute_similarity(model.item_factors, conf.als_similar if m is None else m,
                                      conf.als_min_similarity if min_similarity is None else min_similarity)
-    sim_s = time.perf_counter() - t0
     neighbours = neighbour_lists(idx, scores, item_ids.tolist())
+    related = cooccurrence_neighbours(R, item_ids, conf.als_similar if m is None else m)
+    sim_s = time.perf_counter() - t0
+    counts = dict(zip(item_ids.tolist(), np.diff(sp.csc_matrix(R).indptr).tolist()))
     return TrainedModel(model=model, user_ids=user_ids, item_ids=item_ids,
                         version=version or make_version(R.nnz, trained_at), trained_at=trained_at,
-                        n_ratings=int(R.nnz), neighbours=neighbours, fit_s=fit_s, sim_s=sim_s)
+                        n_ratings=int(R.nnz), neighbours=neighbours, fit_s=fit_s, sim_s=sim_s,
+                        related=related, counts=counts)
 
 
 def saved_item_ids(path: str | Path) -> list[str]:

@@ -35,13 +35,26 @@ def neighbour_lists(indices: np.ndarray, scores: np.ndarray, item_ids: Sequence[
 
 
 def similarity_messages(neighbours: Mapping[str, list], version: str, trained_at: float,
-                        removed: Iterable[str] = ()) -> list[tuple[bytes, bytes | None]]:
-    """The (key, value) messages of one model, marker last (sent once per partition)."""
-    messages: list[tuple[bytes, bytes | None]] = [
-        (item.encode(), json.dumps({"item": item, "neighbours": dict(neigh), "version": version,
-                                    "trained_at": trained_at}, separators=(",", ":")).encode())
-        for item, neigh in neighbours.items()
-    ]
+                        removed: Iterable[str] = (), related: Mapping[str, Mapping] | None = None,
+                        counts: Mapping[str, int] | None = None) -> list[tuple[bytes, bytes | None]]:
+    """The (key, value) messages of one model, marker last (sent once per partition).
+
+    Each item's message holds its factor neighbours (the paper's sim) and, when given,
+    its co-occurrence neighbours (``related``) and training interactions (``count``):
+    what the default ranker reads (``tables/ranking.py``).
+    """
+    related, counts = related or {}, counts or {}
+
+    def value(item, neigh) -> bytes:
+        data = {"item": item, "neighbours": dict(neigh), "version": version, "trained_at": trained_at}
+        if item in related:
+            data["related"] = dict(related[item])
+        if item in counts:
+            data["count"] = int(counts[item])
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    messages: list[tuple[bytes, bytes | None]] = [(item.encode(), value(item, neigh))
+                                                  for item, neigh in neighbours.items()]
     messages.extend((item.encode(), None) for item in removed if item not in neighbours)
     marker = {"version": version, "items": len(neighbours), "trained_at": trained_at}
     messages.append((MODEL_MARKER_KEY.encode(), json.dumps(marker).encode()))
@@ -49,12 +62,15 @@ def similarity_messages(neighbours: Mapping[str, list], version: str, trained_at
 
 
 async def publish_similarity(neighbours: Mapping[str, list], version: str, *, conf,
-                             removed: Iterable[str] = (), trained_at: float | None = None) -> int:
+                             removed: Iterable[str] = (), trained_at: float | None = None,
+                             related: Mapping[str, Mapping] | None = None,
+                             counts: Mapping[str, int] | None = None) -> int:
     """Send one model to ``conf.topic_similarity``; returns the number of messages sent.
 
-    ``neighbours`` is ``{item: {neighbour: score}}`` (lists of pairs are accepted too).
+    ``neighbours`` is ``{item: {neighbour: score}}`` (lists of pairs are accepted too);
+    ``related`` / ``counts`` see :func:`similarity_messages`.
     """
-    messages = similarity_messages(neighbours, version, trained_at or time.time(), removed)
+    messages = similarity_messages(neighbours, version, trained_at or time.time(), removed, related, counts)
     producer = await KafkaClients(conf).producer("bulk", max_batch_size=512 * 1024,
                                                  max_request_size=4 * 1024 * 1024)
     try:

@@ -7,8 +7,10 @@ product, and only the best ``m`` neighbours of each row survive the block.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 #: Bytes a block's similarity matrix may take when ``block`` is not given.
 DEFAULT_BLOCK_BYTES = 8 * 2**20
@@ -181,4 +183,31 @@ def similar_to(item_factors: np.ndarray, item: int, n: int = 10) -> tuple[np.nda
     return best.astype(np.int32), sims[best].astype(np.float32)
 
 
-__all__ = ["top_similar", "similar_to", "DEFAULT_BLOCK_BYTES"]
+def cooccurrence_neighbours(R, item_ids: Sequence[str], m: int = 50,
+                            decimals: int = 4) -> dict[str, dict[str, float]]:
+    """Every item's top-``m`` items by cosine of the binary interaction columns of ``R``
+    (users x items): "users who had this also had that", the signal a next-interaction
+    ranker needs, which the rating-value ALS factors do not carry (see README)."""
+    X = sp.csr_matrix(R, copy=True)
+    X.data[:] = 1.0
+    X = X.astype(np.float32)
+    norms = np.sqrt(np.asarray(X.sum(axis=0)).ravel())
+    norms[norms == 0] = 1.0
+    C = (X.T @ X).tocsr()
+    out: dict[str, dict[str, float]] = {}
+    for a in range(C.shape[0]):
+        lo, hi = C.indptr[a], C.indptr[a + 1]
+        cols, vals = C.indices[lo:hi], C.data[lo:hi] / (norms[a] * norms[C.indices[lo:hi]])
+        keep = cols != a
+        cols, vals = cols[keep], vals[keep]
+        if cols.size > m:
+            part = np.argpartition(-vals, m - 1)[:m]
+            cols, vals = cols[part], vals[part]
+        order = np.lexsort((cols, -vals))
+        if order.size:
+            out[str(item_ids[a])] = {str(item_ids[c]): round(float(v), decimals)
+                                     for c, v in zip(cols[order], vals[order])}
+    return out
+
+
+__all__ = ["top_similar", "similar_to", "cooccurrence_neighbours", "DEFAULT_BLOCK_BYTES"]

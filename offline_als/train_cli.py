@@ -76,13 +76,14 @@ def _parser(conf: Settings) -> argparse.ArgumentParser:
     return p
 
 
-async def _publish(conf, neighbours, version, trained_at) -> int:
+async def _publish(conf, trained) -> int:
     from broker.topics import create_topics
 
     from .publish import publish_similarity
 
     await create_topics(conf)
-    return await publish_similarity(neighbours, version, conf=conf, trained_at=trained_at)
+    return await publish_similarity(trained.neighbours, trained.version, conf=conf, trained_at=trained.trained_at,
+                                    related=trained.related, counts=trained.counts)
 
 
 def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
                                      metrics=metrics)
     if args.publish:
         try:
-            result["published"] = asyncio.run(_publish(conf, trained.neighbours, version, trained_at))
+            result["published"] = asyncio.run(_publish(conf, trained))
         except Exception as exc:
             print(f"error: publishing to {conf.bootstrap_servers} failed: {exc}", file=sys.stderr)
             print(json.dumps(dict(result, published=None, error=str(exc))), flush=True)

@@ -226,7 +226,8 @@ class ALSWorker:
             previous = await asyncio.to_thread(saved_item_ids, self.model_file)
             removed = sorted(set(previous) - set(trained.neighbours))
             sent = await publish_similarity(trained.neighbours, trained.version, conf=conf, removed=removed,
-                                            trained_at=trained.trained_at)
+                                            trained_at=trained.trained_at, related=trained.related,
+                                            counts=trained.counts)
             await asyncio.to_thread(trained.save, self.model_file)
         except Exception as exc:
             self.stats.failed_trainings += 1

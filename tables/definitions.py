@@ -80,8 +80,8 @@ class SimilarityBroadcast:
         self.index = SimilarityIndex()
         #: The marker of the model in service.
         self.marker: dict = {}
-        #: version -> {item: neighbours}, in the order versions were first seen.
-        self._staged: dict[str, dict[str, dict[str, float]]] = {}
+        #: version -> {item: (neighbours, related, count)}, in the order versions were first seen.
+        self._staged: dict[str, dict[str, tuple]] = {}
         self._markers: dict[int, dict] = {}
         self.partitions = 1
         self.messages = 0
@@ -115,9 +115,8 @@ class SimilarityBroadcast:
             self._markers[partition] = marker
             self._maybe_switch(marker)
             return
-        pairs = ((str(n), float(s)) for n, s in data["neighbours"].items())
-        neighbours = {n: s for n, s in pairs if math.isfinite(s)}
-        self._staged.setdefault(str(data.get("version", "")), {})[item] = neighbours
+        self._staged.setdefault(str(data.get("version", "")), {})[item] = (
+            _finite(data["neighbours"]), _finite(data.get("related") or {}), int(data.get("count") or 0))
 
     def _maybe_switch(self, marker: dict) -> None:
         version = marker["version"]
@@ -129,7 +128,8 @@ class SimilarityBroadcast:
             log.warning("model %s is incomplete (%d of %d items): keeping model %r in service", version,
                         len(staged), marker["items"], self.marker.get("version"))
             return
-        self.index = SimilarityIndex(staged)
+        self.index = SimilarityIndex({q: s[0] for q, s in staged.items()}, related={q: s[1] for q, s in staged.items()},
+                                     counts={q: s[2] for q, s in staged.items()})
         self.marker = marker
         for seen in list(self._staged):  # this version and every one staged before it are done
             del self._staged[seen]
@@ -161,6 +161,12 @@ class SimilarityBroadcast:
                         self.apply(record.key, record.value, tp.partition)
         finally:
             await consumer.stop()
+
+
+def _finite(scores: dict) -> dict[str, float]:
+    """``{item: score}`` with string ids and float scores, NaN and infinities dropped."""
+    pairs = ((str(n), float(s)) for n, s in scores.items())
+    return {n: s for n, s in pairs if math.isfinite(s)}
 
 
 similarity = SimilarityBroadcast()

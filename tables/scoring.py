@@ -88,13 +88,35 @@ class SimilarityIndex:
     ----------
     neighbours : mapping of item -> {neighbour: similarity}, optional
         Initial lists (any order; stored best first).
+    related : mapping of item -> {neighbour: co-occurrence}, optional
+        The model's co-occurrence lists, for the default ranker (``tables/ranking.py``).
+    counts : mapping of item -> interactions in the training data, optional
+        The popularity prior of the default ranker.
     """
 
-    def __init__(self, neighbours: Optional[Mapping[str, Neighbours]] = None) -> None:
+    def __init__(self, neighbours: Optional[Mapping[str, Neighbours]] = None, *,
+                 related: Optional[Mapping[str, Neighbours]] = None,
+                 counts: Optional[Mapping[str, int]] = None) -> None:
         self.neighbours: dict[str, dict[str, float]] = {}
         self.rows: dict[str, dict[str, float]] = {}
         for item, neigh in (neighbours or {}).items():
             self.set_neighbours(item, neigh)
+        self.related = {item: dict(sorted(neigh.items(), key=lambda kv: (-kv[1], kv[0])))
+                        for item, neigh in (related or {}).items() if neigh}
+        self.counts = {item: int(c) for item, c in (counts or {}).items() if c > 0}
+        self.max_count = max(self.counts.values(), default=0)
+        #: Items by count, most first (ties by id); the top 1,000 is plenty of candidates.
+        self.popular = [q for _c, q in sorted((-c, q) for q, c in self.counts.items())[:1000]]
+
+    def popular_excluding(self, exclude, n: int) -> list[str]:
+        """The ``n`` most counted items not in ``exclude`` (from the top 1,000)."""
+        out = []
+        for q in self.popular:
+            if q not in exclude:
+                out.append(q)
+                if len(out) == n:
+                    break
+        return out
 
     def __len__(self) -> int:
         return len(self.neighbours)

@@ -41,13 +41,20 @@ def broker(request, tmp_path_factory):
 
 
 @pytest.fixture
-def stream_env(broker, tmp_path, monkeypatch):
+def stream_env(broker, tmp_path, monkeypatch, request):
     """Environment (and Settings) of an isolated deployment on the session broker; the
-    test process's environment gets the same variables (commands run in-process read it)."""
+    test process's environment gets the same variables (commands run in-process read it).
+
+    The ranker is the test module's ``RANKER`` (default ``paper``): most stream tests
+    check every list against an independent implementation of the paper's formula
+    (``test_stream_realtime.expected_lists``); ``test_default_ranker.py`` does the same
+    for the default ranker, and the kill drills (``harness/failover.py``) run it too.
+    """
     from app.settings import settings_from
     from harness.local import isolated_env
 
-    env = isolated_env(broker.port, tmp_path / "data", RECSYS_LOG_EVERY_S=2, **short_group_timing(broker))
+    env = isolated_env(broker.port, tmp_path / "data", RECSYS_LOG_EVERY_S=2,
+                       RECSYS_RANKER=getattr(request.module, "RANKER", "paper"), **short_group_timing(broker))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     yield StreamEnv(env=env, conf=settings_from(env), tmp=tmp_path)

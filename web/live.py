@@ -19,60 +19,19 @@ machines must agree to well under the time a person takes to click.
 from __future__ import annotations
 
 import collections
-import hashlib
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+# A/B assignment lives with the rankers: the worker assigns, the page reads the variant.
+from app.settings import parse_ab  # noqa: F401 (web.server reads it from here)
+from tables.ranking import assign_variant, user_hash  # noqa: F401
+
 #: z of a two-sided 95% interval.
 Z95 = 1.959963984540054
 #: Events without an item (``search``) cannot hit a list.
 NO_ITEM_EVENTS = frozenset({"search"})
-
-
-# ------------------------------------------------------------------------- A/B tests
-def parse_ab(spec: str) -> list[tuple[str, int]]:
-    """``"default:50,paper:50"`` -> ``[("default", 50), ("paper", 50)]``; ``""`` -> ``[]``.
-
-    Weights are non-negative integers (shares of their sum, not necessarily 100); names
-    are unique. Raises ``ValueError`` naming the bad part.
-    """
-    arms: list[tuple[str, int]] = []
-    for part in (p.strip() for p in (spec or "").split(",")):
-        if not part:
-            continue
-        name, colon, weight = part.partition(":")
-        name, weight = name.strip(), weight.strip()
-        if not colon or not name or not weight.isdigit():
-            raise ValueError(f"RECSYS_AB part {part!r} is not name:weight (weight a whole number)")
-        if any(name == known for known, _ in arms):
-            raise ValueError(f"RECSYS_AB names variant {name!r} twice")
-        arms.append((name, int(weight)))
-    if arms and sum(w for _, w in arms) == 0:
-        raise ValueError("RECSYS_AB weights are all 0")
-    return arms
-
-
-def user_hash(user: str) -> int:
-    """A stable 64-bit number of ``user``: the first 8 bytes (big-endian) of
-    SHA-256(``"recsys-ab:" + user`` in UTF-8). The worker must use this same function."""
-    digest = hashlib.sha256(b"recsys-ab:" + user.encode("utf-8", "surrogatepass")).digest()
-    return int.from_bytes(digest[:8], "big")
-
-
-def assign_variant(user: str, arms: list[tuple[str, int]], default: str = "default") -> str:
-    """The arm of ``user``: buckets are split between arms in proportion to their weights
-    (in the order given). No arms: ``default``."""
-    total = sum(w for _, w in arms)
-    if not arms or total <= 0:
-        return default
-    point = user_hash(user) % total
-    for name, weight in arms:
-        if point < weight:
-            return name
-        point -= weight
-    return arms[-1][0]  # unreachable: point < total
 
 
 # ------------------------------------------------------------------- statistics

@@ -51,7 +51,7 @@ TS0 = 1_700_000_000.25  # valid timestamps: TS0 + message index (in the past, un
 GEN_NOW = TS0 - 1
 BIG = 430_000  # "oversize" values: under the producer's default 1 MB limit
 HUGE = 1_500_000  # over it: sent with max_request_size raised
-IMPLICIT = {"purchase", "cart", "fav"}  # RECSYS_IMPLICIT_RATINGS' default
+IMPLICIT = {"view", "click", "purchase", "cart", "fav"}  # RECSYS_EVENT_WEIGHTS' default (not search)
 
 
 @dataclasses.dataclass

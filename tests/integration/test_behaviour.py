@@ -33,18 +33,21 @@ def event(user, item, kind, ts=1.0):
 
 
 @pytest.mark.broker
-def test_behaviour_counts_hot_items_segments_and_implicit_ratings(stream_env, workers):
+def test_behaviour_counts_hot_items_segments_and_every_event_makes_a_list(stream_env, workers):
     conf = stream_env.conf
     worker = stream_env.ready_worker(workers)
     events = ([event("dora", "i1", "view")] * 3 + [event("dora", "i1", "cart"), event("dora", "i1", "purchase"),
               event("dora", "i2", "purchase")] + [event(f"u{n}", "i7", "view") for n in range(10)])
     run(produce(conf, conf.topic_events, events))
 
-    # Strong events became implicit ratings and triggered the same real-time update.
+    # Every event (RECSYS_EVENT_WEIGHTS: views too) became an implicit rating and triggered
+    # the same real-time update; the repeated views (same item, weight and time) re-emit.
     lists = json_values(run(consume(conf, conf.topic_recommendations,
-                                    until=lambda m: sum(x.key == b"dora" for x in m) >= 3)))
+                                    until=lambda m: sum(x.key == b"dora" for x in m) >= 6
+                                    and sum(x.key.startswith(b"u") for x in m if x.key) >= 10)))
     assert sorted(rec["reason"] for rec in lists if rec["user"] == "dora") == [
-        "implicit:cart", "implicit:purchase", "implicit:purchase"]
+        "implicit:cart", "implicit:purchase", "implicit:purchase", "implicit:view", "implicit:view", "implicit:view"]
+    assert sum(rec["user"].startswith("u") for rec in lists) == 10  # one view each
 
     deadline = time.monotonic() + 30
     while True:  # the hot list is refreshed by a 5-second timer
@@ -65,7 +68,7 @@ def test_behaviour_counts_hot_items_segments_and_implicit_ratings(stream_env, wo
     status, body = worker.post("/collect/", b'{"user": "dora", "item": "i9", "rating": 5, "ts": 9}')
     assert status == 202
     lists = json_values(run(consume(conf, conf.topic_recommendations,
-                                    until=lambda m: sum(x.key == b"dora" for x in m) >= 4)))
+                                    until=lambda m: sum(x.key == b"dora" for x in m) >= 7)))
     last = [rec for rec in lists if rec["user"] == "dora"][-1]
     assert last["reason"] == "rating"
     assert {"i1", "i2", "i9"}.isdisjoint(item for item, _ in last["items"])

@@ -10,6 +10,7 @@ import pytest
 from app.settings import Settings
 from evaluation import prequential as pq
 from evaluation import rankers as rk
+from tables.ranking import RankerParams, recommend_default
 from tables.scoring import OnlineParams, SimilarityIndex, recommend_after_rating
 
 JSON_KEYS = {"protocol", "events_scored", "users", "repeat_share", "hr_at_10", "ndcg_at_10", "mrr_at_10",
@@ -19,10 +20,9 @@ JSON_KEYS = {"protocol", "events_scored", "users", "repeat_share", "hr_at_10", "
 NEIGHBOURS = {"a": {"x": 0.9, "y": 0.5}, "b": {"y": 0.6, "z": 0.2}}
 
 
-def _shared(counts=None, cooc=None) -> rk.SharedState:
+def _shared(counts=None) -> rk.SharedState:
     shared = rk.SharedState(rk.TopCounter(size=3), rk.HotWindow(10.0, 1.0, 2))
     shared.index = SimilarityIndex(NEIGHBOURS)
-    shared.cooc = SimilarityIndex(cooc if cooc is not None else NEIGHBOURS)
     for item, n in (counts or {}).items():
         shared.popularity.add(item, n)
     return shared
@@ -72,25 +72,22 @@ def test_item_knn_sums_similarities_of_recent_items():
     assert rk.ItemKNN().recommend("u", _view("a", "b", "y"), _shared()) == ["x", "z"]
 
 
-def test_default_decays_older_items_and_says_why():
-    p = rk.DefaultParams(decay=0.5, w_pop=0.0, w_als=0.0, w_hot=0.0)
-    # weights: b (newest) 1, a 0.5 -> x 0.45, y 0.25 + 0.6 = 0.85, z 0.2
-    items, because = rk.default_list("u", _view("a", "b"), _shared(), p)
-    assert items == ["y", "x", "z"]
-    assert because == {"y": "b", "x": "a", "z": "b"}
-    # decay 0.1: x 0.09 < z 0.2
-    items, _ = rk.default_list("u", _view("a", "b"), _shared(), rk.DefaultParams(decay=0.1, w_pop=0.0))
-    assert items == ["y", "z", "x"]
-
-
-def test_default_adds_the_popularity_prior():
-    shared = _shared({"x": 8, "p": 8, "a": 1})
-    p = rk.DefaultParams(decay=0.5, w_pop=1.0, w_als=0.0, n_pop=5)
-    # knn scaled by its max (0.85): y 1, x 0.529, z 0.235; prior lg(1+c)/lg(9): x 1, p 1 (a is the
-    # user's): x 1.529, p 1.0 = y 1.0 (tie: id order), z 0.235
-    items, because = rk.default_list("u", _view("a", "b"), shared, p)
-    assert items == ["x", "p", "y", "z"]
-    assert "p" not in because  # came from the prior only
+def test_default_ranker_is_the_agents_function():
+    shared = _shared()
+    shared.index = SimilarityIndex(NEIGHBOURS, related={"a": {"p": 0.5}, "b": {"q": 0.4}}, counts={"z": 3})
+    default = rk.Default(RankerParams(decay=0.5))
+    view = rk.UserView()
+    recent, rated, lst = [], [], []
+    for t, item in enumerate(["a", "b"]):
+        view.apply(item, 4.0, float(t))
+        default.update("u", item, 4.0, float(t), view, shared)
+        recent, rated, lst, because, _ = recommend_default(item=item, rating=4.0, ts=float(t), recent=recent,
+                                                           rated=rated, previous=lst, similarity=shared.index,
+                                                           params=RankerParams(decay=0.5))
+    # related lists, not the factor neighbours: q 0.4 (newest) -> 1, p 0.5 * 0.5 -> 0.625, z only
+    # from the prior: 0.5 * lg(1 + 3) / lg(1 + 3) = 0.5
+    assert default.recommend("u", view, shared) == [e[0] for e in lst] == ["q", "p", "z"]
+    assert default.because["u"] == because == {"q": "b", "p": "a"}
 
 
 def test_paper_ranker_is_the_agents_function():

@@ -64,3 +64,13 @@ def test_log_lines():
     assert reason(parse_log_line, b"RATING:u1|i1|x|4", **SCALE) == "bad_rating"
     assert reason(parse_log_line, b"EVENT:u1|i1|view", **SCALE) == "wrong_field_count"
     assert reason(parse_log_line, b"RATING:\xff|i|1|1", **SCALE) == "bad_encoding"
+
+
+def test_a_collected_body_without_ts_gets_the_receive_time():
+    from app.records import parse_collected
+
+    event = parse_collected(b'{"user": "u", "item": "i", "event": "view"}', rating_min=1, rating_max=5,
+                            default_ts=1234.5)
+    rating = parse_collected(b'{"user": "u", "item": "i", "rating": 4, "ts": 7}', rating_min=1, rating_max=5,
+                             default_ts=1234.5)
+    assert (event.ts, rating.ts) == (1234.5, 7.0)  # a ts that is there is kept

@@ -54,7 +54,7 @@ def test_algorithm_settings_and_implicit_ratings(monkeypatch):
     conf = settings_with(monkeypatch, RECSYS_K="5", RECSYS_THETA="0.4", RECSYS_RATING_MIN="2",
                          RECSYS_RATING_MAX="10", RECSYS_IMPLICIT_RATINGS="purchase:10, cart:8")
     assert (conf.k, conf.theta, conf.rating_min, conf.rating_max) == (5, 0.4, 2.0, 10.0)
-    assert conf.implicit_rating_map() == {"purchase": 10.0, "cart": 8.0}
+    assert conf.event_weight_map() == {"purchase": 10.0, "cart": 8.0}
 
 
 def test_recsys_broker_runs_in_the_foreground_and_stops_on_sigterm():

@@ -1,0 +1,209 @@
+"""The default ranker as plain functions (no Kafka, no Faust): what the realtime agent
+calls when ``RECSYS_RANKER=default`` (the paper's formula is ``tables/scoring.py``).
+
+On an interaction (u, p, w) (a rating, or a behaviour event with its weight) the user's
+recent interactions are updated exactly as the paper's RK (one entry per item, newest
+last), and the whole list is re-ranked from ALL of them, not only from p:
+
+    score(q) = knn(q) / max_q' knn(q') + w_pop * lg(1 + count(q)) / lg(1 + max count)
+
+    knn(q)   = sum over the ``history`` newest interactions r (the j-th newest weighted
+               decay^j) of related(r, q)
+
+``related`` are the model's co-occurrence neighbour lists ("users who had r also had
+q": cosine of the binary interaction columns, published by the ALS worker with the
+factor similarities), ``count`` the item's interactions in the model's training data
+(the popularity prior). Candidates: the related items of the recent interactions and
+the ``n_pop`` most popular items; never an item the user already had. Why these
+choices: README, "Lists that beat most popular" (the streaming evaluation chose them on
+the warm-up half of ml-100k and ml-latest-small; the same fixed values everywhere).
+
+Each list says why its items are there: ``because[q]`` is the recent interaction that
+contributed most to q's kNN part (items that came from the prior alone have none).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Optional, Sequence
+
+from app.settings import parse_ab
+from tables.scoring import (OnlineParams, SimilarityIndex, _as_set, add_rated_item, add_recent_rating, is_replay,
+                            recommend_after_rating)
+
+
+@dataclass(frozen=True)
+class RankerParams:
+    """Knobs of :func:`rank_default`, fixed defaults (README: how they were chosen).
+
+    ``history`` newest interactions read; ``decay`` weight ratio between consecutive
+    ones (newest 1, next ``decay``, ...); ``w_pop`` weight of the popularity prior
+    (both parts scaled to [0, 1]); ``n_pop`` popular items added as candidates; ``k``
+    list length; ``rated_limit`` items remembered as "already had".
+    """
+
+    history: int = 20
+    decay: float = 0.8
+    w_pop: float = 0.5
+    n_pop: int = 50
+    k: int = 20
+    rated_limit: int = 1000
+
+    @classmethod
+    def from_settings(cls, conf) -> "RankerParams":
+        return cls(k=conf.k, rated_limit=conf.rated_items_max)
+
+
+def knn_scores(recent: Sequence[Sequence], neighbours: Mapping[str, Mapping[str, float]], exclude,
+               weights: Optional[Sequence[float]] = None) -> dict[str, list]:
+    """``{q: [sum_r w_r sim(r, q), best single contribution, its recent item]}`` over the
+    neighbour lists of the ``recent`` items (``weights`` default 1 each)."""
+    scores: dict[str, list] = {}
+    for n, entry in enumerate(recent):
+        item = entry[0]
+        w = 1.0 if weights is None else weights[n]
+        for q, s in neighbours.get(item, {}).items():
+            if s <= 0.0 or q in exclude:
+                continue
+            c = w * s
+            acc = scores.get(q)
+            if acc is None:
+                scores[q] = [c, c, item]
+            else:
+                acc[0] += c
+                if c > acc[1]:
+                    acc[1], acc[2] = c, item
+    return scores
+
+
+def rank_default(recent: Sequence[Sequence], exclude: Iterable[str], index: SimilarityIndex,
+                 params: RankerParams, n: Optional[int] = None) -> tuple[list[list], dict[str, str]]:
+    """The top-``n`` (default ``params.k``) list ``[[item, score], ...]`` and ``because``.
+
+    ``recent`` is ``[[item, weight, ts], ...]`` oldest first (:func:`add_recent_rating`).
+    Reads ``index.related`` (the published co-occurrence lists; the factor neighbours
+    when a model has none), ``index.counts`` and ``index.popular``. Ties break on item
+    id. Pure: changes none of its arguments.
+    """
+    n = params.k if n is None else n
+    exclude = _as_set(exclude)
+    recent = list(recent)[-params.history:]
+    weights = [params.decay ** (len(recent) - 1 - j) for j in range(len(recent))]
+    knn = knn_scores(recent, index.related or index.neighbours, exclude, weights)
+    top_knn = max((v[0] for v in knn.values()), default=0.0) or 1.0
+    scores = {q: v[0] / top_knn for q, v in knn.items()}
+    if params.w_pop > 0 and index.counts:
+        counts, lg_max = index.counts, math.log1p(index.max_count)
+        for q in index.popular_excluding(exclude, params.n_pop):
+            scores.setdefault(q, 0.0)
+        for q in scores:
+            scores[q] += params.w_pop * math.log1p(counts.get(q, 0)) / lg_max
+    ranked = sorted([(-s, q) for q, s in scores.items()])[:n]
+    items = [[q, round(-s, 6)] for s, q in ranked]
+    return items, {q: knn[q][2] for q, _s in items if q in knn}
+
+
+def recommend_default(*, item: str, rating: float, ts: float, recent: Sequence[Sequence],
+                      rated: Sequence[str], previous: Sequence[Sequence], similarity: SimilarityIndex,
+                      params: RankerParams):
+    """The default ranker's whole update for one interaction, the counterpart of
+    :func:`tables.scoring.recommend_after_rating`: returns
+    ``(recent, rated, new_list, because, n_candidates)``.
+
+    A replayed interaction (:func:`is_replay`) returns the state and ``previous`` as
+    they are (at-least-once redelivery changes nothing).
+    """
+    if is_replay(recent, item, rating, ts):
+        return list(recent), list(rated), [list(e) for e in previous], {}, 0
+    recent = add_recent_rating(recent, item, rating, ts, params.history)
+    rated = add_rated_item(rated, item, params.rated_limit)
+    new_list, because = rank_default(recent, rated, similarity, params)
+    return recent, rated, new_list, because, len(new_list)
+
+
+# ------------------------------------------------------------------------- on the wire
+#: Decimals of a score on the wire (lists on ``recommendations`` and from the API).
+WIRE_DECIMALS = 4
+
+
+def wire_list(items: Sequence[Sequence]) -> list[list]:
+    """A list as frontends get it: scores rounded (``None`` stays: a fallback item)."""
+    return [[q, None if s is None else round(s, WIRE_DECIMALS)] for q, s in items]
+
+
+def list_filters(query: Mapping[str, str]) -> tuple[Optional[int], set[str]]:
+    """``?n=`` and ``?exclude=a,b`` of a list request; ``ValueError`` for a bad ``n``."""
+    raw = query.get("n")
+    n = None
+    if raw is not None and raw != "":
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"n={raw!r} is not a whole number >= 1")
+        n = int(raw)
+    exclude = {x.strip() for x in query.get("exclude", "").split(",") if x.strip()}
+    return n, exclude
+
+
+def filter_list(items: Sequence[Sequence], n: Optional[int] = None, exclude: Iterable[str] = (),
+                keep=None) -> list[list]:
+    """The wire list without ``exclude``d items and items ``keep(item)`` refuses, cut to ``n``."""
+    ex = _as_set(exclude)
+    out = [e for e in wire_list(items) if e[0] not in ex and (keep is None or keep(e[0]))]
+    return out if n is None else out[:n]
+
+
+# ------------------------------------------------------------------------- A/B tests
+def user_hash(user: str) -> int:
+    """A stable 64-bit number of ``user``: the first 8 bytes (big-endian) of
+    SHA-256(``"recsys-ab:" + user`` in UTF-8). The worker must use this same function."""
+    digest = hashlib.sha256(b"recsys-ab:" + user.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def assign_variant(user: str, arms: list[tuple[str, int]], default: str = "default") -> str:
+    """The arm of ``user``: buckets are split between arms in proportion to their weights
+    (in the order given). No arms: ``default``."""
+    total = sum(w for _, w in arms)
+    if not arms or total <= 0:
+        return default
+    point = user_hash(user) % total
+    for name, weight in arms:
+        if point < weight:
+            return name
+        point -= weight
+    return arms[-1][0]  # unreachable: point < total
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Which ranker ranks a user, and the knobs of both: what the realtime agent (and any
+    replay of it) needs to turn one interaction into the user's next list.
+
+    ``ranker`` is the variant when no A/B test runs; ``arms`` the A/B arms
+    (:func:`parse_ab`), which override it.
+    """
+
+    ranker: str = "default"
+    arms: tuple = ()
+    online: OnlineParams = OnlineParams()
+    default: RankerParams = RankerParams()
+
+    @classmethod
+    def from_settings(cls, conf) -> "Ranking":
+        return cls(ranker=conf.ranker, arms=tuple(parse_ab(conf.ab)), online=OnlineParams.from_settings(conf),
+                   default=RankerParams.from_settings(conf))
+
+    def variant(self, user: str) -> str:
+        return assign_variant(user, list(self.arms), self.ranker)
+
+    def update(self, variant: str, *, item: str, rating: float, ts: float, recent, rated, previous,
+               similarity: SimilarityIndex, hot_items: Iterable[str] = ()):
+        """One interaction through ``variant``'s ranker: ``(recent, rated, new_list,
+        because, n_scored)`` (the paper's formula gives no ``because``)."""
+        if variant == "paper":
+            recent, rated, new_list, n = recommend_after_rating(
+                item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous,
+                similarity=similarity, hot_items=hot_items, params=self.online)
+            return recent, rated, new_list, {}, n
+        return recommend_default(item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous,
+                                 similarity=similarity, params=self.default)

@@ -1,0 +1,94 @@
+"""The default ranker in the worker: every list (from ratings and from behaviour events)
+equals an independent implementation of its formula over the published model, says
+``because`` and its variant; with ``RECSYS_AB`` each user gets the arm the page computes."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from offline_als.publish import publish_similarity
+from tables.ranking import assign_variant
+from tests.brokers import produce, run
+from tests.integration.test_stream_realtime import MODEL, lists_for, rating_message
+
+pytestmark = pytest.mark.broker
+RANKER = "default"  # conftest.stream_env: the worker runs the default ranker
+
+#: Co-occurrence lists and training counts, as the ALS worker publishes them beside MODEL.
+RELATED = {"i0": {"i1": 0.6, "i5": 0.4, "i9": 0.2}, "i1": {"i0": 0.6, "i2": 0.5}, "i2": {"i1": 0.5, "i5": 0.3},
+           "i5": {"i0": 0.4, "i2": 0.3, "i8": 0.7}, "i8": {"i5": 0.7, "i9": 0.6}, "i9": {"i8": 0.6, "i0": 0.2}}
+COUNTS = {"i0": 9, "i1": 4, "i2": 3, "i5": 2, "i8": 7, "i9": 1, "i11": 12}
+HISTORY, DECAY, W_POP, N_POP, K = 20, 0.8, 0.5, 50, 20
+
+
+def expected_default(interactions):
+    """The default formula (tables/ranking.py's docstring), written out on its own.
+    ``interactions``: (item, weight, ts) with distinct items, in time order."""
+    out, had = [], []
+    for n, (item, _w, _ts) in enumerate(interactions):
+        had.append(item)
+        newest = [i for i, _, _ in interactions[: n + 1]][-HISTORY:]
+        knn, best = {}, {}
+        for j, r in enumerate(newest):  # oldest first; the newest weighs 1
+            weight = DECAY ** (len(newest) - 1 - j)
+            for q, s in RELATED.get(r, {}).items():
+                if q in had:
+                    continue
+                knn[q] = knn.get(q, 0.0) + weight * s
+                if weight * s > best.get(q, (0.0, None))[0]:
+                    best[q] = (weight * s, r)
+        top = max(knn.values(), default=1.0)
+        scores = {q: v / top for q, v in knn.items()}
+        for q in sorted((q for q in COUNTS if q not in had), key=lambda q: (-COUNTS[q], q))[:N_POP]:
+            scores.setdefault(q, 0.0)
+        scores = {q: s + W_POP * math.log1p(COUNTS.get(q, 0)) / math.log1p(max(COUNTS.values()))
+                  for q, s in scores.items()}
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:K]
+        out.append((ranked, {q: best[q][1] for q, _ in ranked if q in best}))
+    return out
+
+
+def start(stream_env, workers, name="w1"):
+    worker = stream_env.ready_worker(workers, name)
+    run(publish_similarity(MODEL, "v-default", conf=stream_env.conf, related=RELATED, counts=COUNTS))
+    worker.wait_ready(model_version="v-default")
+    return worker
+
+
+def test_every_list_is_the_default_formula_with_its_reasons(stream_env, workers):
+    conf = stream_env.conf
+    start(stream_env, workers)
+    ratings = [("i0", 5, 1.0), ("i5", 2, 2.0), ("i2", 4, 3.0)]
+    views = [("i8", "view", 4.0), ("i1", "purchase", 5.0)]  # behaviour events: lists too
+    run(produce(conf, conf.topic_ratings, [rating_message("gina", *r) for r in ratings]))
+    lists = lists_for(conf, "gina", len(ratings))
+    run(produce(conf, conf.topic_events, [(b"gina", json.dumps({"user": "gina", "item": i, "event": e, "ts": t})
+                                           .encode()) for i, e, t in views]))
+    lists = lists_for(conf, "gina", len(ratings) + len(views))
+    weights = conf.event_weight_map()
+    want = expected_default(ratings + [(i, weights[e], t) for i, e, t in views])
+    assert [rec["reason"] for rec in lists] == ["rating"] * 3 + ["implicit:view", "implicit:purchase"]
+    for rec, (ranked, because) in zip(lists, want):
+        assert [q for q, _ in rec["items"]] == [q for q, _ in ranked]
+        assert [s for _, s in rec["items"]] == pytest.approx([s for _, s in ranked], abs=5e-5)
+        assert rec["because"] == because and rec["variant"] == "default" and rec["model_version"] == "v-default"
+    assert "i11" in [q for q, _ in lists[0]["items"]] and "i11" not in lists[0]["because"]  # the prior's item
+
+
+def test_ab_arms_put_each_user_on_the_variant_the_page_computes(stream_env, workers):
+    stream_env.env["RECSYS_AB"] = "default:1,paper:1"
+    conf = stream_env.conf
+    start(stream_env, workers)
+    users = [f"ab{n}" for n in range(8)]
+    run(produce(conf, conf.topic_ratings, [rating_message(u, "i0", 5, 1.0) for u in users]))
+    arms = [("default", 1), ("paper", 1)]
+    for user in users:
+        [rec] = lists_for(conf, user, 1)
+        assert rec["variant"] == assign_variant(user, arms)
+        if rec["variant"] == "paper":  # the paper's list: MODEL's neighbours above theta, no reasons
+            assert rec["because"] == {} and [q for q, _ in rec["items"]][:2] == ["i1", "i2"]
+        else:
+            assert rec["because"]["i1"] == "i0"
+    assert {lists_for(conf, u, 1)[0]["variant"] for u in users} == {"default", "paper"}

@@ -1,0 +1,97 @@
+"""The default ranker (tables/ranking.py) by hand, and which ranker a user gets."""
+from __future__ import annotations
+
+import pytest
+
+from app.settings import SettingError, Settings
+from tables.ranking import Ranking, RankerParams, rank_default, recommend_default
+from tables.scoring import SimilarityIndex, recommend_after_rating
+
+#: co-occurrence lists: a -> x 0.9, y 0.5; b -> y 0.6, z 0.2
+RELATED = {"a": {"x": 0.9, "y": 0.5}, "b": {"y": 0.6, "z": 0.2}}
+
+
+def _recent(*items):
+    return [[item, 4.0, float(t)] for t, item in enumerate(items)]
+
+
+def test_decays_older_items_and_says_why():
+    index = SimilarityIndex(related=RELATED)
+    # weights: b (newest) 1, a 0.5 -> y 0.25 + 0.6 = 0.85, x 0.45, z 0.2; scaled by 0.85
+    items, because = rank_default(_recent("a", "b"), {"a", "b"}, index, RankerParams(decay=0.5, w_pop=0.0))
+    assert [q for q, _ in items] == ["y", "x", "z"]
+    assert [s for _, s in items] == pytest.approx([1.0, 0.45 / 0.85, 0.2 / 0.85], abs=1e-6)
+    assert because == {"y": "b", "x": "a", "z": "b"}
+    # decay 0.1: x 0.09 < z 0.2
+    items, _ = rank_default(_recent("a", "b"), {"a", "b"}, index, RankerParams(decay=0.1, w_pop=0.0))
+    assert [q for q, _ in items] == ["y", "z", "x"]
+
+
+def test_adds_the_popularity_prior_and_its_candidates():
+    index = SimilarityIndex(related=RELATED, counts={"x": 8, "p": 8, "a": 1})
+    # knn scaled: y 1, x 0.529, z 0.235; prior lg(1+c)/lg(9): x 1, p 1 (a is the user's):
+    # x 1.529, p 1.0 = y 1.0 (tie: id order), z 0.235
+    items, because = rank_default(_recent("a", "b"), {"a", "b"}, index, RankerParams(decay=0.5, w_pop=1.0))
+    assert [q for q, _ in items] == ["x", "p", "y", "z"]
+    assert "p" not in because  # it came from the prior only
+
+
+def test_never_lists_what_the_user_had_and_reads_the_factor_lists_without_related():
+    index = SimilarityIndex({"a": {"x": 0.9, "b": 0.8}})  # a model published without co-occurrence
+    items, because = rank_default(_recent("a"), {"a", "b"}, index, RankerParams(w_pop=0.0))
+    assert items == [["x", 1.0]] and because == {"x": "a"}
+
+
+def test_a_redelivered_interaction_changes_nothing():
+    index = SimilarityIndex(related=RELATED)
+    args = dict(item="a", rating=4.0, ts=1.0, similarity=index, params=RankerParams())
+    recent, rated, first, because, _ = recommend_default(recent=[], rated=[], previous=[], **args)
+    again = recommend_default(recent=recent, rated=rated, previous=first, **args)
+    assert again[:3] == (recent, rated, first) and again[3] == {}
+
+
+def test_the_ranking_picks_the_users_variant_and_the_paper_stays_the_paper():
+    index = SimilarityIndex({"a": {"x": 0.9, "y": 0.7}}, related={"a": {"z": 0.5}})
+    ranking = Ranking.from_settings(Settings(ranker="paper"))
+    kw = dict(item="a", rating=5.0, ts=1.0, recent=[], rated=[], previous=[], similarity=index, hot_items=["h"])
+    paper = recommend_after_rating(params=ranking.online, **kw)
+    assert ranking.variant("anyone") == "paper"
+    assert ranking.update("paper", **kw)[:3] == paper[:3]
+    assert [q for q, _ in ranking.update("default", **kw)[2]] == ["z"]
+    ab = Ranking.from_settings(Settings(ab="default:1,paper:1"))
+    variants = {ab.variant(f"u{n}") for n in range(50)}
+    assert variants == {"default", "paper"} and ab.variant("u7") == ab.variant("u7")
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"RECSYS_RANKER": "papr"}, "RECSYS_RANKER='papr': use one of default, paper"),
+    ({"RECSYS_AB": "default:50,foo:50"}, "RECSYS_AB: variant 'foo' is not a ranker (default, paper)"),
+    ({"RECSYS_EVENT_WEIGHTS": "view:1,clik:2"}, "RECSYS_EVENT_WEIGHTS: 'clik:2' is not event:weight"),
+    ({"RECSYS_EVENT_WEIGHTS": "purchase:9"}, "the weight must be on the rating scale [1, 5]"),
+])
+def test_bad_ranker_settings_are_one_clear_error(monkeypatch, env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        Settings()
+
+
+def test_the_old_implicit_ratings_name_still_works(monkeypatch):
+    monkeypatch.delenv("RECSYS_EVENT_WEIGHTS", raising=False)
+    monkeypatch.setenv("RECSYS_IMPLICIT_RATINGS", "purchase:5, cart:4")
+    assert Settings().event_weight_map() == {"purchase": 5.0, "cart": 4.0}
+
+
+def test_wire_lists_round_scores_and_filters_cut_and_exclude():
+    from tables.ranking import filter_list, list_filters, wire_list
+
+    items = [["a", 1.234567], ["b", None], ["c", 0.5], ["d", 0.25]]
+    assert wire_list(items) == [["a", 1.2346], ["b", None], ["c", 0.5], ["d", 0.25]]
+    n, exclude = list_filters({"n": "2", "exclude": "a, c"})
+    assert (n, exclude) == (2, {"a", "c"})
+    assert filter_list(items, n, exclude) == [["b", None], ["d", 0.25]]
+    assert filter_list(items, keep=lambda q: q in {"c", "d"}) == [["c", 0.5], ["d", 0.25]]
+    assert list_filters({}) == (None, set())
+    for bad in ("0", "-1", "x", "2.5"):
+        with pytest.raises(ValueError, match="whole number"):
+            list_filters({"n": bad})
