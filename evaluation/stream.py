@@ -83,7 +83,11 @@ async def _consume(conf, want: dict[str, int], timeout: float) -> dict[str, list
 
 
 def _same(a: Sequence[Sequence], b: Sequence[Sequence]) -> tuple[bool, float]:
-    """Same items in the same order; and the largest score difference."""
+    """Same items in the same order; and the largest score difference (``b`` rounded as
+    scores are on the wire)."""
+    from tables.ranking import wire_list
+
+    b = wire_list(b)
     if [x[0] for x in a] != [x[0] for x in b]:
         return False, float("inf")
     diff = 0.0
