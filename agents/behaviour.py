@@ -49,9 +49,9 @@ async def handle_event(event) -> None:
     metrics.count("events.accepted")
     user_event_counts_10m[(ev.user, ev.event)] += 1
     user_event_counts_1h[(ev.user, ev.event)] += 1
-    if ev.item:
+    if ev.item and ev.event != "dislike":  # "not interested" does not make an item hot
         await item_events_topic.send(key=ev.item.encode(), value=ev.item.encode())
-    rating = implicit_rating(ev.event, EVENT_WEIGHTS)
+    rating = implicit_rating(ev.event, EVENT_WEIGHTS, dislike_rating=settings.rating_min)
     if rating is not None and ev.item:
         implicit = Rating(user=ev.user, item=ev.item, rating=rating, ts=ev.ts, source=f"implicit:{ev.event}")
         await ratings_topic.send(key=ev.user.encode(), value=to_json_bytes(implicit))

@@ -12,7 +12,7 @@ import time
 
 from app import metrics
 
-from app.records import Recommendation, parse_rating, to_json_bytes
+from app.records import DISLIKE_SOURCE, Recommendation, parse_rating, to_json_bytes
 from app.app import app, settings
 from app.topics import ratings_topic, recommendations_topic
 from broker.partitioning import owner_partition
@@ -55,7 +55,7 @@ async def update_and_send(event) -> None:
     else:
         state.recent, state.rated, new_list, because, n_scored = RANKING.update(
             variant, item=rating.item, rating=rating.rating, ts=rating.ts, recent=state.recent, rated=state.rated,
-            previous=state.last_list, similarity=index, hot_items=hot_items)
+            previous=state.last_list, similarity=index, hot_items=hot_items, dislike=rating.source == DISLIKE_SOURCE)
         state.recs = {"items": new_list, "model_version": version, "ts": rating.ts, "because": because}
         state.offset = message.offset
         user_state[key] = state.to_value()

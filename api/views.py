@@ -1,7 +1,8 @@
 """The query API (Faust web views).
 
 - ``GET  /recommendations/{user}/``    the user's last list (routed to the owning worker);
-  ``?n=5`` at most n items, ``?exclude=a,b`` without those items
+  ``?n=5`` at most n items, ``?exclude=a,b`` without those items, ``?category=c`` only
+  items of that category (from the ``items`` topic)
 - ``GET  /users/{user}/behaviour/``     window counts and segment (routed likewise)
 - ``GET  /items/hot/``                  this worker's hottest items
 - ``POST /collect/``                    validate a JSON rating or event and produce it
@@ -31,7 +32,7 @@ from app.records import InvalidInput, Rating, parse_collected, to_json_bytes
 from tables.ranking import filter_list, list_filters
 from app.app import app, settings
 from app.topics import events_topic, ratings_topic
-from tables.definitions import model_version, similarity, user_state
+from tables.definitions import catalogue, model_version, similarity, user_state
 
 from agents.behaviour import hot_items, user_behaviour
 
@@ -52,12 +53,15 @@ async def get_recommendations(web, request, user: str):
         n, exclude = list_filters(request.query)
     except ValueError as exc:
         return web.json({"error": "bad_query", "detail": str(exc)}, status=400)
+    wanted = request.query.get("category")
+    keep = (lambda item: catalogue.category.get(item) == wanted) if wanted else None
     entry = user_state.get(user.encode(), {}).get("recs")
     if not entry:
         fallback = [[item, None] for item in hot_items[: settings.k]]
-        return web.json({"user": user, "items": filter_list(fallback, n, exclude), "source": "hot-items",
+        return web.json({"user": user, "items": filter_list(fallback, n, exclude, keep), "source": "hot-items",
                          "model_version": model_version()})
-    return web.json({"user": user, "source": "realtime", **entry, "items": filter_list(entry["items"], n, exclude)})
+    return web.json({"user": user, "source": "realtime", **entry,
+                     "items": filter_list(entry["items"], n, exclude, keep)})
 
 
 @route("/users/{user}/behaviour/")

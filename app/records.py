@@ -50,7 +50,11 @@ import orjson
 
 #: The behaviour event names, in the order reports list them: what ``user-events``
 #: accepts and what the data tools turn every source's behaviour column into.
-EVENT_NAMES: tuple[str, ...] = ("view", "click", "search", "fav", "cart", "purchase")
+#: ``dislike`` is "not interested": the item leaves the user's lists for good and its
+#: neighbours move down (``tables/ranking.py``); it is never a positive signal.
+EVENT_NAMES: tuple[str, ...] = ("view", "click", "search", "fav", "cart", "purchase", "dislike")
+#: The ``source`` of the implicit rating a dislike becomes.
+DISLIKE_SOURCE = "implicit:dislike"
 EVENT_TYPES = frozenset(EVENT_NAMES)
 
 #: Layout version of ``recommendations`` messages (see :class:`Recommendation`): 3 added

@@ -255,9 +255,9 @@ def _check_event_weights(conf: "Settings") -> None:
             value = float(weight)
         except ValueError:
             value = None
-        if not colon or event.strip() not in EVENT_TYPES or value is None:
+        if not colon or event.strip() not in EVENT_TYPES - {"dislike"} or value is None:
             raise SettingError(f"{name}: {part!r} is not event:weight with event one of "
-                               f"{', '.join(sorted(EVENT_TYPES))}")
+                               f"{', '.join(sorted(EVENT_TYPES - {'dislike'}))} (a dislike is never a weight)")
         if not conf.rating_min <= value <= conf.rating_max:
             raise SettingError(f"{name}: {part!r}: the weight must be on the rating scale "
                                f"[{conf.rating_min:g}, {conf.rating_max:g}]")

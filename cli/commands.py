@@ -133,16 +133,22 @@ def load(argv: list[str], conf) -> int:
     require_broker(conf, wait_s=0)
 
     async def _load() -> dict:
+        from datatools.catalogue import catalogue_for, publish_catalogue
+
         await create_topics(conf)
-        return await load_file(args.path, args.fmt, limit=args.limit, rate=args.rate, topic=args.topic, conf=conf)
+        items = await publish_catalogue(catalogue_for(args.path, args.fmt), conf=conf)  # names first, for the page
+        counts = await load_file(args.path, args.fmt, limit=args.limit, rate=args.rate, topic=args.topic, conf=conf)
+        return {**counts, "catalogue_items": items}
 
     print_json(asyncio.run(_load()))
     return 0
 
 
-def generate(argv: list[str], conf) -> int:  # noqa: ARG001 - every command gets the settings
+def generate(argv: list[str], conf) -> int:
     parser = argparse.ArgumentParser(prog="recsys generate",
                                      description="Write a seeded synthetic shop (ratings.csv, events.csv, items.csv).")
+    parser.add_argument("--publish", action="store_true",
+                        help="also publish items.csv (names, categories) to the items topic")
     parser.add_argument("--out", default="data/shop", help="output directory (default data/shop)")
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--items", type=int, default=500)
@@ -153,6 +159,18 @@ def generate(argv: list[str], conf) -> int:  # noqa: ARG001 - every command gets
         parser.error("--users, --items and --ratings must be at least 1")
     from datatools.generator import generate_shop
 
-    print_json(generate_shop(args.out, n_users=args.users, n_items=args.items, n_ratings=args.ratings,
-                             seed=args.seed))
+    result = generate_shop(args.out, n_users=args.users, n_items=args.items, n_ratings=args.ratings, seed=args.seed)
+    if args.publish:
+        from broker.detect import require_broker
+        from broker.topics import create_topics
+        from datatools.catalogue import catalogue_for, publish_catalogue
+
+        require_broker(conf, wait_s=0)
+
+        async def _publish() -> int:
+            await create_topics(conf)
+            return await publish_catalogue(catalogue_for(Path(args.out) / "ratings.csv", "csv"), conf=conf)
+
+        result["catalogue_items"] = asyncio.run(_publish())
+    print_json(result)
     return 0

@@ -81,6 +81,7 @@ __all__ = [
     "RatingsArrays",
     "load_ratings",
     "load_item_names",
+    "load_item_catalogue",
     "is_gzip",
     "parse_review_date",
 ]
@@ -487,27 +488,51 @@ def load_ratings(
 
 # --------------------------------------------------------------------------- item names
 def load_item_names(path: PathLike) -> dict[str, str]:
-    """Item id -> display name, from any of:
+    """Item id -> display name (see :func:`load_item_catalogue`)."""
+    return {item: name for item, (name, _category) in load_item_catalogue(path).items()}
 
-    * MovieLens 100K ``u.item`` (``id|title|...``, latin-1);
-    * MovieLens ``movies.csv`` (``movieId,title,genres`` with a header, quoted titles);
+
+def load_item_catalogue(path: PathLike) -> dict[str, tuple[str, str]]:
+    """Item id -> (display name, category), from any of:
+
+    * MovieLens 100K ``u.item`` (``id|title|...|19 genre flags``, latin-1): the first
+      genre flagged, named from ``u.genre`` beside it when there is one;
+    * MovieLens ``movies.csv`` (``movieId,title,genres`` with a header, quoted titles):
+      the first of the ``|``-separated genres;
     * the generator's ``items.csv`` (``item,name,category``, no header).
 
-    Plain or gzip; the layout is recognised from the content, not the name.
+    Plain or gzip; the layout is recognised from the content, not the name. A missing
+    category is ``""``.
     """
     lines = [ln.rstrip("\r\n") for ln in open_text_lines(path)]
-    names: dict[str, str] = {}
+    out: dict[str, tuple[str, str]] = {}
     first = next((ln for ln in lines if ln.strip()), "")
     if len(first.split("|")) >= 5:  # u.item
+        genres = _ml100k_genres(Path(path).parent / "u.genre")
         for ln in lines:
             f = ln.split("|")
             if len(f) >= 2 and f[0].strip():
-                names[f[0].strip()] = f[1].strip()
-        return names
+                flags = [n for n, flag in enumerate(f[5:]) if flag.strip() == "1"]
+                category = genres.get(flags[0], f"genre {flags[0]}") if flags else ""
+                out[f[0].strip()] = (f[1].strip(), category)
+        return out
     for f in csv.reader(ln for ln in lines if ln.strip()):
         if len(f) < 2 or not f[0].strip():
             continue
-        if not names and f[0].strip().lower() in _HEADER_WORDS | {"id", "movie_id"}:
+        if not out and f[0].strip().lower() in _HEADER_WORDS | {"id", "movie_id"}:
             continue  # header row (movies.csv: movieId,title,genres)
-        names[f[0].strip()] = f[1].strip()
-    return names
+        category = f[2].split("|")[0].strip() if len(f) > 2 else ""
+        out[f[0].strip()] = (f[1].strip(), "" if category == "(no genres listed)" else category)
+    return out
+
+
+def _ml100k_genres(path: Path) -> dict[int, str]:
+    """``u.genre`` (``name|index``) as ``{index: name}``; empty when there is none."""
+    if not path.is_file():
+        return {}
+    genres = {}
+    for ln in open_text_lines(path):
+        name, _, index = ln.strip().rpartition("|")
+        if name and index.isdigit():
+            genres[int(index)] = name
+    return genres

@@ -20,7 +20,6 @@ need one; event types without a weight are not interactions, as in the worker.
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass, field

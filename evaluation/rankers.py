@@ -20,9 +20,8 @@ import bisect
 import collections
 import math
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
-import numpy as np
 
 from tables.ranking import RankerParams, knn_scores, recommend_default
 from tables.scoring import OnlineParams, SimilarityIndex, add_recent_rating, recommend_after_rating

@@ -133,7 +133,13 @@ def _parse_args(argv) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42, help="synthetic shop: seed")
     p.add_argument("--no-events", action="store_true", help="do not replay behaviour events")
     p.add_argument("--no-bad", action="store_true", help="do not inject malformed messages")
-    p.add_argument("--quiet", action="store_true", help="no line per list update (summary only)")
+    p.add_argument("--verbose", action="store_true",
+                   help="a line per list update (which items entered and left) instead of a summary per second")
+    p.add_argument("--quiet", action="store_true", help="no live lines at all (the final summary only)")
+    p.add_argument("--ab", default=None, metavar="ARMS",
+                   help="A/B arms (RECSYS_AB), default: RECSYS_AB if set, else default:50,paper:50; '' for none")
+    p.add_argument("--no-web", action="store_true", help="do not start the shop page and dashboard (recsys web)")
+    p.add_argument("--web-port", type=int, default=0, help="port of the shop page (default: a free one)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
     args = p.parse_args(argv)
     if args.input and not args.fmt:
@@ -149,30 +155,18 @@ def _parse_args(argv) -> argparse.Namespace:
     return args
 
 
-def _names_beside(path: Path, fmt: str) -> dict[str, str]:
-    """Item names from a MovieLens/generator file next to the input, if there is one."""
-    from datatools.datasets import load_item_names
-
-    candidates = {"movielens-100k": ["u.item"], "movielens-csv": ["movies.csv"]}.get(fmt, [])
-    for name in candidates + ["items.csv", "u.item", "movies.csv"]:
-        f = path.parent / name
-        if f.is_file() and f.resolve() != path.resolve():
-            try:
-                return load_item_names(f)
-            except Exception as exc:  # names are a nicety; never fail the demo for them
-                log(f"could not read item names from {f}: {exc}")
-    return {}
-
-
 class DemoData:
     """What the demo trains on and what it replays, as ``(kind, ts, user, item, value)``."""
 
     def __init__(self) -> None:
         self.train: tuple = ((), (), ())
         self.replay: list[tuple] = []
-        self.names: dict[str, str] = {}
+        self.catalogue: dict[str, dict] = {}  # item -> {"item", "name", "category"} (the items topic)
         self.scale: Optional[tuple[float, float]] = None
         self.description = ""
+        #: The generated shop's hidden truth (``datatools.generator.ShopModel``): shoppers who
+        #: click and buy what they are shown when it fits their tastes. None for a real file.
+        self.shoppers = None
 
 
 def _split_ratings(arrays, fraction: float):
@@ -205,9 +199,11 @@ def prepare_data(args, tmp: Path) -> DemoData:
                       for j, e in enumerate(events)]
             keyed.sort(key=lambda t: (t[0], t[1]))
             out.replay = [x for *_, x in keyed]
-        from datatools.datasets import load_item_names
+        from datatools.catalogue import catalogue_for
+        from datatools.generator import ShopModel
 
-        out.names = load_item_names(shop["items"])
+        out.catalogue = catalogue_for(shop["ratings"], "csv")
+        out.shoppers = ShopModel(args.users, args.items, seed=args.seed)  # the shoppers react to their lists
         out.scale = tuple(shop["scale"])
         out.description = (f"synthetic shop (seed {args.seed}): {shop['n_users']} users, {shop['n_items']} items, "
                            f"{shop['n_ratings']} ratings, {shop['n_events']} events in {tmp / 'shop'}")
@@ -233,7 +229,9 @@ def prepare_data(args, tmp: Path) -> DemoData:
         head = [(e.user, e.item, weights[e.event]) for e in rows[:cut] if e.item and e.event in weights]
         out.train = tuple(zip(*head)) if head else ((), (), ())
         out.replay = [("event", e.ts, e.user, e.item, (e.event, e.category)) for e in rows[cut:]]
-    out.names = _names_beside(path, args.fmt)
+    from datatools.catalogue import catalogue_for
+
+    out.catalogue = catalogue_for(path, args.fmt)
     out.description = f"{path} ({args.fmt}): training on the oldest {args.train_fraction:.0%}, replaying the rest"
     return out
 
@@ -247,16 +245,20 @@ BAD_MESSAGES = [
 
 
 class LiveStats:
-    def __init__(self) -> None:
+    def __init__(self, live=None) -> None:
         self.ratings_sent = 0
         self.events_sent = 0
         self.bad_sent = 0
+        self.reactions = 0
         self.lists = 0
         self.users: set[str] = set()
         self.latencies_ms: list[float] = []
         self.worker_ms: list[float] = []
         self.dead_letters = 0
         self.dead_reasons: dict[str, int] = {}
+        #: The online evaluation and A/B join of the web service (``web.live.LiveState``),
+        #: fed with what the demo sends and reads.
+        self.live = live
 
 
 def _fmt_item(item: str, score, names: dict[str, str]) -> str:
@@ -267,11 +269,42 @@ def _fmt_item(item: str, score, names: dict[str, str]) -> str:
     return f"{label} ({score:.2f})" if isinstance(score, (int, float)) else f"{label} (hot)"
 
 
-async def _read_outputs(conf, stats: LiveStats, names: dict[str, str], quiet: bool, stop: asyncio.Event) -> None:
-    """Print every list update (and dead letter) as it arrives."""
+def _list_line(data: dict, before: list, latency: float, names: dict[str, str]) -> str:
+    """``--verbose``: one list update, which items entered and left, and its top 3."""
+    now = [e[0] for e in data.get("items") or []]
+    entered = [q for q in now if q not in before]
+    left = [q for q in before if q not in now]
+    why = data.get("reason", "rating")
+    top = " | ".join(_fmt_item(e[0], e[1], names) for e in (data.get("items") or [])[:3])
+    return (f"{data.get('user'):>8} {latency:5.0f} ms [{data.get('variant', '?')}, {why}] "
+            f"+{len(entered)} -{len(left)} {('+' + ','.join(entered[:3])) if entered else ''}  {top or '(empty)'}")
+
+
+def _summary_line(stats: LiveStats, elapsed: float, last: dict) -> str:
+    """The default live output: one compact line per second."""
+    d = {k: getattr(stats, k) - last.get(k, 0) for k in ("ratings_sent", "events_sent", "lists", "reactions")}
+    last.update({k: getattr(stats, k) for k in d})
+    recent = stats.latencies_ms[-2000:]
+    hits = " · ".join(f"{row['variant']} {row['hit_rate']:.1%} (n={row['n']:,})"
+                      for row in stats.live.evaluation()["by_variant"] if row["n"]) or "(no joined events yet)"
+    return (f"t={elapsed:4.0f}s | sent {d['ratings_sent']} ratings + {d['events_sent']} events "
+            f"+ {d['reactions']} reactions | lists {d['lists']}/s, p50 {percentile_ms(recent, 50)} ms "
+            f"p99 {percentile_ms(recent, 99)} ms | dead letters {stats.dead_letters} | hit rate {hits}")
+
+
+async def _read_outputs(conf, stats: LiveStats, data: "DemoData", args, stop: asyncio.Event) -> None:
+    """Read every list (and dead letter) as it arrives: into the live join, the shoppers'
+    reactions, and the ``--verbose`` lines."""
+    import numpy as np
+
+    from app.records import UserEvent, to_json_bytes
     from broker.clients import KafkaClients
 
+    names = {q: e["name"] for q, e in data.catalogue.items()}
+    rng = np.random.default_rng(args.seed)
     consumer = await KafkaClients(conf).consumer(conf.topic_recommendations, conf.topic_dead_letters)
+    producer = await KafkaClients(conf).producer("latency")
+    previous: dict[str, list] = {}
     try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=2000)
@@ -281,31 +314,71 @@ async def _read_outputs(conf, stats: LiveStats, names: dict[str, str], quiet: bo
                     if record.value is None:
                         continue
                     try:
-                        data = json.loads(record.value)
+                        rec = json.loads(record.value)
                     except ValueError:
                         continue
                     if tp.topic == conf.topic_dead_letters:
                         stats.dead_letters += 1
-                        reason = str(data.get("reason"))
+                        reason = str(rec.get("reason"))
                         stats.dead_reasons[reason] = stats.dead_reasons.get(reason, 0) + 1
-                        if not quiet:
-                            print(f"DEAD LETTER  {data.get('topic')}@{data.get('offset')}  reason={reason}  "
-                                  f"value={str(data.get('value'))[:60]!r}", flush=True)
+                        stats.live.add_dead_letter(reason)
+                        if args.verbose:
+                            print(f"DEAD LETTER  {rec.get('topic')}@{rec.get('offset')}  reason={reason}  "
+                                  f"value={str(rec.get('value'))[:60]!r}", flush=True)
                         continue
+                    user = str(rec.get("user"))
                     stats.lists += 1
-                    stats.users.add(str(data.get("user")))
-                    produced = float(data.get("produced_at") or 0.0)
+                    stats.users.add(user)
+                    stats.live.add_list(rec, now)
+                    produced = float(rec.get("produced_at") or 0.0)
                     latency = (now - produced) * 1000.0 if produced else float("nan")
                     if produced:
                         stats.latencies_ms.append(latency)
-                    stats.worker_ms.append(float(data.get("worker_ms") or 0.0))
-                    if not quiet:
-                        top = " | ".join(_fmt_item(e[0], e[1], names) for e in (data.get("items") or [])[:5])
-                        why = data.get("reason", "rating")
-                        tag = "" if why == "rating" else f" [{why}]"
-                        print(f"{data.get('user'):>8} {latency:6.0f} ms{tag}  {top or '(empty list)'}", flush=True)
+                    stats.worker_ms.append(float(rec.get("worker_ms") or 0.0))
+                    if args.verbose:
+                        print(_list_line(rec, previous.get(user, []), latency, names), flush=True)
+                    previous[user] = [e[0] for e in rec.get("items") or []]
+                    reaction = _react(data.shoppers, user, previous[user], rng)
+                    if reaction:
+                        event, item = reaction
+                        msg = UserEvent(user=user, item=item, event=event, ts=time.time(),
+                                        category=data.catalogue.get(item, {}).get("category") or None)
+                        await producer.send(conf.topic_events, key=user.encode(), value=to_json_bytes(msg))
+                        stats.live.add_event(user, item, event, time.time())
+                        stats.reactions += 1
+            stats.live.settle(time.time())
     finally:
+        await producer.stop()
         await consumer.stop()
+
+
+def _react(shoppers, user: str, shown: list[str], rng) -> Optional[tuple[str, str]]:
+    """A generated shopper's reaction to their new list (ids ``u<n>`` / ``i<n>``), or None."""
+    if shoppers is None or not user[1:].isdigit() or int(user[1:]) >= shoppers.n_users:
+        return None
+    items = [int(q[1:]) for q in shown if q[1:].isdigit() and int(q[1:]) < shoppers.n_items]
+    reaction = shoppers.react(int(user[1:]), items, rng)
+    return None if reaction is None else (reaction[0], f"i{reaction[1]}")
+
+
+def ab_summary(live) -> list[dict]:
+    """Hit rate per variant (events joined with the list shown just before), with counts
+    and a Wilson 95% interval: the demo's A/B result."""
+    if live is None:
+        return []
+    live.settle(time.time() + live.grace_s)  # join what is still pending
+    return [{"variant": r["variant"], "events": r["n"], "hits": r["hits"],
+             "hit_rate": None if r["hit_rate"] is None else round(r["hit_rate"], 4),
+             "ci95": [round(r["ci_low"], 4), round(r["ci_high"], 4)]} for r in live.evaluation()["by_variant"]]
+
+
+async def _print_summaries(stats: LiveStats, stop: asyncio.Event) -> None:
+    started, last = time.monotonic(), {}
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=1.0)
+        except asyncio.TimeoutError:
+            print(_summary_line(stats, time.monotonic() - started, last), flush=True)
 
 
 async def _replay(conf, data: DemoData, args, stats: LiveStats, stop: asyncio.Event) -> None:
@@ -335,11 +408,13 @@ async def _replay(conf, data: DemoData, args, stats: LiveStats, stop: asyncio.Ev
                         pass
                 record = Rating(user=user, item=item, rating=float(value), ts=float(ts))
                 await producer.send(conf.topic_ratings, key=user.encode(), value=to_json_bytes(record))
+                stats.live.add_event(user, item, "rating", time.time())
                 stats.ratings_sent += 1
             else:
                 event, category = value
                 record = UserEvent(user=user, item=item, event=event, ts=float(ts), category=category)
                 await producer.send(conf.topic_events, key=user.encode(), value=to_json_bytes(record))
+                stats.live.add_event(user, item, event, time.time())
                 stats.events_sent += 1
         await producer.flush()
         if not stop.is_set():
@@ -356,9 +431,10 @@ async def _live(conf, data: DemoData, args, stats: LiveStats) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
             pass
-    reader = asyncio.create_task(_read_outputs(conf, stats, data.names, args.quiet, stop))
+    reader = asyncio.create_task(_read_outputs(conf, stats, data, args, stop))
     replay_stop = asyncio.Event()
     replayer = asyncio.create_task(_replay(conf, data, args, stats, replay_stop))
+    ticker = asyncio.create_task(_print_summaries(stats, stop)) if not (args.quiet or args.verbose) else None
     try:
         if args.seconds is not None:
             try:
@@ -375,8 +451,9 @@ async def _live(conf, data: DemoData, args, stats: LiveStats) -> None:
         stop.set()
         await reader
     finally:
-        for task in (replayer, reader):
-            if not task.done():
+        stop.set()
+        for task in (replayer, reader, ticker):
+            if task is not None and not task.done():
                 task.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
@@ -394,7 +471,7 @@ def main(argv=None, conf=None) -> int:
     base = conf or load_settings()
     tmp = Path(tempfile.mkdtemp(prefix="recsys-demo-"))
     tag = uuid.uuid4().hex[:8]
-    broker = worker = None
+    broker = worker = web = None
     stats = LiveStats()
     started = time.monotonic()
     summary: dict = {}
@@ -419,7 +496,8 @@ def main(argv=None, conf=None) -> int:
         data = prepare_data(args, tmp)
         log(f"data: {data.description}; {len(data.train[0])} ratings to train on, {len(data.replay)} messages "
             f"to replay")
-        extra = {"RECSYS_LOG_EVERY_S": "10"}
+        extra = {"RECSYS_LOG_EVERY_S": "10",
+                 "RECSYS_AB": args.ab if args.ab is not None else (base.ab or "default:50,paper:50")}
         if data.scale:
             extra.update(RECSYS_RATING_MIN=data.scale[0], RECSYS_RATING_MAX=data.scale[1])
         # Our own broker: the default topic names; a shared one: topics demo-<tag>-*.
@@ -427,6 +505,10 @@ def main(argv=None, conf=None) -> int:
                            broker=base.broker, **extra)
         conf = settings_from(env)
         asyncio.run(create_topics(conf))
+        from datatools.catalogue import publish_catalogue
+
+        published = asyncio.run(publish_catalogue(data.catalogue, conf=conf))
+        log(f"published {published:,} items (names, categories) to {conf.topic_items}")
 
         # --- 3. the worker (it joins its group while ALS trains)
         worker = WorkerProcess("demo", env, tmp / "worker.log").start()
@@ -443,8 +525,19 @@ def main(argv=None, conf=None) -> int:
 
         sent = asyncio.run(publish_similarity(neighbours, version, conf=conf, **extras))
         worker.wait_ready(model_version=version)
-        log(f"published model {version} ({sent} messages); the worker loaded it. Live list updates "
-            f"(user, latency produce->list received, top-5):")
+        log(f"published model {version} ({sent} messages); the worker loaded it")
+        from app.settings import parse_ab
+        from web.live import LiveState
+
+        stats.live = LiveState(arms=parse_ab(conf.ab), default_variant=conf.ranker, started_at=time.time())
+        if not args.no_web:
+            from harness.local import WebProcess
+
+            web = WebProcess(env, worker.url, tmp / "web.log", port=args.web_port)
+            web.wait_ready()
+            log(f"shop page: {web.url}/   dashboard: {web.url}/dashboard   (A/B arms: {conf.ab or 'none'})")
+        log("live: " + ("a line per list update (+ entered, - left)" if args.verbose else
+                        "the final summary only" if args.quiet else "a summary line per second (--verbose: every list)"))
 
         # --- 4. live
         live_started = time.monotonic()
@@ -469,6 +562,10 @@ def main(argv=None, conf=None) -> int:
             "dead_letter_reasons": stats.dead_reasons,
             "model_version": version,
             "model_items": facts.get("items", 0),
+            "shopper_reactions": stats.reactions,
+            "ab": ab_summary(stats.live),
+            "web_url": web.url if web else None,
+            "web_pid": web.process.pid if web else None,
             "live_seconds": round(live_s, 1),
             "total_seconds": round(time.monotonic() - started, 1),
             "broker": "embedded (started by the demo)" if broker else "existing",
@@ -480,6 +577,8 @@ def main(argv=None, conf=None) -> int:
         log("interrupted: stopping")
     finally:
         signal.signal(signal.SIGTERM, previous_term)
+        if web is not None:
+            web.stop()
         if worker is not None:
             worker.stop()
         if broker is not None:

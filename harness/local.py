@@ -196,3 +196,60 @@ class WorkerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return "(no log)"
+
+
+class WebProcess:
+    """One ``recsys web`` process (the shop page and dashboard) on a free loopback port."""
+
+    def __init__(self, env: dict, worker_url: str, log_path: Path, port: int = 0) -> None:
+        from broker.ports import free_port
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "web.server", "--port", str(self.port), "--worker-url", worker_url],
+                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+
+    def get(self, path: str, timeout: float = 5.0):
+        with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
+            return json.loads(resp.read())
+
+    def wait_ready(self, timeout: float = 90.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"recsys web died:\n{self.log_tail()}"
+            try:
+                return self.get("/health")
+            except (OSError, ValueError):  # 503 until its consumers have their partitions
+                time.sleep(0.3)
+        raise TimeoutError(f"recsys web not ready in {timeout:.0f}s:\n{self.log_tail()}")
+
+    def wait_for(self, what: str, check, timeout: float = 60.0):
+        """Poll ``/api/dashboard`` until ``check(data)`` is truthy; returns the data."""
+        deadline = time.monotonic() + timeout
+        data = None
+        while time.monotonic() < deadline:
+            data = self.get("/api/dashboard")
+            if check(data):
+                return data
+            time.sleep(0.3)
+        raise AssertionError(f"{what}: not in {timeout:.0f}s; last dashboard {json.dumps(data)[:2000]}\n"
+                             f"{self.log_tail()}")
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)

@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
         rmse = float(np.sqrt(np.mean(err * err)))
         cold_users, cold_items = int((tu < 0).sum()), int((ti < 0).sum())
 
-    version, trained_at = trained.version, trained.trained_at
+    version = trained.version
     result = {
         "input": str(args.input), "format": args.fmt, "test_file": args.test,
         "test_fraction": None if args.test else args.test_fraction, "seed": args.seed,

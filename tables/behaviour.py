@@ -17,8 +17,11 @@ def user_segment(counts: Mapping[str, int], *, high_value_purchases: int, active
     return "normal"
 
 
-def implicit_rating(event: str, mapping: Mapping[str, float]) -> Optional[float]:
-    """The rating a strong event stands for (e.g. purchase -> 5), or None for weak events."""
+def implicit_rating(event: str, mapping: Mapping[str, float], dislike_rating: float = 1.0) -> Optional[float]:
+    """The rating an event stands for (its weight, e.g. purchase -> 5; a dislike the lowest
+    rating, ``dislike_rating``), or None for an event type without one."""
+    if event == "dislike":
+        return dislike_rating
     return mapping.get(event)
 
 

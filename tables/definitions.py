@@ -172,16 +172,64 @@ def _finite(scores: dict) -> dict[str, float]:
 similarity = SimilarityBroadcast()
 
 
-@app.task
-async def follow_similarity() -> None:
-    while True:  # a lost connection must not stop model updates for the worker's lifetime
+class Catalogue:
+    """item -> category, every item, on every worker, from the compacted ``items`` topic
+    that ``recsys generate`` / ``recsys load`` publish (for ``?category=`` on lists).
+    A deployment without the topic has no categories; the reader waits for it."""
+
+    def __init__(self) -> None:
+        self.category: dict[str, str] = {}
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        item = key.decode("utf-8", "replace")
         try:
-            await similarity.follow(settings)
+            data = orjson.loads(value) if value is not None else None
+        except orjson.JSONDecodeError:
+            return
+        category = data.get("category") if isinstance(data, dict) else None
+        if isinstance(category, str) and category:
+            self.category[item] = category
+        else:  # a tombstone, or an item without a category
+            self.category.pop(item, None)
+
+    async def follow(self, conf) -> None:
+        consumer = await KafkaClients(conf).consumer()
+        try:
+            while conf.topic_items not in await consumer.topics():  # never auto-create it by subscribing
+                await asyncio.sleep(10.0)
+            consumer.subscribe([conf.topic_items])
+            while True:
+                for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                    for record in records:
+                        self.apply(record.key, record.value)
+        finally:
+            await consumer.stop()
+
+
+catalogue = Catalogue()
+
+
+async def _keep_following(name: str, follow) -> None:
+    while True:  # a lost connection must not stop the updates for the worker's lifetime
+        try:
+            await follow(settings)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("similarity reader failed; re-reading the topic in 5 s")
+            log.exception("%s reader failed; re-reading the topic in 5 s", name)
             await asyncio.sleep(5.0)
+
+
+@app.task
+async def follow_similarity() -> None:
+    await _keep_following("similarity", similarity.follow)
+
+
+@app.task
+async def follow_catalogue() -> None:
+    await _keep_following("catalogue", catalogue.follow)
 
 
 def model_version() -> str:

@@ -58,7 +58,8 @@ class RankerParams:
 def knn_scores(recent: Sequence[Sequence], neighbours: Mapping[str, Mapping[str, float]], exclude,
                weights: Optional[Sequence[float]] = None) -> dict[str, list]:
     """``{q: [sum_r w_r sim(r, q), best single contribution, its recent item]}`` over the
-    neighbour lists of the ``recent`` items (``weights`` default 1 each)."""
+    neighbour lists of the ``recent`` items (``weights`` default 1 each; a negative weight,
+    a dislike, pushes its neighbours down and is never a reason: item ``None``)."""
     scores: dict[str, list] = {}
     for n, entry in enumerate(recent):
         item = entry[0]
@@ -69,7 +70,7 @@ def knn_scores(recent: Sequence[Sequence], neighbours: Mapping[str, Mapping[str,
             c = w * s
             acc = scores.get(q)
             if acc is None:
-                scores[q] = [c, c, item]
+                scores[q] = [c, c, item] if c > 0 else [c, 0.0, None]
             else:
                 acc[0] += c
                 if c > acc[1]:
@@ -89,9 +90,9 @@ def rank_default(recent: Sequence[Sequence], exclude: Iterable[str], index: Simi
     n = params.k if n is None else n
     exclude = _as_set(exclude)
     recent = list(recent)[-params.history:]
-    weights = [params.decay ** (len(recent) - 1 - j) for j in range(len(recent))]
+    weights = [params.decay ** (len(recent) - 1 - j) * (-1.0 if e[1] < 0 else 1.0) for j, e in enumerate(recent)]
     knn = knn_scores(recent, index.related or index.neighbours, exclude, weights)
-    top_knn = max((v[0] for v in knn.values()), default=0.0) or 1.0
+    top_knn = max(max((v[0] for v in knn.values()), default=0.0), 0.0) or 1.0
     scores = {q: v[0] / top_knn for q, v in knn.items()}
     if params.w_pop > 0 and index.counts:
         counts, lg_max = index.counts, math.log1p(index.max_count)
@@ -101,19 +102,22 @@ def rank_default(recent: Sequence[Sequence], exclude: Iterable[str], index: Simi
             scores[q] += params.w_pop * math.log1p(counts.get(q, 0)) / lg_max
     ranked = sorted([(-s, q) for q, s in scores.items()])[:n]
     items = [[q, round(-s, 6)] for s, q in ranked]
-    return items, {q: knn[q][2] for q, _s in items if q in knn}
+    return items, {q: knn[q][2] for q, _s in items if q in knn and knn[q][2] is not None}
 
 
 def recommend_default(*, item: str, rating: float, ts: float, recent: Sequence[Sequence],
                       rated: Sequence[str], previous: Sequence[Sequence], similarity: SimilarityIndex,
-                      params: RankerParams):
+                      params: RankerParams, dislike: bool = False):
     """The default ranker's whole update for one interaction, the counterpart of
     :func:`tables.scoring.recommend_after_rating`: returns
     ``(recent, rated, new_list, because, n_candidates)``.
 
+    A ``dislike`` is kept among the recent interactions with the weight -1 (its
+    neighbours move down) and, like everything the user had, never listed again.
     A replayed interaction (:func:`is_replay`) returns the state and ``previous`` as
     they are (at-least-once redelivery changes nothing).
     """
+    rating = -1.0 if dislike else rating
     if is_replay(recent, item, rating, ts):
         return list(recent), list(rated), [list(e) for e in previous], {}, 0
     recent = add_recent_rating(recent, item, rating, ts, params.history)
@@ -197,13 +201,14 @@ class Ranking:
         return assign_variant(user, list(self.arms), self.ranker)
 
     def update(self, variant: str, *, item: str, rating: float, ts: float, recent, rated, previous,
-               similarity: SimilarityIndex, hot_items: Iterable[str] = ()):
+               similarity: SimilarityIndex, hot_items: Iterable[str] = (), dislike: bool = False):
         """One interaction through ``variant``'s ranker: ``(recent, rated, new_list,
-        because, n_scored)`` (the paper's formula gives no ``because``)."""
+        because, n_scored)`` (the paper's formula gives no ``because``; to it a dislike is
+        the lowest rating, which it already is: ``rating``)."""
         if variant == "paper":
             recent, rated, new_list, n = recommend_after_rating(
                 item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous,
                 similarity=similarity, hot_items=hot_items, params=self.online)
             return recent, rated, new_list, {}, n
         return recommend_default(item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous,
-                                 similarity=similarity, params=self.default)
+                                 similarity=similarity, params=self.default, dislike=dislike)

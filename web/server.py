@@ -38,7 +38,8 @@ from typing import Optional
 import orjson
 from aiohttp import ClientSession, ClientTimeout, web
 
-from web.live import LiveState, parse_ab
+from app.settings import parse_ab
+from web.live import LiveState
 
 log = logging.getLogger("recsys.web")
 STATIC = Path(__file__).resolve().parent / "static"
@@ -57,13 +58,8 @@ def items_topic(conf) -> str:
 
 
 def ab_arms(conf) -> list:
-    """The A/B arms of ``RECSYS_AB`` (``[]`` when unset); a bad value is a SettingError."""
-    from app.settings import SettingError
-
-    try:
-        return parse_ab(conf.ab)
-    except ValueError as exc:
-        raise SettingError(str(exc)) from None
+    """The A/B arms of ``RECSYS_AB`` (``[]`` when unset; Settings has checked it)."""
+    return parse_ab(conf.ab)
 
 
 def default_variant(conf) -> str:
@@ -500,7 +496,6 @@ def main(argv: list[str], conf) -> int:
     parser.add_argument("--worker-url", default=f"http://127.0.0.1:{conf.web_port}",
                         help="the stream worker's HTTP API (default http://127.0.0.1:$RECSYS_WEB_PORT)")
     args = parser.parse_args(argv)
-    ab_arms(conf)  # a bad RECSYS_AB is an error now, not in a background task
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(conf, args.worker_url)
     url = f"http://{args.host}:{args.port}"

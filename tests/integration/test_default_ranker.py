@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
+import urllib.error
 
 import pytest
 
@@ -25,21 +27,22 @@ HISTORY, DECAY, W_POP, N_POP, K = 20, 0.8, 0.5, 50, 20
 
 def expected_default(interactions):
     """The default formula (tables/ranking.py's docstring), written out on its own.
-    ``interactions``: (item, weight, ts) with distinct items, in time order."""
+    ``interactions``: (item, weight, ts) with distinct items, in time order; a weight of
+    ``"dislike"`` counts -1."""
     out, had = [], []
     for n, (item, _w, _ts) in enumerate(interactions):
         had.append(item)
-        newest = [i for i, _, _ in interactions[: n + 1]][-HISTORY:]
+        newest = [(i, w) for i, w, _ in interactions[: n + 1]][-HISTORY:]
         knn, best = {}, {}
-        for j, r in enumerate(newest):  # oldest first; the newest weighs 1
-            weight = DECAY ** (len(newest) - 1 - j)
+        for j, (r, w) in enumerate(newest):  # oldest first; the newest weighs 1
+            weight = DECAY ** (len(newest) - 1 - j) * (-1 if w == "dislike" else 1)
             for q, s in RELATED.get(r, {}).items():
                 if q in had:
                     continue
                 knn[q] = knn.get(q, 0.0) + weight * s
                 if weight * s > best.get(q, (0.0, None))[0]:
                     best[q] = (weight * s, r)
-        top = max(knn.values(), default=1.0)
+        top = max(max(knn.values(), default=0.0), 0.0) or 1.0
         scores = {q: v / top for q, v in knn.items()}
         for q in sorted((q for q in COUNTS if q not in had), key=lambda q: (-COUNTS[q], q))[:N_POP]:
             scores.setdefault(q, 0.0)
@@ -92,3 +95,50 @@ def test_ab_arms_put_each_user_on_the_variant_the_page_computes(stream_env, work
         else:
             assert rec["because"]["i1"] == "i0"
     assert {lists_for(conf, u, 1)[0]["variant"] for u in users} == {"default", "paper"}
+
+
+def test_not_interested_removes_the_item_for_good_and_pushes_its_neighbours_down(stream_env, workers):
+    conf = stream_env.conf
+    worker = start(stream_env, workers)
+    run(produce(conf, conf.topic_ratings, [rating_message("hal", "i0", 5, 1.0)]))
+    [first] = lists_for(conf, "hal", 1)
+    assert "i5" in [q for q, _ in first["items"]]
+    status, _ = worker.post("/collect/", b'{"user": "hal", "item": "i5", "event": "dislike", "ts": 2}')
+    assert status == 202
+    run(produce(conf, conf.topic_ratings, [rating_message("hal", "i8", 4, 3.0)]))
+    lists = lists_for(conf, "hal", 3)
+    want = expected_default([("i0", 5, 1.0), ("i5", "dislike", 2.0), ("i8", 4, 3.0)])
+    assert [rec["reason"] for rec in lists] == ["rating", "implicit:dislike", "rating"]
+    for rec, (ranked, because) in zip(lists[1:], want[1:]):
+        assert "i5" not in [q for q, _ in rec["items"]]
+        assert [q for q, _ in rec["items"]] == [q for q, _ in ranked] and rec["because"] == because
+    # i2 and i8 are linked to hal's items only through the dislike: below every prior-only item
+    assert set([q for q, _ in lists[1]["items"]][-2:]) == {"i2", "i8"}
+
+
+def test_list_filters_both_slashes_and_health(stream_env, workers):
+    conf = stream_env.conf
+    worker = start(stream_env, workers)
+    cats = {"i1": "shoes", "i5": "hats", "i9": "shoes", "i11": "hats"}
+    run(produce(conf, conf.topic_items, [(i.encode(), json.dumps({"item": i, "name": i.upper(), "category": c})
+                                          .encode()) for i, c in cats.items()]))
+    status, body = worker.post("/collect", b'{"user": "ivy", "item": "i0", "rating": 5}')  # no slash, no ts
+    assert (status, body["accepted"]) == (202, True)
+    [rec] = lists_for(conf, "ivy", 1)
+    assert rec["trigger_ts"] > 1e9  # the worker stamped the receive time
+    full = worker.get("/recommendations/ivy/")["items"]
+    assert all(s is None or round(s, 4) == s for _, s in full)  # 4 decimals on the wire
+    assert worker.get("/recommendations/ivy?n=2")["items"] == full[:2]
+    assert worker.get("/recommendations/ivy/?exclude=" + full[0][0])["items"] == full[1:]
+    deadline = time.monotonic() + 30
+    while True:  # the worker's catalogue reader tails the items topic
+        shoes = worker.get("/recommendations/ivy/?category=shoes")["items"]
+        if shoes:
+            break
+        assert time.monotonic() < deadline, "no category arrived"
+        time.sleep(0.5)
+    assert shoes == [e for e in full if cats.get(e[0]) == "shoes"] and len(shoes) == 2
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        worker.get("/recommendations/ivy/?n=x")
+    assert bad.value.code == 400
+    assert worker.get("/health")["ready"] is True and worker.get("/health/live")["status"] == "alive"

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -23,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from broker.ports import free_port
 from tests.brokers import consume, json_values, produce
+from harness.local import WebProcess
 from tests.integration.test_stream_realtime import rating_message, start_worker_with_model
 
 pytestmark = pytest.mark.broker
+RANKER = "default"  # conftest.stream_env: the worker runs the shipped ranker
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -45,60 +44,6 @@ def lists_for(conf, user, n, timeout=60):
     msgs = run(consume(conf, conf.topic_recommendations,
                        until=lambda m: sum(1 for x in m if x.key == user.encode()) >= n, timeout=timeout))
     return [rec for rec in json_values(msgs) if rec["user"] == user]
-
-
-# ------------------------------------------------------------------ the web process
-class WebProcess:
-    def __init__(self, env: dict, worker_url: str, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "web.server", "--port", str(self.port), "--worker-url", worker_url],
-                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)
-
-    def get(self, path: str, timeout: float = 5.0):
-        with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
-            return json.loads(resp.read())
-
-    def wait_ready(self, timeout: float = 90.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"recsys web died:\n{self.log_tail()}"
-            try:
-                return self.get("/health")
-            except (OSError, ValueError):  # 503 until its consumers have their partitions
-                time.sleep(0.3)
-        raise TimeoutError(f"recsys web not ready in {timeout:.0f}s:\n{self.log_tail()}")
-
-    def wait_for(self, what: str, check, timeout: float = 60.0):
-        """Poll ``/api/dashboard`` until ``check(data)`` is truthy; returns the data."""
-        deadline = time.monotonic() + timeout
-        data = None
-        while time.monotonic() < deadline:
-            data = self.get("/api/dashboard")
-            if check(data):
-                return data
-            time.sleep(0.3)
-        raise AssertionError(f"{what}: not in {timeout:.0f}s; last dashboard {json.dumps(data)[:2000]}\n"
-                             f"{self.log_tail()}")
-
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
 
 
 @pytest.fixture

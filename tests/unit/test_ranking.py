@@ -95,3 +95,16 @@ def test_wire_lists_round_scores_and_filters_cut_and_exclude():
     for bad in ("0", "-1", "x", "2.5"):
         with pytest.raises(ValueError, match="whole number"):
             list_filters({"n": bad})
+
+
+def test_a_dislike_leaves_the_list_for_good_and_pushes_its_neighbours_down():
+    index = SimilarityIndex(related={"a": {"x": 0.9, "y": 0.5}, "d": {"x": 0.8, "z": 0.3}})
+    p = RankerParams(w_pop=0.0, decay=1.0)
+    recent, rated, before, _, _ = recommend_default(item="a", rating=5.0, ts=1.0, recent=[], rated=[], previous=[],
+                                                    similarity=index, params=p)
+    assert [q for q, _ in before] == ["x", "y"]
+    recent, rated, after, because, _ = recommend_default(item="d", rating=1.0, ts=2.0, recent=recent, rated=rated,
+                                                         previous=before, similarity=index, params=p, dislike=True)
+    # x: 0.9 - 0.8 = 0.1 falls below y 0.5; z only has the dislike's -0.3; d itself never appears
+    assert [q for q, _ in after] == ["y", "x", "z"] and "d" not in dict(after)
+    assert because == {"y": "a", "x": "a"}  # a dislike is never a reason
