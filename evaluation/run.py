@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--through-stream", action="store_true",
                    help="also send every selected user's history and trigger through the ratings topic to a "
                         "real worker process (embedded broker unless RECSYS_BROKER is set) and check its lists "
-                        "match the offline replay")
+                        "match the offline replay (--protocol stream: --users users' events, default ranker)")
     p.add_argument("--stream-rate", type=float, default=300.0,
                    help="ratings per second produced in --through-stream (0 = as fast as possible)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
@@ -276,12 +276,11 @@ def main(argv: Sequence[str] | None = None, conf: Settings | None = None) -> int
 
 def _main_stream(args, conf: Settings | None) -> int:
     """``--protocol stream``: report paths, then the JSON line of issue 13 (its keys only)."""
-    from .prequential import evaluate_stream
+    from .prequential import evaluate_stream, load_stream
 
-    if args.through_stream:
-        build_parser().error("--through-stream is not available with --protocol stream yet")
+    conf = conf or load_settings()
     try:
-        summary, paths = evaluate_stream(args.input, args.format, conf=conf or load_settings(), out_dir=args.out,
+        summary, paths = evaluate_stream(args.input, args.format, conf=conf, out_dir=args.out,
                                          progress=not args.no_progress)
     except (ValueError, OSError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
@@ -289,8 +288,19 @@ def _main_stream(args, conf: Settings | None) -> int:
     print(f"report: {paths[0]}")
     for plot in paths[1:]:
         print(f"plot: {plot}")
+    code = 0
+    if args.through_stream:  # the default ranker's lists from a real worker, for a sample of users
+        from .stream import check_default_through_stream
+
+        stream = load_stream(args.input, args.format, conf=conf, progress=False)
+        n_users = len(set(stream.users)) if args.users == "all" else int(args.users)
+        say = None if args.no_progress else (lambda msg: print(f"through-stream: {msg}", file=sys.stderr))
+        check = check_default_through_stream(stream, conf, users=n_users, rate=args.stream_rate, seed=args.seed,
+                                             log=say)
+        print("through-stream: " + json.dumps(check, separators=(",", ":")))
+        code = 0 if check["all_identical"] and check["users_complete"] == check["users"] else 1
     print(json.dumps(_finite(summary), separators=(",", ":")))
-    return 0
+    return code
 
 
 if __name__ == "__main__":

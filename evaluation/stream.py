@@ -17,6 +17,7 @@ list does not depend on it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import tempfile
@@ -99,6 +100,64 @@ def _same(a: Sequence[Sequence], b: Sequence[Sequence]) -> tuple[bool, float]:
     return True, diff
 
 
+@contextlib.contextmanager
+def deployment(settings: dict, model: dict, version: str, *, broker_port: Optional[int] = None, work_dir=None,
+               say=lambda msg: None):
+    """A broker (``RECSYS_BROKER`` if set, the broker on ``broker_port``, else an embedded
+    one started here), one worker with ``settings`` (``RECSYS_*`` variables) and the model
+    published (``model``: :func:`offline_als.publish.publish_similarity` keyword arguments,
+    ``neighbours`` at least); yields ``(conf, broker description, model load seconds)``."""
+    from app.settings import settings_from
+    from broker.tansu import start_broker
+    from harness.local import WorkerProcess, isolated_env
+    from offline_als.publish import publish_similarity
+
+    configured = os.environ.get("RECSYS_BROKER", "") if broker_port is None else ""
+    source = (f"embedded on port {broker_port}" if broker_port is not None
+              else "configured RECSYS_BROKER" if configured else "embedded, started for this run")
+    broker = worker = None
+    tmp = tempfile.TemporaryDirectory(prefix="recsys-eval-stream-") if work_dir is None else None
+    root = Path(work_dir) if work_dir is not None else Path(tmp.name)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        if broker_port is None and not configured:
+            broker = start_broker(0, log_file=str(root / "broker.log"))
+            broker_port = broker.port
+            say(f"embedded broker on {broker.bootstrap}")
+        env = isolated_env(broker_port or 0, root / "data", partitions=2, broker=configured, RECSYS_LOG_EVERY_S=5,
+                           **settings)
+        conf = settings_from(env)
+        worker = WorkerProcess(name="eval", env=env, log_path=root / "worker.log").start()
+        worker.wait_ready(timeout=120)
+        t0 = time.perf_counter()
+        asyncio.run(publish_similarity(version=version, conf=conf, **model))
+        worker.wait_ready(timeout=120, model_version=version)
+        t_model = time.perf_counter() - t0
+        say(f"model {version} ({len(model['neighbours'])} items) loaded by the worker in {t_model:.1f} s")
+        yield conf, source, t_model
+    finally:
+        if worker is not None:
+            worker.stop()
+        if broker is not None:
+            broker.stop()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def replay_messages(conf, messages, rate: float, timeout: float, say) -> tuple[dict, float, dict]:
+    """Produce ``(key, value, user)`` messages to ``ratings`` and read one list per message;
+    returns ``(lists wanted per user, produce seconds, lists got per user)``."""
+    want: dict[str, int] = {}
+    for _key, _value, user in messages:
+        want[user] = want.get(user, 0) + 1
+    t0 = time.perf_counter()
+    asyncio.run(_produce(conf, messages, rate))
+    t_produce = time.perf_counter() - t0
+    got = asyncio.run(_consume(conf, want, timeout))
+    say(f"{len(messages)} ratings produced in {t_produce:.1f} s, lists read after {time.perf_counter() - t0:.1f} s")
+    return want, t_produce, got
+
+
 def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[float, float], k: int, m: int,
                        theta: float, high_cut: float, rated_limit: int = 1000, decay: float = 1.0,
                        rate: float = 300.0,
@@ -111,57 +170,16 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
     ratings produced per second (0 = as fast as possible); latency is produced ->
     emitted as the worker stamps it on each list.
     """
-    from broker.tansu import start_broker
-    from harness.local import WorkerProcess, isolated_env
-    from app.settings import settings_from
-    from offline_als.publish import publish_similarity
-
     say = log or (lambda msg: None)
     t_start = time.perf_counter()
-    configured = os.environ.get("RECSYS_BROKER", "") if broker_port is None else ""
-    source = (f"embedded on port {broker_port}" if broker_port is not None
-              else "configured RECSYS_BROKER" if configured else "embedded, started for this run")
-    broker = None
-    worker = None
-    tmp = tempfile.TemporaryDirectory(prefix="recsys-eval-stream-") if work_dir is None else None
-    root = Path(work_dir) if work_dir is not None else Path(tmp.name)
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        if broker_port is None and not configured:
-            broker = start_broker(0, log_file=str(root / "broker.log"))
-            broker_port = broker.port
-            say(f"embedded broker on {broker.bootstrap}")
-        env = isolated_env(broker_port or 0, root / "data", partitions=2, broker=configured,
-                           RECSYS_RATING_MIN=scale[0], RECSYS_RATING_MAX=scale[1], RECSYS_K=k, RECSYS_M=m,
-                           RECSYS_THETA=theta, RECSYS_DECAY=decay, RECSYS_RATED_ITEMS_MAX=rated_limit,
-                           RECSYS_LOG_EVERY_S=5, RECSYS_RANKER="paper")  # the paper protocol checks the paper ranker
-        conf = settings_from(env)
-        worker = WorkerProcess(name="eval", env=env, log_path=root / "worker.log").start()
-        worker.wait_ready(timeout=120)
-        version = version or f"eval-{int(time.time())}"
-        t0 = time.perf_counter()
-        asyncio.run(publish_similarity(model.neighbours, version, conf=conf))
-        worker.wait_ready(timeout=120, model_version=version)
-        t_model = time.perf_counter() - t0
-        say(f"model {version} ({len(model.neighbours)} items) loaded by the worker in {t_model:.1f} s")
-
+    version = version or f"eval-{int(time.time())}"
+    settings = dict(RECSYS_RATING_MIN=scale[0], RECSYS_RATING_MAX=scale[1], RECSYS_K=k, RECSYS_M=m,
+                    RECSYS_THETA=theta, RECSYS_DECAY=decay, RECSYS_RATED_ITEMS_MAX=rated_limit,
+                    RECSYS_RANKER="paper")  # the paper protocol checks the paper ranker
+    with deployment(settings, {"neighbours": model.neighbours}, version, broker_port=broker_port,
+                    work_dir=work_dir, say=say) as (conf, source, t_model):
         messages = rating_messages(cases)
-        want: dict[str, int] = {}
-        for _key, _value, user in messages:
-            want[user] = want.get(user, 0) + 1
-        t0 = time.perf_counter()
-        asyncio.run(_produce(conf, messages, rate))
-        t_produce = time.perf_counter() - t0
-        got = asyncio.run(_consume(conf, want, timeout))
-        t_all = time.perf_counter() - t0
-        say(f"{len(messages)} ratings produced in {t_produce:.1f} s, lists read after {t_all:.1f} s")
-    finally:
-        if worker is not None:
-            worker.stop()
-        if broker is not None:
-            broker.stop()
-        if tmp is not None:
-            tmp.cleanup()
+        want, t_produce, got = replay_messages(conf, messages, rate, timeout, say)
 
     # The offline replay of the same users, without hot items (the worker has none).
     same_final = same_all = complete = 0
@@ -207,3 +225,56 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
             "p50_ms": pct(latencies, 50), "p99_ms": pct(latencies, 99), "max_ms": max(latencies, default=float("nan")),
             "worker_p50_ms": pct(worker_ms, 50), "worker_p99_ms": pct(worker_ms, 99),
             "model_load_seconds": t_model, "produce_seconds": t_produce, "seconds": time.perf_counter() - t_start}
+
+
+# ----------------------------------------------------------- the streaming protocol's check
+def check_default_through_stream(stream, conf, *, users: int = 100, rate: float = 300.0, seed: int = 0,
+                                 broker_port: Optional[int] = None, timeout: float = 300.0, log=None) -> dict:
+    """``--protocol stream --through-stream``: ``users`` sampled users' events (all of them,
+    in time order) through a real broker and worker running the default ranker, with the
+    model frozen (trained on the warm-up half, published once, as the evaluation's first
+    model); every list the worker emits must equal the evaluation's ``default`` list for
+    the same events (:func:`tables.ranking.recommend_default` on the same index), its
+    ``because`` included. The default ranker reads no hot items, so none are frozen."""
+    from tables.ranking import RankerParams, recommend_default, wire_list
+    from tables.scoring import SimilarityIndex
+
+    from .prequential import train
+
+    say = log or (lambda msg: None)
+    t_start = time.perf_counter()
+    trained = train(stream, len(stream) // 2, conf)
+    index = SimilarityIndex({i: n for i, n in trained.neighbours.items() if n}, related=trained.related,
+                            counts=trained.counts)
+    counts: dict[str, int] = {}
+    for u in stream.users:
+        counts[u] = counts.get(u, 0) + 1
+    rng = np.random.default_rng(seed)
+    eligible = sorted(u for u, c in counts.items() if c >= 2)
+    chosen = set(rng.choice(eligible, size=min(users, len(eligible)), replace=False).tolist())
+    events = [(stream.users[j], stream.items[j], float(stream.ratings[j]), float(stream.ts[j]))
+              for j in range(len(stream)) if stream.users[j] in chosen]
+    params = RankerParams.from_settings(conf)
+    offline: dict[str, list] = {u: [] for u in chosen}
+    state: dict[str, tuple] = {}
+    for user, item, rating, ts in events:
+        recent, rated, previous = state.get(user, ([], [], []))
+        recent, rated, new_list, because, _ = recommend_default(item=item, rating=rating, ts=ts, recent=recent,
+                                                                rated=rated, previous=previous, similarity=index,
+                                                                params=params)
+        state[user] = (recent, rated, new_list)
+        offline[user].append((wire_list(new_list), because))
+    messages = [(*to_message(Rating(user=u, item=i, rating=r, ts=t)), u) for u, i, r, t in events]
+    model = {"neighbours": trained.neighbours, "related": trained.related, "counts": trained.counts}
+    settings = dict(RECSYS_RATING_MIN=stream.scale[0], RECSYS_RATING_MAX=stream.scale[1], RECSYS_K=conf.k,
+                    RECSYS_RATED_ITEMS_MAX=conf.rated_items_max, RECSYS_RANKER="default", RECSYS_AB="")
+    with deployment(settings, model, f"eval-stream-{int(time.time())}", broker_port=broker_port,
+                    say=say) as (wconf, source, t_model):
+        want, t_produce, got = replay_messages(wconf, messages, rate, timeout, say)
+    same = sum(1 for u in chosen for rec, (lst, because) in zip(got[u], offline[u])
+               if rec["items"] == lst and rec.get("because") == because and rec.get("variant") == "default")
+    complete = sum(1 for u in chosen if len(got[u]) == want.get(u, 0))
+    return {"users": len(chosen), "events": len(messages), "lists_received": sum(len(v) for v in got.values()),
+            "users_complete": complete, "identical_lists": same, "all_identical": same == len(messages),
+            "broker": source, "model_load_seconds": round(t_model, 2), "produce_seconds": round(t_produce, 2),
+            "seconds": round(time.perf_counter() - t_start, 1)}

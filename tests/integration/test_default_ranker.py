@@ -105,6 +105,7 @@ def test_not_interested_removes_the_item_for_good_and_pushes_its_neighbours_down
     assert "i5" in [q for q, _ in first["items"]]
     status, _ = worker.post("/collect/", b'{"user": "hal", "item": "i5", "event": "dislike", "ts": 2}')
     assert status == 202
+    lists_for(conf, "hal", 2)  # the dislike travels events -> behaviour agent -> ratings: wait for it
     run(produce(conf, conf.topic_ratings, [rating_message("hal", "i8", 4, 3.0)]))
     lists = lists_for(conf, "hal", 3)
     want = expected_default([("i0", 5, 1.0), ("i5", "dislike", 2.0), ("i8", 4, 3.0)])

@@ -168,3 +168,21 @@ def test_evaluate_grid_and_movielens_like_scale(tmp_path):
     for g in result["grid"]:
         assert math.isfinite(g["rmse_realtime"]) and math.isfinite(g["rmse_als"])
     assert (tmp_path / "o" / "grid.png").exists()
+
+
+@pytest.mark.broker
+def test_stream_protocol_through_stream_worker_lists_equal_the_default_rankers(broker, tmp_path):
+    """--protocol stream --through-stream: behaviour events of sampled users through a real
+    worker (default ranker, frozen model) give exactly the evaluation's default lists."""
+    from app.settings import Settings
+    from datatools.generator import generate_shop
+    from evaluation.prequential import load_stream
+    from evaluation.stream import check_default_through_stream
+
+    info = generate_shop(tmp_path / "shop", n_users=80, n_items=60, n_ratings=1500, seed=5)
+    conf = Settings(als_rank=4, als_iters=3)
+    stream = load_stream(info["events"], "events-csv", conf=conf, progress=False)
+    check = check_default_through_stream(stream, conf, users=15, rate=0, broker_port=broker.port)
+    assert check["users"] == check["users_complete"] == 15
+    assert check["events"] == check["lists_received"] > 30
+    assert check["identical_lists"] == check["events"] and check["all_identical"]
