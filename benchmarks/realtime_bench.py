@@ -156,7 +156,8 @@ class Deployment:
         tag = uuid.uuid4().hex[:8]
         # A broker of its own: the default topic names.
         self.env = isolated_env(self.broker.port, self.tmp / "data", app_id=f"bench-{tag}", topic_prefix="",
-                                partitions=self.args.partitions, RECSYS_LOG_EVERY_S=5)
+                                partitions=self.args.partitions, RECSYS_LOG_EVERY_S=5,
+                                RECSYS_RANKER=self.args.ranker, RECSYS_AB="")
         self.conf = settings_from(self.env)
         self.fresh_topics = asyncio.run(topic_end_offsets(self.conf))
         asyncio.run(create_topics(self.conf))
@@ -512,6 +513,9 @@ def main(argv=None) -> int:
                    help="the local broker: Tansu (memory), Apache Kafka (KRaft; java + mvn), or both in turn")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--workers", type=int, default=1, help="throughput phase: workers sharing the partitions")
+    p.add_argument("--ranker", choices=("default", "paper"), default="default", help="the worker's RECSYS_RANKER")
+    p.add_argument("--compare-paper", action="store_true",
+                   help="also run the throughput phase with RECSYS_RANKER=paper and print the CPU cost of both")
     p.add_argument("--scale-workers", type=int, default=0, metavar="N",
                    help="also run the throughput phase with N workers sharing the partitions (0: skip)")
     p.add_argument("--recovery-users", type=int, default=0, metavar="N",
@@ -557,6 +561,13 @@ def main(argv=None) -> int:
             log(f"[{engine} throughput] {thr['lists']} lists, {thr['rate_first_to_last']}/s first-to-last")
             lat = phase_latency(engine_args, tmp, (neighbours, extras), bench) if args.latency_seconds > 0 else None
             phases = {"thr": thr, "lat": lat}
+            if args.compare_paper and args.ranker != "paper":
+                paper = argparse.Namespace(**{**vars(engine_args), "ranker": "paper"})
+                phases["paper"] = phase_throughput(paper, tmp, (neighbours, extras), bench, name="paper")
+                ours, theirs = thr["ratings_per_worker_cpu_s"], phases["paper"]["ratings_per_worker_cpu_s"]
+                phases["paper"]["default_cpu_vs_paper"] = round(theirs / ours, 3) if ours and theirs else None
+                log(f"[{engine} paper ranker] {phases['paper']['rate_first_to_last']}/s; CPU per rating, default "
+                    f"vs paper: {phases['paper']['default_cpu_vs_paper']}x")
             if args.scale_workers > 1:
                 scaled = argparse.Namespace(**{**vars(engine_args), "workers": args.scale_workers})
                 phases["scaled"] = phase_throughput(scaled, tmp, (neighbours, extras), bench, name="scaled")
@@ -585,6 +596,7 @@ def main(argv=None) -> int:
         "engines": {engine: {
             "throughput": _brief(p["thr"]), "broker_topics_after_throughput": p["thr"]["broker_topics"],
             "latency": _brief(p["lat"]), "scaled_workers": _brief(p.get("scaled")), "recovery": p.get("rec"),
+            "paper_ranker": _brief(p.get("paper")),
             "target_3000_met": bool(p["thr"]["rate_first_to_last"] and p["thr"]["rate_first_to_last"] >= 3000),
         } for engine, p in runs.items()},
     }
@@ -604,6 +616,9 @@ SIDE_BY_SIDE = [  # (row, phase, key); phases that did not run print "-"
     ("worker cores used", "thr", "worker_cpu_share"), ("ratings per worker CPU-s", "thr", "ratings_per_worker_cpu_s"),
     ("produce->list p50 ms", "lat", "e2e_p50_ms"), ("produce->list p99 ms", "lat", "e2e_p99_ms"),
     ("inside the worker p99 ms", "lat", "worker_ms_p99"), ("lists / sent (latency)", "lat", "lists"),
+    ("paper ranker: ratings/s", "paper", "rate_first_to_last"),
+    ("paper: ratings per CPU-s", "paper", "ratings_per_worker_cpu_s"),
+    ("default/paper CPU per rating", "paper", "default_cpu_vs_paper"),
     ("N workers: ratings/s", "scaled", "rate_first_to_last"), ("N workers: cores used", "scaled", "worker_cpu_share"),
     ("N workers: lists", "scaled", "lists"),
     ("recovery: users held", "rec", "users"), ("recovery: data dir MB", "rec", "data_dir_mb"),
@@ -636,7 +651,7 @@ def print_engine_table(args, conf0, facts, thr, lat) -> None:
         ("model", f"{facts['model']}: {facts.get('items')} items x {args.neighbours} neighbours, "
                   f"{facts['share_above_theta']:.0%} of similarities > theta; loaded in {thr['model_load_s']}s"),
         ("-- throughput", f"{thr['ratings']} ratings over {thr['users']} users, {args.partitions} partitions, "
-                          f"{thr['workers']} worker(s)"),
+                          f"{thr['workers']} worker(s), ranker {args.ranker}"),
         ("broker", f"fresh (topics at start: {thr['broker_fresh_topics_at_start'] or 'none'}); "
                    f"held {thr['broker_messages_held']:,} messages at the end, RSS {thr['broker_rss_mb']} MB"),
         ("produce (aiokafka)", f"{thr['produce_s']} s = {thr['produce_per_s']:,}/s"),
