@@ -109,6 +109,7 @@ async def health(web, request):
     assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_ratings)
     ready = similarity.caught_up.is_set() and bool(assigned)
     return web.json({"status": "ok" if ready else "starting", "ready": ready, "model_version": model_version(),
+                     "model_trained_at": similarity.marker.get("trained_at"),
                      "model_items": len(similarity.index), "model_loaded": similarity.caught_up.is_set(),
                      "model_messages_rejected": similarity.rejected, "ratings_partitions": assigned},
                     status=200 if ready else 503)

@@ -108,6 +108,7 @@ class WebService:
         self.hub = Hub()
         self.ready = {"recommendations": False, "inputs": False}
         self.worker: dict = {"ok": False, "error": "not polled yet"}
+        self.group: dict = {"members": [], "lag": {}, "error": "not polled yet"}
         self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
         self.http: Optional[ClientSession] = None
@@ -118,7 +119,7 @@ class WebService:
         self.http = ClientSession(timeout=ClientTimeout(total=5))
         jobs = [self.consume_recommendations, self.consume_inputs, self.consume_catalogue_and_letters,
                 self.settle_joins] if self.consume else []
-        for job in jobs + [self.poll_worker]:
+        for job in jobs + [self.poll_worker, self.poll_group]:
             self.tasks.append(asyncio.create_task(self.forever(job), name=job.__name__))
 
     async def stop(self, app: web.Application) -> None:
@@ -314,11 +315,25 @@ class WebService:
             self.state.settle(time.time())
             await asyncio.sleep(0.25)
 
+    async def poll_group(self) -> None:
+        """The workers' consumer group: members with their partitions, lag per partition."""
+        from broker.groups import group_lag, group_members
+
+        conf = self.conf
+        while True:
+            try:
+                members = await group_members(conf, conf.app_id)
+                lag = await group_lag(conf, conf.app_id, [conf.topic_ratings, conf.topic_events])
+                self.group = {"members": members, "lag": lag, "error": None, "polled_at": time.time()}
+            except Exception as exc:  # noqa: BLE001 - shown on the dashboard, tried again
+                self.group = {**self.group, "error": f"{type(exc).__name__}: {exc}"}
+            await asyncio.sleep(max(POLL_S, 2.0))
+
     async def poll_worker(self) -> None:
         while True:
             try:
                 metrics = await self.worker_get("/metrics/")
-                health = await self.worker_get("/health/")
+                health = await self.worker_get("/health/", ok=(200, 503))  # 503: starting, still a health
                 self.worker = {"ok": True, "metrics": metrics, "health": health, "polled_at": time.time()}
             except Exception as exc:  # noqa: BLE001 - the worker may be starting or gone
                 self.worker = {"ok": False, "error": f"{type(exc).__name__}: {exc}", "polled_at": time.time()}
@@ -329,9 +344,10 @@ class WebService:
         token = getattr(self.conf, "api_token", "")
         return {"Authorization": f"Bearer {token}"} if token else {}
 
-    async def worker_get(self, path: str):
+    async def worker_get(self, path: str, ok=(200,)):
         async with self.http.get(self.worker_url + path, headers=self.worker_headers()) as resp:
-            resp.raise_for_status()
+            if resp.status not in ok:
+                resp.raise_for_status()
             return await resp.json()
 
     # ------------------------------------------------------------ routes
@@ -405,7 +421,11 @@ class WebService:
             "lists_total": counters.get("lists.sent", 0), "dead_letters_total": counters.get("dead_letters", 0),
             "model_version": health.get("model_version"), "model_items": health.get("model_items"),
             "partitions": health.get("ratings_partitions"), "uptime_s": metrics.get("uptime_s"),
+            "model_age_s": round(now - health["model_trained_at"], 1) if health.get("model_trained_at") else None,
         }
+        data["group"] = {"members": self.group["members"], "error": self.group.get("error"),
+                         "lag": {t: {str(p): n for p, n in parts.items()} for t, parts in self.group["lag"].items()},
+                         "lag_total": sum(n for parts in self.group["lag"].values() for n in parts.values())}
         data["ready"] = dict(self.ready)
         return data
 

@@ -168,6 +168,14 @@ def test_the_dashboard_counters_move_and_events_are_joined_with_the_lists_before
     page.wait_for_function("Number(document.getElementById('events-total').textContent) >= 7", timeout=30_000)
     assert page.inner_text("#model-version") == "v-test"
 
+    # The workers' consumer group: its one member holds both ratings partitions; lag per partition.
+    data = web.wait_for("the workers' group", lambda d: d["group"]["members"] and d["worker"]["model_age_s"] is not None)
+    [member] = data["group"]["members"]
+    assert member["partitions"][conf.topic_ratings] == [0, 1]
+    assert set(data["group"]["lag"]) == {conf.topic_ratings, conf.topic_events}
+    assert all(n >= 0 for parts in data["group"]["lag"].values() for n in parts.values())
+    page.wait_for_function("document.querySelectorAll('#workers tbody tr').length === 1", timeout=30_000)
+
     # A bad rating becomes a dead letter; the dashboard counts it by reason.
     run(produce(conf, conf.topic_ratings, [rating_message("shopper0", "i1", 9, time.time())]))
     web.wait_for("the dead letter", lambda d: d["dead_letters"] == {"rating_out_of_range": 1})

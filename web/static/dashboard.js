@@ -58,6 +58,10 @@
     }
   }
 
+  function age(s) {
+    return s < 120 ? Math.round(s) + " s" : s < 7200 ? Math.round(s / 60) + " min" : Math.round(s / 3600) + " h";
+  }
+
   function render(d) {
     const wk = d.worker || {};
     $("worker-state").textContent = wk.ok ? "worker ok" : "worker: " + (wk.error || "down");
@@ -75,7 +79,14 @@
     $("latency-samples").textContent = lat.samples || 0;
     $("model-version").textContent = d.model_version || wk.model_version || "-";
     $("model-items").textContent = wk.model_items === undefined || wk.model_items === null ? "-" : wk.model_items;
-    $("partitions").textContent = (wk.partitions || []).join(",") || "-";
+    $("model-age").textContent = wk.model_age_s === undefined || wk.model_age_s === null ? "-" : age(wk.model_age_s);
+    const group = d.group || {};
+    $("lag-total").textContent = group.error && !group.members.length ? "-" : group.lag_total;
+    rows($("workers").tBodies[0], group.members || [], (m) => [m.client_id, m.host,
+      Object.entries(m.partitions).map(([t, ps]) => t + ": " + ps.join(",")).join("; ") || "-"]);
+    const lags = [];
+    for (const [topic, parts] of Object.entries(group.lag || {})) for (const [p, n] of Object.entries(parts)) lags.push([topic, p, n]);
+    rows($("lag").tBodies[0], lags, (r) => r);
     $("users").textContent = d.users;
     const dead = Object.entries(d.dead_letters || {}).sort((a, b) => b[1] - a[1]);
     $("dead-total").textContent = dead.reduce((s, [, n]) => s + n, 0);

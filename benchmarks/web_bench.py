@@ -1,0 +1,134 @@
+"""Topic -> browser delay of ``recsys web``: how long after the worker emits a list the
+page's Server-Sent Events stream delivers it (and after the rating was produced).
+
+A fresh local broker (``--engine``), one worker with a small model, one ``recsys web``;
+``--watchers`` SSE clients (aiohttp, reading ``/api/stream/{user}`` exactly as a
+browser's EventSource does) each watch one user; ``--rate`` ratings/s for those users
+for ``--seconds`` s. Every list must arrive on its user's stream (counted); the delays
+are percentiles of ``received - emitted_at`` (frontend path: topic, web consumer, SSE)
+and ``received - produced_at`` (the whole pipeline). The last stdout line is JSON.
+
+    .venv/bin/python benchmarks/web_bench.py                       # ~1 minute
+    .venv/bin/python benchmarks/web_bench.py --engine kafka --rate 200 --watchers 50
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.records import Rating, to_message  # noqa: E402
+from app.settings import settings_from  # noqa: E402
+from broker.clients import KafkaClients  # noqa: E402
+from broker.local import start_engine  # noqa: E402
+from harness.demo import percentile_ms  # noqa: E402
+from harness.failover import model  # noqa: E402
+from harness.local import WebProcess, WorkerProcess, isolated_env  # noqa: E402
+
+
+async def watch(url: str, user: str, got: list, ready: asyncio.Event, stop: asyncio.Event) -> None:
+    """Read one user's SSE stream; every ``list`` event is appended with its arrival time."""
+    from aiohttp import ClientSession, ClientTimeout
+
+    async with ClientSession(timeout=ClientTimeout(total=None, sock_read=None)) as http:
+        async with http.get(f"{url}/api/stream/{user}") as resp:
+            event, data = None, None
+            async for raw in resp.content:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    data = line[6:]
+                elif not line and event:
+                    if event == "current":
+                        ready.set()
+                    elif event == "list":
+                        got.append((time.time(), json.loads(data)))
+                    event, data = None, None
+                if stop.is_set():
+                    return
+
+
+async def run(conf, web_url: str, users: list[str], items: list[str], rate: float, seconds: float) -> dict:
+    got = {u: [] for u in users}
+    readies = [asyncio.Event() for _ in users]
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(watch(web_url, u, got[u], r, stop)) for u, r in zip(users, readies)]
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
+    producer = await KafkaClients(conf).producer("latency")
+    sent = 0
+    t0 = time.monotonic()
+    try:
+        while time.monotonic() - t0 < seconds:
+            due = int((time.monotonic() - t0) * rate) + 1
+            while sent < due:
+                user = users[sent % len(users)]
+                key, value = to_message(Rating(user=user, item=items[sent % len(items)], rating=4.0, ts=1.0 + sent))
+                await producer.send(conf.topic_ratings, key=key, value=value)
+                sent += 1
+            await asyncio.sleep(0.005)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    deadline = time.monotonic() + 30
+    while sum(len(v) for v in got.values()) < sent and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    arrivals = [(at, rec) for v in got.values() for at, rec in v]
+    front = [(at - rec["emitted_at"]) * 1000 for at, rec in arrivals]
+    whole = [(at - rec["produced_at"]) * 1000 for at, rec in arrivals if rec.get("produced_at")]
+    return {"sent": sent, "delivered": len(arrivals), "watchers": len(users), "rate": rate, "seconds": seconds,
+            "emitted_to_browser_p50_ms": percentile_ms(front, 50), "emitted_to_browser_p99_ms": percentile_ms(front, 99),
+            "produced_to_browser_p50_ms": percentile_ms(whole, 50), "produced_to_browser_p99_ms": percentile_ms(whole, 99)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--engine", choices=("tansu", "kafka"), default="tansu")
+    p.add_argument("--rate", type=float, default=100.0, help="ratings per second")
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--watchers", type=int, default=20, help="SSE clients, one user each")
+    args = p.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="recsys-webbench-"))
+    broker = worker = web = None
+    try:
+        broker = start_engine(args.engine, tmp / "broker")
+        env = isolated_env(broker.port, tmp / "data", partitions=2, RECSYS_LOG_EVERY_S=10)
+        conf = settings_from(env)
+        worker = WorkerProcess("w1", env, tmp / "worker.log").start()
+        worker.wait_ready()
+        from offline_als.publish import publish_similarity
+
+        neighbours = model(200)
+        asyncio.run(publish_similarity(neighbours, "web-bench", conf=conf))
+        worker.wait_ready(model_version="web-bench")
+        web = WebProcess(env, worker.url, tmp / "web.log")
+        web.wait_ready()
+        result = asyncio.run(run(conf, web.url, [f"w{n}" for n in range(args.watchers)], sorted(neighbours),
+                                 args.rate, args.seconds))
+    finally:
+        for proc in (web, worker, broker):
+            if proc is not None:
+                proc.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["engine"] = args.engine
+    print(f"{result['delivered']:,} of {result['sent']:,} lists reached their SSE stream; topic -> browser p50 "
+          f"{result['emitted_to_browser_p50_ms']} ms, p99 {result['emitted_to_browser_p99_ms']} ms; produce -> "
+          f"browser p50 {result['produced_to_browser_p50_ms']} ms, p99 {result['produced_to_browser_p99_ms']} ms")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
