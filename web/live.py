@@ -278,17 +278,16 @@ class LiveState:
         return out
 
     def enrich(self, rec: dict) -> dict:
-        """A list as the page shows it: names, categories and the ranker's reasons."""
-        why = rec.get("why") if isinstance(rec.get("why"), dict) else {}
+        """A list as the page shows it: names, categories and the ranker's reasons
+        (``because``: item -> the recent item that put it there, shown by its name)."""
+        because = rec.get("because") if isinstance(rec.get("because"), dict) else {}
         items = []
         for entry in rec.get("items") or ():
-            if isinstance(entry, dict):
-                item, score, reason = str(entry.get("item")), entry.get("score"), entry.get("why")
-            else:
-                item = str(entry[0])
-                score = entry[1] if len(entry) > 1 else None
-                reason = entry[2] if len(entry) > 2 else None
-            items.append({**self.describe(item), "score": score, "why": reason or why.get(item)})
+            item = str(entry[0])
+            score = entry[1] if len(entry) > 1 else None
+            source = because.get(item)
+            why = f"because you had {self.describe(str(source))['name']}" if source is not None else None
+            items.append({**self.describe(item), "score": score, "why": why})
         user = str(rec.get("user", ""))
         return {"user": user, "items": items, "model_version": rec.get("model_version", ""),
                 "variant": self.variant_of(rec, user), "reason": rec.get("reason", ""),

@@ -257,3 +257,14 @@ def test_a_click_is_forwarded_to_the_worker_with_the_receive_time_and_the_token(
     assert before <= body.pop("ts") <= after  # the browser's ts=1.0 is replaced by the receive time
     assert body == {"user": "u", "item": "i1", "event": "purchase"}
     assert "shop.js" in page and "dashboard.js" in dashboard
+
+
+def test_a_list_on_the_page_says_why_with_the_recent_items_name():
+    state = LiveState()
+    state.add_item("i1", "Red shoes", "shoes")
+    state.add_item("i2", "Blue hat", "hats")
+    page = state.enrich({"user": "u", "items": [["i2", 0.9], ["i3", None]], "because": {"i2": "i1"},
+                         "variant": "paper"})
+    assert [(e["item"], e["name"], e["why"]) for e in page["items"]] == [
+        ("i2", "Blue hat", "because you had Red shoes"), ("i3", "i3", None)]
+    assert page["variant"] == "paper"
