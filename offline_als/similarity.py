@@ -183,11 +183,21 @@ def similar_to(item_factors: np.ndarray, item: int, n: int = 10) -> tuple[np.nda
     return best.astype(np.int32), sims[best].astype(np.float32)
 
 
-def cooccurrence_neighbours(R, item_ids: Sequence[str], m: int = 50,
-                            decimals: int = 4) -> dict[str, dict[str, float]]:
+#: Co-occurrence cosines are shrunk by n / (n + COOC_SHRINK), n = users the two items
+#: share: a pair seen together once is weak evidence however high its cosine (Koren's
+#: shrinkage). Chosen on the validation parts (the protocol on the warm-up half only):
+#: 0 -> 5 raised Rent the Runway's HR@10 from 0.0242 to 0.0294, cost ml-100k 3.6%
+#: (0.1755 -> 0.1692) and changed nothing on Taobao; 20 was no better.
+COOC_SHRINK = 5.0
+
+
+def cooccurrence_neighbours(R, item_ids: Sequence[str], m: int = 50, decimals: int = 4,
+                            shrink: float | None = None) -> dict[str, dict[str, float]]:
     """Every item's top-``m`` items by cosine of the binary interaction columns of ``R``
-    (users x items): "users who had this also had that", the signal a next-interaction
-    ranker needs, which the rating-value ALS factors do not carry (see README)."""
+    (users x items), shrunk by support (:data:`COOC_SHRINK`): "users who had this also
+    had that", the signal a next-interaction ranker needs, which the rating-value ALS
+    factors do not carry (see README)."""
+    shrink = COOC_SHRINK if shrink is None else shrink
     X = sp.csr_matrix(R, copy=True)
     X.data[:] = 1.0
     X = X.astype(np.float32)
@@ -197,7 +207,8 @@ def cooccurrence_neighbours(R, item_ids: Sequence[str], m: int = 50,
     out: dict[str, dict[str, float]] = {}
     for a in range(C.shape[0]):
         lo, hi = C.indptr[a], C.indptr[a + 1]
-        cols, vals = C.indices[lo:hi], C.data[lo:hi] / (norms[a] * norms[C.indices[lo:hi]])
+        common = C.data[lo:hi]
+        cols, vals = C.indices[lo:hi], common / (norms[a] * norms[C.indices[lo:hi]]) * (common / (common + shrink))
         keep = cols != a
         cols, vals = cols[keep], vals[keep]
         if cols.size > m:
