@@ -1,4 +1,6 @@
 """Co-occurrence neighbours (offline_als/similarity.py)."""
+
+
 def test_cooccurrence_cosines_are_shrunk_by_how_many_users_share_the_pair():
     import scipy.sparse as sp
 
