@@ -1,6 +1,7 @@
 """A consumer group as an operator sees it: its members with their partitions, and its
 lag per partition (log end minus committed offset). No Faust: ``recsys web`` asks this
-about the workers' group (``RECSYS_APP_ID``) for its dashboard."""
+about the workers' group (``RECSYS_APP_ID``) for its dashboard. Tansu describes a
+group's members without their assignments: there the partitions stay empty."""
 from __future__ import annotations
 
 from typing import Iterable
@@ -34,24 +35,21 @@ async def group_members(conf, group: str) -> list[dict]:
 
 async def group_lag(conf, group: str, topics: Iterable[str]) -> dict[str, dict[int, int]]:
     """``{topic: {partition: end offset - committed offset}}`` of ``group`` on ``topics``
-    (a partition with no commit yet counts from 0)."""
+    (a partition with no commit yet counts from 0). The committed offsets are asked by a
+    consumer of the group that never joins it (Tansu answers that OffsetFetch; the admin
+    client's version it gets wrong)."""
     from aiokafka.structs import TopicPartition
 
     clients = KafkaClients(conf)
-    admin = await clients.admin()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
-    consumer = await clients.consumer()
+    consumer = await clients.consumer(group_id=group, enable_auto_commit=False)
     try:
         await consumer._client.force_metadata_update()
         partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         ends = await clients.end_offsets(consumer, partitions) if partitions else {}
+        committed = {tp: await consumer.committed(tp) for tp in partitions}
     finally:
         await consumer.stop()
     lag: dict[str, dict[int, int]] = {}
     for tp in partitions:
-        done = committed.get(tp)
-        lag.setdefault(tp.topic, {})[tp.partition] = max(0, ends[tp] - (done.offset if done and done.offset >= 0 else 0))
+        lag.setdefault(tp.topic, {})[tp.partition] = max(0, ends[tp] - (committed[tp] or 0))
     return lag

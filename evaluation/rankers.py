@@ -206,7 +206,7 @@ class ItemKNN(Ranker):
 
     def recommend(self, user, view, shared):
         scores = knn_scores(view.history[-self.k:], shared.index.neighbours, view.interacted)
-        ranked = sorted((-v[0], q) for q, v in scores.items())
+        ranked = sorted((-v, q) for q, v in scores.items())
         return [q for _s, q in ranked[:TOP_N]]
 
 

@@ -24,7 +24,7 @@ contributed most to q's kNN part (items that came from the prior alone have none
 from __future__ import annotations
 
 import hashlib
-import math
+import heapq
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence
 
@@ -56,26 +56,32 @@ class RankerParams:
 
 
 def knn_scores(recent: Sequence[Sequence], neighbours: Mapping[str, Mapping[str, float]], exclude,
-               weights: Optional[Sequence[float]] = None) -> dict[str, list]:
-    """``{q: [sum_r w_r sim(r, q), best single contribution, its recent item]}`` over the
-    neighbour lists of the ``recent`` items (``weights`` default 1 each; a negative weight,
-    a dislike, pushes its neighbours down and is never a reason: item ``None``)."""
-    scores: dict[str, list] = {}
+               weights: Optional[Sequence[float]] = None) -> dict[str, float]:
+    """``{q: sum_r w_r sim(r, q)}`` over the neighbour lists of the ``recent`` items
+    (``weights`` default 1 each; a negative weight, a dislike, pushes its neighbours down),
+    without the items in ``exclude``. The hot loop of the default ranker: one dict update
+    per (recent item, neighbour), excluded items dropped once at the end."""
+    total: dict[str, float] = {}
+    get = total.get
     for n, entry in enumerate(recent):
-        item = entry[0]
         w = 1.0 if weights is None else weights[n]
-        for q, s in neighbours.get(item, {}).items():
-            if s <= 0.0 or q in exclude:
-                continue
-            c = w * s
-            acc = scores.get(q)
-            if acc is None:
-                scores[q] = [c, c, item] if c > 0 else [c, 0.0, None]
-            else:
-                acc[0] += c
-                if c > acc[1]:
-                    acc[1], acc[2] = c, item
-    return scores
+        for q, s in neighbours.get(entry[0], {}).items():
+            if s > 0.0:
+                total[q] = get(q, 0.0) + w * s
+    for q in [q for q in total if q in exclude]:
+        del total[q]
+    return total
+
+
+def best_reason(q: str, recent: Sequence[Sequence], neighbours, weights: Sequence[float]) -> Optional[str]:
+    """The recent item whose (weighted) similarity contributed most to ``q``'s kNN score
+    (the oldest of equals); None when none contributed positively (a dislike never does)."""
+    best, reason = 0.0, None
+    for entry, w in zip(recent, weights):
+        c = w * neighbours.get(entry[0], {}).get(q, 0.0)
+        if c > best:
+            best, reason = c, entry[0]
+    return reason
 
 
 def rank_default(recent: Sequence[Sequence], exclude: Iterable[str], index: SimilarityIndex,
@@ -84,25 +90,27 @@ def rank_default(recent: Sequence[Sequence], exclude: Iterable[str], index: Simi
 
     ``recent`` is ``[[item, weight, ts], ...]`` oldest first (:func:`add_recent_rating`).
     Reads ``index.related`` (the published co-occurrence lists; the factor neighbours
-    when a model has none), ``index.counts`` and ``index.popular``. Ties break on item
+    when a model has none), ``index.prior`` and ``index.popular``. Ties break on item
     id. Pure: changes none of its arguments.
     """
     n = params.k if n is None else n
     exclude = _as_set(exclude)
     recent = list(recent)[-params.history:]
     weights = [params.decay ** (len(recent) - 1 - j) * (-1.0 if e[1] < 0 else 1.0) for j, e in enumerate(recent)]
-    knn = knn_scores(recent, index.related or index.neighbours, exclude, weights)
-    top_knn = max(max((v[0] for v in knn.values()), default=0.0), 0.0) or 1.0
-    scores = {q: v[0] / top_knn for q, v in knn.items()}
-    if params.w_pop > 0 and index.counts:
-        counts, lg_max = index.counts, math.log1p(index.max_count)
+    neighbours = index.related or index.neighbours
+    knn = knn_scores(recent, neighbours, exclude, weights)
+    top_knn = max(max(knn.values(), default=0.0), 0.0) or 1.0
+    scores = {q: v / top_knn for q, v in knn.items()}
+    if params.w_pop > 0 and index.prior:
         for q in index.popular_excluding(exclude, params.n_pop):
             scores.setdefault(q, 0.0)
+        prior, w_pop = index.prior, params.w_pop
         for q in scores:
-            scores[q] += params.w_pop * math.log1p(counts.get(q, 0)) / lg_max
-    ranked = sorted([(-s, q) for q, s in scores.items()])[:n]
+            scores[q] += w_pop * prior.get(q, 0.0)
+    ranked = heapq.nsmallest(n, [(-s, q) for q, s in scores.items()])
     items = [[q, round(-s, 6)] for s, q in ranked]
-    return items, {q: knn[q][2] for q, _s in items if q in knn and knn[q][2] is not None}
+    because = {q: r for q, _s in items if q in knn and (r := best_reason(q, recent, neighbours, weights)) is not None}
+    return items, because
 
 
 def recommend_default(*, item: str, rating: float, ts: float, recent: Sequence[Sequence],

@@ -105,6 +105,9 @@ class SimilarityIndex:
                         for item, neigh in (related or {}).items() if neigh}
         self.counts = {item: int(c) for item, c in (counts or {}).items() if c > 0}
         self.max_count = max(self.counts.values(), default=0)
+        #: lg(1 + count) / lg(1 + max count): the popularity prior in [0, 1], computed once per model.
+        lg_max = math.log1p(self.max_count) or 1.0
+        self.prior = {item: math.log1p(c) / lg_max for item, c in self.counts.items()}
         #: Items by count, most first (ties by id); the top 1,000 is plenty of candidates.
         self.popular = [q for _c, q in sorted((-c, q) for q, c in self.counts.items())[:1000]]
 

@@ -321,12 +321,14 @@ class WebService:
 
         conf = self.conf
         while True:
-            try:
-                members = await group_members(conf, conf.app_id)
-                lag = await group_lag(conf, conf.app_id, [conf.topic_ratings, conf.topic_events])
-                self.group = {"members": members, "lag": lag, "error": None, "polled_at": time.time()}
-            except Exception as exc:  # noqa: BLE001 - shown on the dashboard, tried again
-                self.group = {**self.group, "error": f"{type(exc).__name__}: {exc}"}
+            errors = []
+            for key, ask in (("members", lambda: group_members(conf, conf.app_id)),
+                             ("lag", lambda: group_lag(conf, conf.app_id, [conf.topic_ratings, conf.topic_events]))):
+                try:  # each on its own: a broker that cannot answer one still shows the other
+                    self.group[key] = await ask()
+                except Exception as exc:  # noqa: BLE001 - shown on the dashboard, tried again
+                    errors.append(f"{key}: {type(exc).__name__}: {exc}")
+            self.group.update(error="; ".join(errors) or None, polled_at=time.time())
             await asyncio.sleep(max(POLL_S, 2.0))
 
     async def poll_worker(self) -> None:
