@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.records import Rating, to_message  # noqa: E402
 from app.settings import settings_from  # noqa: E402
-from broker.clients import KafkaClients  # noqa: E402
+from benchmarks.realtime_bench import paced_run  # noqa: E402
 from broker.local import start_engine  # noqa: E402
 from harness.demo import percentile_ms  # noqa: E402
 from harness.failover import model  # noqa: E402
@@ -63,21 +63,9 @@ async def run(conf, web_url: str, users: list[str], items: list[str], rate: floa
     stop = asyncio.Event()
     tasks = [asyncio.create_task(watch(web_url, u, got[u], r, stop)) for u, r in zip(users, readies)]
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
-    producer = await KafkaClients(conf).producer("latency")
-    sent = 0
-    t0 = time.monotonic()
-    try:
-        while time.monotonic() - t0 < seconds:
-            due = int((time.monotonic() - t0) * rate) + 1
-            while sent < due:
-                user = users[sent % len(users)]
-                key, value = to_message(Rating(user=user, item=items[sent % len(items)], rating=4.0, ts=1.0 + sent))
-                await producer.send(conf.topic_ratings, key=key, value=value)
-                sent += 1
-            await asyncio.sleep(0.005)
-        await producer.flush()
-    finally:
-        await producer.stop()
+    msgs = [to_message(Rating(user=users[n % len(users)], item=items[n % len(items)], rating=4.0, ts=1.0 + n))
+            for n in range(int(rate * seconds))]
+    sent, _took = await paced_run(conf, msgs, rate, seconds)
     deadline = time.monotonic() + 30
     while sum(len(v) for v in got.values()) < sent and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
