@@ -12,7 +12,7 @@ import time
 
 from app import metrics
 
-from app.records import DISLIKE_SOURCE, Recommendation, parse_rating, to_json_bytes
+from app.records import Recommendation, parse_rating, to_json_bytes
 from app.app import app, settings
 from app.topics import ratings_topic, recommendations_topic
 from broker.partitioning import owner_partition
@@ -46,19 +46,14 @@ async def update_and_send(event) -> None:
         metrics.count("ratings.rerouted")
         return
     state = UserState.from_value(user_state[key])
-    index, version = similarity.index, model_version()  # one model for the whole update
-    variant = RANKING.variant(rating.user)
-    if state.already_applied(message.offset):  # at-least-once redelivery: nothing changes
-        new_list, because, n_scored = state.last_list, state.recs.get("because", {}), 0
-        version = state.recs.get("model_version", version)
-        metrics.count("ratings.redelivered")
-    else:
-        state.recent, state.rated, new_list, because, n_scored = RANKING.update(
-            variant, item=rating.item, rating=rating.rating, ts=rating.ts, recent=state.recent, rated=state.rated,
-            previous=state.last_list, similarity=index, hot_items=hot_items, dislike=rating.source == DISLIKE_SOURCE)
-        state.recs = {"items": new_list, "model_version": version, "ts": rating.ts, "because": because}
-        state.offset = message.offset
+    version = model_version()  # one model for the whole update
+    variant, changed, n_scored = RANKING.apply(state, rating, message.offset, similarity.index, version, hot_items)
+    if changed:
         user_state[key] = state.to_value()
+    else:  # an at-least-once redelivery: the stored list goes out again
+        metrics.count("ratings.redelivered")
+    new_list, because = state.last_list, state.recs.get("because", {})
+    version = state.recs.get("model_version", version)
     produced_at = message.timestamp or 0.0
     worker_ms = (time.perf_counter() - started) * 1000.0
     rec = Recommendation(user=rating.user, items=wire_list(new_list), model_version=version, trigger_ts=rating.ts,

@@ -372,7 +372,10 @@ def phase_throughput(args, tmp, model, bench, name: str = "throughput") -> dict:
                                          d.broker))
         t_done = time.time()
         cpu1, bcpu1 = workers_cpu(d), cpu_seconds(d.broker.process.pid)
-        time.sleep(3.5)  # one commit interval, so the state is written out before measuring
+        from benchmarks.peers.run import wait_committed
+
+        t_committed = asyncio.run(wait_committed(d.conf, d.conf.app_id, timeout=60.0))
+        time.sleep(max(0.0, 3.5 - (time.time() - t_done)))  # a commit interval: the state is written out
         rss1, disk1 = d.worker.rss_bytes(), dir_bytes(data_dir)
         recs = asyncio.run(read_all(d.conf, d.conf.topic_recommendations, got, timeout=120))
         held = d.held()
@@ -407,6 +410,8 @@ def phase_throughput(args, tmp, model, bench, name: str = "throughput") -> dict:
         "rate_first_to_last": round((n_lists - 1) / span) if n_lists > 1 else None,
         "rate_steady": round((steady.size - 1) / steady_span) if steady.size > 1 else None,
         "rate_wall": round(n_lists / (t_done - t_start)) if n_lists else None,
+        "rate_committed": round(n_lists / (t_committed - emitted[0])) if t_committed and n_lists else None,
+        "cpu_us_per_rating": round(1e6 * (w_user + w_sys) / n_lists, 1) if n_lists else None,
         "worker_ms_p50": percentile_ms(worker_ms, 50), "worker_ms_p99": percentile_ms(worker_ms, 99),
         "list_len_mean": round(float(lens.mean()), 1), "scored_items_mean": round(float(scored.mean()), 1),
         "model_version_ok": all(r.get("model_version") == d.version for r in recs),
@@ -521,6 +526,9 @@ def main(argv=None) -> int:
     p.add_argument("--recovery-users", type=int, default=0, metavar="N",
                    help="also time the recovery of a killed worker holding N users (benchmarks/recovery_bench.py; "
                         "0: skip)")
+    p.add_argument("--peers", action="store_true",
+                   help="only the throughput phase, for the worker, a Quix Streams peer and a plain aiokafka + "
+                        "rocksdict loop on identical input (benchmarks/peers/; needs the bench extra); one engine")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--timeout", type=float, default=300.0, help="max seconds to wait for the lists")
     p.add_argument("--profile", action="store_true", help="py-spy the worker during the throughput phase")
@@ -531,6 +539,14 @@ def main(argv=None) -> int:
     p.add_argument("--worker-conf", action="append", default=[], metavar="KEY=JSON",
                    help="experiment: override a Faust setting in the worker, e.g. producer_linger_ms=50")
     args = p.parse_args(argv)
+    if args.peers and args.engine == "both":
+        p.error("--peers runs on one engine per invocation (its JSON line is per engine): "
+                "--engine tansu or --engine kafka")
+    if args.peers:
+        try:
+            import quixstreams  # noqa: F401
+        except ImportError:
+            p.error("--peers needs Quix Streams: pip install -e '.[bench]'")
 
     t_all = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="recsys-rtbench-"))
@@ -555,6 +571,8 @@ def main(argv=None) -> int:
         facts["share_above_theta"] = round(float((sims > conf0.theta).mean()), 3) if sims.size else 0.0
         log(f"model: {facts}")
         runs = {}
+        if args.peers:
+            return run_peers(args, tmp, (neighbours, extras), bench)
         for engine in (["tansu", "kafka"] if args.engine == "both" else [args.engine]):
             engine_args = argparse.Namespace(**{**vars(args), "engine": engine})
             thr = phase_throughput(engine_args, tmp, (neighbours, extras), bench)
@@ -601,6 +619,33 @@ def main(argv=None) -> int:
         } for engine, p in runs.items()},
     }
     print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def run_peers(args, tmp: Path, model, bench) -> int:
+    """``--peers``: the worker, then each peer, on a fresh broker each, the same ratings."""
+    from benchmarks.peers.run import phase_peer
+
+    ours = phase_throughput(args, tmp, model, bench)
+    log(f"[ours] {ours['rate_first_to_last']}/s first-to-last")
+    rows = {"ours (Faust worker)": {**ours, "cores": ours["worker_cpu_share"]}}
+    for peer, label in (("quix", "Quix Streams peer"), ("aiokafka", "aiokafka + rocksdict loop")):
+        rows[label] = phase_peer(args, tmp, model, messages(bench, 0, args.ratings), peer)
+        log(f"[{peer}] {rows[label]['rate_first_to_last']}/s first-to-last")
+    (ours_row, quix, plain) = rows.values()
+    print(f"==== engine {args.engine}, ranker {args.ranker}: {args.ratings:,} ratings over {ours['users']:,} users, "
+          f"{args.partitions} partitions, one process each, a fresh broker each")
+    print(f"{'pipeline':<28}{'ratings/s':>11}{'committed/s':>13}{'cores':>7}{'CPU us/rating':>15}{'vs Quix':>9}")
+    for label, r in rows.items():
+        ratio = (r["rate_first_to_last"] / quix["rate_first_to_last"]
+                 if r["rate_first_to_last"] and quix["rate_first_to_last"] else None)
+        print(f"{label:<28}{r['rate_first_to_last']!s:>11}{r['rate_committed']!s:>13}{r['cores']!s:>7}"
+              f"{r['cpu_us_per_rating']!s:>15}{'-' if ratio is None else f'{ratio:.2f}x':>9}")
+    print(json.dumps({"engine": args.engine, "ranker": args.ranker,
+                      "ours": ours_row["rate_first_to_last"], "quix": quix["rate_first_to_last"],
+                      "aiokafka": plain["rate_first_to_last"], "ours_committed": ours_row["rate_committed"],
+                      "quix_committed": quix["rate_committed"], "aiokafka_committed": plain["rate_committed"],
+                      "cores": {"ours": ours_row["cores"], "quix": quix["cores"], "aiokafka": plain["cores"]}}))
     return 0
 
 

@@ -59,12 +59,15 @@ class Stream:
     ts: np.ndarray
     scale: tuple[float, float]
     skipped: dict = field(default_factory=dict)
+    #: Behaviour events (views, carts, ...), not ratings: ALS learns them as implicit feedback.
+    behaviour: bool = False
 
     def __len__(self) -> int:
         return len(self.users)
 
     def head(self, n: int) -> "Stream":
-        return Stream(self.users[:n], self.items[:n], self.ratings[:n], self.ts[:n], self.scale, self.skipped)
+        return Stream(self.users[:n], self.items[:n], self.ratings[:n], self.ts[:n], self.scale, self.skipped,
+                      self.behaviour)
 
 
 def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Stream:
@@ -91,7 +94,8 @@ def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Str
         scale = (conf.rating_min, conf.rating_max)
     if not users:
         raise ValueError(f"no events in {path} (skipped: {skipped})")
-    return Stream(users, items, ratings, ts, (float(scale[0]), float(scale[1])), skipped)
+    return Stream(users, items, ratings, ts, (float(scale[0]), float(scale[1])), skipped,
+                  behaviour=FORMATS[fmt].kind != "ratings")
 
 
 def train(stream: Stream, n: int, conf: Settings):
@@ -99,7 +103,8 @@ def train(stream: Stream, n: int, conf: Settings):
     user_ids, uidx = np.unique(np.array(stream.users[:n], dtype=str), return_inverse=True)
     item_ids, iidx = np.unique(np.array(stream.items[:n], dtype=str), return_inverse=True)
     R = ratings_to_csr(uidx.ravel(), iidx.ravel(), stream.ratings[:n], shape=(len(user_ids), len(item_ids)))
-    return train_and_similar(R, user_ids, item_ids, conf=conf, als=als_from_settings(conf, progress=False))
+    return train_and_similar(R, user_ids, item_ids, conf=conf,
+                             als=als_from_settings(conf, progress=False, behaviour=stream.behaviour))
 
 
 @dataclass

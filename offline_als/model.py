@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from app.settings import Settings
 
-from .als import ALS, available_cpus
+from .als import ALS, ImplicitALS, available_cpus
 from .publish import neighbour_lists
 from .similarity import cooccurrence_neighbours, top_similar
 
@@ -44,7 +44,15 @@ def make_version(n_ratings: int, now: float | None = None) -> str:
     return f"{t:%Y%m%dT%H%M%SZ}-{int(n_ratings)}"
 
 
-def als_from_settings(conf: Settings, *, progress: bool = False, **overrides) -> ALS:
+def als_from_settings(conf: Settings, *, progress: bool = False, behaviour: bool = False, **overrides) -> ALS:
+    """The estimator the settings ask for: :class:`ImplicitALS` when ``RECSYS_ALS_FEEDBACK``
+    is ``implicit``, or ``auto`` and the input is ``behaviour`` (mostly events, not
+    ratings); else the explicit :class:`ALS`."""
+    if conf.als_feedback == "implicit" or (conf.als_feedback == "auto" and behaviour):
+        params = dict(rank=conf.als_rank, reg=conf.als_implicit_reg, alpha=conf.als_alpha, iterations=conf.als_iters,
+                      seed=conf.als_seed, progress=progress)
+        params.update(overrides)
+        return ImplicitALS(**params)
     params = dict(rank=conf.als_rank, reg=conf.als_reg, reg_offset=conf.als_reg_offset, iterations=conf.als_iters,
                   biases=conf.als_biases, seed=conf.als_seed, progress=progress)
     params.update(overrides)
@@ -91,10 +99,12 @@ class TrainedModel:
 
 def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m: int | None = None,
                       min_similarity: float | None = None, progress: bool = False,
-                      als: ALS | None = None, version: str | None = None) -> TrainedModel:
+                      als: ALS | None = None, version: str | None = None, behaviour: bool = False) -> TrainedModel:
     """Fit ALS on ``R`` (users x items, ids in index order), then every item's top-M.
 
-    ``m`` / ``min_similarity`` default to ``conf.als_similar`` / ``conf.als_min_similarity``.
+    ``m`` / ``min_similarity`` (factor neighbours) default to ``conf.als_similar`` /
+    ``conf.als_min_similarity``; the co-occurrence lists keep ``conf.als_related`` per item.
+    ``behaviour``: the input is mostly behaviour events (see :func:`als_from_settings`).
     """
     if R.nnz == 0:
         raise ValueError("no ratings to train on")
@@ -102,7 +112,7 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
     item_ids = np.asarray(item_ids, dtype=str)
     if R.shape != (len(user_ids), len(item_ids)):
         raise ValueError(f"matrix shape {R.shape} does not match ids ({len(user_ids)}, {len(item_ids)})")
-    model = als or als_from_settings(conf, progress=progress)
+    model = als or als_from_settings(conf, progress=progress, behaviour=behaviour)
     trained_at = time.time()
     t0 = time.perf_counter()
     model.fit(R)
@@ -111,7 +121,7 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
     idx, scores = compute_similarity(model.item_factors, conf.als_similar if m is None else m,
                                      conf.als_min_similarity if min_similarity is None else min_similarity)
     neighbours = neighbour_lists(idx, scores, item_ids.tolist())
-    related = cooccurrence_neighbours(R, item_ids, conf.als_similar if m is None else m)
+    related = cooccurrence_neighbours(R, item_ids, conf.als_related)
     sim_s = time.perf_counter() - t0
     counts = dict(zip(item_ids.tolist(), np.diff(sp.csc_matrix(R).indptr).tolist()))
     return TrainedModel(model=model, user_ids=user_ids, item_ids=item_ids,

@@ -43,7 +43,8 @@ from app.records import InvalidInput, parse_rating
 from app.settings import Settings, load_settings
 from broker.clients import KafkaClients
 
-from .model import TrainedModel, make_version, model_path, saved_item_ids, store_path, train_and_similar
+from .model import (TrainedModel, als_from_settings, make_version, model_path, saved_item_ids, store_path,
+                    train_and_similar)
 from .publish import publish_similarity
 from .store import RatingStore
 
@@ -97,6 +98,9 @@ class ALSWorker:
         self.clients = KafkaClients(conf)
         self._tps: list = []
         self._last_lag: int | None = None
+        #: Ratings stored by kind ("explicit", "implicit": from behaviour events), for
+        #: RECSYS_ALS_FEEDBACK=auto; kept in the store so a restart remembers them.
+        self.sources = collections.Counter(self.store.get_meta("sources") or {})
 
     # ------------------------------------------------------------------ consumer
     async def _start_consumer(self) -> None:
@@ -177,9 +181,12 @@ class ALSWorker:
                     self.stats.invalid[f"error:{type(exc).__name__}"] += 1
                     continue
                 rows.append((r.user, r.item, r.rating, r.ts))
+                self.sources["explicit" if r.source == "explicit" else "implicit"] += 1
             if records:
                 offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
         res = self.store.apply(rows, offsets)
+        if rows:
+            self.store.set_meta("sources", dict(self.sources))
         self.stats.consumed += n
         self.stats.stored_changes += res.changed
         self.stats.unchanged += res.unchanged
@@ -215,12 +222,14 @@ class ALSWorker:
         conf = self.conf
         try:
             snap = self.store.export()
-            log.info("ALS training on %d ratings (%d users, %d items), %d changed since the last model",
-                     len(snap), snap.n_users, snap.n_items, snap.seq - self.trained_seq)
+            behaviour = self.sources["implicit"] > self.sources["explicit"]
+            log.info("ALS training on %d ratings (%d users, %d items), %d changed since the last model; %r",
+                     len(snap), snap.n_users, snap.n_items, snap.seq - self.trained_seq,
+                     als_from_settings(conf, behaviour=behaviour))
 
             def fit():
                 return train_and_similar(snap.to_csr(), snap.user_ids, snap.item_ids, conf=conf,
-                                         version=make_version(len(snap)))
+                                         version=make_version(len(snap)), behaviour=behaviour)
 
             trained = await asyncio.to_thread(fit)
             previous = await asyncio.to_thread(saved_item_ids, self.model_file)

@@ -24,13 +24,14 @@ contributed most to q's kNN part (items that came from the prior alone have none
 from __future__ import annotations
 
 import hashlib
-import heapq
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence
 
+from app.records import DISLIKE_SOURCE, Rating
 from app.settings import parse_ab
 from tables.scoring import (OnlineParams, SimilarityIndex, _as_set, add_rated_item, add_recent_rating, is_replay,
                             recommend_after_rating)
+from tables.state import UserState
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ def knn_scores(recent: Sequence[Sequence], neighbours: Mapping[str, Mapping[str,
                weights: Optional[Sequence[float]] = None) -> dict[str, float]:
     """``{q: sum_r w_r sim(r, q)}`` over the neighbour lists of the ``recent`` items
     (``weights`` default 1 each; a negative weight, a dislike, pushes its neighbours down),
-    without the items in ``exclude``. The hot loop of the default ranker: one dict update
-    per (recent item, neighbour), excluded items dropped once at the end."""
+    without the items in ``exclude``: the ``item_knn`` baseline of the streaming
+    evaluation (:func:`rank_default` computes the same sums inline)."""
     total: dict[str, float] = {}
     get = total.get
     for n, entry in enumerate(recent):
@@ -73,17 +74,6 @@ def knn_scores(recent: Sequence[Sequence], neighbours: Mapping[str, Mapping[str,
     return total
 
 
-def best_reason(q: str, recent: Sequence[Sequence], neighbours, weights: Sequence[float]) -> Optional[str]:
-    """The recent item whose (weighted) similarity contributed most to ``q``'s kNN score
-    (the oldest of equals); None when none contributed positively (a dislike never does)."""
-    best, reason = 0.0, None
-    for entry, w in zip(recent, weights):
-        c = w * neighbours.get(entry[0], {}).get(q, 0.0)
-        if c > best:
-            best, reason = c, entry[0]
-    return reason
-
-
 def rank_default(recent: Sequence[Sequence], exclude: Iterable[str], index: SimilarityIndex,
                  params: RankerParams, n: Optional[int] = None) -> tuple[list[list], dict[str, str]]:
     """The top-``n`` (default ``params.k``) list ``[[item, score], ...]`` and ``because``.
@@ -91,25 +81,71 @@ def rank_default(recent: Sequence[Sequence], exclude: Iterable[str], index: Simi
     ``recent`` is ``[[item, weight, ts], ...]`` oldest first (:func:`add_recent_rating`).
     Reads ``index.related`` (the published co-occurrence lists; the factor neighbours
     when a model has none), ``index.prior`` and ``index.popular``. Ties break on item
-    id. Pure: changes none of its arguments.
+    id. Pure: changes none of its arguments. It runs on every interaction, so it does
+    the least work that gives the formula's exact list (``tests/unit/test_ranking.py``
+    checks it against a loop-by-loop transcription on random models).
     """
     n = params.k if n is None else n
     exclude = _as_set(exclude)
     recent = list(recent)[-params.history:]
-    weights = [params.decay ** (len(recent) - 1 - j) * (-1.0 if e[1] < 0 else 1.0) for j, e in enumerate(recent)]
-    neighbours = index.related or index.neighbours
-    knn = knn_scores(recent, neighbours, exclude, weights)
+    lists = index.related or index.neighbours
+    last = len(recent) - 1
+    knn: dict = {}
+    get = knn.get
+    sources = []  # (recent item, its weight, its list): the pairs "because" is chosen from
+    for j, entry in enumerate(recent):
+        related = lists.get(entry[0])
+        if not related:
+            continue
+        w = params.decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0)
+        sources.append((entry[0], w, related))
+        for q, s in related.items():
+            if s > 0.0:
+                knn[q] = get(q, 0.0) + w * s
+    if len(exclude) < len(knn):  # drop the user's own items, walking the shorter side
+        for q in exclude:
+            knn.pop(q, None)
+    else:
+        for q in [q for q in knn if q in exclude]:
+            del knn[q]
     top_knn = max(max(knn.values(), default=0.0), 0.0) or 1.0
-    scores = {q: v / top_knn for q, v in knn.items()}
-    if params.w_pop > 0 and index.prior:
-        for q in index.popular_excluding(exclude, params.n_pop):
-            scores.setdefault(q, 0.0)
-        prior, w_pop = index.prior, params.w_pop
-        for q in scores:
-            scores[q] += w_pop * prior.get(q, 0.0)
-    ranked = heapq.nsmallest(n, [(-s, q) for q, s in scores.items()])
-    items = [[q, round(-s, 6)] for s, q in ranked]
-    because = {q: r for q, _s in items if q in knn and (r := best_reason(q, recent, neighbours, weights)) is not None}
+    w_pop, prior = params.w_pop, index.prior
+    if w_pop > 0 and prior:
+        pget = prior.get
+        scores = {q: v / top_knn + w_pop * pget(q, 0.0) for q, v in knn.items()}
+        walked = added = 0
+        # Popular candidates, most counted first: of those the kNN part did not score,
+        # only the first n can make the list (the rest have a lower prior, or an equal
+        # one and a later id), so no more are added.
+        for q in index.popular:
+            if walked == params.n_pop or added == n:
+                break
+            if q in exclude:
+                continue
+            walked += 1
+            if q not in scores:
+                scores[q] = 0.0 + w_pop * prior[q]
+                added += 1
+    else:
+        scores = {q: v / top_knn for q, v in knn.items()}
+    if len(scores) > n:  # sort only what can make the list: the n-th best score and above
+        cut = sorted(scores.values(), reverse=True)[n - 1]
+        pool = [(-s, q) for q, s in scores.items() if s >= cut]
+    else:
+        pool = [(-s, q) for q, s in scores.items()]
+    pool.sort()
+    items = [[q, round(-s, 6)] for s, q in pool[:n]]
+    because = {}
+    for q, _s in items:
+        if q not in knn:
+            continue
+        best, reason = 0.0, None
+        for item, w, related in sources:
+            c = w * related.get(q, 0.0)
+            if c > best:
+                best, reason = c, item
+        if reason is not None:
+            because[q] = reason
     return items, because
 
 
@@ -220,3 +256,20 @@ class Ranking:
             return recent, rated, new_list, {}, n
         return recommend_default(item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous,
                                  similarity=similarity, params=self.default, dislike=dislike)
+
+    def apply(self, state: UserState, rating: Rating, offset: int, similarity: SimilarityIndex, version: str,
+              hot_items: Iterable[str] = ()) -> tuple[str, bool, int]:
+        """The realtime agent's work on one rating of a user whose state is ``state``
+        (read from the table; updated in place): returns ``(variant, changed, n_scored)``.
+        ``changed`` is False for a redelivered message (``offset`` not after the state's:
+        at-least-once), whose list and model version are then the stored ones."""
+        variant = self.variant(rating.user)
+        if state.already_applied(offset):
+            return variant, False, 0
+        state.recent, state.rated, new_list, because, n_scored = self.update(
+            variant, item=rating.item, rating=rating.rating, ts=rating.ts, recent=state.recent, rated=state.rated,
+            previous=state.last_list, similarity=similarity, hot_items=hot_items,
+            dislike=rating.source == DISLIKE_SOURCE)
+        state.recs = {"items": new_list, "model_version": version, "ts": rating.ts, "because": because}
+        state.offset = offset
+        return variant, True, n_scored

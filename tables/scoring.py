@@ -111,16 +111,6 @@ class SimilarityIndex:
         #: Items by count, most first (ties by id); the top 1,000 is plenty of candidates.
         self.popular = [q for _c, q in sorted((-c, q) for q, c in self.counts.items())[:1000]]
 
-    def popular_excluding(self, exclude, n: int) -> list[str]:
-        """The ``n`` most counted items not in ``exclude`` (from the top 1,000)."""
-        out = []
-        for q in self.popular:
-            if q not in exclude:
-                out.append(q)
-                if len(out) == n:
-                    break
-        return out
-
     def __len__(self) -> int:
         return len(self.neighbours)
 

@@ -285,3 +285,32 @@ def test_continuous_worker_retrains_after_new_ratings_until_stopped(stream_env, 
     markers = [json.loads(m.value) for m in second if m.key == MODEL_MARKER_KEY.encode()]
     assert markers[-1]["version"] == stats["last_version"]
     assert markers[-1]["items"] == len({i for _, i, _, _ in rows})
+
+
+def test_als_worker_learns_behaviour_input_as_implicit_feedback(stream_env, tmp_path):
+    """RECSYS_ALS_FEEDBACK=auto: ratings that came from behaviour events (source
+    implicit:*) outnumber explicit ones, so the worker fits Hu-Koren-Volinsky ALS; the
+    count survives a restart (it is kept in the store)."""
+    from broker.topics import create_topics
+    from offline_als.als import ALS, ImplicitALS
+    from offline_als.model import model_path
+    from offline_als.worker import run_als_worker
+    from tests.brokers import produce, run
+
+    conf = stream_env.conf
+    run(create_topics(conf))
+    rng = np.random.default_rng(5)
+    events = [(f"u{u}", f"i{(u % 2) * 10 + int(rng.integers(10))}", float(rng.integers(1, 6)), 1000.0 + n)
+              for n, u in enumerate(rng.integers(40, size=400).tolist())]
+    explicit = [("v1", "i1", 4.0, 5.0), ("v2", "i2", 3.0, 6.0)]
+    run(produce(conf, conf.topic_ratings, _rating_messages(explicit) + [
+        (u.encode(), json.dumps({"user": u, "item": i, "rating": r, "ts": t, "source": "implicit:view"}).encode())
+        for u, i, r, t in events]))
+    stats = run(run_als_worker(conf, once=True))
+    assert stats["trainings"] == 1
+    model = ALS.load(model_path(conf))
+    assert isinstance(model, ImplicitALS)
+    # Two more explicit ratings after a restart: behaviour still dominates what the store holds.
+    run(produce(conf, conf.topic_ratings, _rating_messages([("v3", "i3", 5.0, 7.0), ("v4", "i4", 2.0, 8.0)])))
+    assert run(run_als_worker(conf, once=True))["trainings"] == 1
+    assert isinstance(ALS.load(model_path(conf)), ImplicitALS)

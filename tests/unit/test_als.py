@@ -330,3 +330,46 @@ def test_fit_logs_each_iteration(caplog):
     lines = [r.getMessage() for r in caplog.records if "train RMSE" in r.getMessage()]
     assert len(lines) == 3 and f"{m.train_rmse_[-1]:.4f}" in lines[-1]
     assert m.fit_time_ > 0
+
+
+# ---------------------------------------------------------------------- implicit feedback
+def _two_tastes(n_users=60, n_items=20, seed=0):
+    """Users 0..29 touch only items 0..9, users 30..59 only items 10..19 (weights 1..5)."""
+    rng = np.random.default_rng(seed)
+    rows, cols, vals = [], [], []
+    for u in range(n_users):
+        block = 0 if u < n_users // 2 else n_items // 2
+        for i in rng.choice(n_items // 2, size=4, replace=False):
+            rows.append(u), cols.append(block + i), vals.append(float(rng.integers(1, 6)))
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n_users, n_items), dtype=np.float32)
+
+
+def test_implicit_als_learns_which_items_go_together_and_round_trips(tmp_path):
+    from offline_als.als import ImplicitALS
+
+    R = _two_tastes()
+    model = ImplicitALS(rank=4, iterations=15, progress=False, n_threads=1).fit(R)
+    assert model.user_factors.shape == (60, 4) and model.item_factors.shape == (20, 4)
+    for u in (0, 45):
+        items, _ = model.recommend(u, exclude=R[u], N=3)
+        block = range(0, 10) if u < 30 else range(10, 20)
+        assert set(items.tolist()) <= set(block) and not set(items.tolist()) & set(R[u].indices.tolist())
+    similar, _ = model.similar_items(3, N=5)
+    assert set(similar.tolist()) <= set(range(10))
+    loaded = ALS.load(model.save(tmp_path / "m"))
+    assert isinstance(loaded, ImplicitALS) and loaded.alpha == model.alpha
+    np.testing.assert_array_equal(loaded.item_factors, model.item_factors)
+
+
+def test_the_settings_choose_implicit_feedback_for_behaviour_input():
+    from app.settings import SettingError, Settings
+    from offline_als.als import ImplicitALS
+    from offline_als.model import als_from_settings
+
+    auto = Settings()
+    assert type(als_from_settings(auto)) is ALS
+    assert type(als_from_settings(auto, behaviour=True)) is ImplicitALS
+    assert type(als_from_settings(Settings(als_feedback="explicit"), behaviour=True)) is ALS
+    assert type(als_from_settings(Settings(als_feedback="implicit"))) is ImplicitALS
+    with pytest.raises(SettingError, match="RECSYS_ALS_FEEDBACK='implict': use one of auto, explicit, implicit"):
+        Settings(als_feedback="implict")

@@ -108,3 +108,67 @@ def test_a_dislike_leaves_the_list_for_good_and_pushes_its_neighbours_down():
     # x: 0.9 - 0.8 = 0.1 falls below y 0.5; z only has the dislike's -0.3; d itself never appears
     assert [q for q, _ in after] == ["y", "x", "z"] and "d" not in dict(after)
     assert because == {"y": "a", "x": "a"}  # a dislike is never a reason
+
+
+def _reference_rank(recent, exclude, index, params):
+    """The default ranker's formula transcribed loop by loop (module docstring of
+    tables/ranking.py), independent of its numpy implementation."""
+    recent = list(recent)[-params.history:]
+    lists = index.related or index.neighbours
+    weights = [params.decay ** (len(recent) - 1 - j) * (-1.0 if e[1] < 0 else 1.0) for j, e in enumerate(recent)]
+    knn = {}
+    for (item, *_), w in zip(recent, weights):
+        for q, s in lists.get(item, {}).items():
+            if s > 0.0 and q not in exclude:
+                knn[q] = knn.get(q, 0.0) + w * s
+    top = max(max(knn.values(), default=0.0), 0.0) or 1.0
+    scores = {q: v / top for q, v in knn.items()}
+    if params.w_pop > 0 and index.prior:
+        popular = [q for q in index.popular if q not in exclude][:params.n_pop]
+        for q in set(scores) | set(popular):
+            scores[q] = scores.get(q, 0.0) + params.w_pop * index.prior.get(q, 0.0)
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:params.k]
+    because = {}
+    for q, _s in ranked:
+        contributions = [(w * lists.get(item, {}).get(q, 0.0), -j, item)
+                         for j, ((item, *_), w) in enumerate(zip(recent, weights))]
+        c, _j, item = max(contributions, default=(0.0, 0, None))
+        if q in knn and c > 0:
+            because[q] = item
+    return [[q, round(s, 6)] for q, s in ranked], because
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_rank_default_matches_the_formula_on_random_models(seed):
+    import random
+
+    rng = random.Random(seed)
+    items = [f"i{n}" for n in range(rng.randint(3, 40))]
+    lists = {a: {b: rng.choice([0.0, round(rng.random(), 2), 0.5]) for b in rng.sample(items, min(len(items), rng.randint(0, 8))) if b != a}
+             for a in rng.sample(items, rng.randint(1, len(items)))}
+    counts = {q: rng.randint(0, 5) for q in rng.sample(items, rng.randint(0, len(items)))}
+    index = SimilarityIndex(related=lists if seed % 4 else None, counts=counts) if seed % 4 else \
+        SimilarityIndex(lists, counts=counts)  # every fourth: a model without co-occurrence lists
+    recent = [[q, rng.choice([4.0, 1.0, -1.0]), float(t)] for t, q in enumerate(rng.sample(items, min(len(items), rng.randint(0, 12))))]
+    exclude = set(rng.sample(items, min(len(items), rng.randint(0, 6)))) | {e[0] for e in recent}
+    params = RankerParams(history=rng.choice([3, 20]), decay=rng.choice([0.5, 0.8, 1.0]),
+                          w_pop=rng.choice([0.0, 0.5, 1.0]), n_pop=rng.choice([1, 5, 50]), k=rng.choice([3, 20]))
+    assert rank_default(recent, exclude, index, params) == _reference_rank(recent, exclude, index, params)
+
+
+def test_ranking_apply_updates_the_state_once_per_offset():
+    from app.records import Rating
+    from tables.state import UserState
+
+    ranking = Ranking.from_settings(Settings(ranker="default", ab=""))
+    index = SimilarityIndex(related=RELATED)
+    state = UserState()
+    variant, changed, _ = ranking.apply(state, Rating(user="u", item="a", rating=5.0, ts=1.0), 7, index, "v1")
+    assert (variant, changed, state.offset) == ("default", True, 7)
+    assert [q for q, _ in state.last_list] == ["x", "y"] and state.recs["model_version"] == "v1"
+    before = state.to_value()
+    # the same offset again (a redelivery), even with a newer model: nothing changes
+    assert ranking.apply(state, Rating(user="u", item="b", rating=5.0, ts=2.0), 7, index, "v2")[1] is False
+    assert state.to_value() == before
+    ranking.apply(state, Rating(user="u", item="b", rating=1.0, ts=2.0, source="implicit:dislike"), 8, index, "v2")
+    assert state.recent[-1][:2] == ["b", -1.0] and "b" not in dict(state.last_list)

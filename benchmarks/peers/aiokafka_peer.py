@@ -1,0 +1,95 @@
+"""The realtime pipeline in plain Python: aiokafka + rocksdict, no stream framework. The
+"what does Python cost without a framework" reference of ``realtime_bench.py --peers``
+(same input, model and per-rating work: :class:`benchmarks.peers.common.RatingProcessor`).
+
+Per fetched batch: each rating reads the user's state from RocksDB, writes it back and
+sends it to a compacted changelog topic (one message per write, as Faust's tables do),
+sends the list; then waits until every send of the batch is acknowledged and only then
+commits the batch's offsets (at-least-once: a crash replays at most the uncommitted
+batch, and the state's offset check makes the replay change nothing). Stops by itself
+after ``--count`` lists (or ``--timeout`` s without input).
+
+    python benchmarks/peers/aiokafka_peer.py --model model.json --count 60000 --state-dir /tmp/a
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from app.settings import load_settings  # noqa: E402
+from benchmarks.peers.common import RatingProcessor  # noqa: E402
+from broker.clients import KafkaClients  # noqa: E402
+
+
+async def run(conf, processor: RatingProcessor, args) -> int:
+    from aiokafka.admin import NewTopic
+    from rocksdict import Options, Rdict
+
+    clients = KafkaClients(conf)
+    changelog = f"{args.group}-user_state-changelog"
+    admin = await clients.admin()
+    try:
+        if changelog not in set(await admin.list_topics()):
+            await admin.create_topics([NewTopic(changelog, num_partitions=conf.partitions, replication_factor=1,
+                                                topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        await admin.close()
+    db = Rdict(str(args.state_dir), options=Options(raw_mode=True))
+    consumer = await clients.consumer(conf.topic_ratings, group_id=args.group, max_poll_records=conf.max_poll_records)
+    producer = await clients.producer(linger_ms=conf.producer_linger_ms, max_batch_size=conf.producer_batch_bytes)
+    lists, idle_since = 0, time.monotonic()
+    try:
+        while lists < args.count and time.monotonic() - idle_since < args.timeout:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if not batch:
+                continue
+            idle_since = time.monotonic()
+            sends = []
+            for tp, records in batch.items():
+                for msg in records:
+                    raw = db.get(msg.key) if msg.key else None
+                    out = processor.process(msg.value, orjson.loads(raw) if raw else None, msg.offset,
+                                            (msg.timestamp or 0) / 1000.0)
+                    if out is None:
+                        continue
+                    user, state, list_bytes = out
+                    key = user.encode()
+                    if state is not None:
+                        value = orjson.dumps(state)
+                        db[key] = value
+                        sends.append(await producer.send(changelog, key=key, value=value, partition=tp.partition))
+                    sends.append(await producer.send(conf.topic_recommendations, key=key, value=list_bytes))
+                    lists += 1
+            await asyncio.gather(*sends)  # every changelog write and list acknowledged ...
+            await consumer.commit()  # ... before the offsets that caused them are committed
+    finally:
+        await producer.stop()
+        await consumer.stop()
+        db.close()
+    return lists
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model JSON written by the benchmark")
+    p.add_argument("--count", type=int, required=True, help="stop after this many lists")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--group", default="peer-aiokafka")
+    p.add_argument("--timeout", type=float, default=60.0, help="stop after this many idle seconds")
+    args = p.parse_args(argv)
+    conf = load_settings()
+    processor = RatingProcessor(conf, Path(args.model))
+    lists = asyncio.run(run(conf, processor, args))
+    print(f"aiokafka peer done: {lists} lists, invalid {processor.invalid}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""What every peer of ``realtime_bench.py --peers`` does per rating: the realtime agent's
+work (``agents/realtime.py``) through the same pure functions, leaving the state store,
+the changelog and the output to the framework under test.
+
+The model comes from a JSON file the benchmark writes (the same neighbours, related
+lists and counts it publishes to the worker's ``item-similarity`` topic), so a peer
+needs no Faust and no model topic reader.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+from app.records import InvalidInput, Recommendation, parse_rating, to_json_bytes
+from app.settings import Settings
+from tables.ranking import Ranking, wire_list
+from tables.scoring import SimilarityIndex
+from tables.state import UserState
+
+
+def write_model(path: Path, neighbours: dict, extras: dict, version: str) -> None:
+    """The model file peers read: what the benchmark publishes to the worker."""
+    path.write_text(json.dumps({"version": version, "neighbours": neighbours, **extras}))
+
+
+class RatingProcessor:
+    """One rating in, ``(new state value or None, list bytes)`` out, as the agent does it."""
+
+    def __init__(self, conf: Settings, model_file: Path) -> None:
+        model = json.loads(Path(model_file).read_text())
+        self.conf = conf
+        self.version = model["version"]
+        self.index = SimilarityIndex(model["neighbours"], related=model.get("related"), counts=model.get("counts"))
+        self.ranking = Ranking.from_settings(conf)
+        self.invalid = 0
+
+    def process(self, value: bytes, state_value: Optional[dict], offset: int, produced_at: float = 0.0):
+        """``(user, new state value or None if unchanged, list bytes)``; ``None`` for a
+        bad message (counted: the peers keep no dead-letter topic)."""
+        started = time.perf_counter()
+        try:
+            rating = parse_rating(value, rating_min=self.conf.rating_min, rating_max=self.conf.rating_max,
+                                  max_future_s=self.conf.max_future_s)
+        except InvalidInput:
+            self.invalid += 1
+            return None
+        state = UserState.from_value(state_value)
+        variant, changed, _n = self.ranking.apply(state, rating, offset, self.index, self.version)
+        rec = Recommendation(user=rating.user, items=wire_list(state.last_list),
+                             model_version=state.recs.get("model_version", self.version), trigger_ts=rating.ts,
+                             produced_at=produced_at, emitted_at=time.time(),
+                             worker_ms=(time.perf_counter() - started) * 1000.0,
+                             reason="rating" if rating.source == "explicit" else rating.source,
+                             because=state.recs.get("because", {}), variant=variant)
+        return rating.user, (state.to_value() if changed else None), to_json_bytes(rec)

@@ -1,0 +1,61 @@
+"""The realtime pipeline on Quix Streams: the peer ``realtime_bench.py --peers`` runs
+beside the project's Faust worker (same input, same model, same per-rating work:
+:class:`benchmarks.peers.common.RatingProcessor`).
+
+State: Quix's RocksDB store with its changelog topic, one value per user (the key of
+the ``ratings`` message); at-least-once, a checkpoint (flush state + changelog, produce,
+commit) every second. Stops by itself after ``--count`` lists (or ``--timeout`` s idle).
+
+    python benchmarks/peers/quix_peer.py --model model.json --count 60000 --state-dir /tmp/q
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from app.settings import load_settings  # noqa: E402
+from benchmarks.peers.common import RatingProcessor  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model JSON written by the benchmark")
+    p.add_argument("--count", type=int, required=True, help="stop after this many lists")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--group", default="peer-quix")
+    p.add_argument("--timeout", type=float, default=60.0, help="stop after this many idle seconds")
+    args = p.parse_args(argv)
+
+    from quixstreams import Application
+    from quixstreams.context import message_context
+
+    conf = load_settings()
+    processor = RatingProcessor(conf, Path(args.model))
+    app = Application(broker_address=",".join(conf.bootstrap_servers), consumer_group=args.group,
+                      auto_offset_reset="earliest", commit_interval=1.0, state_dir=args.state_dir,
+                      loglevel=logging.WARNING)
+    ratings = app.topic(conf.topic_ratings, key_deserializer="bytes", value_deserializer="bytes")
+    lists = app.topic(conf.topic_recommendations, key_serializer="bytes", value_serializer="bytes")
+
+    def step(value: bytes, key: bytes, timestamp: int, headers, state):
+        out = processor.process(value, state.get("user"), message_context().offset, timestamp / 1000.0)
+        if out is None:
+            return None
+        _user, new_state, list_bytes = out
+        if new_state is not None:
+            state.set("user", new_state)
+        return list_bytes
+
+    sdf = app.dataframe(ratings).apply(step, stateful=True, metadata=True).filter(lambda v: v is not None)
+    sdf.to_topic(lists)
+    app.run(count=args.count, timeout=args.timeout, collect=False)
+    print(f"quix peer done; invalid {processor.invalid}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
