@@ -21,10 +21,17 @@ next; see ../shared/EMBEDDED_BROKER.md):
    received (output path) and ``worker_ms`` (time inside the worker).
 
 ``--profile`` samples the worker with py-spy during phase 1 and prints where the time
-goes. Prints a table; the LAST line is JSON.
+goes (``--flamegraph SVG`` also draws it). Prints a table; the LAST line is JSON.
+
+``--peers`` runs only phase 1, three times on identical input, each on a fresh broker:
+the worker, the same pipeline on Quix Streams and a plain aiokafka + rocksdict loop
+(``benchmarks/peers/``, the ``bench`` extra); it prints their table and a JSON line
+with the keys ``engine ranker ours quix aiokafka ours_committed quix_committed
+aiokafka_committed cores``. One engine per invocation.
 
     .venv/bin/python benchmarks/realtime_bench.py                   # ~3-4 minutes
     .venv/bin/python benchmarks/realtime_bench.py --latency-seconds 20 --ratings 30000 --profile
+    .venv/bin/python benchmarks/realtime_bench.py --peers --engine kafka          # ~6 minutes
     # throughput-tuned producer batching (lists ~30 ms later):
     RECSYS_PRODUCER_LINGER_MS=50 RECSYS_PRODUCER_BATCH_BYTES=262144 .venv/bin/python benchmarks/realtime_bench.py
 """
@@ -278,11 +285,13 @@ async def wait_for_count(conf, topic: str, n: int, timeout: float, worker: Worke
 
 
 # ------------------------------------------------------------------ profiling
-def start_profile(pid: int, seconds: float, path: Path):
+def start_profile(pid: int, seconds: float, path: Path, fmt: str = "raw"):
+    """py-spy sampling ``pid`` for ``seconds`` into ``path``: ``raw`` (collapsed stacks,
+    for :func:`summarise_profile`) or ``flamegraph`` (an SVG)."""
     pyspy = Path(sys.executable).with_name("py-spy")
     cmd = [str(pyspy), "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "200",
            "--threads",
-           "--format", "raw", "--output", str(path), "--nonblocking"]
+           "--format", fmt, "--output", str(path), "--nonblocking"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -362,6 +371,9 @@ def phase_throughput(args, tmp, model, bench, name: str = "throughput") -> dict:
         if args.profile:
             prof_path = d.tmp / "profile.txt"
             prof = start_profile(d.worker.pid, args.profile_seconds, prof_path)
+        flame = None
+        if args.flamegraph and name == "throughput":
+            flame = start_profile(d.worker.pid, args.profile_seconds, Path(args.flamegraph), "flamegraph")
         cpu0, bcpu0 = workers_cpu(d), cpu_seconds(d.broker.process.pid)
         t_start = time.time()
         produce_s = asyncio.run(produce_fast(d.conf, msgs))
@@ -385,6 +397,9 @@ def phase_throughput(args, tmp, model, bench, name: str = "throughput") -> dict:
             profile_rows = summarise_profile(prof_path)
             if prof.returncode:
                 profile_rows.insert(0, f"py-spy exit {prof.returncode}: {err.decode(errors='replace')[-300:]}")
+        if flame is not None:
+            flame.communicate(timeout=args.profile_seconds + 60)
+            log(f"flame graph of the worker: {args.flamegraph} (py-spy exit {flame.returncode})")
         worker_log = d.worker.log_tail(8)
         broker_rss = process_rss(d.broker.process.pid)
 
@@ -533,6 +548,8 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=300.0, help="max seconds to wait for the lists")
     p.add_argument("--profile", action="store_true", help="py-spy the worker during the throughput phase")
     p.add_argument("--profile-seconds", type=float, default=12.0)
+    p.add_argument("--flamegraph", metavar="SVG", help="also write a py-spy flame graph of the worker (throughput "
+                                                        "phase, --profile-seconds long) to SVG")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (worker logs, profile)")
     p.add_argument("--switch-interval", type=float, default=None,
                    help="experiment: sys.setswitchinterval() in the worker (Python default 0.005)")
