@@ -186,14 +186,14 @@ class Settings:
     #: Neighbours published per item, and the minimum similarity to publish one.
     als_similar: int = field(default_factory=lambda: _env_int("RECSYS_ALS_SIMILAR", 50))
     als_min_similarity: float = field(default_factory=lambda: _env_float("RECSYS_ALS_MIN_SIMILARITY", 0.0))
-    #: Co-occurrence neighbours published per item: what the default ranker reads for each
-    #: recent interaction, so its cost per rating grows with it (README: how it was chosen).
     #: explicit (ratings), implicit (Hu-Koren-Volinsky confidence weighting, for behaviour
     #: events) or auto: implicit when most of the input is behaviour events.
     als_feedback: str = field(default_factory=lambda: _env("RECSYS_ALS_FEEDBACK", "auto"))
     #: Implicit feedback: confidence per unit of event weight (c = 1 + alpha * w), ridge term.
     als_alpha: float = field(default_factory=lambda: _env_float("RECSYS_ALS_ALPHA", 1.0))
     als_implicit_reg: float = field(default_factory=lambda: _env_float("RECSYS_ALS_IMPLICIT_REG", 0.01))
+    #: Co-occurrence neighbours published per item: what the default ranker reads for each
+    #: recent interaction, so its cost per rating grows with it (README: how it was chosen).
     als_related: int = field(default_factory=lambda: _env_int("RECSYS_ALS_RELATED", 50))
     #: Retrain every this many minutes, or after this many new ratings, if anything changed.
     als_every_min: float = field(default_factory=lambda: _env_float("RECSYS_ALS_EVERY_MIN", 10.0))

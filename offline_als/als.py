@@ -659,7 +659,7 @@ def _split(sol: np.ndarray, rank: int, biases: bool, bias: np.ndarray):
     return np.ascontiguousarray(sol[:, :rank]), np.ascontiguousarray(sol[:, rank])
 
 
-__all__ = ["ALS", "ratings_to_csr", "FORMAT_VERSION"]
+__all__ = ["ALS", "ImplicitALS", "ratings_to_csr", "FORMAT_VERSION"]
 
 
 class ImplicitALS(ALS):

@@ -99,12 +99,12 @@ class TrainedModel:
 
 def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m: int | None = None,
                       min_similarity: float | None = None, progress: bool = False,
-                      als: ALS | None = None, version: str | None = None, behaviour: bool = False) -> TrainedModel:
+                      als: ALS | None = None, version: str | None = None) -> TrainedModel:
     """Fit ALS on ``R`` (users x items, ids in index order), then every item's top-M.
 
     ``m`` / ``min_similarity`` (factor neighbours) default to ``conf.als_similar`` /
     ``conf.als_min_similarity``; the co-occurrence lists keep ``conf.als_related`` per item.
-    ``behaviour``: the input is mostly behaviour events (see :func:`als_from_settings`).
+    ``als``: the estimator to fit (default: :func:`als_from_settings` for ratings).
     """
     if R.nnz == 0:
         raise ValueError("no ratings to train on")
@@ -112,7 +112,7 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
     item_ids = np.asarray(item_ids, dtype=str)
     if R.shape != (len(user_ids), len(item_ids)):
         raise ValueError(f"matrix shape {R.shape} does not match ids ({len(user_ids)}, {len(item_ids)})")
-    model = als or als_from_settings(conf, progress=progress, behaviour=behaviour)
+    model = als or als_from_settings(conf, progress=progress)
     trained_at = time.time()
     t0 = time.perf_counter()
     model.fit(R)

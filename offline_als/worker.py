@@ -222,14 +222,13 @@ class ALSWorker:
         conf = self.conf
         try:
             snap = self.store.export()
-            behaviour = self.sources["implicit"] > self.sources["explicit"]
+            als = als_from_settings(conf, behaviour=self.sources["implicit"] > self.sources["explicit"])
             log.info("ALS training on %d ratings (%d users, %d items), %d changed since the last model; %r",
-                     len(snap), snap.n_users, snap.n_items, snap.seq - self.trained_seq,
-                     als_from_settings(conf, behaviour=behaviour))
+                     len(snap), snap.n_users, snap.n_items, snap.seq - self.trained_seq, als)
 
             def fit():
-                return train_and_similar(snap.to_csr(), snap.user_ids, snap.item_ids, conf=conf,
-                                         version=make_version(len(snap)), behaviour=behaviour)
+                return train_and_similar(snap.to_csr(), snap.user_ids, snap.item_ids, conf=conf, als=als,
+                                         version=make_version(len(snap)))
 
             trained = await asyncio.to_thread(fit)
             previous = await asyncio.to_thread(saved_item_ids, self.model_file)

@@ -13,7 +13,6 @@ after ``--count`` lists (or ``--timeout`` s without input).
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -24,7 +23,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.settings import load_settings  # noqa: E402
-from benchmarks.peers.common import RatingProcessor  # noqa: E402
+from benchmarks.peers.common import RatingProcessor, peer_args  # noqa: E402
 from broker.clients import KafkaClients  # noqa: E402
 
 
@@ -77,13 +76,7 @@ async def run(conf, processor: RatingProcessor, args) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="model JSON written by the benchmark")
-    p.add_argument("--count", type=int, required=True, help="stop after this many lists")
-    p.add_argument("--state-dir", required=True)
-    p.add_argument("--group", default="peer-aiokafka")
-    p.add_argument("--timeout", type=float, default=60.0, help="stop after this many idle seconds")
-    args = p.parse_args(argv)
+    args = peer_args(__doc__, "peer-aiokafka", argv)
     conf = load_settings()
     processor = RatingProcessor(conf, Path(args.model))
     lists = asyncio.run(run(conf, processor, args))

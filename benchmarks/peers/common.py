@@ -8,6 +8,7 @@ needs no Faust and no model topic reader.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -18,6 +19,17 @@ from app.settings import Settings
 from tables.ranking import Ranking, wire_list
 from tables.scoring import SimilarityIndex
 from tables.state import UserState
+
+
+def peer_args(doc: str, group: str, argv=None) -> argparse.Namespace:
+    """The command line every peer script takes (the benchmark passes the same flags)."""
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="model JSON written by the benchmark")
+    p.add_argument("--count", type=int, required=True, help="stop after this many lists")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--group", default=group)
+    p.add_argument("--timeout", type=float, default=60.0, help="stop after this many idle seconds")
+    return p.parse_args(argv)
 
 
 def write_model(path: Path, neighbours: dict, extras: dict, version: str) -> None:

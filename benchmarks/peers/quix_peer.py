@@ -10,7 +10,6 @@ commit) every second. Stops by itself after ``--count`` lists (or ``--timeout`` 
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from pathlib import Path
@@ -18,17 +17,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.settings import load_settings  # noqa: E402
-from benchmarks.peers.common import RatingProcessor  # noqa: E402
+from benchmarks.peers.common import RatingProcessor, peer_args  # noqa: E402
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="model JSON written by the benchmark")
-    p.add_argument("--count", type=int, required=True, help="stop after this many lists")
-    p.add_argument("--state-dir", required=True)
-    p.add_argument("--group", default="peer-quix")
-    p.add_argument("--timeout", type=float, default=60.0, help="stop after this many idle seconds")
-    args = p.parse_args(argv)
+    args = peer_args(__doc__, "peer-quix", argv)
 
     from quixstreams import Application
     from quixstreams.context import message_context
