@@ -79,9 +79,16 @@ async def process_or_dead_letter(event, handle) -> None:
     letter holds the original bytes, or a prefix of huge ones, and the position)."""
     try:
         await handle(event)
-    except InvalidInput as exc:
-        await send_dead_letter(event, exc.reason, exc.detail)
     except Exception as exc:
-        log.exception("could not process %s[%s]@%s", event.message.topic, event.message.partition,
-                      event.message.offset)
-        await send_dead_letter(event, "internal_error", repr(exc))
+        await dead_letter_error(event, exc)
+
+
+async def dead_letter_error(event, exc: Exception) -> None:
+    """Dead-letter ``event`` for ``exc``: its reason if it is :class:`InvalidInput`, else
+    ``internal_error`` (logged with its traceback: a bug, not bad input)."""
+    if isinstance(exc, InvalidInput):
+        await send_dead_letter(event, exc.reason, exc.detail)
+        return
+    log.error("could not process %s[%s]@%s", event.message.topic, event.message.partition,
+              event.message.offset, exc_info=exc)
+    await send_dead_letter(event, "internal_error", repr(exc))

@@ -1,9 +1,11 @@
 """The realtime agent: every rating re-ranks its user's top-K list (ARCHITECTURE.md).
 
-Thin on purpose: read the user's tables, call the user's ranker (:class:`tables.ranking.Ranking`:
-the default ranker, or the paper's :func:`tables.scoring.recommend_after_rating`), write the
-tables, send the new list. Bad messages become dead letters. Behaviour events arrive here
-too, as implicit ratings (``agents/behaviour.py``): one writer of ``user_state``, one order.
+Thin on purpose: take a batch of ratings, and for each in order read the user's state,
+call the user's ranker (:class:`tables.ranking.Ranking`: the default ranker, or the paper's
+:func:`tables.scoring.recommend_after_rating`) and stage the new state and list; then
+publish the batch (``agents/batches.py``). Bad messages become dead letters. Behaviour
+events arrive here too, as implicit ratings (``agents/behaviour.py``): one writer of
+``user_state``, one order.
 """
 from __future__ import annotations
 
@@ -12,16 +14,17 @@ import time
 
 from app import metrics
 
-from app.records import Recommendation, parse_rating, to_json_bytes
+from app.records import parse_rating, to_json_bytes
 from app.app import app, settings
-from app.topics import ratings_topic, recommendations_topic
+from app.faust_patches.at_least_once import is_current
+from app.topics import ratings_topic
 from broker.partitioning import owner_partition
-from tables.definitions import model_version, similarity, user_state
-from tables.ranking import Ranking, wire_list
-from tables.state import UserState
+from tables.definitions import model_version, similarity
+from tables.ranking import Ranking, recommendation_for
 
+from agents.batches import Batch
 from agents.behaviour import hot_items
-from agents.dead_letters import process_or_dead_letter
+from agents.dead_letters import dead_letter_error
 
 log = logging.getLogger(__name__)
 RANKING = Ranking.from_settings(settings)
@@ -30,40 +33,59 @@ RANKING = Ranking.from_settings(settings)
 @app.agent(ratings_topic)
 async def recommend(stream):
     await similarity.caught_up.wait()  # never score with a half-loaded model after a restart
-    async for event in stream.events():
-        await process_or_dead_letter(event, update_and_send)
+    async for events in stream.take_events(settings.batch_max, within=settings.batch_wait_ms / 1000.0):
+        await rank_batch(events)  # take_events acks the events once this returns
 
 
-async def update_and_send(event) -> None:
+async def rank_batch(events) -> None:
+    """Rank every rating of a batch in order, then publish the states and lists together
+    (``agents/batches.py``: offsets are committed only after that is acknowledged)."""
+    batch = Batch(input_partitions=partitions_of(ratings_topic.get_topic_name()))
+    version = model_version()  # one model for the whole batch
+    for event in events:
+        if not is_current(app, event.message):  # a rebalance began: it is read again after it
+            continue
+        try:
+            rank_one(event, batch, version)
+        except Exception as exc:  # bad input (or a bug): a dead letter, never a stopped agent
+            await dead_letter_error(event, exc)
+    try:
+        await batch.publish(events)
+    except Exception as exc:  # the broker refused for longer than the producer's timeout
+        # Its offsets will not be committed, but later batches would now rank on states
+        # without it: stop the worker; the restart reads the batch again.
+        log.exception("could not publish a batch of %d ratings: stopping the worker", len(events))
+        await app.crash(exc)
+        return
+    metrics.count("ratings.accepted", len(batch.lists))
+    metrics.count("lists.sent", len(batch.lists))
+    metrics.count("lists.scored_candidates", batch.scored)
+
+
+def rank_one(event, batch: Batch, version: str) -> None:
+    """Rank one rating of the batch: stage the user's new state and list (or, for a rating
+    on another partition than its user's, stage it to be sent there)."""
     started = time.perf_counter()
     message = event.message
     rating = parse_rating(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max,
                           max_future_s=settings.max_future_s)
     key = rating.user.encode()
-    owner = owner_partition(key, partitions_of(message.topic))
+    owner = owner_partition(key, batch.input_partitions)
     if message.partition != owner:  # another partitioner, or a null/wrong key: not this user's partition
-        await ratings_topic.send(key=key, value=message.value, partition=owner)
+        batch.stage_reroute(key, message.value, owner)
         metrics.count("ratings.rerouted")
         return
-    state = UserState.from_value(user_state[key])
-    version = model_version()  # one model for the whole update
+    state = batch.state_of(event, key)
     variant, changed, n_scored = RANKING.apply(state, rating, message.offset, similarity.index, version, hot_items)
     if changed:
-        user_state[key] = state.to_value()
+        batch.stage_state(event, key, state)
     else:  # an at-least-once redelivery: the stored list goes out again
         metrics.count("ratings.redelivered")
-    new_list, because = state.last_list, state.recs.get("because", {})
-    version = state.recs.get("model_version", version)
     produced_at = message.timestamp or 0.0
     worker_ms = (time.perf_counter() - started) * 1000.0
-    rec = Recommendation(user=rating.user, items=wire_list(new_list), model_version=version, trigger_ts=rating.ts,
-                         produced_at=produced_at, emitted_at=time.time(), worker_ms=worker_ms,
-                         reason="rating" if rating.source == "explicit" else rating.source,
-                         because=because, variant=variant)
-    await recommendations_topic.send(key=key, value=to_json_bytes(rec))
-    metrics.count("ratings.accepted")
-    metrics.count("lists.sent")
-    metrics.count("lists.scored_candidates", n_scored)
+    rec = recommendation_for(rating, state, variant, version, produced_at, worker_ms)
+    batch.stage_list(event, key, owner, to_json_bytes(rec))
+    batch.scored += n_scored
     metrics.observe_ms("ratings", worker_ms)
     if produced_at:
         metrics.observe_ms("ratings.end_to_worker", (time.time() - produced_at) * 1000.0)

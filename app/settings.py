@@ -113,12 +113,18 @@ class Settings:
     #: Latency vs throughput: longer and bigger batches give a worker more ratings/s and
     #: later lists (the measured trade-off: README, Results).
     producer_linger_ms: float = field(default_factory=lambda: _env_float("RECSYS_PRODUCER_LINGER_MS", 10.0))
-    producer_batch_bytes: int = field(default_factory=lambda: _env_int("RECSYS_PRODUCER_BATCH_BYTES", 16384))
+    producer_batch_bytes: int = field(default_factory=lambda: _env_int("RECSYS_PRODUCER_BATCH_BYTES", 262144))
     #: Records one consumer poll may return (Kafka's own default, 500; Faust passes
     #: "unlimited"). Keep it below a fifth of Faust's stream buffer (4096): a stream
     #: stops fetching at 80% full, so a bounded poll never finds the buffer full, and a
     #: full buffer costs every further message a task and a wait (README, Results).
     max_poll_records: int = field(default_factory=lambda: _env_int("RECSYS_MAX_POLL_RECORDS", 500))
+    #: The realtime agent takes ratings in batches of at most this many, waiting at most
+    #: ``batch_wait_ms`` for a batch to fill: per batch, one read and one write per user
+    #: and a few record batches to Kafka instead of two Faust sends per rating. 1 turns
+    #: batching off (one rating at a time); the wait adds at most that much latency.
+    batch_max: int = field(default_factory=lambda: _env_int("RECSYS_BATCH_MAX", 500))
+    batch_wait_ms: float = field(default_factory=lambda: _env_float("RECSYS_BATCH_WAIT_MS", 5.0))
 
     # --- Topic names --------------------------------------------------------------
     topic_ratings: str = field(default_factory=lambda: _env("RECSYS_TOPIC_RATINGS", "ratings"))
@@ -252,6 +258,9 @@ class Settings:
         _check_broker_url(self.broker)
         _check_event_weights(self)
         _check_rankers(self)
+        if self.batch_max < 1 or self.batch_wait_ms < 0:
+            raise SettingError(f"RECSYS_BATCH_MAX={self.batch_max} / RECSYS_BATCH_WAIT_MS={self.batch_wait_ms:g}: "
+                               "need a batch of at least 1 and a wait of at least 0 ms")
 
 
 def _check_event_weights(conf: "Settings") -> None:

@@ -24,10 +24,11 @@ contributed most to q's kNN part (items that came from the prior alone have none
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence
 
-from app.records import DISLIKE_SOURCE, Rating
+from app.records import DISLIKE_SOURCE, Rating, Recommendation
 from app.settings import parse_ab
 from tables.scoring import (OnlineParams, SimilarityIndex, _as_set, add_rated_item, add_recent_rating, is_replay,
                             recommend_after_rating)
@@ -178,6 +179,17 @@ WIRE_DECIMALS = 4
 def wire_list(items: Sequence[Sequence]) -> list[list]:
     """A list as frontends get it: scores rounded (``None`` stays: a fallback item)."""
     return [[q, None if s is None else round(s, WIRE_DECIMALS)] for q, s in items]
+
+
+def recommendation_for(rating: Rating, state: UserState, variant: str, version: str, produced_at: float,
+                       worker_ms: float) -> Recommendation:
+    """The list message a rating produces, from the user's state after it (a redelivered
+    rating gets the stored list and the model version that made it)."""
+    return Recommendation(user=rating.user, items=wire_list(state.last_list),
+                          model_version=state.recs.get("model_version", version), trigger_ts=rating.ts,
+                          produced_at=produced_at, emitted_at=time.time(), worker_ms=worker_ms,
+                          reason="rating" if rating.source == "explicit" else rating.source,
+                          because=state.recs.get("because", {}), variant=variant)
 
 
 def list_filters(query: Mapping[str, str]) -> tuple[Optional[int], set[str]]:

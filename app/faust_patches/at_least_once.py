@@ -60,18 +60,30 @@ _original_ack = Consumer.ack
 _original_drain = Consumer._drain_messages
 
 
+def is_current(app, message) -> bool:
+    """True while a message may still be processed and acked: it was fetched in the
+    consumer's current generation and flow control runs (no rebalance under way)."""
+    return message.generation_id == app.consumer_generation_id and app.flow_control.is_active()
+
+
 def ack(self: Consumer, message) -> bool:
     """Record an ack only for a message of the current generation while flow runs."""
-    app = self.app
-    if message.generation_id == app.consumer_generation_id and app.flow_control.is_active():
+    if is_current(self.app, message):
         return _original_ack(self, message)
-    # Not committable: it will be fetched again after the rebalance's seek. It must
-    # still leave the unacked set, or wait_empty() would wait for it forever.
+    # Not committable: it will be fetched again after the rebalance's seek.
+    refuse_ack(self, message, "consumer.stale_acks_refused")
+    return False
+
+
+def refuse_ack(consumer: Consumer, message, counter: str = "consumer.acks_refused") -> None:
+    """Mark ``message`` as done WITHOUT recording its offset as processed: every later ack
+    of it is a no-op, and the committed offset of its partition stops before it (Faust
+    commits up to the first offset not acked), so it is read again after a restart or
+    rebalance. It must still leave the unacked set, or wait_empty() would wait forever."""
     if not message.acked:
         message.acked = True
-        self._unacked_messages.discard(message)
-        metrics.count("consumer.stale_acks_refused")
-    return False
+        consumer._unacked_messages.discard(message)
+        metrics.count(counter)
 
 
 class GapChecker:

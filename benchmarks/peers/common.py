@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from app.records import InvalidInput, Recommendation, parse_rating, to_json_bytes
+from app.records import InvalidInput, parse_rating, to_json_bytes
 from app.settings import Settings
-from tables.ranking import Ranking, wire_list
+from tables.ranking import Ranking, recommendation_for
 from tables.scoring import SimilarityIndex
 from tables.state import UserState
 
@@ -60,10 +60,6 @@ class RatingProcessor:
             return None
         state = UserState.from_value(state_value)
         variant, changed, _n = self.ranking.apply(state, rating, offset, self.index, self.version)
-        rec = Recommendation(user=rating.user, items=wire_list(state.last_list),
-                             model_version=state.recs.get("model_version", self.version), trigger_ts=rating.ts,
-                             produced_at=produced_at, emitted_at=time.time(),
-                             worker_ms=(time.perf_counter() - started) * 1000.0,
-                             reason="rating" if rating.source == "explicit" else rating.source,
-                             because=state.recs.get("because", {}), variant=variant)
+        rec = recommendation_for(rating, state, variant, self.version, produced_at,
+                                 (time.perf_counter() - started) * 1000.0)
         return rating.user, (state.to_value() if changed else None), to_json_bytes(rec)

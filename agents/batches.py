@@ -1,0 +1,164 @@
+"""One batch of the realtime agent's output, written to Kafka and the table together.
+
+Faust's per-message path cost the worker two thirds of its CPU (py-spy, README Results):
+per changelog write and per list a FutureMessage, a producer future, callbacks, and per
+changelog acknowledgement a RocksDB write of the offset. The agent therefore takes its
+input in batches (``Stream.take_events``), ranks each rating in order, and stages here
+each user's newest state (once per batch, however many of the user's ratings it held)
+and every list. :meth:`Batch.publish` then
+
+1. sends the states to the table's changelog (each to its source partition, Faust's
+   rule) and the lists to ``recommendations`` (each to its key's murmur2 partition, the
+   Java client's rule) as a few record batches, and waits until the broker has
+   acknowledged all of them;
+2. only then writes the states to the table's store, the way Faust's own recovery
+   applies a changelog (``Table.apply_changelog_batch``: one RocksDB write batch per
+   partition and the changelog offset reached, so a restart replays only what follows).
+
+``take_events`` acks the batch's messages after the agent's body returns, so an input
+offset is committed only after everything up to it is on the broker, which is what
+at-least-once needs (a crash before the store write loses nothing: recovery reads the
+changelog, the redelivered ratings are seen as applied by their offsets). If publishing
+fails, the batch's acks are refused: its offsets are never committed and are read again
+after the restart.
+
+Under ``exactly_once`` the writes go through Faust's own table and topic, one by one:
+its transactions are bound to the producer of each input partition.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from types import SimpleNamespace
+from typing import Iterable
+
+import orjson
+from faust.streams import _current_event
+from faust.types import TP
+
+from app.app import app
+from app.faust_patches.at_least_once import refuse_ack
+from app.topics import ratings_topic, recommendations_topic
+from broker.partitioning import owner_partition
+from tables.definitions import user_state
+from tables.state import UserState
+
+log = logging.getLogger(__name__)
+
+
+def read_user_state(event, key: bytes) -> UserState:
+    """The stored state of ``key``, read from the partition of ``event`` (Faust's stores
+    pick the partition from the current event, which a batch body does not have)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        return UserState.from_value(user_state[key])
+    finally:
+        _current_event.reset(token)
+
+
+class Batch:
+    """States and lists staged by one batch of ratings, in arrival order."""
+
+    def __init__(self, input_partitions: int) -> None:
+        #: Partitions of the input topic: a user's owner partition is murmur2(user) of these.
+        self.input_partitions = input_partitions
+        #: Candidates scored, over the batch (a metric).
+        self.scored = 0
+        #: key -> (event of the user's last rating in the batch, newest state)
+        self.states: dict[bytes, tuple[object, UserState]] = {}
+        #: (event, key, owner partition, list message) per rating, in order
+        self.lists: list[tuple[object, bytes, int, bytes]] = []
+        #: (owner partition, key, value) of ratings that arrived on another partition
+        self.reroutes: list[tuple[int, bytes, bytes]] = []
+
+    def state_of(self, event, key: bytes) -> UserState:
+        """The user's state as the batch left it so far (else as stored)."""
+        staged = self.states.get(key)
+        return staged[1] if staged is not None else read_user_state(event, key)
+
+    def stage_state(self, event, key: bytes, state: UserState) -> None:
+        self.states[key] = (event, state)
+
+    def stage_list(self, event, key: bytes, owner: int, value: bytes) -> None:
+        self.lists.append((event, key, owner, value))
+
+    def stage_reroute(self, key: bytes, value: bytes, partition: int) -> None:
+        self.reroutes.append((partition, key, value))
+
+    async def publish(self, events: Iterable) -> None:
+        """Write everything staged; on failure refuse the acks of ``events`` and re-raise."""
+        try:
+            if app.in_transaction:
+                await self._publish_through_faust()
+            else:
+                await self._publish_in_record_batches()
+        except Exception:
+            for event in events:
+                refuse_ack(app.consumer, event.message, "ratings.batches_failed")
+            raise
+
+    async def _publish_in_record_batches(self) -> None:
+        producer = app.producer._ensure_producer()  # the aiokafka producer Faust started
+        changelog = user_state.changelog_topic.get_topic_name()
+        values = {key: state.to_value() for key, (_event, state) in self.states.items()}
+        states = [(event.message.partition, key, orjson.dumps(values[key]))
+                  for key, (event, _state) in self.states.items()]
+        n_lists = len(await producer.partitions_for(recommendations_topic.get_topic_name()))
+        if n_lists == self.input_partitions:  # the usual case: the same partition as the rating's user
+            lists = [(owner, key, value) for _event, key, owner, value in self.lists]
+        else:
+            lists = [(owner_partition(key, n_lists), key, value) for _event, key, _owner, value in self.lists]
+        state_sends = await send_in_batches(producer, changelog, states)
+        list_sends = await send_in_batches(producer, recommendations_topic.get_topic_name(), lists)
+        reroutes = await send_in_batches(producer, ratings_topic.get_topic_name(), self.reroutes)
+        offsets = await asyncio.gather(*(send for _records, send in state_sends + list_sends + reroutes))
+        changelog_records = []
+        for (records, _send), metadata in zip(state_sends, offsets):
+            changelog_records.extend(changelog_record(changelog, partition, metadata.offset + i, key, raw, values[key])
+                                     for i, (partition, key, raw) in enumerate(records))
+        user_state.apply_changelog_batch(changelog_records)
+
+    async def _publish_through_faust(self) -> None:
+        for key, (event, state) in self.states.items():
+            token = _current_event.set(weakref.ref(event))
+            try:
+                user_state[key] = state.to_value()
+            finally:
+                _current_event.reset(token)
+        for event, key, _owner, value in self.lists:
+            token = _current_event.set(weakref.ref(event))
+            try:
+                await recommendations_topic.send(key=key, value=value)
+            finally:
+                _current_event.reset(token)
+        for partition, key, value in self.reroutes:
+            await ratings_topic.send(key=key, value=value, partition=partition)
+
+
+async def send_in_batches(producer, topic: str, records: list[tuple[int, bytes, bytes]]) -> list:
+    """Send ``(partition, key, value)`` records as aiokafka record batches, in order within
+    each partition: ``[(records of one batch, future of its metadata), ...]`` (the
+    metadata's offset is the first record's; the others follow one by one)."""
+    by_partition: dict[int, list] = {}
+    for record in records:
+        by_partition.setdefault(record[0], []).append(record)
+    sends = []
+    for partition, recs in by_partition.items():
+        start = 0
+        while start < len(recs):
+            builder, end = producer.create_batch(), start  # the first record always fits
+            while end < len(recs) and builder.append(key=recs[end][1], value=recs[end][2], timestamp=None):
+                end += 1
+            builder.close()  # complete: the sender takes it at once instead of lingering for more
+            sends.append((recs[start:end], await producer.send_batch(builder, topic, partition=partition)))
+            start = end
+    return sends
+
+
+def changelog_record(topic: str, partition: int, offset: int, key: bytes, raw: bytes, value: dict):
+    """A changelog record as ``Table.apply_changelog_batch`` reads it, in a Faust event's
+    shape (RocksDB stores take the raw bytes on ``message``, memory stores the decoded
+    ``key`` and ``value``)."""
+    message = SimpleNamespace(tp=TP(topic, partition), partition=partition, offset=offset, key=key, value=raw)
+    return SimpleNamespace(message=message, key=key, value=value)
