@@ -108,6 +108,8 @@ def test_default_poll_fits_below_a_full_stream_buffer(monkeypatch, tmp_path):
     ("RECSYS_BROKER", "http://localhost:9092", "use kafka://host:port (not http://)"),
     ("RECSYS_BROKER", "localhost", "'localhost' is not host:port"),
     ("RECSYS_BROKER", "kafka://k1:9092,k2", "'k2' is not host:port"),
+    ("RECSYS_BATCH_MAX", "0", "need a batch of at least 1"),
+    ("RECSYS_BATCH_WAIT_MS", "-5", "a wait of at least 0 ms"),
 ])
 def test_a_setting_that_does_not_parse_names_the_variable(monkeypatch, name, value, says):
     monkeypatch.setenv(name, value)
