@@ -135,3 +135,63 @@ def test_stream_partitions_resume_only_after_the_buffers_were_cleared():
     run(at_least_once.resume_streams_in_order(recovery_stub(calls)))
     assert calls == ["seek", "flow_control.resume (clears buffers)", "resume_flow",
                      ("resume_partitions", [TP("ratings", 0)]), "fetcher"]
+
+
+# ------------------------------------------------------------------ deliveries
+def test_a_delivery_that_need_not_wait_is_done_before_anything_else_runs():
+    delivered = []
+
+    async def deliver(message):
+        async with asyncio.Lock():  # uncontended, as the conductor's lock is between rebalances
+            delivered.append(message)
+
+    async def main():
+        others = asyncio.ensure_future(asyncio.sleep(0))  # a task that would run at the next turn
+        assert at_least_once.start_delivery(deliver("m1"), flow_suspended=False) is None
+        assert delivered == ["m1"] and not others.done()  # done synchronously: nothing interleaved
+        await others
+
+    run(main())
+
+
+def test_a_delivery_that_has_to_wait_continues_as_a_task_and_can_be_cancelled():
+    steps = []
+
+    async def deliver(lock, message):
+        try:
+            async with lock:  # held by a rebalance
+                steps.append(message)
+                return "delivered"
+        finally:
+            steps.append("finally")
+
+    async def main():
+        lock = asyncio.Lock()
+        await lock.acquire()
+        rest = at_least_once.start_delivery(deliver(lock, "m1"), flow_suspended=False)
+        assert rest is not None and steps == []
+        task = asyncio.ensure_future(rest)  # what mode's wait_first does with it
+        await asyncio.sleep(0)
+        lock.release()
+        assert await task == "delivered" and steps == ["m1", "finally"]
+
+        await lock.acquire()
+        task = asyncio.ensure_future(at_least_once.start_delivery(deliver(lock, "m2"), flow_suspended=False))
+        await asyncio.sleep(0)
+        task.cancel()  # wait_first cancels the loser
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert steps == ["m1", "finally", "finally"]  # never delivered, and cleaned up
+
+    run(main())
+
+
+def test_no_delivery_starts_while_the_flow_is_suspended():
+    started = []
+
+    async def deliver():
+        started.append(1)
+
+    coro = deliver()
+    assert at_least_once.start_delivery(coro, flow_suspended=True) is coro and not started
+    coro.close()
