@@ -9,7 +9,8 @@ one worker (README, Results).
 
 (A fetch-loop fast path for mode's ``wait_first`` used to live beside it; it was
 removed because a kill of one of two workers lost ratings on the survivor with it
-and none without it: see ``app/faust_patches/at_least_once.py``.)
+and none without it; ``app/faust_patches/at_least_once.py`` has its safe successor,
+``start_delivery``.)
 """
 from __future__ import annotations
 
