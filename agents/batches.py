@@ -28,7 +28,7 @@ its transactions are bound to the producer of each input partition.
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextlib
 import weakref
 from types import SimpleNamespace
 from typing import Iterable
@@ -44,17 +44,21 @@ from broker.partitioning import owner_partition
 from tables.definitions import user_state
 from tables.state import UserState
 
-log = logging.getLogger(__name__)
+@contextlib.contextmanager
+def as_current(event):
+    """Make ``event`` Faust's current event: its table stores pick the partition, and its
+    sends the transaction, from the current event, which a batch body does not have."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
 
 
 def read_user_state(event, key: bytes) -> UserState:
-    """The stored state of ``key``, read from the partition of ``event`` (Faust's stores
-    pick the partition from the current event, which a batch body does not have)."""
-    token = _current_event.set(weakref.ref(event))
-    try:
+    """The stored state of ``key``, read from the partition of ``event``."""
+    with as_current(event):
         return UserState.from_value(user_state[key])
-    finally:
-        _current_event.reset(token)
 
 
 class Batch:
@@ -104,13 +108,14 @@ class Batch:
         values = {key: state.to_value() for key, (_event, state) in self.states.items()}
         states = [(event.message.partition, key, orjson.dumps(values[key]))
                   for key, (event, _state) in self.states.items()]
-        n_lists = len(await producer.partitions_for(recommendations_topic.get_topic_name()))
+        lists_topic = recommendations_topic.get_topic_name()
+        n_lists = len(await producer.partitions_for(lists_topic))
         if n_lists == self.input_partitions:  # the usual case: the same partition as the rating's user
             lists = [(owner, key, value) for _event, key, owner, value in self.lists]
         else:
             lists = [(owner_partition(key, n_lists), key, value) for _event, key, _owner, value in self.lists]
         state_sends = await send_in_batches(producer, changelog, states)
-        list_sends = await send_in_batches(producer, recommendations_topic.get_topic_name(), lists)
+        list_sends = await send_in_batches(producer, lists_topic, lists)
         reroutes = await send_in_batches(producer, ratings_topic.get_topic_name(), self.reroutes)
         offsets = await asyncio.gather(*(send for _records, send in state_sends + list_sends + reroutes))
         changelog_records = []
@@ -121,17 +126,11 @@ class Batch:
 
     async def _publish_through_faust(self) -> None:
         for key, (event, state) in self.states.items():
-            token = _current_event.set(weakref.ref(event))
-            try:
+            with as_current(event):
                 user_state[key] = state.to_value()
-            finally:
-                _current_event.reset(token)
         for event, key, _owner, value in self.lists:
-            token = _current_event.set(weakref.ref(event))
-            try:
+            with as_current(event):
                 await recommendations_topic.send(key=key, value=value)
-            finally:
-                _current_event.reset(token)
         for partition, key, value in self.reroutes:
             await ratings_topic.send(key=key, value=value, partition=partition)
 

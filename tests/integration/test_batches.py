@@ -59,4 +59,3 @@ def test_records_land_in_order_at_the_offsets_the_acks_give(stream_env):
     for partition in range(PARTITIONS):
         in_order = [value for (p, _offset), (_key, value) in sorted(landed.items()) if p == partition]
         assert in_order == [value for p, _key, value in records if p == partition]
-
