@@ -15,6 +15,13 @@ and every list. :meth:`Batch.publish` then
    applies a changelog (``Table.apply_changelog_batch``: one RocksDB write batch per
    partition and the changelog offset reached, so a restart replays only what follows).
 
+Between 1 and 2 the newest states are only in :data:`unacknowledged`; the query API reads
+them there (:func:`newest_user_state`), so it never answers with an older list than the
+one a frontend has already consumed from ``recommendations``. Writing the store before
+sending, as Faust's table does, would close that gap too but open a worse one: a worker
+killed before the acks would restart with a state the changelog never got, see the
+redelivered rating as applied, and the partition's next owner would lose it.
+
 ``take_events`` acks the batch's messages after the agent's body returns, so an input
 offset is committed only after everything up to it is on the broker, which is what
 at-least-once needs (a crash before the store write loses nothing: recovery reads the
@@ -43,6 +50,17 @@ from app.topics import ratings_topic, recommendations_topic
 from broker.partitioning import owner_partition
 from tables.definitions import user_state
 from tables.state import UserState
+
+#: user key -> newest state (a ``UserState.to_value()`` dict) of the batch being
+#: published: sent to the changelog, not yet acknowledged, so not yet in the store.
+unacknowledged: dict[bytes, dict] = {}
+
+
+def newest_user_state(key: bytes) -> dict:
+    """The user's newest state on this worker: being published, else as stored."""
+    value = unacknowledged.get(key)
+    return value if value is not None else user_state.get(key, {})
+
 
 @contextlib.contextmanager
 def as_current(event):
@@ -104,8 +122,15 @@ class Batch:
 
     async def _publish_in_record_batches(self) -> None:
         producer = app.producer._ensure_producer()  # the aiokafka producer Faust started
-        changelog = user_state.changelog_topic.get_topic_name()
         values = {key: state.to_value() for key, (_event, state) in self.states.items()}
+        unacknowledged.update(values)
+        try:
+            await self._send_and_store(producer, values)
+        finally:
+            unacknowledged.clear()  # one batch at a time: the agent's concurrency is 1
+
+    async def _send_and_store(self, producer, values: dict[bytes, dict]) -> None:
+        changelog = user_state.changelog_topic.get_topic_name()
         states = [(event.message.partition, key, orjson.dumps(values[key]))
                   for key, (event, _state) in self.states.items()]
         lists_topic = recommendations_topic.get_topic_name()

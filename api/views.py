@@ -34,6 +34,7 @@ from app.app import app, settings
 from app.topics import events_topic, ratings_topic
 from tables.definitions import catalogue, model_version, similarity, user_state
 
+from agents.batches import newest_user_state
 from agents.behaviour import hot_items, user_behaviour
 
 
@@ -55,7 +56,7 @@ async def get_recommendations(web, request, user: str):
         return web.json({"error": "bad_query", "detail": str(exc)}, status=400)
     wanted = request.query.get("category")
     keep = (lambda item: catalogue.category.get(item) == wanted) if wanted else None
-    entry = user_state.get(user.encode(), {}).get("recs")
+    entry = newest_user_state(user.encode()).get("recs")
     if not entry:
         fallback = [[item, None] for item in hot_items[: settings.k]]
         return web.json({"user": user, "items": filter_list(fallback, n, exclude, keep), "source": "hot-items",

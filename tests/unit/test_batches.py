@@ -1,4 +1,5 @@
-"""A batch that cannot be published is never committed (agents/batches.py)."""
+"""A batch that cannot be published is never committed, and the query API sees a batch's
+states while their acknowledgements travel (agents/batches.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +8,7 @@ import types
 import pytest
 
 from agents import batches
+from tables.state import UserState
 from app.faust_patches import at_least_once
 from tests.unit.test_faust_patches import consumer_stub, message
 
@@ -27,3 +29,83 @@ def test_a_failed_publish_refuses_every_ack_of_the_batch(monkeypatch):
         at_least_once.ack(consumer, event.message)
     assert consumer._acked[events[0].message.tp] == []  # nothing committable: read again after the restart
     assert not consumer._unacked_messages  # and nothing waits for these acks
+
+
+class AckedByHand:
+    """An aiokafka producer whose acknowledgements the test gives, one future per batch."""
+
+    def __init__(self):
+        self.acks: list[asyncio.Future] = []
+
+    def create_batch(self):
+        return types.SimpleNamespace(append=lambda key, value, timestamp: True, close=lambda: None)
+
+    async def send_batch(self, builder, topic, partition):
+        self.acks.append(asyncio.get_running_loop().create_future())
+        return self.acks[-1]
+
+    async def partitions_for(self, topic):
+        return {0}
+
+
+def publishing_one_state(monkeypatch, stored: dict):
+    """A batch holding a new state for alice, a producer and the table it writes to."""
+    producer = AckedByHand()
+    table = types.SimpleNamespace(changelog_topic=types.SimpleNamespace(get_topic_name=lambda: "user_state-changelog"),
+                                  get=stored.get,
+                                  apply_changelog_batch=lambda records: stored.update((r.key, r.value) for r in records))
+    monkeypatch.setattr(batches, "user_state", table)
+    monkeypatch.setattr(batches, "app", types.SimpleNamespace(
+        in_transaction=False, consumer=consumer_stub(generation=1),
+        producer=types.SimpleNamespace(_ensure_producer=lambda: producer)))
+    event = types.SimpleNamespace(message=message(10, 1))
+    batch = batches.Batch(input_partitions=1)
+    batch.stage_state(event, b"alice", UserState(recs={"items": [["new", 0.9]]}, offset=10))
+    batch.stage_list(event, b"alice", 0, b"{}")
+    return batch, event, producer
+
+
+async def until_sent(producer: AckedByHand, n: int) -> None:
+    for _ in range(100):
+        if len(producer.acks) == n:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{len(producer.acks)} batches sent, not {n}")
+
+
+def test_the_api_reads_a_state_whose_acks_are_awaited_and_then_the_store(monkeypatch):
+    """The list is on the topic before the broker's ack reaches the worker, so a frontend
+    can ask the API for it in between: it must get that list, not the stored older one."""
+    stored = {b"alice": UserState(recs={"items": [["old", 0.5]]}, offset=9).to_value()}
+    batch, event, producer = publishing_one_state(monkeypatch, stored)
+
+    async def publish_and_ask():
+        task = asyncio.create_task(batch.publish([event]))
+        await until_sent(producer, 2)  # the changelog batch and the list batch
+        assert batches.newest_user_state(b"alice")["recs"]["items"] == [["new", 0.9]]
+        assert stored[b"alice"]["recs"]["items"] == [["old", 0.5]]  # not in the store before the acks
+        for offset, ack in enumerate(producer.acks):
+            ack.set_result(types.SimpleNamespace(offset=offset))
+        await task
+
+    asyncio.run(publish_and_ask())
+    assert stored[b"alice"]["recs"]["items"] == [["new", 0.9]]
+    assert not batches.unacknowledged
+    assert batches.newest_user_state(b"alice") == stored[b"alice"]
+
+
+def test_a_refused_batch_leaves_the_api_on_the_stored_state(monkeypatch):
+    stored = {b"alice": UserState(recs={"items": [["old", 0.5]]}, offset=9).to_value()}
+    batch, event, producer = publishing_one_state(monkeypatch, stored)
+
+    async def publish_refused():
+        task = asyncio.create_task(batch.publish([event]))
+        await until_sent(producer, 2)
+        for ack in producer.acks:
+            ack.set_exception(ConnectionError("broker gone"))
+        with pytest.raises(ConnectionError):
+            await task
+
+    asyncio.run(publish_refused())
+    assert not batches.unacknowledged
+    assert batches.newest_user_state(b"alice")["recs"]["items"] == [["old", 0.5]]
