@@ -48,9 +48,10 @@ class AckedByHand:
         return {0}
 
 
-def publishing_one_state(monkeypatch, stored: dict):
-    """A batch holding a new state for alice, a producer and the table it writes to."""
+def publishing_one_state(monkeypatch):
+    """A batch holding a new state for alice, a producer, and the store (alice's old state)."""
     producer = AckedByHand()
+    stored = {b"alice": UserState(recs={"items": [["old", 0.5]]}, offset=9).to_value()}
     table = types.SimpleNamespace(changelog_topic=types.SimpleNamespace(get_topic_name=lambda: "user_state-changelog"),
                                   get=stored.get,
                                   apply_changelog_batch=lambda records: stored.update((r.key, r.value) for r in records))
@@ -62,7 +63,7 @@ def publishing_one_state(monkeypatch, stored: dict):
     batch = batches.Batch(input_partitions=1)
     batch.stage_state(event, b"alice", UserState(recs={"items": [["new", 0.9]]}, offset=10))
     batch.stage_list(event, b"alice", 0, b"{}")
-    return batch, event, producer
+    return batch, event, producer, stored
 
 
 async def until_sent(producer: AckedByHand, n: int) -> None:
@@ -76,8 +77,7 @@ async def until_sent(producer: AckedByHand, n: int) -> None:
 def test_the_api_reads_a_state_whose_acks_are_awaited_and_then_the_store(monkeypatch):
     """The list is on the topic before the broker's ack reaches the worker, so a frontend
     can ask the API for it in between: it must get that list, not the stored older one."""
-    stored = {b"alice": UserState(recs={"items": [["old", 0.5]]}, offset=9).to_value()}
-    batch, event, producer = publishing_one_state(monkeypatch, stored)
+    batch, event, producer, stored = publishing_one_state(monkeypatch)
 
     async def publish_and_ask():
         task = asyncio.create_task(batch.publish([event]))
@@ -95,8 +95,7 @@ def test_the_api_reads_a_state_whose_acks_are_awaited_and_then_the_store(monkeyp
 
 
 def test_a_refused_batch_leaves_the_api_on_the_stored_state(monkeypatch):
-    stored = {b"alice": UserState(recs={"items": [["old", 0.5]]}, offset=9).to_value()}
-    batch, event, producer = publishing_one_state(monkeypatch, stored)
+    batch, event, producer, _stored = publishing_one_state(monkeypatch)
 
     async def publish_refused():
         task = asyncio.create_task(batch.publish([event]))
