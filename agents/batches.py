@@ -75,9 +75,9 @@ def collect_garbage_between_batches(batch_max: int) -> None:
     a batch, walked what the batch had staged so far and promoted it; those promoted
     objects then set off a full collection of the whole heap (the model, Faust) every
     ~2,000 ratings: 7.7% of the worker's CPU on the realtime benchmark (README, Results).
-    Reference counting frees a batch's objects once it is published; the collector is
-    only needed for cycles, which the hot path does not make. Capped so that a huge
-    ``RECSYS_BATCH_MAX`` cannot let cyclic garbage pile up.
+    Reference counting frees a batch's objects once it is published; cycles are still
+    collected, only less often. Capped so that a huge ``RECSYS_BATCH_MAX`` cannot let
+    cyclic garbage pile up.
     """
     young = min(max(700, LIVE_OBJECTS_PER_RATING * batch_max), 1_000_000)
     gc.set_threshold(young, *gc.get_threshold()[1:])
