@@ -8,13 +8,13 @@ import random
 import types
 
 import pytest
+from faust.types import TP, Message
 
 from agents import batches
-from app.records import Rating, to_json_bytes
-from tables.ranking import Ranking, recommendation_for
+from app.faust_patches import at_least_once
+from app.records import Rating, to_message
 from tables.scoring import SimilarityIndex
 from tables.state import UserState
-from app.faust_patches import at_least_once
 from tests.unit.test_faust_patches import consumer_stub, message
 
 
@@ -122,33 +122,35 @@ def gc_threshold():
     gc.set_threshold(*saved)
 
 
-def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_threshold):
+def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_threshold, monkeypatch):
     """The worker raises the young-generation threshold above what a batch keeps alive
     until it is published (with CPython's default of 700 the collector ran every ~20
-    ratings and took 7.7% of the worker's CPU): measured on the real ranking path."""
+    ratings and took 7.7% of the worker's CPU): measured through the agent's own
+    ``rank_one`` (parse, rank, stage)."""
+    from agents import realtime
+
     rng = random.Random(5)
     items = [f"i{n}" for n in range(300)]
     index = SimilarityIndex(related={q: {p: round(rng.uniform(0.05, 1.0), 4) for p in rng.sample(items, 50)}
                                      for q in items},
                             counts={q: rng.randint(1, 500) for q in items})
-    ranking, batch_max = Ranking(), 200
+    monkeypatch.setattr(realtime, "similarity", types.SimpleNamespace(index=index))
+    monkeypatch.setattr(batches, "read_user_state", lambda event, key: UserState())  # every user is new
+    batch_max = 200
     batch = batches.Batch(input_partitions=1)
     gc.collect()
     gc.disable()
     try:
         before = gc.get_count()[0]
         for offset in range(batch_max):
-            event = types.SimpleNamespace(message=message(offset, 0))  # what take_events holds
-            rating = Rating(user=f"u{offset}", item=rng.choice(items), rating=4.0, ts=float(offset))
-            state = UserState()
-            ranking.apply(state, rating, offset, index, "v1")
-            batch.stage_state(event, rating.user.encode(), state)
-            batch.stage_list(event, rating.user.encode(), 0,
-                             to_json_bytes(recommendation_for(rating, state, "default", "v1", 0.0, 0.1)))
+            key, value = to_message(Rating(user=f"u{offset}", item=rng.choice(items), rating=4.0, ts=float(offset)))
+            msg = Message("ratings", 0, offset, 0.0, 0, None, key, value, None, tp=TP("ratings", 0))
+            realtime.rank_one(types.SimpleNamespace(message=msg, value=value), batch, "v1")
         live = gc.get_count()[0] - before
     finally:
         gc.enable()
-    assert len(state.last_list) == 20
+    assert len(batch.lists) == len(batch.states) == batch_max
+    assert all(len(state.last_list) == 20 for _event, state in batch.states.values())
     assert 10 * batch_max < live <= batches.LIVE_OBJECTS_PER_RATING * batch_max
     batches.collect_garbage_between_batches(batch_max)
     assert gc.get_threshold()[0] >= live
