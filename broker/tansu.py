@@ -108,16 +108,18 @@ def _answers_metadata(bootstrap: str) -> bool:
 
 def run_broker_foreground(port: int) -> int:
     """``recsys broker``: run until SIGINT/SIGTERM, then stop the broker cleanly."""
-    broker = start_broker(port)
-    print(f"embedded broker (Tansu, memory only) listening on {broker.bootstrap}", flush=True)
     stopping = False
 
     def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
         nonlocal stopping
         stopping = True
 
+    # Before the ready line: whoever reads it may send SIGTERM at once, and the default
+    # action would kill this process and leave the Tansu child running.
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    broker = start_broker(port)
+    print(f"embedded broker (Tansu, memory only) listening on {broker.bootstrap}", flush=True)
     while not stopping and broker.process.poll() is None:
         time.sleep(0.2)
     code = broker.process.poll()

@@ -75,6 +75,40 @@ def test_recsys_broker_runs_in_the_foreground_and_stops_on_sigterm():
             proc.kill()
 
 
+#: Runs ``recsys broker`` with a stdout that sends this process SIGTERM the moment the
+#: ready line is written: the earliest a supervisor reading that line could send it.
+SIGTERM_ON_READY = """
+import os, signal, sys
+
+class SigtermOnReady:
+    def __init__(self, out):
+        self.out = out
+
+    def write(self, text):
+        written = self.out.write(text)
+        if "listening on" in text:
+            self.out.flush()
+            os.kill(os.getpid(), signal.SIGTERM)
+        return written
+
+    def __getattr__(self, name):
+        return getattr(self.out, name)
+
+sys.stdout = SigtermOnReady(sys.stdout)
+from cli.main import run
+sys.exit(run(["broker", "--port", sys.argv[1]]))
+"""
+
+
+def test_recsys_broker_stops_cleanly_on_a_sigterm_sent_as_soon_as_it_says_ready():
+    port = free_port()
+    proc = subprocess.run([sys.executable, "-c", SIGTERM_ON_READY, str(port)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, RECSYS_BROKER=""))
+    assert proc.returncode == 0, proc.stderr  # -15: killed before its handler was installed
+    assert f"127.0.0.1:{port}" in proc.stdout and "stopped" in proc.stdout
+    assert not is_listening(port)  # the Tansu child was stopped too, not left behind
+
+
 def test_worker_tuning_reaches_faust(monkeypatch, tmp_path):
     from app.app import create_app
 
