@@ -8,7 +8,6 @@ import random
 import types
 
 import pytest
-from faust.types import TP, Message
 
 from agents import batches
 from app.faust_patches import at_least_once
@@ -144,8 +143,8 @@ def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_th
         before = gc.get_count()[0]
         for offset in range(batch_max):
             key, value = to_message(Rating(user=f"u{offset}", item=rng.choice(items), rating=4.0, ts=float(offset)))
-            msg = Message("ratings", 0, offset, 0.0, 0, None, key, value, None, tp=TP("ratings", 0))
-            realtime.rank_one(types.SimpleNamespace(message=msg, value=value), batch, "v1")
+            event = types.SimpleNamespace(message=message(offset, key=key, value=value), value=value)
+            realtime.rank_one(event, batch, "v1")
         live = gc.get_count()[0] - before
     finally:
         gc.enable()
