@@ -38,8 +38,8 @@ import asyncio
 import contextlib
 import gc
 import weakref
+from collections.abc import Iterable
 from types import SimpleNamespace
-from typing import Iterable
 
 import orjson
 from faust.streams import _current_event
@@ -165,7 +165,7 @@ class Batch:
         reroutes = await send_in_batches(producer, ratings_topic.get_topic_name(), self.reroutes)
         offsets = await asyncio.gather(*(send for _records, send in state_sends + list_sends + reroutes))
         changelog_records = []
-        for (records, _send), metadata in zip(state_sends, offsets):
+        for (records, _send), metadata in zip(state_sends, offsets, strict=False):
             changelog_records.extend(changelog_record(changelog, partition, metadata.offset + i, key, raw, values[key])
                                      for i, (partition, key, raw) in enumerate(records))
         user_state.apply_changelog_batch(changelog_records)

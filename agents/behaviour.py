@@ -14,15 +14,13 @@ import logging
 import time
 from datetime import timedelta
 
+from agents.dead_letters import process_or_dead_letter
 from app import metrics
-
-from app.records import EVENT_TYPES, Rating, parse_event, to_json_bytes
 from app.app import app, settings
+from app.records import EVENT_TYPES, Rating, parse_event, to_json_bytes
 from app.topics import events_topic, item_events_topic, ratings_topic
 from tables.behaviour import implicit_rating, top_items, user_segment
 from tables.definitions import JSON_KEYS, user_event_counts_1h, user_event_counts_10m
-
-from agents.dead_letters import process_or_dead_letter
 
 log = logging.getLogger(__name__)
 EVENT_WEIGHTS = settings.event_weight_map()

@@ -10,11 +10,10 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from typing import Optional
 
 from app import metrics
-from app.records import DeadLetter, InvalidInput, printable, to_json_bytes
 from app.app import settings
+from app.records import DeadLetter, InvalidInput, printable, to_json_bytes
 from app.topics import dead_letters_topic
 
 log = logging.getLogger(__name__)
@@ -36,14 +35,14 @@ def kept_prefix(data: bytes, max_bytes: int) -> bytes:
     return data[:cut]
 
 
-def _text(data: bytes) -> Optional[str]:
+def _text(data: bytes) -> str | None:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return None
 
 
-def dead_letter_for(event, reason: str, detail: str = "", *, max_bytes: Optional[int] = None) -> DeadLetter:
+def dead_letter_for(event, reason: str, detail: str = "", *, max_bytes: int | None = None) -> DeadLetter:
     """Build the dead letter of a Faust event (its message's bytes, up to ``max_bytes``, and position)."""
     message = event.message
     value: bytes = message.value if isinstance(message.value, bytes) else (message.value or b"")
@@ -79,7 +78,7 @@ async def process_or_dead_letter(event, handle) -> None:
     letter holds the original bytes, or a prefix of huge ones, and the position)."""
     try:
         await handle(event)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  any failure of a handler is a dead letter, never a stopped agent
         await dead_letter_error(event, exc)
 
 

@@ -5,13 +5,11 @@ that do not parse go to ``dead-letters`` with the reason.
 """
 from __future__ import annotations
 
-from app import metrics
-
-from app.records import Rating, parse_log_line, to_json_bytes
-from app.app import app, settings
-from app.topics import events_topic, ratings_topic, raw_logs_topic
-
 from agents.dead_letters import process_or_dead_letter
+from app import metrics
+from app.app import app, settings
+from app.records import Rating, parse_log_line, to_json_bytes
+from app.topics import events_topic, ratings_topic, raw_logs_topic
 
 
 @app.agent(raw_logs_topic)

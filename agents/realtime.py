@@ -12,19 +12,17 @@ from __future__ import annotations
 import logging
 import time
 
+from agents.batches import Batch
+from agents.behaviour import hot_items
+from agents.dead_letters import dead_letter_error
 from app import metrics
-
-from app.records import parse_rating, to_json_bytes
 from app.app import app, settings
 from app.faust_patches.at_least_once import is_current
+from app.records import parse_rating, to_json_bytes
 from app.topics import ratings_topic
 from broker.partitioning import owner_partition
 from tables.definitions import model_version, similarity
 from tables.ranking import Ranking, recommendation_for
-
-from agents.batches import Batch
-from agents.behaviour import hot_items
-from agents.dead_letters import dead_letter_error
 
 log = logging.getLogger(__name__)
 RANKING = Ranking.from_settings(settings)
@@ -47,7 +45,7 @@ async def rank_batch(events) -> None:
             continue
         try:
             rank_one(event, batch, version)
-        except Exception as exc:  # bad input (or a bug): a dead letter, never a stopped agent
+        except Exception as exc:  # noqa: BLE001  bad input (or a bug): a dead letter, never a stopped agent
             await dead_letter_error(event, exc)
     try:
         await batch.publish(events)

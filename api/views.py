@@ -26,16 +26,14 @@ import time
 from aiohttp.web import HTTPRequestEntityTooLarge
 from faust.web import View
 
-from app import metrics
-
-from app.records import InvalidInput, Rating, parse_collected, to_json_bytes
-from tables.ranking import filter_list, list_filters
-from app.app import app, settings
-from app.topics import events_topic, ratings_topic
-from tables.definitions import catalogue, model_version, similarity, user_state
-
 from agents.batches import newest_user_state
 from agents.behaviour import hot_items, user_behaviour
+from app import metrics
+from app.app import app, settings
+from app.records import InvalidInput, Rating, parse_collected, to_json_bytes
+from app.topics import events_topic, ratings_topic
+from tables.definitions import catalogue, model_version, similarity, user_state
+from tables.ranking import filter_list, list_filters
 
 
 def route(path: str):

@@ -79,8 +79,8 @@ def web_settings(conf: Settings) -> dict:
     # partitions, / and /assignment/ statistics, /graph/ the service tree. table_route
     # does not need /router/: it asks the partition assignor (faust/app/router.py).
     options = {"middlewares": [token_middleware(conf.api_token)]} if conf.api_token else {}
-    return dict(web_router_enabled=debug, web_tables_enabled=debug, web_stats_enabled=debug,
-                web_graph_enabled=debug, web_application_options=options)
+    return {"web_router_enabled": debug, "web_tables_enabled": debug, "web_stats_enabled": debug,
+                "web_graph_enabled": debug, "web_application_options": options}
 
 
 def broker_engine(conf: Settings) -> str:

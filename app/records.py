@@ -44,7 +44,7 @@ import math
 import reprlib
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import orjson
 
@@ -111,8 +111,8 @@ class UserEvent(_Record):
     item: str
     event: str
     ts: float
-    category: Optional[str] = None
-    query: Optional[str] = None
+    category: str | None = None
+    query: str | None = None
 
 
 @dataclass(slots=True)
@@ -154,10 +154,10 @@ class DeadLetter(_Record):
     reason: str
     detail: str
     #: The original value, decoded as UTF-8 where possible ...
-    value: Optional[str]
+    value: str | None
     #: ... and always base64 of the original bytes, so nothing is lost.
     value_b64: str
-    key: Optional[str]
+    key: str | None
     rejected_at: float
     #: True when the message was too big to keep: ``value`` and ``value_b64`` then hold
     #: the same prefix of it (``RECSYS_DEAD_LETTER_MAX_BYTES``) ...
@@ -356,7 +356,7 @@ def parse_log_line(line: bytes | str, *, rating_min: float, rating_max: float,
         fields = text[len(EVENT_PREFIX):].split("|")
         if len(fields) not in (4, 5):
             raise InvalidInput("wrong_field_count", f"{len(fields)} fields, want 4 or 5")
-        data = dict(zip(("user", "item", "event", "ts", "category"), fields))
+        data = dict(zip(("user", "item", "event", "ts", "category"), fields, strict=False))
         data["ts"] = _log_number(data["ts"], "ts")
         return parse_event(data, max_future_s=max_future_s, now=now)
     return None

@@ -14,9 +14,9 @@ command line prints as one line (exit status 2).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 
 class SettingError(ValueError):
@@ -263,7 +263,7 @@ class Settings:
                                "need a batch of at least 1 and a wait of at least 0 ms")
 
 
-def _check_event_weights(conf: "Settings") -> None:
+def _check_event_weights(conf: Settings) -> None:
     from app.records import EVENT_TYPES
 
     name = "RECSYS_EVENT_WEIGHTS" if os.environ.get("RECSYS_EVENT_WEIGHTS") is not None else "RECSYS_IMPLICIT_RATINGS"
@@ -307,7 +307,7 @@ def parse_ab(spec: str) -> list[tuple[str, int]]:
 ALS_FEEDBACK = ("auto", "explicit", "implicit")
 
 
-def _check_rankers(conf: "Settings") -> None:
+def _check_rankers(conf: Settings) -> None:
     if conf.als_feedback not in ALS_FEEDBACK:
         raise SettingError(f"RECSYS_ALS_FEEDBACK={conf.als_feedback!r}: use one of {', '.join(ALS_FEEDBACK)}")
     if conf.ranker not in RANKERS:

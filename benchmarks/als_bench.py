@@ -34,10 +34,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.settings import load_settings  # noqa: E402
+from app.settings import load_settings
 
 settings = load_settings()  # the edge of this script: read the environment once
-from offline_als import ALS, IdMap, ratings_to_csr, top_similar, train_test_split  # noqa: E402
+from offline_als import ALS, IdMap, ratings_to_csr, top_similar, train_test_split
 
 RTR = ROOT.parent / "shared" / "datasets" / "renttherunway" / "renttherunway_ratings.jsonl.gz"
 SPARK_FIT_S, SPARK_RMSE, SURPRISE_RMSE = 12.6, 2.31, 1.40
@@ -74,8 +74,8 @@ def bench_rtr(args) -> dict:
     R = ratings_to_csr(umap.add_many(tu), imap.add_many(ti), tr)  # time order: last wins
     eu_idx, ei_idx = umap.lookup(eu), imap.lookup(ei)
     warm = (eu_idx >= 0) & (ei_idx >= 0)
-    res = {"rows": int(len(ratings)), "skipped": skipped, "train_nnz": int(R.nnz),
-           "users": R.shape[0], "items": R.shape[1], "test_rows": int(len(er)),
+    res = {"rows": len(ratings), "skipped": skipped, "train_nnz": int(R.nnz),
+           "users": R.shape[0], "items": R.shape[1], "test_rows": len(er),
            "test_warm_rows": int(warm.sum())}
 
     def evaluate(model):
@@ -194,8 +194,8 @@ def print_table(res: dict) -> None:
     r = res["rtr"]
     on, off = r["biases_on"], r["biases_off"]
     rows = [
-        ("RTR rows / train nnz / test", f"{r['rows']} / {r['train_nnz']} / {r['test_rows']} "
-         f"({r['test_warm_rows']} warm)", f"skipped {r['skipped']}"),
+        ("RTR rows / train nnz / test", (f"{r['rows']} / {r['train_nnz']} / {r['test_rows']} "
+         f"({r['test_warm_rows']} warm)"), f"skipped {r['skipped']}"),
         ("RTR fit, biases off (s)", f"{off['fit_s']:.3f}",
          f"<= {SPARK_FIT_S / 10:.2f} (Spark local[2] {SPARK_FIT_S} / 10): "
          + ("OK" if off["fit_s"] <= SPARK_FIT_S / 10 else "MISSED")),

@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.failover import DRILLS, Drill, run_drill  # noqa: E402
-from broker.local import start_engine  # noqa: E402
+from broker.local import start_engine
+from harness.failover import DRILLS, Drill, run_drill
 
 
 def main(argv=None) -> int:
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
             try:
                 drill = Drill(kind, rate=args.rate, seconds=args.seconds, kill_at=args.kill_at, users=args.users,
                               seed=run)
-                result = run_drill(drill, broker.port, tmp, broker_handle=broker, say=lambda m: print(f"  [{kind} {run}] {m}",
+                result = run_drill(drill, broker.port, tmp, broker_handle=broker, say=lambda m, tag=f"{kind} {run}": print(f"  [{tag}] {m}",
                                                                                  file=sys.stderr, flush=True))
             finally:
                 broker.stop()

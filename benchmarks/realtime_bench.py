@@ -49,20 +49,20 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from harness.demo import (create_topics, log, percentile_ms, topic_end_offsets,  # noqa: E402
-                      train_neighbours)
-from app.records import Rating, to_message  # noqa: E402
-from app.settings import settings_from  # noqa: E402
-from broker.clients import KafkaClients  # noqa: E402
-from broker.ports import free_port  # noqa: E402
-from broker.local import start_engine  # noqa: E402
-from harness.local import WorkerProcess, isolated_env, process_rss  # noqa: E402
+from app.records import Rating, to_message
+from app.settings import settings_from
+from broker.clients import KafkaClients
+from broker.local import start_engine
+from broker.ports import free_port
+from harness.demo import create_topics, log, percentile_ms, topic_end_offsets, train_neighbours
+from harness.local import WorkerProcess, isolated_env, process_rss
 
 
 def cpu_seconds(pid) -> tuple[float, float]:
@@ -116,7 +116,7 @@ def synthetic_neighbours(n_items: int, m: int, seed: int) -> dict:
         pool = np.unique(pool[pool != a])
         pick = rng.choice(pool, size=min(m, pool.size), replace=False)
         sims = np.sort(rng.uniform(0.3, 0.99, pick.size))[::-1]
-        out[f"i{a}"] = {f"i{b}": round(float(s), 4) for b, s in zip(pick, sims)}
+        out[f"i{a}"] = {f"i{b}": round(float(s), 4) for b, s in zip(pick, sims, strict=False)}
     return out
 
 
@@ -154,7 +154,7 @@ class Deployment:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.broker = self.worker = None
 
-    def __enter__(self) -> "Deployment":
+    def __enter__(self) -> Self:
         from offline_als.publish import publish_similarity
 
         # Lists are counted on the compacted topic: keep young ones (as the tests do).
@@ -274,7 +274,7 @@ async def wait_for_count(conf, topic: str, n: int, timeout: float, worker: Worke
                 raise RuntimeError(f"the broker exited with code {broker.process.returncode}")
             try:
                 count = sum((await clients.end_offsets(consumer, tps)).values())
-            except Exception as exc:  # a transient connection error: retry
+            except Exception as exc:  # noqa: BLE001  a transient connection error: retry
                 log(f"(polling the topic count failed: {exc!r}; retrying)")
             if count >= n or not worker.alive():
                 return count
@@ -479,7 +479,7 @@ async def latency_run(conf, msgs, rate: float, seconds: float):
         done.set()
         try:
             await asyncio.wait_for(task, timeout=30)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
     finally:
         task.cancel()
@@ -573,7 +573,7 @@ def main(argv=None) -> int:
         conf0 = Settings()
         if args.model == "als":
             neighbours, facts, extras = train_neighbours(*[[f"{p}{x}" for x in a.tolist()] if p else a
-                                                   for p, a in zip(("u", "i", ""), train)],
+                                                   for p, a in zip(("u", "i", ""), train, strict=False)],
                                                  conf=conf0, m=args.neighbours)
         else:
             t0 = time.perf_counter()
@@ -705,25 +705,25 @@ def print_engine_table(args, conf0, facts, thr, lat) -> None:
     load = os.getloadavg()
     rows = [
         ("machine", f"{os.cpu_count()} cores, load avg {load[0]:.2f}/{load[1]:.2f} (shared: numbers are noisy)"),
-        ("producer batching", f"linger {conf0.producer_linger_ms:g} ms, batches of {conf0.producer_batch_bytes:,} B "
-                              "(RECSYS_PRODUCER_LINGER_MS, RECSYS_PRODUCER_BATCH_BYTES)"),
+        ("producer batching", (f"linger {conf0.producer_linger_ms:g} ms, batches of {conf0.producer_batch_bytes:,} B "
+                              "(RECSYS_PRODUCER_LINGER_MS, RECSYS_PRODUCER_BATCH_BYTES)")),
         ("consumer polls", f"at most {conf0.max_poll_records:,} records (RECSYS_MAX_POLL_RECORDS)"),
-        ("model", f"{facts['model']}: {facts.get('items')} items x {args.neighbours} neighbours, "
-                  f"{facts['share_above_theta']:.0%} of similarities > theta; loaded in {thr['model_load_s']}s"),
-        ("-- throughput", f"{thr['ratings']} ratings over {thr['users']} users, {args.partitions} partitions, "
-                          f"{thr['workers']} worker(s), ranker {args.ranker}"),
-        ("broker", f"fresh (topics at start: {thr['broker_fresh_topics_at_start'] or 'none'}); "
-                   f"held {thr['broker_messages_held']:,} messages at the end, RSS {thr['broker_rss_mb']} MB"),
+        ("model", (f"{facts['model']}: {facts.get('items')} items x {args.neighbours} neighbours, "
+                  f"{facts['share_above_theta']:.0%} of similarities > theta; loaded in {thr['model_load_s']}s")),
+        ("-- throughput", (f"{thr['ratings']} ratings over {thr['users']} users, {args.partitions} partitions, "
+                          f"{thr['workers']} worker(s), ranker {args.ranker}")),
+        ("broker", (f"fresh (topics at start: {thr['broker_fresh_topics_at_start'] or 'none'}); "
+                   f"held {thr['broker_messages_held']:,} messages at the end, RSS {thr['broker_rss_mb']} MB")),
         ("produce (aiokafka)", f"{thr['produce_s']} s = {thr['produce_per_s']:,}/s"),
-        ("lists received", f"{thr['lists']:,} (topic count {thr['lists_counted_on_topic']:,}), "
-                           f"model version ok: {thr['model_version_ok']}"),
+        ("lists received", (f"{thr['lists']:,} (topic count {thr['lists_counted_on_topic']:,}), "
+                           f"model version ok: {thr['model_version_ok']}")),
         ("ratings/s first->last", f"{thr['rate_first_to_last']}  (target >= 3,000)"),
         ("ratings/s steady", f"{thr['rate_steady']}  (after the producer finished)"),
         ("ratings/s wall", f"{thr['rate_wall']}  (produce start -> last list on the topic)"),
-        ("worker(s) CPU", f"user {thr['worker_cpu_user_s']} s + sys {thr['worker_cpu_sys_s']} s over "
+        ("worker(s) CPU", (f"user {thr['worker_cpu_user_s']} s + sys {thr['worker_cpu_sys_s']} s over "
                        f"{thr['wall_s']} s wall = {thr['worker_cpu_share']} cores; "
                        f"{thr['ratings_per_worker_cpu_s']} ratings per worker CPU-second; "
-                       f"broker {thr['broker_cpu_s']} CPU-s"),
+                       f"broker {thr['broker_cpu_s']} CPU-s")),
         ("worker_ms p50/p99", f"{thr['worker_ms_p50']} / {thr['worker_ms_p99']} ms (under full load)"),
         ("list length / scored", f"{thr['list_len_mean']} / {thr['scored_items_mean']} items"),
         ("-- memory", ""),
@@ -733,15 +733,15 @@ def print_engine_table(args, conf0, facts, thr, lat) -> None:
     ]
     if lat:
         rows += [
-            ("-- latency", f"{lat['rate']:.0f} ratings/s for {lat['seconds']} s (achieved {lat['achieved_rate']}/s), "
-                           f"fresh broker, held {lat['broker_messages_held']:,} msgs at the end"),
+            ("-- latency", (f"{lat['rate']:.0f} ratings/s for {lat['seconds']} s (achieved {lat['achieved_rate']}/s), "
+                           f"fresh broker, held {lat['broker_messages_held']:,} msgs at the end")),
             ("lists", f"{lat['lists']} of {lat['sent']}"),
             ("produce->received", f"p50 {lat['e2e_p50_ms']} ms, p99 {lat['e2e_p99_ms']} ms, max {lat['e2e_max_ms']}"),
             ("produce->emitted", f"p50 {lat['produce_to_emit_p50_ms']} ms, p99 {lat['produce_to_emit_p99_ms']} ms"),
             ("emitted->received", f"p50 {lat['emit_to_received_p50_ms']} ms, p99 {lat['emit_to_received_p99_ms']} ms"),
-            ("inside the worker", f"p50 {lat['worker_ms_p50']} ms, p99 {lat['worker_ms_p99']} ms (target p99 < 5); "
+            ("inside the worker", (f"p50 {lat['worker_ms_p50']} ms, p99 {lat['worker_ms_p99']} ms (target p99 < 5); "
                                   f"share of e2e: {lat['worker_share_of_mean']:.1%} of the mean, "
-                                  f"{lat['worker_share_of_p99']:.1%} of p99"),
+                                  f"{lat['worker_share_of_p99']:.1%} of p99")),
         ]
     width = max(len(k) for k, _ in rows)
     print(f"{'measure':<{width}}  value")

@@ -27,14 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.records import Rating, to_message  # noqa: E402
-from app.settings import settings_from  # noqa: E402
-from broker.clients import KafkaClients  # noqa: E402
-from broker.local import start_engine  # noqa: E402
-from benchmarks.realtime_bench import produce_fast  # noqa: E402
-from harness.demo import log, topic_end_offsets  # noqa: E402
-from harness.failover import expected_final_lists, model  # noqa: E402
-from harness.local import WorkerProcess, isolated_env  # noqa: E402
+from app.records import Rating, to_message
+from app.settings import settings_from
+from benchmarks.realtime_bench import produce_fast
+from broker.clients import KafkaClients
+from broker.local import start_engine
+from harness.demo import log, topic_end_offsets
+from harness.failover import expected_final_lists, model
+from harness.local import WorkerProcess, isolated_env
 
 
 async def count_lists(conf, want: int, timeout: float) -> int:

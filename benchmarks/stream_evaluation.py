@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.settings import load_settings  # noqa: E402
-from evaluation.prequential import RANKER_NAMES, evaluate_stream  # noqa: E402
+from app.settings import load_settings
+from evaluation.prequential import RANKER_NAMES, evaluate_stream
 
 SHARED = ROOT.parent / "shared" / "datasets"
 DATASETS = {  # name -> (file under ../shared/datasets, format)

@@ -25,9 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from datatools.generator import generate_ratings_arrays  # noqa: E402
-from offline_als.als import ALS, ratings_to_csr  # noqa: E402
-from offline_als.similarity import top_similar  # noqa: E402
+from datatools.generator import generate_ratings_arrays
+from offline_als.als import ALS, ratings_to_csr
+from offline_als.similarity import top_similar
 
 DEFAULT_RTR = ROOT.parent / "shared" / "datasets" / "renttherunway" / "renttherunway_ratings.jsonl.gz"
 
@@ -55,7 +55,7 @@ def rtr_series(path: Path, fractions, *, rank, iterations, m, seed) -> list[dict
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(data))
     for f in fractions:
-        keep = np.sort(perm[: int(round(f * len(data)))])
+        keep = np.sort(perm[: round(f * len(data))])
         # Re-index the kept rows densely so that absent users/items cost nothing.
         uu = np.unique(u[keep], return_inverse=True)[1].ravel()
         ii = np.unique(i[keep], return_inverse=True)[1].ravel()

@@ -25,43 +25,43 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.records import Rating, to_message  # noqa: E402
-from app.settings import settings_from  # noqa: E402
-from benchmarks.realtime_bench import paced_run  # noqa: E402
-from broker.local import start_engine  # noqa: E402
-from harness.demo import percentile_ms  # noqa: E402
-from harness.failover import model  # noqa: E402
-from harness.local import WebProcess, WorkerProcess, isolated_env  # noqa: E402
+from app.records import Rating, to_message
+from app.settings import settings_from
+from benchmarks.realtime_bench import paced_run
+from broker.local import start_engine
+from harness.demo import percentile_ms
+from harness.failover import model
+from harness.local import WebProcess, WorkerProcess, isolated_env
 
 
 async def watch(url: str, user: str, got: list, ready: asyncio.Event, stop: asyncio.Event) -> None:
     """Read one user's SSE stream; every ``list`` event is appended with its arrival time."""
     from aiohttp import ClientSession, ClientTimeout
 
-    async with ClientSession(timeout=ClientTimeout(total=None, sock_read=None)) as http:
-        async with http.get(f"{url}/api/stream/{user}") as resp:
-            event, data = None, None
-            async for raw in resp.content:
-                line = raw.decode().rstrip("\n")
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: "):
-                    data = line[6:]
-                elif not line and event:
-                    if event == "current":
-                        ready.set()
-                    elif event == "list":
-                        got.append((time.time(), json.loads(data)))
-                    event, data = None, None
-                if stop.is_set():
-                    return
+    async with (ClientSession(timeout=ClientTimeout(total=None, sock_read=None)) as http,
+                http.get(f"{url}/api/stream/{user}") as resp):
+        event, data = None, None
+        async for raw in resp.content:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data = line[6:]
+            elif not line and event:
+                if event == "current":
+                    ready.set()
+                elif event == "list":
+                    got.append((time.time(), json.loads(data)))
+                event, data = None, None
+            if stop.is_set():
+                return
 
 
 async def run(conf, web_url: str, users: list[str], items: list[str], rate: float, seconds: float) -> dict:
     got = {u: [] for u in users}
     readies = [asyncio.Event() for _ in users]
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(watch(web_url, u, got[u], r, stop)) for u, r in zip(users, readies)]
+    tasks = [asyncio.create_task(watch(web_url, u, got[u], r, stop)) for u, r in zip(users, readies, strict=False)]
     await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 60)
     msgs = [to_message(Rating(user=users[n % len(users)], item=items[n % len(items)], rating=4.0, ts=1.0 + n))
             for n in range(int(rate * seconds))]

@@ -32,9 +32,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class BrokerUnavailable(RuntimeError):
     """The local broker cannot be started; the message is one line meant for a human."""
 
 
-from broker.ports import LoopbackAddress, free_port, is_listening  # noqa: E402  (re-exported: tests use them)
+from broker.ports import LoopbackAddress, free_port, is_listening
 
 
 def _one_line(text: str, limit: int = 400) -> str:
@@ -82,13 +83,13 @@ def find_java() -> str:
     return java
 
 
-_JAVA_MAJOR: dict[str, Optional[int]] = {}
+_JAVA_MAJOR: dict[str, int | None] = {}
 
 
-def _java_major(java: str) -> Optional[int]:
+def _java_major(java: str) -> int | None:
     if java not in _JAVA_MAJOR:
         try:
-            out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60).stderr
+            out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False, timeout=60).stderr
         except (OSError, subprocess.SubprocessError):
             raise BrokerUnavailable(f"cannot run {java} -version") from None
         m = re.search(r'version "(\d+)(?:\.(\d+))?', out)
@@ -149,7 +150,7 @@ def ensure_kafka_libs(version: str = KAFKA_VERSION) -> Path:
         log.info("fetching Apache Kafka %s with Maven into %s", version, libs)
         started = time.monotonic()
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=MAVEN_TIMEOUT_S,
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=MAVEN_TIMEOUT_S,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise BrokerUnavailable(f"Maven did not finish fetching Apache Kafka {version} within "
@@ -243,13 +244,13 @@ def _server_properties(*, port: int, controller_port: int, log_dirs: Path,
     return "\n".join(lines) + "\n"
 
 
-def _previous_ports(props_file: Path) -> tuple[Optional[int], Optional[int]]:
+def _previous_ports(props_file: Path) -> tuple[int | None, int | None]:
     """(broker port, controller port) of the last start on this data dir, if any."""
     try:
         text = props_file.read_text()
     except OSError:
         return None, None
-    m = re.search(r"^listeners=PLAINTEXT://[^:]+:(\d+),CONTROLLER://[^:]+:(\d+)", text, re.M)
+    m = re.search(r"^listeners=PLAINTEXT://[^:]+:(\d+),CONTROLLER://[^:]+:(\d+)", text, re.MULTILINE)
     return (int(m.group(1)), int(m.group(2))) if m else (None, None)
 
 
@@ -273,7 +274,7 @@ def _error_line(lines: list[str]) -> str:
     return ""
 
 
-def _last_error(log_file: Optional[Path]) -> str:
+def _last_error(log_file: Path | None) -> str:
     """:func:`_error_line` of the end of the broker's log."""
     if not log_file:
         return ""
@@ -286,7 +287,7 @@ def _last_error(log_file: Optional[Path]) -> str:
         return ""
 
 
-_LIVE: "set[KafkaBroker]" = set()
+_LIVE: set[KafkaBroker] = set()
 
 
 @atexit.register
@@ -308,7 +309,7 @@ class KafkaBroker(LoopbackAddress):
     version: str
     java: str
     libs: Path
-    process: Optional[subprocess.Popen] = None
+    process: subprocess.Popen | None = None
     config: dict = field(default_factory=dict)
     start_timeout: float = 120.0
     owns_data_dir: bool = False
@@ -356,7 +357,7 @@ class KafkaBroker(LoopbackAddress):
         cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", new_cluster_id(),
                              "-c", str(self.properties_file))
         try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.SubprocessError) as exc:
             raise BrokerUnavailable(f"formatting Kafka storage in {self.log_dirs} failed: {exc}") from None
         with open(self.log_file, "a") as f:
@@ -409,22 +410,22 @@ class KafkaBroker(LoopbackAddress):
             self.process.kill()
             self.process.wait()
 
-    def restart(self, timeout: float = 30.0) -> "KafkaBroker":
+    def restart(self, timeout: float = 30.0) -> KafkaBroker:
         """Stop (if running) and start again on the same data dir and port."""
         self._terminate(timeout)
         self._launch()
         return self
 
-    def __enter__(self) -> "KafkaBroker":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
-def start_kafka(port: int = 0, *, data_dir: Optional[os.PathLike | str] = None,
-                log_file: Optional[os.PathLike | str] = None, timeout: float = 120.0,
-                version: str = KAFKA_VERSION, config: Optional[Mapping[str, object]] = None) -> KafkaBroker:
+def start_kafka(port: int = 0, *, data_dir: os.PathLike | str | None = None,
+                log_file: os.PathLike | str | None = None, timeout: float = 120.0,
+                version: str = KAFKA_VERSION, config: Mapping[str, object] | None = None) -> KafkaBroker:
     """Start Apache Kafka on loopback and wait until it answers metadata requests.
 
     ``port=0`` picks a free port (on a reused ``data_dir``: the previous one if free).
@@ -467,7 +468,7 @@ def _answers_metadata(bootstrap: str) -> bool:
         try:
             await client.bootstrap()
             return bool(client.cluster.brokers()) and client.cluster.controller is not None
-        except Exception:
+        except Exception:  # noqa: BLE001  not ready, whatever the reason
             return False
         finally:
             await client.close()
@@ -487,11 +488,11 @@ class _StopRequested(BaseException):
     pass
 
 
-def run_kafka_foreground(port: int, data_dir: Optional[str] = None, version: str = KAFKA_VERSION) -> int:
+def run_kafka_foreground(port: int, data_dir: str | None = None, version: str = KAFKA_VERSION) -> int:
     """Run Kafka until SIGINT/SIGTERM, then stop it cleanly. Prints one line when ready.
     :class:`BrokerUnavailable` propagates (the CLI prints it as one line)."""
 
-    def _raise(signum, frame):  # noqa: ARG001 - signal handler signature
+    def _raise(signum, frame):
         raise _StopRequested(signum)
 
     old = {s: signal.signal(s, _raise) for s in (signal.SIGINT, signal.SIGTERM)}

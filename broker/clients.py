@@ -93,4 +93,4 @@ class KafkaClients:
         return await consumer.end_offsets(list(partitions))
 
 
-__all__ = ["KAFKA", "TANSU", "KafkaClients", "PRODUCER_PROFILES", "security_kwargs"]
+__all__ = ["KAFKA", "PRODUCER_PROFILES", "TANSU", "KafkaClients", "security_kwargs"]

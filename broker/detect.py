@@ -42,7 +42,7 @@ async def detect_engine(bootstrap_servers, security: dict | None = None, timeout
     try:
         await asyncio.wait_for(client.bootstrap(), timeout_s)
         response = await client.send(client.get_random_node(), MetadataRequest([]))
-    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, KafkaError, OSError) as exc:
         raise BrokerUnreachable(f"no Kafka broker answers at {','.join(bootstrap_servers)} ({exc or type(exc).__name__})") \
             from None
     finally:

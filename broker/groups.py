@@ -4,7 +4,7 @@ about the workers' group (``RECSYS_APP_ID``) for its dashboard. Tansu describes 
 group's members without their assignments: there the partitions stay empty."""
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from broker.clients import KafkaClients
 

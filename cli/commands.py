@@ -36,14 +36,13 @@ def worker(argv: list[str], conf) -> int:
 
 
 def _faust_main(argv: list[str]) -> int:
-    from app.app import app, settings
-
     # Importing them is what declares the agents, tables and web views.
-    import agents.behaviour  # noqa: F401
-    import agents.log_cleaning  # noqa: F401
+    import agents.behaviour
+    import agents.log_cleaning
     import agents.realtime  # noqa: F401
     import api.views  # noqa: F401
     from agents.batches import collect_garbage_between_batches
+    from app.app import app, settings
 
     collect_garbage_between_batches(settings.batch_max)
     sys.argv = ["recsys", "worker", *argv]

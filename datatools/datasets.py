@@ -55,9 +55,10 @@ import gzip
 import json
 import math
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Union
+from typing import BinaryIO, Union
 
 import numpy as np
 
@@ -67,22 +68,22 @@ from app.records import InvalidInput
 PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = [
-    "RatingRow",
-    "EventRow",
-    "FormatInfo",
+    "EVENT_TYPES",
     "FORMATS",
     "SCALES",
-    "EVENT_TYPES",
     "TAOBAO_BEHAVIORS",
-    "format_kind",
-    "parse_line",
-    "open_text_lines",
-    "iter_rows",
+    "EventRow",
+    "FormatInfo",
+    "RatingRow",
     "RatingsArrays",
-    "load_ratings",
-    "load_item_names",
-    "load_item_catalogue",
+    "format_kind",
     "is_gzip",
+    "iter_rows",
+    "load_item_catalogue",
+    "load_item_names",
+    "load_ratings",
+    "open_text_lines",
+    "parse_line",
     "parse_review_date",
 ]
 
@@ -447,7 +448,7 @@ class RatingsArrays:
     def n_items(self) -> int:
         return len(set(self.items.tolist()))
 
-    def sorted_by_time(self) -> "RatingsArrays":
+    def sorted_by_time(self) -> RatingsArrays:
         """A copy in chronological order (stable: ties keep file order)."""
         order = np.argsort(self.ts, kind="stable")
         return RatingsArrays(self.users[order], self.items[order], self.ratings[order],
@@ -475,7 +476,7 @@ def load_ratings(
     rows = list(_iter_tuples(path, fmt, limit, skipped, progress))
     n = len(rows)
     if n:
-        users, items, ratings, ts = zip(*rows)
+        users, items, ratings, ts = zip(*rows, strict=False)
     else:
         users = items = ratings = ts = ()
     u = np.empty(n, dtype=object)

@@ -31,18 +31,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 import numpy as np
 
 __all__ = [
-    "ShopModel",
-    "generate_ratings_arrays",
-    "generate_events_arrays",
-    "generate_shop",
-    "category_names",
     "DEFAULT_START_TS",
     "EVENTS",
+    "ShopModel",
+    "category_names",
+    "generate_events_arrays",
+    "generate_ratings_arrays",
+    "generate_shop",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -187,7 +187,7 @@ class ShopModel:
         return np.tanh(t * np.float32(self.n_categories) - np.float32(1.0))
 
     def react(self, user: int, shown: list[int], rng: np.random.Generator, *, look: int = 5,
-              click_rate: float = 0.1) -> Optional[tuple[str, int]]:
+              click_rate: float = 0.1) -> tuple[str, int] | None:
         """What shopper ``user`` does with the list ``shown`` (item indices, best first):
         ``(event, item)`` or None. The shopper looks at the first ``look`` items in order and
         clicks one with probability ``click_rate * (1 + affinity)`` (twice the base rate for
@@ -419,7 +419,7 @@ def generate_shop(
     ratings_path = out / "ratings.csv"
     r_list, ts_list = r.tolist(), ts.tolist()
     _write_lines(ratings_path, (
-        f"u{a},i{b},{_fmt_num(c)},{d:.3f}" for a, b, c, d in zip(u.tolist(), i.tolist(), r_list, ts_list)
+        f"u{a},i{b},{_fmt_num(c)},{d:.3f}" for a, b, c, d in zip(u.tolist(), i.tolist(), r_list, ts_list, strict=False)
     ))
 
     eu, ei, ec, ets = model.sample_events(n_events, start_ts=start_ts, span_days=span_days)
@@ -427,7 +427,7 @@ def generate_shop(
     icat = model.item_category
     _write_lines(events_path, (
         f"u{a},i{b},{EVENTS[c]},{d:.3f},{cats[icat[b]]}"
-        for a, b, c, d in zip(eu.tolist(), ei.tolist(), ec.tolist(), ets.tolist())
+        for a, b, c, d in zip(eu.tolist(), ei.tolist(), ec.tolist(), ets.tolist(), strict=False)
     ))
 
     return {

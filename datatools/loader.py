@@ -10,7 +10,6 @@ import asyncio
 import collections
 import sys
 import time
-from typing import Optional
 
 from app.records import Rating, UserEvent, to_json_bytes
 from app.settings import Settings
@@ -27,8 +26,8 @@ def row_to_message(row) -> tuple[bytes, bytes]:
     return row.user.encode(), to_json_bytes(record)
 
 
-async def load_file(path: str, fmt: str, *, limit: Optional[int] = None, rate: Optional[float] = None,
-                    conf: Settings, topic: Optional[str] = None, progress: bool = True) -> dict:
+async def load_file(path: str, fmt: str, *, limit: int | None = None, rate: float | None = None,
+                    conf: Settings, topic: str | None = None, progress: bool = True) -> dict:
     """Produce every valid row of ``path``; return ``{"sent", "skipped": {reason: n}, ...}``.
 
     ``rate`` caps events per second (a replay at a visible pace); ``None`` is as fast as

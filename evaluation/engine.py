@@ -6,8 +6,9 @@ score predictions and lists. No broker, no Faust.
 from __future__ import annotations
 
 import collections
+import itertools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -18,7 +19,6 @@ from tables.scoring import SimilarityIndex, add_recent_rating, base_score, recom
 
 from .metrics import RANKING_METRICS, change_rate, rmse
 from .protocol import ProtocolSplit, UserCase
-
 
 
 # --------------------------------------------------------------------------- model
@@ -233,7 +233,7 @@ def rating_results(cases: Sequence[UserCase], recents: Sequence[list], model: Mo
     """RMSE of every predictor over all test ratings of ``cases``, plus coverage."""
     preds: dict[str, list[float]] = collections.defaultdict(list)
     truth: list[float] = []
-    for case, recent in zip(cases, recents):
+    for case, recent in zip(cases, recents, strict=False):
         got = predict_case(case, recent, model, p)
         for name, vals in got.items():
             preds[name].extend(vals)
@@ -288,7 +288,7 @@ def realtime_plus_list(recent, rt_list: Sequence[Sequence], model: Model, exclud
 
 def ranking_lists(case: UserCase, replay: Replay, model: Model, *, n: int, theta: float,
                   hot_items: Sequence[str], fresh: Replay | None = None,
-                  others: Optional[dict[str, Replay]] = None) -> dict[str, list[str]]:
+                  others: dict[str, Replay] | None = None) -> dict[str, list[str]]:
     exclude = set(case.train_items)
     rt = [item for item, _score, *_ in replay.lists[-1] if item not in exclude][:n]
     extra = {}
@@ -333,10 +333,10 @@ RANKERS = {
 def ranking_results(cases: Sequence[UserCase], replays: Sequence[Replay], model: Model, *, n: int,
                     theta: float, high_cut: float, hot_items: Sequence[str],
                     fresh: Sequence[Replay] | None = None,
-                    others: Optional[dict[str, Sequence[Replay]]] = None) -> dict:
+                    others: dict[str, Sequence[Replay]] | None = None) -> dict:
     sums = {v: collections.defaultdict(lambda: collections.defaultdict(float)) for v in ("all", "high")}
     counts = {"all": 0, "high": 0}
-    for j, (case, rep) in enumerate(zip(cases, replays)):
+    for j, (case, rep) in enumerate(zip(cases, replays, strict=False)):
         lists = ranking_lists(case, rep, model, n=n, theta=theta, hot_items=hot_items,
                               fresh=fresh[j] if fresh is not None else None,
                               others={name: reps[j] for name, reps in (others or {}).items()})
@@ -374,11 +374,11 @@ def change_rates(replays: Sequence[Replay]) -> dict:
             cs = change_rate(prev_scored, new_scored)
             if cs is not None:
                 scored_last.append(cs)
-        for a, b in zip(names[:-1], names[1:]):
+        for a, b in itertools.pairwise(names):
             c = change_rate(a, b)
             if c is not None:
                 allpairs.append(c)
-    mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
+    mean = lambda xs: float(np.mean(xs)) if xs else float("nan")
     return {"change_rate": mean(last), "change_rate_all_pairs": mean(allpairs),
             "change_rate_scored_only": mean(scored_last), "change_rate_scored_users": len(scored_last)}
 
@@ -467,7 +467,7 @@ def list_quality(cases: Sequence[UserCase], model: Model, variant: ListVariant, 
     out = {**variant.as_dict(), **change_rates(reps)}
     nd = hr = 0.0
     users = 0
-    for case, rep in zip(cases, reps):
+    for case, rep in zip(cases, reps, strict=False):
         exclude = set(case.train_items)
         rel = {q for q, _, _ in case.test if q not in exclude}
         if not rel:
@@ -477,7 +477,7 @@ def list_quality(cases: Sequence[UserCase], model: Model, variant: ListVariant, 
         nd += RANKING_METRICS["ndcg"](ranked, rel, n)
         hr += RANKING_METRICS["hit_rate"](ranked, rel, n)
     out.update(ndcg=nd / users if users else 0.0, hit_rate=hr / users if users else 0.0,
-               hits=int(round(hr)), ranking_users=users)
+               hits=round(hr), ranking_users=users)
     return out
 
 
@@ -498,7 +498,7 @@ def als_quality(cases: Sequence[UserCase], model: Model, n: int = 10) -> dict:
         nd += RANKING_METRICS["ndcg"](ranked, rel, n)
         hr += RANKING_METRICS["hit_rate"](ranked, rel, n)
     return {"ndcg": nd / users if users else 0.0, "hit_rate": hr / users if users else 0.0,
-            "hits": int(round(hr)), "ranking_users": users}
+            "hits": round(hr), "ranking_users": users}
 
 
 def validation_split(split: ProtocolSplit) -> ProtocolSplit:
@@ -526,7 +526,7 @@ def choose_list_variant(vsplit: ProtocolSplit, vmodel: Model, *, k: int, high_cu
     rows = [list_quality(vsplit.cases, vmodel, v, k=k, high_cut=high_cut, hot_items=hot) for v in variants]
     als = als_quality(vsplit.cases, vmodel)
     ok = [j for j, r in enumerate(rows) if r["change_rate"] >= target]
-    closeness = lambda j: (variants[j].decay, variants[j].theta, -variants[j].m)  # noqa: E731
+    closeness = lambda j: (variants[j].decay, variants[j].theta, -variants[j].m)
     if ok:
         best = max(ok, key=lambda j: (rows[j]["ndcg"], rows[j]["hit_rate"], closeness(j)))
     else:

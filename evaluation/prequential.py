@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class Stream:
     def __len__(self) -> int:
         return len(self.users)
 
-    def head(self, n: int) -> "Stream":
+    def head(self, n: int) -> Stream:
         return Stream(self.users[:n], self.items[:n], self.ratings[:n], self.ts[:n], self.scale, self.skipped,
                       self.behaviour)
 
@@ -119,7 +119,7 @@ class Tally:
     timed_events: int = 0
 
 
-def run_stream(stream: Stream, conf: Settings, *, rankers: Optional[Sequence[Ranker]] = None,
+def run_stream(stream: Stream, conf: Settings, *, rankers: Sequence[Ranker] | None = None,
                progress: bool = True, warm_share: float = 0.5, retrains: int = RETRAINS) -> dict:
     """Run the protocol over ``stream``; returns the raw result (see :func:`summarise`)."""
     n = len(stream)
@@ -141,7 +141,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Optional[Sequence[Ran
     lists = {r.name: {} for r in rankers}
     tally = {r.name: Tally() for r in rankers}
     scored_ts, n_repeat, n_known, users_scored = [], 0, 0, set()
-    cuts = set(n_warm + (n - n_warm) * c // retrains for c in range(1, retrains))
+    cuts = {n_warm + (n - n_warm) * c // retrains for c in range(1, retrains)}
     for j in _progress(range(n), progress, desc="stream", unit="ev", total=n):
         u, i, r, t = stream.users[j], stream.items[j], float(stream.ratings[j]), float(stream.ts[j])
         view = views.get(u)
@@ -279,5 +279,14 @@ def validate(input_path, fmt: str, candidates: dict, *, conf: Settings, progress
     return summarise(raw)
 
 
-__all__ = ["load_stream", "run_stream", "summarise", "compare_default", "evaluate_stream", "validate",
-           "bootstrap_diff", "hit_arrays", "RANKER_NAMES"]
+__all__ = [
+    "RANKER_NAMES",
+    "bootstrap_diff",
+    "compare_default",
+    "evaluate_stream",
+    "hit_arrays",
+    "load_stream",
+    "run_stream",
+    "summarise",
+    "validate",
+]

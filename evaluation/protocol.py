@@ -76,7 +76,7 @@ def split_protocol(data: RatingsArrays, *, min_ratings: int = MIN_RATINGS, n_his
     cases: list[UserCase] = []
     rated_before = 0
     items, ratings, ts = data.items, data.ratings, data.ts
-    for a, b in zip(starts, ends):
+    for a, b in zip(starts, ends, strict=False):
         if b - a < min_ratings:
             continue
         rows = order[a:b]
@@ -90,7 +90,7 @@ def split_protocol(data: RatingsArrays, *, min_ratings: int = MIN_RATINGS, n_his
                               test=rec[-n_test:], train_items=train_items))
     return ProtocolSplit(cases=cases, train_mask=train_mask, data=data, n_eligible=len(cases),
                          n_test_items_rated_before=rated_before,
-                         stats={"ratings": n, "users": int(len(starts)), "eligible_users": len(cases),
+                         stats={"ratings": n, "users": len(starts), "eligible_users": len(cases),
                                 "train_ratings": int(train_mask.sum()),
                                 "test_ratings": int(n - train_mask.sum())})
 

@@ -19,9 +19,8 @@ from __future__ import annotations
 import bisect
 import collections
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
-
 
 from tables.ranking import RankerParams, knn_scores, recommend_default
 from tables.scoring import OnlineParams, SimilarityIndex, add_recent_rating, recommend_after_rating
@@ -241,7 +240,7 @@ class Default(Ranker):
 
     name = "default"
 
-    def __init__(self, params: Optional[RankerParams] = None, name: str = "default") -> None:
+    def __init__(self, params: RankerParams | None = None, name: str = "default") -> None:
         self.params = params or RankerParams()
         self.name = name
         self.state: dict[str, tuple] = {}
@@ -262,7 +261,7 @@ class Default(Ranker):
 RANKER_NAMES = ("default", "paper", "popularity", "popularity_window", "als", "item_knn")
 
 
-def make_rankers(online: OnlineParams, default: Optional[RankerParams] = None) -> list[Ranker]:
+def make_rankers(online: OnlineParams, default: RankerParams | None = None) -> list[Ranker]:
     """The six rankers of the evaluation, in :data:`RANKER_NAMES` order."""
     return [Default(default), Paper(online), Popularity(), PopularityWindow(), ALSRanker(),
             ItemKNN(k=online.k)]

@@ -42,7 +42,7 @@ def _plots(result: dict, out: Path) -> list[str]:
     metrics = ["ndcg_at_10", "precision_at_10", "recall_at_10", "hit_rate_at_10"]
     methods = list(result["ndcg_at_10"])
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
-    for ax, met in zip(axes, metrics):
+    for ax, met in zip(axes, metrics, strict=False):
         ax.bar(methods, [result[met].get(mm, 0.0) for mm in methods],
                color=["tab:red" if mm == "realtime" else "tab:green" if mm == "realtime_plus" else "tab:grey"
                       for mm in methods])
@@ -181,7 +181,7 @@ def write_report(result: dict, out_dir) -> list[str]:
                      f"{v.get('chosen_vs_als')}\n")
             L.append("| decay | theta | M | val change | val NDCG@10 | val HR@10 (users hit) | test change | "
                      "test NDCG@10 | test HR@10 (users hit) |\n|---|---|---|---|---|---|---|---|---|")
-            for vr, tr in zip(v["rows"], lv["test"]):
+            for vr, tr in zip(v["rows"], lv["test"], strict=False):
                 mark = " **chosen**" if vr["decay"] == imp["decay"] and vr["theta"] == imp["theta"] and \
                     vr["m"] == imp["m"] else ""
                 L.append(f"| {vr['decay']}{mark} | {vr['theta']} | {vr['m']} | {_f(vr['change_rate'], 3)} | "

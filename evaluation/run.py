@@ -17,12 +17,12 @@ import json
 import math
 import sys
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from datatools.datasets import FORMATS, SCALES, load_ratings
 from app.settings import Settings, load_settings
+from datatools.datasets import FORMATS, SCALES, load_ratings
 from tables.scoring import high_rating_cut
 
 from . import engine
@@ -133,7 +133,7 @@ def evaluate(input_path, fmt: str, *, users: str | int = "100", seed: int = 42, 
         # Also the in-process interleaved replay (table-like state, no broker).
         lasts = engine.replay_stream(cases, model, k=k, m=m, theta=theta, high_cut=high_cut, hot_items=hot)
         stream["in_process_identical_lists"] = int(sum(lasts.get(c.user) == rep.lists[-1]
-                                                       for c, rep in zip(cases, replays)))
+                                                       for c, rep in zip(cases, replays, strict=False)))
 
     grid_rows = []
     if grid:

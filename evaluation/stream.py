@@ -22,8 +22,8 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -92,7 +92,7 @@ def _same(a: Sequence[Sequence], b: Sequence[Sequence]) -> tuple[bool, float]:
     if [x[0] for x in a] != [x[0] for x in b]:
         return False, float("inf")
     diff = 0.0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if (x[1] is None) != (y[1] is None):
             return False, float("inf")
         if x[1] is not None:
@@ -101,7 +101,7 @@ def _same(a: Sequence[Sequence], b: Sequence[Sequence]) -> tuple[bool, float]:
 
 
 @contextlib.contextmanager
-def deployment(settings: dict, model: dict, version: str, *, broker_port: Optional[int] = None, work_dir=None,
+def deployment(settings: dict, model: dict, version: str, *, broker_port: int | None = None, work_dir=None,
                say=lambda msg: None):
     """A broker (``RECSYS_BROKER`` if set, the broker on ``broker_port``, else an embedded
     one started here), one worker with ``settings`` (``RECSYS_*`` variables) and the model
@@ -161,8 +161,8 @@ def replay_messages(conf, messages, rate: float, timeout: float, say) -> tuple[d
 def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[float, float], k: int, m: int,
                        theta: float, high_cut: float, rated_limit: int = 1000, decay: float = 1.0,
                        rate: float = 300.0,
-                       broker_port: Optional[int] = None, timeout: float = 240.0, work_dir=None,
-                       version: Optional[str] = None, log=None) -> dict:
+                       broker_port: int | None = None, timeout: float = 240.0, work_dir=None,
+                       version: str | None = None, log=None) -> dict:
     """Run the replay through the embedded broker and a worker process; see the module doc.
 
     ``broker_port``: use an already running embedded broker on that port; otherwise
@@ -173,9 +173,9 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
     say = log or (lambda msg: None)
     t_start = time.perf_counter()
     version = version or f"eval-{int(time.time())}"
-    settings = dict(RECSYS_RATING_MIN=scale[0], RECSYS_RATING_MAX=scale[1], RECSYS_K=k, RECSYS_M=m,
-                    RECSYS_THETA=theta, RECSYS_DECAY=decay, RECSYS_RATED_ITEMS_MAX=rated_limit,
-                    RECSYS_RANKER="paper")  # the paper protocol checks the paper ranker
+    settings = {"RECSYS_RATING_MIN": scale[0], "RECSYS_RATING_MAX": scale[1], "RECSYS_K": k, "RECSYS_M": m,
+                    "RECSYS_THETA": theta, "RECSYS_DECAY": decay, "RECSYS_RATED_ITEMS_MAX": rated_limit,
+                    "RECSYS_RANKER": "paper"}  # the paper protocol checks the paper ranker
     with deployment(settings, {"neighbours": model.neighbours}, version, broker_port=broker_port,
                     work_dir=work_dir, say=say) as (conf, source, t_model):
         messages = rating_messages(cases)
@@ -199,7 +199,7 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
             continue
         complete += 1
         ok_all = True
-        for rec, want_list in zip(lists, offline.lists):
+        for rec, want_list in zip(lists, offline.lists, strict=False):
             ok, diff = _same(rec["items"], want_list)
             ok_all &= ok
             if ok:
@@ -229,7 +229,7 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
 
 # ----------------------------------------------------------- the streaming protocol's check
 def check_default_through_stream(stream, conf, *, users: int = 100, rate: float = 300.0, seed: int = 0,
-                                 broker_port: Optional[int] = None, timeout: float = 300.0, log=None) -> dict:
+                                 broker_port: int | None = None, timeout: float = 300.0, log=None) -> dict:
     """``--protocol stream --through-stream``: ``users`` sampled users' events (all of them,
     in time order) through a real broker and worker running the default ranker, with the
     model frozen (trained on the warm-up half, published once, as the evaluation's first
@@ -266,12 +266,12 @@ def check_default_through_stream(stream, conf, *, users: int = 100, rate: float 
         offline[user].append((wire_list(new_list), because))
     messages = [(*to_message(Rating(user=u, item=i, rating=r, ts=t)), u) for u, i, r, t in events]
     model = {"neighbours": trained.neighbours, "related": trained.related, "counts": trained.counts}
-    settings = dict(RECSYS_RATING_MIN=stream.scale[0], RECSYS_RATING_MAX=stream.scale[1], RECSYS_K=conf.k,
-                    RECSYS_RATED_ITEMS_MAX=conf.rated_items_max, RECSYS_RANKER="default", RECSYS_AB="")
+    settings = {"RECSYS_RATING_MIN": stream.scale[0], "RECSYS_RATING_MAX": stream.scale[1], "RECSYS_K": conf.k,
+                    "RECSYS_RATED_ITEMS_MAX": conf.rated_items_max, "RECSYS_RANKER": "default", "RECSYS_AB": ""}
     with deployment(settings, model, f"eval-stream-{int(time.time())}", broker_port=broker_port,
                     say=say) as (wconf, source, t_model):
         want, t_produce, got = replay_messages(wconf, messages, rate, timeout, say)
-    same = sum(1 for u in chosen for rec, (lst, because) in zip(got[u], offline[u])
+    same = sum(1 for u in chosen for rec, (lst, because) in zip(got[u], offline[u], strict=False)
                if rec["items"] == lst and rec.get("because") == because and rec.get("variant") == "default")
     complete = sum(1 for u in chosen if len(got[u]) == want.get(u, 0))
     return {"users": len(chosen), "events": len(messages), "lists_received": sum(len(v) for v in got.values()),

@@ -1,6 +1,7 @@
 """``report.md`` and PNG plots of the streaming evaluation (``evaluation/prequential.py``)."""
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def bar_chart(values: dict, title: str, path: Path) -> str:
     ys = [values[n] if values[n] is not None else 0.0 for n in names]
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     bars = ax.bar(names, ys, color=["tab:red" if n == "default" else "tab:blue" for n in names])
-    for b, n in zip(bars, names):
+    for b, n in zip(bars, names, strict=False):
         label = "n/a" if values[n] is None else f"{values[n]:.4g}"
         ax.annotate(label, (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=8)
     ax.set_title(title, fontsize=10)
@@ -48,11 +49,11 @@ def hr_over_time(raw: dict, title: str, path: Path, bins: int = TIME_BINS) -> st
     fig, ax = plt.subplots(figsize=(7.2, 3.8))
     if ts.size:
         edges = np.linspace(0, ts.size, min(bins, ts.size) + 1).astype(int)
-        mids = [float(np.median(ts[a:b])) for a, b in zip(edges[:-1], edges[1:])]
+        mids = [float(np.median(ts[a:b])) for a, b in itertools.pairwise(edges)]
         when = np.round(np.array(mids)).astype(np.int64).astype("datetime64[s]")
         for name in raw["names"]:
             hr = hit_arrays(raw["tally"][name].ranks)[0]
-            ax.plot(when, [hr[a:b].mean() for a, b in zip(edges[:-1], edges[1:])], marker=".",
+            ax.plot(when, [hr[a:b].mean() for a, b in itertools.pairwise(edges)], marker=".",
                     label=name, linewidth=2.5 if name == "default" else 1.2)
     ax.set_ylabel("HR@10")
     ax.set_title(title, fontsize=10)
@@ -97,18 +98,18 @@ def write_stream_report(summary: dict, raw: dict, extra: dict, out_dir) -> list[
     plots = [bar_chart(summary[key], f"{label} - {name}", out / f"stream_{key}.png") for key, label in METRICS]
     plots.append(hr_over_time(raw, f"HR@10 over stream time - {name}", out / "stream_hr_over_time.png"))
     lines = [f"# Streaming (prequential) evaluation: {name}", "",
-             f"Input `{extra.get('input')}` (format `{extra.get('format')}`), {extra.get('events')} events "
+             (f"Input `{extra.get('input')}` (format `{extra.get('format')}`), {extra.get('events')} events "
              f"(skipped rows: {extra.get('skipped') or 'none'}). Warm-up: the first {raw['n_warm']} events by "
              "time (ALS trained, states filled, nothing scored). Then test-then-learn: each event of a user with "
              "an earlier event is scored against the list the user had from each ranker just before it, then "
              f"applied; ALS retrained after each tenth of the scored half ({len(raw['train_seconds'])} fits, "
-             f"{sum(raw['train_seconds']):.1f} s).", "",
-             f"Scored events: {summary['events_scored']} of {summary['users']} users; events on an item the "
-             f"user already had (not scored): {100 * summary['repeat_share']:.1f}% of the events of known users.",
+             f"{sum(raw['train_seconds']):.1f} s)."), "",
+             (f"Scored events: {summary['events_scored']} of {summary['users']} users; events on an item the "
+             f"user already had (not scored): {100 * summary['repeat_share']:.1f}% of the events of known users."),
              "", *_table(summary), "", "## default against the best baseline", "", *_comparison(extra), "",
-             "Novelty is the mean popularity rank (over the whole file, 1 = most interacted) of the "
+             ("Novelty is the mean popularity rank (over the whole file, 1 = most interacted) of the "
              "recommended items; coverage the share of the file's items that appeared in a scored list; cost "
-             "is the time of each ranker's update and list per event of the scored half.", "",
+             "is the time of each ranker's update and list per event of the scored half."), "",
              "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")

@@ -39,7 +39,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -58,7 +57,7 @@ async def create_topics(conf) -> dict:
     return await create(conf)
 
 
-async def topic_end_offsets(conf, topics: Optional[list[str]] = None) -> dict[str, int]:
+async def topic_end_offsets(conf, topics: list[str] | None = None) -> dict[str, int]:
     """Messages held per topic (sum of partition end offsets); all topics if ``topics`` is None."""
     from aiokafka.structs import TopicPartition
 
@@ -86,7 +85,7 @@ async def topic_end_offsets(conf, topics: Optional[list[str]] = None) -> dict[st
         await consumer.stop()
 
 
-def train_neighbours(users, items, ratings, *, conf, m: Optional[int] = None) -> tuple[dict, dict, dict]:
+def train_neighbours(users, items, ratings, *, conf, m: int | None = None) -> tuple[dict, dict, dict]:
     """ALS on (user, item, rating) triples in time order -> ``{item: {neighbour: sim}}``.
 
     Returns the neighbour lists, a few facts about the training (for printing) and the
@@ -110,7 +109,7 @@ def train_neighbours(users, items, ratings, *, conf, m: Optional[int] = None) ->
     return trained.neighbours, facts, {"related": trained.related, "counts": trained.counts}
 
 
-def percentile_ms(values, q: float) -> Optional[float]:
+def percentile_ms(values, q: float) -> float | None:
     if not len(values):
         return None
     return round(float(np.percentile(np.asarray(values, dtype=float), q)), 1)
@@ -162,7 +161,7 @@ class DemoData:
         self.train: tuple = ((), (), ())
         self.replay: list[tuple] = []
         self.catalogue: dict[str, dict] = {}  # item -> {"item", "name", "category"} (the items topic)
-        self.scale: Optional[tuple[float, float]] = None
+        self.scale: tuple[float, float] | None = None
         self.description = ""
         #: The generated shop's hidden truth (``datatools.generator.ShopModel``): shoppers who
         #: click and buy what they are shown when it fits their tastes. None for a real file.
@@ -187,7 +186,7 @@ def prepare_data(args, tmp: Path) -> DemoData:
         data, cut = _split_ratings(load_ratings(shop["ratings"], "csv"), args.train_fraction)
         out.train = (data.users[:cut], data.items[:cut], data.ratings[:cut])
         out.replay = [("rating", float(t), u, i, float(r)) for u, i, r, t in
-                      zip(data.users[cut:], data.items[cut:], data.ratings[cut:], data.ts[cut:])]
+                      zip(data.users[cut:], data.items[cut:], data.ratings[cut:], data.ts[cut:], strict=False)]
         if not args.no_events and out.replay:
             # The newest events, interleaved with the replayed ratings by relative position
             # (the generator's events do not always span the ratings' time range).
@@ -218,7 +217,7 @@ def prepare_data(args, tmp: Path) -> DemoData:
         data, cut = _split_ratings(arrays, args.train_fraction)
         out.train = (data.users[:cut], data.items[:cut], data.ratings[:cut])
         out.replay = [("rating", float(t), u, i, float(r)) for u, i, r, t in
-                      zip(data.users[cut:], data.items[cut:], data.ratings[cut:], data.ts[cut:])]
+                      zip(data.users[cut:], data.items[cut:], data.ratings[cut:], data.ts[cut:], strict=False)]
         out.scale = SCALES.get(args.fmt) or (float(data.ratings.min()), float(data.ratings.max()))
     else:  # behaviour events: ALS learns from the events with a weight (RECSYS_EVENT_WEIGHTS)
         from app.settings import Settings
@@ -227,7 +226,7 @@ def prepare_data(args, tmp: Path) -> DemoData:
         rows = sorted(iter_rows(path, args.fmt, limit=args.limit), key=lambda e: e.ts)
         cut = int(len(rows) * args.train_fraction)
         head = [(e.user, e.item, weights[e.event]) for e in rows[:cut] if e.item and e.event in weights]
-        out.train = tuple(zip(*head)) if head else ((), (), ())
+        out.train = tuple(zip(*head, strict=False)) if head else ((), (), ())
         out.replay = [("event", e.ts, e.user, e.item, (e.event, e.category)) for e in rows[cut:]]
     from datatools.catalogue import catalogue_for
 
@@ -292,7 +291,7 @@ def _summary_line(stats: LiveStats, elapsed: float, last: dict) -> str:
             f"p99 {percentile_ms(recent, 99)} ms | dead letters {stats.dead_letters} | hit rate {hits}")
 
 
-async def _read_outputs(conf, stats: LiveStats, data: "DemoData", args, stop: asyncio.Event) -> None:
+async def _read_outputs(conf, stats: LiveStats, data: DemoData, args, stop: asyncio.Event) -> None:
     """Read every list (and dead letter) as it arrives: into the live join, the shoppers'
     reactions, and the ``--verbose`` lines."""
     import numpy as np
@@ -352,7 +351,7 @@ async def _read_outputs(conf, stats: LiveStats, data: "DemoData", args, stop: as
         await consumer.stop()
 
 
-def _react(shoppers, user: str, shown: list[str], rng) -> Optional[tuple[str, str]]:
+def _react(shoppers, user: str, shown: list[str], rng) -> tuple[str, str] | None:
     """A generated shopper's reaction to their new list (ids ``u<n>`` / ``i<n>``), or None."""
     if shoppers is None or not user[1:].isdigit() or int(user[1:]) >= shoppers.n_users:
         return None
@@ -377,7 +376,7 @@ async def _print_summaries(stats: LiveStats, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=1.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             print(_summary_line(stats, time.monotonic() - started, last), flush=True)
 
 
@@ -404,7 +403,7 @@ async def _replay(conf, data: DemoData, args, stats: LiveStats, stop: asyncio.Ev
                     try:
                         await asyncio.wait_for(stop.wait(), timeout=ahead)
                         break
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                 record = Rating(user=user, item=item, rating=float(value), ts=float(ts))
                 await producer.send(conf.topic_ratings, key=user.encode(), value=to_json_bytes(record))
@@ -439,7 +438,7 @@ async def _live(conf, data: DemoData, args, stats: LiveStats) -> None:
         if args.seconds is not None:
             try:
                 await asyncio.wait_for(stop.wait(), timeout=args.seconds)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         else:
             await stop.wait()
@@ -546,7 +545,7 @@ def main(argv=None, conf=None) -> int:
         held = {}
         try:
             held = asyncio.run(topic_end_offsets(conf, [conf.topic_dead_letters]))
-        except Exception as exc:  # a count is a nicety at this point
+        except Exception as exc:  # noqa: BLE001  a count is a nicety at this point
             log(f"could not count dead letters on the broker: {exc}")
         summary = {
             "ratings_sent": stats.ratings_sent,

@@ -21,9 +21,9 @@ import json
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 from app.settings import settings_from
 from harness.local import WorkerProcess, isolated_env
@@ -221,7 +221,7 @@ def _judge(drill, stream, lists, neighbours, conf, counters, seconds) -> DrillRe
                        wrong_final=wrong, counters=counters, seconds=seconds)
 
 
-def _items(entries: Optional[list]) -> Optional[list]:
+def _items(entries: list | None) -> list | None:
     from tables.ranking import wire_list  # lists on the topic carry rounded scores
 
     return None if entries is None else wire_list(entries)

@@ -21,16 +21,15 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Settings field suffixes of the topics (``RECSYS_TOPIC_<NAME>``).
 TOPIC_SETTINGS = ("ratings", "events", "raw_logs", "similarity", "recommendations", "dead_letters", "items")
 
 
-def isolated_env(broker_port: int, data_dir: Path, *, tag: Optional[str] = None, app_id: Optional[str] = None,
-                 topic_prefix: Optional[str] = None, web_port: Optional[int] = None,
-                 partitions: Optional[int] = 2, broker: Optional[str] = "", **extra) -> dict:
+def isolated_env(broker_port: int, data_dir: Path, *, tag: str | None = None, app_id: str | None = None,
+                 topic_prefix: str | None = None, web_port: int | None = None,
+                 partitions: int | None = 2, broker: str | None = "", **extra) -> dict:
     """The environment of a deployment of its own (a worker subprocess and our own clients).
 
     The defaults isolate it on a shared embedded broker: app id ``recsys-<tag>``, topics
@@ -66,7 +65,7 @@ def isolated_env(broker_port: int, data_dir: Path, *, tag: Optional[str] = None,
     return env
 
 
-def process_rss(pid: Optional[int]) -> int:
+def process_rss(pid: int | None) -> int:
     """Resident set size of a process in bytes (0 if unknown)."""
     if not pid:
         return 0
@@ -92,7 +91,7 @@ class WorkerProcess:
     env: dict
     log_path: Path
     prelude: str = ""
-    process: Optional[subprocess.Popen] = field(default=None, repr=False)
+    process: subprocess.Popen | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.log_path = Path(self.log_path)
@@ -102,10 +101,10 @@ class WorkerProcess:
         return f"http://127.0.0.1:{self.env['RECSYS_WEB_PORT']}"
 
     @property
-    def pid(self) -> Optional[int]:
+    def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         args = ["worker", "-l", "info", "--web-port", self.env["RECSYS_WEB_PORT"]]
         if self.prelude:
             code = (f"import sys, runpy\n{self.prelude}\nsys.argv = ['cli.main'] + {args!r}\n"
@@ -131,7 +130,7 @@ class WorkerProcess:
         except urllib.error.HTTPError as err:
             return err.code, json.loads(err.read())
 
-    def health(self) -> Optional[dict]:
+    def health(self) -> dict | None:
         """``/health/`` (its body also while it answers 503, not ready), or None while the
         API does not answer."""
         try:
@@ -144,7 +143,7 @@ class WorkerProcess:
         except (OSError, ValueError):
             return None
 
-    def wait_ready(self, timeout: float = 120.0, model_version: Optional[str] = None) -> dict:
+    def wait_ready(self, timeout: float = 120.0, model_version: str | None = None) -> dict:
         """Wait until the API answers, ratings partitions are assigned, the similarity
         model is loaded and (if given) it is ``model_version``; returns the health."""
         deadline = time.monotonic() + timeout

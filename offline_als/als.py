@@ -115,7 +115,7 @@ class _HalfStep:
     dual_groups: list  # [(m, row_lo, row_hi)]
 
     @classmethod
-    def build(cls, R: sp.csr_matrix, dual_max: int, chunk_entries: int = _CHUNK_ENTRIES) -> "_HalfStep":
+    def build(cls, R: sp.csr_matrix, dual_max: int, chunk_entries: int = _CHUNK_ENTRIES) -> _HalfStep:
         counts = np.diff(R.indptr)
         # Stable sort by count descending: deterministic and groups equal counts.
         order = np.argsort(-counts, kind="stable")
@@ -290,7 +290,7 @@ class ALS:
         return self.item_factors.shape[0]
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, R: sp.spmatrix) -> "ALS":
+    def fit(self, R: sp.spmatrix) -> ALS:
         """Fit the model to a (users x items) sparse rating matrix.
 
         Parameters
@@ -563,7 +563,7 @@ class ALS:
         return path
 
     @classmethod
-    def load(cls, path) -> "ALS":
+    def load(cls, path) -> ALS:
         """Read a model written by :meth:`save`.
 
         The returned model has ``user_ids`` / ``item_ids`` (numpy str arrays, or None if
@@ -659,7 +659,7 @@ def _split(sol: np.ndarray, rank: int, biases: bool, bias: np.ndarray):
     return np.ascontiguousarray(sol[:, :rank]), np.ascontiguousarray(sol[:, rank])
 
 
-__all__ = ["ALS", "ImplicitALS", "ratings_to_csr", "FORMAT_VERSION"]
+__all__ = ["ALS", "FORMAT_VERSION", "ImplicitALS", "ratings_to_csr"]
 
 
 class ImplicitALS(ALS):
@@ -699,7 +699,7 @@ class ImplicitALS(ALS):
     def __repr__(self) -> str:
         return f"ImplicitALS(rank={self.rank}, reg={self.reg}, alpha={self.alpha}, iterations={self.iterations})"
 
-    def fit(self, R: sp.spmatrix) -> "ImplicitALS":
+    def fit(self, R: sp.spmatrix) -> ImplicitALS:
         """Fit to a (users x items) matrix of event weights (stored entries > 0)."""
         from implicit.cpu.als import AlternatingLeastSquares
         from threadpoolctl import threadpool_limits

@@ -9,7 +9,7 @@ yesterday can still be used (new ids simply fall outside its trained range, and
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -98,7 +98,7 @@ class IdMap:
         return np.array(self._ids, dtype=str) if self._ids else np.array([], dtype="<U1")
 
     @classmethod
-    def from_array(cls, arr: Iterable[str]) -> "IdMap":
+    def from_array(cls, arr: Iterable[str]) -> IdMap:
         """Rebuild a map saved with :meth:`to_array` (same indices as before)."""
         m = cls(str(x) for x in arr)
         if isinstance(arr, np.ndarray) and len(m) != len(arr):

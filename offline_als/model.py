@@ -40,7 +40,7 @@ def make_version(n_ratings: int, now: float | None = None) -> str:
 
     Sorts chronologically as a string (same second: by rating count).
     """
-    t = _dt.datetime.fromtimestamp(time.time() if now is None else now, _dt.timezone.utc)
+    t = _dt.datetime.fromtimestamp(time.time() if now is None else now, _dt.UTC)
     return f"{t:%Y%m%dT%H%M%SZ}-{int(n_ratings)}"
 
 
@@ -49,12 +49,12 @@ def als_from_settings(conf: Settings, *, progress: bool = False, behaviour: bool
     is ``implicit``, or ``auto`` and the input is ``behaviour`` (mostly events, not
     ratings); else the explicit :class:`ALS`."""
     if conf.als_feedback == "implicit" or (conf.als_feedback == "auto" and behaviour):
-        params = dict(rank=conf.als_rank, reg=conf.als_implicit_reg, alpha=conf.als_alpha, iterations=conf.als_iters,
-                      seed=conf.als_seed, progress=progress)
+        params = {"rank": conf.als_rank, "reg": conf.als_implicit_reg, "alpha": conf.als_alpha, "iterations": conf.als_iters,
+                      "seed": conf.als_seed, "progress": progress}
         params.update(overrides)
         return ImplicitALS(**params)
-    params = dict(rank=conf.als_rank, reg=conf.als_reg, reg_offset=conf.als_reg_offset, iterations=conf.als_iters,
-                  biases=conf.als_biases, seed=conf.als_seed, progress=progress)
+    params = {"rank": conf.als_rank, "reg": conf.als_reg, "reg_offset": conf.als_reg_offset, "iterations": conf.als_iters,
+                  "biases": conf.als_biases, "seed": conf.als_seed, "progress": progress}
     params.update(overrides)
     return ALS(**params)
 
@@ -123,7 +123,7 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
     neighbours = neighbour_lists(idx, scores, item_ids.tolist())
     related = cooccurrence_neighbours(R, item_ids, conf.als_related)
     sim_s = time.perf_counter() - t0
-    counts = dict(zip(item_ids.tolist(), np.diff(sp.csc_matrix(R).indptr).tolist()))
+    counts = dict(zip(item_ids.tolist(), np.diff(sp.csc_matrix(R).indptr).tolist(), strict=False))
     return TrainedModel(model=model, user_ids=user_ids, item_ids=item_ids,
                         version=version or make_version(R.nnz, trained_at), trained_at=trained_at,
                         n_ratings=int(R.nnz), neighbours=neighbours, fit_s=fit_s, sim_s=sim_s,
@@ -137,10 +137,18 @@ def saved_item_ids(path: str | Path) -> list[str]:
     try:
         with np.load(os.fspath(path), allow_pickle=False) as z:
             return z["item_ids"].tolist() if "item_ids" in z.files else []
-    except Exception as exc:  # a corrupt file must not stop the next model
+    except Exception as exc:  # noqa: BLE001  a corrupt file must not stop the next model
         log.warning("cannot read item ids of the previous model %s: %s", path, exc)
         return []
 
 
-__all__ = ["TrainedModel", "train_and_similar", "compute_similarity", "make_version", "model_path",
-           "store_path", "als_from_settings", "saved_item_ids"]
+__all__ = [
+    "TrainedModel",
+    "als_from_settings",
+    "compute_similarity",
+    "make_version",
+    "model_path",
+    "saved_item_ids",
+    "store_path",
+    "train_and_similar",
+]

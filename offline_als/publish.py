@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ def neighbour_lists(indices: np.ndarray, scores: np.ndarray, item_ids: Sequence[
     result: dict[str, dict[str, float]] = {}
     for row, item in enumerate(item_ids):
         keep = indices[row] >= 0
-        pairs = [(item_ids[j], round(float(s), decimals)) for j, s in zip(indices[row][keep], scores[row][keep])]
+        pairs = [(item_ids[j], round(float(s), decimals)) for j, s in zip(indices[row][keep], scores[row][keep], strict=False)]
         # Best first, ties (common after rounding) by id: the order every reader uses
         # (tables.definitions.SimilarityBroadcast sorts the same way), so the top-M
         # candidates are the same offline and in the stream.

@@ -6,8 +6,8 @@ product, and only the best ``m`` neighbours of each row survive the block.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -217,8 +217,8 @@ def cooccurrence_neighbours(R, item_ids: Sequence[str], m: int = 50, decimals: i
         order = np.lexsort((cols, -vals))
         if order.size:
             out[str(item_ids[a])] = {str(item_ids[c]): round(float(v), decimals)
-                                     for c, v in zip(cols[order], vals[order])}
+                                     for c, v in zip(cols[order], vals[order], strict=False)}
     return out
 
 
-__all__ = ["top_similar", "similar_to", "cooccurrence_neighbours", "DEFAULT_BLOCK_BYTES"]
+__all__ = ["DEFAULT_BLOCK_BYTES", "cooccurrence_neighbours", "similar_to", "top_similar"]

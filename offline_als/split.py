@@ -32,7 +32,7 @@ def train_test_split(users, items, ratings, test_fraction: float = 0.2, seed: in
         raise ValueError("users, items and ratings must have the same length")
     if not 0.0 <= test_fraction <= 1.0:
         raise ValueError("test_fraction must be in [0, 1]")
-    n_test = int(round(test_fraction * n))
+    n_test = round(test_fraction * n)
     perm = np.random.default_rng(seed).permutation(n)
     is_test = np.zeros(n, dtype=bool)
     is_test[perm[:n_test]] = True

@@ -34,9 +34,10 @@ from __future__ import annotations
 import json
 import logging
 import struct
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -141,7 +142,7 @@ class RatingStore:
             self._db.close()
             self._db = None
 
-    def __enter__(self) -> "RatingStore":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -185,7 +186,7 @@ class RatingStore:
             current: dict[bytes, tuple[float, float] | None] = {}
             if distinct:
                 stored = self._db[distinct]
-                current = {k: (_VALUE.unpack(v) if v is not None else None) for k, v in zip(distinct, stored)}
+                current = {k: (_VALUE.unpack(v) if v is not None else None) for k, v in zip(distinct, stored, strict=False)}
             dirty: set[bytes] = set()
             for key, rating, ts in rows:
                 cur = current[key]
@@ -264,4 +265,4 @@ class RatingStore:
         return self.export().to_csr()
 
 
-__all__ = ["RatingStore", "RatingsSnapshot", "ApplyResult", "rating_key"]
+__all__ = ["ApplyResult", "RatingStore", "RatingsSnapshot", "rating_key"]

@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
         "rank": args.rank, "reg": args.reg, "reg_offset": args.reg_offset, "iters": args.iters, "biases": not args.no_biases,
         "similar": args.similar, "min_similarity": args.min_similarity,
         "n_loaded": len(data), "skipped": dict(data.skipped),
-        "n_train": int(len(train[2])), "n_train_pairs": int(R.nnz), "n_test": int(n_test),
+        "n_train": len(train[2]), "n_train_pairs": int(R.nnz), "n_test": int(n_test),
         "users": len(users), "items": len(items), "scale": list(scale),
         "load_s": round(load_s, 3), "fit_s": round(fit_s, 3), "sim_s": round(sim_s, 3),
         "rmse": None if rmse is None else round(rmse, 4),
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
     if args.publish:
         try:
             result["published"] = asyncio.run(_publish(conf, trained))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  reported in the command's JSON
             print(f"error: publishing to {conf.bootstrap_servers} failed: {exc}", file=sys.stderr)
             print(json.dumps(dict(result, published=None, error=str(exc))), flush=True)
             return 1

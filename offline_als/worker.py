@@ -43,8 +43,15 @@ from app.records import InvalidInput, parse_rating
 from app.settings import Settings, load_settings
 from broker.clients import KafkaClients
 
-from .model import (TrainedModel, als_from_settings, make_version, model_path, saved_item_ids, store_path,
-                    train_and_similar)
+from .model import (
+    TrainedModel,
+    als_from_settings,
+    make_version,
+    model_path,
+    saved_item_ids,
+    store_path,
+    train_and_similar,
+)
 from .publish import publish_similarity
 from .store import RatingStore
 
@@ -114,7 +121,7 @@ class ALSWorker:
                 partitions = consumer.partitions_for_topic(conf.topic_ratings)
                 if partitions:
                     break
-                await consumer._client.force_metadata_update()  # noqa: SLF001
+                await consumer._client.force_metadata_update()
                 partitions = consumer.partitions_for_topic(conf.topic_ratings)
                 if partitions:
                     break
@@ -177,7 +184,7 @@ class ALSWorker:
                 except InvalidInput as exc:
                     self.stats.invalid[exc.reason] += 1
                     continue
-                except Exception as exc:  # never let one message stop the worker
+                except Exception as exc:  # noqa: BLE001  never let one message stop the worker
                     self.stats.invalid[f"error:{type(exc).__name__}"] += 1
                     continue
                 rows.append((r.user, r.item, r.rating, r.ts))
@@ -194,7 +201,7 @@ class ALSWorker:
 
         try:
             await self._consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
-        except Exception as exc:  # the store has the offsets; the group's copy is informative
+        except Exception as exc:  # noqa: BLE001  the store has the offsets; the group's copy is informative
             log.warning("could not commit offsets to group %s: %s", conf.als_group, exc)
         return n
 
@@ -240,8 +247,8 @@ class ALSWorker:
         except Exception as exc:
             self.stats.failed_trainings += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            log.exception("ALS training failed (the last published similarity, version %s, stays in place): %s",
-                          self.stats.last_version, exc)
+            log.exception("ALS training failed (the last published similarity, version %s, stays in place)",
+                          self.stats.last_version)
             return None
         self.trained_seq = snap.seq
         info = {"seq": snap.seq, "version": trained.version, "trained_at": trained.trained_at,

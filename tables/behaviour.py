@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import heapq
-from typing import Iterable, Mapping, Optional
+from collections.abc import Iterable, Mapping
 
 
 def user_segment(counts: Mapping[str, int], *, high_value_purchases: int, active_events: int) -> str:
@@ -17,7 +17,7 @@ def user_segment(counts: Mapping[str, int], *, high_value_purchases: int, active
     return "normal"
 
 
-def implicit_rating(event: str, mapping: Mapping[str, float], dislike_rating: float = 1.0) -> Optional[float]:
+def implicit_rating(event: str, mapping: Mapping[str, float], dislike_rating: float = 1.0) -> float | None:
     """The rating an event stands for (its weight, e.g. purchase -> 5; a dislike the lowest
     rating, ``dislike_rating``), or None for an event type without one."""
     if event == "dislike":

@@ -25,13 +25,20 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from app.records import DISLIKE_SOURCE, Rating, Recommendation
 from app.settings import parse_ab
-from tables.scoring import (OnlineParams, SimilarityIndex, _as_set, add_rated_item, add_recent_rating, is_replay,
-                            recommend_after_rating)
+from tables.scoring import (
+    OnlineParams,
+    SimilarityIndex,
+    _as_set,
+    add_rated_item,
+    add_recent_rating,
+    is_replay,
+    recommend_after_rating,
+)
 from tables.state import UserState
 
 
@@ -53,12 +60,12 @@ class RankerParams:
     rated_limit: int = 1000
 
     @classmethod
-    def from_settings(cls, conf) -> "RankerParams":
+    def from_settings(cls, conf) -> RankerParams:
         return cls(k=conf.k, rated_limit=conf.rated_items_max)
 
 
 def knn_scores(recent: Sequence[Sequence], neighbours: Mapping[str, Mapping[str, float]], exclude,
-               weights: Optional[Sequence[float]] = None) -> dict[str, float]:
+               weights: Sequence[float] | None = None) -> dict[str, float]:
     """``{q: sum_r w_r sim(r, q)}`` over the neighbour lists of the ``recent`` items
     (``weights`` default 1 each; a negative weight, a dislike, pushes its neighbours down),
     without the items in ``exclude``: the ``item_knn`` baseline of the streaming
@@ -76,7 +83,7 @@ def knn_scores(recent: Sequence[Sequence], neighbours: Mapping[str, Mapping[str,
 
 
 def rank_default(recent: Sequence[Sequence], exclude: Iterable[str], index: SimilarityIndex,
-                 params: RankerParams, n: Optional[int] = None) -> tuple[list[list], dict[str, str]]:
+                 params: RankerParams, n: int | None = None) -> tuple[list[list], dict[str, str]]:
     """The top-``n`` (default ``params.k``) list ``[[item, score], ...]`` and ``because``.
 
     ``recent`` is ``[[item, weight, ts], ...]`` oldest first (:func:`add_recent_rating`).
@@ -192,7 +199,7 @@ def recommendation_for(rating: Rating, state: UserState, variant: str, version: 
                           because=state.recs.get("because", {}), variant=variant)
 
 
-def list_filters(query: Mapping[str, str]) -> tuple[Optional[int], set[str]]:
+def list_filters(query: Mapping[str, str]) -> tuple[int | None, set[str]]:
     """``?n=`` and ``?exclude=a,b`` of a list request; ``ValueError`` for a bad ``n``."""
     raw = query.get("n")
     n = None
@@ -204,7 +211,7 @@ def list_filters(query: Mapping[str, str]) -> tuple[Optional[int], set[str]]:
     return n, exclude
 
 
-def filter_list(items: Sequence[Sequence], n: Optional[int] = None, exclude: Iterable[str] = (),
+def filter_list(items: Sequence[Sequence], n: int | None = None, exclude: Iterable[str] = (),
                 keep=None) -> list[list]:
     """The wire list without ``exclude``d items and items ``keep(item)`` refuses, cut to ``n``."""
     ex = _as_set(exclude)
@@ -245,11 +252,11 @@ class Ranking:
 
     ranker: str = "default"
     arms: tuple = ()
-    online: OnlineParams = OnlineParams()
-    default: RankerParams = RankerParams()
+    online: OnlineParams = field(default_factory=OnlineParams)
+    default: RankerParams = field(default_factory=RankerParams)
 
     @classmethod
-    def from_settings(cls, conf) -> "Ranking":
+    def from_settings(cls, conf) -> Ranking:
         return cls(ranker=conf.ranker, arms=tuple(parse_ab(conf.ab)), online=OnlineParams.from_settings(conf),
                    default=RankerParams.from_settings(conf))
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 #: ``[item, rating, ts]`` - one entry of a user's recent ratings.
 RecentRating = list
@@ -94,9 +94,9 @@ class SimilarityIndex:
         The popularity prior of the default ranker.
     """
 
-    def __init__(self, neighbours: Optional[Mapping[str, Neighbours]] = None, *,
-                 related: Optional[Mapping[str, Neighbours]] = None,
-                 counts: Optional[Mapping[str, int]] = None) -> None:
+    def __init__(self, neighbours: Mapping[str, Neighbours] | None = None, *,
+                 related: Mapping[str, Neighbours] | None = None,
+                 counts: Mapping[str, int] | None = None) -> None:
         self.neighbours: dict[str, dict[str, float]] = {}
         self.rows: dict[str, dict[str, float]] = {}
         for item, neigh in (neighbours or {}).items():
@@ -147,7 +147,7 @@ class SimilarityIndex:
                 del self.rows[x]  # only its own 1.0 left
 
 
-def candidate_items(trigger_neighbours: Optional[Neighbours], rated: Iterable[str], m: int) -> list[str]:
+def candidate_items(trigger_neighbours: Neighbours | None, rated: Iterable[str], m: int) -> list[str]:
     """S: the M most similar items to the rated item, skipping items u already rated.
 
     ``trigger_neighbours`` must be best first, as :class:`SimilarityIndex` keeps them:
@@ -206,7 +206,7 @@ def score_candidates(candidates: Iterable[str], recent: Sequence[RecentRating], 
 
 
 def base_score(q: str, recent: Sequence[RecentRating], sim: Callable[[str, str], float],
-               theta: float) -> Optional[float]:
+               theta: float) -> float | None:
     """The weighted-average part of E_uq alone: a rating prediction (used by evaluation)."""
     pairs = [(s, rating) for item, rating, _ in recent if (s := sim(q, item)) > theta]
     if not pairs:
@@ -272,7 +272,7 @@ class OnlineParams:
     decay: float = 1.0
 
     @classmethod
-    def from_settings(cls, conf) -> "OnlineParams":
+    def from_settings(cls, conf) -> OnlineParams:
         return cls(k=conf.k, m=conf.m, theta=conf.theta, high_cut=high_rating_cut(conf.rating_min, conf.rating_max),
                    rated_limit=conf.rated_items_max, decay=conf.decay)
 
@@ -280,7 +280,7 @@ class OnlineParams:
 def recommend_after_rating(*, item: str, rating: float, ts: float, recent: Sequence[RecentRating],
                            rated: Sequence[str], previous: Sequence[Sequence],
                            similarity: SimilarityIndex, hot_items: Iterable[str],
-                           params: Optional[OnlineParams] = None, **knobs):
+                           params: OnlineParams | None = None, **knobs):
     """The whole update for one rating: returns ``(recent, rated, new_list, n_scored)``.
 
     A replayed rating (:func:`is_replay`) returns the state and the previous list as they

@@ -17,7 +17,7 @@ loads.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 SCHEMA = 2
 
@@ -27,10 +27,10 @@ class UserState:
     recent: list = field(default_factory=list)
     rated: list = field(default_factory=list)
     recs: dict = field(default_factory=dict)
-    offset: Optional[int] = None
+    offset: int | None = None
 
     @classmethod
-    def from_value(cls, value: Optional[dict[str, Any]]) -> "UserState":
+    def from_value(cls, value: dict[str, Any] | None) -> UserState:
         """Load a stored value (any schema so far; ``None`` or ``{}`` is a new user)."""
         value = value or {}
         return cls(recent=list(value.get("recent", [])), rated=list(value.get("rated", [])),

@@ -98,3 +98,11 @@ def workers():
     yield started
     for w in started:
         w.stop()
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    """A small generated shop (ratings.csv, events.csv, items.csv) for the ALS commands."""
+    from datatools.generator import generate_shop
+
+    return generate_shop(tmp_path_factory.mktemp("shop"), n_users=120, n_items=60, n_ratings=2000, seed=5)

@@ -21,8 +21,8 @@ from __future__ import annotations
 import collections
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 
 # A/B assignment lives with the rankers: the worker assigns, the page reads the variant.
 from tables.ranking import assign_variant
@@ -46,7 +46,7 @@ def wilson_interval(hits: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def percentile(values: list[float], q: float) -> Optional[float]:
+def percentile(values: list[float], q: float) -> float | None:
     """Linear-interpolated percentile (``q`` in [0, 100]) of ``values``; None when empty."""
     if not values:
         return None
@@ -82,7 +82,7 @@ def list_items(rec: dict) -> list[str]:
     return out
 
 
-def list_before(history: Iterable[dict], at: float) -> Optional[dict]:
+def list_before(history: Iterable[dict], at: float) -> dict | None:
     """The newest list of ``history`` emitted at or before ``at`` (None if there is none)."""
     best = None
     for rec in history:
@@ -100,11 +100,11 @@ class JoinResult:
     item: str
     event: str
     at: float
-    rec: Optional[dict]
+    rec: dict | None
     hit: bool
     variant: str
     model_version: str
-    position: Optional[int] = None  # 0-based rank of the item in that list
+    position: int | None = None  # 0-based rank of the item in that list
 
 
 def natural_key(text: str) -> tuple:
@@ -153,7 +153,7 @@ class LiveState:
         self.events_total: collections.Counter = collections.Counter()
 
     # ------------------------------------------------------------- lists
-    def variant_of(self, rec: Optional[dict], user: str) -> str:
+    def variant_of(self, rec: dict | None, user: str) -> str:
         if rec is not None and rec.get("variant"):
             return str(rec["variant"])
         return assign_variant(user, self.arms, self.default_variant)
@@ -180,7 +180,7 @@ class LiveState:
                 self.latencies.append((arrival, emitted - produced, arrival - produced))
         return live
 
-    def latest(self, user: str) -> Optional[dict]:
+    def latest(self, user: str) -> dict | None:
         history = self.lists.get(user)
         if not history:
             return None
@@ -234,7 +234,7 @@ class LiveState:
                 total.hits += c.hits
         labels = {"by_variant": ("variant",), "by_version": ("variant", "model_version"),
                   "by_event": ("variant", "event")}
-        out: dict = {name: [{**dict(zip(labels[name], key)), **c.row()} for key, c in sorted(rows.items())]
+        out: dict = {name: [{**dict(zip(labels[name], key, strict=False)), **c.row()} for key, c in sorted(rows.items())]
                      for name, rows in groups.items()}
         out["unjoined"] = dict(self.unjoined)
         out["pending"] = len(self.pending)
@@ -244,7 +244,7 @@ class LiveState:
     def add_dead_letter(self, reason: str) -> None:
         self.dead_letters[reason or "unknown"] += 1
 
-    def add_item(self, item: str, name: Optional[str], category: Optional[str]) -> None:
+    def add_item(self, item: str, name: str | None, category: str | None) -> None:
         """An entry of the ``items`` topic (``name`` None: a tombstone removed it)."""
         if name is None and category is None:
             self.catalogue.pop(item, None)

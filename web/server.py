@@ -33,7 +33,6 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Optional
 
 import orjson
 from aiohttp import ClientSession, ClientTimeout, web
@@ -91,7 +90,7 @@ class Hub:
             queue.put_nowait(message)
 
 
-def sse(event: str, data: dict, event_id: Optional[str] = None) -> bytes:
+def sse(event: str, data: dict, event_id: str | None = None) -> bytes:
     head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "")
     return head.encode() + b"data: " + orjson.dumps(data) + b"\n\n"
 
@@ -111,7 +110,7 @@ class WebService:
         self.group: dict = {"members": [], "lag": {}, "error": "not polled yet"}
         self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
-        self.http: Optional[ClientSession] = None
+        self.http: ClientSession | None = None
         self.consumers: list = []
 
     # ------------------------------------------------------------ lifecycle
@@ -390,7 +389,7 @@ class WebService:
             while not self.stopping.is_set():
                 try:
                     message = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     message = b": keepalive\n\n"
                 if not message:  # the service stops
                     break

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Optional
 
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
@@ -108,7 +107,7 @@ class GapChecker:
             await self._client.start()
         return self._client
 
-    async def first_offset_from(self, tp, offset: int, limit: int) -> Optional[int]:
+    async def first_offset_from(self, tp, offset: int, limit: int) -> int | None:
         """Offset of the first record in [offset, limit] on the broker (None if none is)."""
         from aiokafka.structs import TopicPartition
 
@@ -132,7 +131,7 @@ class GapChecker:
             self._client = None
 
 
-def gap_is_real(first_record: Optional[int], got: int) -> bool:
+def gap_is_real(first_record: int | None, got: int) -> bool:
     """A jump from the expected offset to ``got`` is a real gap when the broker's first
     record at or after the expected offset is ``got`` itself (nothing in between)."""
     return first_record is None or first_record >= got
@@ -145,7 +144,7 @@ async def _check_jump(self: Consumer, tp, expected: int, offset: int) -> bool:
         checker = self.__dict__["_gap_checker"] = GapChecker(self)
     try:
         first = await checker.first_offset_from(tp, expected, offset)
-    except Exception as exc:  # unverified: treat it as skipped, the block is read again
+    except Exception as exc:  # noqa: BLE001  unverified: treat it as skipped, the block is read again
         log.warning("could not verify the offset jump %s %d -> %d (%r): reading it again", tp, expected,
                     offset, exc)
         return False
@@ -191,11 +190,11 @@ async def drain_messages(self: Consumer, fetcher) -> None:  # pragma: no cover -
                 offset, expected = message.offset, read_offset[tp]
                 if expected is not None and offset < expected:
                     continue  # read before (a redelivered batch after a seek)
-                if expected is not None and offset > expected and acks_enabled_for(message.topic):
-                    if not await _check_jump(self, tp, expected, offset):
-                        resync.add(tp)
-                        await self._thread.seek_wait({tp: expected})
-                        continue
+                if (expected is not None and offset > expected and acks_enabled_for(message.topic)
+                        and not await _check_jump(self, tp, expected, offset)):
+                    resync.add(tp)
+                    await self._thread.seek_wait({tp: expected})
+                    continue
                 if commit_every is not None and self._n_acked >= commit_every:
                     self._n_acked = 0
                     await self.commit()
@@ -258,7 +257,7 @@ class _Continue:
             except GeneratorExit:
                 coro.close()
                 raise
-            except BaseException as exc:  # thrown in by the task: a cancellation
+            except BaseException as exc:  # noqa: BLE001  thrown in by the task: a cancellation
                 try:
                     value = coro.throw(exc)
                 except StopIteration as stop:

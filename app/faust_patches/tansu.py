@@ -16,7 +16,7 @@ Fetch-based end offsets are in ``broker/tansu_workarounds.py`` (no Faust there).
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from collections.abc import Mapping
 
 from broker.tansu_workarounds import FETCH_MAX_WAIT_MS, SESSION_TIMEOUT_S, fetch_high_watermarks
 

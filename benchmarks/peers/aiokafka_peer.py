@@ -22,9 +22,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.settings import load_settings  # noqa: E402
-from benchmarks.peers.common import RatingProcessor, peer_args  # noqa: E402
-from broker.clients import KafkaClients  # noqa: E402
+from app.settings import load_settings
+from benchmarks.peers.common import RatingProcessor, peer_args
+from broker.clients import KafkaClients
 
 
 async def run(conf, processor: RatingProcessor, args) -> int:

@@ -12,7 +12,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Optional
 
 from app.records import InvalidInput, parse_rating, to_json_bytes
 from app.settings import Settings
@@ -48,7 +47,7 @@ class RatingProcessor:
         self.ranking = Ranking.from_settings(conf)
         self.invalid = 0
 
-    def process(self, value: bytes, state_value: Optional[dict], offset: int, produced_at: float = 0.0):
+    def process(self, value: bytes, state_value: dict | None, offset: int, produced_at: float = 0.0):
         """``(user, new state value or None if unchanged, list bytes)``; ``None`` for a
         bad message (counted: the peers keep no dead-letter topic)."""
         started = time.perf_counter()

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.settings import load_settings  # noqa: E402
-from benchmarks.peers.common import RatingProcessor, peer_args  # noqa: E402
+from app.settings import load_settings
+from benchmarks.peers.common import RatingProcessor, peer_args
 
 
 def main(argv=None) -> int:

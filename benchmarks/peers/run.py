@@ -38,7 +38,7 @@ class PeerProcess:
         cmd = [sys.executable, str(script), "--model", str(model), "--count", str(count),
                "--state-dir", str(state_dir), "--group", group]
         self.log_path = log_path
-        self.log_file = open(log_path, "wb")
+        self.log_file = open(log_path, "wb")  # noqa: SIM115  held open for the child process's lifetime
         self.process = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=self.log_file,
                                         stderr=subprocess.STDOUT)
         self.pid = self.process.pid

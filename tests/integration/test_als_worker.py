@@ -44,7 +44,7 @@ def test_store_export_arrays_and_csr(tmp_path):
     assert len(snap) == 3 and snap.seq == 4
     assert snap.user_ids.tolist() == ["ub", "ua"] and snap.item_ids.tolist() == ["ix", "iy"]
     triples = sorted(zip(snap.user_ids[snap.user_idx].tolist(), snap.item_ids[snap.item_idx].tolist(),
-                         snap.ratings.tolist(), snap.ts.tolist()))
+                         snap.ratings.tolist(), snap.ts.tolist(), strict=False))
     assert triples == [("ua", "iy", 2.5, 2.0), ("ub", "ix", 5.0, 4.0), ("ub", "iy", 1.0, 3.0)]
     assert snap.user_idx.dtype == np.int32 and snap.ratings.dtype == np.float32
     R = snap.to_csr()
@@ -87,10 +87,10 @@ def _latest_per_key(messages) -> dict:
 
 @pytest.mark.broker
 def test_als_worker_publishes_similarity_and_resumes_from_committed_offsets(stream_env, tmp_path):
-    from datatools.generator import generate_shop
     from app.records import MODEL_MARKER_KEY
-    from datatools.datasets import load_ratings
     from broker.topics import create_topics
+    from datatools.datasets import load_ratings
+    from datatools.generator import generate_shop
     from offline_als.als import ALS
     from offline_als.model import model_path, store_path
     from offline_als.worker import run_als_worker
@@ -100,7 +100,7 @@ def test_als_worker_publishes_similarity_and_resumes_from_committed_offsets(stre
     run(create_topics(conf))
     shop = generate_shop(tmp_path / "shop", n_users=80, n_items=40, n_ratings=800, seed=3)
     data = load_ratings(shop["ratings"], "csv")
-    rows = list(zip(data.users.tolist(), data.items.tolist(), data.ratings.tolist(), data.ts.tolist()))
+    rows = list(zip(data.users.tolist(), data.items.tolist(), data.ratings.tolist(), data.ts.tolist(), strict=False))
     first, second = rows[:600], rows[600:]
     bad = [(b"u1", b"not json"), (b"u1", json.dumps({"user": "u1", "item": "i1", "rating": 99, "ts": 1}).encode()),
            (b"u1", None)]
@@ -208,7 +208,7 @@ def _shop_rows(tmp_path, **kw):
 
     shop = generate_shop(tmp_path / "shop", **kw)
     data = load_ratings(shop["ratings"], "csv")
-    return list(zip(data.users.tolist(), data.items.tolist(), data.ratings.tolist(), data.ts.tolist()))
+    return list(zip(data.users.tolist(), data.items.tolist(), data.ratings.tolist(), data.ts.tolist(), strict=False))
 
 
 @pytest.mark.broker

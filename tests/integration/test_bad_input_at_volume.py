@@ -28,21 +28,21 @@ import dataclasses
 import json
 import random
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import orjson
 import pytest
 
 from app.records import InvalidInput, parse_event, parse_log_line, parse_rating, to_json_bytes
 from tests.brokers import run
-from tests.integration.test_input_validation import LONE, MUTATIONS, valid_record, with_raw
+from tests.integration.test_input_validation import MUTATIONS, valid_record, with_raw
 from tests.integration.test_stream_realtime import MODEL, start_worker_with_model
 
 pytestmark = pytest.mark.broker
 
 SEED = 20240917
 N_MESSAGES = 10_000
-SCALE = dict(rating_min=1.0, rating_max=5.0)
+SCALE = {"rating_min": 1.0, "rating_max": 5.0}
 ITEMS = sorted(MODEL) + ["not-in-model"]
 TS0 = 1_700_000_000.25  # valid timestamps: TS0 + message index (in the past, unique per user anyway)
 #: The generator's "now": fixed, so the same seed gives the same messages whatever the clock
@@ -57,8 +57,8 @@ IMPLICIT = {"view", "click", "purchase", "cart", "fav"}  # RECSYS_EVENT_WEIGHTS'
 @dataclasses.dataclass
 class Msg:
     topic: str  # "ratings" | "events" | "raw_logs"
-    key: Optional[bytes]
-    value: Optional[bytes]
+    key: bytes | None
+    value: bytes | None
     #: "bad" (one dead letter), "list" (a list for (user, ts)), "quiet" (valid, no list), "ignored" (raw log)
     fate: str
     label: str  # which generator made it, for the report
@@ -72,7 +72,7 @@ class Msg:
 
 
 # ------------------------------------------------------------------ generators
-def some_key(rng: random.Random, user) -> Optional[bytes]:
+def some_key(rng: random.Random, user) -> bytes | None:
     """Mostly the user id; sometimes a null key, another user's id or (rarely) 100 KB."""
     r = rng.random()
     if r < 0.12:
@@ -167,7 +167,7 @@ def bad_log_line(rng: random.Random, i: int, now: float) -> tuple[bytes, str]:
         (f"RATING:{'x' * 300}|i0|4|5", "long_user"), (f"RATING:{u}||4|5", "missing_item"),
         (f"EVENT:{u}|i0|teleport|5", "unknown_event"), (f"EVENT:{u}|i0|view", "event_3_fields"),
         (f"EVENT:{u}|i0|view|5|c|x", "event_6_fields"), (f"EVENT:{u}|i0|view|soon", "event_bad_ts"),
-        (f"EVENT:{u}|i0|view|NaN", "event_nan_ts"), (f"EVENT:|i0|view|5", "event_missing_user"),
+        (f"EVENT:{u}|i0|view|NaN", "event_nan_ts"), ("EVENT:|i0|view|5", "event_missing_user"),
         (f"EVENT:{u}||view|5", "event_missing_item"),
     ]
     raw = [
@@ -182,7 +182,7 @@ def bad_log_line(rng: random.Random, i: int, now: float) -> tuple[bytes, str]:
     return rng.choice(raw)
 
 
-def ignored_log_line(rng: random.Random, i: int) -> tuple[Optional[bytes], str]:
+def ignored_log_line(rng: random.Random, i: int) -> tuple[bytes | None, str]:
     lines = [
         (b"INFO GET /index.html 200 %d" % i, "access_log"), (b"rating:u%d|i0|4|5" % i, "lowercase_prefix"),
         (b"xRATING:u|i0|4|5", "text_before_prefix"), (b"RATING :u|i0|4|5", "space_in_prefix"),
@@ -203,7 +203,7 @@ def generate(seed: int, n: int, now: float = GEN_NOW) -> list[Msg]:
     specials = dict(zip(rng.sample(range(n), 12), [
         ("ratings", BIG), ("ratings", BIG), ("ratings", BIG), ("ratings", BIG), ("events", BIG),
         ("events", BIG), ("events", BIG), ("raw_logs", BIG), ("raw_logs", BIG), ("raw_logs", BIG),
-        ("ratings", HUGE), ("raw_logs", HUGE)]))
+        ("ratings", HUGE), ("raw_logs", HUGE)], strict=False))
     out: list[Msg] = []
     for i in range(n):
         if i in specials:
@@ -304,7 +304,7 @@ def cross_check(messages: list[Msg]) -> None:
             if m.fate != "bad" or not err.reason:
                 wrong.append((m.label, m.fate, err.reason, (m.value or b"")[:80]))
             continue
-        except Exception as err:  # the worker would dead-letter it as internal_error: a parser bug
+        except Exception as err:  # noqa: BLE001  the worker would dead-letter it as internal_error: a parser bug
             wrong.append((m.label, m.fate, repr(err)[:100], (m.value or b"")[:80]))
             continue
         if m.fate == "ignored":
@@ -340,7 +340,7 @@ async def produce_all(conf, messages: list[Msg]) -> None:
                 await fut  # alone in its request
             pending.append(fut)
         await producer.flush()
-        for m, meta in zip(messages, await asyncio.gather(*pending)):
+        for m, meta in zip(messages, await asyncio.gather(*pending), strict=False):
             m.partition, m.offset = meta.partition, meta.offset
     finally:
         await producer.stop()
@@ -490,7 +490,7 @@ def test_10000_fuzzed_messages_each_bad_one_dead_lettered_once_and_every_valid_r
     rss_after = worker.rss_bytes()
 
     reasons = collections.Counter(f"{m.topic}:{m.reason}" for m in bad)
-    print(f"bad per topic: " + ", ".join(f"{t} {by_fate[t, 'bad']}" for t in names)
+    print("bad per topic: " + ", ".join(f"{t} {by_fate[t, 'bad']}" for t in names)
           + f"; valid ratings with a list {len(expected_lists)} (explicit {by_fate['ratings', 'list']}, "
           f"log lines/implicit {len(expected_lists) - by_fate['ratings', 'list']}), valid quiet events "
           f"{by_fate['events', 'quiet'] + by_fate['raw_logs', 'quiet']}, ignored log lines {n_ignored}")

@@ -35,7 +35,7 @@ async def send_and_wait(conf, topic: str, records, max_batch_size: int):
         acks = await asyncio.gather(*(send for _records, send in sends))
     finally:
         await producer.stop()
-    return [(batch, metadata) for (batch, _send), metadata in zip(sends, acks)]
+    return [(batch, metadata) for (batch, _send), metadata in zip(sends, acks, strict=False)]
 
 
 def test_records_land_in_order_at_the_offsets_the_acks_give(stream_env):

@@ -11,7 +11,7 @@ from tests.brokers import consume, json_values, produce, run
 
 
 def test_segments_follow_the_thresholds():
-    kw = dict(high_value_purchases=2, active_events=5)
+    kw = {"high_value_purchases": 2, "active_events": 5}
     assert user_segment({"purchase": 2, "view": 1}, **kw) == "high-value"
     assert user_segment({"view": 4, "click": 1}, **kw) == "active"
     assert user_segment({"view": 4}, **kw) == "normal"

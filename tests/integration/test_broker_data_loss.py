@@ -7,13 +7,18 @@ import time
 
 import pytest
 
+from app.faust_patches.changelog_rebuild import lost_changelogs
 from broker.tansu import start_broker
 from harness.local import isolated_env
-from app.faust_patches.changelog_rebuild import lost_changelogs
 from tests.brokers import run
 from tests.conftest import StreamEnv
-from tests.integration.test_stream_realtime import assert_same_list, expected_lists, lists_for, rating_message, \
-    start_worker_with_model
+from tests.integration.test_stream_realtime import (
+    assert_same_list,
+    expected_lists,
+    lists_for,
+    rating_message,
+    start_worker_with_model,
+)
 
 pytestmark = pytest.mark.broker
 

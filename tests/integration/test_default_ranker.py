@@ -73,7 +73,7 @@ def test_every_list_is_the_default_formula_with_its_reasons(stream_env, workers)
     weights = conf.event_weight_map()
     want = expected_default(ratings + [(i, weights[e], t) for i, e, t in views])
     assert [rec["reason"] for rec in lists] == ["rating"] * 3 + ["implicit:view", "implicit:purchase"]
-    for rec, (ranked, because) in zip(lists, want):
+    for rec, (ranked, because) in zip(lists, want, strict=False):
         assert [q for q, _ in rec["items"]] == [q for q, _ in ranked]
         assert [s for _, s in rec["items"]] == pytest.approx([s for _, s in ranked], abs=5e-5)
         assert rec["because"] == because and rec["variant"] == "default" and rec["model_version"] == "v-default"
@@ -110,7 +110,7 @@ def test_not_interested_removes_the_item_for_good_and_pushes_its_neighbours_down
     lists = lists_for(conf, "hal", 3)
     want = expected_default([("i0", 5, 1.0), ("i5", "dislike", 2.0), ("i8", 4, 3.0)])
     assert [rec["reason"] for rec in lists] == ["rating", "implicit:dislike", "rating"]
-    for rec, (ranked, because) in zip(lists[1:], want[1:]):
+    for rec, (ranked, because) in zip(lists[1:], want[1:], strict=False):
         assert "i5" not in [q for q, _ in rec["items"]]
         assert [q for q, _ in rec["items"]] == [q for q, _ in ranked] and rec["because"] == because
     # i2 and i8 are linked to hal's items only through the dislike: below every prior-only item

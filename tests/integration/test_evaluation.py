@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from datatools.datasets import RatingsArrays
-from evaluation.metrics import (change_rate, hit_rate_at_k, ndcg_at_k, precision_at_k, recall_at_k, rmse)
+from evaluation.metrics import change_rate, hit_rate_at_k, ndcg_at_k, precision_at_k, recall_at_k, rmse
 from evaluation.protocol import sample_cases, split_protocol
 
 
 def _arrays(rows):
-    users, items, ratings, ts = zip(*rows)
+    users, items, ratings, ts = zip(*rows, strict=False)
     u = np.empty(len(rows), dtype=object)
     u[:] = users
     i = np.empty(len(rows), dtype=object)
@@ -156,7 +156,7 @@ def test_evaluate_grid_and_movielens_like_scale(tmp_path):
 
     u, i, r, ts = generate_ratings_arrays(80, 60, 3000, seed=5, scale=(1, 5))
     path = tmp_path / "u.data"
-    path.write_text("".join(f"{a}\t{b}\t{int(c)}\t{int(t)}\n" for a, b, c, t in zip(u, i, r, ts)))
+    path.write_text("".join(f"{a}\t{b}\t{int(c)}\t{int(t)}\n" for a, b, c, t in zip(u, i, r, ts, strict=False)))
     run.GRID_RANKS, run.GRID_REGS = (2, 3), (0.1, 1.0)
     try:
         result = run.evaluate(path, "movielens-100k", users="10", grid=True, out_dir=tmp_path / "o",

@@ -12,9 +12,8 @@ from tests.brokers import run
 
 @pytest.mark.broker
 def test_the_gap_checker_finds_the_first_record_on_a_real_broker(stream_env):
-    from tests.brokers import produce
-
     from broker.topics import create_topics
+    from tests.brokers import produce
 
     conf = stream_env.conf
     run(create_topics(conf))

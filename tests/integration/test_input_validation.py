@@ -14,11 +14,19 @@ import orjson
 import pytest
 
 from app.records import (
-    EVENT_TYPES, DeadLetter, InvalidInput, Rating, UserEvent, parse_event, parse_log_line, parse_rating, to_json_bytes,
+    EVENT_TYPES,
+    DeadLetter,
+    InvalidInput,
+    Rating,
+    UserEvent,
+    parse_event,
+    parse_log_line,
+    parse_rating,
+    to_json_bytes,
 )
 from tests.brokers import consume, json_values, run
 
-SCALE = dict(rating_min=1.0, rating_max=5.0)
+SCALE = {"rating_min": 1.0, "rating_max": 5.0}
 NOW = 1_700_000_000.0
 ML_100K_TS = 874_965_758  # a MovieLens 100K timestamp (1997)
 
@@ -258,7 +266,7 @@ def test_oversize_bad_messages_are_dead_lettered_truncated_and_the_agent_goes_on
     assert [rec["user"] for rec in lists] == ["u9"]  # same partition, after both: the agent kept going
     letters = json_values(run(consume(conf, conf.topic_dead_letters, until=lambda m: len(m) >= 2)))
     assert sorted(d["reason"] for d in letters) == ["bad_json", "bad_user"]
-    for letter, original in zip(sorted(letters, key=lambda d: d["offset"]), (malformed, too_long_id)):
+    for letter, original in zip(sorted(letters, key=lambda d: d["offset"]), (malformed, too_long_id), strict=False):
         kept = base64.b64decode(letter["value_b64"])
         assert letter["truncated"] is True and letter["original_size"] == len(original)
         assert original.startswith(kept) and 65536 - 3 <= len(kept) <= 65536

@@ -6,7 +6,13 @@ import pytest
 
 from offline_als.publish import publish_similarity, similarity_messages
 from tests.brokers import produce, run
-from tests.integration.test_stream_realtime import MODEL, assert_same_list, lists_for, rating_message, start_worker_with_model
+from tests.integration.test_stream_realtime import (
+    MODEL,
+    assert_same_list,
+    lists_for,
+    rating_message,
+    start_worker_with_model,
+)
 
 pytestmark = pytest.mark.broker
 

@@ -44,7 +44,7 @@ def test_ratings_from_a_librdkafka_producer_reach_the_users_partition(stream_env
     for user in users:
         got = lists_for(conf, user, len(ratings))
         assert len(got) == len(ratings)
-        for rec, expected in zip(got, want):  # each list saw every earlier rating of the user
+        for rec, expected in zip(got, want, strict=False):  # each list saw every earlier rating of the user
             assert_same_list(rec["items"], expected)
     assert worker.get("/metrics/")["counters"]["ratings.rerouted"] == len(users) * len(ratings)
 

@@ -101,7 +101,7 @@ def test_each_list_matches_an_independent_computation_of_the_formula(stream_env,
         assert len(got) == len(rs)
         rated = set()
         changes = []
-        for i, (rec, expected, (item, _, ts)) in enumerate(zip(got, want, rs)):
+        for i, (rec, expected, (item, _, ts)) in enumerate(zip(got, want, rs, strict=False)):
             rated.add(item)
             assert_same_list(rec["items"], expected)
             assert not rated & {it for it, _ in rec["items"]}, "a rated item was recommended"

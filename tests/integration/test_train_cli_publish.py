@@ -4,7 +4,7 @@ import json
 import pytest
 
 from offline_als.train_cli import main
-from tests.unit.test_train_cli import _last_json, shop  # noqa: F401  (a fixture)
+from tests.helpers import last_json as _last_json
 
 
 @pytest.mark.broker

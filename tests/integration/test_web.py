@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.brokers import consume, json_values, produce
 from harness.local import WebProcess
+from tests.brokers import consume, json_values, produce
 from tests.integration.test_stream_realtime import rating_message, start_worker_with_model
 
 pytestmark = pytest.mark.broker
@@ -31,7 +31,7 @@ RANKER = "default"  # conftest.stream_env: the worker runs the shipped ranker
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 NAMES = {f"i{n}": (f"Item {word}", "red" if n < 6 else "blue") for n, word in enumerate(
-    "zero one two three four five six seven eight nine ten eleven".split())}
+    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven"])}
 
 
 def run(coro):
@@ -137,7 +137,7 @@ def test_a_buy_click_on_the_shop_page_changes_the_users_list(deployment, browser
 
 
 def test_the_dashboard_counters_move_and_events_are_joined_with_the_lists_before_them(deployment, browser, broker):
-    stream_env, worker, web = deployment
+    stream_env, _worker, web = deployment
     conf = stream_env.conf
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(f"{web.url}/dashboard")
@@ -196,7 +196,7 @@ def web_list(web, user) -> list:
 
 
 def test_the_sse_endpoint_delivers_every_list_of_the_watched_user(deployment):
-    stream_env, worker, web = deployment
+    stream_env, _worker, web = deployment
     conf = stream_env.conf
     received: list[dict] = []
     stream = SseReader(f"{web.url}/api/stream/bob", received)

@@ -1,6 +1,8 @@
 """Unit tests of the offline ALS maths (no broker, small matrices, fast)."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -88,7 +90,7 @@ def test_reg_offset_matches_naive():
     u, i, _ = _random_triples(60, 30, 0.15, seed=2)
     R = ratings_to_csr(u, i, rng.integers(1, 6, u.size), shape=(60, 30))
     m = ALS(rank=3, reg=0.2, reg_offset=4.0, iterations=2, progress=False).fit(R)
-    X, Y, bu, bi, _ = _naive_als(R, 3, 0.2, 2, True, 42, reg_offset=4.0)
+    X, _Y, _bu, bi, _ = _naive_als(R, 3, 0.2, 2, True, 42, reg_offset=4.0)
     np.testing.assert_allclose(m.user_factors, X, atol=2e-4)
     np.testing.assert_allclose(m.item_bias, bi, atol=2e-4)
 
@@ -128,7 +130,7 @@ def test_larger_reg_shrinks_factors():
         m = ALS(rank=5, reg=reg, iterations=5, progress=False).fit(R)
         norms.append(np.linalg.norm(m.user_factors) * np.linalg.norm(m.item_factors)
                      + np.linalg.norm(m.user_bias) + np.linalg.norm(m.item_bias))
-    assert all(a > b for a, b in zip(norms, norms[1:])), norms
+    assert all(a > b for a, b in itertools.pairwise(norms)), norms
 
 
 def test_same_seed_same_model_other_seed_differs():
@@ -209,7 +211,7 @@ def test_similar_items_excludes_itself_and_uses_latent_factors_only():
     assert 2 not in items and len(items) == 5
     F = m.item_factors / np.linalg.norm(m.item_factors, axis=1, keepdims=True)
     np.testing.assert_allclose(scores, F[items] @ F[2], rtol=1e-5)
-    idx, sc = top_similar(m.item_factors, m=5, min_similarity=-1.0)
+    idx, _sc = top_similar(m.item_factors, m=5, min_similarity=-1.0)
     np.testing.assert_array_equal(idx[2], items)
 
 
@@ -280,11 +282,11 @@ def test_top_similar_matches_brute_force(block, min_sim, n_threads):
 
 
 def test_top_similar_small_and_edge_cases():
-    idx, sc = top_similar(np.eye(3, dtype=np.float32) + 0.1, m=5)  # m > n - 1: padded
+    idx, _sc = top_similar(np.eye(3, dtype=np.float32) + 0.1, m=5)  # m > n - 1: padded
     assert (idx[:, 2:] == -1).all() and (idx[:, :2] >= 0).all()
-    idx, sc = top_similar(np.zeros((0, 4)), m=3)
+    idx, _sc = top_similar(np.zeros((0, 4)), m=3)
     assert idx.shape == (0, 3)
-    idx, sc = similar_to(np.array([[1.0, 0], [1, 0.1], [0, 0]]), 0, n=5)
+    idx, _sc = similar_to(np.array([[1.0, 0], [1, 0.1], [0, 0]]), 0, n=5)
     assert idx.tolist() == [1]
 
 
@@ -303,7 +305,7 @@ def test_idmap_is_append_only_and_stable():
 
 def test_train_test_split_is_seeded_and_complete():
     u, i, r = np.arange(1000), np.arange(1000) % 7, np.arange(1000) / 10
-    (tu, ti, tr), (eu, ei, er) = train_test_split(u, i, r, test_fraction=0.2, seed=42)
+    (tu, ti, _tr), (eu, _ei, _er) = train_test_split(u, i, r, test_fraction=0.2, seed=42)
     assert len(eu) == 200 and len(tu) == 800
     assert sorted(np.concatenate([tu, eu]).tolist()) == list(range(1000))
     np.testing.assert_array_equal(ti, i[tu])
@@ -352,7 +354,7 @@ def test_implicit_als_learns_which_items_go_together_and_round_trips(tmp_path):
     assert model.user_factors.shape == (60, 4) and model.item_factors.shape == (20, 4)
     for u in (0, 45):
         items, _ = model.recommend(u, exclude=R[u], N=3)
-        block = range(0, 10) if u < 30 else range(10, 20)
+        block = range(10) if u < 30 else range(10, 20)
         assert set(items.tolist()) <= set(block) and not set(items.tolist()) & set(R[u].indices.tolist())
     similar, _ = model.similar_items(3, N=5)
     assert set(similar.tolist()) <= set(range(10))

@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 def recsys(*args: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "RECSYS_BROKER": "", "PYTHONWARNINGS": "ignore", **env}
     return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, check=False, timeout=timeout)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datatools import datasets as ds
-from tests.conftest import DATASETS
 from app.records import InvalidInput as BadRow
+from datatools import datasets as ds
 from datatools.datasets import EventRow, RatingRow
+from tests.conftest import DATASETS
 
 DATA = DATASETS
 ML100K = DATA / "ml-100k" / "u.data"

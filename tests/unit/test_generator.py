@@ -24,12 +24,12 @@ def test_arrays_deterministic():
     a = gen.generate_ratings_arrays(500, 200, 5000, seed=1)
     b = gen.generate_ratings_arrays(500, 200, 5000, seed=1)
     c = gen.generate_ratings_arrays(500, 200, 5000, seed=2)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         np.testing.assert_array_equal(x, y)
-    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=False))
     e1 = gen.generate_events_arrays(500, 200, 3000, seed=1)
     e2 = gen.generate_events_arrays(500, 200, 3000, seed=1)
-    for x, y in zip(e1, e2):
+    for x, y in zip(e1, e2, strict=False):
         np.testing.assert_array_equal(x, y)
 
 
@@ -61,9 +61,9 @@ def test_other_scales(scale, step, allowed):
 
 
 def test_small_and_edge_sizes():
-    u, i, r, ts = gen.generate_ratings_arrays(1, 1, 10, n_categories=20)
+    u, i, _r, ts = gen.generate_ratings_arrays(1, 1, 10, n_categories=20)
     assert (u == 0).all() and (i == 0).all()
-    u, i, r, ts = gen.generate_ratings_arrays(5, 5, 0)
+    u, i, _r, ts = gen.generate_ratings_arrays(5, 5, 0)
     assert u.shape == (0,) and ts.shape == (0,)
     with pytest.raises(ValueError):
         gen.generate_ratings_arrays(0, 5, 10)

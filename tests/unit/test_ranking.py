@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from app.settings import SettingError, Settings
-from tables.ranking import Ranking, RankerParams, rank_default, recommend_default
+from tables.ranking import RankerParams, Ranking, rank_default, recommend_default
 from tables.scoring import SimilarityIndex, recommend_after_rating
 
 #: co-occurrence lists: a -> x 0.9, y 0.5; b -> y 0.6, z 0.2
@@ -44,8 +44,8 @@ def test_never_lists_what_the_user_had_and_reads_the_factor_lists_without_relate
 
 def test_a_redelivered_interaction_changes_nothing():
     index = SimilarityIndex(related=RELATED)
-    args = dict(item="a", rating=4.0, ts=1.0, similarity=index, params=RankerParams())
-    recent, rated, first, because, _ = recommend_default(recent=[], rated=[], previous=[], **args)
+    args = {"item": "a", "rating": 4.0, "ts": 1.0, "similarity": index, "params": RankerParams()}
+    recent, rated, first, _because, _ = recommend_default(recent=[], rated=[], previous=[], **args)
     again = recommend_default(recent=recent, rated=rated, previous=first, **args)
     assert again[:3] == (recent, rated, first) and again[3] == {}
 
@@ -53,7 +53,7 @@ def test_a_redelivered_interaction_changes_nothing():
 def test_the_ranking_picks_the_users_variant_and_the_paper_stays_the_paper():
     index = SimilarityIndex({"a": {"x": 0.9, "y": 0.7}}, related={"a": {"z": 0.5}})
     ranking = Ranking.from_settings(Settings(ranker="paper"))
-    kw = dict(item="a", rating=5.0, ts=1.0, recent=[], rated=[], previous=[], similarity=index, hot_items=["h"])
+    kw = {"item": "a", "rating": 5.0, "ts": 1.0, "recent": [], "rated": [], "previous": [], "similarity": index, "hot_items": ["h"]}
     paper = recommend_after_rating(params=ranking.online, **kw)
     assert ranking.variant("anyone") == "paper"
     assert ranking.update("paper", **kw)[:3] == paper[:3]
@@ -117,7 +117,7 @@ def _reference_rank(recent, exclude, index, params):
     lists = index.related or index.neighbours
     weights = [params.decay ** (len(recent) - 1 - j) * (-1.0 if e[1] < 0 else 1.0) for j, e in enumerate(recent)]
     knn = {}
-    for (item, *_), w in zip(recent, weights):
+    for (item, *_), w in zip(recent, weights, strict=False):
         for q, s in lists.get(item, {}).items():
             if s > 0.0 and q not in exclude:
                 knn[q] = knn.get(q, 0.0) + w * s
@@ -131,7 +131,7 @@ def _reference_rank(recent, exclude, index, params):
     because = {}
     for q, _s in ranked:
         contributions = [(w * lists.get(item, {}).get(q, 0.0), -j, item)
-                         for j, ((item, *_), w) in enumerate(zip(recent, weights))]
+                         for j, ((item, *_), w) in enumerate(zip(recent, weights, strict=False))]
         c, _j, item = max(contributions, default=(0.0, 0, None))
         if q in knn and c > 0:
             because[q] = item

@@ -5,7 +5,7 @@ import pytest
 
 from app.records import InvalidInput, Rating, UserEvent, parse_event, parse_log_line, parse_rating, to_json_bytes
 
-SCALE = dict(rating_min=1.0, rating_max=5.0)
+SCALE = {'rating_min': 1.0, 'rating_max': 5.0}
 
 
 def reason(fn, *args, **kw):

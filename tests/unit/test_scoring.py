@@ -3,9 +3,18 @@ import math
 
 import pytest
 
-from tables.scoring import (SimilarityIndex, add_rated_item, add_recent_rating, base_score, candidate_items,
-                            fill_with_fallback, high_rating_cut, merge_lists, recommend_after_rating,
-                            score_candidates)
+from tables.scoring import (
+    SimilarityIndex,
+    add_rated_item,
+    add_recent_rating,
+    base_score,
+    candidate_items,
+    fill_with_fallback,
+    high_rating_cut,
+    merge_lists,
+    recommend_after_rating,
+    score_candidates,
+)
 
 NEIGHBOURS = {
     "p": {"a": 0.9, "b": 0.8, "c": 0.7, "r1": 0.65, "d": 0.5},
@@ -172,8 +181,8 @@ def test_merge_decay_fades_the_previous_list_and_defaults_to_the_paper():
 
 
 def test_whole_update_passes_decay_through():
-    kw = dict(item="p", rating=10.0, ts=3.0, recent=[["r1", 8.0, 1.0]], rated=["r1"], previous=[["zz", 9.0]],
-              similarity=INDEX, hot_items=["h"], k=4, m=5, theta=0.6, high_cut=6.0, rated_limit=10)
+    kw = {"item": "p", "rating": 10.0, "ts": 3.0, "recent": [["r1", 8.0, 1.0]], "rated": ["r1"], "previous": [["zz", 9.0]],
+              "similarity": INDEX, "hot_items": ["h"], "k": 4, "m": 5, "theta": 0.6, "high_cut": 6.0, "rated_limit": 10}
     paper = recommend_after_rating(**kw)
     assert recommend_after_rating(**kw, decay=1.0) == paper
     assert [e[0] for e in paper[2]] == ["zz", "b", "a", "c"]  # the paper keeps the old 9.0 on top
@@ -203,8 +212,8 @@ def test_fast_scoring_equals_the_pairwise_definition_on_random_models():
 
 
 def test_a_redelivered_or_stale_rating_changes_nothing():
-    kw = dict(similarity=INDEX, hot_items=[], k=4, m=5, theta=0.6, high_cut=6.0, rated_limit=10,
-              decay=0.5)
+    kw = {"similarity": INDEX, "hot_items": [], "k": 4, "m": 5, "theta": 0.6, "high_cut": 6.0, "rated_limit": 10,
+              "decay": 0.5}
     recent, rated, first, n = recommend_after_rating(item="p", rating=10.0, ts=3.0, recent=[["r1", 8.0, 1.0]],
                                                      rated=["r1"], previous=[["x", 9.0]], **kw)
     assert n > 0

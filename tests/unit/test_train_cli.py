@@ -1,27 +1,16 @@
 """``recsys train-als`` (offline_als.train_cli) on small generated shops."""
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from offline_als.als import ALS
 from offline_als.train_cli import main
+from tests.helpers import last_json as _last_json
 
 KEYS = {"n_train", "n_test", "users", "items", "fit_s", "sim_s", "rmse"}
-
-
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory):
-    from datatools.generator import generate_shop
-
-    return generate_shop(tmp_path_factory.mktemp("shop"), n_users=120, n_items=60, n_ratings=2000, seed=5)
-
-
-def _last_json(capsys) -> dict:
-    out = capsys.readouterr().out.strip().splitlines()
-    return json.loads(out[-1])
 
 
 def test_random_split_json_line_and_model_file(shop, tmp_path, capsys):
@@ -50,7 +39,7 @@ def test_random_split_json_line_and_model_file(shop, tmp_path, capsys):
 
 
 def test_explicit_test_file_with_unseen_users_and_items(shop, tmp_path, capsys):
-    lines = open(shop["ratings"]).read().splitlines()
+    lines = Path(shop["ratings"]).read_text().splitlines()
     train_file, test_file = tmp_path / "train.csv", tmp_path / "test.csv"
     train_file.write_text("\n".join(lines[:1500]) + "\n")
     # Cold users / items in the test set are predicted from biases / the global mean.

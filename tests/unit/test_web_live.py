@@ -39,7 +39,7 @@ def test_an_event_is_joined_with_the_list_its_user_had_just_before_it():
     assert joined[-1].rec is None and joined[0].position == 0
     rows = state.evaluation()
     assert rows["by_variant"] == [{"variant": "default", "n": 5, "hits": 3, "hit_rate": 0.6,
-                                   **dict(zip(("ci_low", "ci_high"), wilson_interval(3, 5)))}]
+                                   **dict(zip(("ci_low", "ci_high"), wilson_interval(3, 5), strict=False))}]
     assert rows["unjoined"] == {"click": 1}
 
 
