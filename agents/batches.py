@@ -15,8 +15,8 @@ and every list. :meth:`Batch.publish` then
    applies a changelog (``Table.apply_changelog_batch``: one RocksDB write batch per
    partition and the changelog offset reached, so a restart replays only what follows).
 
-Between 1 and 2 the newest states are only in :data:`unacknowledged`; the query API reads
-them there (:func:`newest_user_state`), so it never answers with an older list than the
+Between 1 and 2 the newest states are only in the worker's ``in_flight``; the query API
+reads them there (``Worker.newest_user_state``), so it never answers with an older list than the
 one a frontend has already consumed from ``recommendations``. Writing the store before
 sending, as Faust's table does, would close that gap too but open a worse one: a worker
 killed before the acks would restart with a state the changelog never got, see the
@@ -40,27 +40,18 @@ import gc
 import weakref
 from collections.abc import Iterable
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import orjson
 from faust.streams import _current_event
 from faust.types import TP
 
-from app.app import app
 from app.faust_patches.at_least_once import refuse_ack
-from app.topics import ratings_topic, recommendations_topic
 from broker.partitioning import owner_partition
-from tables.definitions import user_state
 from tables.state import UserState
 
-#: user key -> newest state (a ``UserState.to_value()`` dict) of the batch being
-#: published: sent to the changelog, not yet acknowledged, so not yet in the store.
-unacknowledged: dict[bytes, dict] = {}
-
-
-def newest_user_state(key: bytes) -> dict:
-    """The user's newest state on this worker: being published, else as stored."""
-    value = unacknowledged.get(key)
-    return value if value is not None else user_state.get(key, {})
+if TYPE_CHECKING:
+    from app.worker import Worker
 
 
 #: Containers (lists, dicts, states) one rating keeps alive until its batch is published:
@@ -74,7 +65,7 @@ def collect_garbage_between_batches(batch_max: int) -> None:
     With the default (700 net allocations) the cyclic collector ran every ~20 ratings of
     a batch, walked what the batch had staged so far and promoted it; those promoted
     objects then set off a full collection of the whole heap (the model, Faust) every
-    ~2,000 ratings: 7.7% of the worker's CPU on the realtime benchmark (README, Results).
+    ~2,000 ratings: 7.7% of the worker's CPU on the realtime benchmark (docs/RESULTS.md).
     Reference counting frees a batch's objects once it is published; cycles are still
     collected, only less often. Capped so that a huge ``RECSYS_BATCH_MAX`` cannot let
     cyclic garbage pile up.
@@ -94,16 +85,11 @@ def as_current(event):
         _current_event.reset(token)
 
 
-def read_user_state(event, key: bytes) -> UserState:
-    """The stored state of ``key``, read from the partition of ``event``."""
-    with as_current(event):
-        return UserState.from_value(user_state[key])
-
-
 class Batch:
-    """States and lists staged by one batch of ratings, in arrival order."""
+    """States and lists staged by one batch of ratings, in arrival order, for ``worker``."""
 
-    def __init__(self, input_partitions: int) -> None:
+    def __init__(self, worker: Worker, input_partitions: int) -> None:
+        self.worker = worker
         #: Partitions of the input topic: a user's owner partition is murmur2(user) of these.
         self.input_partitions = input_partitions
         #: Candidates scored, over the batch (a metric).
@@ -118,7 +104,10 @@ class Batch:
     def state_of(self, event, key: bytes) -> UserState:
         """The user's state as the batch left it so far (else as stored)."""
         staged = self.states.get(key)
-        return staged[1] if staged is not None else read_user_state(event, key)
+        if staged is not None:
+            return staged[1]
+        with as_current(event):  # the store of the event's partition
+            return UserState.from_value(self.worker.tables.user_state[key])
 
     def stage_state(self, event, key: bytes, state: UserState) -> None:
         self.states[key] = (event, state)
@@ -131,6 +120,7 @@ class Batch:
 
     async def publish(self, events: Iterable) -> None:
         """Write everything staged; on failure refuse the acks of ``events`` and re-raise."""
+        app = self.worker.app
         try:
             if app.in_transaction:
                 await self._publish_through_faust()
@@ -142,19 +132,21 @@ class Batch:
             raise
 
     async def _publish_in_record_batches(self) -> None:
-        producer = app.producer._ensure_producer()  # the aiokafka producer Faust started
+        producer = self.worker.app.producer._ensure_producer()  # the aiokafka producer Faust started
         values = {key: state.to_value() for key, (_event, state) in self.states.items()}
-        unacknowledged.update(values)
+        in_flight = self.worker.in_flight
+        in_flight.update(values)
         try:
             await self._send_and_store(producer, values)
         finally:
-            unacknowledged.clear()  # one batch at a time: the agent's concurrency is 1
+            in_flight.clear()  # one batch at a time: the agent's concurrency is 1
 
     async def _send_and_store(self, producer, values: dict[bytes, dict]) -> None:
+        user_state, topics = self.worker.tables.user_state, self.worker.topics
         changelog = user_state.changelog_topic.get_topic_name()
         states = [(event.message.partition, key, orjson.dumps(values[key]))
                   for key, (event, _state) in self.states.items()]
-        lists_topic = recommendations_topic.get_topic_name()
+        lists_topic = topics.recommendations.get_topic_name()
         n_lists = len(await producer.partitions_for(lists_topic))
         if n_lists == self.input_partitions:  # the usual case: the same partition as the rating's user
             lists = [(owner, key, value) for _event, key, owner, value in self.lists]
@@ -162,7 +154,7 @@ class Batch:
             lists = [(owner_partition(key, n_lists), key, value) for _event, key, _owner, value in self.lists]
         state_sends = await send_in_batches(producer, changelog, states)
         list_sends = await send_in_batches(producer, lists_topic, lists)
-        reroutes = await send_in_batches(producer, ratings_topic.get_topic_name(), self.reroutes)
+        reroutes = await send_in_batches(producer, topics.ratings.get_topic_name(), self.reroutes)
         offsets = await asyncio.gather(*(send for _records, send in state_sends + list_sends + reroutes))
         changelog_records = []
         for (records, _send), metadata in zip(state_sends, offsets, strict=False):
@@ -171,14 +163,15 @@ class Batch:
         user_state.apply_changelog_batch(changelog_records)
 
     async def _publish_through_faust(self) -> None:
+        user_state, topics = self.worker.tables.user_state, self.worker.topics
         for key, (event, state) in self.states.items():
             with as_current(event):
                 user_state[key] = state.to_value()
         for event, key, _owner, value in self.lists:
             with as_current(event):
-                await recommendations_topic.send(key=key, value=value)
+                await topics.recommendations.send(key=key, value=value)
         for partition, key, value in self.reroutes:
-            await ratings_topic.send(key=key, value=value, partition=partition)
+            await topics.ratings.send(key=key, value=value, partition=partition)
 
 
 async def send_in_batches(producer, topic: str, records: list[tuple[int, bytes, bytes]]) -> list:

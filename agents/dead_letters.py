@@ -11,15 +11,15 @@ import base64
 import logging
 import time
 
-from app import metrics
-from app.app import settings
+from app.metrics import Metrics
 from app.records import DeadLetter, InvalidInput, printable, to_json_bytes
-from app.topics import dead_letters_topic
 
 log = logging.getLogger(__name__)
 
 #: Bytes of the message key kept (ours are user ids of at most 256 characters).
 KEY_MAX_BYTES = 1024
+#: Bytes of a rejected value kept, unless told otherwise (``RECSYS_DEAD_LETTER_MAX_BYTES``).
+VALUE_MAX_BYTES = 65536
 
 
 def kept_prefix(data: bytes, max_bytes: int) -> bytes:
@@ -42,11 +42,11 @@ def _text(data: bytes) -> str | None:
         return None
 
 
-def dead_letter_for(event, reason: str, detail: str = "", *, max_bytes: int | None = None) -> DeadLetter:
+def dead_letter_for(event, reason: str, detail: str = "", *, max_bytes: int = VALUE_MAX_BYTES) -> DeadLetter:
     """Build the dead letter of a Faust event (its message's bytes, up to ``max_bytes``, and position)."""
     message = event.message
     value: bytes = message.value if isinstance(message.value, bytes) else (message.value or b"")
-    kept = kept_prefix(value, settings.dead_letter_max_bytes if max_bytes is None else max_bytes)
+    kept = kept_prefix(value, max_bytes)
     detail = printable(detail)[:400]
     if len(kept) < len(value):
         detail += f" [value truncated: first {len(kept)} of {len(value)} bytes kept]"
@@ -62,32 +62,46 @@ def dead_letter_for(event, reason: str, detail: str = "", *, max_bytes: int | No
     )
 
 
-async def send_dead_letter(event, reason: str, detail: str = "") -> None:
-    letter = dead_letter_for(event, reason, detail)
-    metrics.count(f"rejected.{letter.topic}.{reason}")
-    metrics.count("dead_letters")
-    key = event.message.key
-    if isinstance(key, bytes):  # the Kafka key of the letter counts towards its size too
-        key = kept_prefix(key, KEY_MAX_BYTES)
-    await dead_letters_topic.send(key=key, value=to_json_bytes(letter))
+class DeadLetters:
+    """A worker's way to reject a message: a letter on ``dead-letters``, counted.
 
+    Parameters
+    ----------
+    topic : faust topic
+        The ``dead-letters`` topic.
+    metrics : Metrics
+        Counts every letter (``dead_letters``) and its reason (``rejected.<topic>.<reason>``).
+    max_bytes : int
+        Bytes of the original value kept (``RECSYS_DEAD_LETTER_MAX_BYTES``).
+    """
 
-async def process_or_dead_letter(event, handle) -> None:
-    """Run ``await handle(event)``; invalid input, or any unexpected error, dead-letters the
-    message with its reason instead of stopping the agent (nothing is lost: the dead
-    letter holds the original bytes, or a prefix of huge ones, and the position)."""
-    try:
-        await handle(event)
-    except Exception as exc:  # noqa: BLE001  any failure of a handler is a dead letter, never a stopped agent
-        await dead_letter_error(event, exc)
+    def __init__(self, topic, metrics: Metrics, *, max_bytes: int = VALUE_MAX_BYTES) -> None:
+        self.topic, self.metrics, self.max_bytes = topic, metrics, max_bytes
 
+    async def send(self, event, reason: str, detail: str = "") -> None:
+        letter = dead_letter_for(event, reason, detail, max_bytes=self.max_bytes)
+        self.metrics.count(f"rejected.{letter.topic}.{reason}")
+        self.metrics.count("dead_letters")
+        key = event.message.key
+        if isinstance(key, bytes):  # the Kafka key of the letter counts towards its size too
+            key = kept_prefix(key, KEY_MAX_BYTES)
+        await self.topic.send(key=key, value=to_json_bytes(letter))
 
-async def dead_letter_error(event, exc: Exception) -> None:
-    """Dead-letter ``event`` for ``exc``: its reason if it is :class:`InvalidInput`, else
-    ``internal_error`` (logged with its traceback: a bug, not bad input)."""
-    if isinstance(exc, InvalidInput):
-        await send_dead_letter(event, exc.reason, exc.detail)
-        return
-    log.error("could not process %s[%s]@%s", event.message.topic, event.message.partition,
-              event.message.offset, exc_info=exc)
-    await send_dead_letter(event, "internal_error", repr(exc))
+    async def process(self, event, handle) -> None:
+        """Run ``await handle(event)``; invalid input, or any unexpected error, dead-letters
+        the message with its reason instead of stopping the agent (nothing is lost: the
+        letter holds the original bytes, or a prefix of huge ones, and the position)."""
+        try:
+            await handle(event)
+        except Exception as exc:  # noqa: BLE001  any failure of a handler is a dead letter, never a stopped agent
+            await self.reject(event, exc)
+
+    async def reject(self, event, exc: Exception) -> None:
+        """Dead-letter ``event`` for ``exc``: its reason if it is :class:`InvalidInput`, else
+        ``internal_error`` (logged with its traceback: a bug, not bad input)."""
+        if isinstance(exc, InvalidInput):
+            await self.send(event, exc.reason, exc.detail)
+            return
+        log.error("could not process %s[%s]@%s", event.message.topic, event.message.partition,
+                  event.message.offset, exc_info=exc)
+        await self.send(event, "internal_error", repr(exc))

@@ -5,25 +5,28 @@ that do not parse go to ``dead-letters`` with the reason.
 """
 from __future__ import annotations
 
-from agents.dead_letters import process_or_dead_letter
-from app import metrics
-from app.app import app, settings
+from typing import TYPE_CHECKING
+
 from app.records import Rating, parse_log_line, to_json_bytes
-from app.topics import events_topic, ratings_topic, raw_logs_topic
+
+if TYPE_CHECKING:
+    from app.worker import Worker
 
 
-@app.agent(raw_logs_topic)
-async def clean_logs(stream):
-    async for event in stream.events():
-        await process_or_dead_letter(event, forward_log_line)
+def register(worker: Worker) -> None:
+    @worker.app.agent(worker.topics.raw_logs, name="agents.log_cleaning.clean_logs")
+    async def clean_logs(stream):
+        async for event in stream.events():
+            await worker.dead_letters.process(event, lambda e: forward_log_line(worker, e))
 
 
-async def forward_log_line(event) -> None:
-    record = parse_log_line(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max,
-                            max_future_s=settings.max_future_s)
+async def forward_log_line(worker: Worker, event) -> None:
+    conf = worker.settings
+    record = parse_log_line(event.value, rating_min=conf.rating_min, rating_max=conf.rating_max,
+                            max_future_s=conf.max_future_s)
     if record is None:
-        metrics.count("raw_logs.ignored")
+        worker.metrics.count("raw_logs.ignored")
         return
-    topic = ratings_topic if isinstance(record, Rating) else events_topic
+    topic = worker.topics.ratings if isinstance(record, Rating) else worker.topics.events
     await topic.send(key=record.user.encode(), value=to_json_bytes(record))
-    metrics.count(f"raw_logs.forwarded.{topic.get_topic_name()}")
+    worker.metrics.count(f"raw_logs.forwarded.{topic.get_topic_name()}")

@@ -11,62 +11,69 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from agents.batches import Batch
-from agents.behaviour import hot_items
-from agents.dead_letters import dead_letter_error
-from app import metrics
-from app.app import app, settings
 from app.faust_patches.at_least_once import is_current
 from app.records import parse_rating, to_json_bytes
-from app.topics import ratings_topic
 from broker.partitioning import owner_partition
-from tables.definitions import model_version, similarity
-from tables.ranking import Ranking, recommendation_for
+from tables.ranking import recommendation_for
+
+if TYPE_CHECKING:
+    from app.worker import Worker
 
 log = logging.getLogger(__name__)
-RANKING = Ranking.from_settings(settings)
 
 
-@app.agent(ratings_topic)
-async def recommend(stream):
-    await similarity.caught_up.wait()  # never score with a half-loaded model after a restart
-    async for events in stream.take_events(settings.batch_max, within=settings.batch_wait_ms / 1000.0):
-        await rank_batch(events)  # take_events acks the events once this returns
+def register(worker: Worker) -> None:
+    app, conf = worker.app, worker.settings
+
+    @app.agent(worker.topics.ratings, name="agents.realtime.recommend")
+    async def recommend(stream):
+        await worker.model.caught_up.wait()  # never score with a half-loaded model after a restart
+        async for events in stream.take_events(conf.batch_max, within=conf.batch_wait_ms / 1000.0):
+            await rank_batch(worker, events)  # take_events acks the events once this returns
+
+    @app.timer(interval=conf.log_every_s)
+    async def log_progress():
+        metrics = worker.metrics
+        log.info("ratings/s %.1f, lists sent %d, dead letters %d, worker latency %s, model %s",
+                 metrics.rates().get("ratings.accepted", 0.0), metrics.counters["lists.sent"],
+                 metrics.counters["dead_letters"], metrics.percentiles("ratings"), worker.model.version or "(none yet)")
 
 
-async def rank_batch(events) -> None:
+async def rank_batch(worker: Worker, events) -> None:
     """Rank every rating of a batch in order, then publish the states and lists together
     (``agents/batches.py``: offsets are committed only after that is acknowledged)."""
-    batch = Batch(input_partitions=partitions_of(ratings_topic.get_topic_name()))
-    version = model_version()  # one model for the whole batch
+    batch = Batch(worker, input_partitions=partitions_of(worker, worker.topics.ratings.get_topic_name()))
+    version = worker.model.version  # one model for the whole batch
     for event in events:
-        if not is_current(app, event.message):  # a rebalance began: it is read again after it
+        if not is_current(worker.app, event.message):  # a rebalance began: it is read again after it
             continue
         try:
-            rank_one(event, batch, version)
+            rank_one(worker, event, batch, version)
         except Exception as exc:  # noqa: BLE001  bad input (or a bug): a dead letter, never a stopped agent
-            await dead_letter_error(event, exc)
+            await worker.dead_letters.reject(event, exc)
     try:
         await batch.publish(events)
     except Exception as exc:  # the broker refused for longer than the producer's timeout
         # Its offsets will not be committed, but later batches would now rank on states
         # without it: stop the worker; the restart reads the batch again.
         log.exception("could not publish a batch of %d ratings: stopping the worker", len(events))
-        await app.crash(exc)
+        await worker.app.crash(exc)
         return
-    metrics.count("ratings.accepted", len(batch.lists))
-    metrics.count("lists.sent", len(batch.lists))
-    metrics.count("lists.scored_candidates", batch.scored)
+    worker.metrics.count("ratings.accepted", len(batch.lists))
+    worker.metrics.count("lists.sent", len(batch.lists))
+    worker.metrics.count("lists.scored_candidates", batch.scored)
 
 
-def rank_one(event, batch: Batch, version: str) -> None:
+def rank_one(worker: Worker, event, batch: Batch, version: str) -> None:
     """Rank one rating of the batch: stage the user's new state and list (or, for a rating
     on another partition than its user's, stage it to be sent there)."""
     started = time.perf_counter()
-    message = event.message
-    rating = parse_rating(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max,
-                          max_future_s=settings.max_future_s)
+    conf, metrics, message = worker.settings, worker.metrics, event.message
+    rating = parse_rating(event.value, rating_min=conf.rating_min, rating_max=conf.rating_max,
+                          max_future_s=conf.max_future_s)
     key = rating.user.encode()
     owner = owner_partition(key, batch.input_partitions)
     if message.partition != owner:  # another partitioner, or a null/wrong key: not this user's partition
@@ -74,7 +81,8 @@ def rank_one(event, batch: Batch, version: str) -> None:
         metrics.count("ratings.rerouted")
         return
     state = batch.state_of(event, key)
-    variant, changed, n_scored = RANKING.apply(state, rating, message.offset, similarity.index, version, hot_items)
+    variant, changed, n_scored = worker.ranking.apply(state, rating, message.offset, worker.model.index, version,
+                                                      worker.hot_items)
     if changed:
         batch.stage_state(event, key, state)
     else:  # an at-least-once redelivery: the stored list goes out again
@@ -89,18 +97,6 @@ def rank_one(event, batch: Batch, version: str) -> None:
         metrics.observe_ms("ratings.end_to_worker", (time.time() - produced_at) * 1000.0)
 
 
-def partitions_of(topic: str) -> int:
+def partitions_of(worker: Worker, topic: str) -> int:
     """Partition count of an input topic, as the consumer's metadata has it."""
-    return app.consumer.topic_partitions(topic) or settings.partitions
-
-
-@app.timer(interval=1.0)
-async def sample_metrics():
-    metrics.tick()
-
-
-@app.timer(interval=settings.log_every_s)
-async def log_progress():
-    log.info("ratings/s %.1f, lists sent %d, dead letters %d, worker latency %s, model %s",
-             metrics.rates().get("ratings.accepted", 0.0), metrics.counters["lists.sent"],
-             metrics.counters["dead_letters"], metrics.percentiles("ratings"), model_version() or "(none yet)")
+    return worker.app.consumer.topic_partitions(topic) or worker.settings.partitions

@@ -18,107 +18,106 @@ item (a hot item padding a short paper list) has the score ``null``.
 
 With ``RECSYS_API_TOKEN`` set, all but ``/health/`` need the bearer token (checked by
 the middleware in ``app/app.py``, before Faust routes a request to another worker).
+Views are registered on the worker's app by :func:`register` (``app/worker.py``).
 """
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp.web import HTTPRequestEntityTooLarge
 from faust.web import View
 
-from agents.batches import newest_user_state
-from agents.behaviour import hot_items, user_behaviour
-from app import metrics
-from app.app import app, settings
+from agents.behaviour import user_behaviour
 from app.records import InvalidInput, Rating, parse_collected, to_json_bytes
-from app.topics import events_topic, ratings_topic
-from tables.definitions import catalogue, model_version, similarity, user_state
 from tables.ranking import filter_list, list_filters
 
-
-def route(path: str):
-    """``app.page`` at ``path`` and at ``path`` without its trailing slash."""
-    def register(view):
-        app.page(path.rstrip("/"))(view)
-        return app.page(path)(view)
-    return register
+if TYPE_CHECKING:
+    from app.worker import Worker
 
 
-@route("/recommendations/{user}/")
-@app.table_route(table=user_state, match_info="user")
-async def get_recommendations(web, request, user: str):
-    metrics.count("api.recommendations.served")  # on the owning worker, after any routing
-    try:
-        n, exclude = list_filters(request.query)
-    except ValueError as exc:
-        return web.json({"error": "bad_query", "detail": str(exc)}, status=400)
-    wanted = request.query.get("category")
-    keep = (lambda item: catalogue.category.get(item) == wanted) if wanted else None
-    entry = newest_user_state(user.encode()).get("recs")
-    if not entry:
-        fallback = [[item, None] for item in hot_items[: settings.k]]
-        return web.json({"user": user, "items": filter_list(fallback, n, exclude, keep), "source": "hot-items",
-                         "model_version": model_version()})
-    return web.json({"user": user, "source": "realtime", **entry,
-                     "items": filter_list(entry["items"], n, exclude, keep)})
+def register(worker: Worker) -> None:
+    """Register every view on ``worker.app``."""
+    app, conf, metrics = worker.app, worker.settings, worker.metrics
+    user_state = worker.tables.user_state
 
+    def route(path: str):
+        """``app.page`` at ``path`` and at ``path`` without its trailing slash."""
+        def register_view(view):
+            app.page(path.rstrip("/"))(view)
+            return app.page(path)(view)
+        return register_view
 
-@route("/users/{user}/behaviour/")
-@app.table_route(table=user_state, match_info="user")
-async def get_behaviour(web, request, user: str):
-    return web.json(user_behaviour(user))
-
-
-@route("/items/hot/")
-async def get_hot_items(web, request):
-    return web.json({"items": list(hot_items), "window_s": settings.hopping_size_s})
-
-
-@route("/collect/")
-class Collect(View):
-    """The seeds' collection service: one JSON rating (has ``rating``) or event (has ``event``).
-
-    Bodies are validated by the topics' own parser (``app.records.parse_collected``), so
-    what is accepted here is exactly what the agents accept; every bad body gets a 4xx
-    with the reason.
-    """
-
-    async def post(self, request):
+    @route("/recommendations/{user}/")
+    @app.table_route(table=user_state, match_info="user")
+    async def get_recommendations(web, request, user: str):
+        metrics.count("api.recommendations.served")  # on the owning worker, after any routing
         try:
-            body = await request.read()  # aiohttp refuses more than client_max_size (1 MiB)
-        except HTTPRequestEntityTooLarge as exc:
-            return self.reject("too_large", exc.text or "body too large", status=413)
-        try:
-            record = parse_collected(body, rating_min=settings.rating_min, rating_max=settings.rating_max,
-                                     max_future_s=settings.max_future_s, default_ts=time.time())
-        except InvalidInput as exc:
-            return self.reject(exc.reason, exc.detail)
-        topic = ratings_topic if isinstance(record, Rating) else events_topic
-        await topic.send(key=record.user.encode(), value=to_json_bytes(record))
-        metrics.count("collect.accepted")
-        return self.json({"accepted": True, "topic": topic.get_topic_name()}, status=202)
+            n, exclude = list_filters(request.query)
+        except ValueError as exc:
+            return web.json({"error": "bad_query", "detail": str(exc)}, status=400)
+        wanted = request.query.get("category")
+        keep = (lambda item: worker.catalogue.category.get(item) == wanted) if wanted else None
+        entry = worker.newest_user_state(user.encode()).get("recs")
+        if not entry:
+            fallback = [[item, None] for item in worker.hot_items[: conf.k]]
+            return web.json({"user": user, "items": filter_list(fallback, n, exclude, keep), "source": "hot-items",
+                             "model_version": worker.model.version})
+        return web.json({"user": user, "source": "realtime", **entry,
+                         "items": filter_list(entry["items"], n, exclude, keep)})
 
-    def reject(self, reason: str, detail: str, status: int = 400):
-        metrics.count(f"collect.rejected.{reason}")
-        return self.json({"error": reason, "detail": detail}, status=status)
+    @route("/users/{user}/behaviour/")
+    @app.table_route(table=user_state, match_info="user")
+    async def get_behaviour(web, request, user: str):
+        return web.json(user_behaviour(worker, user))
 
+    @route("/items/hot/")
+    async def get_hot_items(web, request):
+        return web.json({"items": list(worker.hot_items), "window_s": conf.hopping_size_s})
 
-@route("/health/")
-async def health(web, request):
-    assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_ratings)
-    ready = similarity.caught_up.is_set() and bool(assigned)
-    return web.json({"status": "ok" if ready else "starting", "ready": ready, "model_version": model_version(),
-                     "model_trained_at": similarity.marker.get("trained_at"),
-                     "model_items": len(similarity.index), "model_loaded": similarity.caught_up.is_set(),
-                     "model_messages_rejected": similarity.rejected, "ratings_partitions": assigned},
-                    status=200 if ready else 503)
+    @route("/collect/")
+    class Collect(View):
+        """The seeds' collection service: one JSON rating (has ``rating``) or event (has ``event``).
 
+        Bodies are validated by the topics' own parser (``app.records.parse_collected``), so
+        what is accepted here is exactly what the agents accept; every bad body gets a 4xx
+        with the reason.
+        """
 
-@route("/health/live/")
-async def liveness(web, request):
-    return web.json({"status": "alive"})
+        async def post(self, request):
+            try:
+                body = await request.read()  # aiohttp refuses more than client_max_size (1 MiB)
+            except HTTPRequestEntityTooLarge as exc:
+                return self.reject("too_large", exc.text or "body too large", status=413)
+            try:
+                record = parse_collected(body, rating_min=conf.rating_min, rating_max=conf.rating_max,
+                                         max_future_s=conf.max_future_s, default_ts=time.time())
+            except InvalidInput as exc:
+                return self.reject(exc.reason, exc.detail)
+            topic = worker.topics.ratings if isinstance(record, Rating) else worker.topics.events
+            await topic.send(key=record.user.encode(), value=to_json_bytes(record))
+            metrics.count("collect.accepted")
+            return self.json({"accepted": True, "topic": topic.get_topic_name()}, status=202)
 
+        def reject(self, reason: str, detail: str, status: int = 400):
+            metrics.count(f"collect.rejected.{reason}")
+            return self.json({"error": reason, "detail": detail}, status=status)
 
-@route("/metrics/")
-async def get_metrics(web, request):
-    return web.json(metrics.snapshot())
+    @route("/health/")
+    async def health(web, request):
+        model = worker.model
+        assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == conf.topic_ratings)
+        ready = model.caught_up.is_set() and bool(assigned)
+        return web.json({"status": "ok" if ready else "starting", "ready": ready, "model_version": model.version,
+                         "model_trained_at": model.marker.get("trained_at"),
+                         "model_items": len(model.index), "model_loaded": model.caught_up.is_set(),
+                         "model_messages_rejected": model.rejected, "ratings_partitions": assigned},
+                        status=200 if ready else 503)
+
+    @route("/health/live/")
+    async def liveness(web, request):
+        return web.json({"status": "alive"})
+
+    @route("/metrics/")
+    async def get_metrics(web, request):
+        return web.json(metrics.snapshot())

@@ -1,10 +1,9 @@
-"""The Faust application: one ``app`` object every agent, table and view hangs off.
+"""The Faust application of a worker, made from one :class:`Settings`.
 
-Agents live in ``agents/``, tables in ``tables/``, web views in ``api/views.py``; they
-import ``app`` and ``settings`` from here and are registered by importing them
-(``app/worker.py``). This module is the one place that reads the environment at import:
-Faust declares agents, topics and tables with decorators at import time, so the
-``Settings`` they use must exist then. Everything else gets a ``Settings`` passed in.
+:func:`create_app` turns settings into a ``faust.App`` (broker, credentials, store,
+producer and consumer tuning, the web server and its token check); ``app/worker.py``
+builds the worker around it (topics, tables, agents, views). Importing this module
+creates nothing and connects to nothing.
 """
 from __future__ import annotations
 
@@ -14,9 +13,9 @@ import logging
 import faust
 from aiohttp import web
 
-from app import faust_patches, metrics
-from app.faust_patches import tansu as tansu_patch
-from app.settings import Settings, load_settings
+from app import faust_patches
+from app.metrics import Metrics
+from app.settings import Settings
 from broker import tansu_workarounds
 from broker.clients import security_kwargs
 from broker.detect import TANSU, BrokerUnreachable, require_broker
@@ -37,14 +36,14 @@ def broker_credentials(conf: Settings):
     if protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=conf.sasl_username,
-            password=conf.sasl_password,
+            password=conf.sasl_password.value,
             mechanism=conf.sasl_mechanism,
             ssl_context=ssl_context,
         )
     return faust.SSLCredentials(ssl_context)
 
 
-def token_middleware(token: str):
+def token_middleware(token: str, metrics: Metrics):
     """aiohttp middleware: every request but :data:`PUBLIC_PATHS` needs ``Authorization:
     Bearer <token>``. It runs before any view, so also before Faust's ``table_route``
     forwards a request to the owning worker (which gets the same header and checks again)."""
@@ -56,29 +55,29 @@ def token_middleware(token: str):
             return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if not scheme:
-            return _unauthorized("missing_token", "send Authorization: Bearer <RECSYS_API_TOKEN>")
+            return _unauthorized(metrics, "missing_token", "send Authorization: Bearer <RECSYS_API_TOKEN>")
         # aiohttp decodes headers with surrogateescape; compare_digest: no timing leak.
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(errors="surrogateescape"),
                                                                  expected):
-            return _unauthorized("bad_token", "wrong token or not a Bearer token")
+            return _unauthorized(metrics, "bad_token", "wrong token or not a Bearer token")
         return await handler(request)
 
     return require_token
 
 
-def _unauthorized(reason: str, detail: str) -> web.Response:
+def _unauthorized(metrics: Metrics, reason: str, detail: str) -> web.Response:
     metrics.count("api.unauthorized")
     return web.json_response({"error": reason, "detail": detail}, status=401,
                              headers={"WWW-Authenticate": 'Bearer realm="recsys"'})
 
 
-def web_settings(conf: Settings) -> dict:
+def web_settings(conf: Settings, metrics: Metrics) -> dict:
     """Faust web settings: its own views off unless ``debug_endpoints``, and the token check."""
     debug = conf.debug_endpoints
     # /table/<name>/<key>/ serves any user's raw state, /router/ the workers' URLs and
     # partitions, / and /assignment/ statistics, /graph/ the service tree. table_route
     # does not need /router/: it asks the partition assignor (faust/app/router.py).
-    options = {"middlewares": [token_middleware(conf.api_token)]} if conf.api_token else {}
+    options = {"middlewares": [token_middleware(conf.api_token.value, metrics)]} if conf.api_token else {}
     return {"web_router_enabled": debug, "web_tables_enabled": debug, "web_stats_enabled": debug,
                 "web_graph_enabled": debug, "web_application_options": options}
 
@@ -96,11 +95,10 @@ def broker_engine(conf: Settings) -> str:
         return "kafka"
 
 
-def create_app(conf: Settings) -> faust.App:
+def create_app(conf: Settings, metrics: Metrics | None = None) -> faust.App:
+    """The ``faust.App`` of ``conf`` (patches are applied by ``app/worker.py``, not here)."""
     extra = {}
-    faust_patches.apply()
     if broker_engine(conf) == TANSU:
-        tansu_patch.apply()
         extra.update(broker_session_timeout=tansu_workarounds.SESSION_TIMEOUT_S,
                      broker_heartbeat_interval=tansu_workarounds.HEARTBEAT_INTERVAL_S)
     if conf.session_timeout_s:
@@ -126,14 +124,10 @@ def create_app(conf: Settings) -> faust.App:
         web_host=conf.web_host,
         web_port=conf.web_port,
         web_bind=conf.web_host,
-        **web_settings(conf),
+        **web_settings(conf, metrics or Metrics()),
         # Faust's Monitor minus its per-message hooks; our own counters are /metrics/.
         Monitor=faust_patches.QuietMonitor,
         key_serializer="raw",
         value_serializer="json",
         **extra,
     )
-
-
-settings = load_settings()
-app = create_app(settings)

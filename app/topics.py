@@ -1,23 +1,43 @@
-"""Every topic the service uses, declared once for Faust (names: ``broker/topics.py``).
+"""Every topic a worker uses, declared once for Faust (names: ``broker/topics.py``).
 
 Input topics are read as raw bytes: validation (``app/records.py``) decides what is a
 good message, so a malformed one becomes a dead letter instead of a crash.
 """
 from __future__ import annotations
 
-from app.app import app, settings
+from dataclasses import dataclass
+
+import faust
+
+from app.settings import Settings
 from broker.topics import item_events_topic_name
 
 
-def _raw_topic(name: str, **kwargs):
-    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                     partitions=settings.partitions, **kwargs)
+@dataclass(frozen=True)
+class Topics:
+    """The worker's Faust topics (see ``docs/ARCHITECTURE.md``, data flow)."""
+
+    ratings: faust.TopicT
+    events: faust.TopicT
+    raw_logs: faust.TopicT
+    similarity: faust.TopicT
+    recommendations: faust.TopicT
+    dead_letters: faust.TopicT
+    #: Behaviour events re-keyed by item, for the item-popularity window.
+    item_events: faust.TopicT
 
 
-ratings_topic = _raw_topic(settings.topic_ratings)
-events_topic = _raw_topic(settings.topic_events)
-raw_logs_topic = _raw_topic(settings.topic_raw_logs)
-similarity_topic = _raw_topic(settings.topic_similarity, compacting=True)
-recommendations_topic = _raw_topic(settings.topic_recommendations, compacting=True)
-dead_letters_topic = _raw_topic(settings.topic_dead_letters)
-item_events_topic = _raw_topic(item_events_topic_name(settings))
+def declare_topics(app: faust.App, conf: Settings) -> Topics:
+    def raw(name: str, **kwargs) -> faust.TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                         partitions=conf.partitions, **kwargs)
+
+    return Topics(
+        ratings=raw(conf.topic_ratings),
+        events=raw(conf.topic_events),
+        raw_logs=raw(conf.topic_raw_logs),
+        similarity=raw(conf.topic_similarity, compacting=True),
+        recommendations=raw(conf.topic_recommendations, compacting=True),
+        dead_letters=raw(conf.topic_dead_letters),
+        item_events=raw(item_events_topic_name(conf)),
+    )

@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import dataclasses
 import json
 import os
 import shutil
@@ -57,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.records import Rating, to_message
-from app.settings import settings_from
+from app.settings import Settings
 from broker.clients import KafkaClients
 from broker.local import start_engine
 from broker.ports import free_port
@@ -131,16 +132,8 @@ def messages(bench, lo: int, hi: int) -> list[tuple[bytes, bytes]]:
 
 # ------------------------------------------------------------------ deployment
 def worker_prelude(args) -> str:
-    """Experiments without editing the app: GIL switch interval, Faust setting overrides."""
-    lines = []
-    if args.switch_interval:
-        lines.append(f"sys.setswitchinterval({float(args.switch_interval)!r})")
-    if args.worker_conf:
-        lines.append("import app.app as _a")
-        for item in args.worker_conf:
-            key, _, value = item.partition("=")
-            lines.append(f"setattr(_a.app.conf, {key.strip()!r}, {json.loads(value)!r})")
-    return "\n".join(lines)
+    """An experiment without editing the app: the worker's GIL switch interval."""
+    return f"sys.setswitchinterval({float(args.switch_interval)!r})" if args.switch_interval else ""
 
 
 
@@ -165,7 +158,7 @@ class Deployment:
         self.env = isolated_env(self.broker.port, self.tmp / "data", app_id=f"bench-{tag}", topic_prefix="",
                                 partitions=self.args.partitions, RECSYS_LOG_EVERY_S=5,
                                 RECSYS_RANKER=self.args.ranker, RECSYS_AB="")
-        self.conf = settings_from(self.env)
+        self.conf = Settings.from_env(self.env)
         self.fresh_topics = asyncio.run(topic_end_offsets(self.conf))
         asyncio.run(create_topics(self.conf))
         self.worker = WorkerProcess(self.name, self.env, self.tmp / "worker.log",
@@ -551,8 +544,6 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the temp dir (worker logs, profile)")
     p.add_argument("--switch-interval", type=float, default=None,
                    help="experiment: sys.setswitchinterval() in the worker (Python default 0.005)")
-    p.add_argument("--worker-conf", action="append", default=[], metavar="KEY=JSON",
-                   help="experiment: override a Faust setting in the worker, e.g. producer_linger_ms=50")
     args = p.parse_args(argv)
     if args.peers and args.engine == "both":
         p.error("--peers runs on one engine per invocation (its JSON line is per engine): "
@@ -565,12 +556,11 @@ def main(argv=None) -> int:
 
     t_all = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix="recsys-rtbench-"))
-    os.environ["RECSYS_DATA_DIR"] = str(tmp / "client")  # before anything imports app.app
     try:
         train, bench = make_data(args)
-        from app.settings import Settings
+        from app.settings import load_settings
 
-        conf0 = Settings()
+        conf0 = dataclasses.replace(load_settings(), data_dir=tmp / "client")  # this script's edge
         if args.model == "als":
             neighbours, facts, extras = train_neighbours(*[[f"{p}{x}" for x in a.tolist()] if p else a
                                                    for p, a in zip(("u", "i", ""), train, strict=False)],

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.records import Rating, to_message
-from app.settings import settings_from
+from app.settings import Settings
 from benchmarks.realtime_bench import produce_fast
 from broker.clients import KafkaClients
 from broker.local import start_engine
@@ -76,7 +76,7 @@ def run_engine(engine: str, args, root: Path) -> dict:
     try:
         env = isolated_env(broker.port, work / "data", partitions=args.partitions, RECSYS_LOG_EVERY_S=10,
                            RECSYS_SESSION_TIMEOUT_S=10, RECSYS_HEARTBEAT_INTERVAL_S=1)
-        conf = settings_from(env)
+        conf = Settings.from_env(env)
         worker = WorkerProcess("w1", env, work / "w1.log").start()
         worker.wait_ready()
         from offline_als.publish import publish_similarity

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.records import Rating, to_message
-from app.settings import settings_from
+from app.settings import Settings
 from benchmarks.realtime_bench import paced_run
 from broker.local import start_engine
 from harness.demo import percentile_ms
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     try:
         broker = start_engine(args.engine, tmp / "broker")
         env = isolated_env(broker.port, tmp / "data", partitions=2, RECSYS_LOG_EVERY_S=10)
-        conf = settings_from(env)
+        conf = Settings.from_env(env)
         worker = WorkerProcess("w1", env, tmp / "worker.log").start()
         worker.wait_ready()
         from offline_als.publish import publish_similarity

@@ -38,7 +38,7 @@ def security_kwargs(conf) -> dict:
         kw["ssl_context"] = create_ssl_context(cafile=conf.ssl_cafile or None)
     if conf.security_protocol.startswith("SASL"):
         kw.update(sasl_mechanism=conf.sasl_mechanism, sasl_plain_username=conf.sasl_username,
-                  sasl_plain_password=conf.sasl_password)
+                  sasl_plain_password=conf.sasl_password.value)
     return kw
 
 

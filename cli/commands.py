@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -21,32 +21,27 @@ def print_json(data: dict) -> None:
 # ------------------------------------------------------------------ worker
 def worker(argv: list[str], conf) -> int:
     """``recsys worker [Faust worker options]``: topics first, then Faust's own worker."""
-    if {"-h", "--help"} & set(argv):
-        os.environ["RECSYS_BROKER_ENGINE"] = "kafka"  # help needs no broker: do not ask one
-        return _faust_main(argv)
+    if {"-h", "--help"} & set(argv):  # help needs no broker: do not ask one
+        return _faust_main(argv, dataclasses.replace(conf, broker_engine="kafka"))
     with local_broker_if_needed(conf):
         from broker.detect import require_broker
         from broker.topics import create_topics_sync
 
-        # Asked once here; app/app.py then applies the Tansu workarounds without asking again.
-        os.environ["RECSYS_BROKER_ENGINE"] = require_broker(conf, wait_s=0)
+        # Asked once here, so building the worker does not ask again.
+        conf = dataclasses.replace(conf, broker_engine=require_broker(conf, wait_s=0))
         create_topics_sync(conf)
         (conf.data_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's tables live here
-        return _faust_main(argv)
+        return _faust_main(argv, conf)
 
 
-def _faust_main(argv: list[str]) -> int:
-    # Importing them is what declares the agents, tables and web views.
-    import agents.behaviour
-    import agents.log_cleaning
-    import agents.realtime  # noqa: F401
-    import api.views  # noqa: F401
+def _faust_main(argv: list[str], conf) -> int:
     from agents.batches import collect_garbage_between_batches
-    from app.app import app, settings
+    from app.worker import build_worker
 
-    collect_garbage_between_batches(settings.batch_max)
+    worker = build_worker(conf)
+    collect_garbage_between_batches(conf.batch_max)
     sys.argv = ["recsys", "worker", *argv]
-    app.main()  # exits through SystemExit
+    worker.app.main()  # exits through SystemExit
     return 0
 
 

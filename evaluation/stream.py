@@ -107,7 +107,7 @@ def deployment(settings: dict, model: dict, version: str, *, broker_port: int | 
     one started here), one worker with ``settings`` (``RECSYS_*`` variables) and the model
     published (``model``: :func:`offline_als.publish.publish_similarity` keyword arguments,
     ``neighbours`` at least); yields ``(conf, broker description, model load seconds)``."""
-    from app.settings import settings_from
+    from app.settings import Settings
     from broker.tansu import start_broker
     from harness.local import WorkerProcess, isolated_env
     from offline_als.publish import publish_similarity
@@ -126,7 +126,7 @@ def deployment(settings: dict, model: dict, version: str, *, broker_port: int | 
             say(f"embedded broker on {broker.bootstrap}")
         env = isolated_env(broker_port or 0, root / "data", partitions=2, broker=configured, RECSYS_LOG_EVERY_S=5,
                            **settings)
-        conf = settings_from(env)
+        conf = Settings.from_env(env)
         worker = WorkerProcess(name="eval", env=env, log_path=root / "worker.log").start()
         worker.wait_ready(timeout=120)
         t0 = time.perf_counter()

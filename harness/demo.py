@@ -174,7 +174,7 @@ def _split_ratings(arrays, fraction: float):
     return data, cut
 
 
-def prepare_data(args, tmp: Path) -> DemoData:
+def prepare_data(args, tmp: Path, event_weights: dict[str, float]) -> DemoData:
     from datatools.datasets import SCALES, format_kind, iter_rows, load_ratings
 
     out = DemoData()
@@ -220,9 +220,7 @@ def prepare_data(args, tmp: Path) -> DemoData:
                       zip(data.users[cut:], data.items[cut:], data.ratings[cut:], data.ts[cut:], strict=False)]
         out.scale = SCALES.get(args.fmt) or (float(data.ratings.min()), float(data.ratings.max()))
     else:  # behaviour events: ALS learns from the events with a weight (RECSYS_EVENT_WEIGHTS)
-        from app.settings import Settings
-
-        weights = Settings().event_weight_map()
+        weights = event_weights
         rows = sorted(iter_rows(path, args.fmt, limit=args.limit), key=lambda e: e.ts)
         cut = int(len(rows) * args.train_fraction)
         head = [(e.user, e.item, weights[e.event]) for e in rows[:cut] if e.item and e.event in weights]
@@ -464,7 +462,7 @@ async def _live(conf, data: DemoData, args, stats: LiveStats) -> None:
 def main(argv=None, conf=None) -> int:
     """``recsys demo``; ``conf``: the caller's Settings (default: the environment's)."""
     args = _parse_args(argv)
-    from app.settings import load_settings, settings_from
+    from app.settings import Settings, load_settings
     from broker.tansu import start_broker
 
     base = conf or load_settings()
@@ -492,7 +490,7 @@ def main(argv=None, conf=None) -> int:
             log(f"started the embedded broker (Tansu, memory only) on 127.0.0.1:{port}, pid {broker.process.pid}")
 
         # --- 2. the data (the worker must know the rating scale of a real file)
-        data = prepare_data(args, tmp)
+        data = prepare_data(args, tmp, base.event_weight_map())
         log(f"data: {data.description}; {len(data.train[0])} ratings to train on, {len(data.replay)} messages "
             f"to replay")
         extra = {"RECSYS_LOG_EVERY_S": "10",
@@ -502,7 +500,7 @@ def main(argv=None, conf=None) -> int:
         # Our own broker: the default topic names; a shared one: topics demo-<tag>-*.
         env = isolated_env(port, tmp / "data", tag=f"demo-{tag}", topic_prefix=topic_prefix, partitions=None,
                            broker=base.broker, **extra)
-        conf = settings_from(env)
+        conf = Settings.from_env(env)
         asyncio.run(create_topics(conf))
         from datatools.catalogue import publish_catalogue
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.settings import settings_from
+from app.settings import Settings
 from harness.local import WorkerProcess, isolated_env
 
 #: failover: kill -9 one of two workers; restart: kill -9 the only worker, start it again
@@ -157,7 +157,7 @@ def run_drill(drill: Drill, broker_port: int, tmp: Path, *, broker: str = "", br
     tmp.mkdir(parents=True, exist_ok=True)
     settings = {"RECSYS_SESSION_TIMEOUT_S": 6, "RECSYS_HEARTBEAT_INTERVAL_S": 1, "RECSYS_LOG_EVERY_S": 5, **settings}
     env = isolated_env(broker_port, tmp / "data-w1", partitions=drill.partitions, broker=broker, **settings)
-    conf = settings_from(env)
+    conf = Settings.from_env(env)
     neighbours = model(drill.items)
     w1 = WorkerProcess("w1", env, tmp / "w1.log").start()
     started = [w1]

@@ -50,14 +50,14 @@ def stream_env(broker, tmp_path, monkeypatch, request):
     (``test_stream_realtime.expected_lists``); ``test_default_ranker.py`` does the same
     for the default ranker, and the kill drills (``harness/failover.py``) run it too.
     """
-    from app.settings import settings_from
+    from app.settings import Settings
     from harness.local import isolated_env
 
     env = isolated_env(broker.port, tmp_path / "data", RECSYS_LOG_EVERY_S=2,
                        RECSYS_RANKER=getattr(request.module, "RANKER", "paper"), **short_group_timing(broker))
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    yield StreamEnv(env=env, conf=settings_from(env), tmp=tmp_path)
+    yield StreamEnv(env=env, conf=Settings.from_env(env), tmp=tmp_path)
 
 
 def short_group_timing(broker) -> dict:

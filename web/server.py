@@ -342,7 +342,7 @@ class WebService:
 
     # ------------------------------------------------------------ the worker
     def worker_headers(self) -> dict:
-        token = getattr(self.conf, "api_token", "")
+        token = self.conf.api_token.value
         return {"Authorization": f"Bearer {token}"} if token else {}
 
     async def worker_get(self, path: str, ok=(200,)):

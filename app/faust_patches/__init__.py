@@ -19,7 +19,7 @@ from .quiet_monitor import QuietMonitor
 __all__ = ["QuietMonitor", "apply"]
 
 
-def apply() -> None:
-    """Install the patches that apply on every broker (idempotent)."""
-    at_least_once.apply()
-    changelog_rebuild.apply()
+def apply(metrics) -> None:
+    """Install the patches that apply on every broker (idempotent); they count into ``metrics``."""
+    at_least_once.apply(metrics)
+    changelog_rebuild.apply(metrics)

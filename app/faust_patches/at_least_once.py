@@ -51,9 +51,13 @@ import logging
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 
-from app import metrics
+from app.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+#: Where the patches count what they do: the worker's metrics, handed to :func:`apply`
+#: (the patches are installed on Faust's classes, so for the whole process).
+metrics = Metrics()
 
 _original_ack = Consumer.ack
 _original_drain = Consumer._drain_messages
@@ -320,8 +324,10 @@ async def resume_streams_in_order(recovery: Recovery) -> None:
     await app._fetcher.maybe_start()
 
 
-def apply() -> None:
-    """Install the three fixes (idempotent)."""
+def apply(sink: Metrics) -> None:
+    """Install the three fixes (idempotent), counting into ``sink``."""
+    global metrics
+    metrics = sink
     Consumer.ack = ack
     Consumer._drain_messages = drain_messages
     Recovery.on_recovery_completed = on_recovery_completed

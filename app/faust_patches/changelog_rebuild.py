@@ -20,7 +20,7 @@ import logging
 
 from faust.tables.recovery import Recovery
 
-from app import metrics
+from app.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 #: written back: offsets of the lost log mean nothing in the new one (tables/definitions.py
 #: registers the user state's, which remembers the offset of the last applied rating).
 VALUE_RESETS: dict = {}
+
+#: Where the patch counts the keys it wrote back (the worker's metrics, from :func:`apply`).
+metrics = Metrics()
 
 _original_build_offsets = Recovery._build_offsets
 _next_on_recovery_completed = Recovery.on_recovery_completed  # set again by apply()
@@ -83,9 +86,11 @@ async def rewrite_changelog(recovery: Recovery, tp) -> int:
     return len(pending)
 
 
-def apply() -> None:
-    """Install (idempotent); wraps whatever ``on_recovery_completed`` is installed now."""
-    global _next_on_recovery_completed
+def apply(sink: Metrics) -> None:
+    """Install (idempotent), counting into ``sink``; wraps whatever ``on_recovery_completed``
+    is installed now."""
+    global _next_on_recovery_completed, metrics
+    metrics = sink
     Recovery._build_offsets = _build_offsets
     if Recovery.on_recovery_completed is not _on_recovery_completed:
         _next_on_recovery_completed = Recovery.on_recovery_completed

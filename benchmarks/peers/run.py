@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 from app.records import Rating, to_message
-from app.settings import settings_from
+from app.settings import Settings
 from benchmarks.peers.common import write_model
 from broker.clients import KafkaClients
 from broker.local import start_engine
@@ -106,7 +106,7 @@ def phase_peer(args, tmp: Path, model: tuple[dict, dict], msgs: list, peer: str)
         group = f"peer-{peer}-{tag}"
         env = isolated_env(broker.port, d / "data", app_id=group, topic_prefix="", partitions=args.partitions,
                            RECSYS_RANKER=args.ranker, RECSYS_AB="")
-        conf = settings_from(env)
+        conf = Settings.from_env(env)
         asyncio.run(create_peer_topics(conf))
         model_file = d / "model.json"
         write_model(model_file, neighbours, extras, f"bench-{tag}")

@@ -35,9 +35,7 @@ def test_state_survives_a_broker_that_lost_all_its_data(tmp_path, workers, monke
     broker = start_broker(0, log_file=str(tmp_path / "broker.log"))
     port = broker.port
     env = isolated_env(port, tmp_path / "data", RECSYS_LOG_EVERY_S=2, RECSYS_RANKER="paper")  # expected_lists
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    senv = StreamEnv(env=env, conf=Settings(), tmp=tmp_path)
+    senv = StreamEnv(env=env, conf=Settings.from_env(env), tmp=tmp_path)
     conf = senv.conf
     try:
         first = start_worker_with_model(senv, workers)

@@ -5,7 +5,7 @@ import types
 import pytest
 from faust.types import TP
 
-from app.app import app
+from app.app import create_app
 from app.faust_patches import at_least_once
 from tests.brokers import run
 
@@ -18,8 +18,8 @@ def test_the_gap_checker_finds_the_first_record_on_a_real_broker(stream_env):
     conf = stream_env.conf
     run(create_topics(conf))
     run(produce(conf, conf.topic_dead_letters, [(b"k", str(n).encode()) for n in range(6)]))
+    app = create_app(conf)  # the checker reads the app's broker setting
     owner = types.SimpleNamespace(app=app, in_transaction=False)
-    app.conf.broker = conf.broker_url  # the checker reads the app's broker setting
     checker = at_least_once.GapChecker(owner)
 
     async def ask():

@@ -67,12 +67,11 @@ def test_future_limit_defaults_to_the_wall_clock():
     assert parse_rating(rating(ts=time.time() - 5), **SCALE).ts > 0  # existing call sites: no new arguments
 
 
-def test_max_future_s_comes_from_the_environment(monkeypatch):
+def test_max_future_s_comes_from_the_environment():
     from app.settings import Settings
 
-    assert Settings().max_future_s == 86400.0
-    monkeypatch.setenv("RECSYS_MAX_FUTURE_S", "60")
-    assert Settings().max_future_s == 60.0
+    assert Settings.from_env({}).max_future_s == 86400.0
+    assert Settings.from_env({"RECSYS_MAX_FUTURE_S": "60"}).max_future_s == 60.0
 
 
 def test_log_lines_get_the_same_timestamp_rules():
@@ -231,12 +230,12 @@ def test_dead_letter_record_reads_letters_written_before_truncation_existed():
     assert letter.truncated is False and letter.original_size == -1 and letter.value == "x"
 
 
-def test_dead_letter_max_bytes_setting(monkeypatch):
+def test_dead_letter_max_bytes_setting():
+    from agents.dead_letters import VALUE_MAX_BYTES
     from app.settings import Settings
 
-    assert Settings().dead_letter_max_bytes == 65536
-    monkeypatch.setenv("RECSYS_DEAD_LETTER_MAX_BYTES", "1000")
-    assert Settings().dead_letter_max_bytes == 1000
+    assert Settings.from_env({}).dead_letter_max_bytes == VALUE_MAX_BYTES == 65536
+    assert Settings.from_env({"RECSYS_DEAD_LETTER_MAX_BYTES": "1000"}).dead_letter_max_bytes == 1000
 
 
 # ------------------------------------------------------------------ against a real worker

@@ -2,7 +2,7 @@
 markers on every partition, and malformed messages never raise."""
 import json
 
-from tables.definitions import SimilarityBroadcast
+from tables.broadcast import SimilarityBroadcast
 
 
 def reader(partitions=2):

@@ -3,6 +3,7 @@ states while their acknowledgements travel (agents/batches.py)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import random
 import types
@@ -11,24 +12,40 @@ import pytest
 
 from agents import batches
 from app.faust_patches import at_least_once
+from app.metrics import Metrics
 from app.records import Rating, to_message
+from app.settings import Settings
+from app.worker import Worker
+from tables.ranking import Ranking
 from tables.scoring import SimilarityIndex
 from tables.state import UserState
-from tests.unit.test_faust_patches import consumer_stub, message
+from tests.helpers import consumer_stub, message
+
+
+class Event(types.SimpleNamespace):
+    """A stand-in for a Faust event (which Faust refers to weakly while it is current)."""
+
+
+def worker_of(app=None, user_state=None, model=None) -> Worker:
+    """A Worker whose Faust parts are stand-ins: just what a batch touches."""
+    topic = types.SimpleNamespace(get_topic_name=lambda: "recommendations")
+    return Worker(settings=Settings(), app=app, tables=types.SimpleNamespace(user_state=user_state),
+                  topics=types.SimpleNamespace(recommendations=topic, ratings=topic), model=model, catalogue=None,
+                  ranking=Ranking(), metrics=Metrics(), dead_letters=None)
 
 
 def test_a_failed_publish_refuses_every_ack_of_the_batch(monkeypatch):
     consumer = consumer_stub(generation=1)
     events = [types.SimpleNamespace(message=message(offset, 1)) for offset in (10, 11, 12)]
     consumer._unacked_messages.update(e.message for e in events)
-    monkeypatch.setattr(batches, "app", types.SimpleNamespace(in_transaction=False, consumer=consumer))
+    worker = worker_of(app=types.SimpleNamespace(in_transaction=False, consumer=consumer))
 
     async def broker_refuses(self):
         raise ConnectionError("broker gone")
 
     monkeypatch.setattr(batches.Batch, "_publish_in_record_batches", broker_refuses)
     with pytest.raises(ConnectionError):
-        asyncio.run(batches.Batch(input_partitions=1).publish(events))
+        asyncio.run(batches.Batch(worker, input_partitions=1).publish(events))
     for event in events:  # what take_events does after the agent's body
         at_least_once.ack(consumer, event.message)
     assert consumer._acked[events[0].message.tp] == []  # nothing committable: read again after the restart
@@ -52,22 +69,21 @@ class AckedByHand:
         return {0}
 
 
-def publishing_one_state(monkeypatch):
+def publishing_one_state():
     """A batch holding a new state for alice, a producer, and the store (alice's old state)."""
     producer = AckedByHand()
     stored = {b"alice": UserState(recs={"items": [["old", 0.5]]}, offset=9).to_value()}
     table = types.SimpleNamespace(changelog_topic=types.SimpleNamespace(get_topic_name=lambda: "user_state-changelog"),
                                   get=stored.get,
                                   apply_changelog_batch=lambda records: stored.update((r.key, r.value) for r in records))
-    monkeypatch.setattr(batches, "user_state", table)
-    monkeypatch.setattr(batches, "app", types.SimpleNamespace(
+    worker = worker_of(user_state=table, app=types.SimpleNamespace(
         in_transaction=False, consumer=consumer_stub(generation=1),
         producer=types.SimpleNamespace(_ensure_producer=lambda: producer)))
     event = types.SimpleNamespace(message=message(10, 1))
-    batch = batches.Batch(input_partitions=1)
+    batch = batches.Batch(worker, input_partitions=1)
     batch.stage_state(event, b"alice", UserState(recs={"items": [["new", 0.9]]}, offset=10))
     batch.stage_list(event, b"alice", 0, b"{}")
-    return batch, event, producer, stored
+    return worker, batch, event, producer, stored
 
 
 async def until_sent(producer: AckedByHand, n: int) -> None:
@@ -78,15 +94,15 @@ async def until_sent(producer: AckedByHand, n: int) -> None:
     raise AssertionError(f"{len(producer.acks)} batches sent, not {n}")
 
 
-def test_the_api_reads_a_state_whose_acks_are_awaited_and_then_the_store(monkeypatch):
+def test_the_api_reads_a_state_whose_acks_are_awaited_and_then_the_store():
     """The list is on the topic before the broker's ack reaches the worker, so a frontend
     can ask the API for it in between: it must get that list, not the stored older one."""
-    batch, event, producer, stored = publishing_one_state(monkeypatch)
+    worker, batch, event, producer, stored = publishing_one_state()
 
     async def publish_and_ask():
         task = asyncio.create_task(batch.publish([event]))
         await until_sent(producer, 2)  # the changelog batch and the list batch
-        assert batches.newest_user_state(b"alice")["recs"]["items"] == [["new", 0.9]]
+        assert worker.newest_user_state(b"alice")["recs"]["items"] == [["new", 0.9]]
         assert stored[b"alice"]["recs"]["items"] == [["old", 0.5]]  # not in the store before the acks
         for offset, ack in enumerate(producer.acks):
             ack.set_result(types.SimpleNamespace(offset=offset))
@@ -94,12 +110,12 @@ def test_the_api_reads_a_state_whose_acks_are_awaited_and_then_the_store(monkeyp
 
     asyncio.run(publish_and_ask())
     assert stored[b"alice"]["recs"]["items"] == [["new", 0.9]]
-    assert not batches.unacknowledged
-    assert batches.newest_user_state(b"alice") == stored[b"alice"]
+    assert not worker.in_flight
+    assert worker.newest_user_state(b"alice") == stored[b"alice"]
 
 
-def test_a_refused_batch_leaves_the_api_on_the_stored_state(monkeypatch):
-    batch, event, producer, _stored = publishing_one_state(monkeypatch)
+def test_a_refused_batch_leaves_the_api_on_the_stored_state():
+    worker, batch, event, producer, _stored = publishing_one_state()
 
     async def publish_refused():
         task = asyncio.create_task(batch.publish([event]))
@@ -110,8 +126,8 @@ def test_a_refused_batch_leaves_the_api_on_the_stored_state(monkeypatch):
             await task
 
     asyncio.run(publish_refused())
-    assert not batches.unacknowledged
-    assert batches.newest_user_state(b"alice")["recs"]["items"] == [["old", 0.5]]
+    assert not worker.in_flight
+    assert worker.newest_user_state(b"alice")["recs"]["items"] == [["old", 0.5]]
 
 
 @pytest.fixture
@@ -121,7 +137,7 @@ def gc_threshold():
     gc.set_threshold(*saved)
 
 
-def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_threshold, monkeypatch):
+def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_threshold):
     """The worker raises the young-generation threshold above what a batch keeps alive
     until it is published (with CPython's default of 700 the collector ran every ~20
     ratings and took 7.7% of the worker's CPU): measured through the agent's own
@@ -133,18 +149,17 @@ def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_th
     index = SimilarityIndex(related={q: {p: round(rng.uniform(0.05, 1.0), 4) for p in rng.sample(items, 50)}
                                      for q in items},
                             counts={q: rng.randint(1, 500) for q in items})
-    monkeypatch.setattr(realtime, "similarity", types.SimpleNamespace(index=index))
-    monkeypatch.setattr(batches, "read_user_state", lambda event, key: UserState())  # every user is new
+    worker = worker_of(user_state=collections.defaultdict(dict), model=types.SimpleNamespace(index=index))  # all new
     batch_max = 200
-    batch = batches.Batch(input_partitions=1)
+    batch = batches.Batch(worker, input_partitions=1)
     gc.collect()
     gc.disable()
     try:
         before = gc.get_count()[0]
         for offset in range(batch_max):
             key, value = to_message(Rating(user=f"u{offset}", item=rng.choice(items), rating=4.0, ts=float(offset)))
-            event = types.SimpleNamespace(message=message(offset, key=key, value=value), value=value)
-            realtime.rank_one(event, batch, "v1")
+            event = Event(message=message(offset, key=key, value=value), value=value)
+            realtime.rank_one(worker, event, batch, "v1")
         live = gc.get_count()[0] - before
     finally:
         gc.enable()

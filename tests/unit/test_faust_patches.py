@@ -8,19 +8,21 @@ import types
 import pytest
 from faust.transport.consumer import Consumer
 from faust.types import TP
-from faust.types.tuples import Message
 from intervaltree import IntervalTree
 
 from app import faust_patches
-from app.app import app
 from app.faust_patches import at_least_once
+from app.settings import Settings
+from app.worker import build_worker
+from tests.helpers import consumer_stub, message
 
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, timeout=30))
 
 
-def test_the_app_runs_with_every_patch_installed():
+def test_the_app_runs_with_every_patch_installed(tmp_path):
+    app = build_worker(Settings(broker_engine="kafka", data_dir=tmp_path)).app
     assert Consumer.ack is at_least_once.ack
     assert Consumer._drain_messages is at_least_once.drain_messages
     assert isinstance(app.monitor, faust_patches.QuietMonitor)
@@ -29,28 +31,6 @@ def test_the_app_runs_with_every_patch_installed():
 
 
 # ------------------------------------------------------------------ acks
-class FlowControl:
-    def __init__(self, active: bool) -> None:
-        self.active = active
-
-    def is_active(self) -> bool:
-        return self.active
-
-
-def consumer_stub(generation: int, flow_active: bool = True):
-    """Just what ``Consumer.ack`` touches."""
-    app_stub = types.SimpleNamespace(consumer_generation_id=generation, flow_control=FlowControl(flow_active),
-                                     topics=types.SimpleNamespace(acks_enabled_for=lambda topic: True))
-    return types.SimpleNamespace(app=app_stub, _committed_offset=collections.defaultdict(lambda: None),
-                                 _acked_index=collections.defaultdict(set), _acked=collections.defaultdict(list),
-                                 _unacked_messages=set(), _n_acked=0, _waiting_for_ack=None)
-
-
-def message(offset: int, generation: int | None = None, key: bytes = b"k", value: bytes = b"v") -> Message:
-    return Message("ratings", 0, offset, 0.0, 0, None, key, value, None, tp=TP("ratings", 0),
-                   generation_id=generation)
-
-
 @pytest.mark.parametrize("generation, flow_active", [(1, True), (2, False)])
 def test_an_ack_of_a_skipped_message_is_not_committable(generation, flow_active):
     """A stream acks what it skips in a rebalance (old generation, or flow suspended):

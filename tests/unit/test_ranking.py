@@ -69,17 +69,14 @@ def test_the_ranking_picks_the_users_variant_and_the_paper_stays_the_paper():
     ({"RECSYS_EVENT_WEIGHTS": "view:1,clik:2"}, "RECSYS_EVENT_WEIGHTS: 'clik:2' is not event:weight"),
     ({"RECSYS_EVENT_WEIGHTS": "purchase:9"}, "the weight must be on the rating scale [1, 5]"),
 ])
-def test_bad_ranker_settings_are_one_clear_error(monkeypatch, env, message):
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
+def test_bad_ranker_settings_are_one_clear_error(env, message):
     with pytest.raises(SettingError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
-        Settings()
+        Settings.from_env(env)
 
 
-def test_the_old_implicit_ratings_name_still_works(monkeypatch):
-    monkeypatch.delenv("RECSYS_EVENT_WEIGHTS", raising=False)
-    monkeypatch.setenv("RECSYS_IMPLICIT_RATINGS", "purchase:5, cart:4")
-    assert Settings().event_weight_map() == {"purchase": 5.0, "cart": 4.0}
+def test_the_old_implicit_ratings_name_still_works():
+    assert Settings.from_env({"RECSYS_IMPLICIT_RATINGS": "purchase:5, cart:4"}).event_weight_map() == {
+        "purchase": 5.0, "cart": 4.0}
 
 
 def test_wire_lists_round_scores_and_filters_cut_and_exclude():

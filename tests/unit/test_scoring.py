@@ -233,12 +233,11 @@ def test_a_rating_that_ties_on_time_is_the_most_recent_and_not_evicted():
     assert add_recent_rating(recent, "a", 4, 5.0, k=2) == [["y", 1.0, 5.0], ["a", 4.0, 5.0]]
 
 
-def test_online_params_come_from_the_settings(monkeypatch):
+def test_online_params_come_from_the_settings():
     from app.settings import Settings
     from tables.scoring import OnlineParams
 
-    for name, value in {"RECSYS_K": "7", "RECSYS_M": "9", "RECSYS_THETA": "0.5", "RECSYS_RATING_MIN": "2",
-                        "RECSYS_RATING_MAX": "10", "RECSYS_RATED_ITEMS_MAX": "11", "RECSYS_DECAY": "0.25"}.items():
-        monkeypatch.setenv(name, value)
-    assert OnlineParams.from_settings(Settings()) == OnlineParams(k=7, m=9, theta=0.5, high_cut=6.0, rated_limit=11,
+    conf = Settings.from_env({"RECSYS_K": "7", "RECSYS_M": "9", "RECSYS_THETA": "0.5", "RECSYS_RATING_MIN": "2",
+                              "RECSYS_RATING_MAX": "10", "RECSYS_RATED_ITEMS_MAX": "11", "RECSYS_DECAY": "0.25"})
+    assert OnlineParams.from_settings(conf) == OnlineParams(k=7, m=9, theta=0.5, high_cut=6.0, rated_limit=11,
                                                                   decay=0.25)

@@ -15,15 +15,12 @@ from broker.ports import free_port, is_listening
 from tests.conftest import ROOT
 
 
-def settings_with(monkeypatch, **env):
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return Settings()
+def settings_with(**env):
+    return Settings.from_env(env)
 
 
-def test_defaults_use_the_embedded_broker(monkeypatch):
-    monkeypatch.delenv("RECSYS_BROKER", raising=False)
-    conf = settings_with(monkeypatch, RECSYS_EMBEDDED_PORT="19999")
+def test_defaults_use_the_embedded_broker():
+    conf = settings_with(RECSYS_EMBEDDED_PORT="19999")
     assert conf.uses_embedded_broker
     assert conf.broker_url == "kafka://127.0.0.1:19999"
     assert conf.bootstrap_servers == ["127.0.0.1:19999"]
@@ -31,10 +28,10 @@ def test_defaults_use_the_embedded_broker(monkeypatch):
     assert broker_credentials(conf) is None
 
 
-def test_a_configured_cluster_with_sasl_ssl(monkeypatch, tmp_path):
+def test_a_configured_cluster_with_sasl_ssl(tmp_path):
     import ssl
 
-    conf = settings_with(monkeypatch, RECSYS_BROKER="k1:9093;k2:9093", RECSYS_SECURITY_PROTOCOL="SASL_SSL",
+    conf = settings_with(RECSYS_BROKER="k1:9093;k2:9093", RECSYS_SECURITY_PROTOCOL="SASL_SSL",
                          RECSYS_SASL_MECHANISM="SCRAM-SHA-256", RECSYS_SASL_USERNAME="shop",
                          RECSYS_SASL_PASSWORD="secret", RECSYS_SSL_CAFILE="")
     assert not conf.uses_embedded_broker
@@ -46,11 +43,12 @@ def test_a_configured_cluster_with_sasl_ssl(monkeypatch, tmp_path):
     creds = broker_credentials(conf)
     assert isinstance(creds, faust.SASLCredentials)
     assert (creds.username, creds.password) == ("shop", "secret")
+    assert "secret" not in repr(conf) and "secret" not in str(conf)  # settings get logged
     assert isinstance(creds.ssl_context, ssl.SSLContext)
 
 
-def test_algorithm_settings_and_implicit_ratings(monkeypatch):
-    conf = settings_with(monkeypatch, RECSYS_K="5", RECSYS_THETA="0.4", RECSYS_RATING_MIN="2",
+def test_algorithm_settings_and_implicit_ratings():
+    conf = settings_with(RECSYS_K="5", RECSYS_THETA="0.4", RECSYS_RATING_MIN="2",
                          RECSYS_RATING_MAX="10", RECSYS_IMPLICIT_RATINGS="purchase:10, cart:8")
     assert (conf.k, conf.theta, conf.rating_min, conf.rating_max) == (5, 0.4, 2.0, 10.0)
     assert conf.event_weight_map() == {"purchase": 10.0, "cart": 8.0}
@@ -108,10 +106,10 @@ def test_recsys_broker_stops_cleanly_on_a_sigterm_sent_as_soon_as_it_says_ready(
     assert not is_listening(port)  # the Tansu child was stopped too, not left behind
 
 
-def test_worker_tuning_reaches_faust(monkeypatch, tmp_path):
+def test_worker_tuning_reaches_faust(tmp_path):
     from app.app import create_app
 
-    conf = settings_with(monkeypatch, RECSYS_DATA_DIR=str(tmp_path), RECSYS_PRODUCER_LINGER_MS="25",
+    conf = settings_with(RECSYS_DATA_DIR=str(tmp_path), RECSYS_PRODUCER_LINGER_MS="25",
                          RECSYS_PRODUCER_BATCH_BYTES="65536", RECSYS_MAX_POLL_RECORDS="300")
     faust_conf = create_app(conf).conf
     assert faust_conf.producer_linger == 0.025
@@ -119,7 +117,7 @@ def test_worker_tuning_reaches_faust(monkeypatch, tmp_path):
     assert faust_conf.broker_max_poll_records == 300
 
 
-def test_default_poll_fits_below_a_full_stream_buffer(monkeypatch, tmp_path):
+def test_default_poll_fits_below_a_full_stream_buffer(tmp_path):
     """A stream stops fetching when its buffer is 80% full (mode's pressure_high_ratio);
     one poll's records must fit in the remaining 20%, else the buffer fills and every
     further message is delivered through a task and a wait."""
@@ -127,7 +125,7 @@ def test_default_poll_fits_below_a_full_stream_buffer(monkeypatch, tmp_path):
 
     from app.app import create_app
 
-    faust_conf = create_app(settings_with(monkeypatch, RECSYS_DATA_DIR=str(tmp_path))).conf
+    faust_conf = create_app(settings_with(RECSYS_DATA_DIR=str(tmp_path))).conf
     size = faust_conf.stream_buffer_maxsize
     headroom = size - size // FlowControlQueue.pressure_high_ratio
     assert 0 < faust_conf.broker_max_poll_records <= headroom
@@ -144,15 +142,14 @@ def test_default_poll_fits_below_a_full_stream_buffer(monkeypatch, tmp_path):
     ("RECSYS_BATCH_MAX", "0", "need a batch of at least 1"),
     ("RECSYS_BATCH_WAIT_MS", "-5", "a wait of at least 0 ms"),
 ])
-def test_a_setting_that_does_not_parse_names_the_variable(monkeypatch, name, value, says):
-    monkeypatch.setenv(name, value)
+def test_a_setting_that_does_not_parse_names_the_variable(name, value, says):
     with pytest.raises(SettingError) as exc:
-        Settings()
+        Settings.from_env({name: value})
     assert says in str(exc.value)
 
 
-def test_a_valid_broker_list_and_engine_choice(monkeypatch):
-    conf = settings_with(monkeypatch, RECSYS_BROKER="kafka://k1:9092,k2:9093", RECSYS_BROKER_ENGINE="kafka")
+def test_a_valid_broker_list_and_engine_choice():
+    conf = settings_with(RECSYS_BROKER="kafka://k1:9092,k2:9093", RECSYS_BROKER_ENGINE="kafka")
     assert conf.bootstrap_servers == ["k1:9092", "k2:9093"] and conf.broker_engine == "kafka"
 
 
@@ -162,11 +159,13 @@ def test_the_engine_is_told_by_the_cluster_id(cluster_id, engine):
     assert engine_of_cluster_id(cluster_id) == engine
 
 
-def test_tansu_workarounds_follow_the_detected_engine_not_the_url(monkeypatch, tmp_path):
+def test_tansu_workarounds_follow_the_detected_engine_not_the_url(tmp_path):
     from app.app import create_app
 
-    monkeypatch.setenv("RECSYS_BROKER", "kafka://127.0.0.1:9")  # a URL, as if naming a real cluster
-    tansu = create_app(settings_with(monkeypatch, RECSYS_BROKER_ENGINE="tansu", RECSYS_DATA_DIR=str(tmp_path))).conf
+    url = "kafka://127.0.0.1:9"  # a URL, as if naming a real cluster
+    tansu = create_app(settings_with(RECSYS_BROKER=url, RECSYS_BROKER_ENGINE="tansu",
+                                     RECSYS_DATA_DIR=str(tmp_path))).conf
     assert (tansu.broker_session_timeout, tansu.broker_heartbeat_interval) == (6.0, 1.0)
-    kafka = create_app(settings_with(monkeypatch, RECSYS_BROKER_ENGINE="kafka", RECSYS_DATA_DIR=str(tmp_path))).conf
+    kafka = create_app(settings_with(RECSYS_BROKER=url, RECSYS_BROKER_ENGINE="kafka",
+                                     RECSYS_DATA_DIR=str(tmp_path))).conf
     assert kafka.broker_session_timeout == 60.0  # Faust's default: no workaround on real Kafka

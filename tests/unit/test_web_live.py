@@ -202,7 +202,7 @@ def test_a_click_is_forwarded_to_the_worker_with_the_receive_time_and_the_token(
 
     from aiohttp import ClientSession, web
 
-    from app.settings import settings_from
+    from app.settings import Settings
     from web.server import create_app
 
     got = []
@@ -222,7 +222,7 @@ def test_a_click_is_forwarded_to_the_worker_with_the_receive_time_and_the_token(
         site = web.TCPSite(worker_runner, "127.0.0.1", 0)
         await site.start()
         worker_port = site._server.sockets[0].getsockname()[1]
-        conf = settings_from({"RECSYS_API_TOKEN": "s3cret", "RECSYS_AB": ""})
+        conf = Settings.from_env({"RECSYS_API_TOKEN": "s3cret", "RECSYS_AB": ""})
         runner = web.AppRunner(create_app(conf, f"http://127.0.0.1:{worker_port}", consume=False))
         await runner.setup()
         front = web.TCPSite(runner, "127.0.0.1", 0)

@@ -1,0 +1,121 @@
+"""The one place that builds a stream worker: :func:`build_worker`.
+
+``recsys worker`` (and any test that needs a worker in process) calls
+``build_worker(settings)``: it applies the Faust patches, creates the ``faust.App``,
+declares the topics and tables, and registers the agents, timers and web views, each
+handed the one :class:`Worker` that holds everything they share. Nothing of this
+happens at import: importing any module of the project connects to nothing and patches
+nothing. This module is the composition root: the only one that imports ``agents/``
+and ``api/`` (they see :class:`Worker` as a type only).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+
+import faust
+
+from agents import behaviour, log_cleaning, realtime
+from agents.dead_letters import DeadLetters
+from api import views
+from app import faust_patches
+from app.app import broker_engine, create_app
+from app.faust_patches import changelog_rebuild
+from app.faust_patches import tansu as tansu_patch
+from app.metrics import Metrics
+from app.settings import Settings
+from app.topics import Topics, declare_topics
+from broker.detect import TANSU
+from tables.broadcast import Catalogue, SimilarityBroadcast, keep_following
+from tables.definitions import Tables, declare_tables, forget_offsets
+from tables.ranking import Ranking
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    """What a worker's agents, timers and views share (built by :func:`build_worker`).
+
+    Attributes
+    ----------
+    settings : Settings
+        The one configuration the command line built.
+    app : faust.App
+        The Faust application every agent, table and view hangs off.
+    topics, tables : Topics, Tables
+        Declared once, on ``app``.
+    model : SimilarityBroadcast
+        The model in service (every item's neighbours), read from ``item-similarity``.
+    catalogue : Catalogue
+        item -> category, read from ``items`` (for ``?category=``).
+    ranking : Ranking
+        Which ranker makes each user's list, with its parameters.
+    metrics : Metrics
+        Counters and latencies served by ``GET /metrics/``.
+    dead_letters : DeadLetters
+        Where rejected input goes (``agents/dead_letters.py``).
+    hot_items : list of str
+        This worker's hottest items (refreshed by the behaviour agent's timer).
+    in_flight : dict
+        user key -> newest state of the batch being published: sent, not yet
+        acknowledged, so not yet in the store (``agents/batches.py``).
+    """
+
+    settings: Settings
+    app: faust.App
+    topics: Topics
+    tables: Tables
+    model: SimilarityBroadcast
+    catalogue: Catalogue
+    ranking: Ranking
+    metrics: Metrics
+    dead_letters: DeadLetters
+    hot_items: list[str] = field(default_factory=list)
+    in_flight: dict[bytes, dict] = field(default_factory=dict)
+
+    def newest_user_state(self, key: bytes) -> dict:
+        """The user's newest state on this worker: being published, else as stored."""
+        value = self.in_flight.get(key)
+        return value if value is not None else self.tables.user_state.get(key, {})
+
+
+def build_worker(conf: Settings) -> Worker:
+    """The worker of ``conf``: app, topics, tables, agents, timers and views, registered."""
+    conf = dataclasses.replace(conf, broker_engine=broker_engine(conf))  # asked once, if "auto"
+    metrics = Metrics()
+    faust_patches.apply(metrics)
+    if conf.broker_engine == TANSU:
+        tansu_patch.apply()
+    app = create_app(conf, metrics)
+    topics = declare_topics(app, conf)
+    worker = Worker(settings=conf, app=app, topics=topics, tables=declare_tables(app, conf),
+                    model=SimilarityBroadcast(), catalogue=Catalogue(), ranking=Ranking.from_settings(conf),
+                    metrics=metrics,
+                    dead_letters=DeadLetters(topics.dead_letters, metrics, max_bytes=conf.dead_letter_max_bytes))
+    changelog_rebuild.VALUE_RESETS[worker.tables.user_state.name] = forget_offsets
+    realtime.register(worker)
+    behaviour.register(worker)
+    log_cleaning.register(worker)
+    register_readers(worker)
+    views.register(worker)
+    return worker
+
+
+def register_readers(worker: Worker) -> None:
+    """Tasks that keep the worker's copies of the model and the catalogue current, and
+    the once-a-second metrics sample."""
+    app, conf = worker.app, worker.settings
+
+    @app.task
+    async def follow_similarity() -> None:
+        await keep_following("similarity", worker.model.follow, conf)
+
+    @app.task
+    async def follow_catalogue() -> None:
+        await keep_following("catalogue", worker.catalogue.follow, conf)
+
+    @app.timer(interval=1.0)
+    async def sample_metrics() -> None:
+        worker.metrics.tick()

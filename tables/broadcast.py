@@ -1,0 +1,191 @@
+"""The compacted topics every worker holds in full: the model and the catalogue.
+
+The stream equivalent of the paper's Flink broadcast stream: each worker tails ALL
+partitions of a compacted topic from the beginning (no consumer group) and keeps the
+last value per key in memory. No Faust here: the worker starts :func:`keep_following`
+as a Faust task (``app/worker.py``).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+
+import orjson
+from aiokafka.structs import TopicPartition
+
+from app.records import MODEL_MARKER_KEY
+from broker.clients import KafkaClients
+from tables.scoring import SimilarityIndex
+
+log = logging.getLogger(__name__)
+
+
+class SimilarityBroadcast:
+    """item -> ``{neighbour: similarity}``, every item, on every worker, one complete
+    model version at a time.
+
+    Each worker tails ALL partitions of the compacted ``item-similarity`` topic from the
+    beginning (no consumer group). Item messages are *staged* per model version; a version becomes
+    the one the realtime agent scores with (:attr:`index`, :attr:`marker`) only once
+    its marker has arrived on every partition (the publisher sends it to each
+    partition after all the items) and every item the marker counts was staged. The
+    switch replaces the whole index at once, so a publish that dies half-way (kill -9
+    of the ALS worker) leaves the previous complete version in service, never a mix.
+    A tombstone drops an item from what is staged (a later version lacks it anyway).
+
+    Why not a Faust GlobalTable: with faust-streaming 0.15.3 (a) a GlobalTable whose
+    changelog is another process's topic hangs the group join (the assignor looks for
+    ``<app>-<table>-changelog``), (b) its "active" changelog partitions are read only
+    during recovery, so a model published later never arrives, and (c) with
+    ``synchronize_all_active_partitions`` it does arrive but the worker's agents stop
+    receiving their own input. Each was reproduced on the embedded broker.
+    """
+
+    def __init__(self) -> None:
+        #: The model in service: top-M lists and symmetric rows (what the agent scores with).
+        self.index = SimilarityIndex()
+        #: The marker of the model in service.
+        self.marker: dict = {}
+        #: version -> {item: (neighbours, related, count)}, in the order versions were first seen.
+        self._staged: dict[str, dict[str, tuple]] = {}
+        self._markers: dict[int, dict] = {}
+        self.partitions = 1
+        self.messages = 0
+        self.rejected = 0
+        #: Versions whose markers all landed but whose items did not (e.g. compacted away).
+        self.incomplete = 0
+        #: Set once everything that was in the topic at start-up has been read; the
+        #: realtime agent waits for it so a restarted worker never scores without a model.
+        self.caught_up = asyncio.Event()
+
+    @property
+    def version(self) -> str:
+        """The version of the model in service ("" before the first)."""
+        return str(self.marker.get("version", ""))
+
+    def apply(self, key: bytes | None, value: bytes | None, partition: int = 0) -> None:
+        """Apply one message of the topic. Never raises: a malformed message is counted
+        and skipped, and what is staged or in service stays as it was."""
+        self.messages += 1
+        try:
+            self._apply(key, value, partition)
+        except (ValueError, TypeError, AttributeError, RecursionError) as exc:
+            self.rejected += 1
+            log.warning("skipping malformed similarity message %r: %r", key[:100] if key else key, exc)
+
+    def _apply(self, key: bytes | None, value: bytes | None, partition: int) -> None:
+        item = key.decode("utf-8")
+        if value is None:
+            for staged in self._staged.values():
+                staged.pop(item, None)
+            return
+        data = json.loads(value)
+        if item == MODEL_MARKER_KEY:
+            marker = {"version": str(data["version"]), "items": int(data.get("items", 0)),
+                      **{k: v for k, v in data.items() if k not in ("version", "items")}}
+            self._markers[partition] = marker
+            self._maybe_switch(marker)
+            return
+        self._staged.setdefault(str(data.get("version", "")), {})[item] = (
+            _finite(data["neighbours"]), _finite(data.get("related") or {}), int(data.get("count") or 0))
+
+    def _maybe_switch(self, marker: dict) -> None:
+        version = marker["version"]
+        if len(self._markers) < self.partitions or {m["version"] for m in self._markers.values()} != {version}:
+            return  # a partition may still hold unread items of this version
+        staged = self._staged.get(version, {})
+        if len(staged) != marker["items"]:
+            self.incomplete += 1
+            log.warning("model %s is incomplete (%d of %d items): keeping model %r in service", version,
+                        len(staged), marker["items"], self.marker.get("version"))
+            return
+        self.index = SimilarityIndex({q: s[0] for q, s in staged.items()}, related={q: s[1] for q, s in staged.items()},
+                                     counts={q: s[2] for q, s in staged.items()})
+        self.marker = marker
+        for seen in list(self._staged):  # this version and every one staged before it are done
+            del self._staged[seen]
+            if seen == version:
+                break
+        log.info("similarity model %s in service: %d items", version, len(self.index))
+
+    async def follow(self, conf) -> None:
+        """Tail the topic for as long as the worker runs."""
+        clients = KafkaClients(conf)
+        consumer = await clients.consumer(conf.topic_similarity)
+        try:
+            partitions = [TopicPartition(conf.topic_similarity, p)
+                          for p in sorted(consumer.partitions_for_topic(conf.topic_similarity) or [])]
+            self.partitions = max(len(partitions), 1)
+            end = await clients.end_offsets(consumer, partitions)
+            while True:
+                if not self.caught_up.is_set():
+                    # Positions, not last offsets seen: compaction and transaction markers
+                    # leave gaps at the end of a real Kafka log.
+                    positions = {tp: await consumer.position(tp) for tp in partitions}
+                    if all(positions[tp] >= end[tp] for tp in partitions):
+                        log.info("similarity model loaded: %d items, version %r", len(self.index),
+                                 self.marker.get("version"))
+                        self.caught_up.set()
+                batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                for tp, records in batches.items():
+                    for record in records:
+                        self.apply(record.key, record.value, tp.partition)
+        finally:
+            await consumer.stop()
+
+
+def _finite(scores: dict) -> dict[str, float]:
+    """``{item: score}`` with string ids and float scores, NaN and infinities dropped."""
+    pairs = ((str(n), float(s)) for n, s in scores.items())
+    return {n: s for n, s in pairs if math.isfinite(s)}
+
+
+class Catalogue:
+    """item -> category, every item, on every worker, from the compacted ``items`` topic
+    that ``recsys generate`` / ``recsys load`` publish (for ``?category=`` on lists).
+    A deployment without the topic has no categories; the reader waits for it."""
+
+    def __init__(self) -> None:
+        self.category: dict[str, str] = {}
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key is None:
+            return
+        item = key.decode("utf-8", "replace")
+        try:
+            data = orjson.loads(value) if value is not None else None
+        except orjson.JSONDecodeError:
+            return
+        category = data.get("category") if isinstance(data, dict) else None
+        if isinstance(category, str) and category:
+            self.category[item] = category
+        else:  # a tombstone, or an item without a category
+            self.category.pop(item, None)
+
+    async def follow(self, conf) -> None:
+        consumer = await KafkaClients(conf).consumer()
+        try:
+            while conf.topic_items not in await consumer.topics():  # never auto-create it by subscribing
+                await asyncio.sleep(10.0)
+            consumer.subscribe([conf.topic_items])
+            while True:
+                for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                    for record in records:
+                        self.apply(record.key, record.value)
+        finally:
+            await consumer.stop()
+
+
+async def keep_following(name: str, follow, conf) -> None:
+    """Run ``follow(conf)`` for the worker's lifetime: a lost connection must not stop
+    the updates, so a failed reader starts again (from the beginning) after 5 s."""
+    while True:
+        try:
+            await follow(conf)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s reader failed; re-reading the topic in 5 s", name)
+            await asyncio.sleep(5.0)
