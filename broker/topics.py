@@ -20,11 +20,6 @@ def item_events_topic_name(conf) -> str:
     return f"{conf.app_id}-item-events"
 
 
-def input_topic(conf, record) -> str:
-    """Where an input record goes: ``ratings`` for a rating, ``user-events`` for an event."""
-    return conf.topic_ratings if hasattr(record, "rating") else conf.topic_events
-
-
 def compacted_topics(conf) -> set[str]:
     return {conf.topic_similarity, conf.topic_recommendations, conf.topic_items}
 

@@ -45,8 +45,6 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
-from .similarity import similar_to
-
 log = logging.getLogger("offline_als")
 
 #: Format version written by :meth:`ALS.save`; bump when the file layout changes.
@@ -498,16 +496,6 @@ class ALS:
         best = np.argpartition(-scores, n - 1)[:n] if n < scores.size else np.arange(scores.size)
         best = best[np.lexsort((best, -scores[best]))]  # by score desc, then index
         return best.astype(np.int32), scores[best].astype(np.float32)
-
-    def similar_items(self, item_idx: int, N: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """The ``N`` items most cosine-similar to ``item_idx`` (itself excluded).
-
-        Uses the latent factors only (never the bias). For all items at once use
-        :func:`offline_als.similarity.top_similar` on ``item_factors``.
-        """
-        if not 0 <= item_idx < self.n_items:
-            return np.empty(0, np.int32), np.empty(0, np.float32)
-        return similar_to(self.item_factors, item_idx, N)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path, user_ids=None, item_ids=None, metrics: dict | None = None) -> str:

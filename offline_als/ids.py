@@ -72,11 +72,6 @@ class IdMap:
             raise IndexError(index)
         return self._ids[index]
 
-    def ids_of(self, indices: Iterable[int]) -> list[str]:
-        """The ids at many indices (-1 or out-of-range give ``None``)."""
-        n = len(self._ids)
-        return [self._ids[i] if 0 <= i < n else None for i in map(int, indices)]
-
     def __len__(self) -> int:
         return len(self._ids)
 

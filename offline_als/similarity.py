@@ -161,28 +161,6 @@ def _rows_top(lo, hi, Fn, FnT, zero, zero_cols, m, min_sim, sample_stride, block
         scores[start + r[keep], rank[keep]] = v[keep]
 
 
-def similar_to(item_factors: np.ndarray, item: int, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``n`` cosine neighbours of one item (no blocking needed for one row).
-
-    Same conventions as :func:`top_similar` (self excluded, zero vectors have no
-    neighbours) except that no ``min_similarity`` cut is applied and the result is
-    not padded: arrays may be shorter than ``n``.
-    """
-    F = np.asarray(item_factors, dtype=np.float32)
-    norms = np.linalg.norm(F, axis=1)
-    if norms[item] == 0:
-        return np.empty(0, np.int32), np.empty(0, np.float32)
-    sims = (F @ F[item]) / (np.where(norms == 0, 1.0, norms) * norms[item])
-    sims[norms == 0] = -np.inf
-    sims[item] = -np.inf
-    n = min(n, int(np.isfinite(sims).sum()))
-    if n <= 0:
-        return np.empty(0, np.int32), np.empty(0, np.float32)
-    best = np.argpartition(-sims, n - 1)[:n] if n < sims.size else np.arange(sims.size)
-    best = best[np.lexsort((best, -sims[best]))]
-    return best.astype(np.int32), sims[best].astype(np.float32)
-
-
 #: Co-occurrence cosines are shrunk by n / (n + COOC_SHRINK), n = users the two items
 #: share: a pair seen together once is weak evidence however high its cosine (Koren's
 #: shrinkage). Chosen on the validation parts (the protocol on the warm-up half only):
@@ -221,4 +199,4 @@ def cooccurrence_neighbours(R, item_ids: Sequence[str], m: int = 50, decimals: i
     return out
 
 
-__all__ = ["DEFAULT_BLOCK_BYTES", "cooccurrence_neighbours", "similar_to", "top_similar"]
+__all__ = ["DEFAULT_BLOCK_BYTES", "cooccurrence_neighbours", "top_similar"]
