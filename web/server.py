@@ -1,4 +1,4 @@
-"""``recsys web``: the shop page and the operations dashboard (issue 14).
+"""``recsys web``: the shop page and the operations dashboard.
 
 A frontend of its own, the way a shop's would be: it consumes ``recommendations`` in its
 own consumer group (``<app id>-web``, read from the start of the compacted topic so that
