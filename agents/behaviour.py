@@ -41,20 +41,20 @@ def register(worker: Worker) -> None:
     async def refresh_hot_items():
         try:
             counts = ((key, value) for key, value in tables.item_popularity.items().now())
-            worker.hot_items[:] = top_items(counts, worker.settings.hot_items)
+            worker.hot_items[:] = top_items(counts, worker.settings.behaviour.hot_items)
         except Exception:  # a failing refresh keeps the previous list; it must not stop the worker
             log.exception("could not refresh the hot items")
 
 
 async def handle_event(worker: Worker, event, weights: dict[str, float]) -> None:
     conf, tables = worker.settings, worker.tables
-    ev = parse_event(event.value, max_future_s=conf.max_future_s)
+    ev = parse_event(event.value, max_future_s=conf.input.max_future_s)
     worker.metrics.count("events.accepted")
     tables.user_event_counts_10m[(ev.user, ev.event)] += 1
     tables.user_event_counts_1h[(ev.user, ev.event)] += 1
     if ev.item and ev.event != "dislike":  # "not interested" does not make an item hot
         await worker.topics.item_events.send(key=ev.item.encode(), value=ev.item.encode())
-    rating = implicit_rating(ev.event, weights, dislike_rating=conf.rating_min)
+    rating = implicit_rating(ev.event, weights, dislike_rating=conf.input.rating_min)
     if rating is not None and ev.item:
         implicit = Rating(user=ev.user, item=ev.item, rating=rating, ts=ev.ts, source=f"implicit:{ev.event}")
         await worker.topics.ratings.send(key=ev.user.encode(), value=to_json_bytes(implicit))
@@ -66,7 +66,7 @@ def user_behaviour(worker: Worker, user: str) -> dict:
     conf, tables = worker.settings, worker.tables
     counts_10m = {e: tables.user_event_counts_10m[(user, e)].now() for e in sorted(EVENT_TYPES)}
     counts_1h = {e: tables.user_event_counts_1h[(user, e)].now() for e in sorted(EVENT_TYPES)}
-    segment = user_segment(counts_1h, high_value_purchases=conf.segment_high_value_purchases,
-                           active_events=conf.segment_active_events)
+    segment = user_segment(counts_1h, high_value_purchases=conf.behaviour.segment_high_value_purchases,
+                           active_events=conf.behaviour.segment_active_events)
     return {"user": user, "segment": segment, "last_10m": {e: c for e, c in counts_10m.items() if c},
             "last_1h": {e: c for e, c in counts_1h.items() if c}, "at": time.time()}

@@ -22,8 +22,8 @@ def register(worker: Worker) -> None:
 
 async def forward_log_line(worker: Worker, event) -> None:
     conf = worker.settings
-    record = parse_log_line(event.value, rating_min=conf.rating_min, rating_max=conf.rating_max,
-                            max_future_s=conf.max_future_s)
+    record = parse_log_line(event.value, rating_min=conf.input.rating_min, rating_max=conf.input.rating_max,
+                            max_future_s=conf.input.max_future_s)
     if record is None:
         worker.metrics.count("raw_logs.ignored")
         return

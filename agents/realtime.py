@@ -31,10 +31,10 @@ def register(worker: Worker) -> None:
     @app.agent(worker.topics.ratings, name="agents.realtime.recommend")
     async def recommend(stream):
         await worker.model.caught_up.wait()  # never score with a half-loaded model after a restart
-        async for events in stream.take_events(conf.batch_max, within=conf.batch_wait_ms / 1000.0):
+        async for events in stream.take_events(conf.worker.batch_max, within=conf.worker.batch_wait_ms / 1000.0):
             await rank_batch(worker, events)  # take_events acks the events once this returns
 
-    @app.timer(interval=conf.log_every_s)
+    @app.timer(interval=conf.worker.log_every_s)
     async def log_progress():
         metrics = worker.metrics
         log.info("ratings/s %.1f, lists sent %d, dead letters %d, worker latency %s, model %s",
@@ -72,8 +72,8 @@ def rank_one(worker: Worker, event, batch: Batch, version: str) -> None:
     on another partition than its user's, stage it to be sent there)."""
     started = time.perf_counter()
     conf, metrics, message = worker.settings, worker.metrics, event.message
-    rating = parse_rating(event.value, rating_min=conf.rating_min, rating_max=conf.rating_max,
-                          max_future_s=conf.max_future_s)
+    rating = parse_rating(event.value, rating_min=conf.input.rating_min, rating_max=conf.input.rating_max,
+                          max_future_s=conf.input.max_future_s)
     key = rating.user.encode()
     owner = owner_partition(key, batch.input_partitions)
     if message.partition != owner:  # another partitioner, or a null/wrong key: not this user's partition
@@ -99,4 +99,4 @@ def rank_one(worker: Worker, event, batch: Batch, version: str) -> None:
 
 def partitions_of(worker: Worker, topic: str) -> int:
     """Partition count of an input topic, as the consumer's metadata has it."""
-    return worker.app.consumer.topic_partitions(topic) or worker.settings.partitions
+    return worker.app.consumer.topic_partitions(topic) or worker.settings.kafka.partitions

@@ -60,7 +60,7 @@ def register(worker: Worker) -> None:
         keep = (lambda item: worker.catalogue.category.get(item) == wanted) if wanted else None
         entry = worker.newest_user_state(user.encode()).get("recs")
         if not entry:
-            fallback = [[item, None] for item in worker.hot_items[: conf.k]]
+            fallback = [[item, None] for item in worker.hot_items[: conf.ranking.k]]
             return web.json({"user": user, "items": filter_list(fallback, n, exclude, keep), "source": "hot-items",
                              "model_version": worker.model.version})
         return web.json({"user": user, "source": "realtime", **entry,
@@ -73,7 +73,7 @@ def register(worker: Worker) -> None:
 
     @route("/items/hot/")
     async def get_hot_items(web, request):
-        return web.json({"items": list(worker.hot_items), "window_s": conf.hopping_size_s})
+        return web.json({"items": list(worker.hot_items), "window_s": conf.behaviour.hopping_size_s})
 
     @route("/collect/")
     class Collect(View):
@@ -90,8 +90,8 @@ def register(worker: Worker) -> None:
             except HTTPRequestEntityTooLarge as exc:
                 return self.reject("too_large", exc.text or "body too large", status=413)
             try:
-                record = parse_collected(body, rating_min=conf.rating_min, rating_max=conf.rating_max,
-                                         max_future_s=conf.max_future_s, default_ts=time.time())
+                record = parse_collected(body, rating_min=conf.input.rating_min, rating_max=conf.input.rating_max,
+                                         max_future_s=conf.input.max_future_s, default_ts=time.time())
             except InvalidInput as exc:
                 return self.reject(exc.reason, exc.detail)
             topic = worker.topics.ratings if isinstance(record, Rating) else worker.topics.events
@@ -106,7 +106,7 @@ def register(worker: Worker) -> None:
     @route("/health/")
     async def health(web, request):
         model = worker.model
-        assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == conf.topic_ratings)
+        assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == conf.topics.ratings)
         ready = model.caught_up.is_set() and bool(assigned)
         return web.json({"status": "ok" if ready else "starting", "ready": ready, "model_version": model.version,
                          "model_trained_at": model.marker.get("trained_at"),

@@ -6,14 +6,18 @@ Every knob has a sensible default so that ``make demo`` works on a fresh machine
 to talk to a real cluster. Kafka security settings (SASL/SSL) are passed through to every
 client (``broker/clients.py``) and to Faust (``app/app.py``).
 
-A :class:`Settings` is built once at the edge (the command line: :func:`load_settings`;
-a test or benchmark: :meth:`Settings.from_env` of a mapping, or ``Settings(field=...)``)
-and passed down; nothing else reads the environment. A value that does not parse raises
+Settings are frozen sections, one per concern (Kafka connection, topic names, the
+worker, ranking, input validation, behaviour events, the ALS model worker, the API),
+each field declared with its environment variable (:func:`env`). A :class:`Settings`
+is built once at the edge (the command line: :func:`load_settings`; a test or
+benchmark: :meth:`Settings.from_env` of a mapping, or ``Settings().replace(...)``) and
+passed down; nothing else reads the environment. A value that does not parse raises
 :class:`SettingError` naming the variable, which the command line prints as one line
 (exit status 2).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -50,6 +54,41 @@ def env(name: str, default, *, choices: tuple[str, ...] = (), alias: str = ""):
     return field(default=default, metadata={"env": name, "choices": choices, "alias": alias})
 
 
+def section(cls):
+    """A field holding a whole section (its defaults unless the environment says otherwise)."""
+    return field(default_factory=cls, metadata={"section": cls})
+
+
+def _from_env(cls, environ: Mapping[str, str]):
+    """An instance of the settings dataclass ``cls`` from ``environ``: every :func:`env`
+    field parsed, every :func:`section` built the same way."""
+    values = {}
+    for f in fields(cls):
+        if "section" in f.metadata:
+            values[f.name] = _from_env(f.metadata["section"], environ)
+            continue
+        for name in (n for n in (f.metadata.get("env"), f.metadata.get("alias")) if n):
+            raw = environ.get(name)
+            if raw is not None and raw.strip():
+                values[f.name] = _parse(name, raw, f.type, f.metadata["choices"])
+                break
+    return cls(**values)
+
+
+def _to_env(obj) -> dict[str, str]:
+    """The environment that gives ``obj`` back through :func:`_from_env` (for child processes)."""
+    out: dict[str, str] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if "section" in f.metadata:
+            out.update(_to_env(value))
+        elif "env" in f.metadata:
+            text = value.value if isinstance(value, Secret) else str(value).lower() if isinstance(value, bool) \
+                else str(value)
+            out[f.metadata["env"]] = text
+    return out
+
+
 def _parse(name: str, raw: str, kind: str, choices: tuple[str, ...]):
     """``raw`` as a value of type ``kind`` (the field's annotation); :class:`SettingError` if not."""
     text = raw.strip()
@@ -83,11 +122,9 @@ RANKERS = ("default", "paper")
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Every setting of the service, frozen. ``Settings()`` is the defaults;
-    :meth:`from_env` reads an environment mapping (the command line passes ``os.environ``)."""
+class KafkaSettings:
+    """The Kafka connection (every client and Faust), and how topics are created."""
 
-    # --- Kafka ------------------------------------------------------------------
     #: ``kafka://host:port[;host2:port]``; empty means the embedded broker.
     broker: str = env("RECSYS_BROKER", "")
     #: Which broker answers: ``auto`` asks it (Tansu gets its workarounds, Kafka none:
@@ -104,147 +141,12 @@ class Settings:
     #: Partitions of every topic we create (ratings, user-events, ... and changelogs).
     partitions: int = env("RECSYS_PARTITIONS", 4)
     replication: int = env("RECSYS_REPLICATION", 1)
-
-    # --- Faust worker -------------------------------------------------------------
-    app_id: str = env("RECSYS_APP_ID", "recsys")
-    #: ``at_least_once`` (default) or ``exactly_once`` (Faust transactions; real Kafka only).
-    processing_guarantee: str = env("RECSYS_PROCESSING_GUARANTEE", "at_least_once",
-                                    choices=("at_least_once", "exactly_once"))
-    #: Faust table store: ``rocksdb://`` (default, with changelog) or ``memory://``.
-    store: str = env("RECSYS_STORE", "rocksdb://")
-    #: Where RocksDB tables, the ALS rating store and saved models live.
-    data_dir: Path = env("RECSYS_DATA_DIR", DEFAULT_DATA_DIR)
-    web_port: int = env("RECSYS_WEB_PORT", 6066)
-    web_host: str = env("RECSYS_WEB_HOST", "127.0.0.1")
-    log_every_s: float = env("RECSYS_LOG_EVERY_S", 10.0)
-    #: Producer batching: how long a batch may wait for more messages, and its size.
-    #: Latency vs throughput: longer and bigger batches give a worker more ratings/s and
-    #: later lists (the measured trade-off: docs/RESULTS.md).
-    producer_linger_ms: float = env("RECSYS_PRODUCER_LINGER_MS", 10.0)
-    producer_batch_bytes: int = env("RECSYS_PRODUCER_BATCH_BYTES", 262144)
-    #: Records one consumer poll may return (Kafka's own default, 500; Faust passes
-    #: "unlimited"). Keep it below a fifth of Faust's stream buffer (4096): a stream
-    #: stops fetching at 80% full, so a bounded poll never finds the buffer full, and a
-    #: full buffer costs every further message a task and a wait (docs/RESULTS.md).
-    max_poll_records: int = env("RECSYS_MAX_POLL_RECORDS", 500)
-    #: The realtime agent takes ratings in batches of at most this many, waiting at most
-    #: ``batch_wait_ms`` for a batch to fill: per batch, one read and one write per user
-    #: and a few record batches to Kafka instead of two Faust sends per rating. 1 turns
-    #: batching off (one rating at a time); the wait adds at most that much latency.
-    batch_max: int = env("RECSYS_BATCH_MAX", 500)
-    batch_wait_ms: float = env("RECSYS_BATCH_WAIT_MS", 5.0)
-
-    # --- Topic names --------------------------------------------------------------
-    topic_ratings: str = env("RECSYS_TOPIC_RATINGS", "ratings")
-    topic_events: str = env("RECSYS_TOPIC_EVENTS", "user-events")
-    topic_raw_logs: str = env("RECSYS_TOPIC_RAW_LOGS", "raw-logs")
-    topic_similarity: str = env("RECSYS_TOPIC_SIMILARITY", "item-similarity")
-    topic_recommendations: str = env("RECSYS_TOPIC_RECOMMENDATIONS", "recommendations")
-    topic_dead_letters: str = env("RECSYS_TOPIC_DEAD_LETTERS", "dead-letters")
-    #: Compacted catalogue (key item id: {"item", "name", "category"}) the web frontend shows.
-    topic_items: str = env("RECSYS_TOPIC_ITEMS", "items")
-
-    # --- Rankers and A/B tests (the web frontend reads them too)
-    #: The ranker variant of every list when no A/B test runs.
-    ranker: str = env("RECSYS_RANKER", "default")
-    #: ``variant:weight,...`` (e.g. ``default:50,paper:50``): users assigned by a stable hash.
-    ab: str = env("RECSYS_AB", "")
-
-    # --- The online algorithm (ARCHITECTURE.md) -------------------------------------
-    #: K: length of a recommendation list and number of recent ratings kept per user.
-    k: int = env("RECSYS_K", 20)
-    #: M: neighbours per item used as candidates (the ALS worker publishes ``similar``).
-    m: int = env("RECSYS_M", 20)
-    #: theta: minimum similarity between a candidate and a recent item to count.
-    theta: float = env("RECSYS_THETA", 0.6)
-    #: Weight of the previous list's scores in the merge (1.0 = the paper). 0.1 with
-    #: theta 0.5 makes ~98% of a list new after every rating (see evaluation/README.md).
-    decay: float = env("RECSYS_DECAY", 1.0)
-    #: Rating scale of the shop; out-of-range ratings are dead-lettered, and the
-    #: high/low cut of the formula is the middle of this scale.
-    rating_min: float = env("RECSYS_RATING_MIN", 1.0)
-    rating_max: float = env("RECSYS_RATING_MAX", 5.0)
-    #: How many already-rated items per user are remembered (and never recommended).
-    rated_items_max: int = env("RECSYS_RATED_ITEMS_MAX", 1000)
-
-    # --- Behaviour events ---------------------------------------------------------
-    #: Tumbling window (seconds) for per-user event counts; hopping window size/step.
-    tumbling_s: float = env("RECSYS_TUMBLING_S", 600)
-    hopping_size_s: float = env("RECSYS_HOPPING_SIZE_S", 3600)
-    hopping_step_s: float = env("RECSYS_HOPPING_STEP_S", 300)
-    #: How long closed windows are kept before expiry (seconds).
-    window_expires_s: float = env("RECSYS_WINDOW_EXPIRES_S", 7200)
-    #: Behaviour events that become interactions (implicit ratings on ``ratings``, so one
-    #: agent writes a user's state, in one order), "event:weight,..." on the rating
-    #: scale; an event type left out changes only the counters. ``RECSYS_IMPLICIT_RATINGS``
-    #: (its old name) is read when it is unset. Unset: :data:`DEFAULT_EVENT_WEIGHTS`.
-    event_weights: str = env("RECSYS_EVENT_WEIGHTS", "", alias="RECSYS_IMPLICIT_RATINGS")
-    #: Segment thresholds over the hopping-window counts.
-    segment_high_value_purchases: int = env("RECSYS_SEGMENT_HIGH_VALUE_PURCHASES", 2)
-    segment_active_events: int = env("RECSYS_SEGMENT_ACTIVE_EVENTS", 20)
-    hot_items: int = env("RECSYS_HOT_ITEMS", 50)
-
-    # --- Offline ALS ----------------------------------------------------------------
-    als_rank: int = env("RECSYS_ALS_RANK", 20)
-    als_reg: float = env("RECSYS_ALS_REG", 1.0)
-    #: Pseudo-ratings added to every user's/item's count in the weighted-lambda penalty,
-    #: reg * (n + offset): shrinks one-rating users harder (0 = Zhou et al./Spark exactly).
-    als_reg_offset: float = env("RECSYS_ALS_REG_OFFSET", 5.0)
-    als_iters: int = env("RECSYS_ALS_ITERS", 10)
-    als_biases: bool = env("RECSYS_ALS_BIASES", True)
-    als_seed: int = env("RECSYS_ALS_SEED", 42)
-    #: Neighbours published per item, and the minimum similarity to publish one.
-    als_similar: int = env("RECSYS_ALS_SIMILAR", 50)
-    als_min_similarity: float = env("RECSYS_ALS_MIN_SIMILARITY", 0.0)
-    #: explicit (ratings), implicit (Hu-Koren-Volinsky confidence weighting, for behaviour
-    #: events) or auto: implicit when most of the input is behaviour events.
-    als_feedback: str = env("RECSYS_ALS_FEEDBACK", "auto")
-    #: Implicit feedback: confidence per unit of event weight (c = 1 + alpha * w), ridge term.
-    als_alpha: float = env("RECSYS_ALS_ALPHA", 1.0)
-    als_implicit_reg: float = env("RECSYS_ALS_IMPLICIT_REG", 0.01)
-    #: Co-occurrence neighbours published per item: what the default ranker reads for each
-    #: recent interaction, so its cost per rating grows with it (docs/RESULTS.md: how it was chosen).
-    als_related: int = env("RECSYS_ALS_RELATED", 50)
-    #: Retrain every this many minutes, or after this many new ratings, if anything changed.
-    als_every_min: float = env("RECSYS_ALS_EVERY_MIN", 10.0)
-    als_every_ratings: int = env("RECSYS_ALS_EVERY_RATINGS", 10_000)
-    als_group: str = env("RECSYS_ALS_GROUP", "recsys-als")
-
-    # --- consumer group timing (every broker)
     #: How long the group waits for a silent member before giving its partitions to
     #: the others, and the heartbeat period. 0 = the default: Faust's (60 s / 3 s) on
     #: Kafka, 6 s / 1 s on the embedded Tansu broker (whose joins take session/2).
     #: Tests and kill drills shorten them so a killed worker's partitions move in seconds.
     session_timeout_s: float = env("RECSYS_SESSION_TIMEOUT_S", 0.0)
     heartbeat_interval_s: float = env("RECSYS_HEARTBEAT_INTERVAL_S", 0.0)
-
-    # --- input validation and API access
-    #: A ``ts`` more than this many seconds after the worker's clock is rejected
-    #: (``ts_in_future``): it would stay the user's newest rating of the item for ever.
-    max_future_s: float = env("RECSYS_MAX_FUTURE_S", 86400.0)
-    #: Bytes of a rejected message kept in its dead letter; the letter holds them twice
-    #: (text and base64), so 64 KiB keeps any letter far below the producer's 1 MB limit.
-    dead_letter_max_bytes: int = env("RECSYS_DEAD_LETTER_MAX_BYTES", 65536)
-    #: Faust's own web views (/router/, /table/..., /graph/, statistics): they expose table
-    #: data and the cluster topology, so they are off unless asked for.
-    debug_endpoints: bool = env("RECSYS_DEBUG_ENDPOINTS", False)
-    #: When set, every endpoint but /health/ needs ``Authorization: Bearer <token>``.
-    #: Masked in repr(): settings get logged.
-    api_token: Secret = env("RECSYS_API_TOKEN", NO_SECRET)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """The settings an environment ``environ`` gives (only ``RECSYS_*`` names are read;
-        a blank value is the default). Raises :class:`SettingError` naming the variable."""
-        values = {}
-        for f in fields(cls):
-            names = [n for n in (f.metadata.get("env"), f.metadata.get("alias")) if n]
-            for name in names:
-                raw = environ.get(name)
-                if raw is not None and raw.strip():
-                    values[f.name] = _parse(name, raw, f.type, f.metadata["choices"])
-                    break
-        return cls(**values)
 
     @property
     def uses_embedded_broker(self) -> bool:
@@ -263,29 +165,222 @@ class Settings:
         url = self.broker_url.split("://", 1)[1]
         return [s.strip() for s in url.replace(";", ",").split(",") if s.strip()]
 
-    def event_weight_map(self) -> dict[str, float]:
-        """``RECSYS_EVENT_WEIGHTS`` as ``{event: weight}`` (checked in ``__post_init__``);
-        unset, :data:`DEFAULT_EVENT_WEIGHTS` mapped linearly from 1..5 onto the rating scale."""
-        if not self.event_weights.strip():
-            lo, hi = self.rating_min, self.rating_max
-            return {e: lo + (w - 1.0) * (hi - lo) / 4.0 for e, w in DEFAULT_EVENT_WEIGHTS.items()}
-        pairs = (p.split(":", 1) for p in self.event_weights.split(",") if p.strip())
-        return {name.strip(): float(value) for name, value in pairs}
-
     def __post_init__(self) -> None:
         _check_broker_url(self.broker)
-        _check_event_weights(self)
-        _check_rankers(self)
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The topics of a deployment (``broker/topics.py`` creates them)."""
+
+    ratings: str = env("RECSYS_TOPIC_RATINGS", "ratings")
+    events: str = env("RECSYS_TOPIC_EVENTS", "user-events")
+    raw_logs: str = env("RECSYS_TOPIC_RAW_LOGS", "raw-logs")
+    similarity: str = env("RECSYS_TOPIC_SIMILARITY", "item-similarity")
+    recommendations: str = env("RECSYS_TOPIC_RECOMMENDATIONS", "recommendations")
+    dead_letters: str = env("RECSYS_TOPIC_DEAD_LETTERS", "dead-letters")
+    #: Compacted catalogue (key item id: {"item", "name", "category"}) the web frontend shows.
+    items: str = env("RECSYS_TOPIC_ITEMS", "items")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The stream worker (Faust): app, guarantee, store, batching and client tuning."""
+
+    app_id: str = env("RECSYS_APP_ID", "recsys")
+    #: ``at_least_once`` (default) or ``exactly_once`` (Faust transactions; real Kafka only).
+    processing_guarantee: str = env("RECSYS_PROCESSING_GUARANTEE", "at_least_once",
+                                    choices=("at_least_once", "exactly_once"))
+    #: Faust table store: ``rocksdb://`` (default, with changelog) or ``memory://``.
+    store: str = env("RECSYS_STORE", "rocksdb://")
+    log_every_s: float = env("RECSYS_LOG_EVERY_S", 10.0)
+    #: Producer batching: how long a batch may wait for more messages, and its size.
+    #: Latency vs throughput: longer and bigger batches give a worker more ratings/s and
+    #: later lists (the measured trade-off: docs/RESULTS.md).
+    producer_linger_ms: float = env("RECSYS_PRODUCER_LINGER_MS", 10.0)
+    producer_batch_bytes: int = env("RECSYS_PRODUCER_BATCH_BYTES", 262144)
+    #: Records one consumer poll may return (Kafka's own default, 500; Faust passes
+    #: "unlimited"). Keep it below a fifth of Faust's stream buffer (4096): a stream
+    #: stops fetching at 80% full, so a bounded poll never finds the buffer full, and a
+    #: full buffer costs every further message a task and a wait (docs/RESULTS.md).
+    max_poll_records: int = env("RECSYS_MAX_POLL_RECORDS", 500)
+    #: The realtime agent takes ratings in batches of at most this many, waiting at most
+    #: ``batch_wait_ms`` for a batch to fill: per batch, one read and one write per user
+    #: and a few record batches to Kafka instead of two Faust sends per rating. 1 turns
+    #: batching off (one rating at a time); the wait adds at most that much latency.
+    batch_max: int = env("RECSYS_BATCH_MAX", 500)
+    batch_wait_ms: float = env("RECSYS_BATCH_WAIT_MS", 5.0)
+
+    def __post_init__(self) -> None:
         if self.batch_max < 1 or self.batch_wait_ms < 0:
             raise SettingError(f"RECSYS_BATCH_MAX={self.batch_max} / RECSYS_BATCH_WAIT_MS={self.batch_wait_ms:g}: "
                                "need a batch of at least 1 and a wait of at least 0 ms")
 
 
+@dataclass(frozen=True)
+class RankingSettings:
+    """Which ranker makes a user's list, and the online algorithm's knobs (ARCHITECTURE.md)."""
+
+    #: The ranker variant of every list when no A/B test runs.
+    ranker: str = env("RECSYS_RANKER", "default")
+    #: ``variant:weight,...`` (e.g. ``default:50,paper:50``): users assigned by a stable hash.
+    ab: str = env("RECSYS_AB", "")
+    #: K: length of a recommendation list and number of recent ratings kept per user.
+    k: int = env("RECSYS_K", 20)
+    #: M: neighbours per item used as candidates (the ALS worker publishes ``similar``).
+    m: int = env("RECSYS_M", 20)
+    #: theta: minimum similarity between a candidate and a recent item to count.
+    theta: float = env("RECSYS_THETA", 0.6)
+    #: Weight of the previous list's scores in the merge (1.0 = the paper). 0.1 with
+    #: theta 0.5 makes ~98% of a list new after every rating (see evaluation/README.md).
+    decay: float = env("RECSYS_DECAY", 1.0)
+    #: How many already-rated items per user are remembered (and never recommended).
+    rated_items_max: int = env("RECSYS_RATED_ITEMS_MAX", 1000)
+
+    def __post_init__(self) -> None:
+        _check_rankers(self)
+
+
+@dataclass(frozen=True)
+class InputSettings:
+    """What input is valid: the shop's rating scale, timestamps, and dead letters."""
+
+    #: Rating scale of the shop; out-of-range ratings are dead-lettered, and the
+    #: high/low cut of the paper's formula is the middle of this scale.
+    rating_min: float = env("RECSYS_RATING_MIN", 1.0)
+    rating_max: float = env("RECSYS_RATING_MAX", 5.0)
+    #: A ``ts`` more than this many seconds after the worker's clock is rejected
+    #: (``ts_in_future``): it would stay the user's newest rating of the item for ever.
+    max_future_s: float = env("RECSYS_MAX_FUTURE_S", 86400.0)
+    #: Bytes of a rejected message kept in its dead letter; the letter holds them twice
+    #: (text and base64), so 64 KiB keeps any letter far below the producer's 1 MB limit.
+    dead_letter_max_bytes: int = env("RECSYS_DEAD_LETTER_MAX_BYTES", 65536)
+
+
+@dataclass(frozen=True)
+class BehaviourSettings:
+    """Behaviour events: windows, implicit ratings, segments, hot items."""
+
+    #: Tumbling window (seconds) for per-user event counts; hopping window size/step.
+    tumbling_s: float = env("RECSYS_TUMBLING_S", 600)
+    hopping_size_s: float = env("RECSYS_HOPPING_SIZE_S", 3600)
+    hopping_step_s: float = env("RECSYS_HOPPING_STEP_S", 300)
+    #: How long closed windows are kept before expiry (seconds).
+    window_expires_s: float = env("RECSYS_WINDOW_EXPIRES_S", 7200)
+    #: Behaviour events that become interactions (implicit ratings on ``ratings``, so one
+    #: agent writes a user's state, in one order), "event:weight,..." on the rating
+    #: scale; an event type left out changes only the counters. ``RECSYS_IMPLICIT_RATINGS``
+    #: (its old name) is read when it is unset. Unset: :data:`DEFAULT_EVENT_WEIGHTS`.
+    event_weights: str = env("RECSYS_EVENT_WEIGHTS", "", alias="RECSYS_IMPLICIT_RATINGS")
+    #: Segment thresholds over the hopping-window counts.
+    segment_high_value_purchases: int = env("RECSYS_SEGMENT_HIGH_VALUE_PURCHASES", 2)
+    segment_active_events: int = env("RECSYS_SEGMENT_ACTIVE_EVENTS", 20)
+    hot_items: int = env("RECSYS_HOT_ITEMS", 50)
+
+
+@dataclass(frozen=True)
+class AlsSettings:
+    """The ALS model worker: the model, what it publishes, and when it retrains."""
+
+    rank: int = env("RECSYS_ALS_RANK", 20)
+    reg: float = env("RECSYS_ALS_REG", 1.0)
+    #: Pseudo-ratings added to every user's/item's count in the weighted-lambda penalty,
+    #: reg * (n + offset): shrinks one-rating users harder (0 = Zhou et al./Spark exactly).
+    reg_offset: float = env("RECSYS_ALS_REG_OFFSET", 5.0)
+    iters: int = env("RECSYS_ALS_ITERS", 10)
+    biases: bool = env("RECSYS_ALS_BIASES", True)
+    seed: int = env("RECSYS_ALS_SEED", 42)
+    #: Neighbours published per item, and the minimum similarity to publish one.
+    similar: int = env("RECSYS_ALS_SIMILAR", 50)
+    min_similarity: float = env("RECSYS_ALS_MIN_SIMILARITY", 0.0)
+    #: explicit (ratings), implicit (Hu-Koren-Volinsky confidence weighting, for behaviour
+    #: events) or auto: implicit when most of the input is behaviour events.
+    feedback: str = env("RECSYS_ALS_FEEDBACK", "auto")
+    #: Implicit feedback: confidence per unit of event weight (c = 1 + alpha * w), ridge term.
+    alpha: float = env("RECSYS_ALS_ALPHA", 1.0)
+    implicit_reg: float = env("RECSYS_ALS_IMPLICIT_REG", 0.01)
+    #: Co-occurrence neighbours published per item: what the default ranker reads for each
+    #: recent interaction, so its cost per rating grows with it (docs/RESULTS.md: how it was chosen).
+    related: int = env("RECSYS_ALS_RELATED", 50)
+    #: Retrain every this many minutes, or after this many new ratings, if anything changed.
+    every_min: float = env("RECSYS_ALS_EVERY_MIN", 10.0)
+    every_ratings: int = env("RECSYS_ALS_EVERY_RATINGS", 10_000)
+    group: str = env("RECSYS_ALS_GROUP", "recsys-als")
+
+    def __post_init__(self) -> None:
+        if self.feedback not in ALS_FEEDBACK:
+            raise SettingError(f"RECSYS_ALS_FEEDBACK={self.feedback!r}: use one of {', '.join(ALS_FEEDBACK)}")
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The worker's HTTP API (Faust's web server)."""
+
+    web_port: int = env("RECSYS_WEB_PORT", 6066)
+    web_host: str = env("RECSYS_WEB_HOST", "127.0.0.1")
+    #: Faust's own web views (/router/, /table/..., /graph/, statistics): they expose table
+    #: data and the cluster topology, so they are off unless asked for.
+    debug_endpoints: bool = env("RECSYS_DEBUG_ENDPOINTS", False)
+    #: When set, every endpoint but /health/ needs ``Authorization: Bearer <token>``.
+    #: Masked in repr(): settings get logged.
+    api_token: Secret = env("RECSYS_API_TOKEN", NO_SECRET)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service, frozen, by concern. ``Settings()`` is the defaults;
+    :meth:`from_env` reads an environment mapping (the command line passes ``os.environ``)."""
+
+    kafka: KafkaSettings = section(KafkaSettings)
+    topics: TopicNames = section(TopicNames)
+    worker: WorkerSettings = section(WorkerSettings)
+    ranking: RankingSettings = section(RankingSettings)
+    input: InputSettings = section(InputSettings)
+    behaviour: BehaviourSettings = section(BehaviourSettings)
+    als: AlsSettings = section(AlsSettings)
+    api: ApiSettings = section(ApiSettings)
+    #: Where RocksDB tables, the ALS rating store and saved models live.
+    data_dir: Path = env("RECSYS_DATA_DIR", DEFAULT_DATA_DIR)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """The settings an environment ``environ`` gives (only ``RECSYS_*`` names are read;
+        a blank value is the default). Raises :class:`SettingError` naming the variable."""
+        return _from_env(cls, environ)
+
+    def to_env(self) -> dict[str, str]:
+        """Every ``RECSYS_*`` variable of these settings: a child process given them reads
+        the same settings (``Settings.from_env(s.to_env()) == s``)."""
+        return _to_env(self)
+
+    def replace(self, **changes) -> Settings:
+        """A copy with some values changed: a section's fields as a mapping, e.g.
+        ``conf.replace(kafka={"broker_engine": "tansu"}, data_dir=Path("x"))``."""
+        updated = {}
+        for name, value in changes.items():
+            current = getattr(self, name)
+            updated[name] = dataclasses.replace(current, **value) if dataclasses.is_dataclass(current) else value
+        return dataclasses.replace(self, **updated)
+
+    def event_weight_map(self) -> dict[str, float]:
+        """``RECSYS_EVENT_WEIGHTS`` as ``{event: weight}`` (checked in ``__post_init__``);
+        unset, :data:`DEFAULT_EVENT_WEIGHTS` mapped linearly from 1..5 onto the rating scale."""
+        spec = self.behaviour.event_weights
+        if not spec.strip():
+            lo, hi = self.input.rating_min, self.input.rating_max
+            return {e: lo + (w - 1.0) * (hi - lo) / 4.0 for e, w in DEFAULT_EVENT_WEIGHTS.items()}
+        pairs = (p.split(":", 1) for p in spec.split(",") if p.strip())
+        return {name.strip(): float(value) for name, value in pairs}
+
+    def __post_init__(self) -> None:
+        _check_event_weights(self)
+
+
 def _check_event_weights(conf: Settings) -> None:
     from app.records import EVENT_TYPES
 
-    name = "RECSYS_EVENT_WEIGHTS"
-    for part in (p.strip() for p in conf.event_weights.split(",") if p.strip()):
+    name, scale = "RECSYS_EVENT_WEIGHTS", conf.input
+    for part in (p.strip() for p in conf.behaviour.event_weights.split(",") if p.strip()):
         event, colon, weight = part.partition(":")
         try:
             value = float(weight)
@@ -294,9 +389,9 @@ def _check_event_weights(conf: Settings) -> None:
         if not colon or event.strip() not in EVENT_TYPES - {"dislike"} or value is None:
             raise SettingError(f"{name}: {part!r} is not event:weight with event one of "
                                f"{', '.join(sorted(EVENT_TYPES - {'dislike'}))} (a dislike is never a weight)")
-        if not conf.rating_min <= value <= conf.rating_max:
+        if not scale.rating_min <= value <= scale.rating_max:
             raise SettingError(f"{name}: {part!r}: the weight must be on the rating scale "
-                               f"[{conf.rating_min:g}, {conf.rating_max:g}]")
+                               f"[{scale.rating_min:g}, {scale.rating_max:g}]")
 
 
 def parse_ab(spec: str) -> list[tuple[str, int]]:
@@ -325,9 +420,7 @@ def parse_ab(spec: str) -> list[tuple[str, int]]:
 ALS_FEEDBACK = ("auto", "explicit", "implicit")
 
 
-def _check_rankers(conf: Settings) -> None:
-    if conf.als_feedback not in ALS_FEEDBACK:
-        raise SettingError(f"RECSYS_ALS_FEEDBACK={conf.als_feedback!r}: use one of {', '.join(ALS_FEEDBACK)}")
+def _check_rankers(conf: RankingSettings) -> None:
     if conf.ranker not in RANKERS:
         raise SettingError(f"RECSYS_RANKER={conf.ranker!r}: use one of {', '.join(RANKERS)}")
     try:

@@ -30,14 +30,14 @@ class Topics:
 def declare_topics(app: faust.App, conf: Settings) -> Topics:
     def raw(name: str, **kwargs) -> faust.TopicT:
         return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                         partitions=conf.partitions, **kwargs)
+                         partitions=conf.kafka.partitions, **kwargs)
 
     return Topics(
-        ratings=raw(conf.topic_ratings),
-        events=raw(conf.topic_events),
-        raw_logs=raw(conf.topic_raw_logs),
-        similarity=raw(conf.topic_similarity, compacting=True),
-        recommendations=raw(conf.topic_recommendations, compacting=True),
-        dead_letters=raw(conf.topic_dead_letters),
+        ratings=raw(conf.topics.ratings),
+        events=raw(conf.topics.events),
+        raw_logs=raw(conf.topics.raw_logs),
+        similarity=raw(conf.topics.similarity, compacting=True),
+        recommendations=raw(conf.topics.recommendations, compacting=True),
+        dead_letters=raw(conf.topics.dead_letters),
         item_events=raw(item_events_topic_name(conf)),
     )

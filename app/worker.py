@@ -10,7 +10,6 @@ and ``api/`` (they see :class:`Worker` as a type only).
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -83,17 +82,17 @@ class Worker:
 
 def build_worker(conf: Settings) -> Worker:
     """The worker of ``conf``: app, topics, tables, agents, timers and views, registered."""
-    conf = dataclasses.replace(conf, broker_engine=broker_engine(conf))  # asked once, if "auto"
+    conf = conf.replace(kafka={"broker_engine": broker_engine(conf)})  # asked once, if "auto"
     metrics = Metrics()
     faust_patches.apply(metrics)
-    if conf.broker_engine == TANSU:
+    if conf.kafka.broker_engine == TANSU:
         tansu_patch.apply()
     app = create_app(conf, metrics)
     topics = declare_topics(app, conf)
     worker = Worker(settings=conf, app=app, topics=topics, tables=declare_tables(app, conf),
                     model=SimilarityBroadcast(), catalogue=Catalogue(), ranking=Ranking.from_settings(conf),
                     metrics=metrics,
-                    dead_letters=DeadLetters(topics.dead_letters, metrics, max_bytes=conf.dead_letter_max_bytes))
+                    dead_letters=DeadLetters(topics.dead_letters, metrics, max_bytes=conf.input.dead_letter_max_bytes))
     changelog_rebuild.VALUE_RESETS[worker.tables.user_state.name] = forget_offsets
     realtime.register(worker)
     behaviour.register(worker)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -22,13 +21,13 @@ def print_json(data: dict) -> None:
 def worker(argv: list[str], conf) -> int:
     """``recsys worker [Faust worker options]``: topics first, then Faust's own worker."""
     if {"-h", "--help"} & set(argv):  # help needs no broker: do not ask one
-        return _faust_main(argv, dataclasses.replace(conf, broker_engine="kafka"))
+        return _faust_main(argv, conf.replace(kafka={"broker_engine": "kafka"}))
     with local_broker_if_needed(conf):
         from broker.detect import require_broker
         from broker.topics import create_topics_sync
 
         # Asked once here, so building the worker does not ask again.
-        conf = dataclasses.replace(conf, broker_engine=require_broker(conf, wait_s=0))
+        conf = conf.replace(kafka={"broker_engine": require_broker(conf, wait_s=0)})
         create_topics_sync(conf)
         (conf.data_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's tables live here
         return _faust_main(argv, conf)
@@ -39,7 +38,7 @@ def _faust_main(argv: list[str], conf) -> int:
     from app.worker import build_worker
 
     worker = build_worker(conf)
-    collect_garbage_between_batches(conf.batch_max)
+    collect_garbage_between_batches(conf.worker.batch_max)
     sys.argv = ["recsys", "worker", *argv]
     worker.app.main()  # exits through SystemExit
     return 0
@@ -53,12 +52,12 @@ def local_broker_if_needed(conf):
     from broker.ports import wait_until_listening
     from broker.tansu import start_broker
 
-    if not conf.uses_embedded_broker or wait_until_listening(conf.embedded_port, 5.0):
+    if not conf.kafka.uses_embedded_broker or wait_until_listening(conf.kafka.embedded_port, 5.0):
         yield None
         return
-    print(f"no broker configured and none on 127.0.0.1:{conf.embedded_port}: starting the embedded one "
+    print(f"no broker configured and none on 127.0.0.1:{conf.kafka.embedded_port}: starting the embedded one "
           "(memory only; it stops with this command)", file=sys.stderr)
-    broker = start_broker(conf.embedded_port)
+    broker = start_broker(conf.kafka.embedded_port)
     try:
         yield broker
     finally:
@@ -76,8 +75,8 @@ def broker(argv: list[str], conf) -> int:
     parser.add_argument("--engine", choices=("tansu", "kafka"), default="tansu",
                         help="tansu: embedded, memory only (default); kafka: Apache Kafka, needs Java 17+ "
                              "(and Maven once, to fetch its jars)")
-    parser.add_argument("--port", type=int, default=conf.embedded_port,
-                        help=f"loopback port (0 = any free; default RECSYS_EMBEDDED_PORT={conf.embedded_port})")
+    parser.add_argument("--port", type=int, default=conf.kafka.embedded_port,
+                        help=f"loopback port (0 = any free; default RECSYS_EMBEDDED_PORT={conf.kafka.embedded_port})")
     parser.add_argument("--data-dir", default=None,
                         help="kafka only: keep topics, messages and offsets here across restarts "
                              "(default: a temporary directory removed on stop)")

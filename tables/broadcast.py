@@ -113,10 +113,10 @@ class SimilarityBroadcast:
     async def follow(self, conf) -> None:
         """Tail the topic for as long as the worker runs."""
         clients = KafkaClients(conf)
-        consumer = await clients.consumer(conf.topic_similarity)
+        consumer = await clients.consumer(conf.topics.similarity)
         try:
-            partitions = [TopicPartition(conf.topic_similarity, p)
-                          for p in sorted(consumer.partitions_for_topic(conf.topic_similarity) or [])]
+            partitions = [TopicPartition(conf.topics.similarity, p)
+                          for p in sorted(consumer.partitions_for_topic(conf.topics.similarity) or [])]
             self.partitions = max(len(partitions), 1)
             end = await clients.end_offsets(consumer, partitions)
             while True:
@@ -167,9 +167,9 @@ class Catalogue:
     async def follow(self, conf) -> None:
         consumer = await KafkaClients(conf).consumer()
         try:
-            while conf.topic_items not in await consumer.topics():  # never auto-create it by subscribing
+            while conf.topics.items not in await consumer.topics():  # never auto-create it by subscribing
                 await asyncio.sleep(10.0)
-            consumer.subscribe([conf.topic_items])
+            consumer.subscribe([conf.topics.items])
             while True:
                 for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
                     for record in records:

@@ -39,20 +39,20 @@ class Tables:
 
 
 def declare_tables(app: faust.App, conf: Settings) -> Tables:
-    expires = timedelta(seconds=conf.window_expires_s)
+    expires = timedelta(seconds=conf.behaviour.window_expires_s)
 
     def counts(name: str, help: str) -> faust.Table:
-        return app.Table(name, default=int, partitions=conf.partitions, schema=JSON_KEYS, help=help)
+        return app.Table(name, default=int, partitions=conf.kafka.partitions, schema=JSON_KEYS, help=help)
 
     return Tables(
-        user_state=app.Table("user_state", default=dict, partitions=conf.partitions, key_type=bytes,
+        user_state=app.Table("user_state", default=dict, partitions=conf.kafka.partitions, key_type=bytes,
                              help="recent ratings, rated items and last list per user"),
         user_event_counts_10m=counts("user_event_counts_10m", "events per user and type, tumbling").tumbling(
-            conf.tumbling_s, expires=expires),
+            conf.behaviour.tumbling_s, expires=expires),
         user_event_counts_1h=counts("user_event_counts_1h", "events per user and type, hopping").hopping(
-            conf.hopping_size_s, conf.hopping_step_s, expires=expires),
+            conf.behaviour.hopping_size_s, conf.behaviour.hopping_step_s, expires=expires),
         item_popularity=counts("item_popularity", "events per item, hopping window").hopping(
-            conf.hopping_size_s, conf.hopping_step_s, expires=expires, key_index=True),
+            conf.behaviour.hopping_size_s, conf.behaviour.hopping_step_s, expires=expires, key_index=True),
     )
 
 

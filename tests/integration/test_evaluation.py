@@ -180,7 +180,7 @@ def test_stream_protocol_through_stream_worker_lists_equal_the_default_rankers(b
     from evaluation.stream import check_default_through_stream
 
     info = generate_shop(tmp_path / "shop", n_users=80, n_items=60, n_ratings=1500, seed=5)
-    conf = Settings(als_rank=4, als_iters=3)
+    conf = Settings().replace(als={"rank": 4, "iters": 3})
     stream = load_stream(info["events"], "events-csv", conf=conf, progress=False)
     check = check_default_through_stream(stream, conf, users=15, rate=0, broker_port=broker.port)
     assert check["users"] == check["users_complete"] == 15

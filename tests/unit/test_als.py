@@ -370,7 +370,7 @@ def test_the_settings_choose_implicit_feedback_for_behaviour_input():
     auto = Settings()
     assert type(als_from_settings(auto)) is ALS
     assert type(als_from_settings(auto, behaviour=True)) is ImplicitALS
-    assert type(als_from_settings(Settings(als_feedback="explicit"), behaviour=True)) is ALS
-    assert type(als_from_settings(Settings(als_feedback="implicit"))) is ImplicitALS
+    assert type(als_from_settings(Settings().replace(als={"feedback": "explicit"}), behaviour=True)) is ALS
+    assert type(als_from_settings(Settings().replace(als={"feedback": "implicit"}))) is ImplicitALS
     with pytest.raises(SettingError, match="RECSYS_ALS_FEEDBACK='implict': use one of auto, explicit, implicit"):
-        Settings(als_feedback="implict")
+        Settings().replace(als={"feedback": "implict"})

@@ -22,7 +22,7 @@ def run(coro):
 
 
 def test_the_app_runs_with_every_patch_installed(tmp_path):
-    app = build_worker(Settings(broker_engine="kafka", data_dir=tmp_path)).app
+    app = build_worker(Settings().replace(kafka={"broker_engine": "kafka"}, data_dir=tmp_path)).app
     assert Consumer.ack is at_least_once.ack
     assert Consumer._drain_messages is at_least_once.drain_messages
     assert isinstance(app.monitor, faust_patches.QuietMonitor)

@@ -52,7 +52,7 @@ def test_building_a_worker_applies_the_patches_and_registers_every_agent(tmp_pat
     from app.settings import Settings
     from app.worker import build_worker
 
-    worker = build_worker(Settings(broker_engine="kafka", data_dir=tmp_path))
+    worker = build_worker(Settings().replace(kafka={"broker_engine": "kafka"}, data_dir=tmp_path))
     assert Consumer.ack is at_least_once.ack
     assert set(worker.app.agents) == {"agents.realtime.recommend", "agents.behaviour.count_behaviour",
                                       "agents.behaviour.count_item_popularity", "agents.log_cleaning.clean_logs"}

@@ -138,7 +138,7 @@ def _tiny_stream() -> pq.Stream:
 
 
 def test_protocol_counts_and_json_keys():
-    conf = Settings(als_rank=2, als_iters=2, als_similar=3, hot_items=3)
+    conf = Settings().replace(als={"rank": 2, "iters": 2, "similar": 3}, behaviour={"hot_items": 3})
     raw = pq.run_stream(_tiny_stream(), conf, progress=False)
     summary = pq.summarise(raw)
     assert set(summary) == JSON_KEYS
@@ -164,7 +164,7 @@ def test_main_prints_the_json_line_last(tmp_path, capsys):
     lines = [f"u{u},i{(u * 3 + n) % 7},view,{n * 10 + u}" for n in range(8) for u in range(5)]
     path = tmp_path / "events.csv"
     path.write_text("\n".join(lines) + "\n")
-    conf = Settings(als_rank=2, als_iters=2, als_similar=3)
+    conf = Settings().replace(als={"rank": 2, "iters": 2, "similar": 3})
     code = main(["--protocol", "stream", "--input", str(path), "--format", "events-csv", "--out",
                  str(tmp_path / "out"), "--no-progress"], conf)
     assert code == 0

@@ -52,13 +52,13 @@ def test_a_redelivered_interaction_changes_nothing():
 
 def test_the_ranking_picks_the_users_variant_and_the_paper_stays_the_paper():
     index = SimilarityIndex({"a": {"x": 0.9, "y": 0.7}}, related={"a": {"z": 0.5}})
-    ranking = Ranking.from_settings(Settings(ranker="paper"))
+    ranking = Ranking.from_settings(Settings().replace(ranking={"ranker": "paper"}))
     kw = {"item": "a", "rating": 5.0, "ts": 1.0, "recent": [], "rated": [], "previous": [], "similarity": index, "hot_items": ["h"]}
     paper = recommend_after_rating(params=ranking.online, **kw)
     assert ranking.variant("anyone") == "paper"
     assert ranking.update("paper", **kw)[:3] == paper[:3]
     assert [q for q, _ in ranking.update("default", **kw)[2]] == ["z"]
-    ab = Ranking.from_settings(Settings(ab="default:1,paper:1"))
+    ab = Ranking.from_settings(Settings().replace(ranking={"ab": "default:1,paper:1"}))
     variants = {ab.variant(f"u{n}") for n in range(50)}
     assert variants == {"default", "paper"} and ab.variant("u7") == ab.variant("u7")
 
@@ -157,7 +157,7 @@ def test_ranking_apply_updates_the_state_once_per_offset():
     from app.records import Rating
     from tables.state import UserState
 
-    ranking = Ranking.from_settings(Settings(ranker="default", ab=""))
+    ranking = Ranking.from_settings(Settings().replace(ranking={"ranker": "default", "ab": ""}))
     index = SimilarityIndex(related=RELATED)
     state = UserState()
     variant, changed, _ = ranking.apply(state, Rating(user="u", item="a", rating=5.0, ts=1.0), 7, index, "v1")
