@@ -17,7 +17,7 @@ from agents.behaviour import hot_items
 from agents.dead_letters import dead_letter_error
 from app import metrics
 from app.app import app, settings
-from app.faust_patches.at_least_once import is_current
+from app.faust_patches import is_current
 from app.records import parse_rating, to_json_bytes
 from app.topics import ratings_topic
 from broker.partitioning import owner_partition

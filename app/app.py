@@ -15,7 +15,6 @@ import faust
 from aiohttp import web
 
 from app import faust_patches, metrics
-from app.faust_patches import tansu as tansu_patch
 from app.settings import Settings, load_settings
 from broker import tansu_workarounds
 from broker.clients import security_kwargs
@@ -98,9 +97,7 @@ def broker_engine(conf: Settings) -> str:
 
 def create_app(conf: Settings) -> faust.App:
     extra = {}
-    faust_patches.apply()
     if broker_engine(conf) == TANSU:
-        tansu_patch.apply()
         extra.update(broker_session_timeout=tansu_workarounds.SESSION_TIMEOUT_S,
                      broker_heartbeat_interval=tansu_workarounds.HEARTBEAT_INTERVAL_S)
     if conf.session_timeout_s:

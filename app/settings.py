@@ -227,6 +227,10 @@ class Settings:
     #: When set, every endpoint but /health/ needs ``Authorization: Bearer <token>``.
     #: Kept out of repr(): settings get logged.
     api_token: str = field(default_factory=lambda: _env("RECSYS_API_TOKEN", ""), repr=False)
+    #: Refuse to start a worker when faust-streaming, mode or aiokafka differ from what the
+    #: patches of their internals were checked against (``app/faust_patches/UPSTREAM.md``).
+    #: off: start anyway, with a warning, at your own risk.
+    faust_guard: bool = field(default_factory=lambda: _env_bool("RECSYS_FAUST_GUARD", True))
 
     @property
     def uses_embedded_broker(self) -> bool:

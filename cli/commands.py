@@ -24,6 +24,9 @@ def worker(argv: list[str], conf) -> int:
     if {"-h", "--help"} & set(argv):
         os.environ["RECSYS_BROKER_ENGINE"] = "kafka"  # help needs no broker: do not ask one
         return _faust_main(argv)
+    from app.faust_patches import check_upstream
+
+    check_upstream(conf.faust_guard)  # before any broker is started or asked
     with local_broker_if_needed(conf):
         from broker.detect import require_broker
         from broker.topics import create_topics_sync
@@ -42,8 +45,13 @@ def _faust_main(argv: list[str]) -> int:
     import agents.realtime  # noqa: F401
     import api.views  # noqa: F401
     from agents.batches import collect_garbage_between_batches
-    from app.app import app, settings
+    from app import faust_patches
+    from app.app import app, broker_engine, settings
+    from broker.detect import TANSU
+    from tables.definitions import VALUE_RESETS
 
+    faust_patches.apply(tansu=broker_engine(settings) == TANSU, value_resets=VALUE_RESETS,
+                        guard=settings.faust_guard)
     collect_garbage_between_batches(settings.batch_max)
     sys.argv = ["recsys", "worker", *argv]
     app.main()  # exits through SystemExit

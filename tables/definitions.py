@@ -19,7 +19,6 @@ import orjson
 from aiokafka.structs import TopicPartition
 
 from app.app import app, settings
-from app.faust_patches import changelog_rebuild
 from app.records import MODEL_MARKER_KEY
 from broker.clients import KafkaClients
 from tables.scoring import SimilarityIndex
@@ -50,7 +49,8 @@ def _forget_offsets(raw: bytes) -> bytes:
     return orjson.dumps(value)
 
 
-changelog_rebuild.VALUE_RESETS[user_state.name] = _forget_offsets
+#: table name -> what a value written back to a lost changelog needs (``app.faust_patches.apply``).
+VALUE_RESETS = {user_state.name: _forget_offsets}
 
 
 class SimilarityBroadcast:

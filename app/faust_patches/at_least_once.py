@@ -53,6 +53,8 @@ from faust.transport.consumer import Consumer
 
 from app import metrics
 
+from .upstream import replace
+
 log = logging.getLogger(__name__)
 
 _original_ack = Consumer.ack
@@ -322,7 +324,7 @@ async def resume_streams_in_order(recovery: Recovery) -> None:
 
 def apply() -> None:
     """Install the three fixes (idempotent)."""
-    Consumer.ack = ack
-    Consumer._drain_messages = drain_messages
-    Recovery.on_recovery_completed = on_recovery_completed
-    Recovery._resume_streams = _resume_streams
+    replace(Consumer, "ack", ack)
+    replace(Consumer, "_drain_messages", drain_messages)
+    replace(Recovery, "on_recovery_completed", on_recovery_completed)
+    replace(Recovery, "_resume_streams", _resume_streams)

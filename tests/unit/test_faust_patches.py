@@ -1,4 +1,5 @@
-"""The patches of Faust internals (app/faust_patches): each test fails without its patch."""
+"""The patches of Faust internals (app/faust_patches): each test fails without its patch.
+(The guard that checks upstream before they are applied: tests/unit/test_faust_guard.py.)"""
 from __future__ import annotations
 
 import asyncio
@@ -20,7 +21,13 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, timeout=30))
 
 
-def test_the_app_runs_with_every_patch_installed():
+@pytest.fixture(scope="module")
+def patched():
+    """The patches as a worker installs them (importing the app installs nothing)."""
+    faust_patches.apply(tansu=False, value_resets={})
+
+
+def test_the_app_runs_with_every_patch_installed(patched):
     assert Consumer.ack is at_least_once.ack
     assert Consumer._drain_messages is at_least_once.drain_messages
     assert isinstance(app.monitor, faust_patches.QuietMonitor)
@@ -121,7 +128,7 @@ def recovery_stub(calls: list):
                                  _wait=wait, completed=asyncio.Event(), log=types.SimpleNamespace(info=print))
 
 
-def test_stream_partitions_resume_only_after_the_buffers_were_cleared():
+def test_stream_partitions_resume_only_after_the_buffers_were_cleared(patched):
     """Upstream resumes the stream partitions, seeks, then resume() clears the buffers:
     what the fetch loop delivered in between was dropped with its offsets read."""
     from faust.tables.recovery import Recovery
