@@ -106,9 +106,6 @@ UPSTREAM = (
              "overridden by QuietMonitor"),
 )
 
-GUARD_OFF = "RECSYS_FAUST_GUARD=off runs anyway, at your own risk"
-
-
 class UpstreamChanged(RuntimeError):
     """The installed faust-streaming, mode or aiokafka is not what the patches were checked
     against; ``str()`` is one line naming what differs."""
@@ -159,11 +156,11 @@ def differences() -> list[str]:
         try:
             now = fingerprint(resolve(row.target), row.kind)
         except (ImportError, AttributeError, KeyError, OSError, TypeError) as exc:
-            found.append(f"{row.target} cannot be read upstream ({exc.__class__.__name__}: {exc}); {row.used_by}")
+            found.append(f"{row.target} cannot be read upstream ({exc.__class__.__name__}: {exc}; {row.used_by})")
             continue
         if now != row.fingerprint:
-            found.append(f"{row.target} changed upstream ({row.kind} fingerprint {now}, recorded {row.fingerprint}); "
-                         f"{row.used_by}")
+            found.append(f"{row.target} changed upstream ({row.kind} fingerprint {now}, recorded {row.fingerprint}; "
+                         f"{row.used_by})")
     return found
 
 
@@ -173,11 +170,11 @@ def check_upstream(guard: bool = True) -> None:
     found = differences()
     if not found:
         return
-    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-    line = f"{found[0]}{more}: see app/faust_patches/UPSTREAM.md; {GUARD_OFF}"
+    what = found[0] + (f" (and {len(found) - 1} more)" if len(found) > 1 else "")
     if guard:
-        raise UpstreamChanged(line)
-    log.warning("RECSYS_FAUST_GUARD is off, starting anyway: %s", line)
+        raise UpstreamChanged(f"{what}. Re-check the patches (app/faust_patches/UPSTREAM.md), or set "
+                              "RECSYS_FAUST_GUARD=off to start anyway, at your own risk")
+    log.warning("RECSYS_FAUST_GUARD is off, starting anyway: %s", what)
 
 
 def current_rows() -> list[str]:
