@@ -50,6 +50,7 @@ import logging
 
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
+from faust.types.tuples import ack_lock
 
 from app import metrics
 
@@ -58,7 +59,6 @@ from .upstream import replace
 log = logging.getLogger(__name__)
 
 _original_ack = Consumer.ack
-_original_drain = Consumer._drain_messages
 
 
 def is_current(app, message) -> bool:
@@ -80,11 +80,15 @@ def refuse_ack(consumer: Consumer, message, counter: str = "consumer.acks_refuse
     """Mark ``message`` as done WITHOUT recording its offset as processed: every later ack
     of it is a no-op, and the committed offset of its partition stops before it (Faust
     commits up to the first offset not acked), so it is read again after a restart or
-    rebalance. It must still leave the unacked set, or wait_empty() would wait forever."""
-    if not message.acked:
-        message.acked = True
-        consumer._unacked_messages.discard(message)
-        metrics.count(counter)
+    rebalance. It must still leave the unacked set, or wait_empty() would wait forever.
+
+    Under Faust's ``ack_lock``, as ``Consumer.ack`` is: the test-and-set of ``acked`` and
+    the consumer's bookkeeping are one step even when an event is acked from another thread."""
+    with ack_lock:
+        if not message.acked:
+            message.acked = True
+            consumer._unacked_messages.discard(message)
+            metrics.count(counter)
 
 
 class GapChecker:

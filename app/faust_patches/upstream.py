@@ -42,6 +42,8 @@ class Upstream(NamedTuple):
 UPSTREAM = (
     Upstream("faust.transport.consumer:Consumer.ack", "source", "5fcf41cf4515",
              "wrapped by at_least_once.ack; refuse_ack does its bookkeeping for a refused ack"),
+    Upstream("faust.types.tuples:Message.ack", "source", "4751b72c4ed8",
+             "refuse_ack sets acked under the same ack_lock, so a later ack is a no-op"),
     Upstream("faust.transport.consumer:Consumer._drain_messages", "source", "44a2500309e8",
              "copied: at_least_once.drain_messages"),
     Upstream("faust.transport.consumer:Consumer._add_gap", "source", "4df2573ded7c",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 import types
 
 import pytest
@@ -74,6 +75,23 @@ def test_an_ack_of_a_skipped_message_is_not_committable(generation, flow_active)
     assert at_least_once.ack(patched, stale) is False
     assert patched._acked[stale.tp] == []  # not committable: read again after the seek
     assert stale not in patched._unacked_messages and stale.acked  # and nothing waits for it
+
+
+def test_a_refused_ack_waits_for_the_ack_lock_like_upstream_acks():
+    """Faust acks under one process-wide lock (an event may be acked from another thread);
+    a refused ack must not flip ``acked`` and the unacked set while someone holds it."""
+    from faust.types.tuples import ack_lock
+
+    consumer = consumer_stub(generation=2)
+    stale = message(40, 1)
+    consumer._unacked_messages.add(stale)
+    with ack_lock:
+        refusing = threading.Thread(target=at_least_once.refuse_ack, args=(consumer, stale))
+        refusing.start()
+        refusing.join(timeout=0.2)
+        assert refusing.is_alive() and not stale.acked and stale in consumer._unacked_messages
+    refusing.join(timeout=5)
+    assert stale.acked and stale not in consumer._unacked_messages
 
 
 def test_a_processed_message_of_the_current_generation_is_acked_as_before():
