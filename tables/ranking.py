@@ -61,7 +61,7 @@ class RankerParams:
 
     @classmethod
     def from_settings(cls, conf) -> RankerParams:
-        return cls(k=conf.k, rated_limit=conf.rated_items_max)
+        return cls(k=conf.ranking.k, rated_limit=conf.ranking.rated_items_max)
 
 
 def knn_scores(recent: Sequence[Sequence], neighbours: Mapping[str, Mapping[str, float]], exclude,
@@ -257,7 +257,7 @@ class Ranking:
 
     @classmethod
     def from_settings(cls, conf) -> Ranking:
-        return cls(ranker=conf.ranker, arms=tuple(parse_ab(conf.ab)), online=OnlineParams.from_settings(conf),
+        return cls(ranker=conf.ranking.ranker, arms=tuple(parse_ab(conf.ranking.ab)), online=OnlineParams.from_settings(conf),
                    default=RankerParams.from_settings(conf))
 
     def variant(self, user: str) -> str:
