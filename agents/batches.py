@@ -31,22 +31,20 @@ after the restart.
 
 Under ``exactly_once`` the writes go through Faust's own table and topic, one by one:
 its transactions are bound to the producer of each input partition.
+
+Faust has no public API for any of this; what it takes from Faust's internals is
+:class:`app.faust_patches.BatchWriter`.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-import weakref
 from collections.abc import Iterable
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import orjson
-from faust.streams import _current_event
-from faust.types import TP
 
-from app.faust_patches.at_least_once import refuse_ack
+from app.faust_patches import BatchWriter
 from broker.partitioning import owner_partition
 from tables.state import UserState
 
@@ -74,22 +72,12 @@ def collect_garbage_between_batches(batch_max: int) -> None:
     gc.set_threshold(young, *gc.get_threshold()[1:])
 
 
-@contextlib.contextmanager
-def as_current(event):
-    """Make ``event`` Faust's current event: its table stores pick the partition, and its
-    sends the transaction, from the current event, which a batch body does not have."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
-
-
 class Batch:
     """States and lists staged by one batch of ratings, in arrival order, for ``worker``."""
 
     def __init__(self, worker: Worker, input_partitions: int) -> None:
         self.worker = worker
+        self.writer = BatchWriter(worker.app)
         #: Partitions of the input topic: a user's owner partition is murmur2(user) of these.
         self.input_partitions = input_partitions
         #: Candidates scored, over the batch (a metric).
@@ -106,7 +94,7 @@ class Batch:
         staged = self.states.get(key)
         if staged is not None:
             return staged[1]
-        with as_current(event):  # the store of the event's partition
+        with BatchWriter.as_current(event):  # the store of the event's partition
             return UserState.from_value(self.worker.tables.user_state[key])
 
     def stage_state(self, event, key: bytes, state: UserState) -> None:
@@ -127,76 +115,47 @@ class Batch:
             else:
                 await self._publish_in_record_batches()
         except Exception:
-            for event in events:
-                refuse_ack(app.consumer, event.message, "ratings.batches_failed")
+            self.writer.refuse_acks(events, "ratings.batches_failed")
             raise
 
     async def _publish_in_record_batches(self) -> None:
-        producer = self.worker.app.producer._ensure_producer()  # the aiokafka producer Faust started
         values = {key: state.to_value() for key, (_event, state) in self.states.items()}
         in_flight = self.worker.in_flight
         in_flight.update(values)
         try:
-            await self._send_and_store(producer, values)
+            await self._send_and_store(values)
         finally:
             in_flight.clear()  # one batch at a time: the agent's concurrency is 1
 
-    async def _send_and_store(self, producer, values: dict[bytes, dict]) -> None:
+    async def _send_and_store(self, values: dict[bytes, dict]) -> None:
+        writer = self.writer
         user_state, topics = self.worker.tables.user_state, self.worker.topics
         changelog = user_state.changelog_topic.get_topic_name()
         states = [(event.message.partition, key, orjson.dumps(values[key]))
                   for key, (event, _state) in self.states.items()]
         lists_topic = topics.recommendations.get_topic_name()
-        n_lists = len(await producer.partitions_for(lists_topic))
+        n_lists = await writer.partition_count(lists_topic)
         if n_lists == self.input_partitions:  # the usual case: the same partition as the rating's user
             lists = [(owner, key, value) for _event, key, owner, value in self.lists]
         else:
             lists = [(owner_partition(key, n_lists), key, value) for _event, key, _owner, value in self.lists]
-        state_sends = await send_in_batches(producer, changelog, states)
-        list_sends = await send_in_batches(producer, lists_topic, lists)
-        reroutes = await send_in_batches(producer, topics.ratings.get_topic_name(), self.reroutes)
+        state_sends = await writer.send(changelog, states)
+        list_sends = await writer.send(lists_topic, lists)
+        reroutes = await writer.send(topics.ratings.get_topic_name(), self.reroutes)
         offsets = await asyncio.gather(*(send for _records, send in state_sends + list_sends + reroutes))
         changelog_records = []
         for (records, _send), metadata in zip(state_sends, offsets, strict=False):
-            changelog_records.extend(changelog_record(changelog, partition, metadata.offset + i, key, raw, values[key])
+            changelog_records.extend((partition, metadata.offset + i, key, raw, values[key])
                                      for i, (partition, key, raw) in enumerate(records))
-        user_state.apply_changelog_batch(changelog_records)
+        writer.apply_changelog(user_state, changelog, changelog_records)
 
     async def _publish_through_faust(self) -> None:
         user_state, topics = self.worker.tables.user_state, self.worker.topics
         for key, (event, state) in self.states.items():
-            with as_current(event):
+            with BatchWriter.as_current(event):
                 user_state[key] = state.to_value()
         for event, key, _owner, value in self.lists:
-            with as_current(event):
+            with BatchWriter.as_current(event):
                 await topics.recommendations.send(key=key, value=value)
         for partition, key, value in self.reroutes:
             await topics.ratings.send(key=key, value=value, partition=partition)
-
-
-async def send_in_batches(producer, topic: str, records: list[tuple[int, bytes, bytes]]) -> list:
-    """Send ``(partition, key, value)`` records as aiokafka record batches, in order within
-    each partition: ``[(records of one batch, future of its metadata), ...]`` (the
-    metadata's offset is the first record's; the others follow one by one)."""
-    by_partition: dict[int, list] = {}
-    for record in records:
-        by_partition.setdefault(record[0], []).append(record)
-    sends = []
-    for partition, recs in by_partition.items():
-        start = 0
-        while start < len(recs):
-            builder, end = producer.create_batch(), start  # the first record always fits
-            while end < len(recs) and builder.append(key=recs[end][1], value=recs[end][2], timestamp=None):
-                end += 1
-            builder.close()  # complete: the sender takes it at once instead of lingering for more
-            sends.append((recs[start:end], await producer.send_batch(builder, topic, partition=partition)))
-            start = end
-    return sends
-
-
-def changelog_record(topic: str, partition: int, offset: int, key: bytes, raw: bytes, value: dict):
-    """A changelog record as ``Table.apply_changelog_batch`` reads it, in a Faust event's
-    shape (RocksDB stores take the raw bytes on ``message``, memory stores the decoded
-    ``key`` and ``value``)."""
-    message = SimpleNamespace(tp=TP(topic, partition), partition=partition, offset=offset, key=key, value=raw)
-    return SimpleNamespace(message=message, key=key, value=value)

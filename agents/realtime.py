@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from agents.batches import Batch
-from app.faust_patches.at_least_once import is_current
+from app.faust_patches import is_current
 from app.records import parse_rating, to_json_bytes
 from broker.partitioning import owner_partition
 from tables.ranking import recommendation_for

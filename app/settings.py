@@ -210,6 +210,10 @@ class WorkerSettings:
     #: batching off (one rating at a time); the wait adds at most that much latency.
     batch_max: int = env("RECSYS_BATCH_MAX", 500)
     batch_wait_ms: float = env("RECSYS_BATCH_WAIT_MS", 5.0)
+    #: Refuse to start a worker when faust-streaming, mode or aiokafka differ from what the
+    #: patches of their internals were checked against (``app/faust_patches/UPSTREAM.md``).
+    #: off: start anyway, with a warning, at your own risk.
+    faust_guard: bool = env("RECSYS_FAUST_GUARD", True)
 
     def __post_init__(self) -> None:
         if self.batch_max < 1 or self.batch_wait_ms < 0:

@@ -20,8 +20,6 @@ from agents.dead_letters import DeadLetters
 from api import views
 from app import faust_patches
 from app.app import broker_engine, create_app
-from app.faust_patches import changelog_rebuild
-from app.faust_patches import tansu as tansu_patch
 from app.metrics import Metrics
 from app.settings import Settings
 from app.topics import Topics, declare_topics
@@ -84,16 +82,14 @@ def build_worker(conf: Settings) -> Worker:
     """The worker of ``conf``: app, topics, tables, agents, timers and views, registered."""
     conf = conf.replace(kafka={"broker_engine": broker_engine(conf)})  # asked once, if "auto"
     metrics = Metrics()
-    faust_patches.apply(metrics)
-    if conf.kafka.broker_engine == TANSU:
-        tansu_patch.apply()
     app = create_app(conf, metrics)
     topics = declare_topics(app, conf)
     worker = Worker(settings=conf, app=app, topics=topics, tables=declare_tables(app, conf),
                     model=SimilarityBroadcast(), catalogue=Catalogue(), ranking=Ranking.from_settings(conf),
                     metrics=metrics,
                     dead_letters=DeadLetters(topics.dead_letters, metrics, max_bytes=conf.input.dead_letter_max_bytes))
-    changelog_rebuild.VALUE_RESETS[worker.tables.user_state.name] = forget_offsets
+    faust_patches.apply(tansu=conf.kafka.broker_engine == TANSU, metrics=metrics, guard=conf.worker.faust_guard,
+                        value_resets={worker.tables.user_state.name: forget_offsets})
     realtime.register(worker)
     behaviour.register(worker)
     log_cleaning.register(worker)

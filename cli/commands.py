@@ -22,6 +22,9 @@ def worker(argv: list[str], conf) -> int:
     """``recsys worker [Faust worker options]``: topics first, then Faust's own worker."""
     if {"-h", "--help"} & set(argv):  # help needs no broker: do not ask one
         return _faust_main(argv, conf.replace(kafka={"broker_engine": "kafka"}))
+    from app.faust_patches import check_upstream
+
+    check_upstream(conf.worker.faust_guard)  # before any broker is started or asked
     with local_broker_if_needed(conf):
         from broker.detect import require_broker
         from broker.topics import create_topics_sync

@@ -35,12 +35,13 @@ def _one_line_error(self: argparse.ArgumentParser, message: str) -> None:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that are a user's mistake, not a bug: printed as one line, exit 2."""
+    from app.faust_patches import UpstreamChanged
     from app.records import InvalidInput
     from app.settings import SettingError
     from broker.apache_kafka import BrokerUnavailable
     from broker.detect import BrokerUnreachable
 
-    return (SettingError, BrokerUnreachable, BrokerUnavailable, InvalidInput, FileNotFoundError,
+    return (SettingError, BrokerUnreachable, BrokerUnavailable, InvalidInput, UpstreamChanged, FileNotFoundError,
             IsADirectoryError, NotADirectoryError, PermissionError)
 
 

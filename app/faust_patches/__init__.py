@@ -1,25 +1,68 @@
-"""Every patch of Faust internals, in one place (faust-streaming 0.15.3).
+"""The one place that touches private API of faust-streaming, mode and aiokafka.
 
-- :mod:`.at_least_once`: acks of unprocessed messages and unverified offset gaps
-  let commits pass ratings that were never processed (faust-streaming #606, #316;
-  robinhood/faust #559). Applied on every broker.
-- :mod:`.changelog_rebuild`: a broker that lost its data (memory-only Tansu
-  restarted) crash-loops a restarted worker on ``ConsistencyError``; the local state
-  is kept and written back to the empty changelog instead.
-- :mod:`.quiet_monitor`: a Monitor without per-message hooks (speed; an App setting).
-- ``app/faust_patches/tansu.py``: workarounds for the embedded Tansu broker only.
+Domain code (agents, tables, views) uses only what this module exports:
 
-Each has tests in ``tests/test_faust_patches.py`` that fail without it.
+- :func:`check_upstream`: refuse to start when the installed faust-streaming, mode or
+  aiokafka is not what the patches were checked against (``upstream.py``);
+- :func:`apply`: install the patches, explicitly, when the worker is built (importing
+  any module of this package patches nothing);
+- :func:`is_current`: may a message still be processed and acked (no rebalance since it
+  was fetched)?
+- :class:`BatchWriter`: the realtime agent's output, sent as record batches and written
+  to a table's store through what Faust started;
+- :class:`QuietMonitor`: Faust's Monitor without its per-message hooks (an App setting).
+
+The patches (``UPSTREAM.md`` lists each with its upstream issue and when it can go):
+
+- :mod:`.at_least_once`: acks of unprocessed messages, unverified offset gaps and stream
+  buffers cleared after a recovery let commits pass ratings that were never processed.
+- :mod:`.changelog_rebuild`: a broker that lost its data (memory-only Tansu restarted)
+  crash-loops a restarted worker on ``ConsistencyError``; the local state is kept and
+  written back to the empty changelog instead.
+- :mod:`.tansu`: workarounds for the embedded Tansu broker only.
+
+Each has tests in ``tests/unit/test_faust_patches.py`` that fail without it.
 """
 from __future__ import annotations
 
-from . import at_least_once, changelog_rebuild
-from .quiet_monitor import QuietMonitor
+import importlib
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
-__all__ = ["QuietMonitor", "apply"]
+from .upstream import UpstreamChanged, check_upstream
+
+if TYPE_CHECKING:
+    from app.metrics import Metrics
+
+__all__ = ["BatchWriter", "QuietMonitor", "UpstreamChanged", "apply", "check_upstream", "is_current"]
+
+#: Imported on first use: the guard (and the command line, which names UpstreamChanged)
+#: must work without importing Faust, before anything imports a private name of it.
+_FROM_FAUST = {"BatchWriter": ".batch_writer", "QuietMonitor": ".quiet_monitor", "is_current": ".at_least_once"}
 
 
-def apply(metrics) -> None:
-    """Install the patches that apply on every broker (idempotent); they count into ``metrics``."""
+def __getattr__(name: str):
+    if name in _FROM_FAUST:
+        return getattr(importlib.import_module(_FROM_FAUST[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def apply(*, tansu: bool, value_resets: Mapping[str, Callable[[bytes], bytes]], metrics: Metrics,
+          guard: bool = True) -> None:
+    """Check upstream (:func:`check_upstream`, ``guard`` = ``RECSYS_FAUST_GUARD``), then
+    install the patches (idempotent): those for every broker, and Tansu's if ``tansu``
+    (never undone).
+
+    ``value_resets``: table name -> function applied to each raw value a lost changelog
+    gets back from the local store (:mod:`.changelog_rebuild`): offsets of the lost log
+    mean nothing in the new one. ``metrics``: the worker's, where the patches count what
+    they did (refused acks, real gaps, skipped blocks caught, keys written back).
+    """
+    check_upstream(guard)
+    from . import at_least_once, changelog_rebuild
+    from . import tansu as tansu_patch
+
     at_least_once.apply(metrics)
-    changelog_rebuild.apply(metrics)
+    changelog_rebuild.apply(value_resets, metrics)  # after at_least_once: it wraps its on_recovery_completed
+    if tansu:
+        tansu_patch.apply()

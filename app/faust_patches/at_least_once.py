@@ -50,8 +50,11 @@ import logging
 
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
+from faust.types.tuples import ack_lock
 
 from app.metrics import Metrics
+
+from .upstream import replace
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,6 @@ log = logging.getLogger(__name__)
 metrics = Metrics()
 
 _original_ack = Consumer.ack
-_original_drain = Consumer._drain_messages
 
 
 def is_current(app, message) -> bool:
@@ -82,11 +84,15 @@ def refuse_ack(consumer: Consumer, message, counter: str = "consumer.acks_refuse
     """Mark ``message`` as done WITHOUT recording its offset as processed: every later ack
     of it is a no-op, and the committed offset of its partition stops before it (Faust
     commits up to the first offset not acked), so it is read again after a restart or
-    rebalance. It must still leave the unacked set, or wait_empty() would wait forever."""
-    if not message.acked:
-        message.acked = True
-        consumer._unacked_messages.discard(message)
-        metrics.count(counter)
+    rebalance. It must still leave the unacked set, or wait_empty() would wait forever.
+
+    Under Faust's ``ack_lock``, as ``Consumer.ack`` is: the test-and-set of ``acked`` and
+    the consumer's bookkeeping are one step even when an event is acked from another thread."""
+    with ack_lock:
+        if not message.acked:
+            message.acked = True
+            consumer._unacked_messages.discard(message)
+            metrics.count(counter)
 
 
 class GapChecker:
@@ -328,7 +334,7 @@ def apply(sink: Metrics) -> None:
     """Install the three fixes (idempotent), counting into ``sink``."""
     global metrics
     metrics = sink
-    Consumer.ack = ack
-    Consumer._drain_messages = drain_messages
-    Recovery.on_recovery_completed = on_recovery_completed
-    Recovery._resume_streams = _resume_streams
+    replace(Consumer, "ack", ack)
+    replace(Consumer, "_drain_messages", drain_messages)
+    replace(Recovery, "on_recovery_completed", on_recovery_completed)
+    replace(Recovery, "_resume_streams", _resume_streams)

@@ -17,17 +17,20 @@ that error, is fixed separately in ``app/faust_patches/tansu.py``: highwaters co
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 
 from faust.tables.recovery import Recovery
 
 from app.metrics import Metrics
 
+from .upstream import replace
+
 log = logging.getLogger(__name__)
 
 #: table name -> function(raw value bytes) -> raw value bytes, applied to every value
-#: written back: offsets of the lost log mean nothing in the new one (tables/definitions.py
-#: registers the user state's, which remembers the offset of the last applied rating).
-VALUE_RESETS: dict = {}
+#: written back: offsets of the lost log mean nothing in the new one (the user state
+#: remembers the offset of the last applied rating). Set by :func:`apply`.
+_value_resets: dict[str, Callable[[bytes], bytes]] = {}
 
 #: Where the patch counts the keys it wrote back (the worker's metrics, from :func:`apply`).
 metrics = Metrics()
@@ -68,7 +71,7 @@ async def rewrite_changelog(recovery: Recovery, tp) -> int:
         return 0
     producer = recovery.app.producer
     db = store._db_for_partition(tp.partition)
-    reset = VALUE_RESETS.get(table.name)
+    reset = _value_resets.get(table.name)
     pending = []
     for key, value in list(db.items()):
         if key == store.offset_key:
@@ -86,12 +89,15 @@ async def rewrite_changelog(recovery: Recovery, tp) -> int:
     return len(pending)
 
 
-def apply(sink: Metrics) -> None:
-    """Install (idempotent), counting into ``sink``; wraps whatever ``on_recovery_completed``
-    is installed now."""
+def apply(value_resets: Mapping[str, Callable[[bytes], bytes]], sink: Metrics) -> None:
+    """Install (idempotent); wraps whatever ``on_recovery_completed`` is installed now.
+    ``value_resets``: table name -> what to do to each value written back; ``sink``: where
+    the keys written back are counted."""
     global _next_on_recovery_completed, metrics
     metrics = sink
-    Recovery._build_offsets = _build_offsets
+    _value_resets.clear()
+    _value_resets.update(value_resets)
+    replace(Recovery, "_build_offsets", _build_offsets)
     if Recovery.on_recovery_completed is not _on_recovery_completed:
         _next_on_recovery_completed = Recovery.on_recovery_completed
-        Recovery.on_recovery_completed = _on_recovery_completed
+        replace(Recovery, "on_recovery_completed", _on_recovery_completed)

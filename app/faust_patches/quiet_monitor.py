@@ -5,12 +5,8 @@ gets/sets, sends) that only Faust's own ``/stats`` pages read. We serve our own
 counters and latencies (``app/metrics.py``, ``GET /metrics/``), so those hooks are
 no-ops here; the rest of the Monitor (commit and end-offset tracking, rebalance
 timings) stays. Measured with ``benchmarks/realtime_bench.py``: +4-7% ratings/s for
-one worker (README, Results).
-
-(A fetch-loop fast path for mode's ``wait_first`` used to live beside it; it was
-removed because a kill of one of two workers lost ratings on the survivor with it
-and none without it; ``app/faust_patches/at_least_once.py`` has its safe successor,
-``start_delivery``.)
+one worker (README, Results). A hook renamed upstream would silently count again: the
+guard (``upstream.py``) checks their signatures.
 """
 from __future__ import annotations
 

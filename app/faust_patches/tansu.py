@@ -1,7 +1,7 @@
 """Faust's aiokafka driver patched for the Tansu stand-in, and ONLY for it.
 
-``app/app.py`` calls :func:`apply` when the broker that answers is Tansu (detected:
-``broker/detect.py``); a real Kafka cluster runs stock Faust. The settings and the
+Installed by ``app.faust_patches.apply(tansu=True)`` when the broker that answers is Tansu
+(detected: ``broker/detect.py``); a real Kafka cluster runs stock Faust. The settings and the
 Fetch-based end offsets are in ``broker/tansu_workarounds.py`` (no Faust there).
 
 1. Tansu holds a JoinGroup reply for session_timeout/2: short session (6 s) and
@@ -20,6 +20,8 @@ from collections.abc import Mapping
 
 from broker.tansu_workarounds import FETCH_MAX_WAIT_MS, SESSION_TIMEOUT_S, fetch_high_watermarks
 
+from .upstream import original, replace
+
 log = logging.getLogger(__name__)
 
 _applied = False
@@ -33,7 +35,7 @@ def apply() -> None:
     from faust.transport.drivers import aiokafka as driver
 
     thread_cls = driver.AIOKafkaConsumerThread
-    original_create = thread_cls._create_worker_consumer
+    original_create = original(thread_cls, "_create_worker_consumer")
 
     def _create_worker_consumer(self, transport):
         consumer = original_create(self, transport)
@@ -46,8 +48,8 @@ def apply() -> None:
             return {tp: consumer.last_stable_offset(tp) for tp in partitions}
         return await fetch_high_watermarks(consumer._client, list(partitions))
 
-    thread_cls._create_worker_consumer = _create_worker_consumer
-    thread_cls._highwaters = _highwaters
+    replace(thread_cls, "_create_worker_consumer", _create_worker_consumer)
+    replace(thread_cls, "_highwaters", _highwaters)
     _applied = True
     log.info("applied Tansu workarounds (session %ss, fetch wait %sms, fetch-based highwaters)",
              SESSION_TIMEOUT_S, FETCH_MAX_WAIT_MS)

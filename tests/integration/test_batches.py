@@ -1,4 +1,4 @@
-"""The realtime agent's batch writer (agents/batches.py) on a real broker.
+"""The realtime agent's batch writer (app/faust_patches/batch_writer.py) on a real broker.
 
 ``send_in_batches`` packs records into aiokafka record batches by hand; the table's
 store is then written at ``first offset of the batch + i``. Both must hold on every
@@ -20,7 +20,7 @@ PARTITIONS = 3
 async def send_and_wait(conf, topic: str, records, max_batch_size: int):
     from aiokafka.admin import NewTopic
 
-    from agents.batches import send_in_batches
+    from app.faust_patches.batch_writer import send_in_batches
     from broker.clients import KafkaClients
 
     clients = KafkaClients(conf)

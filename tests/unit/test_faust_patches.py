@@ -1,8 +1,10 @@
-"""The patches of Faust internals (app/faust_patches): each test fails without its patch."""
+"""The patches of Faust internals (app/faust_patches): each test fails without its patch.
+(The guard that checks upstream before they are applied: tests/unit/test_faust_guard.py.)"""
 from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 import types
 
 import pytest
@@ -12,6 +14,7 @@ from intervaltree import IntervalTree
 
 from app import faust_patches
 from app.faust_patches import at_least_once
+from app.metrics import Metrics
 from app.settings import Settings
 from app.worker import build_worker
 from tests.helpers import consumer_stub, message
@@ -19,6 +22,12 @@ from tests.helpers import consumer_stub, message
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, timeout=30))
+
+
+@pytest.fixture(scope="module")
+def patched():
+    """The patches as a worker installs them (importing the app installs nothing)."""
+    faust_patches.apply(tansu=False, value_resets={}, metrics=Metrics())
 
 
 def test_the_app_runs_with_every_patch_installed(tmp_path):
@@ -47,6 +56,23 @@ def test_an_ack_of_a_skipped_message_is_not_committable(generation, flow_active)
     assert at_least_once.ack(patched, stale) is False
     assert patched._acked[stale.tp] == []  # not committable: read again after the seek
     assert stale not in patched._unacked_messages and stale.acked  # and nothing waits for it
+
+
+def test_a_refused_ack_waits_for_the_ack_lock_like_upstream_acks():
+    """Faust acks under one process-wide lock (an event may be acked from another thread);
+    a refused ack must not flip ``acked`` and the unacked set while someone holds it."""
+    from faust.types.tuples import ack_lock
+
+    consumer = consumer_stub(generation=2)
+    stale = message(40, 1)
+    consumer._unacked_messages.add(stale)
+    with ack_lock:
+        refusing = threading.Thread(target=at_least_once.refuse_ack, args=(consumer, stale))
+        refusing.start()
+        refusing.join(timeout=0.2)
+        assert refusing.is_alive() and not stale.acked and stale in consumer._unacked_messages
+    refusing.join(timeout=5)
+    assert stale.acked and stale not in consumer._unacked_messages
 
 
 def test_a_processed_message_of_the_current_generation_is_acked_as_before():
@@ -101,7 +127,7 @@ def recovery_stub(calls: list):
                                  _wait=wait, completed=asyncio.Event(), log=types.SimpleNamespace(info=print))
 
 
-def test_stream_partitions_resume_only_after_the_buffers_were_cleared():
+def test_stream_partitions_resume_only_after_the_buffers_were_cleared(patched):
     """Upstream resumes the stream partitions, seeks, then resume() clears the buffers:
     what the fetch loop delivered in between was dropped with its offsets read."""
     from faust.tables.recovery import Recovery
