@@ -253,14 +253,13 @@ def test_failed_training_keeps_last_model_and_tombstones_items_that_left(stream_
 @pytest.mark.broker
 def test_continuous_worker_retrains_after_new_ratings_until_stopped(stream_env, tmp_path):
     import asyncio
-    import dataclasses
 
     from app.records import MODEL_MARKER_KEY
     from broker.topics import create_topics
     from offline_als.worker import run_als_worker
     from tests.brokers import consume, produce
 
-    conf = dataclasses.replace(stream_env.conf, als_every_ratings=100, als_every_min=60.0, log_every_s=0.5)
+    conf = stream_env.conf.replace(als={"every_ratings": 100, "every_min": 60.0}, worker={"log_every_s": 0.5})
     rows = _shop_rows(tmp_path, n_users=50, n_items=20, n_ratings=400, seed=6)
 
     def marker_count(msgs):  # models published (the marker goes to every partition)
