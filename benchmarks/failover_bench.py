@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from broker.local import start_engine
+from app.settings import load_settings
 from harness.failover import DRILLS, Drill, run_drill
 
 
@@ -34,18 +34,15 @@ def main(argv=None) -> int:
     p.add_argument("--engine", choices=("tansu", "kafka"), default="tansu", help="the local broker of each run")
     args = p.parse_args(argv)
     rows = []
+    base = load_settings()  # this script's edge
     root = Path(tempfile.mkdtemp(prefix="recsys-failover-"))
     for kind in args.drill or [d for d in DRILLS if d != "broker-restart" or args.engine == "kafka"]:
         for run in range(1, args.runs + 1):
             tmp = root / f"{kind}-{run}"
-            broker = start_engine(args.engine, root / f"{kind}-{run}-broker")
-            try:
-                drill = Drill(kind, rate=args.rate, seconds=args.seconds, kill_at=args.kill_at, users=args.users,
-                              seed=run)
-                result = run_drill(drill, broker.port, tmp, broker_handle=broker, say=lambda m, tag=f"{kind} {run}": print(f"  [{tag}] {m}",
-                                                                                 file=sys.stderr, flush=True))
-            finally:
-                broker.stop()
+            drill = Drill(kind, rate=args.rate, seconds=args.seconds, kill_at=args.kill_at, users=args.users,
+                          seed=run)
+            result = run_drill(drill, args.engine, tmp, base=base,
+                               say=lambda m, tag=f"{kind} {run}": print(f"  [{tag}] {m}", file=sys.stderr, flush=True))
             row = {"run": run, **result.as_row()}
             rows.append(row)
             print(json.dumps(row), flush=True)

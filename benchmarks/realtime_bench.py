@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import dataclasses
 import json
 import os
 import shutil
@@ -48,7 +47,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Self
 
@@ -58,12 +56,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.records import Rating, to_message
-from app.settings import Settings
 from broker.clients import KafkaClients
-from broker.local import start_engine
-from broker.ports import free_port
 from harness.demo import create_topics, log, percentile_ms, topic_end_offsets, train_neighbours
-from harness.local import WorkerProcess, isolated_env, process_rss
+from harness.local import LocalDeployment, WorkerProcess, process_rss
 
 
 def cpu_seconds(pid) -> tuple[float, float]:
@@ -138,70 +133,46 @@ def worker_prelude(args) -> str:
 
 
 class Deployment:
-    """A fresh broker + one worker with a published model, torn down on exit."""
+    """A fresh broker + the worker(s) with a published model (``LocalDeployment``), and
+    the figures a phase reports about them."""
 
     def __init__(self, name: str, tmp: Path, args, model: tuple[dict, dict]) -> None:
         # model: (neighbours, extras): publish_similarity's arguments (extras: related, counts)
         self.name, self.tmp, self.args = name, tmp / f"{args.engine}-{name}", args
         self.neighbours, self.extras = model
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        self.broker = self.worker = None
+        self.local = None
 
     def __enter__(self) -> Self:
-        from offline_als.publish import publish_similarity
-
+        args = self.args
         # Lists are counted on the compacted topic: keep young ones (as the tests do).
-        self.broker = start_engine(self.args.engine, self.tmp,
-                                   kafka_config={"log.cleaner.min.compaction.lag.ms": 600_000})
-        tag = uuid.uuid4().hex[:8]
-        # A broker of its own: the default topic names.
-        self.env = isolated_env(self.broker.port, self.tmp / "data", app_id=f"bench-{tag}", topic_prefix="",
-                                partitions=self.args.partitions, RECSYS_LOG_EVERY_S=5,
-                                RECSYS_RANKER=self.args.ranker, RECSYS_AB="")
-        self.conf = Settings.from_env(self.env)
+        self.local = LocalDeployment(self.tmp, broker=args.engine, base=args.base, partitions=args.partitions,
+                                     kafka_config={"log.cleaner.min.compaction.lag.ms": 600_000},
+                                     RECSYS_LOG_EVERY_S=5, RECSYS_RANKER=args.ranker, RECSYS_AB="")
+        self.conf = self.local.conf
         self.fresh_topics = asyncio.run(topic_end_offsets(self.conf))
         asyncio.run(create_topics(self.conf))
-        self.worker = WorkerProcess(self.name, self.env, self.tmp / "worker.log",
-                                    prelude=worker_prelude(self.args)).start()
-        self.worker.wait_ready()
-        self.version = f"bench-{tag}"
+        prelude = worker_prelude(args)
+        self.worker = self.local.start_worker(self.name, prelude=prelude)
+        self.version = f"bench-{self.local.tag}"
         t0 = time.perf_counter()
-        self.model_messages = asyncio.run(publish_similarity(self.neighbours, self.version, conf=self.conf,
-                                                                 **self.extras))
-        self.worker.wait_ready(model_version=self.version)
+        self.model_messages = self.local.publish_model(self.neighbours, self.version, **self.extras)
         self.model_load_s = time.perf_counter() - t0
         # --workers N: more workers of the same app share the partitions (scaling out).
-        self.extra_workers = []
-        for n in range(2, getattr(self.args, "workers", 1) + 1):
-            env = dict(self.env, RECSYS_WEB_PORT=str(free_port()), RECSYS_DATA_DIR=str(self.tmp / f"data-{n}"))
-            self.extra_workers.append(WorkerProcess(f"{self.name}-{n}", env, self.tmp / f"worker-{n}.log",
-                                                    prelude=worker_prelude(self.args)).start())
+        self.extra_workers = [self.local.start_worker(f"{self.name}-{n}", ready=False, prelude=prelude)
+                              for n in range(2, getattr(args, "workers", 1) + 1)]
         if self.extra_workers:
-            self.wait_for_split()
+            owned = self.local.wait_for_split()
+            log(f"[{self.name}] partitions split: {owned}")
         time.sleep(1.0)  # let the start-up settle (first changelog/commit rounds)
         return self
 
-    def wait_for_split(self, timeout: float = 120.0) -> None:
-        """Until every worker holds some ratings partitions and the model (after the rebalance)."""
-        workers = [self.worker, *self.extra_workers]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            healths = [w.health() or {} for w in workers]
-            if all(h.get("ratings_partitions") and h.get("model_version") == self.version for h in healths):
-                owned = [p for h in healths for p in h["ratings_partitions"]]
-                if len(owned) == len(set(owned)) == self.args.partitions:
-                    log(f"[{self.name}] partitions split: {[h['ratings_partitions'] for h in healths]}")
-                    return
-            time.sleep(0.5)
-        raise RuntimeError(f"workers did not split the partitions within {timeout}s")
-
     def __exit__(self, *exc) -> None:
-        for extra in getattr(self, "extra_workers", []):
-            extra.stop()
-        if self.worker:
-            self.worker.stop()
-        if self.broker:
-            self.broker.stop()
+        if self.local is not None:
+            self.local.stop()
+
+    @property
+    def broker(self):
+        return self.local.broker
 
     def held(self) -> dict:
         return asyncio.run(topic_end_offsets(self.conf))
@@ -560,7 +531,8 @@ def main(argv=None) -> int:
         train, bench = make_data(args)
         from app.settings import load_settings
 
-        conf0 = dataclasses.replace(load_settings(), data_dir=tmp / "client")  # this script's edge
+        args.base = load_settings()  # this script's edge: every deployment starts from it
+        conf0 = args.base.replace(data_dir=tmp / "client")
         if args.model == "als":
             neighbours, facts, extras = train_neighbours(*[[f"{p}{x}" for x in a.tolist()] if p else a
                                                    for p, a in zip(("u", "i", ""), train, strict=False)],

@@ -28,13 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.records import Rating, to_message
-from app.settings import Settings
+from app.settings import load_settings
 from benchmarks.realtime_bench import produce_fast
 from broker.clients import KafkaClients
-from broker.local import start_engine
 from harness.demo import log, topic_end_offsets
 from harness.failover import expected_final_lists, model
-from harness.local import WorkerProcess, isolated_env
+from harness.local import LocalDeployment
 
 
 async def count_lists(conf, want: int, timeout: float) -> int:
@@ -69,21 +68,15 @@ async def time_probe(conf, user: str, item: str, ts: float, timeout: float) -> t
         await consumer.stop()
 
 
-def run_engine(engine: str, args, root: Path) -> dict:
+def run_engine(engine: str, args, root: Path, base) -> dict:
     work = root / engine
-    broker = start_engine(engine, work / "broker", kafka_config={"log.cleaner.min.compaction.lag.ms": 3_600_000})
-    worker = None
-    try:
-        env = isolated_env(broker.port, work / "data", partitions=args.partitions, RECSYS_LOG_EVERY_S=10,
-                           RECSYS_SESSION_TIMEOUT_S=10, RECSYS_HEARTBEAT_INTERVAL_S=1)
-        conf = Settings.from_env(env)
-        worker = WorkerProcess("w1", env, work / "w1.log").start()
-        worker.wait_ready()
-        from offline_als.publish import publish_similarity
-
+    with LocalDeployment(work, broker=engine, base=base, partitions=args.partitions,
+                         kafka_config={"log.cleaner.min.compaction.lag.ms": 3_600_000}, RECSYS_LOG_EVERY_S=10,
+                         RECSYS_SESSION_TIMEOUT_S=10, RECSYS_HEARTBEAT_INTERVAL_S=1) as d:
+        conf = d.conf
+        worker = d.start_worker()
         neighbours = model(args.items)
-        asyncio.run(publish_similarity(neighbours, "recovery-v1", conf=conf))
-        worker.wait_ready(model_version="recovery-v1")
+        d.publish_model(neighbours, "recovery-v1")
         items = sorted(neighbours)
         messages = [to_message(Rating(user=f"u{n}", item=items[n % len(items)], rating=5.0, ts=1.0 + n))
                     for n in range(args.users)]
@@ -92,16 +85,16 @@ def run_engine(engine: str, args, root: Path) -> dict:
         lists = asyncio.run(count_lists(conf, args.users, timeout=args.timeout))
         fill_s = time.monotonic() - t0
         log(f"[{engine}] {lists:,} lists for {args.users:,} users in {fill_s:.0f} s")
+        data_dir = conf.data_dir
         result = {"engine": engine, "users": args.users, "lists": lists, "fill_s": round(fill_s, 1),
-                  "data_dir_mb": round(sum(f.stat().st_size for f in (work / "data").rglob("*") if f.is_file())
-                                       / 2**20, 1)}
+                  "data_dir_mb": round(sum(f.stat().st_size for f in data_dir.rglob("*") if f.is_file()) / 2**20, 1)}
         time.sleep(3)  # let the last commit and changelog flush happen
         for n, (name, wipe) in enumerate([("restart_on_data_dir_s", False), ("restart_from_changelog_s", True)]):
             worker.kill9()
             if wipe:
-                shutil.rmtree(work / "data", ignore_errors=True)
+                shutil.rmtree(data_dir, ignore_errors=True)
             t_restart = time.monotonic()
-            worker = WorkerProcess(f"w1-{name}", env, work / f"{name}.log").start()
+            worker = d.restart_worker(worker, f"w1-{name}")
             # u<n> rated items[n] before the kill: the probe's list is right only if that
             # state was recovered (the replay of both ratings in-process says what it is).
             user, before, probe = f"u{n}", items[n % len(items)], items[(n + 7) % len(items)]
@@ -114,10 +107,6 @@ def run_engine(engine: str, args, root: Path) -> dict:
             log(f"[{engine}] {name}: {total:.1f} s (probe list in {took:.1f} s after sending)")
         result["probes_ok"] = all(result.get(f"{k}_probe_ok") for k in ("restart_on_data_dir", "restart_from_changelog"))
         return result
-    finally:
-        if worker is not None:
-            worker.stop()
-        broker.stop()
 
 
 def main(argv=None) -> int:
@@ -130,7 +119,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="recsys-recovery-"))
     try:
-        rows = [run_engine(e, args, root) for e in (["tansu", "kafka"] if args.engine == "both" else [args.engine])]
+        rows = [run_engine(e, args, root, load_settings()) for e in (["tansu", "kafka"] if args.engine == "both" else [args.engine])]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     keys = ["users", "fill_s", "data_dir_mb", "restart_on_data_dir_s", "restart_from_changelog_s",

@@ -26,12 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.records import Rating, to_message
-from app.settings import Settings
+from app.settings import load_settings
 from benchmarks.realtime_bench import paced_run
-from broker.local import start_engine
 from harness.demo import percentile_ms
 from harness.failover import model
-from harness.local import WebProcess, WorkerProcess, isolated_env
+from harness.local import LocalDeployment
 
 
 async def watch(url: str, user: str, got: list, ready: asyncio.Event, stop: asyncio.Event) -> None:
@@ -89,26 +88,16 @@ def main(argv=None) -> int:
     p.add_argument("--watchers", type=int, default=20, help="SSE clients, one user each")
     args = p.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="recsys-webbench-"))
-    broker = worker = web = None
     try:
-        broker = start_engine(args.engine, tmp / "broker")
-        env = isolated_env(broker.port, tmp / "data", partitions=2, RECSYS_LOG_EVERY_S=10)
-        conf = Settings.from_env(env)
-        worker = WorkerProcess("w1", env, tmp / "worker.log").start()
-        worker.wait_ready()
-        from offline_als.publish import publish_similarity
-
-        neighbours = model(200)
-        asyncio.run(publish_similarity(neighbours, "web-bench", conf=conf))
-        worker.wait_ready(model_version="web-bench")
-        web = WebProcess(env, worker.url, tmp / "web.log")
-        web.wait_ready()
-        result = asyncio.run(run(conf, web.url, [f"w{n}" for n in range(args.watchers)], sorted(neighbours),
-                                 args.rate, args.seconds))
+        with LocalDeployment(tmp, broker=args.engine, base=load_settings(), RECSYS_LOG_EVERY_S=10) as d:
+            worker = d.start_worker()
+            neighbours = model(200)
+            d.publish_model(neighbours, "web-bench")
+            web = d.start_web(worker)
+            web.wait_ready()
+            result = asyncio.run(run(d.conf, web.url, [f"w{n}" for n in range(args.watchers)], sorted(neighbours),
+                                     args.rate, args.seconds))
     finally:
-        for proc in (web, worker, broker):
-            if proc is not None:
-                proc.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     result["engine"] = args.engine
     print(f"{result['delivered']:,} of {result['sent']:,} lists reached their SSE stream; topic -> browser p50 "

@@ -129,7 +129,7 @@ def evaluate(input_path, fmt: str, *, users: str | int = "100", seed: int = 42, 
         say = (lambda msg: print(f"through-stream: {msg}", file=sys.stderr)) if progress else None
         stream = run_through_stream(cases, model, scale=scale, k=k, m=m, theta=theta, high_cut=high_cut,
                                     rate=stream_rate, broker_port=broker_port, log=say,
-                                    work_dir=stream_dir)
+                                    work_dir=stream_dir, base=conf)
         # Also the in-process interleaved replay (table-like state, no broker).
         lasts = engine.replay_stream(cases, model, k=k, m=m, theta=theta, high_cut=high_cut, hot_items=hot)
         stream["in_process_identical_lists"] = int(sum(lasts.get(c.user) == rep.lists[-1]

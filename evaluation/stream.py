@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import tempfile
 import time
 from collections.abc import Sequence
@@ -101,45 +100,30 @@ def _same(a: Sequence[Sequence], b: Sequence[Sequence]) -> tuple[bool, float]:
 
 
 @contextlib.contextmanager
-def deployment(settings: dict, model: dict, version: str, *, broker_port: int | None = None, work_dir=None,
-               say=lambda msg: None):
-    """A broker (``RECSYS_BROKER`` if set, the broker on ``broker_port``, else an embedded
-    one started here), one worker with ``settings`` (``RECSYS_*`` variables) and the model
-    published (``model``: :func:`offline_als.publish.publish_similarity` keyword arguments,
-    ``neighbours`` at least); yields ``(conf, broker description, model load seconds)``."""
-    from app.settings import Settings
-    from broker.tansu import start_broker
-    from harness.local import WorkerProcess, isolated_env
-    from offline_als.publish import publish_similarity
+def deployment(settings: dict, model: dict, version: str, *, base=None, broker_port: int | None = None,
+               work_dir=None, say=lambda msg: None):
+    """A broker (the one on ``broker_port``; else ``base``'s ``RECSYS_BROKER`` if set;
+    else an embedded one started here), one worker with ``settings`` (``RECSYS_*``
+    variables) and the model published (``model``: the keyword arguments of
+    :func:`offline_als.publish.publish_similarity`, ``neighbours`` at least); yields
+    ``(conf, broker description, model load seconds)``."""
+    from harness.local import LocalDeployment
 
-    configured = os.environ.get("RECSYS_BROKER", "") if broker_port is None else ""
-    source = (f"embedded on port {broker_port}" if broker_port is not None
-              else "configured RECSYS_BROKER" if configured else "embedded, started for this run")
-    broker = worker = None
+    configured = base is not None and not base.kafka.uses_embedded_broker
+    broker = broker_port if broker_port is not None else None if configured else "tansu"
     tmp = tempfile.TemporaryDirectory(prefix="recsys-eval-stream-") if work_dir is None else None
     root = Path(work_dir) if work_dir is not None else Path(tmp.name)
-    root.mkdir(parents=True, exist_ok=True)
     try:
-        if broker_port is None and not configured:
-            broker = start_broker(0, log_file=str(root / "broker.log"))
-            broker_port = broker.port
-            say(f"embedded broker on {broker.bootstrap}")
-        env = isolated_env(broker_port or 0, root / "data", partitions=2, broker=configured, RECSYS_LOG_EVERY_S=5,
-                           **settings)
-        conf = Settings.from_env(env)
-        worker = WorkerProcess(name="eval", env=env, log_path=root / "worker.log").start()
-        worker.wait_ready(timeout=120)
-        t0 = time.perf_counter()
-        asyncio.run(publish_similarity(version=version, conf=conf, **model))
-        worker.wait_ready(timeout=120, model_version=version)
-        t_model = time.perf_counter() - t0
-        say(f"model {version} ({len(model['neighbours'])} items) loaded by the worker in {t_model:.1f} s")
-        yield conf, source, t_model
+        with LocalDeployment(root, broker=broker, base=base, RECSYS_LOG_EVERY_S=5, **settings) as local:
+            say(f"broker: {local.describe_broker()}")
+            local.start_worker("eval")
+            t0 = time.perf_counter()
+            model = dict(model)
+            local.publish_model(model.pop("neighbours"), version, **model)
+            t_model = time.perf_counter() - t0
+            say(f"model {version} loaded by the worker in {t_model:.1f} s")
+            yield local.conf, local.describe_broker(), t_model
     finally:
-        if worker is not None:
-            worker.stop()
-        if broker is not None:
-            broker.stop()
         if tmp is not None:
             tmp.cleanup()
 
@@ -162,11 +146,11 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
                        theta: float, high_cut: float, rated_limit: int = 1000, decay: float = 1.0,
                        rate: float = 300.0,
                        broker_port: int | None = None, timeout: float = 240.0, work_dir=None,
-                       version: str | None = None, log=None) -> dict:
+                       version: str | None = None, log=None, base=None) -> dict:
     """Run the replay through the embedded broker and a worker process; see the module doc.
 
     ``broker_port``: use an already running embedded broker on that port; otherwise
-    ``RECSYS_BROKER`` if set, else a broker started (and stopped) here. ``rate``:
+    ``base``'s ``RECSYS_BROKER`` if set, else a broker started (and stopped) here. ``rate``:
     ratings produced per second (0 = as fast as possible); latency is produced ->
     emitted as the worker stamps it on each list.
     """
@@ -176,7 +160,7 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
     settings = {"RECSYS_RATING_MIN": scale[0], "RECSYS_RATING_MAX": scale[1], "RECSYS_K": k, "RECSYS_M": m,
                     "RECSYS_THETA": theta, "RECSYS_DECAY": decay, "RECSYS_RATED_ITEMS_MAX": rated_limit,
                     "RECSYS_RANKER": "paper"}  # the paper protocol checks the paper ranker
-    with deployment(settings, {"neighbours": model.neighbours}, version, broker_port=broker_port,
+    with deployment(settings, {"neighbours": model.neighbours}, version, base=base, broker_port=broker_port,
                     work_dir=work_dir, say=say) as (conf, source, t_model):
         messages = rating_messages(cases)
         want, t_produce, got = replay_messages(conf, messages, rate, timeout, say)
@@ -268,7 +252,7 @@ def check_default_through_stream(stream, conf, *, users: int = 100, rate: float 
     model = {"neighbours": trained.neighbours, "related": trained.related, "counts": trained.counts}
     settings = {"RECSYS_RATING_MIN": stream.scale[0], "RECSYS_RATING_MAX": stream.scale[1], "RECSYS_K": conf.ranking.k,
                     "RECSYS_RATED_ITEMS_MAX": conf.ranking.rated_items_max, "RECSYS_RANKER": "default", "RECSYS_AB": ""}
-    with deployment(settings, model, f"eval-stream-{int(time.time())}", broker_port=broker_port,
+    with deployment(settings, model, f"eval-stream-{int(time.time())}", base=conf, broker_port=broker_port,
                     say=say) as (wconf, source, t_model):
         want, t_produce, got = replay_messages(wconf, messages, rate, timeout, say)
     same = sum(1 for u in chosen for rec, (lst, because) in zip(got[u], offline[u], strict=False)

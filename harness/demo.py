@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.local import WorkerProcess, isolated_env
+from harness.local import LocalDeployment
 
 
 def log(msg: str) -> None:
@@ -462,13 +462,14 @@ async def _live(conf, data: DemoData, args, stats: LiveStats) -> None:
 def main(argv=None, conf=None) -> int:
     """``recsys demo``; ``conf``: the caller's Settings (default: the environment's)."""
     args = _parse_args(argv)
-    from app.settings import Settings, load_settings
-    from broker.tansu import start_broker
+    from app.settings import load_settings, parse_ab
+    from datatools.catalogue import publish_catalogue
+    from web.live import LiveState
 
     base = conf or load_settings()
     tmp = Path(tempfile.mkdtemp(prefix="recsys-demo-"))
     tag = uuid.uuid4().hex[:8]
-    broker = worker = web = None
+    deployment = worker = web = None
     stats = LiveStats()
     started = time.monotonic()
     summary: dict = {}
@@ -478,18 +479,7 @@ def main(argv=None, conf=None) -> int:
 
     previous_term = signal.signal(signal.SIGTERM, _terminate)
     try:
-        # --- 1. the broker
-        topic_prefix = ""
-        if not base.kafka.uses_embedded_broker:
-            port = base.kafka.embedded_port
-            topic_prefix = f"demo-{tag}-"
-            log(f"using the configured broker {base.kafka.broker}, topics {topic_prefix}*")
-        else:  # a broker of its own on a free port: never someone else's that happens to listen on 9092
-            broker = start_broker(0, log_file=str(tmp / "broker.log"))
-            port = broker.port
-            log(f"started the embedded broker (Tansu, memory only) on 127.0.0.1:{port}, pid {broker.process.pid}")
-
-        # --- 2. the data (the worker must know the rating scale of a real file)
+        # --- 1. the data (the worker must know the rating scale of a real file)
         data = prepare_data(args, tmp, base.event_weight_map())
         log(f"data: {data.description}; {len(data.train[0])} ratings to train on, {len(data.replay)} messages "
             f"to replay")
@@ -497,18 +487,22 @@ def main(argv=None, conf=None) -> int:
                  "RECSYS_AB": args.ab if args.ab is not None else (base.ranking.ab or "default:50,paper:50")}
         if data.scale:
             extra.update(RECSYS_RATING_MIN=data.scale[0], RECSYS_RATING_MAX=data.scale[1])
-        # Our own broker: the default topic names; a shared one: topics demo-<tag>-*.
-        env = isolated_env(port, tmp / "data", tag=f"demo-{tag}", topic_prefix=topic_prefix, partitions=None,
-                           broker=base.kafka.broker, **extra)
-        conf = Settings.from_env(env)
-        asyncio.run(create_topics(conf))
-        from datatools.catalogue import publish_catalogue
 
+        # --- 2. the broker: a configured cluster (topics demo-<tag>-*), else one of its own
+        # on a free port (never someone else's that happens to listen on 9092), default topics.
+        own = base.kafka.uses_embedded_broker
+        deployment = LocalDeployment(tmp, broker="tansu" if own else None, base=base, partitions=None,
+                                     tag=f"demo-{tag}", **extra)
+        conf, broker = deployment.conf, deployment.broker
+        port = broker.port if own else base.kafka.embedded_port
+        log(f"started the embedded broker (Tansu, memory only) on 127.0.0.1:{port}, pid {broker.process.pid}"
+            if own else f"using the configured broker {base.kafka.broker}, topics demo-{tag}-*")
+        asyncio.run(create_topics(conf))
         published = asyncio.run(publish_catalogue(data.catalogue, conf=conf))
         log(f"published {published:,} items (names, categories) to {conf.topics.items}")
 
         # --- 3. the worker (it joins its group while ALS trains)
-        worker = WorkerProcess("demo", env, tmp / "worker.log").start()
+        worker = deployment.start_worker("demo", ready=False)
         log(f"started a worker (pid {worker.pid}, web {worker.url}/health/, log {worker.log_path})")
         if len(data.train[0]):
             neighbours, facts, extras = train_neighbours(*data.train, conf=conf)
@@ -518,19 +512,12 @@ def main(argv=None, conf=None) -> int:
             log("nothing to train ALS on: lists will come from hot items only")
         worker.wait_ready()
         version = f"demo-{time.strftime('%Y%m%dT%H%M%S')}"
-        from offline_als.publish import publish_similarity
-
-        sent = asyncio.run(publish_similarity(neighbours, version, conf=conf, **extras))
-        worker.wait_ready(model_version=version)
+        sent = deployment.publish_model(neighbours, version, **extras)
         log(f"published model {version} ({sent} messages); the worker loaded it")
-        from app.settings import parse_ab
-        from web.live import LiveState
-
-        stats.live = LiveState(arms=parse_ab(conf.ranking.ab), default_variant=conf.ranking.ranker, started_at=time.time())
+        stats.live = LiveState(arms=parse_ab(conf.ranking.ab), default_variant=conf.ranking.ranker,
+                               started_at=time.time())
         if not args.no_web:
-            from harness.local import WebProcess
-
-            web = WebProcess(env, worker.url, tmp / "web.log", port=args.web_port)
+            web = deployment.start_web(worker, port=args.web_port)
             web.wait_ready()
             log(f"shop page: {web.url}/   dashboard: {web.url}/dashboard   (A/B arms: {conf.ranking.ab or 'none'})")
         log("live: " + ("a line per list update (+ entered, - left)" if args.verbose else
@@ -565,8 +552,8 @@ def main(argv=None, conf=None) -> int:
             "web_pid": web.process.pid if web else None,
             "live_seconds": round(live_s, 1),
             "total_seconds": round(time.monotonic() - started, 1),
-            "broker": "embedded (started by the demo)" if broker else "existing",
-            "broker_pid": broker.process.pid if broker else None,
+            "broker": "embedded (started by the demo)" if own else "existing",
+            "broker_pid": broker.process.pid if own else None,
             "broker_port": port,
             "worker_pid": worker.pid,
         }
@@ -574,12 +561,8 @@ def main(argv=None, conf=None) -> int:
         log("interrupted: stopping")
     finally:
         signal.signal(signal.SIGTERM, previous_term)
-        if web is not None:
-            web.stop()
-        if worker is not None:
-            worker.stop()
-        if broker is not None:
-            broker.stop()
+        if deployment is not None:
+            deployment.stop()
         if args.keep:
             log(f"kept {tmp}")
         else:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.settings import Settings
-from harness.local import WorkerProcess, isolated_env
+from harness.local import LocalDeployment, WorkerProcess
 
 #: failover: kill -9 one of two workers; restart: kill -9 the only worker, start it again
 #: on its data dir; restart-wiped: the same on an empty data dir (state from changelogs
@@ -143,37 +143,27 @@ async def _read_lists(conf, want: set, timeout: float) -> list[dict]:
     return lists
 
 
-def run_drill(drill: Drill, broker_port: int, tmp: Path, *, broker: str = "", broker_handle=None,
+def run_drill(drill: Drill, broker, tmp: Path, *, base: Settings | None = None,
               say: Callable[[str], None] = lambda msg: None, **settings) -> DrillResult:
-    """Run one drill on a broker (the local one on ``broker_port``, or ``broker``);
-    ``settings``: more ``RECSYS_*`` variables of the workers."""
+    """Run one drill on ``broker`` (a running broker handle, or an engine name for a fresh
+    one: ``LocalDeployment``; Apache Kafka for the broker-restart drill), from the
+    settings ``base``; ``settings``: more ``RECSYS_*`` variables of the workers."""
     import threading
-
-    from offline_als.publish import publish_similarity
 
     if drill.kind not in DRILLS:
         raise ValueError(f"unknown drill {drill.kind!r}: one of {', '.join(DRILLS)}")
     t0 = time.monotonic()
-    tmp.mkdir(parents=True, exist_ok=True)
     settings = {"RECSYS_SESSION_TIMEOUT_S": 6, "RECSYS_HEARTBEAT_INTERVAL_S": 1, "RECSYS_LOG_EVERY_S": 5, **settings}
-    env = isolated_env(broker_port, tmp / "data-w1", partitions=drill.partitions, broker=broker, **settings)
-    conf = Settings.from_env(env)
+    deployment = LocalDeployment(tmp, broker=broker, base=base, partitions=drill.partitions, **settings)
+    conf = deployment.conf
     neighbours = model(drill.items)
-    w1 = WorkerProcess("w1", env, tmp / "w1.log").start()
-    started = [w1]
     try:
-        w1.wait_ready()
-        asyncio.run(publish_similarity(neighbours, "drill-v1", conf=conf))
-        w1.wait_ready(model_version="drill-v1")
+        w1 = deployment.start_worker("w1")
+        deployment.publish_model(neighbours, "drill-v1")
         victim, survivor = w1, w1
         if drill.kind == "failover":
-            from broker.tansu import free_port
-
-            env2 = dict(env, RECSYS_WEB_PORT=str(free_port()), RECSYS_DATA_DIR=str(tmp / "data-w2"))
-            w2 = WorkerProcess("w2", env2, tmp / "w2.log").start()
-            started.append(w2)
-            _wait_for_split([w1, w2], drill.partitions)
-            victim = w2
+            victim = deployment.start_worker("w2", ready=False)
+            deployment.wait_for_split()
         stream = ratings(drill)
         state = {"killed": False}
 
@@ -184,7 +174,7 @@ def run_drill(drill: Drill, broker_port: int, tmp: Path, *, broker: str = "", br
             state["killed"] = True
             if drill.kind == "broker-restart":  # in a thread: the producer keeps trying meanwhile
                 say(f"restarting the broker at {elapsed:.1f} s")
-                restarting = threading.Thread(target=broker_handle.restart, daemon=True)
+                restarting = threading.Thread(target=deployment.broker.restart, daemon=True)
                 restarting.start()
                 state["restarting"] = restarting
                 return
@@ -192,9 +182,8 @@ def run_drill(drill: Drill, broker_port: int, tmp: Path, *, broker: str = "", br
             say(f"killed {victim.name} (pid {victim.pid}) at {elapsed:.1f} s")
             if drill.kind != "failover":
                 if drill.kind == "restart-wiped":
-                    shutil.rmtree(env["RECSYS_DATA_DIR"], ignore_errors=True)
-                survivor = WorkerProcess("w1-again", env, tmp / "w1-again.log").start()
-                started.append(survivor)
+                    shutil.rmtree(conf.data_dir, ignore_errors=True)
+                survivor = deployment.restart_worker(w1)
 
         asyncio.run(_produce(conf, stream, drill.rate, on_tick))
         if "restarting" in state:
@@ -204,8 +193,7 @@ def run_drill(drill: Drill, broker_port: int, tmp: Path, *, broker: str = "", br
         lists = asyncio.run(_read_lists(conf, want, drill.wait_s))
         counters = _counters(survivor)
     finally:
-        for worker in started:
-            worker.stop()
+        deployment.stop()
     return _judge(drill, stream, lists, neighbours, conf, counters, time.monotonic() - t0)
 
 
@@ -226,18 +214,6 @@ def _items(entries: list | None) -> list | None:
 
     return None if entries is None else wire_list(entries)
 
-
-
-def _wait_for_split(workers: list[WorkerProcess], partitions: int, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        healths = [w.health() or {} for w in workers]
-        owned = [p for h in healths for p in h.get("ratings_partitions") or []]
-        if all(h.get("ratings_partitions") and h.get("model_loaded") for h in healths) and \
-                sorted(owned) == list(range(partitions)):
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"workers did not split {partitions} partitions in {timeout:.0f}s")
 
 
 def _counters(worker: WorkerProcess) -> dict:

@@ -1,15 +1,20 @@
-"""Worker processes on this machine: used by the demo, the tests, the benchmarks and
-``recsys evaluate --through-stream``.
+"""A deployment of the service on this machine, for the demo, the tests, the benchmarks,
+the kill drills and ``recsys evaluate --through-stream``: :class:`LocalDeployment`.
 
-A worker is ``python -m cli.main worker`` in its own process group with its own
-environment (broker, data dir, app id, topic names, web port), so several isolated
-deployments can share one broker.
+It owns (or shares) a broker, holds the deployment's own settings (app id, topic names,
+data dirs, web ports: several deployments can share one broker), starts ``recsys
+worker`` and ``recsys web`` processes with them, publishes a model and waits until every
+worker serves it, and tears everything down. A worker is ``python -m cli.main worker``
+in its own process group, so a kill reaches all of it.
 
-Nothing here imports the Faust app (``app.app`` reads the environment when imported,
-and ``harness.demo`` sets the environment up before that).
+A child process gets this process's environment with every ``RECSYS_*`` variable set
+from the deployment's :class:`~app.settings.Settings` (:func:`child_environment`): the
+one place outside ``load_settings`` that touches ``os.environ``, to pass ``PATH`` and the
+like on, never to read a setting.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,50 +24,175 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
+
+from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Settings field suffixes of the topics (``RECSYS_TOPIC_<NAME>``).
 TOPIC_SETTINGS = ("ratings", "events", "raw_logs", "similarity", "recommendations", "dead_letters", "items")
 
 
-def isolated_env(broker_port: int, data_dir: Path, *, tag: str | None = None, app_id: str | None = None,
-                 topic_prefix: str | None = None, web_port: int | None = None,
-                 partitions: int | None = 2, broker: str | None = "", **extra) -> dict:
-    """The environment of a deployment of its own (a worker subprocess and our own clients).
+def child_environment(conf: Settings) -> dict[str, str]:
+    """The environment of a child process that must read ``conf`` (and find ``PATH``...)."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
+    return {**inherited, **conf.to_env(), "PYTHONUNBUFFERED": "1"}
 
-    The defaults isolate it on a shared embedded broker: app id ``recsys-<tag>``, topics
-    ``<tag>-<name>`` (``tag`` random unless given), a free web port, 2 partitions.
 
-    - ``broker``: ``RECSYS_BROKER``; ``""`` = the embedded broker on ``broker_port``, a
-      URL = that cluster, ``None`` = as in the current environment.
-    - ``app_id``, ``web_port``: explicit values instead of the defaults above.
-    - ``topic_prefix``: ``""`` keeps the default topic names (a broker of its own).
-    - ``partitions``: ``None`` keeps the current environment's setting.
-    - ``extra``: more variables (``RECSYS_K=20``); values are turned into strings.
+class LocalDeployment:
+    """Broker, settings, worker / web processes and a model, torn down on exit.
+
+    Parameters
+    ----------
+    root : Path
+        Where logs and data dirs go (created).
+    broker : str, int, broker handle or None
+        ``"tansu"`` or ``"kafka"``: a fresh broker of that engine, owned and stopped here;
+        a running broker handle (``.port``, e.g. a test session's) or the port of one on
+        loopback: shared; ``None``: the broker ``base`` names (its ``RECSYS_BROKER``
+        cluster, or the embedded port).
+    base : Settings, optional
+        The settings to start from (the caller's edge); the defaults if not given.
+    isolate : bool, optional
+        Topics ``<tag>-<name>`` of its own (default on a shared broker; a broker of its
+        own keeps the default names). The app id is always ``recsys-<tag>``.
+    partitions : int, optional
+        ``RECSYS_PARTITIONS`` (None keeps ``base``'s).
+    kafka_config : dict, optional
+        ``server.properties`` entries of a fresh Apache Kafka.
+    **variables
+        More ``RECSYS_*`` settings of the deployment (values turned into strings).
     """
-    from broker.tansu import free_port
 
-    tag = tag or uuid.uuid4().hex[:8]
-    env = dict(os.environ)
-    env.update({
-        "RECSYS_EMBEDDED_PORT": str(broker_port),
-        "RECSYS_DATA_DIR": str(data_dir),
-        "RECSYS_APP_ID": app_id or f"recsys-{tag}",
-        "RECSYS_WEB_PORT": str(web_port or free_port()),
-        "PYTHONUNBUFFERED": "1",
-    })
-    if broker is not None:
-        env["RECSYS_BROKER"] = broker
-    if partitions is not None:
-        env["RECSYS_PARTITIONS"] = str(partitions)
-    prefix = f"{tag}-" if topic_prefix is None else topic_prefix
-    if prefix:
-        for name in TOPIC_SETTINGS:
-            env[f"RECSYS_TOPIC_{name.upper()}"] = f"{prefix}{name.replace('_', '-')}"
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
+    def __init__(self, root: Path, *, broker=None, base: Settings | None = None, isolate: bool | None = None,
+                 partitions: int | None = 2, tag: str | None = None, kafka_config: dict | None = None,
+                 **variables) -> None:
+        from broker.local import start_engine
+        from broker.ports import free_port
+
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tag = tag or uuid.uuid4().hex[:8]
+        self.owned_broker = isinstance(broker, str)
+        self.broker = start_engine(broker, self.root / "broker", kafka_config=kafka_config) \
+            if self.owned_broker else broker
+        env = (base or Settings()).to_env()
+        if self.broker is not None:
+            port = self.broker if isinstance(self.broker, int) else self.broker.port
+            env.update(RECSYS_BROKER="", RECSYS_EMBEDDED_PORT=str(port))
+        env["RECSYS_APP_ID"] = f"recsys-{self.tag}"  # its own consumer group and changelogs
+        if isolate if isolate is not None else not self.owned_broker:
+            env.update({f"RECSYS_TOPIC_{name.upper()}": f"{self.tag}-{name.replace('_', '-')}"
+                        for name in TOPIC_SETTINGS})
+        env.update(RECSYS_DATA_DIR=str(self.root / "data"), RECSYS_WEB_PORT=str(free_port()))
+        if partitions is not None:
+            env["RECSYS_PARTITIONS"] = str(partitions)
+        self.env: dict[str, str] = {}
+        self.set(**env, **variables)
+        self.workers: list[WorkerProcess] = []
+        self.webs: list[WebProcess] = []
+
+    @property
+    def child_env(self) -> dict[str, str]:
+        """The environment of a ``recsys`` command run against this deployment."""
+        return child_environment(self.conf)
+
+    def set(self, **variables) -> Settings:
+        """Change settings of the deployment (for the processes started from now on)."""
+        self.env.update({k: str(v) for k, v in variables.items()})
+        self.conf = Settings.from_env(self.env)
+        return self.conf
+
+    def describe_broker(self) -> str:
+        """Where the broker came from, for reports."""
+        if self.owned_broker:
+            return f"{self.engine}, started for this run"
+        if self.broker is not None:
+            return f"local broker on port {self.conf.kafka.embedded_port}"
+        return "configured RECSYS_BROKER" if self.conf.kafka.broker else "embedded, on RECSYS_EMBEDDED_PORT"
+
+    @property
+    def engine(self) -> str:
+        return getattr(self.broker, "engine", "tansu")
+
+    # ------------------------------------------------------------------ processes
+    def start_worker(self, name: str | None = None, *, ready: bool = True, prelude: str = "",
+                     **variables) -> WorkerProcess:
+        """A ``recsys worker`` of this deployment; the second and later ones get their own
+        web port and data dir. ``ready``: wait until it serves (partitions and model)."""
+        from broker.ports import free_port
+
+        name = name or f"w{len(self.workers) + 1}"
+        env = dict(self.env)
+        if self.workers:
+            env.update(RECSYS_WEB_PORT=str(free_port()), RECSYS_DATA_DIR=str(self.root / f"data-{name}"))
+        env.update({k: str(v) for k, v in variables.items()})
+        worker = WorkerProcess(name, child_environment(Settings.from_env(env)), self.root / f"{name}.log",
+                               prelude=prelude).start()
+        self.workers.append(worker)
+        if ready:
+            worker.wait_ready()
+        return worker
+
+    def restart_worker(self, worker: WorkerProcess, name: str | None = None, *, ready: bool = False,
+                       prelude: str = "") -> WorkerProcess:
+        """A new process in the place of ``worker`` (same settings, data dir and port),
+        e.g. after :meth:`WorkerProcess.kill9`."""
+        again = WorkerProcess(name or f"{worker.name}-again", worker.env, self.root / f"{name or worker.name}-again.log",
+                              prelude=prelude or worker.prelude).start()
+        self.workers.append(again)
+        if ready:
+            again.wait_ready()
+        return again
+
+    def start_web(self, worker: WorkerProcess, port: int = 0) -> WebProcess:
+        web = WebProcess(child_environment(self.conf), worker.url, self.root / "web.log", port=port)
+        self.webs.append(web)
+        return web
+
+    def publish_model(self, neighbours: Mapping, version: str, *, timeout: float = 120.0, **extras) -> int:
+        """Publish a model (``offline_als.publish.publish_similarity``'s arguments) and wait
+        until every running worker serves it; returns the messages sent."""
+        from offline_als.publish import publish_similarity
+
+        sent = asyncio.run(publish_similarity(neighbours, version, conf=self.conf, **extras))
+        for worker in self.workers:
+            if worker.alive():
+                worker.wait_ready(timeout=timeout, model_version=version)
+        return sent
+
+    def wait_for_split(self, workers: list[WorkerProcess] | None = None, timeout: float = 120.0) -> list[list]:
+        """Until the workers (default: the running ones) hold every ratings partition
+        between them, none twice, each with the model loaded; returns who holds what."""
+        workers = workers or [w for w in self.workers if w.alive()]
+        partitions = self.conf.kafka.partitions
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            healths = [w.health() or {} for w in workers]
+            owned = [h.get("ratings_partitions") or [] for h in healths]
+            if all(owned) and all(h.get("model_loaded") for h in healths) and \
+                    sorted(p for o in owned for p in o) == list(range(partitions)):
+                return owned
+            time.sleep(0.5)
+        raise TimeoutError(f"workers did not split {partitions} partitions in {timeout:.0f}s")
+
+    # ------------------------------------------------------------------ teardown
+    def stop(self) -> None:
+        for web in self.webs:
+            web.stop()
+        for worker in self.workers:
+            worker.stop()
+        if self.owned_broker and self.broker is not None:
+            self.broker.stop()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def process_rss(pid: int | None) -> int:
@@ -83,8 +213,8 @@ def process_rss(pid: int | None) -> int:
 class WorkerProcess:
     """One ``recsys worker`` process (its own session / process group), its web API and log.
 
-    ``prelude``: Python run in the worker process before ``cli.main`` (benchmarks use it
-    to try settings, e.g. ``sys.setswitchinterval`` or ``app.conf`` overrides).
+    ``prelude``: Python run in the worker process before ``cli.main`` (a benchmark uses it
+    to try ``sys.setswitchinterval``).
     """
 
     name: str

@@ -9,7 +9,6 @@ and from the moment the peer's group has committed every input offset.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -17,13 +16,11 @@ import uuid
 from pathlib import Path
 
 from app.records import Rating, to_message
-from app.settings import Settings
 from benchmarks.peers.common import write_model
 from broker.clients import KafkaClients
-from broker.local import start_engine
 from broker.topics import create_topics
 from harness.demo import log
-from harness.local import isolated_env
+from harness.local import LocalDeployment
 
 PEERS = {"quix": "quix_peer.py", "aiokafka": "aiokafka_peer.py"}
 WARMUP_USER = "peer-warmup"
@@ -39,7 +36,7 @@ class PeerProcess:
                "--state-dir", str(state_dir), "--group", group]
         self.log_path = log_path
         self.log_file = open(log_path, "wb")  # noqa: SIM115  held open for the child process's lifetime
-        self.process = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=self.log_file,
+        self.process = subprocess.Popen(cmd, env=env, stdout=self.log_file,
                                         stderr=subprocess.STDOUT)
         self.pid = self.process.pid
 
@@ -99,21 +96,21 @@ def phase_peer(args, tmp: Path, model: tuple[dict, dict], msgs: list, peer: str)
     d = tmp / f"{args.engine}-peer-{peer}"
     d.mkdir(parents=True, exist_ok=True)
     neighbours, extras = model
-    broker = start_engine(args.engine, d, kafka_config={"log.cleaner.min.compaction.lag.ms": 600_000})
-    proc = None
+    tag = uuid.uuid4().hex[:8]
+    group = f"peer-{peer}-{tag}"
+    deployment = LocalDeployment(d, broker=args.engine, base=args.base, tag=tag, partitions=args.partitions,
+                                 kafka_config={"log.cleaner.min.compaction.lag.ms": 600_000},
+                                 RECSYS_RANKER=args.ranker, RECSYS_AB="")
+    broker, conf, proc = deployment.broker, deployment.conf, None
     try:
-        tag = uuid.uuid4().hex[:8]
-        group = f"peer-{peer}-{tag}"
-        env = isolated_env(broker.port, d / "data", app_id=group, topic_prefix="", partitions=args.partitions,
-                           RECSYS_RANKER=args.ranker, RECSYS_AB="")
-        conf = Settings.from_env(env)
         asyncio.run(create_peer_topics(conf))
         model_file = d / "model.json"
         write_model(model_file, neighbours, extras, f"bench-{tag}")
         warm_item = next(iter(neighbours))
         asyncio.run(produce_fast(conf, [to_message(Rating(user=WARMUP_USER, item=warm_item, rating=4.0,
                                                           ts=time.time()))]))
-        proc = PeerProcess(peer, env, model_file, len(msgs) + 1, d / "state", group, d / "peer.log")
+        proc = PeerProcess(peer, deployment.child_env, model_file, len(msgs) + 1, d / "state", group,
+                           d / "peer.log")
         if asyncio.run(wait_for_count(conf, conf.topics.recommendations, 1, args.timeout, proc, broker)) < 1:
             raise RuntimeError(f"{peer} peer sent no warm-up list: {proc.log_tail()}")
         log(f"[{peer} peer] consuming; producing {len(msgs)} ratings")
@@ -131,7 +128,7 @@ def phase_peer(args, tmp: Path, model: tuple[dict, dict], msgs: list, peer: str)
     finally:
         if proc is not None:
             proc.stop()
-        broker.stop()
+        deployment.stop()
     return peer_figures(recs, len(msgs), cpu1[0] + cpu1[1] - cpu0[0] - cpu0[1], t_start, t_done, t_committed,
                         tail)
 

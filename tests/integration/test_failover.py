@@ -19,7 +19,7 @@ pytestmark = pytest.mark.broker
     Drill("restart-wiped", rate=300, seconds=16, kill_at=6),
 ], ids=lambda d: d.kind)
 def test_a_killed_worker_loses_no_rating(broker, tmp_path, drill):
-    result = run_drill(drill, broker.port, tmp_path, say=print)
+    result = run_drill(drill, broker, tmp_path, say=print)
     print(result.as_row())
     assert result.sent == int(drill.rate * drill.seconds)
     assert result.missing == [], f"{len(result.missing)} ratings got no list, e.g. {result.missing[:5]}"

@@ -40,7 +40,7 @@ def test_a_broker_restart_under_a_running_worker_loses_no_rating(broker, tmp_pat
     still gets its list. (Tansu loses everything on restart: test_broker_data_loss.py.)"""
     kafka_only(broker)
     drill = Drill("broker-restart", rate=150, seconds=24, kill_at=6, wait_s=150)
-    result = run_drill(drill, broker.port, tmp_path, broker_handle=broker, say=print,
+    result = run_drill(drill, broker, tmp_path, say=print,
                        RECSYS_SESSION_TIMEOUT_S=10)
     print(result.as_row())
     assert result.sent == int(drill.rate * drill.seconds)
@@ -126,7 +126,7 @@ def test_exactly_once_gives_one_list_per_rating_across_a_kill_9(broker, tmp_path
     the redelivered ratings' lists twice)."""
     kafka_only(broker)
     drill = Drill("restart", rate=150, seconds=16, kill_at=6, wait_s=150)
-    result = run_drill(drill, broker.port, tmp_path, say=print, RECSYS_PROCESSING_GUARANTEE="exactly_once",
+    result = run_drill(drill, broker, tmp_path, say=print, RECSYS_PROCESSING_GUARANTEE="exactly_once",
                        RECSYS_SESSION_TIMEOUT_S=10)
     print(result.as_row())
     assert result.missing == [], f"{len(result.missing)} ratings got no list"
