@@ -8,12 +8,10 @@ Unit tests (``tests/unit/``) need none of this.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
-from harness.local import WorkerProcess
 from tests.brokers import engines_to_test, start_engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,22 +40,24 @@ def broker(request, tmp_path_factory):
 
 @pytest.fixture
 def stream_env(broker, tmp_path, monkeypatch, request):
-    """Environment (and Settings) of an isolated deployment on the session broker; the
-    test process's environment gets the same variables (commands run in-process read it).
+    """An isolated deployment on the session broker (``harness.local.LocalDeployment``:
+    its own topics, app id and data dirs; workers started with it are stopped after the
+    test). The test process's environment gets the same variables: commands run in-process
+    read them.
 
     The ranker is the test module's ``RANKER`` (default ``paper``): most stream tests
     check every list against an independent implementation of the paper's formula
-    (``test_stream_realtime.expected_lists``); ``test_default_ranker.py`` does the same
-    for the default ranker, and the kill drills (``harness/failover.py``) run it too.
+    (``tests.helpers.expected_lists``); ``test_default_ranker.py`` does the same for the
+    default ranker, and the kill drills (``harness/failover.py``) run it too.
     """
-    from app.settings import Settings
-    from harness.local import isolated_env
+    from harness.local import LocalDeployment
 
-    env = isolated_env(broker.port, tmp_path / "data", RECSYS_LOG_EVERY_S=2,
-                       RECSYS_RANKER=getattr(request.module, "RANKER", "paper"), **short_group_timing(broker))
-    for key, value in env.items():
+    deployment = LocalDeployment(tmp_path, broker=broker, RECSYS_LOG_EVERY_S=2,
+                                 RECSYS_RANKER=getattr(request.module, "RANKER", "paper"), **short_group_timing(broker))
+    for key, value in deployment.env.items():
         monkeypatch.setenv(key, value)
-    yield StreamEnv(env=env, conf=Settings.from_env(env), tmp=tmp_path)
+    yield deployment
+    deployment.stop()
 
 
 def short_group_timing(broker) -> dict:
@@ -66,38 +66,6 @@ def short_group_timing(broker) -> dict:
     if getattr(broker, "engine", "tansu") != "kafka":
         return {}
     return {"RECSYS_SESSION_TIMEOUT_S": 10, "RECSYS_HEARTBEAT_INTERVAL_S": 1}
-
-
-@dataclasses.dataclass
-class StreamEnv:
-    env: dict
-    conf: object
-    tmp: Path
-
-    def worker(self, name: str = "w1") -> WorkerProcess:
-        from broker.ports import free_port
-
-        env = dict(self.env)
-        if name != "w1":  # a second worker on the same machine needs its own port and state dir
-            env["RECSYS_WEB_PORT"] = str(free_port())
-            env["RECSYS_DATA_DIR"] = str(self.tmp / f"data-{name}")
-        return WorkerProcess(name=name, env=env, log_path=self.tmp / f"{name}.log").start()
-
-    def ready_worker(self, started: list, name: str = "w1") -> WorkerProcess:
-        """Start a worker, register it for teardown in ``started`` and wait until it is ready."""
-        worker = self.worker(name)
-        started.append(worker)
-        worker.wait_ready()
-        return worker
-
-
-@pytest.fixture
-def workers():
-    """Collects started workers and stops them after the test."""
-    started: list[WorkerProcess] = []
-    yield started
-    for w in started:
-        w.stop()
 
 
 @pytest.fixture(scope="module")

@@ -49,8 +49,8 @@ def rate(conf, users) -> dict:
 COLLECT = json.dumps({"user": "bob", "item": "i2", "rating": 5, "ts": 6}).encode()
 
 
-def test_debug_endpoints_are_off_by_default_and_without_a_token_the_api_is_open(stream_env, workers):
-    worker = stream_env.ready_worker(workers)
+def test_debug_endpoints_are_off_by_default_and_without_a_token_the_api_is_open(stream_env):
+    worker = stream_env.start_worker()
     rate(stream_env.conf, ["alice"])
     for path in DEBUG_PATHS:
         assert call(worker, path)[0] == 404, path
@@ -62,9 +62,9 @@ def test_debug_endpoints_are_off_by_default_and_without_a_token_the_api_is_open(
     assert (status, answer["error"]) == (413, "too_large")
 
 
-def test_with_a_token_every_endpoint_but_health_needs_it(stream_env, workers):
-    stream_env.env.update(RECSYS_API_TOKEN=TOKEN, RECSYS_DEBUG_ENDPOINTS="true")
-    worker = stream_env.ready_worker(workers)  # wait_ready polls /health/ without a token
+def test_with_a_token_every_endpoint_but_health_needs_it(stream_env):
+    stream_env.set(RECSYS_API_TOKEN=TOKEN, RECSYS_DEBUG_ENDPOINTS="true")
+    worker = stream_env.start_worker()  # wait_ready polls /health/ without a token
     rate(stream_env.conf, ["alice"])
     guarded = [("GET", p, None) for p in ["/recommendations/alice/", "/users/alice/behaviour/", "/items/hot/",
                                           "/metrics/", "/", "/no/such/page/", *DEBUG_PATHS]]
@@ -103,12 +103,11 @@ def wait_for_split(w1, w2, partitions: int) -> tuple[set, set]:
         time.sleep(0.5)
 
 
-def test_requests_routed_to_the_owning_worker_keep_working_with_a_token(stream_env, workers):
-    stream_env.env.update(RECSYS_API_TOKEN=TOKEN)
+def test_requests_routed_to_the_owning_worker_keep_working_with_a_token(stream_env):
+    stream_env.set(RECSYS_API_TOKEN=TOKEN)
     conf = stream_env.conf
-    w1 = stream_env.ready_worker(workers, "w1")
-    w2 = stream_env.worker("w2")
-    workers.append(w2)
+    w1 = stream_env.start_worker("w1")
+    w2 = stream_env.start_worker("w2", ready=False)
     _, p2 = wait_for_split(w1, w2, conf.kafka.partitions)
     w2.wait_ready()
     partition_of = rate(conf, [f"user{n}" for n in range(12)])

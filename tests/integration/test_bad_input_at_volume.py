@@ -35,8 +35,8 @@ import pytest
 
 from app.records import InvalidInput, parse_event, parse_log_line, parse_rating, to_json_bytes
 from tests.brokers import run
-from tests.integration.test_input_validation import MUTATIONS, valid_record, with_raw
-from tests.integration.test_stream_realtime import MODEL, start_worker_with_model
+from tests.fuzz import MUTATIONS, valid_record, with_raw
+from tests.helpers import MODEL, start_worker_with_model
 
 pytestmark = pytest.mark.broker
 
@@ -381,7 +381,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: Callable[[], s
 
 
 # ------------------------------------------------------------------ the test
-def test_10000_fuzzed_messages_each_bad_one_dead_lettered_once_and_every_valid_rating_listed(stream_env, workers):
+def test_10000_fuzzed_messages_each_bad_one_dead_lettered_once_and_every_valid_rating_listed(stream_env):
     conf = stream_env.conf
     phases = {}
     t0 = time.monotonic()
@@ -401,7 +401,7 @@ def test_10000_fuzzed_messages_each_bad_one_dead_lettered_once_and_every_valid_r
           f"null keys {sum(m.key is None for m in messages)}")
 
     t = time.monotonic()
-    worker = start_worker_with_model(stream_env, workers)
+    worker = start_worker_with_model(stream_env)
     phases["worker+model"] = time.monotonic() - t
     rss_before = worker.rss_bytes()
 

@@ -33,9 +33,9 @@ def event(user, item, kind, ts=1.0):
 
 
 @pytest.mark.broker
-def test_behaviour_counts_hot_items_segments_and_every_event_makes_a_list(stream_env, workers):
+def test_behaviour_counts_hot_items_segments_and_every_event_makes_a_list(stream_env):
     conf = stream_env.conf
-    worker = stream_env.ready_worker(workers)
+    worker = stream_env.start_worker()
     events = ([event("dora", "i1", "view")] * 3 + [event("dora", "i1", "cart"), event("dora", "i1", "purchase"),
               event("dora", "i2", "purchase")] + [event(f"u{n}", "i7", "view") for n in range(10)])
     run(produce(conf, conf.topics.events, events))

@@ -23,7 +23,7 @@ def recsys(env: dict, *args: str) -> dict:
 def test_create_topics_honours_partitions_and_topic_names(stream_env):
     from broker.clients import KafkaClients
 
-    env = dict(stream_env.env, RECSYS_PARTITIONS="3", RECSYS_TOPIC_RATINGS=stream_env.env["RECSYS_TOPIC_RATINGS"] + "-x")
+    env = dict(stream_env.child_env, RECSYS_PARTITIONS="3", RECSYS_TOPIC_RATINGS=stream_env.conf.topics.ratings + "-x")
     created = recsys(env, "create-topics")
     assert created[env["RECSYS_TOPIC_RATINGS"]] == "created"
 
@@ -41,7 +41,7 @@ def test_create_topics_honours_partitions_and_topic_names(stream_env):
 def test_load_honours_the_topic_and_rating_scale_settings(stream_env, tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("u1,i1,4,1\nu2,i2,5,2\n")
-    env = dict(stream_env.env, RECSYS_TOPIC_RATINGS=stream_env.env["RECSYS_TOPIC_RATINGS"] + "-load")
+    env = dict(stream_env.child_env, RECSYS_TOPIC_RATINGS=stream_env.conf.topics.ratings + "-load")
     counts = recsys(env, "load", str(path), "--format", "csv")
     assert counts["sent"] == 2 and counts["topics"] == {env["RECSYS_TOPIC_RATINGS"]: 2}
     got = run(consume(stream_env.conf, env["RECSYS_TOPIC_RATINGS"], until=lambda m: len(m) >= 2, timeout=30))

@@ -13,7 +13,7 @@ import pytest
 from offline_als.publish import publish_similarity
 from tables.ranking import assign_variant
 from tests.brokers import produce, run
-from tests.integration.test_stream_realtime import MODEL, lists_for, rating_message
+from tests.helpers import MODEL, lists_for, rating_message
 
 pytestmark = pytest.mark.broker
 RANKER = "default"  # conftest.stream_env: the worker runs the default ranker
@@ -53,16 +53,16 @@ def expected_default(interactions):
     return out
 
 
-def start(stream_env, workers, name="w1"):
-    worker = stream_env.ready_worker(workers, name)
+def start(stream_env, name="w1"):
+    worker = stream_env.start_worker(name)
     run(publish_similarity(MODEL, "v-default", conf=stream_env.conf, related=RELATED, counts=COUNTS))
     worker.wait_ready(model_version="v-default")
     return worker
 
 
-def test_every_list_is_the_default_formula_with_its_reasons(stream_env, workers):
+def test_every_list_is_the_default_formula_with_its_reasons(stream_env):
     conf = stream_env.conf
-    start(stream_env, workers)
+    start(stream_env)
     ratings = [("i0", 5, 1.0), ("i5", 2, 2.0), ("i2", 4, 3.0)]
     views = [("i8", "view", 4.0), ("i1", "purchase", 5.0)]  # behaviour events: lists too
     run(produce(conf, conf.topics.ratings, [rating_message("gina", *r) for r in ratings]))
@@ -80,10 +80,10 @@ def test_every_list_is_the_default_formula_with_its_reasons(stream_env, workers)
     assert "i11" in [q for q, _ in lists[0]["items"]] and "i11" not in lists[0]["because"]  # the prior's item
 
 
-def test_ab_arms_put_each_user_on_the_variant_the_page_computes(stream_env, workers):
-    stream_env.env["RECSYS_AB"] = "default:1,paper:1"
+def test_ab_arms_put_each_user_on_the_variant_the_page_computes(stream_env):
+    stream_env.set(RECSYS_AB="default:1,paper:1")
     conf = stream_env.conf
-    start(stream_env, workers)
+    start(stream_env)
     users = [f"ab{n}" for n in range(8)]
     run(produce(conf, conf.topics.ratings, [rating_message(u, "i0", 5, 1.0) for u in users]))
     arms = [("default", 1), ("paper", 1)]
@@ -97,9 +97,9 @@ def test_ab_arms_put_each_user_on_the_variant_the_page_computes(stream_env, work
     assert {lists_for(conf, u, 1)[0]["variant"] for u in users} == {"default", "paper"}
 
 
-def test_not_interested_removes_the_item_for_good_and_pushes_its_neighbours_down(stream_env, workers):
+def test_not_interested_removes_the_item_for_good_and_pushes_its_neighbours_down(stream_env):
     conf = stream_env.conf
-    worker = start(stream_env, workers)
+    worker = start(stream_env)
     run(produce(conf, conf.topics.ratings, [rating_message("hal", "i0", 5, 1.0)]))
     [first] = lists_for(conf, "hal", 1)
     assert "i5" in [q for q, _ in first["items"]]
@@ -117,9 +117,9 @@ def test_not_interested_removes_the_item_for_good_and_pushes_its_neighbours_down
     assert set([q for q, _ in lists[1]["items"]][-2:]) == {"i2", "i8"}
 
 
-def test_list_filters_both_slashes_and_health(stream_env, workers):
+def test_list_filters_both_slashes_and_health(stream_env):
     conf = stream_env.conf
-    worker = start(stream_env, workers)
+    worker = start(stream_env)
     cats = {"i1": "shoes", "i5": "hats", "i9": "shoes", "i11": "hats"}
     run(produce(conf, conf.topics.items, [(i.encode(), json.dumps({"item": i, "name": i.upper(), "category": c})
                                           .encode()) for i, c in cats.items()]))

@@ -17,7 +17,7 @@ import pytest
 
 from harness.failover import Drill, run_drill
 from tests.brokers import consume, produce, run
-from tests.integration.test_stream_realtime import (
+from tests.helpers import (
     MODEL,
     assert_same_list,
     expected_lists,
@@ -91,12 +91,12 @@ def roll_and_wait_for_compaction(conf, topic: str, keys: set, timeout: float = 9
         time.sleep(2)
 
 
-def test_recommendations_and_item_similarity_are_compacted(broker, stream_env, workers):
+def test_recommendations_and_item_similarity_are_compacted(broker, stream_env):
     from offline_als.publish import publish_similarity
 
     kafka_only(broker)
     conf = stream_env.conf
-    start_worker_with_model(stream_env, workers, version="v1")
+    start_worker_with_model(stream_env, version="v1")
     run(publish_similarity(MODEL, "v2",
                            conf=conf))  # every item a second time
     ratings = [("i0", 5, 1.0), ("i1", 4, 2.0), ("i3", 4, 3.0)]
@@ -137,11 +137,11 @@ def test_exactly_once_gives_one_list_per_rating_across_a_kill_9(broker, tmp_path
 
 
 # --------------------------------------------------------------------------- real clients
-def test_a_confluent_kafka_consumer_group_reads_lists_a_confluent_producer_caused(stream_env, workers):
+def test_a_confluent_kafka_consumer_group_reads_lists_a_confluent_producer_caused(stream_env):
     from confluent_kafka import Consumer, Producer
 
     conf = stream_env.conf
-    start_worker_with_model(stream_env, workers)
+    start_worker_with_model(stream_env)
     user = f"frontend-{uuid.uuid4().hex[:6]}"
     ratings = [("i0", 5, 1.0), ("i1", 4, 2.0)]
     producer = Producer({"bootstrap.servers": ",".join(conf.kafka.bootstrap_servers), "partitioner": "murmur2_random"})
@@ -167,11 +167,11 @@ def test_a_confluent_kafka_consumer_group_reads_lists_a_confluent_producer_cause
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed (apt-get install kcat)")
-def test_kcat_produces_a_rating_and_reads_the_list(broker, stream_env, workers):
+def test_kcat_produces_a_rating_and_reads_the_list(broker, stream_env):
     if broker.engine == "tansu":
         pytest.skip("Debian's kcat 1.7 fails on Tansu's malformed ApiVersions v3 answer (see README)")
     conf = stream_env.conf
-    start_worker_with_model(stream_env, workers)
+    start_worker_with_model(stream_env)
     bootstrap = ",".join(conf.kafka.bootstrap_servers)
     user = f"kcat-{uuid.uuid4().hex[:6]}"
     line = f"{user}\t{rating_message(user, 'i0', 5, 1.0)[1].decode()}\n"

@@ -6,7 +6,7 @@ import pytest
 
 from offline_als.publish import publish_similarity, similarity_messages
 from tests.brokers import produce, run
-from tests.integration.test_stream_realtime import (
+from tests.helpers import (
     MODEL,
     assert_same_list,
     lists_for,
@@ -34,9 +34,9 @@ def scored_with(neighbours, ratings):
     return previous
 
 
-def test_a_half_published_model_is_never_scored_with(stream_env, workers):
+def test_a_half_published_model_is_never_scored_with(stream_env):
     conf = stream_env.conf
-    worker = start_worker_with_model(stream_env, workers, version="v1")
+    worker = start_worker_with_model(stream_env, version="v1")
     # What a killed publisher leaves behind: half of v2's items, no marker.
     messages = similarity_messages(OTHER, "v2", 0.0)[:-1]
     run(produce(conf, conf.topics.similarity, messages[: len(messages) // 2]))

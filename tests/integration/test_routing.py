@@ -8,7 +8,7 @@ import pytest
 
 from broker.partitioning import owner_partition
 from tests.brokers import produce, run
-from tests.integration.test_stream_realtime import assert_same_list, expected_lists, lists_for, start_worker_with_model
+from tests.helpers import assert_same_list, expected_lists, lists_for, start_worker_with_model
 
 pytestmark = pytest.mark.broker
 
@@ -27,11 +27,11 @@ def users_librdkafka_misroutes(conf, n: int) -> list[str]:
     raise AssertionError("no misrouted user found")
 
 
-def test_ratings_from_a_librdkafka_producer_reach_the_users_partition(stream_env, workers):
+def test_ratings_from_a_librdkafka_producer_reach_the_users_partition(stream_env):
     from confluent_kafka import Producer
 
     conf = stream_env.conf
-    worker = start_worker_with_model(stream_env, workers)
+    worker = start_worker_with_model(stream_env)
     users = users_librdkafka_misroutes(conf, 3)
     ratings = [("i0", 5, 1.0), ("i1", 4, 2.0), ("i6", 2, 3.0)]
     producer = Producer({"bootstrap.servers": ",".join(conf.kafka.bootstrap_servers)})  # default partitioner
@@ -50,9 +50,9 @@ def test_ratings_from_a_librdkafka_producer_reach_the_users_partition(stream_env
 
 
 @pytest.mark.parametrize("key", [None, b"somebody-else"], ids=["null-key", "wrong-key"])
-def test_a_null_or_wrong_key_does_not_split_the_users_state(stream_env, workers, key):
+def test_a_null_or_wrong_key_does_not_split_the_users_state(stream_env, key):
     conf = stream_env.conf
-    start_worker_with_model(stream_env, workers)
+    start_worker_with_model(stream_env)
     ratings = [("i0", 5, 1.0), ("i1", 4, 2.0), ("i3", 4, 3.0), ("i6", 2, 4.0)]
     user = "dora"
     # The body names the user; the key is missing or someone else's, so the messages land

@@ -67,16 +67,16 @@ def test_loader_streams_a_generated_shop_and_counts_skipped_rows(stream_env, tmp
 def test_recsys_load_rent_the_runway_prints_exact_counts(stream_env):
     path = DATASETS / "renttherunway" / "renttherunway_ratings.jsonl.gz"
     out = subprocess.run([sys.executable, "-m", "cli.main", "load", str(path), "--format", "renttherunway"],
-                         cwd=ROOT, env=stream_env.env, capture_output=True, text=True, check=False, timeout=300)
+                         cwd=ROOT, env=stream_env.child_env, capture_output=True, text=True, check=False, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     counts = json.loads(out.stdout.strip().splitlines()[-1])
     assert counts["sent"] == 192_462
     assert counts["skipped"] == {"missing_rating": 82}
 
 
-def test_log_cleaning_forwards_good_lines_and_dead_letters_bad_ones(stream_env, workers):
+def test_log_cleaning_forwards_good_lines_and_dead_letters_bad_ones(stream_env):
     conf = stream_env.conf
-    worker = stream_env.ready_worker(workers)
+    worker = stream_env.start_worker()
     lines = [
         b"RATING:u1|i1|4|1700000000",
         b"EVENT:u1|i2|cart|1700000001|shoes",
@@ -104,9 +104,9 @@ def test_log_cleaning_forwards_good_lines_and_dead_letters_bad_ones(stream_env, 
     assert worker.alive()
 
 
-def test_malformed_input_goes_to_dead_letters_and_the_worker_keeps_going(stream_env, workers):
+def test_malformed_input_goes_to_dead_letters_and_the_worker_keeps_going(stream_env):
     conf = stream_env.conf
-    worker = stream_env.ready_worker(workers)
+    worker = stream_env.start_worker()
     bad_ratings = [
         b"{not json",
         b'{"user": "u1", "item": "i1", "rating": 4, "ts": 1, "colour": "red"}',

@@ -2,95 +2,19 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 
 import pytest
 
-from offline_als.publish import publish_similarity
 from tests.brokers import consume, json_values, produce, run
+from tests.helpers import assert_same_list, expected_lists, lists_for, rating_message, start_worker_with_model
 
 pytestmark = pytest.mark.broker
 
-# A hand-made similarity model: 12 items in two loose clusters.
-MODEL = {
-    "i0": [["i1", 0.95], ["i2", 0.9], ["i3", 0.8], ["i6", 0.62], ["i7", 0.3]],
-    "i1": [["i0", 0.95], ["i2", 0.85], ["i4", 0.7], ["i8", 0.61]],
-    "i2": [["i0", 0.9], ["i1", 0.85], ["i5", 0.75], ["i9", 0.65]],
-    "i3": [["i0", 0.8], ["i4", 0.66], ["i10", 0.7]],
-    "i4": [["i1", 0.7], ["i3", 0.66], ["i11", 0.9]],
-    "i5": [["i2", 0.75], ["i6", 0.8]],
-    "i6": [["i5", 0.8], ["i7", 0.9], ["i0", 0.62]],
-    "i7": [["i6", 0.9], ["i8", 0.85]],
-    "i8": [["i7", 0.85], ["i9", 0.8], ["i1", 0.61]],
-    "i9": [["i8", 0.8], ["i2", 0.65]],
-    "i10": [["i3", 0.7], ["i11", 0.95]],
-    "i11": [["i10", 0.95], ["i4", 0.9]],
-}
-K, M, THETA, LO, HI = 20, 20, 0.6, 1.0, 5.0
-
-
-def expected_lists(ratings):
-    """The paper's algorithm, written out independently of tables/scoring.py."""
-    sims = {a: dict(n) for a, n in MODEL.items()}
-
-    def sim(a, b):
-        return sims.get(a, {}).get(b) or sims.get(b, {}).get(a) or 0.0
-
-    recent, rated, previous, out = {}, [], {}, []
-    for item, rating, ts in ratings:
-        if item in recent and (recent[item][1] > ts or recent[item] == (rating, ts)):
-            out.append(out[-1])  # a redelivered (or stale) rating changes nothing
-            continue
-        if item not in recent or ts >= recent[item][1]:
-            recent.pop(item, None)  # re-inserted last: equal timestamps keep arrival order
-            recent[item] = (rating, ts)
-        if item not in rated:
-            rated.append(item)
-        newest = sorted(recent.items(), key=lambda kv: kv[1][1])[-K:]
-        candidates = [q for q, _ in sorted(sims.get(item, {}).items(), key=lambda kv: (-kv[1], kv[0]))
-                      if q not in rated][:M]
-        for q in candidates:
-            hits = [(sim(q, r), rr) for r, (rr, _) in newest if sim(q, r) > THETA]
-            if hits:
-                n_in = sum(1 for _, rr in hits if rr >= (LO + HI) / 2)
-                n_re = len(hits) - n_in
-                previous[q] = (sum(s * rr for s, rr in hits) / len(hits)
-                               + math.log10(max(n_in, 1)) - math.log10(max(n_re, 1)))
-        for r in rated:
-            previous.pop(r, None)
-        ranked = sorted(previous.items(), key=lambda kv: (-kv[1], kv[0]))[:K]
-        previous = dict(ranked)
-        out.append(ranked)
-    return out
-
-
-def rating_message(user, item, rating, ts):
-    return user.encode(), json.dumps({"user": user, "item": item, "rating": rating, "ts": ts}).encode()
-
-
-def start_worker_with_model(stream_env, workers, name="w1", version="v-test"):
-    worker = stream_env.ready_worker(workers, name)
-    run(publish_similarity(MODEL, version, conf=stream_env.conf))
-    worker.wait_ready(model_version=version)
-    return worker
-
-
-def lists_for(conf, user, n, timeout=60):
-    msgs = run(consume(conf, conf.topics.recommendations,
-                       until=lambda m: sum(1 for x in m if x.key == user.encode()) >= n, timeout=timeout))
-    return [rec for rec in json_values(msgs) if rec["user"] == user]
-
-
-def assert_same_list(got, want):
-    assert [item for item, _ in got] == [item for item, _ in want]
-    assert [score for _, score in got] == pytest.approx([score for _, score in want], abs=5e-5)  # 4 decimals on the wire
-
-
-def test_each_list_matches_an_independent_computation_of_the_formula(stream_env, workers):
+def test_each_list_matches_an_independent_computation_of_the_formula(stream_env):
     conf = stream_env.conf
-    worker = start_worker_with_model(stream_env, workers)
+    worker = start_worker_with_model(stream_env)
     assert worker.get("/health/")["model_messages_rejected"] == 0
     ratings = {"alice": [("i0", 5, 1.0), ("i6", 2, 2.0), ("i3", 4, 3.0), ("i8", 1, 4.0), ("i10", 5, 5.0)],
                "bob": [("i11", 3, 1.0), ("i7", 5, 2.0), ("i2", 4, 3.0), ("i2", 4, 3.0)]}  # bob's last is a repeat
@@ -115,9 +39,9 @@ def test_each_list_matches_an_independent_computation_of_the_formula(stream_env,
             assert all(c > 0 for c in changes), "alice's list must change after every rating"
 
 
-def test_state_survives_kill_9_with_and_without_the_local_rocksdb(stream_env, workers):
+def test_state_survives_kill_9_with_and_without_the_local_rocksdb(stream_env):
     conf = stream_env.conf
-    first = start_worker_with_model(stream_env, workers)
+    first = start_worker_with_model(stream_env)
     before = [("i0", 5, 1.0), ("i1", 4, 2.0), ("i4", 2, 3.0)]
     run(produce(conf, conf.topics.ratings, [rating_message("carol", *r) for r in before]))
     assert len(lists_for(conf, "carol", 3)) == 3
@@ -126,24 +50,24 @@ def test_state_survives_kill_9_with_and_without_the_local_rocksdb(stream_env, wo
 
     # Restart on the same RocksDB directory (Tansu's wrong ListOffsets used to crash this).
     after1 = ("i3", 5, 4.0)
-    second, got = restart_and_rate(stream_env, workers, "carol", after1, n_lists=4)
+    second, got = restart_and_rate(stream_env, first, "carol", after1, n_lists=4)
     assert_same_list(got[-1]["items"], expected_lists(before + [after1])[-1])
     time.sleep(3)
     second.kill9()
 
     # And with the local state deleted: everything comes back from the changelog topics.
-    shutil.rmtree(stream_env.env["RECSYS_DATA_DIR"])
+    shutil.rmtree(stream_env.conf.data_dir)
     after2 = ("i10", 1, 5.0)
-    third, got = restart_and_rate(stream_env, workers, "carol", after2, n_lists=5)
+    third, got = restart_and_rate(stream_env, second, "carol", after2, n_lists=5)
     assert_same_list(got[-1]["items"], expected_lists(before + [after1, after2])[-1])
     assert third.get("/recommendations/carol/")["items"] == got[-1]["items"]
 
 
-def restart_and_rate(stream_env, workers, user, rating, n_lists):
-    """Start the worker again, send one rating, return the worker and the user's lists up
-    to the one this rating triggered (a restart may re-emit a redelivered rating's list
-    first: at-least-once, so there can be more than ``n_lists``)."""
-    worker = stream_env.ready_worker(workers)
+def restart_and_rate(stream_env, killed, user, rating, n_lists):
+    """Start the killed worker again, send one rating, return the worker and the user's
+    lists up to the one this rating triggered (a restart may re-emit a redelivered
+    rating's list first: at-least-once, so there can be more than ``n_lists``)."""
+    worker = stream_env.restart_worker(killed, ready=True)
     conf = stream_env.conf
     run(produce(conf, conf.topics.ratings, [rating_message(user, *rating)]))
     msgs = run(consume(conf, conf.topics.recommendations, timeout=60, until=lambda m: any(
@@ -153,11 +77,10 @@ def restart_and_rate(stream_env, workers, user, rating, n_lists):
     return worker, lists
 
 
-def test_two_workers_split_partitions_and_both_serve_the_query_api(stream_env, workers):
+def test_two_workers_split_partitions_and_both_serve_the_query_api(stream_env):
     conf = stream_env.conf
-    w1 = start_worker_with_model(stream_env, workers, "w1")
-    w2 = stream_env.worker("w2")
-    workers.append(w2)
+    w1 = start_worker_with_model(stream_env, "w1")
+    w2 = stream_env.start_worker("w2", ready=False)
     deadline = time.monotonic() + 90
     while True:
         try:

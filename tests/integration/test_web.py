@@ -21,9 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.local import WebProcess
 from tests.brokers import consume, json_values, produce
-from tests.integration.test_stream_realtime import rating_message, start_worker_with_model
+from tests.helpers import rating_message, start_worker_with_model
 
 pytestmark = pytest.mark.broker
 RANKER = "default"  # conftest.stream_env: the worker runs the shipped ranker
@@ -47,19 +46,15 @@ def lists_for(conf, user, n, timeout=60):
 
 
 @pytest.fixture
-def deployment(stream_env, workers):
+def deployment(stream_env):
     """A worker with the test model, an ``items`` catalogue and ``recsys web`` on top."""
-    env = stream_env.env
-    worker = start_worker_with_model(stream_env, workers)  # creates every topic, the catalogue too
+    worker = start_worker_with_model(stream_env)  # creates every topic, the catalogue too
     run(produce(stream_env.conf, stream_env.conf.topics.items, [
         (item.encode(), json.dumps({"item": item, "name": name, "category": cat}).encode())
         for item, (name, cat) in NAMES.items()]))
-    web = WebProcess(env, worker.url, stream_env.tmp / "web.log")
-    try:
-        web.wait_ready()
-        yield stream_env, worker, web
-    finally:
-        web.stop()
+    web = stream_env.start_web(worker)
+    web.wait_ready()
+    yield stream_env, worker, web
 
 
 @pytest.fixture
@@ -116,7 +111,7 @@ def test_a_buy_click_on_the_shop_page_changes_the_users_list(deployment, browser
     assert before and "i0" not in before  # the rated item is never recommended
     first = page.locator("#rec-list .rec-card .card").first
     assert first.locator(".name").inner_text() == NAMES[before[0]][0]  # names from the items topic
-    page.screenshot(path=str(stream_env.tmp / "shop-before.png"), full_page=True)
+    page.screenshot(path=str(stream_env.root / "shop-before.png"), full_page=True)
 
     bought = before[0]
     first.locator("button.buy").click()
@@ -126,8 +121,8 @@ def test_a_buy_click_on_the_shop_page_changes_the_users_list(deployment, browser
     after = page_list(page)
     assert page.inner_text("#update-count") == "1"  # the new list came by SSE, not by a reconnect
     page.wait_for_timeout(2100)  # let the "new" highlight fade for the screenshot only
-    page.screenshot(path=str(stream_env.tmp / "shop-after.png"), full_page=True)
-    print(f"screenshots: {stream_env.tmp / 'shop-before.png'} {stream_env.tmp / 'shop-after.png'}")
+    page.screenshot(path=str(stream_env.root / "shop-after.png"), full_page=True)
+    print(f"screenshots: {stream_env.root / 'shop-before.png'} {stream_env.root / 'shop-after.png'}")
     assert after != before
     assert bought not in after  # bought = an implicit 5-star rating: never recommended again
     assert "sent (202)" in page.inner_text("#status")
@@ -185,8 +180,8 @@ def test_the_dashboard_counters_move_and_events_are_joined_with_the_lists_before
     page.wait_for_function("document.getElementById('dead-total').textContent === '1'", timeout=30_000)
     assert page.inner_text("#dead-letters tbody tr").split("\t") == ["rating_out_of_range", "1"]
     page.wait_for_timeout(1500)
-    page.screenshot(path=str(stream_env.tmp / "dashboard.png"), full_page=True)
-    print(f"screenshot: {stream_env.tmp / 'dashboard.png'}")
+    page.screenshot(path=str(stream_env.root / "dashboard.png"), full_page=True)
+    print(f"screenshot: {stream_env.root / 'dashboard.png'}")
 
 
 def web_list(web, user) -> list:
