@@ -91,7 +91,7 @@ class LocalDeployment:
         if partitions is not None:
             env["RECSYS_PARTITIONS"] = str(partitions)
         self.env: dict[str, str] = {}
-        self.set(**env, **variables)
+        self.set(**{**env, **variables})
         self.workers: list[WorkerProcess] = []
         self.webs: list[WebProcess] = []
 
