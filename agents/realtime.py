@@ -15,17 +15,19 @@ import time
 from agents.batches import Batch
 from agents.behaviour import hot_items
 from agents.dead_letters import dead_letter_error
+from agents.lists import interaction_of, recommendation_for
 from app import metrics
 from app.app import app, settings
 from app.faust_patches.at_least_once import is_current
 from app.records import parse_rating, to_json_bytes
 from app.topics import ratings_topic
 from broker.partitioning import owner_partition
+from ranking.ab import Assignment
+from ranking.model import Model
 from tables.definitions import model_version, similarity
-from tables.ranking import Ranking, recommendation_for
 
 log = logging.getLogger(__name__)
-RANKING = Ranking.from_settings(settings)
+RANKING = Assignment.from_settings(settings)
 
 
 @app.agent(ratings_topic)
@@ -74,7 +76,9 @@ def rank_one(event, batch: Batch, version: str) -> None:
         metrics.count("ratings.rerouted")
         return
     state = batch.state_of(event, key)
-    variant, changed, n_scored = RANKING.apply(state, rating, message.offset, similarity.index, version, hot_items)
+    variant, ranker = RANKING.ranker_for(rating.user)
+    changed, step = state.apply(message.offset, ranker, interaction_of(rating),
+                                Model(similarity.index, hot_items, version))
     if changed:
         batch.stage_state(event, key, state)
     else:  # an at-least-once redelivery: the stored list goes out again
@@ -83,7 +87,7 @@ def rank_one(event, batch: Batch, version: str) -> None:
     worker_ms = (time.perf_counter() - started) * 1000.0
     rec = recommendation_for(rating, state, variant, version, produced_at, worker_ms)
     batch.stage_list(event, key, owner, to_json_bytes(rec))
-    batch.scored += n_scored
+    batch.scored += step.n_candidates
     metrics.observe_ms("ratings", worker_ms)
     if produced_at:
         metrics.observe_ms("ratings.end_to_worker", (time.time() - produced_at) * 1000.0)

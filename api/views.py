@@ -28,12 +28,12 @@ from faust.web import View
 
 from agents.batches import newest_user_state
 from agents.behaviour import hot_items, user_behaviour
+from api.lists import filter_list, list_filters
 from app import metrics
 from app.app import app, settings
 from app.records import InvalidInput, Rating, parse_collected, to_json_bytes
 from app.topics import events_topic, ratings_topic
 from tables.definitions import catalogue, model_version, similarity, user_state
-from tables.ranking import filter_list, list_filters
 
 
 def route(path: str):

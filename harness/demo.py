@@ -525,7 +525,7 @@ def main(argv=None, conf=None) -> int:
         sent = asyncio.run(publish_similarity(neighbours, version, conf=conf, **extras))
         worker.wait_ready(model_version=version)
         log(f"published model {version} ({sent} messages); the worker loaded it")
-        from app.settings import parse_ab
+        from ranking.ab import parse_ab
         from web.live import LiveState
 
         stats.live = LiveState(arms=parse_ab(conf.ab), default_variant=conf.ranker, started_at=time.time())

@@ -22,7 +22,7 @@ from app.app import app, settings
 from app.faust_patches import changelog_rebuild
 from app.records import MODEL_MARKER_KEY
 from broker.clients import KafkaClients
-from tables.scoring import SimilarityIndex
+from ranking.model import SimilarityIndex
 
 log = logging.getLogger(__name__)
 

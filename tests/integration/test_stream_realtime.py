@@ -32,7 +32,7 @@ K, M, THETA, LO, HI = 20, 20, 0.6, 1.0, 5.0
 
 
 def expected_lists(ratings):
-    """The paper's algorithm, written out independently of tables/scoring.py."""
+    """The paper's algorithm, written out independently of ranking/paper.py."""
     sims = {a: dict(n) for a, n in MODEL.items()}
 
     def sim(a, b):

@@ -12,7 +12,7 @@ import pytest
 from agents import batches
 from app.faust_patches import at_least_once
 from app.records import Rating, to_message
-from tables.scoring import SimilarityIndex
+from ranking import SimilarityIndex
 from tables.state import UserState
 from tests.unit.test_faust_patches import consumer_stub, message
 
