@@ -6,7 +6,8 @@ stepping with its ``SharedState``) walks small random streams of one user, and a
 every step:
 
 - its list never holds an item the user had, and has at most ``k`` items;
-- the same inputs give the same step (and a fresh ranker on deep copies, too);
+- the same inputs give the same step (a fresh ranker on deep copies, too, and another
+  process with another hash seed);
 - the step changed none of its inputs;
 - the same interaction again, and an older one, change nothing;
 - a disliked item is not in the list, then or later.
@@ -18,7 +19,12 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
+import hashlib
+import json
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -27,6 +33,7 @@ from app.settings import Settings
 from evaluation import prequential
 from evaluation.rankers import BASELINES, HotWindow, SharedState, TopCounter
 from ranking import RANKERS, History, Interaction, Model, SimilarityIndex, Step, make_ranker
+from tests.conftest import ROOT
 
 K = 5
 ITEMS = [f"i{n}" for n in range(30)]
@@ -44,6 +51,10 @@ def worker_model(rng: random.Random) -> Model:
 
 @pytest.fixture(scope="module")
 def trained():
+    return train_small_model()
+
+
+def train_small_model():
     """A small ALS model (the evaluation's retrain) on random events of users u0..u19."""
     rng = random.Random(99)
     n = 400
@@ -181,3 +192,28 @@ class TestRankerContract:
                 disliked.add(interaction.item)
             assert not disliked & {q for q, _s in step.items}, f"{name} lists a disliked item"
         assert disliked
+
+
+def walk_digests(trained) -> dict[str, str]:
+    """A digest of every step of every walk, per ranker."""
+    out = {}
+    for name in NAMES:
+        h = hashlib.sha256()
+        for seed in SEEDS:
+            for *_inputs, step, _ranker, _applied in walk(name, seed, trained):
+                h.update(json.dumps(dataclasses.astuple(step), sort_keys=True).encode())
+        out[name] = h.hexdigest()
+    return out
+
+
+def test_steps_do_not_depend_on_the_hash_seed(trained):
+    """Set and dict orders of strings change with the hash seed: a list built from one
+    would differ between two workers (or a worker and its restart)."""
+    code = ("import json; from tests.unit.test_ranker_contract import train_small_model, walk_digests; "
+            "print(json.dumps(walk_digests(train_small_model())))")
+    runs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                             env={**os.environ, "PYTHONHASHSEED": seed}) for seed in ("1", "2")]
+    here = walk_digests(trained)
+    for run in runs:
+        out, _ = run.communicate(timeout=120)
+        assert run.returncode == 0 and json.loads(out) == here
