@@ -29,7 +29,9 @@ if TYPE_CHECKING:
     from ranking.model import Model
 
 
-@dataclass(frozen=True, slots=True)
+# Interaction and Step are made once per rating: plain slots dataclasses, read-only by
+# convention (a frozen dataclass's __init__ takes three times as long).
+@dataclass(slots=True)
 class Interaction:
     """One interaction of a user with an item.
 
@@ -55,7 +57,7 @@ class History:
     last_list: Sequence = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Step:
     """What one interaction did: the user's new history and new list.
 
