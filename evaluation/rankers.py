@@ -30,8 +30,6 @@ from ranking.protocol import History, Interaction, Ranker, Step
 
 #: Length of every evaluated list.
 TOP_N = 10
-#: Recent interactions kept per user by the baselines that read a history.
-HISTORY_MAX = 50
 
 
 # --------------------------------------------------------------------------- shared state
@@ -153,11 +151,12 @@ class SharedState:
 @dataclass(frozen=True)
 class Baseline(Ranker):
     """A baseline: the history every ranker keeps (``ranking/history.py``) and a list
-    from :meth:`top`. It remembers every item the user had (``rated_limit``), so its
-    lists never hold one, however long the user's history."""
+    from :meth:`top`. It keeps the agents' 20 recent interactions (only ``item_knn``
+    reads them) and remembers every item the user had (``rated_limit``), so its lists
+    never hold one, however long the user's history."""
 
     k: int = TOP_N
-    history: int = HISTORY_MAX
+    history: int = 20
     rated_limit: int = sys.maxsize
 
     @classmethod
@@ -186,9 +185,13 @@ class Popularity(Baseline):
 
 class PopularityWindow(Baseline):
     def top(self, user, recent, exclude, model):
-        window = model.window
-        ranked = [[q, float(c)] for q, c in zip(window.ranked, window.ranked_counts, strict=True) if q not in exclude]
-        return ranked[: self.k], len(window.ranked)
+        window, items = model.window, []
+        for q, c in zip(window.ranked, window.ranked_counts, strict=True):  # every item of the window: stop at k
+            if len(items) == self.k:
+                break
+            if q not in exclude:
+                items.append([q, float(c)])
+        return items, len(window.ranked)
 
 
 class ALSRanker(Baseline):
