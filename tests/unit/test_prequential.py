@@ -169,3 +169,14 @@ def test_main_prints_the_json_line_last(tmp_path, capsys):
     assert set(result) == JSON_KEYS and result["protocol"] == "stream"
     assert (tmp_path / "out" / "report.md").exists()
     assert (tmp_path / "out" / "stream_hr_over_time.png").exists()
+
+
+def test_validate_runs_default_ranker_variants_beside_two_baselines(tmp_path):
+    lines = [f"u{u},i{(u * 3 + n) % 7},view,{n * 10 + u}" for n in range(16) for u in range(5)]
+    path = tmp_path / "events.csv"
+    path.write_text("\n".join(lines) + "\n")
+    conf = Settings(als_rank=2, als_iters=2, als_similar=3)
+    candidates = {"decay-0.5": DefaultRanker(decay=0.5), "no-prior": DefaultRanker(w_pop=0.0)}
+    summary = pq.validate(path, "events-csv", candidates, conf=conf, progress=False)
+    assert set(summary["hr_at_10"]) == {"decay-0.5", "no-prior", "popularity", "item_knn"}
+    assert summary["events_scored"] > 0
