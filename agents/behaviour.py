@@ -27,9 +27,9 @@ EVENT_WEIGHTS = settings.event_weight_map()
 
 #: item -> event count over the last hour (hopping by 5 minutes).
 item_popularity = app.Table(
-    "item_popularity", default=int, partitions=settings.partitions, schema=JSON_KEYS,
+    "item_popularity", default=int, partitions=settings.kafka.partitions, schema=JSON_KEYS,
     help="events per item, hopping window",
-).hopping(settings.hopping_size_s, settings.hopping_step_s, expires=timedelta(seconds=settings.window_expires_s),
+).hopping(settings.behaviour.hopping_size_s, settings.behaviour.hopping_step_s, expires=timedelta(seconds=settings.behaviour.window_expires_s),
           key_index=True)  # key_index: the table can be iterated, for the hot list
 
 #: This worker's hottest items (refreshed by :func:`refresh_hot_items`).
@@ -43,13 +43,13 @@ async def count_behaviour(stream):
 
 
 async def handle_event(event) -> None:
-    ev = parse_event(event.value, max_future_s=settings.max_future_s)
+    ev = parse_event(event.value, max_future_s=settings.input.max_future_s)
     metrics.count("events.accepted")
     user_event_counts_10m[(ev.user, ev.event)] += 1
     user_event_counts_1h[(ev.user, ev.event)] += 1
     if ev.item and ev.event != "dislike":  # "not interested" does not make an item hot
         await item_events_topic.send(key=ev.item.encode(), value=ev.item.encode())
-    rating = implicit_rating(ev.event, EVENT_WEIGHTS, dislike_rating=settings.rating_min)
+    rating = implicit_rating(ev.event, EVENT_WEIGHTS, dislike_rating=settings.input.rating_min)
     if rating is not None and ev.item:
         implicit = Rating(user=ev.user, item=ev.item, rating=rating, ts=ev.ts, source=f"implicit:{ev.event}")
         await ratings_topic.send(key=ev.user.encode(), value=to_json_bytes(implicit))
@@ -66,7 +66,7 @@ async def count_item_popularity(stream):
 async def refresh_hot_items():
     try:
         counts = ((key, value) for key, value in item_popularity.items().now())
-        hot_items[:] = top_items(counts, settings.hot_items)
+        hot_items[:] = top_items(counts, settings.behaviour.hot_items)
     except Exception:  # a failing refresh keeps the previous list; it must not stop the worker
         log.exception("could not refresh the hot items")
 
@@ -75,7 +75,7 @@ def user_behaviour(user: str) -> dict:
     """Current window counts and segment of one user (for the query API)."""
     counts_10m = {e: user_event_counts_10m[(user, e)].now() for e in sorted(EVENT_TYPES)}
     counts_1h = {e: user_event_counts_1h[(user, e)].now() for e in sorted(EVENT_TYPES)}
-    segment = user_segment(counts_1h, high_value_purchases=settings.segment_high_value_purchases,
-                           active_events=settings.segment_active_events)
+    segment = user_segment(counts_1h, high_value_purchases=settings.behaviour.segment_high_value_purchases,
+                           active_events=settings.behaviour.segment_active_events)
     return {"user": user, "segment": segment, "last_10m": {e: c for e, c in counts_10m.items() if c},
             "last_1h": {e: c for e, c in counts_1h.items() if c}, "at": time.time()}

@@ -46,7 +46,7 @@ def dead_letter_for(event, reason: str, detail: str = "", *, max_bytes: int | No
     """Build the dead letter of a Faust event (its message's bytes, up to ``max_bytes``, and position)."""
     message = event.message
     value: bytes = message.value if isinstance(message.value, bytes) else (message.value or b"")
-    kept = kept_prefix(value, settings.dead_letter_max_bytes if max_bytes is None else max_bytes)
+    kept = kept_prefix(value, settings.input.dead_letter_max_bytes if max_bytes is None else max_bytes)
     detail = printable(detail)[:400]
     if len(kept) < len(value):
         detail += f" [value truncated: first {len(kept)} of {len(value)} bytes kept]"

@@ -19,8 +19,8 @@ async def clean_logs(stream):
 
 
 async def forward_log_line(event) -> None:
-    record = parse_log_line(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max,
-                            max_future_s=settings.max_future_s)
+    record = parse_log_line(event.value, rating_min=settings.input.rating_min, rating_max=settings.input.rating_max,
+                            max_future_s=settings.input.max_future_s)
     if record is None:
         metrics.count("raw_logs.ignored")
         return

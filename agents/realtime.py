@@ -33,7 +33,7 @@ RANKING = Assignment.from_settings(settings)
 @app.agent(ratings_topic)
 async def recommend(stream):
     await similarity.caught_up.wait()  # never score with a half-loaded model after a restart
-    async for events in stream.take_events(settings.batch_max, within=settings.batch_wait_ms / 1000.0):
+    async for events in stream.take_events(settings.worker.batch_max, within=settings.worker.batch_wait_ms / 1000.0):
         await rank_batch(events)  # take_events acks the events once this returns
 
 
@@ -67,8 +67,8 @@ def rank_one(event, batch: Batch, version: str) -> None:
     on another partition than its user's, stage it to be sent there)."""
     started = time.perf_counter()
     message = event.message
-    rating = parse_rating(event.value, rating_min=settings.rating_min, rating_max=settings.rating_max,
-                          max_future_s=settings.max_future_s)
+    rating = parse_rating(event.value, rating_min=settings.input.rating_min, rating_max=settings.input.rating_max,
+                          max_future_s=settings.input.max_future_s)
     key = rating.user.encode()
     owner = owner_partition(key, batch.input_partitions)
     if message.partition != owner:  # another partitioner, or a null/wrong key: not this user's partition
@@ -95,7 +95,7 @@ def rank_one(event, batch: Batch, version: str) -> None:
 
 def partitions_of(topic: str) -> int:
     """Partition count of an input topic, as the consumer's metadata has it."""
-    return app.consumer.topic_partitions(topic) or settings.partitions
+    return app.consumer.topic_partitions(topic) or settings.kafka.partitions
 
 
 @app.timer(interval=1.0)
@@ -103,7 +103,7 @@ async def sample_metrics():
     metrics.tick()
 
 
-@app.timer(interval=settings.log_every_s)
+@app.timer(interval=settings.worker.log_every_s)
 async def log_progress():
     log.info("ratings/s %.1f, lists sent %d, dead letters %d, worker latency %s, model %s",
              metrics.rates().get("ratings.accepted", 0.0), metrics.counters["lists.sent"],

@@ -56,7 +56,7 @@ async def get_recommendations(web, request, user: str):
     keep = (lambda item: catalogue.category.get(item) == wanted) if wanted else None
     entry = newest_user_state(user.encode()).get("recs")
     if not entry:
-        fallback = [[item, None] for item in hot_items[: settings.k]]
+        fallback = [[item, None] for item in hot_items[: settings.ranking.k]]
         return web.json({"user": user, "items": filter_list(fallback, n, exclude, keep), "source": "hot-items",
                          "model_version": model_version()})
     return web.json({"user": user, "source": "realtime", **entry,
@@ -71,7 +71,7 @@ async def get_behaviour(web, request, user: str):
 
 @route("/items/hot/")
 async def get_hot_items(web, request):
-    return web.json({"items": list(hot_items), "window_s": settings.hopping_size_s})
+    return web.json({"items": list(hot_items), "window_s": settings.behaviour.hopping_size_s})
 
 
 @route("/collect/")
@@ -89,8 +89,8 @@ class Collect(View):
         except HTTPRequestEntityTooLarge as exc:
             return self.reject("too_large", exc.text or "body too large", status=413)
         try:
-            record = parse_collected(body, rating_min=settings.rating_min, rating_max=settings.rating_max,
-                                     max_future_s=settings.max_future_s, default_ts=time.time())
+            record = parse_collected(body, rating_min=settings.input.rating_min, rating_max=settings.input.rating_max,
+                                     max_future_s=settings.input.max_future_s, default_ts=time.time())
         except InvalidInput as exc:
             return self.reject(exc.reason, exc.detail)
         topic = ratings_topic if isinstance(record, Rating) else events_topic
@@ -105,7 +105,7 @@ class Collect(View):
 
 @route("/health/")
 async def health(web, request):
-    assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topic_ratings)
+    assigned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == settings.topics.ratings)
     ready = similarity.caught_up.is_set() and bool(assigned)
     return web.json({"status": "ok" if ready else "starting", "ready": ready, "model_version": model_version(),
                      "model_trained_at": similarity.marker.get("trained_at"),

@@ -30,15 +30,15 @@ PUBLIC_PATHS = frozenset({"/health/", "/health", "/health/live/", "/health/live"
 
 def broker_credentials(conf: Settings):
     """Faust credentials for SASL/SSL, or None for PLAINTEXT."""
-    protocol = conf.security_protocol.upper()
+    protocol = conf.kafka.security_protocol.upper()
     if protocol == "PLAINTEXT":
         return None
     ssl_context = security_kwargs(conf).get("ssl_context")
     if protocol.startswith("SASL"):
         return faust.SASLCredentials(
-            username=conf.sasl_username,
-            password=conf.sasl_password,
-            mechanism=conf.sasl_mechanism,
+            username=conf.kafka.sasl_username,
+            password=conf.kafka.sasl_password,
+            mechanism=conf.kafka.sasl_mechanism,
             ssl_context=ssl_context,
         )
     return faust.SSLCredentials(ssl_context)
@@ -74,11 +74,11 @@ def _unauthorized(reason: str, detail: str) -> web.Response:
 
 def web_settings(conf: Settings) -> dict:
     """Faust web settings: its own views off unless ``debug_endpoints``, and the token check."""
-    debug = conf.debug_endpoints
+    debug = conf.api.debug_endpoints
     # /table/<name>/<key>/ serves any user's raw state, /router/ the workers' URLs and
     # partitions, / and /assignment/ statistics, /graph/ the service tree. table_route
     # does not need /router/: it asks the partition assignor (faust/app/router.py).
-    options = {"middlewares": [token_middleware(conf.api_token)]} if conf.api_token else {}
+    options = {"middlewares": [token_middleware(conf.api.api_token)]} if conf.api.api_token else {}
     return {"web_router_enabled": debug, "web_tables_enabled": debug, "web_stats_enabled": debug,
                 "web_graph_enabled": debug, "web_application_options": options}
 
@@ -87,8 +87,8 @@ def broker_engine(conf: Settings) -> str:
     """``RECSYS_BROKER_ENGINE``, or asked of the broker (``recsys worker`` waits for the
     broker first, so the question is answered; elsewhere an unreachable broker gets no
     workarounds, with a warning)."""
-    if conf.broker_engine != "auto":
-        return conf.broker_engine
+    if conf.kafka.broker_engine != "auto":
+        return conf.kafka.broker_engine
     try:
         return require_broker(conf, wait_s=0)
     except BrokerUnreachable as exc:
@@ -103,29 +103,29 @@ def create_app(conf: Settings) -> faust.App:
         tansu_patch.apply()
         extra.update(broker_session_timeout=tansu_workarounds.SESSION_TIMEOUT_S,
                      broker_heartbeat_interval=tansu_workarounds.HEARTBEAT_INTERVAL_S)
-    if conf.session_timeout_s:
-        extra["broker_session_timeout"] = conf.session_timeout_s
-    if conf.heartbeat_interval_s:
-        extra["broker_heartbeat_interval"] = conf.heartbeat_interval_s
+    if conf.kafka.session_timeout_s:
+        extra["broker_session_timeout"] = conf.kafka.session_timeout_s
+    if conf.kafka.heartbeat_interval_s:
+        extra["broker_heartbeat_interval"] = conf.kafka.heartbeat_interval_s
     return faust.App(
-        conf.app_id,
-        broker=conf.broker_url,
+        conf.worker.app_id,
+        broker=conf.kafka.broker_url,
         broker_credentials=broker_credentials(conf),
-        store=conf.store,
+        store=conf.worker.store,
         datadir=str(conf.data_dir / "worker"),
-        topic_partitions=conf.partitions,
-        topic_replication_factor=conf.replication,
+        topic_partitions=conf.kafka.partitions,
+        topic_replication_factor=conf.kafka.replication,
         # at_least_once by default, with idempotent state (offsets per user): Tansu has
         # no transactions; exactly_once is for real Kafka (README, "Exactly once").
-        processing_guarantee=conf.processing_guarantee,
+        processing_guarantee=conf.worker.processing_guarantee,
         # linger: Faust's default is 0; a few ms batch the lists (README, Results).
-        producer_linger=conf.producer_linger_ms / 1000.0,
-        producer_max_batch_size=conf.producer_batch_bytes,
+        producer_linger=conf.worker.producer_linger_ms / 1000.0,
+        producer_max_batch_size=conf.worker.producer_batch_bytes,
         # Bounded polls keep the stream buffer from filling (see Settings.max_poll_records).
-        broker_max_poll_records=conf.max_poll_records,
-        web_host=conf.web_host,
-        web_port=conf.web_port,
-        web_bind=conf.web_host,
+        broker_max_poll_records=conf.worker.max_poll_records,
+        web_host=conf.api.web_host,
+        web_port=conf.api.web_port,
+        web_bind=conf.api.web_host,
         **web_settings(conf),
         # Faust's Monitor minus its per-message hooks; our own counters are /metrics/.
         Monitor=faust_patches.QuietMonitor,

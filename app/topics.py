@@ -11,13 +11,13 @@ from broker.topics import item_events_topic_name
 
 def _raw_topic(name: str, **kwargs):
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                     partitions=settings.partitions, **kwargs)
+                     partitions=settings.kafka.partitions, **kwargs)
 
 
-ratings_topic = _raw_topic(settings.topic_ratings)
-events_topic = _raw_topic(settings.topic_events)
-raw_logs_topic = _raw_topic(settings.topic_raw_logs)
-similarity_topic = _raw_topic(settings.topic_similarity, compacting=True)
-recommendations_topic = _raw_topic(settings.topic_recommendations, compacting=True)
-dead_letters_topic = _raw_topic(settings.topic_dead_letters)
+ratings_topic = _raw_topic(settings.topics.ratings)
+events_topic = _raw_topic(settings.topics.events)
+raw_logs_topic = _raw_topic(settings.topics.raw_logs)
+similarity_topic = _raw_topic(settings.topics.similarity, compacting=True)
+recommendations_topic = _raw_topic(settings.topics.recommendations, compacting=True)
+dead_letters_topic = _raw_topic(settings.topics.dead_letters)
 item_events_topic = _raw_topic(item_events_topic_name(settings))

@@ -86,7 +86,7 @@ def bench_rtr(args) -> dict:
     # RECSYS_ALS_REG_OFFSET; the sweep below shows Spark's exact weighted lambda (offset 0).
     for biases in (True, False):
         def fit(biases=biases):
-            return ALS(rank=20, reg=1.0, reg_offset=settings.als_reg_offset, iterations=10, biases=biases,
+            return ALS(rank=20, reg=1.0, reg_offset=settings.als.reg_offset, iterations=10, biases=biases,
                        seed=42, progress=False, n_threads=args.threads).fit(R)
         t_fit, model = best_of(args.repeat, fit)
         t_sim, (idx, _) = best_of(args.repeat, lambda model=model: top_similar(model.item_factors, m=50))
@@ -201,9 +201,9 @@ def print_table(res: dict) -> None:
          + ("OK" if off["fit_s"] <= SPARK_FIT_S / 10 else "MISSED")),
         ("RTR fit, biases on (s)", f"{on['fit_s']:.3f}",
          f"<= {SPARK_FIT_S / 10:.2f}: " + ("OK" if on["fit_s"] <= SPARK_FIT_S / 10 else "MISSED")),
-        (f"RTR test RMSE, biases off, reg 1, offset {settings.als_reg_offset:g}", f"{off['rmse']:.4f} (warm {off['rmse_warm']:.4f})",
+        (f"RTR test RMSE, biases off, reg 1, offset {settings.als.reg_offset:g}", f"{off['rmse']:.4f} (warm {off['rmse_warm']:.4f})",
          f"<= {SPARK_RMSE} (Spark): " + ("OK" if off["rmse"] <= SPARK_RMSE else "MISSED")),
-        (f"RTR test RMSE, biases on, reg 1, offset {settings.als_reg_offset:g}", f"{on['rmse']:.4f} (warm {on['rmse_warm']:.4f})",
+        (f"RTR test RMSE, biases on, reg 1, offset {settings.als.reg_offset:g}", f"{on['rmse']:.4f} (warm {on['rmse_warm']:.4f})",
          f"<= {SURPRISE_RMSE} (Surprise SVD): " + ("OK" if on["rmse"] <= SURPRISE_RMSE else "MISSED")),
         ("RTR test RMSE, global mean only", f"{r['rmse_global_mean']:.4f}", "baseline"),
         ("RTR top-50 sim, 5.8k items (s)", f"{on['sim_s']:.3f}", ""),

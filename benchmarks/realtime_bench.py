@@ -225,7 +225,7 @@ async def produce_fast(conf, msgs) -> float:
     t0 = time.perf_counter()
     try:
         for lo in range(0, len(msgs), 10_000):  # at most 10,000 sends in flight
-            await asyncio.gather(*[await producer.send(conf.topic_ratings, key=key, value=value)
+            await asyncio.gather(*[await producer.send(conf.topics.ratings, key=key, value=value)
                                    for key, value in msgs[lo:lo + 10_000]])
     finally:
         await producer.stop()
@@ -268,7 +268,7 @@ async def wait_for_count(conf, topic: str, n: int, timeout: float, worker: Worke
     deadline = time.monotonic() + timeout
     count = 0
     try:
-        tps = [TopicPartition(topic, p) for p in range(conf.partitions)]
+        tps = [TopicPartition(topic, p) for p in range(conf.kafka.partitions)]
         while time.monotonic() < deadline:
             if broker.process.poll() is not None:
                 raise RuntimeError(f"the broker exited with code {broker.process.returncode}")
@@ -378,16 +378,16 @@ def phase_throughput(args, tmp, model, bench, name: str = "throughput") -> dict:
         t_produced = time.time()
         log(f"[throughput] produced {n} ratings over {users} users in {produce_s:.2f}s "
             f"({n / produce_s:,.0f}/s); waiting for the lists")
-        got = asyncio.run(wait_for_count(d.conf, d.conf.topic_recommendations, n, args.timeout, d.worker,
+        got = asyncio.run(wait_for_count(d.conf, d.conf.topics.recommendations, n, args.timeout, d.worker,
                                          d.broker))
         t_done = time.time()
         cpu1, bcpu1 = workers_cpu(d), cpu_seconds(d.broker.process.pid)
         from benchmarks.peers.run import wait_committed
 
-        t_committed = asyncio.run(wait_committed(d.conf, d.conf.app_id, timeout=60.0))
+        t_committed = asyncio.run(wait_committed(d.conf, d.conf.worker.app_id, timeout=60.0))
         time.sleep(max(0.0, 3.5 - (time.time() - t_done)))  # a commit interval: the state is written out
         rss1, disk1 = d.worker.rss_bytes(), dir_bytes(data_dir)
-        recs = asyncio.run(read_all(d.conf, d.conf.topic_recommendations, got, timeout=120))
+        recs = asyncio.run(read_all(d.conf, d.conf.topics.recommendations, got, timeout=120))
         held = d.held()
         profile_rows = []
         if prof is not None:
@@ -451,7 +451,7 @@ async def paced_run(conf, msgs, rate: float, seconds: float) -> tuple[int, float
             due = min(total, int((time.monotonic() - t0) * rate) + 1)
             while sent < due:
                 key, value = msgs[sent]
-                await producer.send(conf.topic_ratings, key=key, value=value)
+                await producer.send(conf.topics.ratings, key=key, value=value)
                 sent += 1
             await asyncio.sleep(0.01)
         await producer.flush()
@@ -461,7 +461,7 @@ async def paced_run(conf, msgs, rate: float, seconds: float) -> tuple[int, float
 
 
 async def latency_run(conf, msgs, rate: float, seconds: float):
-    consumer = await KafkaClients(conf).consumer(conf.topic_recommendations)
+    consumer = await KafkaClients(conf).consumer(conf.topics.recommendations)
     recs: list[dict] = []
     done = asyncio.Event()
 
@@ -583,7 +583,7 @@ def main(argv=None) -> int:
         sims = np.array([s for d in neighbours.values() for s in d.values()])
         facts["model"] = args.model
         facts["neighbour_entries"] = int(sims.size)
-        facts["share_above_theta"] = round(float((sims > conf0.theta).mean()), 3) if sims.size else 0.0
+        facts["share_above_theta"] = round(float((sims > conf0.ranking.theta).mean()), 3) if sims.size else 0.0
         log(f"model: {facts}")
         runs = {}
         if args.peers:
@@ -624,8 +624,8 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     result = {
         "cores": os.cpu_count(), "loadavg_1m": round(load[0], 2), "model": facts,
-        "producer_linger_ms": conf0.producer_linger_ms, "producer_batch_bytes": conf0.producer_batch_bytes,
-        "max_poll_records": conf0.max_poll_records, "total_seconds": round(time.perf_counter() - t_all, 1),
+        "producer_linger_ms": conf0.worker.producer_linger_ms, "producer_batch_bytes": conf0.worker.producer_batch_bytes,
+        "max_poll_records": conf0.worker.max_poll_records, "total_seconds": round(time.perf_counter() - t_all, 1),
         "engines": {engine: {
             "throughput": _brief(p["thr"]), "broker_topics_after_throughput": p["thr"]["broker_topics"],
             "latency": _brief(p["lat"]), "scaled_workers": _brief(p.get("scaled")), "recovery": p.get("rec"),
@@ -705,9 +705,9 @@ def print_engine_table(args, conf0, facts, thr, lat) -> None:
     load = os.getloadavg()
     rows = [
         ("machine", f"{os.cpu_count()} cores, load avg {load[0]:.2f}/{load[1]:.2f} (shared: numbers are noisy)"),
-        ("producer batching", (f"linger {conf0.producer_linger_ms:g} ms, batches of {conf0.producer_batch_bytes:,} B "
+        ("producer batching", (f"linger {conf0.worker.producer_linger_ms:g} ms, batches of {conf0.worker.producer_batch_bytes:,} B "
                               "(RECSYS_PRODUCER_LINGER_MS, RECSYS_PRODUCER_BATCH_BYTES)")),
-        ("consumer polls", f"at most {conf0.max_poll_records:,} records (RECSYS_MAX_POLL_RECORDS)"),
+        ("consumer polls", f"at most {conf0.worker.max_poll_records:,} records (RECSYS_MAX_POLL_RECORDS)"),
         ("model", (f"{facts['model']}: {facts.get('items')} items x {args.neighbours} neighbours, "
                   f"{facts['share_above_theta']:.0%} of similarities > theta; loaded in {thr['model_load_s']}s")),
         ("-- throughput", (f"{thr['ratings']} ratings over {thr['users']} users, {args.partitions} partitions, "

@@ -41,7 +41,7 @@ async def count_lists(conf, want: int, timeout: float) -> int:
     """Messages on ``recommendations`` (end offsets), polled until ``want`` or ``timeout``."""
     deadline, count = time.monotonic() + timeout, 0
     while time.monotonic() < deadline:
-        count = (await topic_end_offsets(conf, [conf.topic_recommendations]))[conf.topic_recommendations]
+        count = (await topic_end_offsets(conf, [conf.topics.recommendations]))[conf.topics.recommendations]
         if count >= want:
             break
         await asyncio.sleep(1.0)
@@ -50,13 +50,13 @@ async def count_lists(conf, want: int, timeout: float) -> int:
 
 async def time_probe(conf, user: str, item: str, ts: float, timeout: float) -> tuple[float, dict]:
     """Send one rating of ``user`` and wait for its list; (seconds, the list)."""
-    consumer = await KafkaClients(conf).consumer(conf.topic_recommendations, auto_offset_reset="latest")
+    consumer = await KafkaClients(conf).consumer(conf.topics.recommendations, auto_offset_reset="latest")
     producer = await KafkaClients(conf).producer("latency")
     try:
         await asyncio.sleep(1.0)  # the consumer has its position before the probe is sent
         t0 = time.monotonic()
         key, value = to_message(Rating(user=user, item=item, rating=5.0, ts=ts))
-        await producer.send_and_wait(conf.topic_ratings, key=key, value=value)
+        await producer.send_and_wait(conf.topics.ratings, key=key, value=value)
         while time.monotonic() - t0 < timeout:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:

@@ -31,14 +31,14 @@ FETCH_MAX_WAIT_MS = 100
 
 def security_kwargs(conf) -> dict:
     """aiokafka keyword arguments for SASL/SSL (only ``security_protocol`` for PLAINTEXT)."""
-    kw: dict = {"security_protocol": conf.security_protocol}
-    if conf.security_protocol in {"SSL", "SASL_SSL"}:
+    kw: dict = {"security_protocol": conf.kafka.security_protocol}
+    if conf.kafka.security_protocol in {"SSL", "SASL_SSL"}:
         from aiokafka.helpers import create_ssl_context
 
-        kw["ssl_context"] = create_ssl_context(cafile=conf.ssl_cafile or None)
-    if conf.security_protocol.startswith("SASL"):
-        kw.update(sasl_mechanism=conf.sasl_mechanism, sasl_plain_username=conf.sasl_username,
-                  sasl_plain_password=conf.sasl_password)
+        kw["ssl_context"] = create_ssl_context(cafile=conf.kafka.ssl_cafile or None)
+    if conf.kafka.security_protocol.startswith("SASL"):
+        kw.update(sasl_mechanism=conf.kafka.sasl_mechanism, sasl_plain_username=conf.kafka.sasl_username,
+                  sasl_plain_password=conf.kafka.sasl_password)
     return kw
 
 
@@ -47,15 +47,15 @@ class KafkaClients:
 
     def __init__(self, conf) -> None:
         self.conf = conf
-        self._engine = None if conf.broker_engine == "auto" else conf.broker_engine
+        self._engine = None if conf.kafka.broker_engine == "auto" else conf.kafka.broker_engine
 
     def common(self) -> dict:
-        return {"bootstrap_servers": self.conf.bootstrap_servers, **security_kwargs(self.conf)}
+        return {"bootstrap_servers": self.conf.kafka.bootstrap_servers, **security_kwargs(self.conf)}
 
     async def engine(self) -> str:
         """``"tansu"`` or ``"kafka"``: ``RECSYS_BROKER_ENGINE``, or asked of the broker once."""
         if self._engine is None:
-            self._engine = await detect_engine(self.conf.bootstrap_servers, security_kwargs(self.conf))
+            self._engine = await detect_engine(self.conf.kafka.bootstrap_servers, security_kwargs(self.conf))
         return self._engine
 
     async def producer(self, profile: str = "latency", **overrides):

@@ -67,13 +67,13 @@ def require_broker(conf, wait_s: float = 15.0) -> str:
     from broker.clients import security_kwargs
     from broker.ports import wait_until_listening
 
-    if conf.uses_embedded_broker and not wait_until_listening(conf.embedded_port, wait_s):
-        raise BrokerUnreachable(f"no broker on 127.0.0.1:{conf.embedded_port}: start one with `recsys broker --port "
-                                f"{conf.embedded_port}` or set RECSYS_BROKER to a Kafka cluster")
-    if conf.broker_engine != "auto":
-        return conf.broker_engine
+    if conf.kafka.uses_embedded_broker and not wait_until_listening(conf.kafka.embedded_port, wait_s):
+        raise BrokerUnreachable(f"no broker on 127.0.0.1:{conf.kafka.embedded_port}: start one with `recsys broker --port "
+                                f"{conf.kafka.embedded_port}` or set RECSYS_BROKER to a Kafka cluster")
+    if conf.kafka.broker_engine != "auto":
+        return conf.kafka.broker_engine
     try:
-        return detect_engine_blocking(conf.bootstrap_servers, security_kwargs(conf), timeout_s=max(wait_s, 5.0))
+        return detect_engine_blocking(conf.kafka.bootstrap_servers, security_kwargs(conf), timeout_s=max(wait_s, 5.0))
     except BrokerUnreachable as exc:
         raise BrokerUnreachable(f"{exc}: check RECSYS_BROKER, or start a local broker with `recsys broker`") \
             from None

@@ -17,25 +17,25 @@ log = logging.getLogger(__name__)
 
 def item_events_topic_name(conf) -> str:
     """Internal: behaviour events re-keyed by item, for the item-popularity table."""
-    return f"{conf.app_id}-item-events"
+    return f"{conf.worker.app_id}-item-events"
 
 
 def input_topic(conf, record) -> str:
     """Where an input record goes: ``ratings`` for a rating, ``user-events`` for an event."""
-    return conf.topic_ratings if hasattr(record, "rating") else conf.topic_events
+    return conf.topics.ratings if hasattr(record, "rating") else conf.topics.events
 
 
 def compacted_topics(conf) -> set[str]:
-    return {conf.topic_similarity, conf.topic_recommendations, conf.topic_items}
+    return {conf.topics.similarity, conf.topics.recommendations, conf.topics.items}
 
 
 def topic_names(conf) -> list[str]:
-    return [conf.topic_ratings, conf.topic_events, conf.topic_raw_logs, conf.topic_similarity,
-            conf.topic_recommendations, conf.topic_dead_letters, conf.topic_items, item_events_topic_name(conf)]
+    return [conf.topics.ratings, conf.topics.events, conf.topics.raw_logs, conf.topics.similarity,
+            conf.topics.recommendations, conf.topics.dead_letters, conf.topics.items, item_events_topic_name(conf)]
 
 
 async def create_topics(conf) -> dict[str, str]:
-    """Create our topics with ``conf.partitions`` partitions; existing ones are kept.
+    """Create our topics with ``conf.kafka.partitions`` partitions; existing ones are kept.
 
     Returns ``{topic: "created" | "exists"}``. An existing topic with a different
     partition count is reported in the log (changing it needs an operator).
@@ -46,7 +46,7 @@ async def create_topics(conf) -> dict[str, str]:
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(name, num_partitions=conf.partitions, replication_factor=conf.replication,
+            NewTopic(name, num_partitions=conf.kafka.partitions, replication_factor=conf.kafka.replication,
                      topic_configs={"cleanup.policy": "compact"} if name in compacted_topics(conf) else {})
             for name in topic_names(conf) if name not in existing
         ]
@@ -55,8 +55,8 @@ async def create_topics(conf) -> dict[str, str]:
         described = await admin.describe_topics([n for n in topic_names(conf) if n in existing])
         for topic in described:
             count = len(topic.get("partitions", []))
-            if count and count != conf.partitions:
-                log.warning("topic %s has %d partitions, settings say %d", topic["topic"], count, conf.partitions)
+            if count and count != conf.kafka.partitions:
+                log.warning("topic %s has %d partitions, settings say %d", topic["topic"], count, conf.kafka.partitions)
         return {name: ("exists" if name in existing else "created") for name in topic_names(conf)}
     finally:
         await admin.close()

@@ -44,7 +44,7 @@ def _faust_main(argv: list[str]) -> int:
     from agents.batches import collect_garbage_between_batches
     from app.app import app, settings
 
-    collect_garbage_between_batches(settings.batch_max)
+    collect_garbage_between_batches(settings.worker.batch_max)
     sys.argv = ["recsys", "worker", *argv]
     app.main()  # exits through SystemExit
     return 0
@@ -58,12 +58,12 @@ def local_broker_if_needed(conf):
     from broker.ports import wait_until_listening
     from broker.tansu import start_broker
 
-    if not conf.uses_embedded_broker or wait_until_listening(conf.embedded_port, 5.0):
+    if not conf.kafka.uses_embedded_broker or wait_until_listening(conf.kafka.embedded_port, 5.0):
         yield None
         return
-    print(f"no broker configured and none on 127.0.0.1:{conf.embedded_port}: starting the embedded one "
+    print(f"no broker configured and none on 127.0.0.1:{conf.kafka.embedded_port}: starting the embedded one "
           "(memory only; it stops with this command)", file=sys.stderr)
-    broker = start_broker(conf.embedded_port)
+    broker = start_broker(conf.kafka.embedded_port)
     try:
         yield broker
     finally:
@@ -81,8 +81,8 @@ def broker(argv: list[str], conf) -> int:
     parser.add_argument("--engine", choices=("tansu", "kafka"), default="tansu",
                         help="tansu: embedded, memory only (default); kafka: Apache Kafka, needs Java 17+ "
                              "(and Maven once, to fetch its jars)")
-    parser.add_argument("--port", type=int, default=conf.embedded_port,
-                        help=f"loopback port (0 = any free; default RECSYS_EMBEDDED_PORT={conf.embedded_port})")
+    parser.add_argument("--port", type=int, default=conf.kafka.embedded_port,
+                        help=f"loopback port (0 = any free; default RECSYS_EMBEDDED_PORT={conf.kafka.embedded_port})")
     parser.add_argument("--data-dir", default=None,
                         help="kafka only: keep topics, messages and offsets here across restarts "
                              "(default: a temporary directory removed on stop)")

@@ -39,7 +39,7 @@ def catalogue_for(path, fmt: str) -> dict[str, dict]:
 
 
 async def publish_catalogue(catalogue: dict[str, dict], *, conf) -> int:
-    """Send every entry to ``conf.topic_items`` (compacted: the last one per item stays)."""
+    """Send every entry to ``conf.topics.items`` (compacted: the last one per item stays)."""
     from broker.clients import KafkaClients
 
     if not catalogue:
@@ -47,7 +47,7 @@ async def publish_catalogue(catalogue: dict[str, dict], *, conf) -> int:
     producer = await KafkaClients(conf).producer("bulk")
     try:
         for item, entry in catalogue.items():
-            await producer.send(conf.topic_items, key=item.encode(), value=json.dumps(entry).encode())
+            await producer.send(conf.topics.items, key=item.encode(), value=json.dumps(entry).encode())
         await producer.flush()
     finally:
         await producer.stop()

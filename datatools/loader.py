@@ -34,11 +34,11 @@ async def load_file(path: str, fmt: str, *, limit: int | None = None, rate: floa
     the broker takes them.
     """
     scale = SCALES.get(fmt)
-    if scale and (scale[0] < conf.rating_min or scale[1] > conf.rating_max):
+    if scale and (scale[0] < conf.input.rating_min or scale[1] > conf.input.rating_max):
         # Not an error (the file may hold a subset), but the workers would dead-letter
         # every rating outside their scale: say so before sending 100k of them.
         print(f"warning: {fmt} ratings are on {scale[0]:g}..{scale[1]:g} but the workers accept "
-              f"{conf.rating_min:g}..{conf.rating_max:g} (RECSYS_RATING_MIN/MAX): ratings outside it will be "
+              f"{conf.input.rating_min:g}..{conf.input.rating_max:g} (RECSYS_RATING_MIN/MAX): ratings outside it will be "
               "dead-lettered", file=sys.stderr)
     skipped: collections.Counter = collections.Counter()
     producer = await KafkaClients(conf).producer("bulk")
@@ -48,7 +48,7 @@ async def load_file(path: str, fmt: str, *, limit: int | None = None, rate: floa
         pending = []
         for row in iter_rows(path, fmt, limit=limit, skipped=skipped, progress=progress):
             key, value = row_to_message(row)
-            target = topic or (conf.topic_ratings if isinstance(row, RatingRow) else conf.topic_events)
+            target = topic or (conf.topics.ratings if isinstance(row, RatingRow) else conf.topics.events)
             pending.append(await producer.send(target, value=value, key=key))
             topics_used[target] += 1
             sent += 1

@@ -60,7 +60,7 @@ class Model:
 def fit_model(split: ProtocolSplit, scale: tuple[float, float], conf: Settings, *, rank: int = 20,
               reg: float = 1.0, seed: int = 42, iterations: int = 10, progress: bool = False) -> Model:
     """Train on ``split.train_mask`` rows and build the neighbour table like the ALS worker
-    (its ``conf.als_similar`` neighbours per item above ``conf.als_min_similarity``)."""
+    (its ``conf.als.similar`` neighbours per item above ``conf.als.min_similarity``)."""
     data = split.data
     mask = split.train_mask
     user_ids, user_idx = np.unique(data.users.astype(str), return_inverse=True)
@@ -72,8 +72,8 @@ def fit_model(split: ProtocolSplit, scale: tuple[float, float], conf: Settings, 
     # The ALS worker's pipeline (fit, top-M, the published lists), with the paper's ALS:
     # Spark's exact weighted lambda (reg_offset 0) and the rank/lambda under evaluation.
     als = ALS(rank=rank, reg=reg, iterations=iterations, seed=seed, progress=progress)
-    trained = train_and_similar(R, user_ids, item_ids, conf=conf, m=conf.als_similar,
-                                min_similarity=conf.als_min_similarity, als=als)
+    trained = train_and_similar(R, user_ids, item_ids, conf=conf, m=conf.als.similar,
+                                min_similarity=conf.als.min_similarity, als=als)
     # What every worker's similarity reader holds: {item: {neighbour: score}}, best first.
     neighbours = {item: neigh for item, neigh in trained.neighbours.items() if neigh}
 

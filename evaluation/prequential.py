@@ -74,7 +74,7 @@ class Stream:
 
 def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Stream:
     """Any rating or behaviour format as one time-ordered :class:`Stream` (behaviour events
-    weighted by ``conf.event_weight_map()`` on the scale ``conf.rating_min..rating_max``)."""
+    weighted by ``conf.event_weight_map()`` on the scale ``conf.input.rating_min..rating_max``)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     if FORMATS[fmt].kind == "ratings":
@@ -93,7 +93,7 @@ def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Str
         users, items = [r.user for r in rows], [r.item for r in rows]
         ratings = np.array([weights[r.event] for r in rows], dtype=np.float64)
         ts, skipped = np.array([r.ts for r in rows], dtype=np.float64), dict(counter)
-        scale = (conf.rating_min, conf.rating_max)
+        scale = (conf.input.rating_min, conf.input.rating_max)
     if not users:
         raise ValueError(f"no events in {path} (skipped: {skipped})")
     return Stream(users, items, ratings, ts, (float(scale[0]), float(scale[1])), skipped,
@@ -134,7 +134,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     if n_warm < 1 or n - n_warm < 1:
         raise ValueError(f"{n} events: too few for a warm-up and a scored half")
     rankers = dict(rankers) if rankers is not None else make_rankers(conf, high_rating_cut(*stream.scale))
-    shared = SharedState(TopCounter(), HotWindow(conf.hopping_size_s, conf.hopping_step_s, conf.hot_items))
+    shared = SharedState(TopCounter(), HotWindow(conf.behaviour.hopping_size_s, conf.behaviour.hopping_step_s, conf.behaviour.hot_items))
     t0 = time.perf_counter()
     shared.set_model(train(stream, n_warm, conf))
     train_s = [time.perf_counter() - t0]

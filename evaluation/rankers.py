@@ -213,7 +213,7 @@ class ItemKNN(Baseline):
 
     @classmethod
     def from_settings(cls, conf) -> ItemKNN:
-        return cls(history=conf.k)
+        return cls(history=conf.ranking.k)
 
     def top(self, user, recent, exclude, model):
         scores = knn_scores(recent, model.index.neighbours, exclude)

@@ -75,7 +75,7 @@ def evaluate(input_path, fmt: str, *, users: str | int = "100", seed: int = 42, 
     scale = SCALES.get(fmt) or (float(np.min(data.ratings)), float(np.max(data.ratings)))
     scale = (float(scale[0]), float(scale[1]))
     high_cut = high_rating_cut(*scale)
-    k, m, theta = conf.k, conf.m, conf.theta
+    k, m, theta = conf.ranking.k, conf.ranking.m, conf.ranking.theta
 
     split = split_protocol(data)
     if not split.cases:
@@ -83,7 +83,7 @@ def evaluate(input_path, fmt: str, *, users: str | int = "100", seed: int = 42, 
     cases = sample_cases(split.cases, users, seed)
 
     model = engine.fit_model(split, scale, conf, rank=rank, reg=reg, seed=seed)
-    hot = model.popular[: conf.hot_items]
+    hot = model.popular[: conf.behaviour.hot_items]
     replays = [engine.replay_user(c, model, k=k, m=m, theta=theta, high_cut=high_cut, hot_items=hot)
                for c in _progress(cases, progress, desc="replay", unit="user")]
     recents = [r.recent for r in replays]
@@ -99,7 +99,7 @@ def evaluate(input_path, fmt: str, *, users: str | int = "100", seed: int = 42, 
     variants = engine.LIST_VARIANTS
     if vmodel is not None:
         chosen, list_tuning = engine.choose_list_variant(vsplit, vmodel, k=k, high_cut=high_cut, variants=variants,
-                                                           n_hot=conf.hot_items)
+                                                           n_hot=conf.behaviour.hot_items)
     else:
         chosen, list_tuning = variants[0], {"validation_users": len(vsplit.cases), "tuned": False}
     paper_variant = engine.ListVariant(1.0, theta, m)

@@ -53,7 +53,7 @@ async def _produce(conf, messages, rate: float) -> None:
                 wait = t0 + n / rate - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
-            await producer.send(conf.topic_ratings, key=key, value=value)
+            await producer.send(conf.topics.ratings, key=key, value=value)
         await producer.flush()
     finally:
         await producer.stop()
@@ -61,7 +61,7 @@ async def _produce(conf, messages, rate: float) -> None:
 
 async def _consume(conf, want: dict[str, int], timeout: float) -> dict[str, list[dict]]:
     """Read recommendations from the beginning until every user has ``want[user]`` lists."""
-    consumer = await KafkaClients(conf).consumer(conf.topic_recommendations)
+    consumer = await KafkaClients(conf).consumer(conf.topics.recommendations)
     got: dict[str, list[dict]] = {u: [] for u in want}
     missing = sum(want.values())
     try:
@@ -262,8 +262,8 @@ def check_default_through_stream(stream, conf, *, users: int = 100, rate: float 
         offline[user].append((wire_list(state.last_list), state.recs["because"]))
     messages = [(*to_message(Rating(user=u, item=i, rating=r, ts=t)), u) for u, i, r, t in events]
     published = {"neighbours": trained.neighbours, "related": trained.related, "counts": trained.counts}
-    settings = {"RECSYS_RATING_MIN": stream.scale[0], "RECSYS_RATING_MAX": stream.scale[1], "RECSYS_K": conf.k,
-                    "RECSYS_RATED_ITEMS_MAX": conf.rated_items_max, "RECSYS_RANKER": "default", "RECSYS_AB": ""}
+    settings = {"RECSYS_RATING_MIN": stream.scale[0], "RECSYS_RATING_MAX": stream.scale[1], "RECSYS_K": conf.ranking.k,
+                    "RECSYS_RATED_ITEMS_MAX": conf.ranking.rated_items_max, "RECSYS_RANKER": "default", "RECSYS_AB": ""}
     with deployment(settings, published, f"eval-stream-{int(time.time())}", broker_port=broker_port,
                     say=say) as (wconf, source, t_model):
         want, t_produce, got = replay_messages(wconf, messages, rate, timeout, say)

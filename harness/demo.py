@@ -104,7 +104,7 @@ def train_neighbours(users, items, ratings, *, conf, m: int | None = None) -> tu
     sims = np.array([s for neigh in trained.neighbours.values() for s in neigh.values()])
     facts = {"ratings": int(R.nnz), "users": len(user_ids), "items": len(item_ids),
              "neighbours_per_item": max((len(n) for n in trained.neighbours.values()), default=0),
-             "share_above_theta": round(float((sims > conf.theta).mean()) if sims.size else 0.0, 3),
+             "share_above_theta": round(float((sims > conf.ranking.theta).mean()) if sims.size else 0.0, 3),
              "seconds": round(time.perf_counter() - started, 2)}
     return trained.neighbours, facts, {"related": trained.related, "counts": trained.counts}
 
@@ -301,7 +301,7 @@ async def _read_outputs(conf, stats: LiveStats, data: DemoData, args, stop: asyn
 
     names = {q: e["name"] for q, e in data.catalogue.items()}
     rng = np.random.default_rng(args.seed)
-    consumer = await KafkaClients(conf).consumer(conf.topic_recommendations, conf.topic_dead_letters)
+    consumer = await KafkaClients(conf).consumer(conf.topics.recommendations, conf.topics.dead_letters)
     producer = await KafkaClients(conf).producer("latency")
     previous: dict[str, list] = {}
     try:
@@ -316,7 +316,7 @@ async def _read_outputs(conf, stats: LiveStats, data: DemoData, args, stop: asyn
                         rec = json.loads(record.value)
                     except ValueError:
                         continue
-                    if tp.topic == conf.topic_dead_letters:
+                    if tp.topic == conf.topics.dead_letters:
                         stats.dead_letters += 1
                         reason = str(rec.get("reason"))
                         stats.dead_reasons[reason] = stats.dead_reasons.get(reason, 0) + 1
@@ -342,7 +342,7 @@ async def _read_outputs(conf, stats: LiveStats, data: DemoData, args, stop: asyn
                         event, item = reaction
                         msg = UserEvent(user=user, item=item, event=event, ts=time.time(),
                                         category=data.catalogue.get(item, {}).get("category") or None)
-                        await producer.send(conf.topic_events, key=user.encode(), value=to_json_bytes(msg))
+                        await producer.send(conf.topics.events, key=user.encode(), value=to_json_bytes(msg))
                         stats.live.add_event(user, item, event, time.time())
                         stats.reactions += 1
             stats.live.settle(time.time())
@@ -388,7 +388,7 @@ async def _replay(conf, data: DemoData, args, stats: LiveStats, stop: asyncio.Ev
     try:
         if not args.no_bad:
             for key, value, _reason in BAD_MESSAGES:
-                await producer.send(conf.topic_ratings, key=key, value=value)
+                await producer.send(conf.topics.ratings, key=key, value=value)
                 stats.bad_sent += 1
             log(f"injected {stats.bad_sent} malformed ratings ({', '.join(r for *_, r in BAD_MESSAGES)}): "
                 "the worker must dead-letter them, not crash")
@@ -406,13 +406,13 @@ async def _replay(conf, data: DemoData, args, stats: LiveStats, stop: asyncio.Ev
                     except TimeoutError:
                         pass
                 record = Rating(user=user, item=item, rating=float(value), ts=float(ts))
-                await producer.send(conf.topic_ratings, key=user.encode(), value=to_json_bytes(record))
+                await producer.send(conf.topics.ratings, key=user.encode(), value=to_json_bytes(record))
                 stats.live.add_event(user, item, "rating", time.time())
                 stats.ratings_sent += 1
             else:
                 event, category = value
                 record = UserEvent(user=user, item=item, event=event, ts=float(ts), category=category)
-                await producer.send(conf.topic_events, key=user.encode(), value=to_json_bytes(record))
+                await producer.send(conf.topics.events, key=user.encode(), value=to_json_bytes(record))
                 stats.live.add_event(user, item, event, time.time())
                 stats.events_sent += 1
         await producer.flush()
@@ -482,10 +482,10 @@ def main(argv=None, conf=None) -> int:
     try:
         # --- 1. the broker
         topic_prefix = ""
-        if not base.uses_embedded_broker:
-            port = base.embedded_port
+        if not base.kafka.uses_embedded_broker:
+            port = base.kafka.embedded_port
             topic_prefix = f"demo-{tag}-"
-            log(f"using the configured broker {base.broker}, topics {topic_prefix}*")
+            log(f"using the configured broker {base.kafka.broker}, topics {topic_prefix}*")
         else:  # a broker of its own on a free port: never someone else's that happens to listen on 9092
             broker = start_broker(0, log_file=str(tmp / "broker.log"))
             port = broker.port
@@ -496,18 +496,18 @@ def main(argv=None, conf=None) -> int:
         log(f"data: {data.description}; {len(data.train[0])} ratings to train on, {len(data.replay)} messages "
             f"to replay")
         extra = {"RECSYS_LOG_EVERY_S": "10",
-                 "RECSYS_AB": args.ab if args.ab is not None else (base.ab or "default:50,paper:50")}
+                 "RECSYS_AB": args.ab if args.ab is not None else (base.ranking.ab or "default:50,paper:50")}
         if data.scale:
             extra.update(RECSYS_RATING_MIN=data.scale[0], RECSYS_RATING_MAX=data.scale[1])
         # Our own broker: the default topic names; a shared one: topics demo-<tag>-*.
         env = isolated_env(port, tmp / "data", tag=f"demo-{tag}", topic_prefix=topic_prefix, partitions=None,
-                           broker=base.broker, **extra)
+                           broker=base.kafka.broker, **extra)
         conf = settings_from(env)
         asyncio.run(create_topics(conf))
         from datatools.catalogue import publish_catalogue
 
         published = asyncio.run(publish_catalogue(data.catalogue, conf=conf))
-        log(f"published {published:,} items (names, categories) to {conf.topic_items}")
+        log(f"published {published:,} items (names, categories) to {conf.topics.items}")
 
         # --- 3. the worker (it joins its group while ALS trains)
         worker = WorkerProcess("demo", env, tmp / "worker.log").start()
@@ -528,13 +528,13 @@ def main(argv=None, conf=None) -> int:
         from ranking.ab import parse_ab
         from web.live import LiveState
 
-        stats.live = LiveState(arms=parse_ab(conf.ab), default_variant=conf.ranker, started_at=time.time())
+        stats.live = LiveState(arms=parse_ab(conf.ranking.ab), default_variant=conf.ranking.ranker, started_at=time.time())
         if not args.no_web:
             from harness.local import WebProcess
 
             web = WebProcess(env, worker.url, tmp / "web.log", port=args.web_port)
             web.wait_ready()
-            log(f"shop page: {web.url}/   dashboard: {web.url}/dashboard   (A/B arms: {conf.ab or 'none'})")
+            log(f"shop page: {web.url}/   dashboard: {web.url}/dashboard   (A/B arms: {conf.ranking.ab or 'none'})")
         log("live: " + ("a line per list update (+ entered, - left)" if args.verbose else
                         "the final summary only" if args.quiet else "a summary line per second (--verbose: every list)"))
 
@@ -544,7 +544,7 @@ def main(argv=None, conf=None) -> int:
         live_s = time.monotonic() - live_started
         held = {}
         try:
-            held = asyncio.run(topic_end_offsets(conf, [conf.topic_dead_letters]))
+            held = asyncio.run(topic_end_offsets(conf, [conf.topics.dead_letters]))
         except Exception as exc:  # noqa: BLE001  a count is a nicety at this point
             log(f"could not count dead letters on the broker: {exc}")
         summary = {
@@ -557,7 +557,7 @@ def main(argv=None, conf=None) -> int:
             "p99_ms": percentile_ms(stats.latencies_ms, 99),
             "worker_p50_ms": percentile_ms(stats.worker_ms, 50),
             "worker_p99_ms": percentile_ms(stats.worker_ms, 99),
-            "dead_letters": max(stats.dead_letters, held.get(conf.topic_dead_letters, 0)),
+            "dead_letters": max(stats.dead_letters, held.get(conf.topics.dead_letters, 0)),
             "dead_letter_reasons": stats.dead_reasons,
             "model_version": version,
             "model_items": facts.get("items", 0),

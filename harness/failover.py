@@ -83,7 +83,7 @@ def ratings(drill: Drill) -> list[tuple[str, str, float, float]]:
 
 def expected_final_lists(stream, neighbours: dict, conf) -> dict[str, list]:
     """Each user's last list, replayed in-process like one worker that never crashed
-    (each user through its ranker: ``conf.ranker``, or its arm of ``conf.ab``)."""
+    (each user through its ranker: ``conf.ranking.ranker``, or its arm of ``conf.ranking.ab``)."""
     from ranking import Interaction, Model, SimilarityIndex
     from ranking.ab import Assignment
     from tables.state import UserState
@@ -109,7 +109,7 @@ async def _produce(conf, stream, rate: float, on_tick: Callable[[float], None]) 
             due = min(len(stream), int(elapsed * rate) + 1)
             for user, item, rating, ts in stream[sent:due]:
                 key, value = to_message(Rating(user=user, item=item, rating=rating, ts=ts))
-                await producer.send(conf.topic_ratings, key=key, value=value)
+                await producer.send(conf.topics.ratings, key=key, value=value)
             sent = due
             await asyncio.sleep(0.01)
         await producer.flush()
@@ -123,8 +123,8 @@ async def _read_lists(conf, want: set, timeout: float) -> list[dict]:
     from broker.clients import KafkaClients
 
     # Under exactly_once only committed lists count (an aborted transaction's are not lists).
-    isolation = "read_committed" if conf.processing_guarantee == "exactly_once" else "read_uncommitted"
-    consumer = await KafkaClients(conf).consumer(conf.topic_recommendations, max_partition_fetch_bytes=8 << 20,
+    isolation = "read_committed" if conf.worker.processing_guarantee == "exactly_once" else "read_uncommitted"
+    consumer = await KafkaClients(conf).consumer(conf.topics.recommendations, max_partition_fetch_bytes=8 << 20,
                                                  isolation_level=isolation)
     lists: list[dict] = []
     seen: set = set()

@@ -48,13 +48,13 @@ def als_from_settings(conf: Settings, *, progress: bool = False, behaviour: bool
     """The estimator the settings ask for: :class:`ImplicitALS` when ``RECSYS_ALS_FEEDBACK``
     is ``implicit``, or ``auto`` and the input is ``behaviour`` (mostly events, not
     ratings); else the explicit :class:`ALS`."""
-    if conf.als_feedback == "implicit" or (conf.als_feedback == "auto" and behaviour):
-        params = {"rank": conf.als_rank, "reg": conf.als_implicit_reg, "alpha": conf.als_alpha, "iterations": conf.als_iters,
-                      "seed": conf.als_seed, "progress": progress}
+    if conf.als.feedback == "implicit" or (conf.als.feedback == "auto" and behaviour):
+        params = {"rank": conf.als.rank, "reg": conf.als.implicit_reg, "alpha": conf.als.alpha, "iterations": conf.als.iters,
+                      "seed": conf.als.seed, "progress": progress}
         params.update(overrides)
         return ImplicitALS(**params)
-    params = {"rank": conf.als_rank, "reg": conf.als_reg, "reg_offset": conf.als_reg_offset, "iterations": conf.als_iters,
-                  "biases": conf.als_biases, "seed": conf.als_seed, "progress": progress}
+    params = {"rank": conf.als.rank, "reg": conf.als.reg, "reg_offset": conf.als.reg_offset, "iterations": conf.als.iters,
+                  "biases": conf.als.biases, "seed": conf.als.seed, "progress": progress}
     params.update(overrides)
     return ALS(**params)
 
@@ -102,8 +102,8 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
                       als: ALS | None = None, version: str | None = None) -> TrainedModel:
     """Fit ALS on ``R`` (users x items, ids in index order), then every item's top-M.
 
-    ``m`` / ``min_similarity`` (factor neighbours) default to ``conf.als_similar`` /
-    ``conf.als_min_similarity``; the co-occurrence lists keep ``conf.als_related`` per item.
+    ``m`` / ``min_similarity`` (factor neighbours) default to ``conf.als.similar`` /
+    ``conf.als.min_similarity``; the co-occurrence lists keep ``conf.als.related`` per item.
     ``als``: the estimator to fit (default: :func:`als_from_settings` for ratings).
     """
     if R.nnz == 0:
@@ -118,10 +118,10 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
     model.fit(R)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    idx, scores = compute_similarity(model.item_factors, conf.als_similar if m is None else m,
-                                     conf.als_min_similarity if min_similarity is None else min_similarity)
+    idx, scores = compute_similarity(model.item_factors, conf.als.similar if m is None else m,
+                                     conf.als.min_similarity if min_similarity is None else min_similarity)
     neighbours = neighbour_lists(idx, scores, item_ids.tolist())
-    related = cooccurrence_neighbours(R, item_ids, conf.als_related)
+    related = cooccurrence_neighbours(R, item_ids, conf.als.related)
     sim_s = time.perf_counter() - t0
     counts = dict(zip(item_ids.tolist(), np.diff(sp.csc_matrix(R).indptr).tolist(), strict=False))
     return TrainedModel(model=model, user_ids=user_ids, item_ids=item_ids,

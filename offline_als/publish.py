@@ -65,7 +65,7 @@ async def publish_similarity(neighbours: Mapping[str, list], version: str, *, co
                              removed: Iterable[str] = (), trained_at: float | None = None,
                              related: Mapping[str, Mapping] | None = None,
                              counts: Mapping[str, int] | None = None) -> int:
-    """Send one model to ``conf.topic_similarity``; returns the number of messages sent.
+    """Send one model to ``conf.topics.similarity``; returns the number of messages sent.
 
     ``neighbours`` is ``{item: {neighbour: score}}`` (lists of pairs are accepted too);
     ``related`` / ``counts`` see :func:`similarity_messages`.
@@ -75,15 +75,15 @@ async def publish_similarity(neighbours: Mapping[str, list], version: str, *, co
                                                  max_request_size=4 * 1024 * 1024)
     try:
         for key, value in messages[:-1]:
-            await producer.send(conf.topic_similarity, key=key, value=value)
+            await producer.send(conf.topics.similarity, key=key, value=value)
         await producer.flush()
         # The marker goes out only once every item message is acknowledged, to EVERY
         # partition: a reader that has the marker of this version on all partitions has
         # read all the items (order holds within a partition, not across them).
         key, value = messages[-1]
-        partitions = sorted(await producer.partitions_for(conf.topic_similarity))
+        partitions = sorted(await producer.partitions_for(conf.topics.similarity))
         for partition in partitions:
-            await producer.send(conf.topic_similarity, key=key, value=value, partition=partition)
+            await producer.send(conf.topics.similarity, key=key, value=value, partition=partition)
         await producer.flush()
     finally:
         await producer.stop()

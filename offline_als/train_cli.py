@@ -53,21 +53,21 @@ def _parser(conf: Settings) -> argparse.ArgumentParser:
     p.add_argument("--test", default=None, help="test set file (same format); default: a random split of --input")
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="share of --input held out for testing when --test is not given (default 0.2)")
-    p.add_argument("--seed", type=int, default=conf.als_seed,
-                   help=f"seed of the split and of ALS (RECSYS_ALS_SEED={conf.als_seed})")
-    p.add_argument("--rank", type=int, default=conf.als_rank, help=f"RECSYS_ALS_RANK={conf.als_rank}")
-    p.add_argument("--reg", type=float, default=conf.als_reg, help=f"RECSYS_ALS_REG={conf.als_reg:g}")
-    p.add_argument("--reg-offset", type=float, default=conf.als_reg_offset,
+    p.add_argument("--seed", type=int, default=conf.als.seed,
+                   help=f"seed of the split and of ALS (RECSYS_ALS_SEED={conf.als.seed})")
+    p.add_argument("--rank", type=int, default=conf.als.rank, help=f"RECSYS_ALS_RANK={conf.als.rank}")
+    p.add_argument("--reg", type=float, default=conf.als.reg, help=f"RECSYS_ALS_REG={conf.als.reg:g}")
+    p.add_argument("--reg-offset", type=float, default=conf.als.reg_offset,
                    help="pseudo-ratings in the weighted-lambda penalty reg*(n+offset); 0 = Spark/Zhou exactly "
-                        f"(RECSYS_ALS_REG_OFFSET={conf.als_reg_offset:g})")
-    p.add_argument("--iters", type=int, default=conf.als_iters, help=f"RECSYS_ALS_ITERS={conf.als_iters}")
-    p.add_argument("--no-biases", action="store_true", default=not conf.als_biases,
-                   help=f"fit no user/item biases (RECSYS_ALS_BIASES={int(conf.als_biases)})")
-    p.add_argument("--similar", type=int, default=conf.als_similar,
-                   help=f"neighbours per item (top-M, RECSYS_ALS_SIMILAR={conf.als_similar})")
-    p.add_argument("--min-similarity", type=float, default=conf.als_min_similarity,
+                        f"(RECSYS_ALS_REG_OFFSET={conf.als.reg_offset:g})")
+    p.add_argument("--iters", type=int, default=conf.als.iters, help=f"RECSYS_ALS_ITERS={conf.als.iters}")
+    p.add_argument("--no-biases", action="store_true", default=not conf.als.biases,
+                   help=f"fit no user/item biases (RECSYS_ALS_BIASES={int(conf.als.biases)})")
+    p.add_argument("--similar", type=int, default=conf.als.similar,
+                   help=f"neighbours per item (top-M, RECSYS_ALS_SIMILAR={conf.als.similar})")
+    p.add_argument("--min-similarity", type=float, default=conf.als.min_similarity,
                    help=f"keep only neighbours with a cosine above this (RECSYS_ALS_MIN_SIMILARITY="
-                        f"{conf.als_min_similarity:g})")
+                        f"{conf.als.min_similarity:g})")
     p.add_argument("--out", default="model.npz", help="model file to write (default model.npz; '' = none)")
     p.add_argument("--publish", action="store_true",
                    help="send the similarities to the item-similarity topic of the configured broker "
@@ -175,10 +175,10 @@ def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
         try:
             result["published"] = asyncio.run(_publish(conf, trained))
         except Exception as exc:  # noqa: BLE001  reported in the command's JSON
-            print(f"error: publishing to {conf.bootstrap_servers} failed: {exc}", file=sys.stderr)
+            print(f"error: publishing to {conf.kafka.bootstrap_servers} failed: {exc}", file=sys.stderr)
             print(json.dumps(dict(result, published=None, error=str(exc))), flush=True)
             return 1
-        result["topic"] = conf.topic_similarity
+        result["topic"] = conf.topics.similarity
     print(json.dumps(result), flush=True)
     return 0
 

@@ -114,23 +114,23 @@ class ALSWorker:
         from aiokafka.structs import TopicPartition
 
         conf = self.conf
-        consumer = await self.clients.consumer(group_id=conf.als_group, max_poll_records=MAX_RECORDS)
+        consumer = await self.clients.consumer(group_id=conf.als.group, max_poll_records=MAX_RECORDS)
         try:
             partitions = None
             for _ in range(50):
-                partitions = consumer.partitions_for_topic(conf.topic_ratings)
+                partitions = consumer.partitions_for_topic(conf.topics.ratings)
                 if partitions:
                     break
                 await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(conf.topic_ratings)
+                partitions = consumer.partitions_for_topic(conf.topics.ratings)
                 if partitions:
                     break
                 await asyncio.sleep(0.2)
             if not partitions:
-                raise RuntimeError(f"topic {conf.topic_ratings!r} does not exist (run `recsys create-topics`)")
-            self._tps = [TopicPartition(conf.topic_ratings, p) for p in sorted(partitions)]
+                raise RuntimeError(f"topic {conf.topics.ratings!r} does not exist (run `recsys create-topics`)")
+            self._tps = [TopicPartition(conf.topics.ratings, p) for p in sorted(partitions)]
             consumer.assign(self._tps)
-            stored = self.store.offsets(conf.topic_ratings)
+            stored = self.store.offsets(conf.topics.ratings)
             for tp in self._tps:
                 if tp.partition in stored:
                     consumer.seek(tp, stored[tp.partition])
@@ -139,13 +139,13 @@ class ALSWorker:
                     if committed:
                         log.warning("ALS store has no offset for %s but group %s committed %s: the store is "
                                     "new or was lost, re-reading the partition from the beginning",
-                                    tp, conf.als_group, committed)
+                                    tp, conf.als.group, committed)
                     await consumer.seek_to_beginning(tp)
         except BaseException:
             await consumer.stop()
             raise
         self._consumer = consumer
-        log.info("ALS worker consuming %s (%d partitions) from %s; store %s", conf.topic_ratings, len(self._tps),
+        log.info("ALS worker consuming %s (%d partitions) from %s; store %s", conf.topics.ratings, len(self._tps),
                  {tp.partition: stored.get(tp.partition, "beginning") for tp in self._tps}, self.store)
 
     async def _end_offsets(self) -> dict:
@@ -179,8 +179,8 @@ class ALSWorker:
                     self.stats.invalid["null_value"] += 1
                     continue
                 try:
-                    r = parse_rating(msg.value, rating_min=conf.rating_min, rating_max=conf.rating_max,
-                                     max_future_s=conf.max_future_s)
+                    r = parse_rating(msg.value, rating_min=conf.input.rating_min, rating_max=conf.input.rating_max,
+                                     max_future_s=conf.input.max_future_s)
                 except InvalidInput as exc:
                     self.stats.invalid[exc.reason] += 1
                     continue
@@ -202,7 +202,7 @@ class ALSWorker:
         try:
             await self._consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
         except Exception as exc:  # noqa: BLE001  the store has the offsets; the group's copy is informative
-            log.warning("could not commit offsets to group %s: %s", conf.als_group, exc)
+            log.warning("could not commit offsets to group %s: %s", conf.als.group, exc)
         return n
 
     # ------------------------------------------------------------------ training
@@ -215,9 +215,9 @@ class ALSWorker:
             return False
         now = time.monotonic() if now is None else now
         since = now - self._attempt_mono
-        every_s = self.conf.als_every_min * 60.0
+        every_s = self.conf.als.every_min * 60.0
         by_time = since >= every_s
-        by_count = self.store.seq - self._attempt_seq >= self.conf.als_every_ratings
+        by_count = self.store.seq - self._attempt_seq >= self.conf.als.every_ratings
         if caught_up:
             return by_time or by_count
         return since >= 3 * every_s  # starvation guard for a consumer that never catches up
@@ -297,7 +297,7 @@ class ALSWorker:
     async def _run_once(self) -> None:
         ends = await self._end_offsets()
         log.info("ALS worker --once: reading up to %s", {tp.partition: o for tp, o in ends.items()})
-        next_log = time.monotonic() + self.conf.log_every_s
+        next_log = time.monotonic() + self.conf.worker.log_every_s
         while True:
             positions = await self._positions()
             if all(positions[tp] >= ends[tp] for tp in self._tps):
@@ -306,14 +306,14 @@ class ALSWorker:
             await self._lag()
             if time.monotonic() >= next_log:
                 self.log_progress()
-                next_log = time.monotonic() + self.conf.log_every_s
+                next_log = time.monotonic() + self.conf.worker.log_every_s
         if self.pending_changes() > 0:
             await self.train_and_publish()
         else:
             log.info("ALS worker --once: nothing changed since model %s, not retraining", self.stats.last_version)
 
     async def _run_forever(self, stop: asyncio.Event) -> None:
-        next_log = time.monotonic() + self.conf.log_every_s
+        next_log = time.monotonic() + self.conf.worker.log_every_s
         while not stop.is_set():
             n = await self.poll_once(timeout_ms=500)
             lag = await self._lag()
@@ -324,7 +324,7 @@ class ALSWorker:
                 self._training = asyncio.create_task(self.train_and_publish(), name="als-training")
             if time.monotonic() >= next_log:
                 self.log_progress()
-                next_log = time.monotonic() + self.conf.log_every_s
+                next_log = time.monotonic() + self.conf.worker.log_every_s
         if self._training is not None and not self._training.done():
             log.info("ALS worker stopping: waiting for the running training to finish")
             await self._training

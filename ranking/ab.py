@@ -78,9 +78,9 @@ class Assignment:
 
     @classmethod
     def from_settings(cls, conf) -> Assignment:
-        arms = tuple(parse_ab(conf.ab))
-        names = dict.fromkeys([conf.ranker, *(name for name, _ in arms)])
-        return cls({name: make_ranker(name, conf) for name in names}, conf.ranker, arms)
+        arms = tuple(parse_ab(conf.ranking.ab))
+        names = dict.fromkeys([conf.ranking.ranker, *(name for name, _ in arms)])
+        return cls({name: make_ranker(name, conf) for name in names}, conf.ranking.ranker, arms)
 
     def variant(self, user: str) -> str:
         return assign_variant(user, list(self.arms), self.default)

@@ -59,7 +59,7 @@ class DefaultRanker(Ranker):
 
     @classmethod
     def from_settings(cls, conf) -> DefaultRanker:
-        return cls(k=conf.k, rated_limit=conf.rated_items_max)
+        return cls(k=conf.ranking.k, rated_limit=conf.ranking.rated_items_max)
 
     def step(self, state: History, interaction: Interaction, model: Model) -> Step:
         """A dislike is kept among the recent interactions with the weight -1 (its

@@ -68,8 +68,8 @@ class PaperRanker(Ranker):
 
     @classmethod
     def from_settings(cls, conf) -> PaperRanker:
-        return cls(k=conf.k, m=conf.m, theta=conf.theta, high_cut=high_rating_cut(conf.rating_min, conf.rating_max),
-                   rated_limit=conf.rated_items_max, decay=conf.decay)
+        return cls(k=conf.ranking.k, m=conf.ranking.m, theta=conf.ranking.theta, high_cut=high_rating_cut(conf.input.rating_min, conf.input.rating_max),
+                   rated_limit=conf.ranking.rated_items_max, decay=conf.ranking.decay)
 
     def step(self, state: History, interaction: Interaction, model: Model) -> Step:
         """``n_candidates`` counts the candidates that got a score (those with a recent

@@ -38,7 +38,7 @@ JSON_KEYS = faust.Schema(key_serializer="json", value_serializer="json")
 #: separate tables cost a third of the worker's time). Keys are the input topics' raw
 #: keys, so the web router's key -> partition -> worker mapping agrees with the input
 #: topics' partitioner (Faust's default JSON keys would hash ``"u1"``, not ``u1``).
-user_state = app.Table("user_state", default=dict, partitions=settings.partitions, key_type=bytes,
+user_state = app.Table("user_state", default=dict, partitions=settings.kafka.partitions, key_type=bytes,
                        help="recent ratings, rated items and last list per user")
 
 
@@ -140,10 +140,10 @@ class SimilarityBroadcast:
     async def follow(self, conf) -> None:
         """Tail the topic for as long as the worker runs."""
         clients = KafkaClients(conf)
-        consumer = await clients.consumer(conf.topic_similarity)
+        consumer = await clients.consumer(conf.topics.similarity)
         try:
-            partitions = [TopicPartition(conf.topic_similarity, p)
-                          for p in sorted(consumer.partitions_for_topic(conf.topic_similarity) or [])]
+            partitions = [TopicPartition(conf.topics.similarity, p)
+                          for p in sorted(consumer.partitions_for_topic(conf.topics.similarity) or [])]
             self.partitions = max(len(partitions), 1)
             end = await clients.end_offsets(consumer, partitions)
             while True:
@@ -197,9 +197,9 @@ class Catalogue:
     async def follow(self, conf) -> None:
         consumer = await KafkaClients(conf).consumer()
         try:
-            while conf.topic_items not in await consumer.topics():  # never auto-create it by subscribing
+            while conf.topics.items not in await consumer.topics():  # never auto-create it by subscribing
                 await asyncio.sleep(10.0)
-            consumer.subscribe([conf.topic_items])
+            consumer.subscribe([conf.topics.items])
             while True:
                 for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
                     for record in records:
@@ -238,11 +238,11 @@ def model_version() -> str:
 
 # --------------------------------------------------------------- behaviour windows
 def _windowed(name: str, help: str, *, hopping: bool):
-    table = app.Table(name, default=int, partitions=settings.partitions, schema=JSON_KEYS, help=help)
+    table = app.Table(name, default=int, partitions=settings.kafka.partitions, schema=JSON_KEYS, help=help)
     if hopping:
-        return table.hopping(settings.hopping_size_s, settings.hopping_step_s,
-                             expires=timedelta(seconds=settings.window_expires_s))
-    return table.tumbling(settings.tumbling_s, expires=timedelta(seconds=settings.window_expires_s))
+        return table.hopping(settings.behaviour.hopping_size_s, settings.behaviour.hopping_step_s,
+                             expires=timedelta(seconds=settings.behaviour.window_expires_s))
+    return table.tumbling(settings.behaviour.tumbling_s, expires=timedelta(seconds=settings.behaviour.window_expires_s))
 
 
 #: (user, event type) -> count in the current 10-minute tumbling window.

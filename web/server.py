@@ -53,16 +53,16 @@ MAX_COLLECT_BYTES = 16 * 1024
 
 def items_topic(conf) -> str:
     """Name of the compacted catalogue topic (``RECSYS_TOPIC_ITEMS``, default ``items``)."""
-    return conf.topic_items
+    return conf.topics.items
 
 
 def ab_arms(conf) -> list:
     """The A/B arms of ``RECSYS_AB`` (``[]`` when unset; Settings has checked it)."""
-    return parse_ab(conf.ab)
+    return parse_ab(conf.ranking.ab)
 
 
 def default_variant(conf) -> str:
-    return conf.ranker
+    return conf.ranking.ranker
 
 
 class Hub:
@@ -183,10 +183,10 @@ class WebService:
         conf = self.conf
         probe = await self.consumer()
         try:
-            await self.wait_for_topics(probe, conf.topic_recommendations)
+            await self.wait_for_topics(probe, conf.topics.recommendations)
         finally:
             await self.release(probe)
-        consumer = await self.consumer(conf.topic_recommendations, group_id=f"{conf.app_id}-web",
+        consumer = await self.consumer(conf.topics.recommendations, group_id=f"{conf.worker.app_id}-web",
                                        auto_offset_reset="earliest", enable_auto_commit=False)
         try:
             while True:
@@ -223,7 +223,7 @@ class WebService:
         conf = self.conf
         consumer = await self.consumer()
         try:
-            found = await self.wait_for_topics(consumer, conf.topic_events, conf.topic_ratings)
+            found = await self.wait_for_topics(consumer, conf.topics.events, conf.topics.ratings)
             partitions = [TopicPartition(topic, p) for topic, parts in found.items() for p in parts]
             consumer.assign(partitions)
             ends = await KafkaClients(conf).end_offsets(consumer, partitions)
@@ -250,7 +250,7 @@ class WebService:
         user, item = str(data.get("user") or ""), str(data.get("item") or "")
         if not user:
             return
-        if topic == self.conf.topic_events:
+        if topic == self.conf.topics.events:
             self.state.add_event(user, item, str(data.get("event") or ""), at)
         elif data.get("source", "explicit") == "explicit":  # implicit ratings are the events again
             self.state.add_event(user, item, "rating", at)
@@ -258,7 +258,7 @@ class WebService:
     async def consume_catalogue_and_letters(self) -> None:
         """``items`` and ``dead-letters`` from their start, once they exist (checked every 10 s)."""
         conf = self.conf
-        wanted = (items_topic(conf), conf.topic_dead_letters)
+        wanted = (items_topic(conf), conf.topics.dead_letters)
         probe = await self.consumer()
         try:
             while True:
@@ -287,7 +287,7 @@ class WebService:
             await self.release(consumer)
 
     def on_aux(self, topic: str, record) -> None:
-        if topic == self.conf.topic_dead_letters:
+        if topic == self.conf.topics.dead_letters:
             try:
                 letter = orjson.loads(record.value) if record.value is not None else {}
             except orjson.JSONDecodeError:
@@ -321,8 +321,8 @@ class WebService:
         conf = self.conf
         while True:
             errors = []
-            for key, ask in (("members", lambda: group_members(conf, conf.app_id)),
-                             ("lag", lambda: group_lag(conf, conf.app_id, [conf.topic_ratings, conf.topic_events]))):
+            for key, ask in (("members", lambda: group_members(conf, conf.worker.app_id)),
+                             ("lag", lambda: group_lag(conf, conf.worker.app_id, [conf.topics.ratings, conf.topics.events]))):
                 try:  # each on its own: a broker that cannot answer one still shows the other
                     self.group[key] = await ask()
                 except Exception as exc:  # noqa: BLE001 - shown on the dashboard, tried again
@@ -514,7 +514,7 @@ def main(argv: list[str], conf) -> int:
     parser = argparse.ArgumentParser(prog="recsys web", description="the shop page and the live dashboard")
     parser.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
-    parser.add_argument("--worker-url", default=f"http://127.0.0.1:{conf.web_port}",
+    parser.add_argument("--worker-url", default=f"http://127.0.0.1:{conf.api.web_port}",
                         help="the stream worker's HTTP API (default http://127.0.0.1:$RECSYS_WEB_PORT)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -36,13 +36,13 @@ async def run(conf, processor: RatingProcessor, args) -> int:
     admin = await clients.admin()
     try:
         if changelog not in set(await admin.list_topics()):
-            await admin.create_topics([NewTopic(changelog, num_partitions=conf.partitions, replication_factor=1,
+            await admin.create_topics([NewTopic(changelog, num_partitions=conf.kafka.partitions, replication_factor=1,
                                                 topic_configs={"cleanup.policy": "compact"})])
     finally:
         await admin.close()
     db = Rdict(str(args.state_dir), options=Options(raw_mode=True))
-    consumer = await clients.consumer(conf.topic_ratings, group_id=args.group, max_poll_records=conf.max_poll_records)
-    producer = await clients.producer(linger_ms=conf.producer_linger_ms, max_batch_size=conf.producer_batch_bytes)
+    consumer = await clients.consumer(conf.topics.ratings, group_id=args.group, max_poll_records=conf.worker.max_poll_records)
+    producer = await clients.producer(linger_ms=conf.worker.producer_linger_ms, max_batch_size=conf.worker.producer_batch_bytes)
     lists, idle_since = 0, time.monotonic()
     try:
         while lists < args.count and time.monotonic() - idle_since < args.timeout:
@@ -64,7 +64,7 @@ async def run(conf, processor: RatingProcessor, args) -> int:
                         value = orjson.dumps(state)
                         db[key] = value
                         sends.append(await producer.send(changelog, key=key, value=value, partition=tp.partition))
-                    sends.append(await producer.send(conf.topic_recommendations, key=key, value=list_bytes))
+                    sends.append(await producer.send(conf.topics.recommendations, key=key, value=list_bytes))
                     lists += 1
             await asyncio.gather(*sends)  # every changelog write and list acknowledged ...
             await consumer.commit()  # ... before the offsets that caused them are committed

@@ -54,8 +54,8 @@ class RatingProcessor:
         bad message (counted: the peers keep no dead-letter topic)."""
         started = time.perf_counter()
         try:
-            rating = parse_rating(value, rating_min=self.conf.rating_min, rating_max=self.conf.rating_max,
-                                  max_future_s=self.conf.max_future_s)
+            rating = parse_rating(value, rating_min=self.conf.input.rating_min, rating_max=self.conf.input.rating_max,
+                                  max_future_s=self.conf.input.max_future_s)
         except InvalidInput:
             self.invalid += 1
             return None

@@ -28,11 +28,11 @@ def main(argv=None) -> int:
 
     conf = load_settings()
     processor = RatingProcessor(conf, Path(args.model))
-    app = Application(broker_address=",".join(conf.bootstrap_servers), consumer_group=args.group,
+    app = Application(broker_address=",".join(conf.kafka.bootstrap_servers), consumer_group=args.group,
                       auto_offset_reset="earliest", commit_interval=1.0, state_dir=args.state_dir,
                       loglevel=logging.WARNING)
-    ratings = app.topic(conf.topic_ratings, key_deserializer="bytes", value_deserializer="bytes")
-    lists = app.topic(conf.topic_recommendations, key_serializer="bytes", value_serializer="bytes")
+    ratings = app.topic(conf.topics.ratings, key_deserializer="bytes", value_deserializer="bytes")
+    lists = app.topic(conf.topics.recommendations, key_serializer="bytes", value_serializer="bytes")
 
     def step(value: bytes, key: bytes, timestamp: int, headers, state):
         out = processor.process(value, state.get("user"), message_context().offset, timestamp / 1000.0)

@@ -68,7 +68,7 @@ async def create_peer_topics(conf) -> None:
 
     admin = await KafkaClients(conf).admin()
     try:
-        await admin.create_topics([NewTopic(conf.topic_ratings, num_partitions=conf.partitions, replication_factor=1,
+        await admin.create_topics([NewTopic(conf.topics.ratings, num_partitions=conf.kafka.partitions, replication_factor=1,
                                             topic_configs={"retention.ms": "-1", "retention.bytes": "-1"})])
     finally:
         await admin.close()
@@ -83,8 +83,8 @@ async def wait_committed(conf, group: str, timeout: float) -> float | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            lag = await group_lag(conf, group, [conf.topic_ratings])
-            if lag.get(conf.topic_ratings) and not any(lag[conf.topic_ratings].values()):
+            lag = await group_lag(conf, group, [conf.topics.ratings])
+            if lag.get(conf.topics.ratings) and not any(lag[conf.topics.ratings].values()):
                 return time.time()
         except Exception as exc:  # noqa: BLE001 - a transient error: ask again
             log(f"(asking the committed offsets of {group} failed: {exc!r}; retrying)")
@@ -114,18 +114,18 @@ def phase_peer(args, tmp: Path, model: tuple[dict, dict], msgs: list, peer: str)
         asyncio.run(produce_fast(conf, [to_message(Rating(user=WARMUP_USER, item=warm_item, rating=4.0,
                                                           ts=time.time()))]))
         proc = PeerProcess(peer, env, model_file, len(msgs) + 1, d / "state", group, d / "peer.log")
-        if asyncio.run(wait_for_count(conf, conf.topic_recommendations, 1, args.timeout, proc, broker)) < 1:
+        if asyncio.run(wait_for_count(conf, conf.topics.recommendations, 1, args.timeout, proc, broker)) < 1:
             raise RuntimeError(f"{peer} peer sent no warm-up list: {proc.log_tail()}")
         log(f"[{peer} peer] consuming; producing {len(msgs)} ratings")
         cpu0 = cpu_seconds(proc.pid)
         t_start = time.time()
         asyncio.run(produce_fast(conf, msgs))
-        got = asyncio.run(wait_for_count(conf, conf.topic_recommendations, len(msgs) + 1, args.timeout, proc,
+        got = asyncio.run(wait_for_count(conf, conf.topics.recommendations, len(msgs) + 1, args.timeout, proc,
                                          broker))
         t_done = time.time()
         cpu1 = cpu_seconds(proc.pid)
         t_committed = asyncio.run(wait_committed(conf, group, timeout=60.0))
-        recs = [r for r in asyncio.run(read_all(conf, conf.topic_recommendations, got, timeout=120))
+        recs = [r for r in asyncio.run(read_all(conf, conf.topics.recommendations, got, timeout=120))
                 if r["user"] != WARMUP_USER]
         tail = proc.log_tail()
     finally:

@@ -104,7 +104,7 @@ def test_als_worker_publishes_similarity_and_resumes_from_committed_offsets(stre
     first, second = rows[:600], rows[600:]
     bad = [(b"u1", b"not json"), (b"u1", json.dumps({"user": "u1", "item": "i1", "rating": 99, "ts": 1}).encode()),
            (b"u1", None)]
-    run(produce(conf, conf.topic_ratings, _rating_messages(first) + bad))
+    run(produce(conf, conf.topics.ratings, _rating_messages(first) + bad))
 
     stats = run(run_als_worker(conf, once=True))
     assert stats["consumed"] == 603
@@ -118,7 +118,7 @@ def test_als_worker_publishes_similarity_and_resumes_from_committed_offsets(stre
         return lambda msgs: any(m.key == MODEL_MARKER_KEY.encode() and m.value is not None
                                 and json.loads(m.value)["version"] == version for m in msgs)
 
-    msgs = run(consume(conf, conf.topic_similarity, until=marker_seen(version1), timeout=30))
+    msgs = run(consume(conf, conf.topics.similarity, until=marker_seen(version1), timeout=30))
     latest = _latest_per_key(msgs)
     marker = latest.pop(MODEL_MARKER_KEY)
     assert marker["version"] == version1 and marker["items"] == len(rated)
@@ -127,7 +127,7 @@ def test_als_worker_publishes_similarity_and_resumes_from_committed_offsets(stre
     assert sum(bool(v["neighbours"]) for v in latest.values()) >= len(rated) - 2
     some = next(v for v in latest.values() if v["neighbours"])
     scores = list(some["neighbours"].values())
-    assert scores == sorted(scores, reverse=True) and len(scores) <= conf.als_similar
+    assert scores == sorted(scores, reverse=True) and len(scores) <= conf.als.similar
     # The marker is the last message of its partition: every item message came before it.
     marker_msg = [m for m in msgs if m.key == MODEL_MARKER_KEY.encode()][-1]
     assert marker_msg.offset == max(m.offset for m in msgs if m.partition == marker_msg.partition)
@@ -141,13 +141,13 @@ def test_als_worker_publishes_similarity_and_resumes_from_committed_offsets(stre
     assert stats["consumed"] == 0 and stats["trainings"] == 0 and stats["last_version"] == version1
 
     # New ratings: only they are read (offsets were stored/committed), a new version is published.
-    run(produce(conf, conf.topic_ratings, _rating_messages(second)))
+    run(produce(conf, conf.topics.ratings, _rating_messages(second)))
     stats = run(run_als_worker(conf, once=True))
     assert stats["consumed"] == len(second)
     assert stats["trainings"] == 1
     version2 = stats["last_version"]
     assert version2 != version1
-    msgs = run(consume(conf, conf.topic_similarity, until=marker_seen(version2), timeout=30))
+    msgs = run(consume(conf, conf.topics.similarity, until=marker_seen(version2), timeout=30))
     latest = _latest_per_key(msgs)
     marker = latest.pop(MODEL_MARKER_KEY)
     all_items = {i for _, i, _, _ in rows}
@@ -157,18 +157,18 @@ def test_als_worker_publishes_similarity_and_resumes_from_committed_offsets(stre
     # The group's committed offsets match what the store read.
     with RatingStore(store_path(conf)) as store:
         assert store.count == len({(u, i) for u, i, _, _ in rows})
-        stored_offsets = store.offsets(conf.topic_ratings)
+        stored_offsets = store.offsets(conf.topics.ratings)
     assert sum(stored_offsets.values()) == len(rows) + len(bad)
 
     async def committed():
         from aiokafka import AIOKafkaConsumer
         from aiokafka.structs import TopicPartition
 
-        c = AIOKafkaConsumer(bootstrap_servers=conf.bootstrap_servers, group_id=conf.als_group,
+        c = AIOKafkaConsumer(bootstrap_servers=conf.kafka.bootstrap_servers, group_id=conf.als.group,
                              enable_auto_commit=False)
         await c.start()
         try:
-            return {p: await c.committed(TopicPartition(conf.topic_ratings, p)) for p in range(conf.partitions)}
+            return {p: await c.committed(TopicPartition(conf.topics.ratings, p)) for p in range(conf.kafka.partitions)}
         finally:
             await c.stop()
 
@@ -223,7 +223,7 @@ def test_failed_training_keeps_last_model_and_tombstones_items_that_left(stream_
     conf = stream_env.conf
     run(create_topics(conf))
     rows = _shop_rows(tmp_path, n_users=50, n_items=20, n_ratings=300, seed=4)
-    run(produce(conf, conf.topic_ratings, _rating_messages(rows)))
+    run(produce(conf, conf.topics.ratings, _rating_messages(rows)))
 
     def boom(*a, **kw):
         raise RuntimeError("simulated training failure")
@@ -243,7 +243,7 @@ def test_failed_training_keeps_last_model_and_tombstones_items_that_left(stream_
     stats = run(worker_mod.run_als_worker(conf, once=True))
     assert stats["consumed"] == 0 and stats["trainings"] == 1
     version = stats["last_version"]
-    msgs = run(consume(conf, conf.topic_similarity, timeout=30,
+    msgs = run(consume(conf, conf.topics.similarity, timeout=30,
                        until=lambda ms: any(m.key == MODEL_MARKER_KEY.encode() for m in ms)))
     latest = _latest_per_key(msgs)
     assert "ghost-item" in latest and latest["ghost-item"] is None
@@ -271,10 +271,10 @@ def test_continuous_worker_retrains_after_new_ratings_until_stopped(stream_env, 
         await create_topics(conf)
         stop = asyncio.Event()
         task = asyncio.create_task(run_als_worker(conf, stop_event=stop))
-        await produce(conf, conf.topic_ratings, _rating_messages(rows[:200]))
-        first = await consume(conf, conf.topic_similarity, until=lambda m: marker_count(m) >= 1, timeout=40)
-        await produce(conf, conf.topic_ratings, _rating_messages(rows[200:]))
-        second = await consume(conf, conf.topic_similarity, until=lambda m: marker_count(m) >= 2, timeout=40)
+        await produce(conf, conf.topics.ratings, _rating_messages(rows[:200]))
+        first = await consume(conf, conf.topics.similarity, until=lambda m: marker_count(m) >= 1, timeout=40)
+        await produce(conf, conf.topics.ratings, _rating_messages(rows[200:]))
+        second = await consume(conf, conf.topics.similarity, until=lambda m: marker_count(m) >= 2, timeout=40)
         stop.set()
         stats = await asyncio.wait_for(task, 30)
         return first, second, stats
@@ -303,7 +303,7 @@ def test_als_worker_learns_behaviour_input_as_implicit_feedback(stream_env, tmp_
     events = [(f"u{u}", f"i{(u % 2) * 10 + int(rng.integers(10))}", float(rng.integers(1, 6)), 1000.0 + n)
               for n, u in enumerate(rng.integers(40, size=400).tolist())]
     explicit = [("v1", "i1", 4.0, 5.0), ("v2", "i2", 3.0, 6.0)]
-    run(produce(conf, conf.topic_ratings, _rating_messages(explicit) + [
+    run(produce(conf, conf.topics.ratings, _rating_messages(explicit) + [
         (u.encode(), json.dumps({"user": u, "item": i, "rating": r, "ts": t, "source": "implicit:view"}).encode())
         for u, i, r, t in events]))
     stats = run(run_als_worker(conf, once=True))
@@ -311,6 +311,6 @@ def test_als_worker_learns_behaviour_input_as_implicit_feedback(stream_env, tmp_
     model = ALS.load(model_path(conf))
     assert isinstance(model, ImplicitALS)
     # Two more explicit ratings after a restart: behaviour still dominates what the store holds.
-    run(produce(conf, conf.topic_ratings, _rating_messages([("v3", "i3", 5.0, 7.0), ("v4", "i4", 2.0, 8.0)])))
+    run(produce(conf, conf.topics.ratings, _rating_messages([("v3", "i3", 5.0, 7.0), ("v4", "i4", 2.0, 8.0)])))
     assert run(run_als_worker(conf, once=True))["trainings"] == 1
     assert isinstance(ALS.load(model_path(conf)), ImplicitALS)

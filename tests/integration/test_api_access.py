@@ -38,10 +38,10 @@ def bearer(token: str = TOKEN) -> str:
 
 def rate(conf, users) -> dict:
     """Send one rating per user and wait until every user's list is out."""
-    run(produce(conf, conf.topic_ratings, [
+    run(produce(conf, conf.topics.ratings, [
         (u.encode(), json.dumps({"user": u, "item": "i1", "rating": 4, "ts": 5}).encode()) for u in users]))
     wanted = {u.encode() for u in users}
-    msgs = run(consume(conf, conf.topic_recommendations, until=lambda m: wanted <= {x.key for x in m}))
+    msgs = run(consume(conf, conf.topics.recommendations, until=lambda m: wanted <= {x.key for x in m}))
     assert wanted <= {m.key for m in msgs}
     return {m.key.decode(): m.partition for m in msgs}
 
@@ -109,7 +109,7 @@ def test_requests_routed_to_the_owning_worker_keep_working_with_a_token(stream_e
     w1 = stream_env.ready_worker(workers, "w1")
     w2 = stream_env.worker("w2")
     workers.append(w2)
-    _, p2 = wait_for_split(w1, w2, conf.partitions)
+    _, p2 = wait_for_split(w1, w2, conf.kafka.partitions)
     w2.wait_ready()
     partition_of = rate(conf, [f"user{n}" for n in range(12)])
     theirs = sorted(u for u, p in partition_of.items() if p in p2)

@@ -328,8 +328,8 @@ async def produce_all(conf, messages: list[Msg]) -> None:
     """Send everything (one producer whose request limit allows the 1.5 MB values); note where each landed."""
     from aiokafka import AIOKafkaProducer
 
-    names = {"ratings": conf.topic_ratings, "events": conf.topic_events, "raw_logs": conf.topic_raw_logs}
-    producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, linger_ms=5,
+    names = {"ratings": conf.topics.ratings, "events": conf.topics.events, "raw_logs": conf.topics.raw_logs}
+    producer = AIOKafkaProducer(bootstrap_servers=conf.kafka.bootstrap_servers, linger_ms=5,
                                 max_request_size=8 * 1024 * 1024)
     await producer.start()
     try:
@@ -352,7 +352,7 @@ async def read_topic(conf, topic: str, *, on_message: Callable, done: Callable[[
     ``settle_polls`` polls in a row bring nothing (so late duplicates would be seen)."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=conf.bootstrap_servers, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=conf.kafka.bootstrap_servers, auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None, fetch_max_wait_ms=100,
                                 max_partition_fetch_bytes=4 * 1024 * 1024)
     await consumer.start()
@@ -417,7 +417,7 @@ def test_10000_fuzzed_messages_each_bad_one_dead_lettered_once_and_every_valid_r
         value = json.loads(rec.value)
         lists.setdefault((value["user"], value["trigger_ts"]), value)
 
-    run(read_topic(conf, conf.topic_recommendations, on_message=on_list, timeout=150,
+    run(read_topic(conf, conf.topics.recommendations, on_message=on_list, timeout=150,
                    done=lambda: expected_lists.keys() <= lists.keys()))
     missing = [(m.label, m.user, m.ts) for k, m in expected_lists.items() if k not in lists]
     assert not missing, f"{len(missing)} of {len(expected_lists)} valid ratings got no list: {missing[:10]}"
@@ -439,10 +439,10 @@ def test_10000_fuzzed_messages_each_bad_one_dead_lettered_once_and_every_valid_r
 
     # 3. Each bad message dead-lettered exactly once, nothing else dead-lettered.
     letters: list = []
-    run(read_topic(conf, conf.topic_dead_letters, on_message=lambda rec: letters.append(json.loads(rec.value)),
+    run(read_topic(conf, conf.topics.dead_letters, on_message=lambda rec: letters.append(json.loads(rec.value)),
                    done=lambda: len(letters) >= len(bad), timeout=120, settle_polls=3))
     phases["counters+dead letters"] = time.monotonic() - t
-    names = {"ratings": conf.topic_ratings, "events": conf.topic_events, "raw_logs": conf.topic_raw_logs}
+    names = {"ratings": conf.topics.ratings, "events": conf.topics.events, "raw_logs": conf.topics.raw_logs}
     want = {(names[m.topic], m.partition, m.offset): m for m in bad}
     seen = collections.Counter((d["topic"], d["partition"], d["offset"]) for d in letters)
     twice = [(pos, n) for pos, n in seen.items() if n > 1]
@@ -454,7 +454,7 @@ def test_10000_fuzzed_messages_each_bad_one_dead_lettered_once_and_every_valid_r
     assert not not_lettered, f"{len(not_lettered)} bad messages not dead-lettered: {not_lettered[:10]}"
     assert len(letters) == len(bad)
 
-    max_bytes = conf.dead_letter_max_bytes
+    max_bytes = conf.input.dead_letter_max_bytes
     mismatched = []
     for d in letters:
         m = want[d["topic"], d["partition"], d["offset"]]
@@ -486,7 +486,7 @@ def test_10000_fuzzed_messages_each_bad_one_dead_lettered_once_and_every_valid_r
         got = {k.rsplit(".", 1)[1]: v for k, v in counters.items()
                if k.startswith(f"rejected.{name}.") and v}
         assert got == dict(expected), (topic, got, dict(expected))
-    assert counters.get(f"rejected.{conf.topic_ratings}.internal_error", 0) == 0
+    assert counters.get(f"rejected.{conf.topics.ratings}.internal_error", 0) == 0
     rss_after = worker.rss_bytes()
 
     reasons = collections.Counter(f"{m.topic}:{m.reason}" for m in bad)

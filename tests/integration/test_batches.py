@@ -40,7 +40,7 @@ async def send_and_wait(conf, topic: str, records, max_batch_size: int):
 
 def test_records_land_in_order_at_the_offsets_the_acks_give(stream_env):
     conf = stream_env.conf
-    topic = f"{conf.topic_ratings}-batches"
+    topic = f"{conf.topics.ratings}-batches"
     records = [(i % PARTITIONS, f"u{i % 7}".encode(), f"value {i:04d} ".encode() * 8) for i in range(300)]
     records.insert(150, (1, b"huge", b"x" * 5000))  # larger than a whole record batch
     sent = run(send_and_wait(conf, topic, records, max_batch_size=1024))

@@ -38,11 +38,11 @@ def test_behaviour_counts_hot_items_segments_and_every_event_makes_a_list(stream
     worker = stream_env.ready_worker(workers)
     events = ([event("dora", "i1", "view")] * 3 + [event("dora", "i1", "cart"), event("dora", "i1", "purchase"),
               event("dora", "i2", "purchase")] + [event(f"u{n}", "i7", "view") for n in range(10)])
-    run(produce(conf, conf.topic_events, events))
+    run(produce(conf, conf.topics.events, events))
 
     # Every event (RECSYS_EVENT_WEIGHTS: views too) became an implicit rating and triggered
     # the same real-time update; the repeated views (same item, weight and time) re-emit.
-    lists = json_values(run(consume(conf, conf.topic_recommendations,
+    lists = json_values(run(consume(conf, conf.topics.recommendations,
                                     until=lambda m: sum(x.key == b"dora" for x in m) >= 6
                                     and sum(x.key.startswith(b"u") for x in m if x.key) >= 10)))
     assert sorted(rec["reason"] for rec in lists if rec["user"] == "dora") == [
@@ -67,7 +67,7 @@ def test_behaviour_counts_hot_items_segments_and_every_event_makes_a_list(stream
     assert worker.get("/recommendations/nobody/")["items"][:1] == [["i7", None]]
     status, body = worker.post("/collect/", b'{"user": "dora", "item": "i9", "rating": 5, "ts": 9}')
     assert status == 202
-    lists = json_values(run(consume(conf, conf.topic_recommendations,
+    lists = json_values(run(consume(conf, conf.topics.recommendations,
                                     until=lambda m: sum(x.key == b"dora" for x in m) >= 7)))
     last = [rec for rec in lists if rec["user"] == "dora"][-1]
     assert last["reason"] == "rating"

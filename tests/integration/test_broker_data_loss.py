@@ -42,7 +42,7 @@ def test_state_survives_a_broker_that_lost_all_its_data(tmp_path, workers, monke
     try:
         first = start_worker_with_model(senv, workers)
         before = [("i0", 5, 1.0), ("i1", 4, 2.0), ("i4", 2, 3.0)]
-        run(produce(conf, conf.topic_ratings, [rating_message("erin", *r) for r in before]))
+        run(produce(conf, conf.topics.ratings, [rating_message("erin", *r) for r in before]))
         assert len(lists_for(conf, "erin", 3)) == 3
         time.sleep(3.5)  # a commit interval: the state is in RocksDB with its changelog offsets
         first.stop()
@@ -52,7 +52,7 @@ def test_state_survives_a_broker_that_lost_all_its_data(tmp_path, workers, monke
         run(create_topics(conf))
         second = start_worker_with_model(senv, workers, version="v-after")  # crash-looped before
         after = ("i3", 5, 4.0)
-        run(produce(conf, conf.topic_ratings, [rating_message("erin", *after)]))
+        run(produce(conf, conf.topics.ratings, [rating_message("erin", *after)]))
         got = lists_for(conf, "erin", 1)
         assert_same_list(got[-1]["items"], expected_lists(before + [after])[-1])  # the old ratings count
         assert second.get("/metrics/")["counters"].get("changelog.keys_rewritten", 0) >= 1
@@ -63,7 +63,7 @@ def test_state_survives_a_broker_that_lost_all_its_data(tmp_path, workers, monke
         shutil.rmtree(env["RECSYS_DATA_DIR"])
         start_worker_with_model(senv, workers, version="v-third")
         last = ("i10", 1, 5.0)
-        run(produce(conf, conf.topic_ratings, [rating_message("erin", *last)]))
+        run(produce(conf, conf.topics.ratings, [rating_message("erin", *last)]))
         got = lists_for(conf, "erin", 2)
         assert_same_list(got[-1]["items"], expected_lists(before + [after, last])[-1])
     finally:

@@ -65,9 +65,9 @@ def test_every_list_is_the_default_formula_with_its_reasons(stream_env, workers)
     start(stream_env, workers)
     ratings = [("i0", 5, 1.0), ("i5", 2, 2.0), ("i2", 4, 3.0)]
     views = [("i8", "view", 4.0), ("i1", "purchase", 5.0)]  # behaviour events: lists too
-    run(produce(conf, conf.topic_ratings, [rating_message("gina", *r) for r in ratings]))
+    run(produce(conf, conf.topics.ratings, [rating_message("gina", *r) for r in ratings]))
     lists = lists_for(conf, "gina", len(ratings))
-    run(produce(conf, conf.topic_events, [(b"gina", json.dumps({"user": "gina", "item": i, "event": e, "ts": t})
+    run(produce(conf, conf.topics.events, [(b"gina", json.dumps({"user": "gina", "item": i, "event": e, "ts": t})
                                            .encode()) for i, e, t in views]))
     lists = lists_for(conf, "gina", len(ratings) + len(views))
     weights = conf.event_weight_map()
@@ -85,7 +85,7 @@ def test_ab_arms_put_each_user_on_the_variant_the_page_computes(stream_env, work
     conf = stream_env.conf
     start(stream_env, workers)
     users = [f"ab{n}" for n in range(8)]
-    run(produce(conf, conf.topic_ratings, [rating_message(u, "i0", 5, 1.0) for u in users]))
+    run(produce(conf, conf.topics.ratings, [rating_message(u, "i0", 5, 1.0) for u in users]))
     arms = [("default", 1), ("paper", 1)]
     for user in users:
         [rec] = lists_for(conf, user, 1)
@@ -100,13 +100,13 @@ def test_ab_arms_put_each_user_on_the_variant_the_page_computes(stream_env, work
 def test_not_interested_removes_the_item_for_good_and_pushes_its_neighbours_down(stream_env, workers):
     conf = stream_env.conf
     worker = start(stream_env, workers)
-    run(produce(conf, conf.topic_ratings, [rating_message("hal", "i0", 5, 1.0)]))
+    run(produce(conf, conf.topics.ratings, [rating_message("hal", "i0", 5, 1.0)]))
     [first] = lists_for(conf, "hal", 1)
     assert "i5" in [q for q, _ in first["items"]]
     status, _ = worker.post("/collect/", b'{"user": "hal", "item": "i5", "event": "dislike", "ts": 2}')
     assert status == 202
     lists_for(conf, "hal", 2)  # the dislike travels events -> behaviour agent -> ratings: wait for it
-    run(produce(conf, conf.topic_ratings, [rating_message("hal", "i8", 4, 3.0)]))
+    run(produce(conf, conf.topics.ratings, [rating_message("hal", "i8", 4, 3.0)]))
     lists = lists_for(conf, "hal", 3)
     want = expected_default([("i0", 5, 1.0), ("i5", "dislike", 2.0), ("i8", 4, 3.0)])
     assert [rec["reason"] for rec in lists] == ["rating", "implicit:dislike", "rating"]
@@ -121,7 +121,7 @@ def test_list_filters_both_slashes_and_health(stream_env, workers):
     conf = stream_env.conf
     worker = start(stream_env, workers)
     cats = {"i1": "shoes", "i5": "hats", "i9": "shoes", "i11": "hats"}
-    run(produce(conf, conf.topic_items, [(i.encode(), json.dumps({"item": i, "name": i.upper(), "category": c})
+    run(produce(conf, conf.topics.items, [(i.encode(), json.dumps({"item": i, "name": i.upper(), "category": c})
                                           .encode()) for i, c in cats.items()]))
     status, body = worker.post("/collect", b'{"user": "ivy", "item": "i0", "rating": 5}')  # no slash, no ts
     assert (status, body["accepted"]) == (202, True)

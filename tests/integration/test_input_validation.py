@@ -244,7 +244,7 @@ async def produce_big(conf, topic: str, messages) -> None:
     """Like conftest.produce, with a producer that may send messages over 1 MB."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=conf.bootstrap_servers, max_request_size=8 * 1024 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=conf.kafka.bootstrap_servers, max_request_size=8 * 1024 * 1024)
     await producer.start()
     try:
         for key, value in messages:
@@ -260,11 +260,11 @@ def test_oversize_bad_messages_are_dead_lettered_truncated_and_the_agent_goes_on
     malformed = b'{"user": "u9", "item": "' + "ü".encode() * 215_000  # ~430 KB, never closed
     too_long_id = orjson.dumps({"user": "u9" * 1_000_000, "item": "i", "rating": 4, "ts": 5})  # 2 MB
     good = b'{"user": "u9", "item": "i1", "rating": 4, "ts": 5}'
-    run(produce_big(conf, conf.topic_ratings, [(b"u9", malformed), (b"u9", too_long_id), (b"u9", good)]))
+    run(produce_big(conf, conf.topics.ratings, [(b"u9", malformed), (b"u9", too_long_id), (b"u9", good)]))
 
-    lists = json_values(run(consume(conf, conf.topic_recommendations, until=lambda m: len(m) >= 1)))
+    lists = json_values(run(consume(conf, conf.topics.recommendations, until=lambda m: len(m) >= 1)))
     assert [rec["user"] for rec in lists] == ["u9"]  # same partition, after both: the agent kept going
-    letters = json_values(run(consume(conf, conf.topic_dead_letters, until=lambda m: len(m) >= 2)))
+    letters = json_values(run(consume(conf, conf.topics.dead_letters, until=lambda m: len(m) >= 2)))
     assert sorted(d["reason"] for d in letters) == ["bad_json", "bad_user"]
     for letter, original in zip(sorted(letters, key=lambda d: d["offset"]), (malformed, too_long_id), strict=False):
         kept = base64.b64decode(letter["value_b64"])
@@ -273,7 +273,7 @@ def test_oversize_bad_messages_are_dead_lettered_truncated_and_the_agent_goes_on
         assert letter["value"].encode() == kept
     assert worker.alive()
     counters = worker.get("/metrics/")["counters"]
-    assert counters["dead_letters"] == 2 and counters[f"rejected.{conf.topic_ratings}.bad_user"] == 1
+    assert counters["dead_letters"] == 2 and counters[f"rejected.{conf.topics.ratings}.bad_user"] == 1
 
 
 # ------------------------------------------------------------------ fuzzing POST /collect/
@@ -471,8 +471,8 @@ def test_collect_answers_2000_fuzzed_bodies_without_a_server_error(stream_env, w
     assert sum(v for k, v in counters.items() if k.startswith("collect.rejected.")) == len(bodies) - n_valid
     # Every accepted record reached its topic and reads back through the topic parser.
     n_ratings = sum(1 for body, valid in bodies if valid and b'"rating"' in body)
-    ratings = run(consume(conf, conf.topic_ratings, timeout=60, until=lambda m: sum(
+    ratings = run(consume(conf, conf.topics.ratings, timeout=60, until=lambda m: sum(
         1 for x in m if b'"source":"explicit"' in x.value) >= n_ratings))
-    events = run(consume(conf, conf.topic_events, until=lambda m: len(m) >= n_valid - n_ratings, timeout=60))
+    events = run(consume(conf, conf.topics.events, until=lambda m: len(m) >= n_valid - n_ratings, timeout=60))
     explicit = [r for r in (parse_rating(m.value, **SCALE) for m in ratings) if r.source == "explicit"]
     assert len(explicit) == n_ratings and len([parse_event(m.value) for m in events]) == n_valid - n_ratings

@@ -75,7 +75,7 @@ def roll_and_wait_for_compaction(conf, topic: str, keys: set, timeout: float = 9
     async def sentinels() -> None:
         producer = await KafkaClients(conf).producer("durable")
         try:
-            for partition in range(conf.partitions):
+            for partition in range(conf.kafka.partitions):
                 await producer.send_and_wait(topic, key=b"zz-sentinel", value=b'{"sentinel": true}',
                                              partition=partition)
         finally:
@@ -101,13 +101,13 @@ def test_recommendations_and_item_similarity_are_compacted(broker, stream_env, w
                            conf=conf))  # every item a second time
     ratings = [("i0", 5, 1.0), ("i1", 4, 2.0), ("i3", 4, 3.0)]
     users = [f"cmp-{n}" for n in range(5)]
-    run(produce(conf, conf.topic_ratings, [rating_message(u, *r) for r in ratings for u in users]))
+    run(produce(conf, conf.topics.ratings, [rating_message(u, *r) for r in ratings for u in users]))
     for user in users:
         assert len(lists_for(conf, user, len(ratings))) == len(ratings)
-    before = per_key(run(consume(conf, conf.topic_recommendations, until=lambda m: False, timeout=3)))
+    before = per_key(run(consume(conf, conf.topics.recommendations, until=lambda m: False, timeout=3)))
     assert all(before[u.encode()] == len(ratings) for u in users)  # three lists per user before
 
-    lists = roll_and_wait_for_compaction(conf, conf.topic_recommendations, {u.encode() for u in users})
+    lists = roll_and_wait_for_compaction(conf, conf.topics.recommendations, {u.encode() for u in users})
     after = per_key(lists)
     assert {u: after[u.encode()] for u in users} == {u: 1 for u in users}
     last = {m.key.decode(): json.loads(m.value) for m in lists if m.key != b"zz-sentinel"}
@@ -115,7 +115,7 @@ def test_recommendations_and_item_similarity_are_compacted(broker, stream_env, w
         assert_same_list(last[user]["items"], expected_lists(ratings)[-1])
 
     items = {k.encode() for k in MODEL}
-    similarity = per_key(roll_and_wait_for_compaction(conf, conf.topic_similarity, items))
+    similarity = per_key(roll_and_wait_for_compaction(conf, conf.topics.similarity, items))
     assert {k: similarity[k] for k in items} == {k: 1 for k in items}
 
 
@@ -144,13 +144,13 @@ def test_a_confluent_kafka_consumer_group_reads_lists_a_confluent_producer_cause
     start_worker_with_model(stream_env, workers)
     user = f"frontend-{uuid.uuid4().hex[:6]}"
     ratings = [("i0", 5, 1.0), ("i1", 4, 2.0)]
-    producer = Producer({"bootstrap.servers": ",".join(conf.bootstrap_servers), "partitioner": "murmur2_random"})
+    producer = Producer({"bootstrap.servers": ",".join(conf.kafka.bootstrap_servers), "partitioner": "murmur2_random"})
     for item, rating, ts in ratings:
-        producer.produce(conf.topic_ratings, key=user.encode(), value=rating_message(user, item, rating, ts)[1])
+        producer.produce(conf.topics.ratings, key=user.encode(), value=rating_message(user, item, rating, ts)[1])
     assert producer.flush(30) == 0
-    consumer = Consumer({"bootstrap.servers": ",".join(conf.bootstrap_servers), "group.id": f"shop-{user}",
+    consumer = Consumer({"bootstrap.servers": ",".join(conf.kafka.bootstrap_servers), "group.id": f"shop-{user}",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
-    consumer.subscribe([conf.topic_recommendations])
+    consumer.subscribe([conf.topics.recommendations])
     mine: list = []
     try:
         deadline = time.monotonic() + 90
@@ -172,13 +172,13 @@ def test_kcat_produces_a_rating_and_reads_the_list(broker, stream_env, workers):
         pytest.skip("Debian's kcat 1.7 fails on Tansu's malformed ApiVersions v3 answer (see README)")
     conf = stream_env.conf
     start_worker_with_model(stream_env, workers)
-    bootstrap = ",".join(conf.bootstrap_servers)
+    bootstrap = ",".join(conf.kafka.bootstrap_servers)
     user = f"kcat-{uuid.uuid4().hex[:6]}"
     line = f"{user}\t{rating_message(user, 'i0', 5, 1.0)[1].decode()}\n"
-    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", conf.topic_ratings, "-K", "\t", "-z", "none"],
+    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", conf.topics.ratings, "-K", "\t", "-z", "none"],
                    input=line, text=True, check=True, timeout=60)
     assert len(lists_for(conf, user, 1)) == 1
-    out = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", conf.topic_recommendations, "-o", "beginning", "-e",
+    out = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", conf.topics.recommendations, "-o", "beginning", "-e",
                           "-q", "-f", "%k\t%s\n"], capture_output=True, text=True, check=True, timeout=60).stdout
     mine = [json.loads(row.split("\t", 1)[1]) for row in out.splitlines() if row.startswith(user + "\t")]
     assert len(mine) == 1

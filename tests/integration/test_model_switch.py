@@ -38,9 +38,9 @@ def test_a_half_published_model_is_never_scored_with(stream_env, workers):
     worker = start_worker_with_model(stream_env, workers, version="v1")
     # What a killed publisher leaves behind: half of v2's items, no marker.
     messages = similarity_messages(OTHER, "v2", 0.0)[:-1]
-    run(produce(conf, conf.topic_similarity, messages[: len(messages) // 2]))
+    run(produce(conf, conf.topics.similarity, messages[: len(messages) // 2]))
     ratings = [("i0", 5, 1.0), ("i6", 2, 2.0), ("i3", 4, 3.0)]
-    run(produce(conf, conf.topic_ratings, [rating_message("fred", *r) for r in ratings]))
+    run(produce(conf, conf.topics.ratings, [rating_message("fred", *r) for r in ratings]))
     lists = lists_for(conf, "fred", len(ratings))
     assert [rec["model_version"] for rec in lists] == ["v1"] * len(ratings)
     for n, rec in enumerate(lists, start=1):
@@ -52,7 +52,7 @@ def test_a_half_published_model_is_never_scored_with(stream_env, workers):
     run(publish_similarity(OTHER, "v3", conf=conf))
     worker.wait_ready(model_version="v3")
     more = ratings + [("i10", 5, 4.0)]
-    run(produce(conf, conf.topic_ratings, [rating_message("fred", *more[-1])]))
+    run(produce(conf, conf.topics.ratings, [rating_message("fred", *more[-1])]))
     last = lists_for(conf, "fred", len(more))[-1]
     assert last["model_version"] == "v3"
     # v3 scores the newest rating on top of the state built with v1 (the previous list is kept).

@@ -20,7 +20,7 @@ def users_librdkafka_misroutes(conf, n: int) -> list[str]:
     out = []
     for k in range(1000):
         user = f"kc-user-{k}"
-        if (zlib.crc32(user.encode()) & 0xFFFFFFFF) % conf.partitions != owner_partition(user.encode(), conf.partitions):
+        if (zlib.crc32(user.encode()) & 0xFFFFFFFF) % conf.kafka.partitions != owner_partition(user.encode(), conf.kafka.partitions):
             out.append(user)
         if len(out) == n:
             return out
@@ -34,10 +34,10 @@ def test_ratings_from_a_librdkafka_producer_reach_the_users_partition(stream_env
     worker = start_worker_with_model(stream_env, workers)
     users = users_librdkafka_misroutes(conf, 3)
     ratings = [("i0", 5, 1.0), ("i1", 4, 2.0), ("i6", 2, 3.0)]
-    producer = Producer({"bootstrap.servers": ",".join(conf.bootstrap_servers)})  # default partitioner
+    producer = Producer({"bootstrap.servers": ",".join(conf.kafka.bootstrap_servers)})  # default partitioner
     for item, rating, ts in ratings:
         for user in users:
-            producer.produce(conf.topic_ratings, key=user.encode(),
+            producer.produce(conf.topics.ratings, key=user.encode(),
                              value=json.dumps({"user": user, "item": item, "rating": rating, "ts": ts}).encode())
         producer.flush(10)
     want = expected_lists(ratings)
@@ -57,7 +57,7 @@ def test_a_null_or_wrong_key_does_not_split_the_users_state(stream_env, workers,
     user = "dora"
     # The body names the user; the key is missing or someone else's, so the messages land
     # on arbitrary partitions (or the other user's).
-    run(produce(conf, conf.topic_ratings,
+    run(produce(conf, conf.topics.ratings,
                 [(key, json.dumps({"user": user, "item": i, "rating": r, "ts": ts}).encode()) for i, r, ts in ratings]))
     got = lists_for(conf, user, len(ratings))
     assert sorted(rec["trigger_ts"] for rec in got) == [ts for _, _, ts in ratings]

@@ -27,7 +27,7 @@ def test_create_topics_makes_every_topic_with_one_partition_count(stream_env):
     assert set(run(create_topics(conf)).values()) == {"exists"}  # idempotent
 
     async def describe():
-        admin = AIOKafkaAdminClient(bootstrap_servers=conf.bootstrap_servers)
+        admin = AIOKafkaAdminClient(bootstrap_servers=conf.kafka.bootstrap_servers)
         await admin.start()
         try:
             return await admin.describe_topics(topic_names(conf))
@@ -35,7 +35,7 @@ def test_create_topics_makes_every_topic_with_one_partition_count(stream_env):
             await admin.close()
 
     described = {t["topic"]: len(t["partitions"]) for t in run(describe())}
-    assert described == {name: conf.partitions for name in topic_names(conf)}
+    assert described == {name: conf.kafka.partitions for name in topic_names(conf)}
 
 
 def test_loader_streams_a_generated_shop_and_counts_skipped_rows(stream_env, tmp_path):
@@ -52,14 +52,14 @@ def test_loader_streams_a_generated_shop_and_counts_skipped_rows(stream_env, tmp
     assert result["sent"] == 300
     assert result["skipped"] == {"bad_rating": 1, "missing_item": 1, "blank": 1}
 
-    messages = run(consume(conf, conf.topic_ratings, until=lambda m: len(m) >= 300, timeout=30))
+    messages = run(consume(conf, conf.topics.ratings, until=lambda m: len(m) >= 300, timeout=30))
     assert len(messages) == 300
     parsed = [parse_rating(m.value, rating_min=1, rating_max=5) for m in messages]
     assert all(m.key == p.user.encode() for m, p in zip(messages, parsed, strict=False))  # keyed by user
 
     events = run(load_file(shop["events"], "events-csv", conf=conf, limit=100, progress=False))
-    assert events["sent"] == 100 and events["topics"] == {conf.topic_events: 100}
-    got = run(consume(conf, conf.topic_events, until=lambda m: len(m) >= 100, timeout=30))
+    assert events["sent"] == 100 and events["topics"] == {conf.topics.events: 100}
+    got = run(consume(conf, conf.topics.events, until=lambda m: len(m) >= 100, timeout=30))
     assert {parse_event(m.value).event for m in got} <= {"view", "click", "cart", "purchase", "search"}
 
 
@@ -86,20 +86,20 @@ def test_log_cleaning_forwards_good_lines_and_dead_letters_bad_ones(stream_env, 
         b"EVENT:u3|i4|teleport|1700000003",  # unknown event
         b"RATING:\xff\xfe|x|1|1",  # not UTF-8
     ]
-    run(produce(conf, conf.topic_raw_logs, [(b"log", line) for line in lines]))
-    letters = json_values(run(consume(conf, conf.topic_dead_letters, until=lambda m: len(m) >= 4)))
+    run(produce(conf, conf.topics.raw_logs, [(b"log", line) for line in lines]))
+    letters = json_values(run(consume(conf, conf.topics.dead_letters, until=lambda m: len(m) >= 4)))
     assert sorted(d["reason"] for d in letters) == ["bad_encoding", "rating_out_of_range", "unknown_event",
                                                     "wrong_field_count"]
     for letter in letters:
-        assert letter["topic"] == conf.topic_raw_logs and letter["offset"] >= 0
+        assert letter["topic"] == conf.topics.raw_logs and letter["offset"] >= 0
         assert base64.b64decode(letter["value_b64"]) in lines  # the original bytes, exactly
     # The cart event also becomes an implicit rating (behaviour agent); it may or may not be
     # there yet: only the explicit one comes from the log line.
-    ratings = run(consume(conf, conf.topic_ratings, until=lambda m: len(m) >= 1))
+    ratings = run(consume(conf, conf.topics.ratings, until=lambda m: len(m) >= 1))
     parsed = [parse_rating(m.value, rating_min=1, rating_max=5) for m in ratings]
     assert [(r.item, r.source) for r in parsed if r.source == "explicit"] == [("i1", "explicit")]
     assert {(r.item, r.source) for r in parsed if r.source != "explicit"} <= {("i2", "implicit:cart")}
-    events = json_values(run(consume(conf, conf.topic_events, until=lambda m: len(m) >= 1)))
+    events = json_values(run(consume(conf, conf.topics.events, until=lambda m: len(m) >= 1)))
     assert [(e["item"], e["event"], e["category"]) for e in events] == [("i2", "cart", "shoes")]
     assert worker.alive()
 
@@ -115,19 +115,19 @@ def test_malformed_input_goes_to_dead_letters_and_the_worker_keeps_going(stream_
         b'[1, 2, 3]',
     ]
     bad_events = [b'{"user": "u1", "item": "i1", "event": "view"}', b"\x00\x01"]
-    run(produce(conf, conf.topic_ratings, [(b"u1", v) for v in bad_ratings]))
-    run(produce(conf, conf.topic_events, [(b"u1", v) for v in bad_events]))
+    run(produce(conf, conf.topics.ratings, [(b"u1", v) for v in bad_ratings]))
+    run(produce(conf, conf.topics.events, [(b"u1", v) for v in bad_events]))
     good = b'{"user": "u9", "item": "i1", "rating": 4, "ts": 5}'
-    run(produce(conf, conf.topic_ratings, [(b"u9", good)]))
+    run(produce(conf, conf.topics.ratings, [(b"u9", good)]))
 
-    letters = json_values(run(consume(conf, conf.topic_dead_letters, until=lambda m: len(m) >= 7)))
-    reasons = sorted((d["topic"] == conf.topic_ratings, d["reason"]) for d in letters)
+    letters = json_values(run(consume(conf, conf.topics.dead_letters, until=lambda m: len(m) >= 7)))
+    reasons = sorted((d["topic"] == conf.topics.ratings, d["reason"]) for d in letters)
     assert reasons == sorted([(True, "bad_json"), (True, "unknown_fields"), (True, "rating_out_of_range"),
                               (True, "missing_user"), (True, "bad_json"), (False, "missing_ts"),
                               (False, "bad_json")])
-    lists = json_values(run(consume(conf, conf.topic_recommendations, until=lambda m: len(m) >= 1)))
+    lists = json_values(run(consume(conf, conf.topics.recommendations, until=lambda m: len(m) >= 1)))
     assert [rec["user"] for rec in lists] == ["u9"]  # the good rating after the bad ones was processed
     assert worker.alive()
     counters = worker.get("/metrics/")["counters"]
     assert counters["dead_letters"] == 7
-    assert counters[f"rejected.{conf.topic_ratings}.bad_json"] == 2
+    assert counters[f"rejected.{conf.topics.ratings}.bad_json"] == 2

@@ -78,7 +78,7 @@ def start_worker_with_model(stream_env, workers, name="w1", version="v-test"):
 
 
 def lists_for(conf, user, n, timeout=60):
-    msgs = run(consume(conf, conf.topic_recommendations,
+    msgs = run(consume(conf, conf.topics.recommendations,
                        until=lambda m: sum(1 for x in m if x.key == user.encode()) >= n, timeout=timeout))
     return [rec for rec in json_values(msgs) if rec["user"] == user]
 
@@ -94,7 +94,7 @@ def test_each_list_matches_an_independent_computation_of_the_formula(stream_env,
     assert worker.get("/health/")["model_messages_rejected"] == 0
     ratings = {"alice": [("i0", 5, 1.0), ("i6", 2, 2.0), ("i3", 4, 3.0), ("i8", 1, 4.0), ("i10", 5, 5.0)],
                "bob": [("i11", 3, 1.0), ("i7", 5, 2.0), ("i2", 4, 3.0), ("i2", 4, 3.0)]}  # bob's last is a repeat
-    run(produce(conf, conf.topic_ratings, [rating_message(u, *r) for u, rs in ratings.items() for r in rs]))
+    run(produce(conf, conf.topics.ratings, [rating_message(u, *r) for u, rs in ratings.items() for r in rs]))
     for user, rs in ratings.items():
         got = lists_for(conf, user, len(rs))
         want = expected_lists(rs)
@@ -119,7 +119,7 @@ def test_state_survives_kill_9_with_and_without_the_local_rocksdb(stream_env, wo
     conf = stream_env.conf
     first = start_worker_with_model(stream_env, workers)
     before = [("i0", 5, 1.0), ("i1", 4, 2.0), ("i4", 2, 3.0)]
-    run(produce(conf, conf.topic_ratings, [rating_message("carol", *r) for r in before]))
+    run(produce(conf, conf.topics.ratings, [rating_message("carol", *r) for r in before]))
     assert len(lists_for(conf, "carol", 3)) == 3
     time.sleep(3)  # let the changelog writes and offset commit happen (commit interval 2.8 s)
     first.kill9()
@@ -145,8 +145,8 @@ def restart_and_rate(stream_env, workers, user, rating, n_lists):
     first: at-least-once, so there can be more than ``n_lists``)."""
     worker = stream_env.ready_worker(workers)
     conf = stream_env.conf
-    run(produce(conf, conf.topic_ratings, [rating_message(user, *rating)]))
-    msgs = run(consume(conf, conf.topic_recommendations, timeout=60, until=lambda m: any(
+    run(produce(conf, conf.topics.ratings, [rating_message(user, *rating)]))
+    msgs = run(consume(conf, conf.topics.recommendations, timeout=60, until=lambda m: any(
         x.key == user.encode() and json.loads(x.value)["trigger_ts"] == rating[2] for x in m if x.value)))
     lists = [rec for rec in json_values(msgs) if rec["user"] == user]
     assert len(lists) >= n_lists and lists[-1]["trigger_ts"] == rating[2]
@@ -162,7 +162,7 @@ def test_two_workers_split_partitions_and_both_serve_the_query_api(stream_env, w
     while True:
         try:
             p1, p2 = (set(w.get("/health/")["ratings_partitions"]) for w in (w1, w2))
-            if p1 and p2 and p1 | p2 == set(range(conf.partitions)) and not p1 & p2:
+            if p1 and p2 and p1 | p2 == set(range(conf.kafka.partitions)) and not p1 & p2:
                 break
         except OSError:
             pass
@@ -171,7 +171,7 @@ def test_two_workers_split_partitions_and_both_serve_the_query_api(stream_env, w
     w2.wait_ready(model_version="v-test")  # the similarity broadcast reaches a worker that joins later too
 
     users = [f"user{n}" for n in range(12)]
-    run(produce(conf, conf.topic_ratings, [rating_message(u, "i0", 5, 1.0) for u in users]))
+    run(produce(conf, conf.topics.ratings, [rating_message(u, "i0", 5, 1.0) for u in users]))
     lists = lists_for_all(conf, users)
     want = expected_lists([("i0", 5, 1.0)])[-1]
     for user in users:
@@ -182,6 +182,6 @@ def test_two_workers_split_partitions_and_both_serve_the_query_api(stream_env, w
 
 def lists_for_all(conf, users):
     wanted = {u.encode() for u in users}
-    msgs = run(consume(conf, conf.topic_recommendations,
+    msgs = run(consume(conf, conf.topics.recommendations,
                        until=lambda m: wanted <= {x.key for x in m}, timeout=60))
     return {rec["user"]: rec["items"] for rec in json_values(msgs)}

@@ -17,8 +17,8 @@ def test_publish_to_the_embedded_broker(shop, stream_env, capsys):
                  "--publish", "--out", "", "--no-progress"])
     assert code == 0
     res = _last_json(capsys)
-    assert res["published"] == res["items"] + conf.partitions and res["topic"] == conf.topic_similarity
-    msgs = run(consume(conf, conf.topic_similarity, until=lambda m: len(m) >= res["published"], timeout=30))
+    assert res["published"] == res["items"] + conf.kafka.partitions and res["topic"] == conf.topics.similarity
+    msgs = run(consume(conf, conf.topics.similarity, until=lambda m: len(m) >= res["published"], timeout=30))
     marker = [json.loads(m.value) for m in msgs if m.key == MODEL_MARKER_KEY.encode()]
     # one marker per partition, after the items
-    assert marker == [{**marker[0], "version": res["version"], "items": res["items"]}] * conf.partitions
+    assert marker == [{**marker[0], "version": res["version"], "items": res["items"]}] * conf.kafka.partitions

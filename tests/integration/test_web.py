@@ -41,7 +41,7 @@ def run(coro):
 
 
 def lists_for(conf, user, n, timeout=60):
-    msgs = run(consume(conf, conf.topic_recommendations,
+    msgs = run(consume(conf, conf.topics.recommendations,
                        until=lambda m: sum(1 for x in m if x.key == user.encode()) >= n, timeout=timeout))
     return [rec for rec in json_values(msgs) if rec["user"] == user]
 
@@ -51,7 +51,7 @@ def deployment(stream_env, workers):
     """A worker with the test model, an ``items`` catalogue and ``recsys web`` on top."""
     env = stream_env.env
     worker = start_worker_with_model(stream_env, workers)  # creates every topic, the catalogue too
-    run(produce(stream_env.conf, stream_env.conf.topic_items, [
+    run(produce(stream_env.conf, stream_env.conf.topics.items, [
         (item.encode(), json.dumps({"item": item, "name": name, "category": cat}).encode())
         for item, (name, cat) in NAMES.items()]))
     web = WebProcess(env, worker.url, stream_env.tmp / "web.log")
@@ -104,7 +104,7 @@ def page_list(page) -> list[str]:
 def test_a_buy_click_on_the_shop_page_changes_the_users_list(deployment, browser):
     stream_env, worker, web = deployment
     conf = stream_env.conf
-    run(produce(conf, conf.topic_ratings, [rating_message("alice", "i0", 5, time.time())]))
+    run(produce(conf, conf.topics.ratings, [rating_message("alice", "i0", 5, time.time())]))
     assert len(lists_for(conf, "alice", 1)) == 1
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -145,7 +145,7 @@ def test_the_dashboard_counters_move_and_events_are_joined_with_the_lists_before
     assert page.inner_text("#ratings-total") == "0" and page.inner_text("#lists-live") == "0"
 
     users = [f"shopper{n}" for n in range(6)]
-    run(produce(conf, conf.topic_ratings, [rating_message(u, "i0", 5, time.time()) for u in users]))
+    run(produce(conf, conf.topics.ratings, [rating_message(u, "i0", 5, time.time()) for u in users]))
     page.wait_for_function("Number(document.getElementById('ratings-total').textContent) >= 6 && "
                            "Number(document.getElementById('lists-live').textContent) >= 6", timeout=60_000)
     assert page.inner_text("#users") == "6"
@@ -156,7 +156,7 @@ def test_the_dashboard_counters_move_and_events_are_joined_with_the_lists_before
     events = [event_message(u, shown[u][0], "click") for u in users[:4]]          # 4 hits
     events += [event_message(u, "i0", "view") for u in users[4:]]                  # 2 misses (i0 was rated)
     events += [event_message("nobody", "i1", "view")]                              # no list before it
-    run(produce(conf, conf.topic_events, events))
+    run(produce(conf, conf.topics.events, events))
     data = web.wait_for("the 6 joined events", lambda d: sum(r["n"] for r in d["evaluation"]["by_variant"]) >= 6
                         and d["evaluation"]["unjoined"].get("view", 0) >= 1)
     [row] = data["evaluation"]["by_variant"]
@@ -174,13 +174,13 @@ def test_the_dashboard_counters_move_and_events_are_joined_with_the_lists_before
                         and d["worker"]["model_age_s"] is not None)
     [member] = data["group"]["members"]
     if broker.engine == "kafka":
-        assert member["partitions"][conf.topic_ratings] == [0, 1]
-    assert set(data["group"]["lag"]) == {conf.topic_ratings, conf.topic_events}
+        assert member["partitions"][conf.topics.ratings] == [0, 1]
+    assert set(data["group"]["lag"]) == {conf.topics.ratings, conf.topics.events}
     assert all(n >= 0 for parts in data["group"]["lag"].values() for n in parts.values())
     page.wait_for_function("document.querySelectorAll('#workers tbody tr').length === 1", timeout=30_000)
 
     # A bad rating becomes a dead letter; the dashboard counts it by reason.
-    run(produce(conf, conf.topic_ratings, [rating_message("shopper0", "i1", 9, time.time())]))
+    run(produce(conf, conf.topics.ratings, [rating_message("shopper0", "i1", 9, time.time())]))
     web.wait_for("the dead letter", lambda d: d["dead_letters"] == {"rating_out_of_range": 1})
     page.wait_for_function("document.getElementById('dead-total').textContent === '1'", timeout=30_000)
     assert page.inner_text("#dead-letters tbody tr").split("\t") == ["rating_out_of_range", "1"]
@@ -205,7 +205,7 @@ def test_the_sse_endpoint_delivers_every_list_of_the_watched_user(deployment):
     bob = [("i0", 5), ("i6", 2), ("i3", 4), ("i8", 1), ("i10", 5), ("i11", 3), ("i7", 5), ("i2", 4)]
     other = [rating_message("carol", "i1", 4, time.time())]  # another user's list must not arrive
     now = time.time()
-    run(produce(conf, conf.topic_ratings, other + [rating_message("bob", i, r, now + n * 0.001)
+    run(produce(conf, conf.topics.ratings, other + [rating_message("bob", i, r, now + n * 0.001)
                                                    for n, (i, r) in enumerate(bob)]))
     on_topic = lists_for(conf, "bob", len(bob))
     assert len(on_topic) == len(bob)

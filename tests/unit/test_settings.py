@@ -24,9 +24,9 @@ def settings_with(monkeypatch, **env):
 def test_defaults_use_the_embedded_broker(monkeypatch):
     monkeypatch.delenv("RECSYS_BROKER", raising=False)
     conf = settings_with(monkeypatch, RECSYS_EMBEDDED_PORT="19999")
-    assert conf.uses_embedded_broker
-    assert conf.broker_url == "kafka://127.0.0.1:19999"
-    assert conf.bootstrap_servers == ["127.0.0.1:19999"]
+    assert conf.kafka.uses_embedded_broker
+    assert conf.kafka.broker_url == "kafka://127.0.0.1:19999"
+    assert conf.kafka.bootstrap_servers == ["127.0.0.1:19999"]
     assert security_kwargs(conf) == {"security_protocol": "PLAINTEXT"}
     assert broker_credentials(conf) is None
 
@@ -37,8 +37,8 @@ def test_a_configured_cluster_with_sasl_ssl(monkeypatch, tmp_path):
     conf = settings_with(monkeypatch, RECSYS_BROKER="k1:9093;k2:9093", RECSYS_SECURITY_PROTOCOL="SASL_SSL",
                          RECSYS_SASL_MECHANISM="SCRAM-SHA-256", RECSYS_SASL_USERNAME="shop",
                          RECSYS_SASL_PASSWORD="secret", RECSYS_SSL_CAFILE="")
-    assert not conf.uses_embedded_broker
-    assert conf.bootstrap_servers == ["k1:9093", "k2:9093"]
+    assert not conf.kafka.uses_embedded_broker
+    assert conf.kafka.bootstrap_servers == ["k1:9093", "k2:9093"]
     kw = security_kwargs(conf)
     assert kw["security_protocol"] == "SASL_SSL" and kw["sasl_mechanism"] == "SCRAM-SHA-256"
     assert (kw["sasl_plain_username"], kw["sasl_plain_password"]) == ("shop", "secret")
@@ -52,7 +52,7 @@ def test_a_configured_cluster_with_sasl_ssl(monkeypatch, tmp_path):
 def test_algorithm_settings_and_implicit_ratings(monkeypatch):
     conf = settings_with(monkeypatch, RECSYS_K="5", RECSYS_THETA="0.4", RECSYS_RATING_MIN="2",
                          RECSYS_RATING_MAX="10", RECSYS_IMPLICIT_RATINGS="purchase:10, cart:8")
-    assert (conf.k, conf.theta, conf.rating_min, conf.rating_max) == (5, 0.4, 2.0, 10.0)
+    assert (conf.ranking.k, conf.ranking.theta, conf.input.rating_min, conf.input.rating_max) == (5, 0.4, 2.0, 10.0)
     assert conf.event_weight_map() == {"purchase": 10.0, "cart": 8.0}
 
 
@@ -153,7 +153,7 @@ def test_a_setting_that_does_not_parse_names_the_variable(monkeypatch, name, val
 
 def test_a_valid_broker_list_and_engine_choice(monkeypatch):
     conf = settings_with(monkeypatch, RECSYS_BROKER="kafka://k1:9092,k2:9093", RECSYS_BROKER_ENGINE="kafka")
-    assert conf.bootstrap_servers == ["k1:9092", "k2:9093"] and conf.broker_engine == "kafka"
+    assert conf.kafka.bootstrap_servers == ["k1:9092", "k2:9093"] and conf.kafka.broker_engine == "kafka"
 
 
 @pytest.mark.parametrize("cluster_id, engine", [("tansu_cluster", TANSU), ("MkU3OEVBNTcwNTJENDM2Qk", KAFKA),
