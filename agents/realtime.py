@@ -1,9 +1,9 @@
 """The realtime agent: every rating re-ranks its user's top-K list (ARCHITECTURE.md).
 
 Thin on purpose: take a batch of ratings, and for each in order read the user's state,
-call the user's ranker (:class:`tables.ranking.Ranking`: the default ranker, or the paper's
-:func:`tables.scoring.recommend_after_rating`) and stage the new state and list; then
-publish the batch (``agents/batches.py``). Bad messages become dead letters. Behaviour
+apply the rating through the user's ranker (``ranking/``: the user's A/B arm, or
+``RECSYS_RANKER``) and stage the new state and list; then publish the batch
+(``agents/batches.py``). Bad messages become dead letters. Behaviour
 events arrive here too, as implicit ratings (``agents/behaviour.py``): one writer of
 ``user_state``, one order.
 """
@@ -14,10 +14,11 @@ import time
 from typing import TYPE_CHECKING
 
 from agents.batches import Batch
+from agents.lists import interaction_of, recommendation_for
 from app.faust_patches import is_current
 from app.records import parse_rating, to_json_bytes
 from broker.partitioning import owner_partition
-from tables.ranking import recommendation_for
+from ranking.model import Model
 
 if TYPE_CHECKING:
     from app.worker import Worker
@@ -46,12 +47,12 @@ async def rank_batch(worker: Worker, events) -> None:
     """Rank every rating of a batch in order, then publish the states and lists together
     (``agents/batches.py``: offsets are committed only after that is acknowledged)."""
     batch = Batch(worker, input_partitions=partitions_of(worker, worker.topics.ratings.get_topic_name()))
-    version = worker.model.version  # one model for the whole batch
+    model = Model(worker.model.index, tuple(worker.hot_items), worker.model.version)  # one for the whole batch
     for event in events:
         if not is_current(worker.app, event.message):  # a rebalance began: it is read again after it
             continue
         try:
-            rank_one(worker, event, batch, version)
+            rank_one(worker, event, batch, model)
         except Exception as exc:  # noqa: BLE001  bad input (or a bug): a dead letter, never a stopped agent
             await worker.dead_letters.reject(event, exc)
     try:
@@ -67,7 +68,7 @@ async def rank_batch(worker: Worker, events) -> None:
     worker.metrics.count("lists.scored_candidates", batch.scored)
 
 
-def rank_one(worker: Worker, event, batch: Batch, version: str) -> None:
+def rank_one(worker: Worker, event, batch: Batch, model: Model) -> None:
     """Rank one rating of the batch: stage the user's new state and list (or, for a rating
     on another partition than its user's, stage it to be sent there)."""
     started = time.perf_counter()
@@ -81,17 +82,17 @@ def rank_one(worker: Worker, event, batch: Batch, version: str) -> None:
         metrics.count("ratings.rerouted")
         return
     state = batch.state_of(event, key)
-    variant, changed, n_scored = worker.ranking.apply(state, rating, message.offset, worker.model.index, version,
-                                                      worker.hot_items)
+    variant, ranker = worker.ranking.ranker_for(rating.user)
+    changed, step = state.apply(message.offset, ranker, interaction_of(rating), model)
     if changed:
         batch.stage_state(event, key, state)
     else:  # an at-least-once redelivery: the stored list goes out again
         metrics.count("ratings.redelivered")
     produced_at = message.timestamp or 0.0
     worker_ms = (time.perf_counter() - started) * 1000.0
-    rec = recommendation_for(rating, state, variant, version, produced_at, worker_ms)
+    rec = recommendation_for(rating, state, variant, model.version, produced_at, worker_ms)
     batch.stage_list(event, key, owner, to_json_bytes(rec))
-    batch.scored += n_scored
+    batch.scored += step.n_candidates
     metrics.observe_ms("ratings", worker_ms)
     if produced_at:
         metrics.observe_ms("ratings.end_to_worker", (time.time() - produced_at) * 1000.0)

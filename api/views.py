@@ -29,8 +29,8 @@ from aiohttp.web import HTTPRequestEntityTooLarge
 from faust.web import View
 
 from agents.behaviour import user_behaviour
+from api.lists import filter_list, list_filters
 from app.records import InvalidInput, Rating, parse_collected, to_json_bytes
-from tables.ranking import filter_list, list_filters
 
 if TYPE_CHECKING:
     from app.worker import Worker

@@ -51,7 +51,7 @@ import orjson
 #: The behaviour event names, in the order reports list them: what ``user-events``
 #: accepts and what the data tools turn every source's behaviour column into.
 #: ``dislike`` is "not interested": the item leaves the user's lists for good and its
-#: neighbours move down (``tables/ranking.py``); it is never a positive signal.
+#: neighbours move down (``ranking/default.py``); it is never a positive signal.
 EVENT_NAMES: tuple[str, ...] = ("view", "click", "search", "fav", "cart", "purchase", "dislike")
 #: The ``source`` of the implicit rating a dislike becomes.
 DISLIKE_SOURCE = "implicit:dislike"
@@ -60,6 +60,9 @@ EVENT_TYPES = frozenset(EVENT_NAMES)
 #: Layout version of ``recommendations`` messages (see :class:`Recommendation`): 3 added
 #: ``because`` and ``variant`` (readers of schema 2 keep working: only fields were added).
 RECOMMENDATION_SCHEMA = 3
+
+#: Decimals of a score on the wire (lists on ``recommendations`` and from the API).
+WIRE_DECIMALS = 4
 
 #: Key of the model-version marker on the ``item-similarity`` topic.
 MODEL_MARKER_KEY = "__model__"
@@ -142,6 +145,12 @@ class Recommendation(_Record):
     #: Version of this message's layout (:data:`RECOMMENDATION_SCHEMA`; lists written
     #: before the field existed have none and read as schema 1).
     schema: int = RECOMMENDATION_SCHEMA
+
+
+def wire_list(items) -> list[list]:
+    """A list ``[[item, score], ...]`` as frontends get it: scores rounded to
+    :data:`WIRE_DECIMALS` (``None`` stays: an item that only pads the list)."""
+    return [[q, None if s is None else round(s, WIRE_DECIMALS)] for q, s in items]
 
 
 @dataclass(slots=True)

@@ -23,6 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+# The rankers a list can come from (RECSYS_RANKER, the arms of RECSYS_AB) and the arms' parser.
+from ranking import RANKERS
+from ranking.ab import parse_ab
+
 
 class SettingError(ValueError):
     """An environment variable holds a value its setting cannot take."""
@@ -116,9 +120,6 @@ _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "fals
 #: How strongly each behaviour event says "I want this", on a 1..5 scale.
 DEFAULT_EVENT_WEIGHTS = {"view": 1.0, "click": 2.0, "cart": 3.0, "fav": 3.0, "purchase": 5.0}
 
-#: The rankers a list can come from (``RECSYS_RANKER``, the arms of ``RECSYS_AB``):
-#: ``tables/ranking.py`` (default) and ``tables/scoring.py`` (the paper's formula).
-RANKERS = ("default", "paper")
 
 
 @dataclass(frozen=True)
@@ -396,28 +397,6 @@ def _check_event_weights(conf: Settings) -> None:
         if not scale.rating_min <= value <= scale.rating_max:
             raise SettingError(f"{name}: {part!r}: the weight must be on the rating scale "
                                f"[{scale.rating_min:g}, {scale.rating_max:g}]")
-
-
-def parse_ab(spec: str) -> list[tuple[str, int]]:
-    """``"default:50,paper:50"`` -> ``[("default", 50), ("paper", 50)]``; ``""`` -> ``[]``.
-
-    Weights are non-negative integers (shares of their sum, not necessarily 100); names
-    are unique. Raises ``ValueError`` naming the bad part.
-    """
-    arms: list[tuple[str, int]] = []
-    for part in (p.strip() for p in (spec or "").split(",")):
-        if not part:
-            continue
-        name, colon, weight = part.partition(":")
-        name, weight = name.strip(), weight.strip()
-        if not colon or not name or not weight.isdigit():
-            raise ValueError(f"RECSYS_AB part {part!r} is not name:weight (weight a whole number)")
-        if any(name == known for known, _ in arms):
-            raise ValueError(f"RECSYS_AB names variant {name!r} twice")
-        arms.append((name, int(weight)))
-    if arms and sum(w for _, w in arms) == 0:
-        raise ValueError("RECSYS_AB weights are all 0")
-    return arms
 
 
 #: What the ALS worker may learn from (``RECSYS_ALS_FEEDBACK``).

@@ -24,9 +24,9 @@ from app.metrics import Metrics
 from app.settings import Settings
 from app.topics import Topics, declare_topics
 from broker.detect import TANSU
+from ranking.ab import Assignment
 from tables.broadcast import Catalogue, SimilarityBroadcast, keep_following
 from tables.definitions import Tables, declare_tables, forget_offsets
-from tables.ranking import Ranking
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ class Worker:
         The model in service (every item's neighbours), read from ``item-similarity``.
     catalogue : Catalogue
         item -> category, read from ``items`` (for ``?category=``).
-    ranking : Ranking
-        Which ranker makes each user's list, with its parameters.
+    ranking : Assignment
+        Which ranker makes each user's list (``RECSYS_RANKER``, the A/B arms).
     metrics : Metrics
         Counters and latencies served by ``GET /metrics/``.
     dead_letters : DeadLetters
@@ -66,7 +66,7 @@ class Worker:
     tables: Tables
     model: SimilarityBroadcast
     catalogue: Catalogue
-    ranking: Ranking
+    ranking: Assignment
     metrics: Metrics
     dead_letters: DeadLetters
     hot_items: list[str] = field(default_factory=list)
@@ -85,7 +85,7 @@ def build_worker(conf: Settings) -> Worker:
     app = create_app(conf, metrics)
     topics = declare_topics(app, conf)
     worker = Worker(settings=conf, app=app, topics=topics, tables=declare_tables(app, conf),
-                    model=SimilarityBroadcast(), catalogue=Catalogue(), ranking=Ranking.from_settings(conf),
+                    model=SimilarityBroadcast(), catalogue=Catalogue(), ranking=Assignment.from_settings(conf),
                     metrics=metrics,
                     dead_letters=DeadLetters(topics.dead_letters, metrics, max_bytes=conf.input.dead_letter_max_bytes))
     faust_patches.apply(tansu=conf.kafka.broker_engine == TANSU, metrics=metrics, guard=conf.worker.faust_guard,

@@ -1,6 +1,6 @@
 """The offline replay: train ALS on the protocol's training ratings, publish the item
 neighbours exactly as the ALS worker does, replay each user's history and trigger
-through :func:`tables.scoring.recommend_after_rating` (the realtime agent's code), then
+through the paper ranker (``ranking.PaperRanker``, the realtime agent's code), then
 score predictions and lists. No broker, no Faust.
 """
 from __future__ import annotations
@@ -15,7 +15,11 @@ import numpy as np
 from app.settings import Settings
 from offline_als.als import ALS, ratings_to_csr
 from offline_als.model import train_and_similar
-from tables.scoring import SimilarityIndex, add_recent_rating, base_score, recommend_after_rating
+from ranking import Interaction, PaperRanker, SimilarityIndex
+from ranking import Model as ServedModel
+from ranking.history import add_recent_rating
+from ranking.paper import base_score
+from tables.state import UserState
 
 from .metrics import RANKING_METRICS, change_rate, rmse
 from .protocol import ProtocolSplit, UserCase
@@ -39,7 +43,7 @@ class Model:
     similarity_seconds: float = 0.0
 
     def __post_init__(self) -> None:
-        #: The neighbours as the realtime agent reads them (tables.scoring.SimilarityIndex).
+        #: The neighbours as the realtime agent reads them (ranking.SimilarityIndex).
         self.index = SimilarityIndex(self.neighbours)
 
     def item_bias(self, item: str) -> float:
@@ -100,45 +104,40 @@ class Replay:
 def replay_user(case: UserCase, model: Model, *, k: int, m: int, theta: float, high_cut: float,
                 rated_limit: int = 1000, hot_items: Sequence[str] = (), carry_over: bool = True,
                 decay: float = 1.0) -> Replay:
-    """Feed the user's history and trigger, oldest first, to ``recommend_after_rating``.
+    """Feed the user's history and trigger, oldest first, to the paper ranker, as the
+    realtime agent does (``UserState.apply``).
 
     ``carry_over=False`` is our variant: the previous list is not merged in (each list
     is the fresh top-K of the trigger's scored candidates, padded with hot items).
     ``decay`` multiplies the previous list's scores before the merge (1.0 = paper)."""
-    recent: list = []
-    rated: list = []
-    previous: list = []
+    ranker = PaperRanker(k=k, m=m, theta=theta, high_cut=high_cut, rated_limit=rated_limit, decay=decay)
+    served = ServedModel(model.index, hot_items)
+    state = UserState()
     lists, n_scored = [], []
-    for item, rating, ts in case.recent_ratings:
-        recent, rated, previous, n = recommend_after_rating(
-            item=item, rating=rating, ts=ts, recent=recent, rated=rated,
-            previous=previous if carry_over else [],
-            similarity=model.index, hot_items=hot_items, k=k, m=m, theta=theta,
-            high_cut=high_cut, rated_limit=rated_limit, decay=decay)
-        lists.append(previous)
-        n_scored.append(n)
-    return Replay(recent=recent, lists=lists, n_scored=n_scored)
+    for offset, (item, rating, ts) in enumerate(case.recent_ratings):
+        if not carry_over:
+            state.recs = {}
+        _changed, step = state.apply(offset, ranker, Interaction(case.user, item, rating, ts), served)
+        lists.append(state.last_list)
+        n_scored.append(step.n_candidates)
+    return Replay(recent=state.recent, lists=lists, n_scored=n_scored)
 
 
 def replay_stream(cases: Sequence[UserCase], model: Model, *, k: int, m: int, theta: float, high_cut: float,
                   rated_limit: int = 1000, hot_items: Sequence[str] = ()) -> dict[str, list]:
-    """The same replay with every user's ratings interleaved in global time order, state
-    kept in per-user dicts like the agent's tables (recent_ratings, rated_items, last_recs).
-    Returns ``{user: last list}``. In-process: no broker, no Faust."""
+    """The same replay with every user's ratings interleaved in global time order, a
+    ``UserState`` per user as the agent keeps it. Returns ``{user: last list}``.
+    In-process: no broker, no Faust."""
     events = [(ts, n, case.user, item, rating)
               for n, case in enumerate(cases) for item, rating, ts in case.recent_ratings]
     events.sort(key=lambda e: (e[0], e[1]))  # time order; ties keep user order (stable per user)
-    recent_t: dict = collections.defaultdict(list)
-    rated_t: dict = collections.defaultdict(list)
-    last_t: dict = collections.defaultdict(dict)
-    for ts, _n, user, item, rating in events:
-        recent, rated, new_list, _ = recommend_after_rating(
-            item=item, rating=rating, ts=ts, recent=recent_t[user], rated=rated_t[user],
-            previous=last_t[user].get("items", []), similarity=model.index, hot_items=hot_items,
-            k=k, m=m, theta=theta, high_cut=high_cut, rated_limit=rated_limit)
-        recent_t[user], rated_t[user] = recent, rated
-        last_t[user] = {"items": new_list, "ts": ts}
-    return {user: v["items"] for user, v in last_t.items()}
+    ranker = PaperRanker(k=k, m=m, theta=theta, high_cut=high_cut, rated_limit=rated_limit)
+    served = ServedModel(model.index, hot_items)
+    states: dict[str, UserState] = {}
+    for offset, (ts, _n, user, item, rating) in enumerate(events):
+        state = states.setdefault(user, UserState())
+        state.apply(offset, ranker, Interaction(user, item, rating, ts), served)
+    return {user: state.last_list for user, state in states.items()}
 
 
 # --------------------------------------------------------------------------- rating prediction
@@ -316,7 +315,7 @@ def ranking_lists(case: UserCase, replay: Replay, model: Model, *, n: int, theta
 
 
 RANKERS = {
-    "realtime": "PAPER: the real-time list after the trigger (recommend_after_rating, K=20, M=20, theta; "
+    "realtime": "PAPER: the real-time list after the trigger (PaperRanker, K=20, M=20, theta; "
                 "padded with hot items), items rated in training removed, top 10",
     "als": "plain ALS top-10 (ALS.recommend, excluding every training item of the user)",
     "popularity": "most-rated training items the user has not rated",
@@ -434,7 +433,7 @@ def tune_on_validation(split: ProtocolSplit, scale: tuple[float, float], conf: S
 # --------------------------------------------------------------------------- list variants
 @dataclass(frozen=True)
 class ListVariant:
-    """Knobs of the real-time list update (tables.scoring.recommend_after_rating)."""
+    """Knobs of the real-time list update (``ranking.PaperRanker``)."""
 
     decay: float = 1.0  # previous list's scores multiplied by this before the merge (1.0 = paper)
     theta: float = 0.6  # minimum similarity (paper: 0.6)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,9 +31,11 @@ from app.settings import Settings
 from datatools.datasets import FORMATS, SCALES, iter_rows, load_ratings
 from offline_als.als import ratings_to_csr
 from offline_als.model import als_from_settings, train_and_similar
-from tables.scoring import OnlineParams, high_rating_cut
+from ranking import Interaction, Ranker
+from ranking.paper import high_rating_cut
+from tables.state import UserState
 
-from .rankers import RANKER_NAMES, TOP_N, HotWindow, Ranker, SharedState, TopCounter, UserView, make_rankers
+from .rankers import RANKER_NAMES, TOP_N, HotWindow, SharedState, TopCounter, make_rankers
 
 #: How many ALS retrains over the scored half.
 RETRAINS = 10
@@ -119,17 +121,19 @@ class Tally:
     timed_events: int = 0
 
 
-def run_stream(stream: Stream, conf: Settings, *, rankers: Sequence[Ranker] | None = None,
+def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] | None = None,
                progress: bool = True, warm_share: float = 0.5, retrains: int = RETRAINS) -> dict:
-    """Run the protocol over ``stream``; returns the raw result (see :func:`summarise`)."""
+    """Run the protocol over ``stream`` with ``rankers`` (by name; default: the six of
+    :func:`evaluation.rankers.make_rankers`); returns the raw result (see :func:`summarise`).
+
+    Each ranker keeps a ``UserState`` per user and takes every event through
+    ``UserState.apply``, as the realtime agent does (the event's position is its offset).
+    """
     n = len(stream)
     n_warm = int(n * warm_share)
     if n_warm < 1 or n - n_warm < 1:
         raise ValueError(f"{n} events: too few for a warm-up and a scored half")
-    high_cut = high_rating_cut(*stream.scale)
-    online = OnlineParams(k=conf.ranking.k, m=conf.ranking.m, theta=conf.ranking.theta, high_cut=high_cut,
-                          rated_limit=conf.ranking.rated_items_max, decay=conf.ranking.decay)
-    rankers = list(rankers) if rankers is not None else make_rankers(online)
+    rankers = dict(rankers) if rankers is not None else make_rankers(conf, high_rating_cut(*stream.scale))
     shared = SharedState(TopCounter(), HotWindow(conf.behaviour.hopping_size_s, conf.behaviour.hopping_step_s, conf.behaviour.hot_items))
     t0 = time.perf_counter()
     shared.set_model(train(stream, n_warm, conf))
@@ -137,54 +141,59 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Sequence[Ranker] | No
     # Each user's last warm-up event: the list it leaves is the one the first scored event meets.
     last_warm = {u: j for j, u in enumerate(stream.users[:n_warm])}
     pop_rank = _final_popularity_rank(stream)
-    views: dict[str, UserView] = {}
-    lists = {r.name: {} for r in rankers}
-    tally = {r.name: Tally() for r in rankers}
+    interacted: dict[str, set] = {}  # every item of each user so far: lists never hold one
+    states: dict[str, dict[str, UserState]] = {name: {} for name in rankers}
+    lists: dict[str, dict[str, list]] = {name: {} for name in rankers}
+    tally = {name: Tally() for name in rankers}
     scored_ts, n_repeat, n_known, users_scored = [], 0, 0, set()
     cuts = {n_warm + (n - n_warm) * c // retrains for c in range(1, retrains)}
     for j in _progress(range(n), progress, desc="stream", unit="ev", total=n):
         u, i, r, t = stream.users[j], stream.items[j], float(stream.ratings[j]), float(stream.ts[j])
-        view = views.get(u)
+        seen = interacted.get(u)
         scoring = j >= n_warm
-        if scoring and view is not None:  # test ...
+        if scoring and seen is not None:  # test ...
             n_known += 1
-            if i in view.interacted:
+            if i in seen:
                 n_repeat += 1
             else:
                 users_scored.add(u)
                 scored_ts.append(t)
-                for rk in rankers:
-                    lst = lists[rk.name].get(u, [])
-                    tl = tally[rk.name]
+                for name in rankers:
+                    lst = lists[name].get(u, [])
+                    tl = tally[name]
                     tl.ranks.append(lst.index(i) + 1 if i in lst else 0)
                     tl.items.update(lst)
                     tl.pop_ranks.extend(pop_rank[q] for q in lst)
-        if view is None:  # ... then learn
-            view = views[u] = UserView()
-        view.apply(i, r, t)
+        if seen is None:  # ... then learn
+            seen = interacted[u] = set()
+        seen.add(i)
         shared.observe(i, t)
+        interaction = Interaction(u, i, r, t)
         emit = scoring or last_warm.get(u) == j
-        for rk in rankers:
+        for name, ranker in rankers.items():
             s = time.perf_counter()
-            rk.update(u, i, r, t, view, shared)
-            new = rk.recommend(u, view, shared) if emit else None
+            state = states[name].get(u)
+            if state is None:
+                state = states[name][u] = UserState()
+            state.apply(j, ranker, interaction, shared)
+            new = [q for q, _s in state.last_list if q not in seen][:TOP_N] if emit else None
             if scoring:
-                tl = tally[rk.name]
+                tl = tally[name]
                 tl.seconds += time.perf_counter() - s
                 tl.timed_events += 1
-                old = lists[rk.name].get(u)
+                old = lists[name].get(u)
                 if old and new:
                     before = set(old)
                     tl.changes.append(sum(1 for q in new if q not in before) / len(new))
             if emit:
-                lists[rk.name][u] = new
+                lists[name][u] = new
         if j + 1 in cuts:  # the ALS worker's retrain on everything seen so far
             s = time.perf_counter()
             shared.set_model(train(stream, j + 1, conf))
             train_s.append(time.perf_counter() - s)
     return {"tally": tally, "n_events": n, "n_warm": n_warm, "n_known": n_known, "n_repeat": n_repeat,
             "users": len(users_scored), "scored_ts": np.asarray(scored_ts), "catalogue": len(pop_rank),
-            "train_seconds": train_s, "names": [r.name for r in rankers], "scale": stream.scale}
+            "train_seconds": train_s, "names": list(rankers), "scale": stream.scale}
 
 
 def _final_popularity_rank(stream: Stream) -> dict[str, int]:
@@ -266,15 +275,17 @@ def evaluate_stream(input_path, fmt: str, *, conf: Settings, out_dir="eval-out",
 
 
 # --------------------------------------------------------------------------- validation
-def validate(input_path, fmt: str, candidates: dict, *, conf: Settings, progress: bool = True) -> dict:
+def validate(input_path, fmt: str, candidates: Mapping[str, Ranker], *, conf: Settings,
+             progress: bool = True) -> dict:
     """The protocol on the warm-up half only (its first half warms up, its second is scored),
-    one run for all ``candidates`` ({name: RankerParams}); returns the JSON summary. Used to
-    choose :class:`tables.ranking.RankerParams`; never sees the scored half."""
-    from .rankers import Default, ItemKNN, Popularity
+    one run for all ``candidates`` (by name: variants of ``ranking.DefaultRanker``) and two
+    baselines; returns the JSON summary. Used to choose the default ranker's parameters;
+    never sees the scored half."""
+    from .rankers import ItemKNN, Popularity
 
     stream = load_stream(input_path, fmt, conf=conf, progress=progress)
     warm = stream.head(len(stream) // 2)
-    rankers = [Default(p, name=name) for name, p in candidates.items()] + [Popularity(), ItemKNN(conf.ranking.k)]
+    rankers = {**candidates, "popularity": Popularity.from_settings(conf), "item_knn": ItemKNN.from_settings(conf)}
     raw = run_stream(warm, conf, rankers=rankers, progress=progress)
     return summarise(raw)
 

@@ -1,35 +1,35 @@
 """The rankers of the streaming evaluation (``evaluation/prequential.py``), as plain code.
 
-Every ranker sees the same inputs: one user's :class:`UserView` (recent interactions,
-every item the user interacted with) and the shared :class:`SharedState` (all-time and
-windowed item counts, the latest ALS model and its published neighbour lists). After
-every event the protocol calls ``ranker.update(...)`` (the ranker's own per-user state,
-if any) and then ``ranker.recommend(...)``: the top-10 list the user *has* until the
-next event, as the agents push a list after every event. Lists never hold an item the
-user interacted with.
+Every ranker implements the rankers' one protocol (``ranking/protocol.py``): after every
+event the protocol applies it to that ranker's state of the user
+(``tables.state.UserState.apply``, as the realtime agent does), with the shared
+:class:`SharedState` as the model; the user's list, until the next event, is the top 10
+of the step's list (the agents push a list after every event). Lists never hold an item
+the user interacted with.
 
-Rankers: ``paper`` (``tables.scoring.recommend_after_rating`` with today's settings,
-exactly as ``agents/realtime.py`` calls it), ``popularity`` (all-time most interacted),
-``popularity_window`` (the behaviour agent's hot-items window), ``als`` (top-10 of the
-latest model; popularity for users it does not know), ``item_knn`` (sum of similarities
-to the user's recent items) and ``default`` (``tables/ranking.py``, what the agents run).
+Rankers: ``default`` and ``paper`` (``ranking.DefaultRanker`` and ``ranking.PaperRanker``,
+what the agents run, padded with the hot window as the agent pads with its hot items),
+and the baselines here: ``popularity`` (all-time most interacted), ``popularity_window``
+(the behaviour agent's hot-items window), ``als`` (top-10 of the latest model;
+popularity for users it does not know) and ``item_knn`` (sum of similarities to the
+user's recent items).
 """
 from __future__ import annotations
 
 import bisect
 import collections
+import dataclasses
 import math
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tables.ranking import RankerParams, knn_scores, recommend_default
-from tables.scoring import OnlineParams, SimilarityIndex, add_recent_rating, recommend_after_rating
+from ranking import DefaultRanker, PaperRanker, SimilarityIndex
+from ranking.history import add_rated_item, add_recent_rating, is_replay
+from ranking.protocol import History, Interaction, Ranker, Step
 
 #: Length of every evaluated list.
 TOP_N = 10
-#: Recent interactions kept per user for the rankers that read a history (the paper
-#: keeps its own K in its own state).
-HISTORY_MAX = 50
 
 
 # --------------------------------------------------------------------------- shared state
@@ -84,6 +84,7 @@ class HotWindow:
         self.events: collections.deque = collections.deque()
         self.counts: collections.Counter = collections.Counter()
         self.ranked: list[str] = []  # every item of the window, most counted first
+        self.ranked_counts: list[int] = []  # their counts at the last hop
         self.max_count = 0
         self._boundary = -math.inf
 
@@ -101,8 +102,10 @@ class HotWindow:
             counts[old] -= 1
             if counts[old] <= 0:
                 del counts[old]
-        self.ranked = [item for _c, item in sorted((-c, item) for item, c in counts.items())]
-        self.max_count = counts[self.ranked[0]] if self.ranked else 0
+        ranked = sorted((-c, item) for item, c in counts.items())
+        self.ranked = [item for _c, item in ranked]
+        self.ranked_counts = [-c for c, _item in ranked]
+        self.max_count = self.ranked_counts[0] if ranked else 0
 
     @property
     def hot(self) -> list[str]:
@@ -112,7 +115,9 @@ class HotWindow:
 
 @dataclass
 class SharedState:
-    """What every ranker may read besides the user's own state."""
+    """The model every ranker of the evaluation steps with: what the worker's
+    ``ranking.Model`` holds (``index``, ``hot_items``, ``version``) and what the baselines
+    read besides (all-time and windowed item counts, the latest ALS model)."""
 
     popularity: TopCounter
     window: HotWindow
@@ -121,6 +126,11 @@ class SharedState:
     model_items: dict = field(default_factory=dict)  # item id -> row of model.item_factors
     model_users: dict = field(default_factory=dict)  # user id -> row of model.user_factors
     version: int = 0
+
+    @property
+    def hot_items(self) -> list[str]:
+        """The behaviour agent's hot items (what the paper ranker pads with)."""
+        return self.window.hot
 
     def observe(self, item: str, ts: float) -> None:
         self.popularity.add(item)
@@ -137,131 +147,108 @@ class SharedState:
         self.version += 1
 
 
-@dataclass
-class UserView:
-    """One user's state as the protocol keeps it (the same for every ranker)."""
+# --------------------------------------------------------------------------- baselines
+@dataclass(frozen=True)
+class Baseline(Ranker):
+    """A baseline: the history every ranker keeps (``ranking/history.py``) and a list
+    from :meth:`top`. It keeps the agents' 20 recent interactions (only ``item_knn``
+    reads them) and remembers every item the user had (``rated_limit``), so its lists
+    never hold one, however long the user's history."""
 
-    history: list = field(default_factory=list)  # [[item, rating, ts], ...] oldest first
-    interacted: set = field(default_factory=set)
-    n_events: int = 0
+    k: int = TOP_N
+    history: int = 20
+    rated_limit: int = sys.maxsize
 
-    def apply(self, item: str, rating: float, ts: float) -> None:
-        self.history = add_recent_rating(self.history, item, rating, ts, HISTORY_MAX)
-        self.interacted.add(item)
-        self.n_events += 1
+    @classmethod
+    def from_settings(cls, conf) -> Baseline:
+        return cls()
 
+    def step(self, state: History, interaction: Interaction, model: SharedState) -> Step:
+        item, rating, ts = interaction.item, interaction.rating, interaction.ts
+        if is_replay(state.recent, item, rating, ts):
+            return Step.unchanged(state)
+        recent = add_recent_rating(state.recent, item, rating, ts, self.history)
+        rated = add_rated_item(state.rated, item, self.rated_limit)
+        items, n_candidates = self.top(interaction.user, recent, set(rated), model)
+        return Step(recent, rated, items, {}, n_candidates)
 
-# --------------------------------------------------------------------------- rankers
-class Ranker:
-    """Base: no per-user state of its own; ``recommend`` is a function of the inputs."""
-
-    name = "ranker"
-
-    def update(self, user: str, item: str, rating: float, ts: float, view: UserView,
-               shared: SharedState) -> None:
-        """Apply one event to the ranker's own state (after the event was scored)."""
-
-    def recommend(self, user: str, view: UserView, shared: SharedState) -> list[str]:
+    def top(self, user: str, recent: list, exclude: set, model: SharedState) -> tuple[list[list], int]:
+        """The list ``[[item, score], ...]`` without ``exclude`` and how many items were scored."""
         raise NotImplementedError
 
 
-class Popularity(Ranker):
-    name = "popularity"
-
-    def recommend(self, user, view, shared):
-        return shared.popularity.top(TOP_N, view.interacted)
-
-
-class PopularityWindow(Ranker):
-    name = "popularity_window"
-
-    def recommend(self, user, view, shared):
-        return [q for q in shared.window.ranked if q not in view.interacted][:TOP_N]
+class Popularity(Baseline):
+    def top(self, user, recent, exclude, model):
+        counts = model.popularity.counts
+        return [[q, float(counts[q])] for q in model.popularity.top(self.k, exclude)], len(counts)
 
 
-class ALSRanker(Ranker):
-    """Top-10 by the latest model's predicted rating; popularity for unknown users."""
-
-    name = "als"
-
-    def recommend(self, user, view, shared):
-        u = shared.model_users.get(user)
-        if shared.model is None or u is None:
-            return shared.popularity.top(TOP_N, view.interacted)
-        rows = shared.model_items
-        ex = [rows[i] for i in view.interacted if i in rows]
-        idx, _ = shared.model.model.recommend(u, exclude=ex, N=TOP_N)
-        ids = shared.model.item_ids
-        return [str(ids[j]) for j in idx]
+class PopularityWindow(Baseline):
+    def top(self, user, recent, exclude, model):
+        window, items = model.window, []
+        for q, c in zip(window.ranked, window.ranked_counts, strict=True):  # every item of the window: stop at k
+            if len(items) == self.k:
+                break
+            if q not in exclude:
+                items.append([q, float(c)])
+        return items, len(window.ranked)
 
 
-class ItemKNN(Ranker):
-    """Sum of similarities to the user's K most recent items (published neighbour lists)."""
+class ALSRanker(Baseline):
+    """Top-k by the latest model's predicted rating; popularity for unknown users."""
 
-    name = "item_knn"
+    def top(self, user, recent, exclude, model):
+        u = model.model_users.get(user)
+        if model.model is None or u is None:
+            return Popularity.top(self, user, recent, exclude, model)
+        rows = model.model_items
+        idx, scores = model.model.model.recommend(u, exclude=[rows[i] for i in exclude if i in rows], N=self.k)
+        ids = model.model.item_ids
+        return [[str(ids[j]), float(s)] for j, s in zip(idx, scores, strict=True)], len(ids)
 
-    def __init__(self, k: int = 20) -> None:
-        self.k = k
 
-    def recommend(self, user, view, shared):
-        scores = knn_scores(view.history[-self.k:], shared.index.neighbours, view.interacted)
+class ItemKNN(Baseline):
+    """Sum of similarities to the user's ``history`` most recent items (the published
+    factor neighbour lists)."""
+
+    @classmethod
+    def from_settings(cls, conf) -> ItemKNN:
+        return cls(history=conf.ranking.k)
+
+    def top(self, user, recent, exclude, model):
+        scores = knn_scores(recent, model.index.neighbours, exclude)
         ranked = sorted((-v, q) for q, v in scores.items())
-        return [q for _s, q in ranked[:TOP_N]]
+        return [[q, -v] for v, q in ranked[: self.k]], len(scores)
 
 
-class Paper(Ranker):
-    """Today's algorithm: ``recommend_after_rating`` with the agent's parameters and its hot
-    list as padding, per-user ``recent``/``rated``/previous list as the agent's tables."""
-
-    name = "paper"
-
-    def __init__(self, params: OnlineParams) -> None:
-        self.params = params
-        self.state: dict[str, tuple] = {}
-
-    def update(self, user, item, rating, ts, view, shared):
-        recent, rated, previous = self.state.get(user, ([], [], []))
-        recent, rated, new_list, _n = recommend_after_rating(
-            item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous,
-            similarity=shared.index, hot_items=shared.window.hot, params=self.params)
-        self.state[user] = (recent, rated, new_list)
-
-    def recommend(self, user, view, shared):
-        lst = self.state.get(user, ([], [], []))[2]
-        # The agent's list is K long; the evaluation reads its top 10 (its rated_limit
-        # could in principle forget an old item: the full interaction set is the rule).
-        return [e[0] for e in lst if e[0] not in view.interacted][:TOP_N]
+def knn_scores(recent: Sequence[Sequence], neighbours: Mapping[str, Mapping[str, float]], exclude,
+               weights: Sequence[float] | None = None) -> dict[str, float]:
+    """``{q: sum_r w_r sim(r, q)}`` over the neighbour lists of the ``recent`` items
+    (``weights`` default 1 each; a negative weight pushes its neighbours down), without
+    the items in ``exclude``."""
+    total: dict[str, float] = {}
+    get = total.get
+    for n, entry in enumerate(recent):
+        w = 1.0 if weights is None else weights[n]
+        for q, s in neighbours.get(entry[0], {}).items():
+            if s > 0.0:
+                total[q] = get(q, 0.0) + w * s
+    for q in [q for q in total if q in exclude]:
+        del total[q]
+    return total
 
 
-# --------------------------------------------------------------------------- default
-class Default(Ranker):
-    """The agents' default ranker (:func:`tables.ranking.recommend_default`, the same
-    call), with the worker's own per-user state (its ``recent`` and ``rated``)."""
-
-    name = "default"
-
-    def __init__(self, params: RankerParams | None = None, name: str = "default") -> None:
-        self.params = params or RankerParams()
-        self.name = name
-        self.state: dict[str, tuple] = {}
-        self.because: dict[str, dict] = {}
-
-    def update(self, user, item, rating, ts, view, shared):
-        recent, rated, previous = self.state.get(user, ([], [], []))
-        recent, rated, new_list, because, _n = recommend_default(
-            item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous,
-            similarity=shared.index, params=self.params)
-        self.state[user] = (recent, rated, new_list)
-        self.because[user] = because
-
-    def recommend(self, user, view, shared):
-        return [e[0] for e in self.state.get(user, ([], [], []))[2] if e[0] not in view.interacted][:TOP_N]
-
-
+# --------------------------------------------------------------------------- all of them
 RANKER_NAMES = ("default", "paper", "popularity", "popularity_window", "als", "item_knn")
+#: The baselines by name (the contract test runs them too).
+BASELINES: dict[str, type[Baseline]] = {"popularity": Popularity, "popularity_window": PopularityWindow,
+                                        "als": ALSRanker, "item_knn": ItemKNN}
 
 
-def make_rankers(online: OnlineParams, default: RankerParams | None = None) -> list[Ranker]:
-    """The six rankers of the evaluation, in :data:`RANKER_NAMES` order."""
-    return [Default(default), Paper(online), Popularity(), PopularityWindow(), ALSRanker(),
-            ItemKNN(k=online.k)]
+def make_rankers(conf, high_cut: float) -> dict[str, Ranker]:
+    """The six rankers of the evaluation by name, in :data:`RANKER_NAMES` order: the
+    default ranker with its fixed defaults, the paper's with the agent's settings on the
+    data set's rating scale (``high_cut``), the baselines with theirs."""
+    paper = dataclasses.replace(PaperRanker.from_settings(conf), high_cut=high_cut)
+    return {"default": DefaultRanker(), "paper": paper,
+            **{name: cls.from_settings(conf) for name, cls in BASELINES.items()}}

@@ -103,7 +103,7 @@ def write_report(result: dict, out_dir) -> list[str]:
              "scored with the same model as the full run.\n"
              "- The realtime side sees exactly what the agent would: the published top-50 neighbours per "
              "item (cosine of ALS item factors, rounded to 4 decimals), replayed through "
-             "`tables.scoring.recommend_after_rating` rating by rating (history, then trigger); hot items "
+             "`ranking.PaperRanker` rating by rating (history, then trigger); hot items "
              "(fallback) = the 50 most-rated training items.\n"
              f"- {d['test_items_rated_before']} test ratings are of items the same user also rated earlier "
              "(duplicates in the file); they stay in training through the earlier row and are not counted "
@@ -156,7 +156,7 @@ def write_report(result: dict, out_dir) -> list[str]:
              f"{_f(r['change_rate_all_pairs'], 3)}")
     L.append(f"- scored items only (fallback items ignored; {r['change_rate_scored_users']} users whose new "
              f"list has a scored item): {_f(r['change_rate_scored_only'], 3)}")
-    L.append(f"- ours, no carry-over of the previous list (`previous=[]` in recommend_after_rating): "
+    L.append(f"- ours, no carry-over of the previous list (an empty previous list before each step): "
              f"{_f(r.get('change_rate_fresh_lists'), 3)} (all pairs: {_f(r.get('change_rate_fresh_lists_all_pairs'), 3)})\n")
 
     lv = r.get("list_variants")
@@ -165,7 +165,7 @@ def write_report(result: dict, out_dir) -> list[str]:
         imp, pap = lv["improved"], lv["paper"]
         L.append("### List knobs (ours; the paper is decay 1.0, theta 0.6, M 20)\n")
         L.append("`decay` multiplies the previous list's scores before the merge "
-                 "(`tables.scoring.merge_lists`), so the newest rating's candidates win; theta and M as in the "
+                 "(`ranking.paper.merge_lists`), so the newest rating's candidates win; theta and M as in the "
                  "formula. Chosen on the validation split (the protocol applied to the training ratings only, "
                  f"{v.get('validation_users', 0)} users, own ALS fit); rule: {v.get('rule', 'n/a')}; target "
                  f"change rate {v.get('target_change_rate', 'n/a')}.\n")

@@ -23,7 +23,7 @@ import numpy as np
 
 from app.settings import Settings, load_settings
 from datatools.datasets import FORMATS, SCALES, load_ratings
-from tables.scoring import high_rating_cut
+from ranking.paper import high_rating_cut
 
 from . import engine
 from .protocol import MIN_RATINGS, sample_cases, split_protocol

@@ -7,7 +7,7 @@ run's similarity model with :func:`offline_als.publish.publish_similarity`, prod
 every selected user's history and trigger ratings to the ratings topic (paced, in
 global time order; key = user id) and reads the recommendations topic until one list
 per produced rating arrived. Each list is compared with the offline replay of the
-same user through :func:`tables.scoring.recommend_after_rating`.
+same user through the paper ranker (``ranking.PaperRanker``).
 
 The worker has no behaviour events, so its hot-item list is empty and its lists are
 not padded; the offline lists it is compared with are replayed without hot items too
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.records import Rating, to_message
+from app.records import Rating, to_message, wire_list
 from broker.clients import KafkaClients
 
 from .engine import Model, replay_user
@@ -85,8 +85,6 @@ async def _consume(conf, want: dict[str, int], timeout: float) -> dict[str, list
 def _same(a: Sequence[Sequence], b: Sequence[Sequence]) -> tuple[bool, float]:
     """Same items in the same order; and the largest score difference (``b`` rounded as
     scores are on the wire)."""
-    from tables.ranking import wire_list
-
     b = wire_list(b)
     if [x[0] for x in a] != [x[0] for x in b]:
         return False, float("inf")
@@ -218,18 +216,19 @@ def check_default_through_stream(stream, conf, *, users: int = 100, rate: float 
     in time order) through a real broker and worker running the default ranker, with the
     model frozen (trained on the warm-up half, published once, as the evaluation's first
     model); every list the worker emits must equal the evaluation's ``default`` list for
-    the same events (:func:`tables.ranking.recommend_default` on the same index), its
-    ``because`` included. The default ranker reads no hot items, so none are frozen."""
-    from tables.ranking import RankerParams, recommend_default, wire_list
-    from tables.scoring import SimilarityIndex
+    the same events (``UserState.apply`` with ``ranking.DefaultRanker`` on the same
+    index), its ``because`` included. The default ranker reads no hot items, so none are
+    frozen."""
+    from ranking import DefaultRanker, Interaction, Model, SimilarityIndex
+    from tables.state import UserState
 
     from .prequential import train
 
     say = log or (lambda msg: None)
     t_start = time.perf_counter()
     trained = train(stream, len(stream) // 2, conf)
-    index = SimilarityIndex({i: n for i, n in trained.neighbours.items() if n}, related=trained.related,
-                            counts=trained.counts)
+    model = Model(SimilarityIndex({i: n for i, n in trained.neighbours.items() if n}, related=trained.related,
+                                  counts=trained.counts))
     counts: dict[str, int] = {}
     for u in stream.users:
         counts[u] = counts.get(u, 0) + 1
@@ -238,21 +237,18 @@ def check_default_through_stream(stream, conf, *, users: int = 100, rate: float 
     chosen = set(rng.choice(eligible, size=min(users, len(eligible)), replace=False).tolist())
     events = [(stream.users[j], stream.items[j], float(stream.ratings[j]), float(stream.ts[j]))
               for j in range(len(stream)) if stream.users[j] in chosen]
-    params = RankerParams.from_settings(conf)
+    ranker = DefaultRanker.from_settings(conf)
     offline: dict[str, list] = {u: [] for u in chosen}
-    state: dict[str, tuple] = {}
-    for user, item, rating, ts in events:
-        recent, rated, previous = state.get(user, ([], [], []))
-        recent, rated, new_list, because, _ = recommend_default(item=item, rating=rating, ts=ts, recent=recent,
-                                                                rated=rated, previous=previous, similarity=index,
-                                                                params=params)
-        state[user] = (recent, rated, new_list)
-        offline[user].append((wire_list(new_list), because))
+    states: dict[str, UserState] = {u: UserState() for u in chosen}
+    for offset, (user, item, rating, ts) in enumerate(events):
+        state = states[user]
+        state.apply(offset, ranker, Interaction(user, item, rating, ts), model)
+        offline[user].append((wire_list(state.last_list), state.recs["because"]))
     messages = [(*to_message(Rating(user=u, item=i, rating=r, ts=t)), u) for u, i, r, t in events]
-    model = {"neighbours": trained.neighbours, "related": trained.related, "counts": trained.counts}
+    published = {"neighbours": trained.neighbours, "related": trained.related, "counts": trained.counts}
     settings = {"RECSYS_RATING_MIN": stream.scale[0], "RECSYS_RATING_MAX": stream.scale[1], "RECSYS_K": conf.ranking.k,
                     "RECSYS_RATED_ITEMS_MAX": conf.ranking.rated_items_max, "RECSYS_RANKER": "default", "RECSYS_AB": ""}
-    with deployment(settings, model, f"eval-stream-{int(time.time())}", base=conf, broker_port=broker_port,
+    with deployment(settings, published, f"eval-stream-{int(time.time())}", base=conf, broker_port=broker_port,
                     say=say) as (wconf, source, t_model):
         want, t_produce, got = replay_messages(wconf, messages, rate, timeout, say)
     same = sum(1 for u in chosen for rec, (lst, because) in zip(got[u], offline[u], strict=False)

@@ -462,8 +462,9 @@ async def _live(conf, data: DemoData, args, stats: LiveStats) -> None:
 def main(argv=None, conf=None) -> int:
     """``recsys demo``; ``conf``: the caller's Settings (default: the environment's)."""
     args = _parse_args(argv)
-    from app.settings import load_settings, parse_ab
+    from app.settings import load_settings
     from datatools.catalogue import publish_catalogue
+    from ranking.ab import parse_ab
     from web.live import LiveState
 
     base = conf or load_settings()

@@ -84,18 +84,16 @@ def ratings(drill: Drill) -> list[tuple[str, str, float, float]]:
 def expected_final_lists(stream, neighbours: dict, conf) -> dict[str, list]:
     """Each user's last list, replayed in-process like one worker that never crashed
     (each user through its ranker: ``conf.ranking.ranker``, or its arm of ``conf.ranking.ab``)."""
-    from tables.ranking import Ranking
-    from tables.scoring import SimilarityIndex
+    from ranking import Interaction, Model, SimilarityIndex
+    from ranking.ab import Assignment
+    from tables.state import UserState
 
-    index, ranking = SimilarityIndex(neighbours), Ranking.from_settings(conf)
-    state: dict[str, tuple] = {}
-    for user, item, rating, ts in stream:
-        recent, rated, previous = state.get(user, ([], [], []))
-        recent, rated, new_list, _because, _n = ranking.update(
-            ranking.variant(user), item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous,
-            similarity=index, hot_items=())
-        state[user] = (recent, rated, new_list)
-    return {user: s[2] for user, s in state.items()}
+    model, assignment = Model(SimilarityIndex(neighbours)), Assignment.from_settings(conf)
+    states: dict[str, UserState] = {}
+    for offset, (user, item, rating, ts) in enumerate(stream):
+        state = states.setdefault(user, UserState())
+        state.apply(offset, assignment.ranker_for(user)[1], Interaction(user, item, rating, ts), model)
+    return {user: state.last_list for user, state in states.items()}
 
 
 async def _produce(conf, stream, rate: float, on_tick: Callable[[float], None]) -> None:
@@ -210,7 +208,7 @@ def _judge(drill, stream, lists, neighbours, conf, counters, seconds) -> DrillRe
 
 
 def _items(entries: list | None) -> list | None:
-    from tables.ranking import wire_list  # lists on the topic carry rounded scores
+    from app.records import wire_list  # lists on the topic carry rounded scores
 
     return None if entries is None else wire_list(entries)
 

@@ -41,7 +41,7 @@ def similarity_messages(neighbours: Mapping[str, list], version: str, trained_at
 
     Each item's message holds its factor neighbours (the paper's sim) and, when given,
     its co-occurrence neighbours (``related``) and training interactions (``count``):
-    what the default ranker reads (``tables/ranking.py``).
+    what the default ranker reads (``ranking/default.py``).
     """
     related, counts = related or {}, counts or {}
 

@@ -17,7 +17,7 @@ from aiokafka.structs import TopicPartition
 
 from app.records import MODEL_MARKER_KEY
 from broker.clients import KafkaClients
-from tables.scoring import SimilarityIndex
+from ranking.model import SimilarityIndex
 
 log = logging.getLogger(__name__)
 

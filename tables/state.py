@@ -13,11 +13,18 @@ rating applied to this state: a message at or below it is a redelivery (at-least
 and changes nothing, however old it is (Quix Streams keeps the same per changelog).
 Schema 1 (no ``schema`` key, no ``offset``: written before the field existed) still
 loads.
+
+:meth:`UserState.apply` is the one place a ranker's step is applied to a user's state:
+the realtime agent, the streaming evaluation, the failover drills' expected lists and
+the benchmarks' peers all go through it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from ranking.model import Model
+from ranking.protocol import Interaction, Ranker, Step
 
 SCHEMA = 2
 
@@ -47,3 +54,18 @@ class UserState:
     def already_applied(self, offset: int) -> bool:
         """True for a redelivered message: its offset is not after the last applied one."""
         return self.offset is not None and offset <= self.offset
+
+    def apply(self, offset: int, ranker: Ranker, interaction: Interaction, model: Model) -> tuple[bool, Step]:
+        """Apply one interaction, read at ``offset``, through ``ranker``: the new history,
+        and ``recs`` = the new list with ``model.version``, the interaction's time and
+        ``because``. Returns ``(changed, step)``; ``changed`` is False for a redelivered
+        message (:meth:`already_applied`: at-least-once), which leaves the state, its
+        list and its model version as they are."""
+        if self.already_applied(offset):
+            return False, Step.unchanged(self)
+        step = ranker.step(self, interaction, model)
+        self.recent, self.rated = step.recent, step.rated
+        self.recs = {"items": step.items, "model_version": model.version, "ts": interaction.ts,
+                     "because": step.because}
+        self.offset = offset
+        return True, step

@@ -5,7 +5,7 @@
   just before it (the newest list emitted at or before the event reached the broker):
   a *hit* when the event's item was in that list. Hit rates are kept per ranker variant,
   per model version and per event type, each with a Wilson 95% interval;
-- **A/B assignment**: ``app.settings.parse_ab`` reads ``RECSYS_AB=default:50,paper:50`` and
+- **A/B assignment**: ``ranking.ab.parse_ab`` reads ``RECSYS_AB=default:50,paper:50`` and
   :func:`assign_variant` puts a user in an arm by a stable hash of the user id (the same
   answer in every process, on every machine, for ever: no ``hash()``, no seed);
 - the dashboard's counters: lists per second, produce-to-list latency percentiles, dead
@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # A/B assignment lives with the rankers: the worker assigns, the page reads the variant.
-from tables.ranking import assign_variant
+from ranking.ab import assign_variant
 
 #: z of a two-sided 95% interval.
 Z95 = 1.959963984540054

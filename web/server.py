@@ -37,7 +37,7 @@ from pathlib import Path
 import orjson
 from aiohttp import ClientSession, ClientTimeout, web
 
-from app.settings import parse_ab
+from ranking.ab import parse_ab
 from web.live import LiveState
 
 log = logging.getLogger("recsys.web")

@@ -13,10 +13,11 @@ import json
 import time
 from pathlib import Path
 
+from agents.lists import interaction_of, recommendation_for
 from app.records import InvalidInput, parse_rating, to_json_bytes
 from app.settings import Settings
-from tables.ranking import Ranking, recommendation_for
-from tables.scoring import SimilarityIndex
+from ranking import Model, SimilarityIndex
+from ranking.ab import Assignment
 from tables.state import UserState
 
 
@@ -43,8 +44,9 @@ class RatingProcessor:
         model = json.loads(Path(model_file).read_text())
         self.conf = conf
         self.version = model["version"]
-        self.index = SimilarityIndex(model["neighbours"], related=model.get("related"), counts=model.get("counts"))
-        self.ranking = Ranking.from_settings(conf)
+        self.model = Model(SimilarityIndex(model["neighbours"], related=model.get("related"),
+                                           counts=model.get("counts")), version=self.version)
+        self.ranking = Assignment.from_settings(conf)
         self.invalid = 0
 
     def process(self, value: bytes, state_value: dict | None, offset: int, produced_at: float = 0.0):
@@ -58,7 +60,8 @@ class RatingProcessor:
             self.invalid += 1
             return None
         state = UserState.from_value(state_value)
-        variant, changed, _n = self.ranking.apply(state, rating, offset, self.index, self.version)
+        variant, ranker = self.ranking.ranker_for(rating.user)
+        changed, _step = state.apply(offset, ranker, interaction_of(rating), self.model)
         rec = recommendation_for(rating, state, variant, self.version, produced_at,
                                  (time.perf_counter() - started) * 1000.0)
         return rating.user, (state.to_value() if changed else None), to_json_bytes(rec)

@@ -11,7 +11,7 @@ import urllib.error
 import pytest
 
 from offline_als.publish import publish_similarity
-from tables.ranking import assign_variant
+from ranking.ab import assign_variant
 from tests.brokers import produce, run
 from tests.helpers import MODEL, lists_for, rating_message
 
@@ -26,7 +26,7 @@ HISTORY, DECAY, W_POP, N_POP, K = 20, 0.8, 0.5, 50, 20
 
 
 def expected_default(interactions):
-    """The default formula (tables/ranking.py's docstring), written out on its own.
+    """The default formula (ranking/default.py's docstring), written out on its own.
     ``interactions``: (item, weight, ts) with distinct items, in time order; a weight of
     ``"dislike"`` counts -1."""
     out, had = [], []

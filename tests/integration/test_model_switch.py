@@ -23,15 +23,14 @@ OTHER = {item: {n: round(s * 0.99, 4) for n, s in reversed(list(dict(neigh).item
 
 def scored_with(neighbours, ratings):
     """The list the paper's formula gives on ``neighbours`` (in-process, no hot items)."""
-    from tables.scoring import SimilarityIndex, recommend_after_rating
+    from ranking import History, Interaction, Model, PaperRanker, SimilarityIndex
 
-    recent, rated, previous = [], [], []
-    index = SimilarityIndex({i: dict(n) for i, n in neighbours.items()})
+    state, ranker = History(), PaperRanker(k=20, m=20, theta=0.6, high_cut=3.0, rated_limit=1000)
+    model = Model(SimilarityIndex({i: dict(n) for i, n in neighbours.items()}))
     for item, rating, ts in ratings:
-        recent, rated, previous, _ = recommend_after_rating(
-            item=item, rating=rating, ts=ts, recent=recent, rated=rated, previous=previous, similarity=index,
-            hot_items=(), k=20, m=20, theta=0.6, high_cut=3.0, rated_limit=1000)
-    return previous
+        step = ranker.step(state, Interaction("fred", item, rating, ts), model)
+        state = History(step.recent, step.rated, step.items)
+    return state.last_list
 
 
 def test_a_half_published_model_is_never_scored_with(stream_env):
@@ -57,12 +56,11 @@ def test_a_half_published_model_is_never_scored_with(stream_env):
     last = lists_for(conf, "fred", len(more))[-1]
     assert last["model_version"] == "v3"
     # v3 scores the newest rating on top of the state built with v1 (the previous list is kept).
-    from tables.scoring import SimilarityIndex, recommend_after_rating
+    from ranking import History, Interaction, Model, PaperRanker, SimilarityIndex
 
-    state = [], [], []
+    state, ranker = History(), PaperRanker(k=20, m=20, theta=0.6, high_cut=3.0, rated_limit=1000)
     for n, (item, rating, ts) in enumerate(more):
-        model = {i: dict(nb) for i, nb in (MODEL if n < len(ratings) else OTHER).items()}
-        state = recommend_after_rating(item=item, rating=rating, ts=ts, recent=state[0], rated=state[1],
-                                       previous=state[2], similarity=SimilarityIndex(model), hot_items=(), k=20,
-                                       m=20, theta=0.6, high_cut=3.0, rated_limit=1000)[:3]
-    assert_same_list(last["items"], state[2])
+        model = Model(SimilarityIndex({i: dict(nb) for i, nb in (MODEL if n < len(ratings) else OTHER).items()}))
+        step = ranker.step(state, Interaction("fred", item, rating, ts), model)
+        state = History(step.recent, step.rated, step.items)
+    assert_same_list(last["items"], state.last_list)

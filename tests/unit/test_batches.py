@@ -16,8 +16,9 @@ from app.metrics import Metrics
 from app.records import Rating, to_message
 from app.settings import Settings
 from app.worker import Worker
-from tables.ranking import Ranking
-from tables.scoring import SimilarityIndex
+from ranking import SimilarityIndex
+from ranking.ab import Assignment
+from ranking.model import Model
 from tables.state import UserState
 from tests.helpers import consumer_stub, message
 
@@ -31,7 +32,7 @@ def worker_of(app=None, user_state=None, model=None) -> Worker:
     topic = types.SimpleNamespace(get_topic_name=lambda: "recommendations")
     return Worker(settings=Settings(), app=app, tables=types.SimpleNamespace(user_state=user_state),
                   topics=types.SimpleNamespace(recommendations=topic, ratings=topic), model=model, catalogue=None,
-                  ranking=Ranking(), metrics=Metrics(), dead_letters=None)
+                  ranking=Assignment.from_settings(Settings()), metrics=Metrics(), dead_letters=None)
 
 
 def test_a_failed_publish_refuses_every_ack_of_the_batch(monkeypatch):
@@ -149,7 +150,7 @@ def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_th
     index = SimilarityIndex(related={q: {p: round(rng.uniform(0.05, 1.0), 4) for p in rng.sample(items, 50)}
                                      for q in items},
                             counts={q: rng.randint(1, 500) for q in items})
-    worker = worker_of(user_state=collections.defaultdict(dict), model=types.SimpleNamespace(index=index))  # all new
+    worker = worker_of(user_state=collections.defaultdict(dict))  # every user is new
     batch_max = 200
     batch = batches.Batch(worker, input_partitions=1)
     gc.collect()
@@ -159,7 +160,7 @@ def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_th
         for offset in range(batch_max):
             key, value = to_message(Rating(user=f"u{offset}", item=rng.choice(items), rating=4.0, ts=float(offset)))
             event = Event(message=message(offset, key=key, value=value), value=value)
-            realtime.rank_one(worker, event, batch, "v1")
+            realtime.rank_one(worker, event, batch, Model(index, (), "v1"))
         live = gc.get_count()[0] - before
     finally:
         gc.enable()

@@ -10,8 +10,8 @@ import pytest
 from app.settings import Settings
 from evaluation import prequential as pq
 from evaluation import rankers as rk
-from tables.ranking import RankerParams, recommend_default
-from tables.scoring import OnlineParams, SimilarityIndex, recommend_after_rating
+from ranking import DefaultRanker, Interaction, PaperRanker, SimilarityIndex
+from tables.state import UserState
 
 JSON_KEYS = {"protocol", "events_scored", "users", "repeat_share", "hr_at_10", "ndcg_at_10", "mrr_at_10",
              "coverage", "novelty", "change_rate", "us_per_event"}
@@ -28,11 +28,16 @@ def _shared(counts=None) -> rk.SharedState:
     return shared
 
 
-def _view(*items) -> rk.UserView:
-    view = rk.UserView()
+def _state(ranker, shared, *items, user="u") -> UserState:
+    """The user's state after interacting with ``items`` (rating 4, one per second), as the protocol applies them."""
+    state = UserState()
     for t, item in enumerate(items):
-        view.apply(item, 4.0, float(t))
-    return view
+        state.apply(t, ranker, Interaction(user, item, 4.0, float(t)), shared)
+    return state
+
+
+def _list(ranker, shared, *items, user="u") -> list[str]:
+    return [q for q, _s in _state(ranker, shared, *items, user=user).last_list]
 
 
 def test_top_counter_keeps_exact_top_and_falls_back_when_excluded():
@@ -48,7 +53,8 @@ def test_top_counter_keeps_exact_top_and_falls_back_when_excluded():
 
 def test_popularity_list_excludes_the_users_items():
     shared = _shared({"p": 5, "q": 3, "r": 3, "s": 1})
-    assert rk.Popularity().recommend("u", _view("q"), shared) == ["p", "r", "s"]
+    assert _list(rk.Popularity(), shared, "q") == ["p", "r", "s"]
+    assert _state(rk.Popularity(k=2), shared, "q").last_list == [["p", 5.0], ["r", 3.0]]
 
 
 def test_window_ranks_what_the_window_held_at_the_last_hop():
@@ -59,56 +65,46 @@ def test_window_ranks_what_the_window_held_at_the_last_hop():
     win.add("c", 5.0)  # hop at 5: the window (-5, 5] held a, b, b
     assert win.ranked == ["b", "a"] and win.hot == ["b"]
     win.add("c", 12.0)  # hop at 10: (0, 10] holds b, b, c (a at 0 fell out)
-    assert win.ranked == ["b", "c"]
+    assert win.ranked == ["b", "c"] and win.ranked_counts == [2, 1]
     shared = _shared()
     shared.window = win
-    assert rk.PopularityWindow().recommend("u", _view("b"), shared) == ["c"]
+    assert _state(rk.PopularityWindow(), shared, "b").last_list == [["c", 1.0]]
+    assert shared.hot_items == ["b"]  # what the paper ranker pads with
 
 
 def test_item_knn_sums_similarities_of_recent_items():
     # y: 0.5 (a) + 0.6 (b) = 1.1; x: 0.9; z: 0.2
-    assert rk.ItemKNN(k=20).recommend("u", _view("a", "b"), _shared()) == ["y", "x", "z"]
-    assert rk.ItemKNN(k=1).recommend("u", _view("a", "b"), _shared()) == ["y", "z"]  # only b
-    assert rk.ItemKNN().recommend("u", _view("a", "b", "y"), _shared()) == ["x", "z"]
+    assert _list(rk.ItemKNN(history=20), _shared(), "a", "b") == ["y", "x", "z"]
+    assert _list(rk.ItemKNN(history=1), _shared(), "a", "b") == ["y", "z"]  # only b
+    assert _list(rk.ItemKNN(), _shared(), "a", "b", "y") == ["x", "z"]
 
 
-def test_default_ranker_is_the_agents_function():
+def test_the_evaluation_runs_the_agents_rankers_on_the_data_sets_scale():
+    conf = Settings().replace(ranking={"k": 15, "m": 9, "theta": 0.4, "decay": 0.5, "rated_items_max": 99})
+    rankers = rk.make_rankers(conf, high_cut=6.0)
+    assert list(rankers) == list(rk.RANKER_NAMES)
+    assert rankers["default"] == DefaultRanker()  # its fixed defaults
+    assert rankers["paper"] == PaperRanker(k=15, m=9, theta=0.4, high_cut=6.0, rated_limit=99, decay=0.5)
+    assert rankers["item_knn"] == rk.ItemKNN(history=15)
+
+
+def test_default_ranker_lists_and_reasons_in_the_evaluation():
     shared = _shared()
     shared.index = SimilarityIndex(NEIGHBOURS, related={"a": {"p": 0.5}, "b": {"q": 0.4}}, counts={"z": 3})
-    default = rk.Default(RankerParams(decay=0.5))
-    view = rk.UserView()
-    recent, rated, lst = [], [], []
-    for t, item in enumerate(["a", "b"]):
-        view.apply(item, 4.0, float(t))
-        default.update("u", item, 4.0, float(t), view, shared)
-        recent, rated, lst, because, _ = recommend_default(item=item, rating=4.0, ts=float(t), recent=recent,
-                                                           rated=rated, previous=lst, similarity=shared.index,
-                                                           params=RankerParams(decay=0.5))
+    state = _state(DefaultRanker(decay=0.5), shared, "a", "b")
     # related lists, not the factor neighbours: q 0.4 (newest) -> 1, p 0.5 * 0.5 -> 0.625, z only
     # from the prior: 0.5 * lg(1 + 3) / lg(1 + 3) = 0.5
-    assert default.recommend("u", view, shared) == [e[0] for e in lst] == ["q", "p", "z"]
-    assert default.because["u"] == because == {"q": "b", "p": "a"}
+    assert [q for q, _ in state.last_list] == ["q", "p", "z"]
+    assert state.recs["because"] == {"q": "b", "p": "a"}
 
 
-def test_paper_ranker_is_the_agents_function():
-    shared = _shared()
-    params = OnlineParams(k=20, m=20, theta=0.1, high_cut=3.0)
-    paper = rk.Paper(params)
-    view = rk.UserView()
-    recent, rated, lst = [], [], []
-    for t, item in enumerate(["a", "b"]):
-        view.apply(item, 4.0, float(t))
-        paper.update("u", item, 4.0, float(t), view, shared)
-        recent, rated, lst, _ = recommend_after_rating(item=item, rating=4.0, ts=float(t), recent=recent,
-                                                       rated=rated, previous=lst, similarity=shared.index,
-                                                       hot_items=[], params=params)
-    assert paper.recommend("u", view, shared) == [e[0] for e in lst][:10]
-    assert paper.recommend("u", view, shared) == ["x", "y", "z"]
+def test_paper_ranker_lists_in_the_evaluation():
+    assert _list(PaperRanker(k=20, m=20, theta=0.1, high_cut=3.0), _shared(), "a", "b") == ["x", "y", "z"]
 
 
 def test_als_ranker_falls_back_to_popularity_for_unknown_users():
     shared = _shared({"p": 2, "q": 1})
-    assert rk.ALSRanker().recommend("nobody", _view("q"), shared) == ["p"]
+    assert _list(rk.ALSRanker(), shared, "q", user="nobody") == ["p"]
 
 
 def test_hit_metrics_by_hand():
@@ -173,3 +169,14 @@ def test_main_prints_the_json_line_last(tmp_path, capsys):
     assert set(result) == JSON_KEYS and result["protocol"] == "stream"
     assert (tmp_path / "out" / "report.md").exists()
     assert (tmp_path / "out" / "stream_hr_over_time.png").exists()
+
+
+def test_validate_runs_default_ranker_variants_beside_two_baselines(tmp_path):
+    lines = [f"u{u},i{(u * 3 + n) % 7},view,{n * 10 + u}" for n in range(16) for u in range(5)]
+    path = tmp_path / "events.csv"
+    path.write_text("\n".join(lines) + "\n")
+    conf = Settings().replace(als={"rank": 2, "iters": 2, "similar": 3})
+    candidates = {"decay-0.5": DefaultRanker(decay=0.5), "no-prior": DefaultRanker(w_pop=0.0)}
+    summary = pq.validate(path, "events-csv", candidates, conf=conf, progress=False)
+    assert set(summary["hr_at_10"]) == {"decay-0.5", "no-prior", "popularity", "item_knn"}
+    assert summary["events_scored"] > 0

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.settings import parse_ab
-from tables.ranking import assign_variant
+from ranking.ab import assign_variant, parse_ab
 from web.live import LiveState, list_before, percentile, wilson_interval
 
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -157,7 +156,7 @@ def test_assignment_is_stable_across_processes_and_ignores_the_hash_seed():
     users = [f"user{n}" for n in range(50)] + ["alice", "ß-ü", "42"]
     here = [assign_variant(u, arms) for u in users]
     assert here == [assign_variant(u, arms) for u in users]
-    code = ("import sys; from app.settings import parse_ab; from tables.ranking import assign_variant; "
+    code = ("import sys; from ranking.ab import assign_variant, parse_ab; "
             f"print(','.join(assign_variant(u, parse_ab('default:50,paper:50')) for u in {users!r}))")
     for seed in ("1", "2"):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

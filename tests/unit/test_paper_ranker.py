@@ -1,18 +1,17 @@
-"""The paper's formula and merge, checked on hand-computed cases (no broker)."""
+"""The paper's formula and merge (ranking/paper.py), the similarity index and the history
+every ranker keeps, checked on hand-computed cases (no broker)."""
 import math
 
 import pytest
 
-from tables.scoring import (
-    SimilarityIndex,
-    add_rated_item,
-    add_recent_rating,
+from ranking import History, Interaction, Model, PaperRanker, SimilarityIndex
+from ranking.history import add_rated_item, add_recent_rating
+from ranking.paper import (
     base_score,
     candidate_items,
     fill_with_fallback,
     high_rating_cut,
     merge_lists,
-    recommend_after_rating,
     score_candidates,
 )
 
@@ -61,33 +60,21 @@ def test_index_keeps_lists_best_first_and_rows_symmetric():
     assert len(INDEX) == 4 and "r2" not in INDEX.neighbours
 
 
-def test_index_updates_item_by_item_like_a_rebuild():
-    """A model streaming in (new lists, replaced lists, tombstones) leaves the same rows
-    as building the final lists from scratch, and they match the pairwise definition."""
+def test_index_rows_match_the_pairwise_definition_on_random_lists():
     import random
 
     rng = random.Random(3)
     items = [f"i{n}" for n in range(40)]
-    index, lists = SimilarityIndex(), {}
-    for step in range(600):
-        item = rng.choice(items)
-        if step % 7 == 0:
-            index.remove(item)
-            lists.pop(item, None)
-        else:
-            lists[item] = {o: round(rng.random(), 3) for o in rng.sample(items, 6) if o != item}
-            index.set_neighbours(item, lists[item])
-    rebuilt = SimilarityIndex(lists)
-    assert index.rows == rebuilt.rows and index.neighbours == rebuilt.neighbours
+    lists = {item: {o: round(rng.random(), 3) for o in rng.sample(items, 6)} for item in rng.sample(items, 30)}
+    index = SimilarityIndex(lists)  # some lists name their own item: it is never a pair
     sim = pairwise_similarity(lists)
     for a in items:
         for b in items:
             assert index.similarity(a, b) == sim(a, b)
-    # no row outlives its last listed pair
-    assert all(len(row) > 1 for row in index.rows.values())
-    for item in list(lists):
-        index.remove(item)
-    assert index.rows == {} and len(index) == 0
+    # a row exists only for an item in a listed pair, and holds exactly those pairs and itself
+    listed = {pair for a, neigh in lists.items() for b in neigh if a != b for pair in ((a, b), (b, a))}
+    assert {(a, b) for a, row in index.rows.items() for b in row if b != a} == listed
+    assert all(row[item] == 1.0 for item, row in index.rows.items())
 
 
 def test_candidates_are_top_m_neighbours_not_rated():
@@ -155,10 +142,17 @@ def test_base_score_is_the_weighted_average_part():
     assert base_score("d", [["r2", 4.0, 1.0]], SIM, 0.6) is None
 
 
+def _step(*, item, rating, ts, recent, rated, previous, hot_items=(), similarity=INDEX, **params):
+    """One step of the paper ranker as ``(recent, rated, list, n_candidates)``."""
+    step = PaperRanker(**params).step(History(recent, rated, previous), Interaction("u", item, rating, ts),
+                                      Model(similarity, hot_items))
+    return step.recent, step.rated, step.items, step.n_candidates
+
+
 def test_whole_update_never_recommends_rated_items():
-    recent, rated, new_list, n = recommend_after_rating(
+    recent, rated, new_list, n = _step(
         item="p", rating=10.0, ts=3.0, recent=[["r1", 8.0, 1.0]], rated=["r1", "a"], previous=[["a", 9.0]],
-        similarity=INDEX, hot_items=["p", "h"], k=4, m=5, theta=0.6, high_cut=6.0, rated_limit=10)
+        hot_items=["p", "h"], k=4, m=5, theta=0.6, high_cut=6.0, rated_limit=10)
     assert rated == ["r1", "a", "p"]
     assert [e[0] for e in recent] == ["r1", "p"]
     items = [e[0] for e in new_list]
@@ -182,11 +176,11 @@ def test_merge_decay_fades_the_previous_list_and_defaults_to_the_paper():
 
 def test_whole_update_passes_decay_through():
     kw = {"item": "p", "rating": 10.0, "ts": 3.0, "recent": [["r1", 8.0, 1.0]], "rated": ["r1"], "previous": [["zz", 9.0]],
-              "similarity": INDEX, "hot_items": ["h"], "k": 4, "m": 5, "theta": 0.6, "high_cut": 6.0, "rated_limit": 10}
-    paper = recommend_after_rating(**kw)
-    assert recommend_after_rating(**kw, decay=1.0) == paper
+          "hot_items": ["h"], "k": 4, "m": 5, "theta": 0.6, "high_cut": 6.0, "rated_limit": 10}
+    paper = _step(**kw)
+    assert _step(**kw, decay=1.0) == paper
     assert [e[0] for e in paper[2]] == ["zz", "b", "a", "c"]  # the paper keeps the old 9.0 on top
-    faded = recommend_after_rating(**kw, decay=0.5)[2]
+    faded = _step(**kw, decay=0.5)[2]
     assert [e[0] for e in faded] == ["b", "a", "c", "zz"] and faded[-1][1] == pytest.approx(4.5)
 
 
@@ -212,17 +206,15 @@ def test_fast_scoring_equals_the_pairwise_definition_on_random_models():
 
 
 def test_a_redelivered_or_stale_rating_changes_nothing():
-    kw = {"similarity": INDEX, "hot_items": [], "k": 4, "m": 5, "theta": 0.6, "high_cut": 6.0, "rated_limit": 10,
-              "decay": 0.5}
-    recent, rated, first, n = recommend_after_rating(item="p", rating=10.0, ts=3.0, recent=[["r1", 8.0, 1.0]],
-                                                     rated=["r1"], previous=[["x", 9.0]], **kw)
+    kw = {"k": 4, "m": 5, "theta": 0.6, "high_cut": 6.0, "rated_limit": 10, "decay": 0.5}
+    recent, rated, first, n = _step(item="p", rating=10.0, ts=3.0, recent=[["r1", 8.0, 1.0]], rated=["r1"],
+                                    previous=[["x", 9.0]], **kw)
     assert n > 0
     for replay in ({"rating": 10.0, "ts": 3.0}, {"rating": 2.0, "ts": 2.0}):  # redelivery, stale
-        again = recommend_after_rating(item="p", recent=recent, rated=rated, previous=first, **replay, **kw)
+        again = _step(item="p", recent=recent, rated=rated, previous=first, **replay, **kw)
         assert again == (recent, rated, first, 0)
     # Same time but another rating is a correction, not a replay: it is applied.
-    corrected = recommend_after_rating(item="p", rating=2.0, ts=3.0, recent=recent, rated=rated, previous=first,
-                                       **kw)
+    corrected = _step(item="p", rating=2.0, ts=3.0, recent=recent, rated=rated, previous=first, **kw)
     assert corrected[0][-1] == ["p", 2.0, 3.0] and corrected[3] > 0
 
 
@@ -233,11 +225,10 @@ def test_a_rating_that_ties_on_time_is_the_most_recent_and_not_evicted():
     assert add_recent_rating(recent, "a", 4, 5.0, k=2) == [["y", 1.0, 5.0], ["a", 4.0, 5.0]]
 
 
-def test_online_params_come_from_the_settings():
+def test_the_paper_ranker_comes_from_the_settings():
     from app.settings import Settings
-    from tables.scoring import OnlineParams
 
     conf = Settings.from_env({"RECSYS_K": "7", "RECSYS_M": "9", "RECSYS_THETA": "0.5", "RECSYS_RATING_MIN": "2",
                               "RECSYS_RATING_MAX": "10", "RECSYS_RATED_ITEMS_MAX": "11", "RECSYS_DECAY": "0.25"})
-    assert OnlineParams.from_settings(conf) == OnlineParams(k=7, m=9, theta=0.5, high_cut=6.0, rated_limit=11,
-                                                                  decay=0.25)
+    assert PaperRanker.from_settings(conf) == PaperRanker(k=7, m=9, theta=0.5, high_cut=6.0, rated_limit=11,
+                                                          decay=0.25)

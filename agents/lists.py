@@ -1,0 +1,26 @@
+"""What goes into a ranker for one rating and what comes out on the wire: pure (no
+Faust), so the benchmarks' peers make the realtime agent's lists with the same code."""
+from __future__ import annotations
+
+import time
+
+from app.records import DISLIKE_SOURCE, Rating, Recommendation, wire_list
+from ranking.protocol import Interaction
+from tables.state import UserState
+
+
+def interaction_of(rating: Rating) -> Interaction:
+    """A rating (or a behaviour event turned into one) as the rankers read it."""
+    return Interaction(user=rating.user, item=rating.item, rating=rating.rating, ts=rating.ts,
+                       dislike=rating.source == DISLIKE_SOURCE)
+
+
+def recommendation_for(rating: Rating, state: UserState, variant: str, version: str, produced_at: float,
+                       worker_ms: float) -> Recommendation:
+    """The list message a rating produces, from the user's state after it (a redelivered
+    rating gets the stored list and the model version that made it)."""
+    return Recommendation(user=rating.user, items=wire_list(state.last_list),
+                          model_version=state.recs.get("model_version", version), trigger_ts=rating.ts,
+                          produced_at=produced_at, emitted_at=time.time(), worker_ms=worker_ms,
+                          reason="rating" if rating.source == "explicit" else rating.source,
+                          because=state.recs.get("because", {}), variant=variant)

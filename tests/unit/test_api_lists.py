@@ -1,0 +1,20 @@
+"""Lists on the wire (app/records.py) and the query API's filters (api/lists.py)."""
+from __future__ import annotations
+
+import pytest
+
+from api.lists import filter_list, list_filters
+from app.records import wire_list
+
+
+def test_wire_lists_round_scores_and_filters_cut_and_exclude():
+    items = [["a", 1.234567], ["b", None], ["c", 0.5], ["d", 0.25]]
+    assert wire_list(items) == [["a", 1.2346], ["b", None], ["c", 0.5], ["d", 0.25]]
+    n, exclude = list_filters({"n": "2", "exclude": "a, c"})
+    assert (n, exclude) == (2, {"a", "c"})
+    assert filter_list(items, n, exclude) == [["b", None], ["d", 0.25]]
+    assert filter_list(items, keep=lambda q: q in {"c", "d"}) == [["c", 0.5], ["d", 0.25]]
+    assert list_filters({}) == (None, set())
+    for bad in ("0", "-1", "x", "2.5"):
+        with pytest.raises(ValueError, match="whole number"):
+            list_filters({"n": bad})
