@@ -1,6 +1,6 @@
 """One batch of the realtime agent's output, written to Kafka and the table together.
 
-Faust's per-message path cost the worker two thirds of its CPU (py-spy, README Results):
+Faust's per-message path cost the worker two thirds of its CPU (py-spy, docs/RESULTS.md):
 per changelog write and per list a FutureMessage, a producer future, callbacks, and per
 changelog acknowledgement a RocksDB write of the offset. The agent therefore takes its
 input in batches (``Stream.take_events``), ranks each rating in order, and stages here

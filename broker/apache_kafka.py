@@ -40,7 +40,7 @@ from typing import Self
 log = logging.getLogger(__name__)
 
 #: The pinned Kafka version (the pom's default too). 4.1.1: newest 4.x on Maven Central
-#: here; aiokafka 0.14 and Faust 0.15.3 work with it (see tests/test_kafka_engine.py).
+#: here; aiokafka 0.14 and Faust 0.15.3 work with it (see tests/integration/test_kafka_engine.py).
 KAFKA_VERSION = "4.1.1"
 KAFKA_DIR = Path(__file__).resolve().with_name("kafka")
 POM = KAFKA_DIR / "pom.xml"

@@ -1,4 +1,4 @@
-"""The streaming (prequential, test-then-learn) evaluation of issue 13.
+"""The streaming (prequential, test-then-learn) evaluation.
 
 Protocol (``recsys evaluate --protocol stream``):
 
@@ -214,7 +214,7 @@ def hit_arrays(ranks: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def summarise(raw: dict) -> dict:
-    """The JSON line: exactly the keys issue 13 lists, each metric a map ranker -> value."""
+    """The JSON line: every metric as a map ranker -> value (its keys are a public format)."""
     names = raw["names"]
     out = {"protocol": "stream", "events_scored": len(raw["scored_ts"]), "users": raw["users"],
            "repeat_share": raw["n_repeat"] / raw["n_known"] if raw["n_known"] else 0.0}

@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None, conf: Settings | None = None) -> int
 
 
 def _main_stream(args, conf: Settings | None) -> int:
-    """``--protocol stream``: report paths, then the JSON line of issue 13 (its keys only)."""
+    """``--protocol stream``: report paths, then the JSON line of every metric per ranker."""
     from .prequential import evaluate_stream, load_stream
 
     conf = conf or load_settings()

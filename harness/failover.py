@@ -1,7 +1,7 @@
 """Kill drills: a steady stream of ratings, a worker killed with SIGKILL mid-stream, and
 the counts that say whether anything was lost.
 
-Used by ``tests/test_failover.py`` (one short run of each drill) and
+Used by ``tests/integration/test_failover.py`` (one short run of each drill) and
 ``benchmarks/failover_bench.py`` (repeated runs, a table of counts). Three drills:
 
 - ``failover``: two workers share the partitions; one is killed, the survivor takes

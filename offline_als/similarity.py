@@ -174,7 +174,7 @@ def cooccurrence_neighbours(R, item_ids: Sequence[str], m: int = 50, decimals: i
     """Every item's top-``m`` items by cosine of the binary interaction columns of ``R``
     (users x items), shrunk by support (:data:`COOC_SHRINK`): "users who had this also
     had that", the signal a next-interaction ranker needs, which the rating-value ALS
-    factors do not carry (see README)."""
+    factors do not carry (docs/RESULTS.md, "Streaming evaluation")."""
     shrink = COOC_SHRINK if shrink is None else shrink
     X = sp.csr_matrix(R, copy=True)
     X.data[:] = 1.0

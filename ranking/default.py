@@ -14,8 +14,8 @@ q": cosine of the binary interaction columns, published by the ALS worker with t
 factor similarities), ``count`` the item's interactions in the model's training data
 (the popularity prior). Candidates: the related items of the recent interactions and
 the ``n_pop`` most popular items; never an item the user already had. Why these
-choices: README, "Lists that beat most popular" (the streaming evaluation chose them on
-the warm-up half of ml-100k and ml-latest-small; the same fixed values everywhere).
+choices: docs/RESULTS.md, "Streaming evaluation" (chosen on the warm-up half of ml-100k
+and ml-latest-small; the same fixed values everywhere).
 
 Each list says why its items are there: ``because[q]`` is the recent interaction that
 contributed most to q's kNN part (items that came from the prior alone have none).
@@ -32,7 +32,7 @@ from ranking.protocol import History, Interaction, Ranker, Step
 
 @dataclass(frozen=True)
 class DefaultRanker(Ranker):
-    """The default ranker, with fixed defaults (README: how they were chosen).
+    """The default ranker, with fixed defaults (docs/RESULTS.md: how they were chosen).
 
     Parameters
     ----------

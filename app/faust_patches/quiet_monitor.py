@@ -5,7 +5,7 @@ gets/sets, sends) that only Faust's own ``/stats`` pages read. We serve our own
 counters and latencies (``app/metrics.py``, ``GET /metrics/``), so those hooks are
 no-ops here; the rest of the Monitor (commit and end-offset tracking, rebalance
 timings) stays. Measured with ``benchmarks/realtime_bench.py``: +4-7% ratings/s for
-one worker (README, Results). A hook renamed upstream would silently count again: the
+one worker (docs/RESULTS.md). A hook renamed upstream would silently count again: the
 guard (``upstream.py``) checks their signatures.
 """
 from __future__ import annotations

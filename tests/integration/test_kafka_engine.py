@@ -2,7 +2,7 @@
 
 One single-node KRaft broker for the module (session fixture); the restart test runs its
 own on a data dir of its own. Needs ``java`` (17+) and ``mvn`` (the jars are fetched once
-into ~/.cache/recsys). Run only these: ``.venv/bin/python -m pytest -m kafka tests/test_kafka_engine.py``.
+into ~/.cache/recsys). Run only these: ``.venv/bin/python -m pytest -m kafka tests/integration/test_kafka_engine.py``.
 """
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def test_state_survives_kill_9_with_and_without_the_local_rocksdb(stream_env):
     time.sleep(3)  # let the changelog writes and offset commit happen (commit interval 2.8 s)
     first.kill9()
 
-    # Restart on the same RocksDB directory (Tansu's wrong ListOffsets used to crash this).
+    # Restart on the same RocksDB directory (Tansu's wrong ListOffsets crashes this unpatched).
     after1 = ("i3", 5, 4.0)
     second, got = restart_and_rate(stream_env, first, "carol", after1, n_lists=4)
     assert_same_list(got[-1]["items"], expected_lists(before + [after1])[-1])
