@@ -110,7 +110,7 @@ class GapChecker:
 
             conf = self._consumer.app.conf
             self._client = AIOKafkaConsumer(
-                bootstrap_servers=server_list(conf.kafka.broker, 9092), group_id=None, enable_auto_commit=False,
+                bootstrap_servers=server_list(conf.broker, 9092), group_id=None, enable_auto_commit=False,
                 isolation_level="read_committed" if self._consumer.in_transaction else "read_uncommitted",
                 fetch_max_wait_ms=100, max_partition_fetch_bytes=64 * 1024,
                 **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context))
