@@ -109,7 +109,7 @@ def test_recsys_broker_stops_cleanly_on_a_sigterm_sent_as_soon_as_it_says_ready(
 def test_worker_tuning_reaches_faust(tmp_path):
     from app.app import create_app
 
-    conf = settings_with(RECSYS_DATA_DIR=str(tmp_path), RECSYS_PRODUCER_LINGER_MS="25",
+    conf = settings_with(RECSYS_DATA_DIR=str(tmp_path), RECSYS_BROKER_ENGINE="kafka", RECSYS_PRODUCER_LINGER_MS="25",
                          RECSYS_PRODUCER_BATCH_BYTES="65536", RECSYS_MAX_POLL_RECORDS="300")
     faust_conf = create_app(conf).conf
     assert faust_conf.producer_linger == 0.025
@@ -125,7 +125,7 @@ def test_default_poll_fits_below_a_full_stream_buffer(tmp_path):
 
     from app.app import create_app
 
-    faust_conf = create_app(settings_with(RECSYS_DATA_DIR=str(tmp_path))).conf
+    faust_conf = create_app(settings_with(RECSYS_DATA_DIR=str(tmp_path), RECSYS_BROKER_ENGINE="kafka")).conf
     size = faust_conf.stream_buffer_maxsize
     headroom = size - size // FlowControlQueue.pressure_high_ratio
     assert 0 < faust_conf.broker_max_poll_records <= headroom
