@@ -33,7 +33,7 @@ def test_a_configured_cluster_with_sasl_ssl(tmp_path):
 
     conf = settings_with(RECSYS_BROKER="k1:9093;k2:9093", RECSYS_SECURITY_PROTOCOL="SASL_SSL",
                          RECSYS_SASL_MECHANISM="SCRAM-SHA-256", RECSYS_SASL_USERNAME="shop",
-                         RECSYS_SASL_PASSWORD="secret", RECSYS_SSL_CAFILE="")
+                         RECSYS_SASL_PASSWORD="secret", RECSYS_SSL_CAFILE="", RECSYS_API_TOKEN="t0ken")
     assert not conf.kafka.uses_embedded_broker
     assert conf.kafka.bootstrap_servers == ["k1:9093", "k2:9093"]
     kw = security_kwargs(conf)
@@ -43,7 +43,9 @@ def test_a_configured_cluster_with_sasl_ssl(tmp_path):
     creds = broker_credentials(conf)
     assert isinstance(creds, faust.SASLCredentials)
     assert (creds.username, creds.password) == ("shop", "secret")
-    assert "secret" not in repr(conf) and "secret" not in str(conf)  # settings get logged
+    assert conf.api.api_token.value == "t0ken"
+    for shown in (repr(conf), str(conf), repr(conf.kafka), repr(conf.api)):  # settings get logged
+        assert "secret" not in shown and "t0ken" not in shown
     assert isinstance(creds.ssl_context, ssl.SSLContext)
 
 
