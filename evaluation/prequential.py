@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 
 from app.settings import Settings
 from datatools.datasets import FORMATS, SCALES, iter_rows, load_ratings
@@ -35,7 +36,7 @@ from ranking import Interaction, Ranker
 from ranking.paper import high_rating_cut
 from tables.state import UserState
 
-from .rankers import RANKER_NAMES, TOP_N, HotWindow, SharedState, TopCounter, make_rankers
+from .rankers import RANKER_NAMES, TOP_N, HotWindow, Interactions, SharedState, TopCounter, make_rankers
 
 #: How many ALS retrains over the scored half.
 RETRAINS = 10
@@ -100,6 +101,24 @@ def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Str
                   behaviour=FORMATS[fmt].kind != "ratings")
 
 
+def interactions(stream: Stream, n: int) -> Interactions:
+    """The first ``n`` events as the baselines learn from them (:class:`Interactions`)."""
+    users, items = stream.users[:n], stream.items[:n]
+    user_ids, uidx = np.unique(np.array(users, dtype=str), return_inverse=True)
+    item_ids, iidx = np.unique(np.array(items, dtype=str), return_inverse=True)
+    uidx, iidx = uidx.ravel(), iidx.ravel()
+    X = sp.csr_matrix((np.ones(n), (uidx, iidx)), shape=(len(user_ids), len(item_ids)))
+    X.data[:] = 1.0  # a user had the item (however often)
+    order = np.argsort(uidx, kind="stable")  # events are in time order: stable keeps it per user
+    bounds = np.searchsorted(uidx[order], np.arange(len(user_ids) + 1))
+    sequences = [iidx[order[bounds[u]:bounds[u + 1]]] for u in range(len(user_ids))]
+    last_seen = np.full(len(item_ids), -np.inf)
+    np.maximum.at(last_seen, iidx, stream.ts[:n])
+    return Interactions(user_index={u: j for j, u in enumerate(user_ids.tolist())}, item_ids=item_ids,
+                        item_index={q: j for j, q in enumerate(item_ids.tolist())}, X=X, sequences=sequences,
+                        last_seen=last_seen)
+
+
 def train(stream: Stream, n: int, conf: Settings):
     """Fit ALS (the ALS worker's settings) on the first ``n`` events; last rating of a pair wins."""
     user_ids, uidx = np.unique(np.array(stream.users[:n], dtype=str), return_inverse=True)
@@ -135,8 +154,9 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
         raise ValueError(f"{n} events: too few for a warm-up and a scored half")
     rankers = dict(rankers) if rankers is not None else make_rankers(conf, high_rating_cut(*stream.scale))
     shared = SharedState(TopCounter(), HotWindow(conf.behaviour.hopping_size_s, conf.behaviour.hopping_step_s, conf.behaviour.hot_items))
+    shared.fit_for(rankers.values())
     t0 = time.perf_counter()
-    shared.set_model(train(stream, n_warm, conf))
+    shared.set_model(train(stream, n_warm, conf), interactions(stream, n_warm))
     train_s = [time.perf_counter() - t0]
     # Each user's last warm-up event: the list it leaves is the one the first scored event meets.
     last_warm = {u: j for j, u in enumerate(stream.users[:n_warm])}
@@ -170,6 +190,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
         shared.observe(i, t)
         interaction = Interaction(u, i, r, t)
         emit = scoring or last_warm.get(u) == j
+        shared.lists_read = emit
         for name, ranker in rankers.items():
             s = time.perf_counter()
             state = states[name].get(u)
@@ -189,7 +210,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                 lists[name][u] = new
         if j + 1 in cuts:  # the ALS worker's retrain on everything seen so far
             s = time.perf_counter()
-            shared.set_model(train(stream, j + 1, conf))
+            shared.set_model(train(stream, j + 1, conf), interactions(stream, j + 1))
             train_s.append(time.perf_counter() - s)
     return {"tally": tally, "n_events": n, "n_warm": n_warm, "n_known": n_known, "n_repeat": n_repeat,
             "users": len(users_scored), "scored_ts": np.asarray(scored_ts), "catalogue": len(pop_rank),

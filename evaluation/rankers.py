@@ -24,6 +24,9 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import scipy.sparse as sp
+
 from ranking import DefaultRanker, PaperRanker, SimilarityIndex
 from ranking.history import add_rated_item, add_recent_rating, is_replay
 from ranking.protocol import History, Interaction, Ranker, Step
@@ -113,11 +116,34 @@ class HotWindow:
         return self.ranked[: self.n_hot]
 
 
+@dataclass(frozen=True)
+class Interactions:
+    """What the baselines learn from at a retrain: the events so far, indexed.
+
+    ``X`` is users x items, 1 where the user had the item; ``sequences[u]`` user u's
+    items in time order (every event); ``last_seen[i]`` the time of item i's last event;
+    ids are sorted (``item_ids[i]`` is item i; ``item_index`` the reverse).
+    """
+
+    user_index: dict
+    item_ids: np.ndarray
+    item_index: dict
+    X: sp.csr_matrix
+    sequences: list
+    last_seen: np.ndarray
+
+
 @dataclass
 class SharedState:
     """The model every ranker of the evaluation steps with: what the worker's
     ``ranking.Model`` holds (``index``, ``hot_items``, ``version``) and what the baselines
-    read besides (all-time and windowed item counts, the latest ALS model)."""
+    read besides (all-time and windowed item counts, the latest ALS model, and what each
+    baseline fitted at the latest retrain: ``fitted[ranker.fit_key()]``).
+
+    ``lists_read`` says whether the protocol reads the list of the step being made: a
+    baseline's list is a function of the user's history and the model alone, so one
+    nobody reads is not made (the history still is).
+    """
 
     popularity: TopCounter
     window: HotWindow
@@ -126,6 +152,18 @@ class SharedState:
     model_items: dict = field(default_factory=dict)  # item id -> row of model.item_factors
     model_users: dict = field(default_factory=dict)  # user id -> row of model.user_factors
     version: int = 0
+    data: Interactions | None = None
+    fitted: dict = field(default_factory=dict)
+    #: fit key -> fit function of the baselines of the run (:meth:`fit_for`)
+    fits: dict = field(default_factory=dict)
+    lists_read: bool = True
+
+    def fit_for(self, rankers: Iterable[Ranker]) -> None:
+        """Fit what these ``rankers`` learn at every retrain (:meth:`set_model`)."""
+        for ranker in rankers:
+            key = ranker.fit_key() if isinstance(ranker, Baseline) else None
+            if key is not None:
+                self.fits[key] = ranker.fit
 
     @property
     def hot_items(self) -> list[str]:
@@ -136,15 +174,19 @@ class SharedState:
         self.popularity.add(item)
         self.window.add(item, ts)
 
-    def set_model(self, trained) -> None:
+    def set_model(self, trained, data: Interactions | None = None) -> None:
         """Swap in a retrained model as the ALS worker publishes it and the worker reads it
-        (factor neighbours, co-occurrence lists, training counts: one SimilarityIndex)."""
+        (factor neighbours, co-occurrence lists, training counts: one SimilarityIndex), and
+        the baselines' fits on ``data``."""
         self.model = trained
         self.index = SimilarityIndex({i: n for i, n in trained.neighbours.items() if n}, related=trained.related,
                                      counts=trained.counts)
         self.model_items = {str(x): j for j, x in enumerate(trained.item_ids)}
         self.model_users = {str(x): j for j, x in enumerate(trained.user_ids)}
         self.version += 1
+        if data is not None:
+            self.data = data
+            self.fitted = {key: fit(data) for key, fit in self.fits.items()}
 
 
 # --------------------------------------------------------------------------- baselines
@@ -163,28 +205,44 @@ class Baseline(Ranker):
     def from_settings(cls, conf) -> Baseline:
         return cls()
 
+    def fit_key(self) -> tuple | None:
+        """What identifies this baseline's fit (None: it fits nothing)."""
+        return None
+
+    def fit(self, data: Interactions):
+        """What it learns from ``data`` at a retrain (``SharedState.fitted[fit_key()]``)."""
+        return
+
     def step(self, state: History, interaction: Interaction, model: SharedState) -> Step:
         item, rating, ts = interaction.item, interaction.rating, interaction.ts
         if is_replay(state.recent, item, rating, ts):
-            return Step.unchanged(state)
+            if state.last_list or not model.lists_read:
+                return Step.unchanged(state)
+            # The list of this history was not made when nobody read it: make it now.
+            recent, rated = list(state.recent), list(state.rated)
+            return Step(recent, rated, self.top(interaction.user, recent, rated, set(rated), model)[0], {}, 0)
         recent = add_recent_rating(state.recent, item, rating, ts, self.history)
         rated = add_rated_item(state.rated, item, self.rated_limit)
-        items, n_candidates = self.top(interaction.user, recent, set(rated), model)
+        if not model.lists_read:
+            return Step(recent, rated, [], {}, 0)
+        items, n_candidates = self.top(interaction.user, recent, rated, set(rated), model)
         return Step(recent, rated, items, {}, n_candidates)
 
-    def top(self, user: str, recent: list, exclude: set, model: SharedState) -> tuple[list[list], int]:
-        """The list ``[[item, score], ...]`` without ``exclude`` and how many items were scored."""
+    def top(self, user: str, recent: list, rated: list, exclude: set,
+            model: SharedState) -> tuple[list[list], int]:
+        """The list ``[[item, score], ...]`` without ``exclude`` and how many items were scored
+        (``rated``: every item the user had, most recent last)."""
         raise NotImplementedError
 
 
 class Popularity(Baseline):
-    def top(self, user, recent, exclude, model):
+    def top(self, user, recent, rated, exclude, model):
         counts = model.popularity.counts
         return [[q, float(counts[q])] for q in model.popularity.top(self.k, exclude)], len(counts)
 
 
 class PopularityWindow(Baseline):
-    def top(self, user, recent, exclude, model):
+    def top(self, user, recent, rated, exclude, model):
         window, items = model.window, []
         for q, c in zip(window.ranked, window.ranked_counts, strict=True):  # every item of the window: stop at k
             if len(items) == self.k:
@@ -197,10 +255,10 @@ class PopularityWindow(Baseline):
 class ALSRanker(Baseline):
     """Top-k by the latest model's predicted rating; popularity for unknown users."""
 
-    def top(self, user, recent, exclude, model):
+    def top(self, user, recent, rated, exclude, model):
         u = model.model_users.get(user)
         if model.model is None or u is None:
-            return Popularity.top(self, user, recent, exclude, model)
+            return Popularity.top(self, user, recent, rated, exclude, model)
         rows = model.model_items
         idx, scores = model.model.model.recommend(u, exclude=[rows[i] for i in exclude if i in rows], N=self.k)
         ids = model.model.item_ids
@@ -215,7 +273,7 @@ class ItemKNN(Baseline):
     def from_settings(cls, conf) -> ItemKNN:
         return cls(history=conf.ranking.k)
 
-    def top(self, user, recent, exclude, model):
+    def top(self, user, recent, rated, exclude, model):
         scores = knn_scores(recent, model.index.neighbours, exclude)
         ranked = sorted((-v, q) for q, v in scores.items())
         return [[q, -v] for v, q in ranked[: self.k]], len(scores)
@@ -239,10 +297,19 @@ def knn_scores(recent: Sequence[Sequence], neighbours: Mapping[str, Mapping[str,
 
 
 # --------------------------------------------------------------------------- all of them
-RANKER_NAMES = ("default", "paper", "popularity", "popularity_window", "als", "item_knn")
+RANKER_NAMES = ("default", "paper", "popularity", "popularity_window", "als", "item_knn", "sr", "ease", "rp3beta",
+                "ials", "vsknn")
+
+
+def _baselines() -> dict[str, type[Baseline]]:
+    from .baselines import EASE, IALS, VSKNN, RP3beta, SequentialRules
+
+    return {"popularity": Popularity, "popularity_window": PopularityWindow, "als": ALSRanker, "item_knn": ItemKNN,
+            "sr": SequentialRules, "ease": EASE, "rp3beta": RP3beta, "ials": IALS, "vsknn": VSKNN}
+
+
 #: The baselines by name (the contract test runs them too).
-BASELINES: dict[str, type[Baseline]] = {"popularity": Popularity, "popularity_window": PopularityWindow,
-                                        "als": ALSRanker, "item_knn": ItemKNN}
+BASELINES: dict[str, type[Baseline]] = _baselines()
 
 
 def make_rankers(conf, high_cut: float) -> dict[str, Ranker]:

@@ -68,7 +68,9 @@ def evaluation_model(rng: random.Random, trained) -> SharedState:
     """The evaluation's model after its events: the ALS model, all-time and windowed counts."""
     stream, model = trained
     shared = SharedState(TopCounter(size=10), HotWindow(size_s=150.0, step_s=20.0, n_hot=8))
-    shared.set_model(copy.deepcopy(model))  # its own: a step that changed it would show
+    shared.fit_for(cls(k=K) for cls in BASELINES.values())
+    # its own model and fits: a step that changed them would show
+    shared.set_model(copy.deepcopy(model), prequential.interactions(stream, len(stream)))
     for j in sorted(rng.sample(range(len(stream)), 300)):  # in time order, as events arrive
         shared.observe(stream.items[j], float(stream.ts[j]))
     return shared
