@@ -71,10 +71,20 @@ def ease(X: sp.spmatrix, lam: float) -> np.ndarray:
     ``B = I - P / diag(P)`` with ``P = (X^T X + lam I)^-1``, the closed-form solution of
     ``min |X - X B|^2 + lam |B|^2`` subject to ``diag(B) = 0`` (Steck, 2019).
     """
+    from scipy.linalg import lapack
+
     X = sp.csr_matrix(X, dtype=np.float64)
     G = (X.T @ X).toarray()
     G[np.diag_indices_from(G)] += lam
-    P = np.linalg.inv(G)
+    # G is symmetric positive definite: Cholesky and its inverse (potrf + potri) take a
+    # third of the work of a general inverse; potri fills the upper triangle only.
+    factor, info = lapack.dpotrf(G, lower=False, overwrite_a=True, clean=False)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"X^T X + {lam} I is not positive definite (potrf info {info})")
+    P, info = lapack.dpotri(factor, lower=False, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"cannot invert X^T X + {lam} I (potri info {info})")
+    P = np.triu(P) + np.triu(P, 1).T
     B = P / (-np.diag(P))
     B[np.diag_indices_from(B)] = 0.0
     return B

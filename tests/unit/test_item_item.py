@@ -53,3 +53,12 @@ def test_popular_columns_take_the_most_users_then_the_most_recent():
     assert popular_columns(X, 2).tolist() == [0, 2]  # 2 (3 users), then 0 before 3 (same count, lower index)
     assert popular_columns(X, 2, recency=np.array([1.0, 0, 0, 5.0])).tolist() == [2, 3]  # 3 is newer than 0
     assert popular_columns(X, 10).tolist() == [0, 1, 2, 3]
+
+
+def test_ease_equals_the_general_inverse_on_random_data():
+    X = sp.random(300, 80, density=0.1, random_state=1, format="csr")
+    X.data[:] = 1.0
+    P = np.linalg.inv((X.T @ X).toarray() + 5.0 * np.eye(80))
+    want = P / (-np.diag(P))
+    np.fill_diagonal(want, 0.0)
+    np.testing.assert_allclose(ease(X, 5.0), want, atol=1e-12)
