@@ -114,9 +114,10 @@ def interactions(stream: Stream, n: int) -> Interactions:
     sequences = [iidx[order[bounds[u]:bounds[u + 1]]] for u in range(len(user_ids))]
     last_seen = np.full(len(item_ids), -np.inf)
     np.maximum.at(last_seen, iidx, stream.ts[:n])
+    R = ratings_to_csr(uidx, iidx, stream.ratings[:n], shape=(len(user_ids), len(item_ids)))
     return Interactions(user_index={u: j for j, u in enumerate(user_ids.tolist())}, item_ids=item_ids,
                         item_index={q: j for j, q in enumerate(item_ids.tolist())}, X=X, sequences=sequences,
-                        last_seen=last_seen)
+                        last_seen=last_seen, R=R, behaviour=stream.behaviour)
 
 
 def train(stream: Stream, n: int, conf: Settings):
@@ -141,7 +142,8 @@ class Tally:
 
 
 def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] | None = None,
-               progress: bool = True, warm_share: float = 0.5, retrains: int = RETRAINS) -> dict:
+               progress: bool = True, warm_share: float = 0.5, retrains: int = RETRAINS,
+               train_model: bool = True) -> dict:
     """Run the protocol over ``stream`` with ``rankers`` (by name; default: the six of
     :func:`evaluation.rankers.make_rankers`); returns the raw result (see :func:`summarise`).
 
@@ -156,7 +158,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     shared = SharedState(TopCounter(), HotWindow(conf.behaviour.hopping_size_s, conf.behaviour.hopping_step_s, conf.behaviour.hot_items))
     shared.fit_for(rankers.values())
     t0 = time.perf_counter()
-    shared.set_model(train(stream, n_warm, conf), interactions(stream, n_warm))
+    shared.set_model(train(stream, n_warm, conf) if train_model else None, interactions(stream, n_warm))
     train_s = [time.perf_counter() - t0]
     # Each user's last warm-up event: the list it leaves is the one the first scored event meets.
     last_warm = {u: j for j, u in enumerate(stream.users[:n_warm])}
@@ -210,7 +212,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                 lists[name][u] = new
         if j + 1 in cuts:  # the ALS worker's retrain on everything seen so far
             s = time.perf_counter()
-            shared.set_model(train(stream, j + 1, conf), interactions(stream, j + 1))
+            shared.set_model(train(stream, j + 1, conf) if train_model else None, interactions(stream, j + 1))
             train_s.append(time.perf_counter() - s)
     return {"tally": tally, "n_events": n, "n_warm": n_warm, "n_known": n_known, "n_repeat": n_repeat,
             "users": len(users_scored), "scored_ts": np.asarray(scored_ts), "catalogue": len(pop_rank),

@@ -120,7 +120,8 @@ class HotWindow:
 class Interactions:
     """What the baselines learn from at a retrain: the events so far, indexed.
 
-    ``X`` is users x items, 1 where the user had the item; ``sequences[u]`` user u's
+    ``X`` is users x items, 1 where the user had the item, ``R`` its rating (the last one
+    of the pair, as the ALS worker keeps it); ``sequences[u]`` user u's
     items in time order (every event); ``last_seen[i]`` the time of item i's last event;
     ids are sorted (``item_ids[i]`` is item i; ``item_index`` the reverse).
     """
@@ -131,6 +132,10 @@ class Interactions:
     X: sp.csr_matrix
     sequences: list
     last_seen: np.ndarray
+    #: users x items, the rating (or event strength) of each pair, the last one winning
+    R: sp.csr_matrix
+    #: behaviour events (implicit feedback), not ratings
+    behaviour: bool = False
 
 
 @dataclass
@@ -178,11 +183,12 @@ class SharedState:
         """Swap in a retrained model as the ALS worker publishes it and the worker reads it
         (factor neighbours, co-occurrence lists, training counts: one SimilarityIndex), and
         the baselines' fits on ``data``."""
-        self.model = trained
-        self.index = SimilarityIndex({i: n for i, n in trained.neighbours.items() if n}, related=trained.related,
-                                     counts=trained.counts)
-        self.model_items = {str(x): j for j, x in enumerate(trained.item_ids)}
-        self.model_users = {str(x): j for j, x in enumerate(trained.user_ids)}
+        if trained is not None:  # None: a run whose rankers read only their own fits
+            self.model = trained
+            self.index = SimilarityIndex({i: n for i, n in trained.neighbours.items() if n},
+                                         related=trained.related, counts=trained.counts)
+            self.model_items = {str(x): j for j, x in enumerate(trained.item_ids)}
+            self.model_users = {str(x): j for j, x in enumerate(trained.user_ids)}
         self.version += 1
         if data is not None:
             self.data = data
@@ -252,29 +258,61 @@ class PopularityWindow(Baseline):
         return items, len(window.ranked)
 
 
+@dataclass(frozen=True)
 class ALSRanker(Baseline):
-    """Top-k by the latest model's predicted rating; popularity for unknown users."""
+    """Top-k by its own ALS model's predicted rating (the ALS worker's estimator and
+    settings, ``reg`` tuned: explicit ALS for ratings, implicit for behaviour events);
+    popularity for users the model does not know."""
+
+    rank: int = 20
+    reg: float = 1.0
+    iters: int = 10
+    reg_offset: float = 5.0
+    biases: bool = True
+    alpha: float = 1.0
+    seed: int = 42
+
+    @classmethod
+    def from_settings(cls, conf) -> ALSRanker:
+        a = conf.als
+        return cls(rank=a.rank, reg=a.reg, iters=a.iters, reg_offset=a.reg_offset, biases=a.biases, alpha=a.alpha,
+                   seed=a.seed)
+
+    def fit_key(self):
+        return ("als", self.rank, self.reg, self.iters, self.reg_offset, self.biases, self.alpha, self.seed)
+
+    def fit(self, data: Interactions):
+        from offline_als.als import ALS, ImplicitALS
+
+        if data.behaviour:
+            als = ImplicitALS(rank=self.rank, reg=self.reg, alpha=self.alpha, iterations=self.iters, seed=self.seed,
+                              progress=False, n_threads=1)
+        else:
+            als = ALS(rank=self.rank, reg=self.reg, reg_offset=self.reg_offset, iterations=self.iters,
+                      biases=self.biases, seed=self.seed, progress=False)
+        return als.fit(data.R)
 
     def top(self, user, recent, rated, exclude, model):
-        u = model.model_users.get(user)
-        if model.model is None or u is None:
+        u = model.data.user_index.get(user) if model.data is not None else None
+        if u is None:  # no fit yet, or a user it does not know
             return Popularity.top(self, user, recent, rated, exclude, model)
-        rows = model.model_items
-        idx, scores = model.model.model.recommend(u, exclude=[rows[i] for i in exclude if i in rows], N=self.k)
-        ids = model.model.item_ids
+        rows = model.data.item_index
+        idx, scores = model.fitted[self.fit_key()].recommend(u, exclude=[rows[i] for i in exclude if i in rows],
+                                                              N=self.k)
+        ids = model.data.item_ids
         return [[str(ids[j]), float(s)] for j, s in zip(idx, scores, strict=True)], len(ids)
 
 
 class ItemKNN(Baseline):
-    """Sum of similarities to the user's ``history`` most recent items (the published
-    factor neighbour lists)."""
+    """Sum of similarities to the user's ``history`` most recent items, over the model's
+    co-occurrence lists (the factor neighbour lists when a model has none)."""
 
     @classmethod
     def from_settings(cls, conf) -> ItemKNN:
         return cls(history=conf.ranking.k)
 
     def top(self, user, recent, rated, exclude, model):
-        scores = knn_scores(recent, model.index.neighbours, exclude)
+        scores = knn_scores(recent, model.index.related or model.index.neighbours, exclude)
         ranked = sorted((-v, q) for q, v in scores.items())
         return [[q, -v] for v, q in ranked[: self.k]], len(scores)
 

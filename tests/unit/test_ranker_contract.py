@@ -61,16 +61,19 @@ def train_small_model():
     stream = prequential.Stream([f"u{rng.randrange(20)}" for _ in range(n)], [rng.choice(ITEMS) for _ in range(n)],
                                 np.array([float(rng.randint(1, 5)) for _ in range(n)]), np.arange(n, dtype=float),
                                 (1.0, 5.0))
-    return stream, prequential.train(stream, n, Settings().replace(als={"rank": 3, "iters": 3, "similar": 10}))
+    model = prequential.train(stream, n, Settings().replace(als={"rank": 3, "iters": 3, "similar": 10}))
+    fitting = SharedState(TopCounter(size=10), HotWindow(size_s=150.0, step_s=20.0, n_hot=8))
+    fitting.fit_for(cls(k=K) for cls in BASELINES.values())
+    fitting.set_model(model, prequential.interactions(stream, n))  # the baselines' fits, once
+    return stream, model, fitting.data, fitting.fitted
 
 
 def evaluation_model(rng: random.Random, trained) -> SharedState:
     """The evaluation's model after its events: the ALS model, all-time and windowed counts."""
-    stream, model = trained
+    stream, model, data, fitted = trained
     shared = SharedState(TopCounter(size=10), HotWindow(size_s=150.0, step_s=20.0, n_hot=8))
-    shared.fit_for(cls(k=K) for cls in BASELINES.values())
-    # its own model and fits: a step that changed them would show
-    shared.set_model(copy.deepcopy(model), prequential.interactions(stream, len(stream)))
+    shared.set_model(copy.deepcopy(model))  # its own model and fits: a step that changed them would show
+    shared.data, shared.fitted = copy.deepcopy(data), copy.deepcopy(fitted)
     for j in sorted(rng.sample(range(len(stream)), 300)):  # in time order, as events arrive
         shared.observe(stream.items[j], float(stream.ts[j]))
     return shared
