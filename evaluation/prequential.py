@@ -283,16 +283,25 @@ def compare_default(raw: dict, n_boot: int = 1000) -> dict:
     return res
 
 
-def evaluate_stream(input_path, fmt: str, *, conf: Settings, out_dir="eval-out", progress: bool = True) -> dict:
-    """Load, run, write ``report.md`` and the plots; returns ``(summary, paths)``."""
+def evaluate_stream(input_path, fmt: str, *, conf: Settings, out_dir="eval-out", progress: bool = True,
+                    say=lambda msg: None) -> dict:
+    """Load, tune the baselines on the warm-up half (``evaluation.tuning``), run, write
+    ``report.md`` and the plots; returns ``(summary, paths)``. The summary's ``tuned``
+    holds each baseline's chosen parameters."""
     from .stream_report import write_stream_report
+    from .tuning import tune
 
     t0 = time.perf_counter()
     stream = load_stream(input_path, fmt, conf=conf, progress=progress)
-    raw = run_stream(stream, conf, progress=progress)
+    tuned = tune(stream, conf, progress=progress, say=say)
+    tune_s = time.perf_counter() - t0
+    rankers = make_rankers(conf, high_rating_cut(*stream.scale), {f: t["params"] for f, t in tuned.items()})
+    raw = run_stream(stream, conf, rankers=rankers, progress=progress)
     summary = summarise(raw)
+    summary["tuned"] = {f: t["params"] for f, t in tuned.items()}
     extra = {"input": str(input_path), "format": fmt, "events": len(stream), "skipped": stream.skipped,
-             "comparison": compare_default(raw), "seconds": time.perf_counter() - t0}
+             "comparison": compare_default(raw), "tuning": tuned, "tuning_seconds": tune_s,
+             "seconds": time.perf_counter() - t0}
     paths = write_stream_report(summary, raw, extra, out_dir)
     return summary, paths
 

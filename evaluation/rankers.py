@@ -350,10 +350,13 @@ def _baselines() -> dict[str, type[Baseline]]:
 BASELINES: dict[str, type[Baseline]] = _baselines()
 
 
-def make_rankers(conf, high_cut: float) -> dict[str, Ranker]:
-    """The six rankers of the evaluation by name, in :data:`RANKER_NAMES` order: the
-    default ranker with its fixed defaults, the paper's with the agent's settings on the
-    data set's rating scale (``high_cut``), the baselines with theirs."""
+def make_rankers(conf, high_cut: float, tuned: Mapping[str, Mapping] | None = None) -> dict[str, Ranker]:
+    """The rankers of the evaluation by name, in :data:`RANKER_NAMES` order: the default
+    ranker with its fixed defaults, the paper's with the agent's settings on the data
+    set's rating scale (``high_cut``), the baselines with theirs, or with the parameters
+    ``tuned`` chose for them (``evaluation.tuning``)."""
     paper = dataclasses.replace(PaperRanker.from_settings(conf), high_cut=high_cut)
+    tuned = tuned or {}
     return {"default": DefaultRanker(), "paper": paper,
-            **{name: cls.from_settings(conf) for name, cls in BASELINES.items()}}
+            **{name: dataclasses.replace(cls.from_settings(conf), **tuned.get(name, {}))
+               for name, cls in BASELINES.items()}}
