@@ -10,6 +10,7 @@ import pytest
 from app.settings import Settings
 from evaluation import prequential as pq
 from evaluation import rankers as rk
+from evaluation import tuning
 from ranking import DefaultRanker, Interaction, PaperRanker, SimilarityIndex
 from tables.state import UserState
 
@@ -166,8 +167,9 @@ def test_main_prints_the_json_line_last(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out.strip().splitlines()
     result = json.loads(out[-1])
-    assert set(result) == JSON_KEYS and result["protocol"] == "stream"
-    assert (tmp_path / "out" / "report.md").exists()
+    assert set(result) == JSON_KEYS | {"tuned"} and result["protocol"] == "stream"
+    assert set(result["tuned"]) == set(tuning.GRIDS)  # every tuned baseline says what it was given
+    assert "How the baselines were tuned" in (tmp_path / "out" / "report.md").read_text()
     assert (tmp_path / "out" / "stream_hr_over_time.png").exists()
 
 
