@@ -160,8 +160,10 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     t0 = time.perf_counter()
     shared.set_model(train(stream, n_warm, conf) if train_model else None, interactions(stream, n_warm))
     train_s = [time.perf_counter() - t0]
-    # Each user's last warm-up event: the list it leaves is the one the first scored event meets.
-    last_warm = {u: j for j, u in enumerate(stream.users[:n_warm])}
+    # Each user's last warm-up event: the list it leaves is the one the first scored event
+    # meets (made only for users who have a scored event: nobody reads the others' lists).
+    later = set(stream.users[n_warm:])
+    last_warm = {u: j for j, u in enumerate(stream.users[:n_warm]) if u in later}
     pop_rank = _final_popularity_rank(stream)
     interacted: dict[str, set] = {}  # every item of each user so far: lists never hold one
     states: dict[str, dict[str, UserState]] = {name: {} for name in rankers}
