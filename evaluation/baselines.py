@@ -120,7 +120,7 @@ class EASE(Baseline):
         columns = popular_columns(data.X, EASE_MAX_ITEMS, recency=data.last_seen)
         position = np.full(len(data.item_ids), -1, dtype=np.int64)
         position[columns] = np.arange(columns.size)
-        return columns, position, ease(data.X[:, columns], self.lam)
+        return columns, position, ease(data.X[:, columns], self.lam).astype(np.float32)  # halves a large one
 
     def top(self, user, recent, rated, exclude, model):
         data = model.data
@@ -170,7 +170,7 @@ class IALS(Baseline):
 
         with threadpool_limits(1, "blas"):
             als = AlternatingLeastSquares(factors=self.factors, regularization=self.reg, alpha=self.alpha,
-                                          iterations=self.iterations, random_state=self.seed, num_threads=1)
+                                          iterations=self.iterations, random_state=self.seed, num_threads=0)
             als.fit(data.X, show_progress=False)
         als.YtY  # noqa: B018  computed (and cached by the library) now, not in a step: steps change nothing
         return als

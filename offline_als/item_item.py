@@ -90,7 +90,8 @@ def ease(X: sp.spmatrix, lam: float) -> np.ndarray:
     return B
 
 
-def rp3beta(X: sp.spmatrix, alpha: float = 1.0, beta: float = 0.5, k: int = 200) -> sp.csr_matrix:
+def rp3beta(X: sp.spmatrix, alpha: float = 1.0, beta: float = 0.5, k: int = 200,
+            block: int = 2048) -> sp.csr_matrix:
     """RP3beta's item-item matrix: ``W[i, j] = sum_u P(u|i)^alpha P(j|u)^alpha / pop(j)^beta``,
     the top ``k`` of each row kept, no self loops.
 
@@ -101,17 +102,21 @@ def rp3beta(X: sp.spmatrix, alpha: float = 1.0, beta: float = 0.5, k: int = 200)
     X.eliminate_zeros()
     user_sums = np.asarray(X.sum(axis=1)).ravel()
     item_sums = np.asarray(X.sum(axis=0)).ravel()
-    p_ju = sp.diags(1.0 / np.where(user_sums > 0, user_sums, 1.0)) @ X          # users x items: P(j|u)
-    p_ui = (X @ sp.diags(1.0 / np.where(item_sums > 0, item_sums, 1.0))).T.tocsr()  # items x users: P(u|i)
+    p_ju = sp.csr_matrix(sp.diags(1.0 / np.where(user_sums > 0, user_sums, 1.0)) @ X)  # users x items: P(j|u)
+    p_ui = sp.csr_matrix((X @ sp.diags(1.0 / np.where(item_sums > 0, item_sums, 1.0))).T)  # items x users: P(u|i)
     p_ju.data **= alpha
     p_ui.data **= alpha
-    W = (p_ui @ p_ju).tocsr()
     pop = np.asarray((X > 0).sum(axis=0)).ravel().astype(np.float64)
-    W = W @ sp.diags(1.0 / np.where(pop > 0, pop, 1.0) ** beta)
-    W = sp.csr_matrix(W)
-    W.setdiag(0.0)
-    W.eliminate_zeros()
-    return top_k_per_row(W, k)
+    p_ju = sp.csr_matrix(p_ju @ sp.diags(1.0 / np.where(pop > 0, pop, 1.0) ** beta))
+    # Row blocks: a heavy user's items pair with each other, so the whole product can be
+    # far larger than its top-k part; only the top-k of each block is kept.
+    blocks = []
+    for start in range(0, X.shape[1], block):
+        W = sp.csr_matrix(p_ui[start:start + block] @ p_ju)
+        W.setdiag(0.0, k=start)  # the block's rows start at item ``start``: no self loops
+        W.eliminate_zeros()
+        blocks.append(top_k_per_row(W, k))
+    return sp.csr_matrix(sp.vstack(blocks, format="csr")) if blocks else sp.csr_matrix((0, 0))
 
 
 def top_k_per_row(W: sp.csr_matrix, k: int) -> sp.csr_matrix:

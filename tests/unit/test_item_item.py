@@ -62,3 +62,11 @@ def test_ease_equals_the_general_inverse_on_random_data():
     want = P / (-np.diag(P))
     np.fill_diagonal(want, 0.0)
     np.testing.assert_allclose(ease(X, 5.0), want, atol=1e-12)
+
+
+def test_rp3beta_in_row_blocks_equals_it_whole():
+    X = sp.random(200, 500, density=0.05, random_state=3, format="csr")
+    X.data[:] = 1.0
+    whole = rp3beta(X, 0.8, 0.4, k=20, block=10_000)
+    assert (whole != rp3beta(X, 0.8, 0.4, k=20, block=37)).nnz == 0
+    assert whole.diagonal().max() == 0.0 and np.diff(whole.indptr).max() == 20
