@@ -144,7 +144,7 @@ class Tally:
 def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] | None = None,
                progress: bool = True, warm_share: float = 0.5, retrains: int = RETRAINS,
                train_model: bool = True) -> dict:
-    """Run the protocol over ``stream`` with ``rankers`` (by name; default: the six of
+    """Run the protocol over ``stream`` with ``rankers`` (by name; default: every one of
     :func:`evaluation.rankers.make_rankers`); returns the raw result (see :func:`summarise`).
 
     Each ranker keeps a ``UserState`` per user and takes every event through

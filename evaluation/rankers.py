@@ -9,10 +9,11 @@ the user interacted with.
 
 Rankers: ``default`` and ``paper`` (``ranking.DefaultRanker`` and ``ranking.PaperRanker``,
 what the agents run, padded with the hot window as the agent pads with its hot items),
-and the baselines here: ``popularity`` (all-time most interacted), ``popularity_window``
-(the behaviour agent's hot-items window), ``als`` (top-10 of the latest model;
-popularity for users it does not know) and ``item_knn`` (sum of similarities to the
-user's recent items).
+the baselines here: ``popularity`` (all-time most interacted), ``popularity_window``
+(the behaviour agent's hot-items window), ``als`` (top-10 of its own ALS model, its
+regularisation tuned; popularity for users it does not know) and ``item_knn`` (sum of
+co-occurrence similarities to the user's recent items), and the strong ones of
+``evaluation/baselines.py`` (sequential rules, EASE, RP3beta, iALS, V-SKNN).
 """
 from __future__ import annotations
 
