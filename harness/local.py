@@ -141,8 +141,8 @@ class LocalDeployment:
                        prelude: str = "") -> WorkerProcess:
         """A new process in the place of ``worker`` (same settings, data dir and port),
         e.g. after :meth:`WorkerProcess.kill9`."""
-        again = WorkerProcess(name or f"{worker.name}-again", worker.env, self.root / f"{name or worker.name}-again.log",
-                              prelude=prelude or worker.prelude).start()
+        name = name or f"{worker.name}-again"
+        again = WorkerProcess(name, worker.env, self.root / f"{name}.log", prelude=prelude or worker.prelude).start()
         self.workers.append(again)
         if ready:
             again.wait_ready()
@@ -177,7 +177,8 @@ class LocalDeployment:
                     sorted(p for o in owned for p in o) == list(range(partitions)):
                 return owned
             time.sleep(0.5)
-        raise TimeoutError(f"workers did not split {partitions} partitions in {timeout:.0f}s")
+        logs = "\n".join(f"--- {w.name}:\n{w.log_tail(20)}" for w in workers)
+        raise TimeoutError(f"workers did not split {partitions} partitions in {timeout:.0f}s:\n{logs}")
 
     # ------------------------------------------------------------------ teardown
     def stop(self) -> None:

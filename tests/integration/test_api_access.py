@@ -4,7 +4,6 @@ Faust routes a request to the worker that owns the user."""
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 
@@ -90,25 +89,12 @@ def test_with_a_token_every_endpoint_but_health_needs_it(stream_env):
     assert metrics["counters"]["api.unauthorized"] == len(guarded) * 5
 
 
-def wait_for_split(w1, w2, partitions: int) -> tuple[set, set]:
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            p1, p2 = (set(w.get("/health/")["ratings_partitions"]) for w in (w1, w2))
-            if p1 and p2 and p1 | p2 == set(range(partitions)) and not p1 & p2:
-                return p1, p2
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"no split:\n{w1.log_tail(20)}\n{w2.log_tail(20)}"
-        time.sleep(0.5)
-
-
 def test_requests_routed_to_the_owning_worker_keep_working_with_a_token(stream_env):
     stream_env.set(RECSYS_API_TOKEN=TOKEN)
     conf = stream_env.conf
     w1 = stream_env.start_worker("w1")
     w2 = stream_env.start_worker("w2", ready=False)
-    _, p2 = wait_for_split(w1, w2, conf.kafka.partitions)
+    _, p2 = stream_env.wait_for_split([w1, w2], timeout=90)
     w2.wait_ready()
     partition_of = rate(conf, [f"user{n}" for n in range(12)])
     theirs = sorted(u for u, p in partition_of.items() if p in p2)

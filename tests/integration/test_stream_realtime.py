@@ -81,16 +81,7 @@ def test_two_workers_split_partitions_and_both_serve_the_query_api(stream_env):
     conf = stream_env.conf
     w1 = start_worker_with_model(stream_env, "w1")
     w2 = stream_env.start_worker("w2", ready=False)
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            p1, p2 = (set(w.get("/health/")["ratings_partitions"]) for w in (w1, w2))
-            if p1 and p2 and p1 | p2 == set(range(conf.kafka.partitions)) and not p1 & p2:
-                break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"no split: {w1.log_tail(20)}\n{w2.log_tail(20)}"
-        time.sleep(0.5)
+    stream_env.wait_for_split([w1, w2], timeout=90)
     w2.wait_ready(model_version="v-test")  # the similarity broadcast reaches a worker that joins later too
 
     users = [f"user{n}" for n in range(12)]
