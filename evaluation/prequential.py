@@ -115,18 +115,16 @@ def interactions(stream: Stream, n: int) -> Interactions:
     last_seen = np.full(len(item_ids), -np.inf)
     np.maximum.at(last_seen, iidx, stream.ts[:n])
     R = ratings_to_csr(uidx, iidx, stream.ratings[:n], shape=(len(user_ids), len(item_ids)))
-    return Interactions(user_index={u: j for j, u in enumerate(user_ids.tolist())}, item_ids=item_ids,
+    return Interactions(user_ids=user_ids, user_index={u: j for j, u in enumerate(user_ids.tolist())},
+                        item_ids=item_ids,
                         item_index={q: j for j, q in enumerate(item_ids.tolist())}, X=X, sequences=sequences,
                         last_seen=last_seen, R=R, behaviour=stream.behaviour)
 
 
-def train(stream: Stream, n: int, conf: Settings):
-    """Fit ALS (the ALS worker's settings) on the first ``n`` events; last rating of a pair wins."""
-    user_ids, uidx = np.unique(np.array(stream.users[:n], dtype=str), return_inverse=True)
-    item_ids, iidx = np.unique(np.array(stream.items[:n], dtype=str), return_inverse=True)
-    R = ratings_to_csr(uidx.ravel(), iidx.ravel(), stream.ratings[:n], shape=(len(user_ids), len(item_ids)))
-    return train_and_similar(R, user_ids, item_ids, conf=conf,
-                             als=als_from_settings(conf, progress=False, behaviour=stream.behaviour))
+def train(data: Interactions, conf: Settings):
+    """Fit ALS (the ALS worker's settings) on ``data`` (its ratings: last rating of a pair wins)."""
+    return train_and_similar(data.R, data.user_ids, data.item_ids, conf=conf,
+                             als=als_from_settings(conf, progress=False, behaviour=data.behaviour))
 
 
 @dataclass
@@ -158,7 +156,8 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     shared = SharedState(TopCounter(), HotWindow(conf.behaviour.hopping_size_s, conf.behaviour.hopping_step_s, conf.behaviour.hot_items))
     shared.fit_for(rankers.values())
     t0 = time.perf_counter()
-    shared.set_model(train(stream, n_warm, conf) if train_model else None, interactions(stream, n_warm))
+    data = interactions(stream, n_warm)
+    shared.set_model(train(data, conf) if train_model else None, data)
     train_s = [time.perf_counter() - t0]
     # Each user's last warm-up event: the list it leaves is the one the first scored event
     # meets (made only for users who have a scored event: nobody reads the others' lists).
@@ -214,7 +213,8 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                 lists[name][u] = new
         if j + 1 in cuts:  # the ALS worker's retrain on everything seen so far
             s = time.perf_counter()
-            shared.set_model(train(stream, j + 1, conf) if train_model else None, interactions(stream, j + 1))
+            data = interactions(stream, j + 1)
+            shared.set_model(train(data, conf) if train_model else None, data)
             train_s.append(time.perf_counter() - s)
     return {"tally": tally, "n_events": n, "n_warm": n_warm, "n_known": n_known, "n_repeat": n_repeat,
             "users": len(users_scored), "scored_ts": np.asarray(scored_ts), "catalogue": len(pop_rank),

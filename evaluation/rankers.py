@@ -124,9 +124,10 @@ class Interactions:
     ``X`` is users x items, 1 where the user had the item, ``R`` its rating (the last one
     of the pair, as the ALS worker keeps it); ``sequences[u]`` user u's
     items in time order (every event); ``last_seen[i]`` the time of item i's last event;
-    ids are sorted (``item_ids[i]`` is item i; ``item_index`` the reverse).
+    ids are sorted (``item_ids[i]`` is item i, ``user_ids[u]`` user u; the indexes the reverse).
     """
 
+    user_ids: np.ndarray
     user_index: dict
     item_ids: np.ndarray
     item_index: dict

@@ -222,11 +222,11 @@ def check_default_through_stream(stream, conf, *, users: int = 100, rate: float 
     from ranking import DefaultRanker, Interaction, Model, SimilarityIndex
     from tables.state import UserState
 
-    from .prequential import train
+    from .prequential import interactions, train
 
     say = log or (lambda msg: None)
     t_start = time.perf_counter()
-    trained = train(stream, len(stream) // 2, conf)
+    trained = train(interactions(stream, len(stream) // 2), conf)
     model = Model(SimilarityIndex({i: n for i, n in trained.neighbours.items() if n}, related=trained.related,
                                   counts=trained.counts))
     counts: dict[str, int] = {}

@@ -61,10 +61,11 @@ def train_small_model():
     stream = prequential.Stream([f"u{rng.randrange(20)}" for _ in range(n)], [rng.choice(ITEMS) for _ in range(n)],
                                 np.array([float(rng.randint(1, 5)) for _ in range(n)]), np.arange(n, dtype=float),
                                 (1.0, 5.0))
-    model = prequential.train(stream, n, Settings().replace(als={"rank": 3, "iters": 3, "similar": 10}))
+    data = prequential.interactions(stream, n)
+    model = prequential.train(data, Settings().replace(als={"rank": 3, "iters": 3, "similar": 10}))
     fitting = SharedState(TopCounter(size=10), HotWindow(size_s=150.0, step_s=20.0, n_hot=8))
     fitting.fit_for(cls(k=K) for cls in BASELINES.values())
-    fitting.set_model(model, prequential.interactions(stream, n))  # the baselines' fits, once
+    fitting.set_model(model, data)  # the baselines' fits, once
     return stream, model, fitting.data, fitting.fitted
 
 
