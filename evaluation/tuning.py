@@ -44,7 +44,7 @@ def tune(stream, conf: Settings, families=tuple(GRIDS), *, progress: bool = Fals
 
     warm = stream.head(len(stream) // 2)
     best = {f: {name: values[0] for name, values in GRIDS[f].items()} for f in families}
-    scores: dict[str, dict] = {f: {} for f in families}  # config name -> (ndcg, hr)
+    tried: dict[str, dict] = {f: {} for f in families}  # config name -> {"params", "ndcg_at_10", "hr_at_10"}
     for _round in range(ROUNDS):
         for position in range(max(len(GRIDS[f]) for f in families)):
             rankers = {}
@@ -56,7 +56,7 @@ def tune(stream, conf: Settings, families=tuple(GRIDS), *, progress: bool = Fals
                 for value in GRIDS[family][name]:
                     candidate = {**best[family], name: value}
                     key = config_name(family, candidate)
-                    if key not in scores[family]:
+                    if key not in tried[family]:
                         rankers[key] = (family, candidate)
             if not rankers:
                 continue
@@ -64,26 +64,16 @@ def tune(stream, conf: Settings, families=tuple(GRIDS), *, progress: bool = Fals
             raw = run_stream(warm, conf, rankers=made, progress=progress, warm_share=VALIDATION_WARM, retrains=1,
                              train_model=False)
             summary = summarise(raw)
-            for key, (family, _params) in rankers.items():
-                scores[family][key] = (summary["ndcg_at_10"][key], summary["hr_at_10"][key])
+            for key, (family, params) in rankers.items():
+                tried[family][key] = {"params": params, "ndcg_at_10": summary["ndcg_at_10"][key],
+                                      "hr_at_10": summary["hr_at_10"][key]}
             for family in families:
-                chosen = max(scores[family], key=lambda k, f=family: (scores[f][k], k), default=None)
-                if chosen is not None:
-                    best[family] = _params_of(family, chosen)
+                if tried[family]:
+                    best[family] = max(tried[family].items(),
+                                       key=lambda kv: (kv[1]["ndcg_at_10"], kv[1]["hr_at_10"], kv[0]))[1]["params"]
             say(f"tuning: {len(made)} configurations scored; best so far "
                 + ", ".join(config_name(f, best[f]) for f in families))
-    return {f: {"params": best[f], "ndcg_at_10": scores[f][config_name(f, best[f])][0],
-                "hr_at_10": scores[f][config_name(f, best[f])][1], "tried": len(scores[f])} for f in families}
-
-
-def _params_of(family: str, key: str) -> dict:
-    inside = key[len(family) + 1:-1]
-    out = {}
-    for part in inside.split(", "):
-        name, _, text = part.partition("=")
-        kind = GRIDS[family][name]
-        out[name] = next(v for v in kind if str(v) == text)
-    return out
+    return {f: {**tried[f][config_name(f, best[f])], "tried": len(tried[f])} for f in families}
 
 
 def make_baseline(family: str, params: Mapping, conf: Settings) -> Baseline:
