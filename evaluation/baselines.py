@@ -26,24 +26,35 @@ The history vector of ``ease``, ``rp3beta`` and ``ials`` is every item the user 
 """
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from offline_als.item_item import ease, popular_columns, rp3beta, sequential_rules
+from ranking import DefaultRanker, PaperRanker, Ranker
 
-from .rankers import Baseline, Interactions, SharedState
+from .rankers import ALSRanker, Baseline, Interactions, ItemKNN, Popularity, PopularityWindow, SharedState
 
 #: EASE's matrix is dense: it is learnt on at most this many items (those with the most users).
 EASE_MAX_ITEMS = 12_000
 
 
-def history_weights(items: list[str], decay: float | None) -> np.ndarray:
-    """Weights of ``items`` (most recent last): 1 each, or ``decay ** recency rank``."""
+#: A decayed history stops where an item's weight falls below this share of the newest's.
+NEGLIGIBLE_WEIGHT = 1e-6
+
+
+def decayed_history(items: list[str], decay: float | None) -> tuple[list[str], np.ndarray]:
+    """``items`` (most recent last) with their weights: 1 each, or ``decay ** recency rank``
+    for the newest ones whose weight is at least :data:`NEGLIGIBLE_WEIGHT` (a heavy user's
+    thousand items cost no more than her last few dozen; the scores move by under 1e-6)."""
     if decay is None:
-        return np.ones(len(items))
-    return decay ** np.arange(len(items) - 1, -1, -1, dtype=np.float64)
+        return items, np.ones(len(items))
+    if 0.0 < decay < 1.0:
+        items = items[-(int(np.log(NEGLIGIBLE_WEIGHT) / np.log(decay)) + 1):]
+    return items, decay ** np.arange(len(items) - 1, -1, -1, dtype=np.float64)
 
 
 def top_scored(candidates: np.ndarray, scores: np.ndarray, data: Interactions, exclude: set, k: int,
@@ -68,15 +79,38 @@ def top_scored(candidates: np.ndarray, scores: np.ndarray, data: Interactions, e
 
 
 def sparse_scores(W: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``sum_r weights[r] * W[rows[r]]`` as (columns touched, their scores)."""
+    """``sum_r weights[r] * W[rows[r]]`` (``W`` and ``weights`` positive) as (columns touched, their scores)."""
     if rows.size == 0:
         return np.empty(0, np.int64), np.empty(0)
     starts, ends = W.indptr[rows], W.indptr[rows + 1]
     counts = ends - starts
     cols = np.concatenate([W.indices[s:e] for s, e in zip(starts, ends, strict=True)])
     vals = np.concatenate([W.data[s:e] for s, e in zip(starts, ends, strict=True)]) * np.repeat(weights, counts)
-    touched, inverse = np.unique(cols, return_inverse=True)
-    return touched, np.bincount(inverse, weights=vals, minlength=touched.size)
+    # A dense sum over all columns beats sorting the touched ones (np.unique) by far; the
+    # weights are positive, so the touched columns are the nonzero sums.
+    total = np.bincount(cols, weights=vals, minlength=W.shape[1])
+    touched = np.flatnonzero(total)
+    return touched, total[touched]
+
+
+#: Users with fewer known items than this have their history summed afresh at every step.
+SUM_KEPT_FROM = 32
+
+
+def history_sum(model: SharedState, key: tuple, user: str, rows: np.ndarray, row_sum) -> np.ndarray:
+    """``row_sum(rows)`` (a sum over the user's known items, weighted 1 each), kept per user
+    between steps of one fit: a history that grew by one item (appended last: baselines
+    remember every item, so none is dropped) costs that item's row, not all of them."""
+    entry = model.sums.get((key, user)) if rows.size >= SUM_KEPT_FROM else None
+    if entry is not None and entry[0] == rows.size:
+        return entry[1]
+    if entry is not None and entry[0] + 1 == rows.size:
+        total = entry[1] + row_sum(rows[-1:])
+    else:
+        total = row_sum(rows)
+    if rows.size >= SUM_KEPT_FROM:
+        model.sums[(key, user)] = (rows.size, total)
+    return total
 
 
 def known(data: Interactions, items: list[str], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,8 +136,7 @@ class SequentialRules(Baseline):
 
     def top(self, user, recent, rated, exclude, model):
         data, W = model.data, model.fitted[self.fit_key()]
-        items = [e[0] for e in recent[-self.last:]]
-        rows, weights = known(data, items, history_weights(items, self.decay))
+        rows, weights = known(data, *decayed_history([e[0] for e in recent[-self.last:]], self.decay))
         cols, scores = sparse_scores(W, rows, weights)
         return top_scored(cols, scores, data, exclude, self.k, model), int(cols.size)
 
@@ -125,10 +158,13 @@ class EASE(Baseline):
     def top(self, user, recent, rated, exclude, model):
         data = model.data
         columns, position, B = model.fitted[self.fit_key()]
-        rows, weights = known(data, rated, history_weights(rated, self.decay))
+        rows, weights = known(data, *decayed_history(rated, self.decay))
         inside = position[rows] >= 0
         rows, weights = position[rows[inside]], weights[inside]
-        scores = weights @ B[rows] if rows.size else np.zeros(columns.size)
+        if self.decay is None:
+            scores = history_sum(model, self.fit_key(), user, rows, lambda r: B[r].sum(axis=0, dtype=np.float64))
+        else:
+            scores = weights @ B[rows] if rows.size else np.zeros(columns.size)
         return top_scored(columns, scores, data, exclude, self.k, model), int(columns.size)
 
 
@@ -147,7 +183,7 @@ class RP3beta(Baseline):
 
     def top(self, user, recent, rated, exclude, model):
         data, W = model.data, model.fitted[self.fit_key()]
-        rows, weights = known(data, rated, history_weights(rated, self.decay))
+        rows, weights = known(data, *decayed_history(rated, self.decay))
         cols, scores = sparse_scores(W, rows, weights)
         return top_scored(cols, scores, data, exclude, self.k, model), int(cols.size)
 
@@ -177,13 +213,31 @@ class IALS(Baseline):
 
     def top(self, user, recent, rated, exclude, model):
         data, als = model.data, model.fitted[self.fit_key()]
-        rows, weights = known(data, rated, history_weights(rated, self.decay))
+        rows, weights = known(data, *decayed_history(rated, self.decay))
         if rows.size == 0:
             return top_scored(np.empty(0, np.int64), np.empty(0), data, exclude, self.k, model), 0
-        history = sp.csr_matrix((weights, (np.zeros(rows.size, np.int64), rows)), shape=(1, len(data.item_ids)))
-        vector = np.asarray(als.recalculate_user(0, history), dtype=np.float64).ravel()
+        if self.decay is None:
+            vector = self.user_vector(als, history_sum(model, self.fit_key(), user, rows, lambda r: outer_sums(als, r)))
+        else:
+            history = sp.csr_matrix((weights, (np.zeros(rows.size, np.int64), rows)), shape=(1, len(data.item_ids)))
+            vector = np.asarray(als.recalculate_user(0, history), dtype=np.float64).ravel()
         scores = np.asarray(als.item_factors, dtype=np.float64) @ vector
         return top_scored(np.arange(scores.size), scores, data, exclude, self.k, model), int(scores.size)
+
+
+    def user_vector(self, als, sums: np.ndarray) -> np.ndarray:
+        """What ``als.recalculate_user`` gives for a history of items each weighted 1,
+        from ``sums`` = [sum y y^T | sum y] over their factors y: the library's normal
+        equations (confidence alpha per item) solved directly."""
+        f = self.factors
+        A = np.asarray(als.YtY, dtype=np.float64) + self.reg * np.eye(f) + (self.alpha - 1.0) * sums[:, :f]
+        return np.linalg.solve(A, self.alpha * sums[:, f])
+
+
+def outer_sums(als, rows: np.ndarray) -> np.ndarray:
+    """``[sum y y^T | sum y]`` (f x f+1) over the item factors y of ``rows``."""
+    Y = np.asarray(als.item_factors[rows], dtype=np.float64)
+    return np.hstack([Y.T @ Y, Y.sum(axis=0)[:, None]])
 
 
 @dataclass(frozen=True)
@@ -216,4 +270,28 @@ class VSKNN(Baseline):
         return top_scored(cols, votes[cols], data, exclude, self.k, model), int(best.size)
 
 
-__all__ = ["EASE", "EASE_MAX_ITEMS", "IALS", "VSKNN", "RP3beta", "SequentialRules"]
+# --------------------------------------------------------------------------- all of them
+RANKER_NAMES = ("default", "paper", "popularity", "popularity_window", "als", "item_knn", "sr", "ease", "rp3beta",
+                "ials", "vsknn")
+
+
+#: The baselines by name (the contract test runs them too).
+BASELINES: dict[str, type[Baseline]] = {
+    "popularity": Popularity, "popularity_window": PopularityWindow, "als": ALSRanker, "item_knn": ItemKNN,
+    "sr": SequentialRules, "ease": EASE, "rp3beta": RP3beta, "ials": IALS, "vsknn": VSKNN}
+
+
+def make_rankers(conf, high_cut: float, tuned: Mapping[str, Mapping] | None = None) -> dict[str, Ranker]:
+    """The rankers of the evaluation by name, in :data:`RANKER_NAMES` order: the default
+    ranker with its fixed defaults, the paper's with the agent's settings on the data
+    set's rating scale (``high_cut``), the baselines with theirs, or with the parameters
+    ``tuned`` chose for them (``evaluation.tuning``)."""
+    paper = dataclasses.replace(PaperRanker.from_settings(conf), high_cut=high_cut)
+    tuned = tuned or {}
+    return {"default": DefaultRanker(), "paper": paper,
+            **{name: dataclasses.replace(cls.from_settings(conf), **tuned.get(name, {}))
+               for name, cls in BASELINES.items()}}
+
+
+__all__ = ["BASELINES", "EASE", "EASE_MAX_ITEMS", "IALS", "RANKER_NAMES", "VSKNN", "RP3beta", "SequentialRules",
+           "make_rankers"]

@@ -36,7 +36,8 @@ from ranking import Interaction, Ranker
 from ranking.paper import high_rating_cut
 from tables.state import UserState
 
-from .rankers import RANKER_NAMES, TOP_N, HotWindow, Interactions, SharedState, TopCounter, make_rankers
+from .baselines import RANKER_NAMES, make_rankers
+from .rankers import TOP_N, HotWindow, Interactions, SharedState, TopCounter
 
 #: How many ALS retrains over the scored half.
 RETRAINS = 10
@@ -143,7 +144,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                progress: bool = True, warm_share: float = 0.5, retrains: int = RETRAINS,
                train_model: bool = True) -> dict:
     """Run the protocol over ``stream`` with ``rankers`` (by name; default: every one of
-    :func:`evaluation.rankers.make_rankers`); returns the raw result (see :func:`summarise`).
+    :func:`evaluation.baselines.make_rankers`); returns the raw result (see :func:`summarise`).
 
     Each ranker keeps a ``UserState`` per user and takes every event through
     ``UserState.apply``, as the realtime agent does (the event's position is its offset).

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import bisect
 import collections
-import dataclasses
 import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from ranking import DefaultRanker, PaperRanker, SimilarityIndex
+from ranking import SimilarityIndex
 from ranking.history import add_rated_item, add_recent_rating, is_replay
 from ranking.protocol import History, Interaction, Ranker, Step
 
@@ -164,6 +163,8 @@ class SharedState:
     #: fit key -> fit function of the baselines of the run (:meth:`fit_for`)
     fits: dict = field(default_factory=dict)
     lists_read: bool = True
+    #: (fit key, user) -> (how many items, their sum): ``evaluation.baselines.history_sum``
+    sums: dict = field(default_factory=dict)
 
     def fit_for(self, rankers: Iterable[Ranker]) -> None:
         """Fit what these ``rankers`` learn at every retrain (:meth:`set_model`)."""
@@ -195,6 +196,7 @@ class SharedState:
         if data is not None:
             self.data = data
             self.fitted = {key: fit(data) for key, fit in self.fits.items()}
+            self.sums = {}
 
 
 # --------------------------------------------------------------------------- baselines
@@ -334,31 +336,3 @@ def knn_scores(recent: Sequence[Sequence], neighbours: Mapping[str, Mapping[str,
     for q in [q for q in total if q in exclude]:
         del total[q]
     return total
-
-
-# --------------------------------------------------------------------------- all of them
-RANKER_NAMES = ("default", "paper", "popularity", "popularity_window", "als", "item_knn", "sr", "ease", "rp3beta",
-                "ials", "vsknn")
-
-
-def _baselines() -> dict[str, type[Baseline]]:
-    from .baselines import EASE, IALS, VSKNN, RP3beta, SequentialRules
-
-    return {"popularity": Popularity, "popularity_window": PopularityWindow, "als": ALSRanker, "item_knn": ItemKNN,
-            "sr": SequentialRules, "ease": EASE, "rp3beta": RP3beta, "ials": IALS, "vsknn": VSKNN}
-
-
-#: The baselines by name (the contract test runs them too).
-BASELINES: dict[str, type[Baseline]] = _baselines()
-
-
-def make_rankers(conf, high_cut: float, tuned: Mapping[str, Mapping] | None = None) -> dict[str, Ranker]:
-    """The rankers of the evaluation by name, in :data:`RANKER_NAMES` order: the default
-    ranker with its fixed defaults, the paper's with the agent's settings on the data
-    set's rating scale (``high_cut``), the baselines with theirs, or with the parameters
-    ``tuned`` chose for them (``evaluation.tuning``)."""
-    paper = dataclasses.replace(PaperRanker.from_settings(conf), high_cut=high_cut)
-    tuned = tuned or {}
-    return {"default": DefaultRanker(), "paper": paper,
-            **{name: dataclasses.replace(cls.from_settings(conf), **tuned.get(name, {}))
-               for name, cls in BASELINES.items()}}

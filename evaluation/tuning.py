@@ -14,7 +14,8 @@ from collections.abc import Mapping
 
 from app.settings import Settings
 
-from .rankers import BASELINES, Baseline
+from .baselines import BASELINES
+from .rankers import Baseline
 
 #: Share of the validation stream (the warm-up half) that warms up; the rest is scored.
 VALIDATION_WARM = 0.8

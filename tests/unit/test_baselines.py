@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from evaluation import prequential
+from evaluation import baselines, prequential
 from evaluation.baselines import EASE, IALS, VSKNN, RP3beta, SequentialRules
 from evaluation.rankers import HotWindow, SharedState, TopCounter
 from ranking import History, Interaction
@@ -89,3 +89,21 @@ def test_ials_scores_with_the_user_vector_of_the_current_history(decay):
     got = list_after(ranker, ["a", "b"])
     assert [q for q, _s in got] == sorted(scores, key=lambda q: -scores[q])
     assert got[0][1] == pytest.approx(scores["c"], rel=1e-3)
+
+
+@pytest.mark.parametrize("ranker", [EASE(k=3, lam=1.0), IALS(k=3, factors=3, reg=0.5, alpha=4.0, iterations=5)],
+                         ids=["ease", "ials"])
+def test_a_kept_history_sum_gives_the_lists_of_a_fresh_one(ranker, monkeypatch):
+    """Heavy users' sums are kept between steps (baselines.history_sum): every list along
+    a history that grows, repeats an item and is replayed equals the one summed afresh."""
+    items = ["a", "b", "a", "c", "d", "d", "b"]
+    lists = {}
+    for kept_from in (1, 10**9):  # kept for every user / for none
+        monkeypatch.setattr(baselines, "SUM_KEPT_FROM", kept_from)
+        model, state, lists[kept_from] = model_for(ranker), History(), []
+        for t, item in enumerate(items):
+            step = ranker.step(state, Interaction("me", item, 1.0, float(t)), model)
+            state = History(step.recent, step.rated, step.items)
+            lists[kept_from].append([[q, round(s, 9)] for q, s in step.items])
+        assert model.sums if kept_from == 1 else not model.sums
+    assert lists[1] == lists[10**9]

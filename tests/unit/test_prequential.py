@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from app.settings import Settings
+from evaluation import baselines, tuning
 from evaluation import prequential as pq
 from evaluation import rankers as rk
-from evaluation import tuning
 from ranking import DefaultRanker, Interaction, PaperRanker, SimilarityIndex
 from tables.state import UserState
 
@@ -82,8 +82,8 @@ def test_item_knn_sums_similarities_of_recent_items():
 
 def test_the_evaluation_runs_the_agents_rankers_on_the_data_sets_scale():
     conf = Settings().replace(ranking={"k": 15, "m": 9, "theta": 0.4, "decay": 0.5, "rated_items_max": 99})
-    rankers = rk.make_rankers(conf, high_cut=6.0)
-    assert list(rankers) == list(rk.RANKER_NAMES)
+    rankers = baselines.make_rankers(conf, high_cut=6.0)
+    assert list(rankers) == list(baselines.RANKER_NAMES)
     assert rankers["default"] == DefaultRanker()  # its fixed defaults
     assert rankers["paper"] == PaperRanker(k=15, m=9, theta=0.4, high_cut=6.0, rated_limit=99, decay=0.5)
     assert rankers["item_knn"] == rk.ItemKNN(history=15)
@@ -142,7 +142,7 @@ def test_protocol_counts_and_json_keys():
     assert summary["events_scored"] == 7 and summary["users"] == 4
     assert summary["repeat_share"] == pytest.approx(2 / 9)  # 9 events of known users in the scored half
     for key in JSON_KEYS - {"protocol", "events_scored", "users", "repeat_share"}:
-        assert set(summary[key]) == set(rk.RANKER_NAMES)
+        assert set(summary[key]) == set(baselines.RANKER_NAMES)
     assert len(raw["train_seconds"]) == pq.RETRAINS  # warm-up fit + 9 cuts inside the scored half
     # Popularity, list pushed after the user's previous event: u2 (10), u3 (11), u1 (12), u2 (15),
     # u3 (17), u2 (18) had every item seen by then -> empty lists, misses; u4's list after event 14

@@ -1,7 +1,7 @@
 """The contract of ``Ranker.step`` (ranking/protocol.py), checked on every ranker.
 
 Every entry of ``ranking.RANKERS`` (made from ``Settings``, stepping with the worker's
-``Model``) and every baseline of the streaming evaluation (``evaluation.rankers.BASELINES``,
+``Model``) and every baseline of the streaming evaluation (``evaluation.baselines.BASELINES``,
 stepping with its ``SharedState``) walks small random streams of one user, and after
 every step:
 
@@ -31,7 +31,8 @@ import pytest
 
 from app.settings import Settings
 from evaluation import prequential
-from evaluation.rankers import BASELINES, HotWindow, SharedState, TopCounter
+from evaluation.baselines import BASELINES
+from evaluation.rankers import HotWindow, SharedState, TopCounter
 from ranking import RANKERS, History, Interaction, Model, SimilarityIndex, Step, make_ranker
 from tests.conftest import ROOT
 
