@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+from threadpoolctl import ThreadpoolController
 
 from app.settings import Settings
 from datatools.datasets import FORMATS, SCALES, iter_rows, load_ratings
-from offline_als.als import ratings_to_csr
+from offline_als.als import available_cpus, ratings_to_csr
 from offline_als.model import als_from_settings, train_and_similar
 from ranking import Interaction, Ranker
 from ranking.paper import high_rating_cut
@@ -171,52 +172,60 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     tally = {name: Tally() for name in rankers}
     scored_ts, n_repeat, n_known, users_scored = [], 0, 0, set()
     cuts = {n_warm + (n - n_warm) * c // retrains for c in range(1, retrains)}
-    for j in _progress(range(n), progress, desc="stream", unit="ev", total=n):
-        u, i, r, t = stream.users[j], stream.items[j], float(stream.ratings[j]), float(stream.ts[j])
-        seen = interacted.get(u)
-        scoring = j >= n_warm
-        if scoring and seen is not None:  # test ...
-            n_known += 1
-            if i in seen:
-                n_repeat += 1
-            else:
-                users_scored.add(u)
-                scored_ts.append(t)
-                for name in rankers:
-                    lst = lists[name].get(u, [])
+    blas = ThreadpoolController()
+    # A step's products are small: BLAS threads only add overhead (and on 2 busy cores,
+    # waits). Fits get every CPU back.
+    one_thread = blas.limit(limits=1, user_api="blas")
+    try:
+        for j in _progress(range(n), progress, desc="stream", unit="ev", total=n):
+            u, i, r, t = stream.users[j], stream.items[j], float(stream.ratings[j]), float(stream.ts[j])
+            seen = interacted.get(u)
+            scoring = j >= n_warm
+            if scoring and seen is not None:  # test ...
+                n_known += 1
+                if i in seen:
+                    n_repeat += 1
+                else:
+                    users_scored.add(u)
+                    scored_ts.append(t)
+                    for name in rankers:
+                        lst = lists[name].get(u, [])
+                        tl = tally[name]
+                        tl.ranks.append(lst.index(i) + 1 if i in lst else 0)
+                        tl.items.update(lst)
+                        tl.pop_ranks.extend(pop_rank[q] for q in lst)
+            if seen is None:  # ... then learn
+                seen = interacted[u] = set()
+            seen.add(i)
+            shared.observe(i, t)
+            interaction = Interaction(u, i, r, t)
+            emit = scoring or last_warm.get(u) == j
+            shared.lists_read = emit
+            for name, ranker in rankers.items():
+                s = time.perf_counter()
+                state = states[name].get(u)
+                if state is None:
+                    state = states[name][u] = UserState()
+                state.apply(j, ranker, interaction, shared)
+                new = [q for q, _s in state.last_list if q not in seen][:TOP_N] if emit else None
+                if scoring:
                     tl = tally[name]
-                    tl.ranks.append(lst.index(i) + 1 if i in lst else 0)
-                    tl.items.update(lst)
-                    tl.pop_ranks.extend(pop_rank[q] for q in lst)
-        if seen is None:  # ... then learn
-            seen = interacted[u] = set()
-        seen.add(i)
-        shared.observe(i, t)
-        interaction = Interaction(u, i, r, t)
-        emit = scoring or last_warm.get(u) == j
-        shared.lists_read = emit
-        for name, ranker in rankers.items():
-            s = time.perf_counter()
-            state = states[name].get(u)
-            if state is None:
-                state = states[name][u] = UserState()
-            state.apply(j, ranker, interaction, shared)
-            new = [q for q, _s in state.last_list if q not in seen][:TOP_N] if emit else None
-            if scoring:
-                tl = tally[name]
-                tl.seconds += time.perf_counter() - s
-                tl.timed_events += 1
-                old = lists[name].get(u)
-                if old and new:
-                    before = set(old)
-                    tl.changes.append(sum(1 for q in new if q not in before) / len(new))
-            if emit:
-                lists[name][u] = new
-        if j + 1 in cuts:  # the ALS worker's retrain on everything seen so far
-            s = time.perf_counter()
-            data = interactions(stream, j + 1)
-            shared.set_model(train(data, conf) if train_model else None, data)
-            train_s.append(time.perf_counter() - s)
+                    tl.seconds += time.perf_counter() - s
+                    tl.timed_events += 1
+                    old = lists[name].get(u)
+                    if old and new:
+                        before = set(old)
+                        tl.changes.append(sum(1 for q in new if q not in before) / len(new))
+                if emit:
+                    lists[name][u] = new
+            if j + 1 in cuts:  # the ALS worker's retrain on everything seen so far
+                s = time.perf_counter()
+                data = interactions(stream, j + 1)
+                with blas.limit(limits=available_cpus(), user_api="blas"):
+                    shared.set_model(train(data, conf) if train_model else None, data)
+                train_s.append(time.perf_counter() - s)
+    finally:
+        one_thread.restore_original_limits()
     return {"tally": tally, "n_events": n, "n_warm": n_warm, "n_known": n_known, "n_repeat": n_repeat,
             "users": len(users_scored), "scored_ts": np.asarray(scored_ts), "catalogue": len(pop_rank),
             "train_seconds": train_s, "names": list(rankers), "scale": stream.scale}
