@@ -32,7 +32,7 @@ from threadpoolctl import ThreadpoolController
 from app.settings import Settings
 from datatools.datasets import FORMATS, SCALES, iter_rows, load_ratings
 from offline_als.als import available_cpus, ratings_to_csr
-from offline_als.model import als_from_settings, train_and_similar
+from offline_als.model import als_from_settings, times_csr, train_and_similar
 from ranking import Interaction, Ranker
 from ranking.paper import high_rating_cut
 from tables.state import UserState
@@ -117,16 +117,17 @@ def interactions(stream: Stream, n: int) -> Interactions:
     last_seen = np.full(len(item_ids), -np.inf)
     np.maximum.at(last_seen, iidx, stream.ts[:n])
     R = ratings_to_csr(uidx, iidx, stream.ratings[:n], shape=(len(user_ids), len(item_ids)))
+    T = times_csr(uidx, iidx, R.shape, stream.ts[:n])
     return Interactions(user_ids=user_ids, user_index={u: j for j, u in enumerate(user_ids.tolist())},
                         item_ids=item_ids,
                         item_index={q: j for j, q in enumerate(item_ids.tolist())}, X=X, sequences=sequences,
-                        last_seen=last_seen, R=R, behaviour=stream.behaviour)
+                        last_seen=last_seen, R=R, T=T, behaviour=stream.behaviour)
 
 
 def train(data: Interactions, conf: Settings):
-    """Fit ALS (the ALS worker's settings) on ``data`` (its ratings: last rating of a pair wins)."""
+    """The model the model worker publishes for ``data`` (its store: each pair's last rating and time)."""
     return train_and_similar(data.R, data.user_ids, data.item_ids, conf=conf,
-                             als=als_from_settings(conf, progress=False, behaviour=data.behaviour))
+                             als=als_from_settings(conf, progress=False, behaviour=data.behaviour), times=data.T)
 
 
 @dataclass

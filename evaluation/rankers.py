@@ -135,6 +135,8 @@ class Interactions:
     last_seen: np.ndarray
     #: users x items, the rating (or event strength) of each pair, the last one winning
     R: sp.csr_matrix
+    #: users x items, the time of each pair's latest event (what the model worker stores)
+    T: sp.csr_matrix
     #: behaviour events (implicit feedback), not ratings
     behaviour: bool = False
 
@@ -188,8 +190,7 @@ class SharedState:
         the baselines' fits on ``data``."""
         if trained is not None:  # None: a run whose rankers read only their own fits
             self.model = trained
-            self.index = SimilarityIndex({i: n for i, n in trained.neighbours.items() if n},
-                                         related=trained.related, counts=trained.counts)
+            self.index = trained.index()
             self.model_items = {str(x): j for j, x in enumerate(trained.item_ids)}
             self.model_users = {str(x): j for j, x in enumerate(trained.user_ids)}
         self.version += 1

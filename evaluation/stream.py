@@ -219,7 +219,7 @@ def check_default_through_stream(stream, conf, *, users: int = 100, rate: float 
     the same events (``UserState.apply`` with ``ranking.DefaultRanker`` on the same
     index), its ``because`` included. The default ranker reads no hot items, so none are
     frozen."""
-    from ranking import DefaultRanker, Interaction, Model, SimilarityIndex
+    from ranking import DefaultRanker, Interaction, Model
     from tables.state import UserState
 
     from .prequential import interactions, train
@@ -227,8 +227,7 @@ def check_default_through_stream(stream, conf, *, users: int = 100, rate: float 
     say = log or (lambda msg: None)
     t_start = time.perf_counter()
     trained = train(interactions(stream, len(stream) // 2), conf)
-    model = Model(SimilarityIndex({i: n for i, n in trained.neighbours.items() if n}, related=trained.related,
-                                  counts=trained.counts))
+    model = Model(trained.index())
     counts: dict[str, int] = {}
     for u in stream.users:
         counts[u] = counts.get(u, 0) + 1
@@ -245,7 +244,7 @@ def check_default_through_stream(stream, conf, *, users: int = 100, rate: float 
         state.apply(offset, ranker, Interaction(user, item, rating, ts), model)
         offline[user].append((wire_list(state.last_list), state.recs["because"]))
     messages = [(*to_message(Rating(user=u, item=i, rating=r, ts=t)), u) for u, i, r, t in events]
-    published = {"neighbours": trained.neighbours, "related": trained.related, "counts": trained.counts}
+    published = {"neighbours": trained.neighbours, **trained.publication()}
     settings = {"RECSYS_RATING_MIN": stream.scale[0], "RECSYS_RATING_MAX": stream.scale[1], "RECSYS_K": conf.ranking.k,
                     "RECSYS_RATED_ITEMS_MAX": conf.ranking.rated_items_max, "RECSYS_RANKER": "default", "RECSYS_AB": ""}
     with deployment(settings, published, f"eval-stream-{int(time.time())}", base=conf, broker_port=broker_port,

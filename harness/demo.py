@@ -89,24 +89,27 @@ def train_neighbours(users, items, ratings, *, conf, m: int | None = None) -> tu
     """ALS on (user, item, rating) triples in time order -> ``{item: {neighbour: sim}}``.
 
     Returns the neighbour lists, a few facts about the training (for printing) and the
-    rest of what the ALS worker publishes (``{"related": ..., "counts": ...}``, keyword
+    rest of what the ALS worker publishes (``TrainedModel.publication()``: keyword
     arguments of :func:`offline_als.publish.publish_similarity`).
     """
     from offline_als.als import ratings_to_csr
-    from offline_als.model import train_and_similar
+    from offline_als.model import times_csr, train_and_similar
 
     started = time.perf_counter()
     user_ids, uidx = np.unique(np.asarray(users).astype(str), return_inverse=True)
     item_ids, iidx = np.unique(np.asarray(items).astype(str), return_inverse=True)
     R = ratings_to_csr(uidx.ravel(), iidx.ravel(), np.asarray(ratings, dtype=np.float32),
                        shape=(len(user_ids), len(item_ids)))
-    trained = train_and_similar(R, user_ids, item_ids, conf=conf, m=m)  # exactly what the ALS worker does
+    trained = train_and_similar(R, user_ids, item_ids, conf=conf, m=m,  # exactly what the ALS worker does
+                                times=times_csr(uidx.ravel(), iidx.ravel(), R.shape))
     sims = np.array([s for neigh in trained.neighbours.values() for s in neigh.values()])
     facts = {"ratings": int(R.nnz), "users": len(user_ids), "items": len(item_ids),
              "neighbours_per_item": max((len(n) for n in trained.neighbours.values()), default=0),
              "share_above_theta": round(float((sims > conf.ranking.theta).mean()) if sims.size else 0.0, 3),
              "seconds": round(time.perf_counter() - started, 2)}
-    return trained.neighbours, facts, {"related": trained.related, "counts": trained.counts}
+    if trained.selection is not None:
+        facts["blend"] = trained.selection.blend.name
+    return trained.neighbours, facts, trained.publication()
 
 
 def percentile_ms(values, q: float) -> float | None:

@@ -17,10 +17,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from app.settings import Settings
+from ranking import SimilarityIndex
 
-from .als import ALS, ImplicitALS, available_cpus
+from .als import ALS, ImplicitALS, available_cpus, ratings_to_csr
 from .publish import neighbour_lists
+from .selection import Selection, select_blend
 from .similarity import cooccurrence_neighbours, top_similar
+from .sources import SourceParams, fit_sources
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,21 @@ class TrainedModel:
     related: dict[str, dict[str, float]] = field(default_factory=dict)
     #: ``{item: users who interacted with it}`` in the training data (its popularity prior).
     counts: dict[str, int] = field(default_factory=dict)
+    #: The other named lists (``{"sequential": {item: {...}}, "learned": {...}}``, ``offline_als/sources.py``).
+    sources: dict[str, dict] = field(default_factory=dict)
+    #: The blend chosen for the default ranker, with its validation (``offline_als/selection.py``).
+    selection: Selection | None = None
+
+    def publication(self) -> dict:
+        """What ``publish_similarity`` sends besides the neighbours and the version."""
+        return {"trained_at": self.trained_at, "related": self.related, "counts": self.counts,
+                "sources": self.sources, "blend": self.selection.as_dict() if self.selection else None}
+
+    def index(self) -> SimilarityIndex:
+        """The model as a worker holds it once the publication has landed."""
+        return SimilarityIndex({i: n for i, n in self.neighbours.items() if n}, related=self.related,
+                               counts=self.counts, sources=self.sources,
+                               blend=self.selection.blend if self.selection else None)
 
     @property
     def train_rmse(self) -> float | None:
@@ -97,13 +115,25 @@ class TrainedModel:
         return self.model.save(path, user_ids=self.user_ids, item_ids=self.item_ids, metrics=metrics)
 
 
+def times_csr(user_idx, item_idx, shape: tuple[int, int], ts=None) -> sp.csr_matrix:
+    """Users x items, the time of each pair's latest interaction (``ts``; default: the
+    position in the input, for triples given in time order without times)."""
+    ts = np.arange(len(user_idx), dtype=np.float64) if ts is None else np.asarray(ts, dtype=np.float64)
+    return ratings_to_csr(user_idx, item_idx, ts, shape=shape, dtype=np.float64)
+
+
 def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m: int | None = None,
                       min_similarity: float | None = None, progress: bool = False,
-                      als: ALS | None = None, version: str | None = None) -> TrainedModel:
-    """Fit ALS on ``R`` (users x items, ids in index order), then every item's top-M.
+                      als: ALS | None = None, version: str | None = None,
+                      times: sp.csr_matrix | None = None) -> TrainedModel:
+    """The published model: fit ALS on ``R`` (users x items, ids in index order), every
+    item's top-M factor neighbours, and with ``times`` (the same pairs' latest times) the
+    named sources (``offline_als/sources.py``) and the blend chosen for them by
+    validation on the newest events (``offline_als/selection.py``). Without ``times``,
+    the co-occurrence lists alone (and the default blend).
 
     ``m`` / ``min_similarity`` (factor neighbours) default to ``conf.als.similar`` /
-    ``conf.als.min_similarity``; the co-occurrence lists keep ``conf.als.related`` per item.
+    ``conf.als.min_similarity``; each source keeps ``conf.als.related`` per item.
     ``als``: the estimator to fit (default: :func:`als_from_settings` for ratings).
     """
     if R.nnz == 0:
@@ -121,13 +151,20 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
     idx, scores = compute_similarity(model.item_factors, conf.als.similar if m is None else m,
                                      conf.als.min_similarity if min_similarity is None else min_similarity)
     neighbours = neighbour_lists(idx, scores, item_ids.tolist())
-    related = cooccurrence_neighbours(R, item_ids, conf.als.related)
+    selection, sources = None, {}
+    if times is None:
+        related = cooccurrence_neighbours(R, item_ids, conf.als.related)
+    else:
+        params = SourceParams(m=conf.als.related)
+        selection = select_blend(times, item_ids.tolist(), params)
+        sources = fit_sources(times, item_ids.tolist(), params)
+        related = sources.pop("related")
     sim_s = time.perf_counter() - t0
     counts = dict(zip(item_ids.tolist(), np.diff(sp.csc_matrix(R).indptr).tolist(), strict=False))
     return TrainedModel(model=model, user_ids=user_ids, item_ids=item_ids,
                         version=version or make_version(R.nnz, trained_at), trained_at=trained_at,
                         n_ratings=int(R.nnz), neighbours=neighbours, fit_s=fit_s, sim_s=sim_s,
-                        related=related, counts=counts)
+                        related=related, counts=counts, sources=sources, selection=selection)
 
 
 def saved_item_ids(path: str | Path) -> list[str]:
@@ -150,5 +187,6 @@ __all__ = [
     "model_path",
     "saved_item_ids",
     "store_path",
+    "times_csr",
     "train_and_similar",
 ]

@@ -36,19 +36,25 @@ def neighbour_lists(indices: np.ndarray, scores: np.ndarray, item_ids: Sequence[
 
 def similarity_messages(neighbours: Mapping[str, list], version: str, trained_at: float,
                         removed: Iterable[str] = (), related: Mapping[str, Mapping] | None = None,
-                        counts: Mapping[str, int] | None = None) -> list[tuple[bytes, bytes | None]]:
+                        counts: Mapping[str, int] | None = None, sources: Mapping[str, Mapping] | None = None,
+                        blend: Mapping | None = None) -> list[tuple[bytes, bytes | None]]:
     """The (key, value) messages of one model, marker last (sent once per partition).
 
     Each item's message holds its factor neighbours (the paper's sim) and, when given,
-    its co-occurrence neighbours (``related``) and training interactions (``count``):
-    what the default ranker reads (``ranking/default.py``).
+    its co-occurrence neighbours (``related``), its other named lists (``sources``:
+    ``{"sequential": {...}, "learned": {...}}``) and training interactions (``count``):
+    what the default ranker reads (``ranking/default.py``). The marker carries the
+    ``blend`` the default ranker weighs them with, and how it was chosen.
     """
-    related, counts = related or {}, counts or {}
+    related, counts, sources = related or {}, counts or {}, sources or {}
 
     def value(item, neigh) -> bytes:
         data = {"item": item, "neighbours": dict(neigh), "version": version, "trained_at": trained_at}
         if item in related:
             data["related"] = dict(related[item])
+        named = {name: dict(lists[item]) for name, lists in sources.items() if lists.get(item)}
+        if named:
+            data["sources"] = named
         if item in counts:
             data["count"] = int(counts[item])
         return json.dumps(data, separators=(",", ":")).encode()
@@ -57,6 +63,8 @@ def similarity_messages(neighbours: Mapping[str, list], version: str, trained_at
                                                   for item, neigh in neighbours.items()]
     messages.extend((item.encode(), None) for item in removed if item not in neighbours)
     marker = {"version": version, "items": len(neighbours), "trained_at": trained_at}
+    if blend:
+        marker["blend"] = dict(blend)
     messages.append((MODEL_MARKER_KEY.encode(), json.dumps(marker).encode()))
     return messages
 
@@ -64,13 +72,15 @@ def similarity_messages(neighbours: Mapping[str, list], version: str, trained_at
 async def publish_similarity(neighbours: Mapping[str, list], version: str, *, conf,
                              removed: Iterable[str] = (), trained_at: float | None = None,
                              related: Mapping[str, Mapping] | None = None,
-                             counts: Mapping[str, int] | None = None) -> int:
+                             counts: Mapping[str, int] | None = None, sources: Mapping[str, Mapping] | None = None,
+                             blend: Mapping | None = None) -> int:
     """Send one model to ``conf.topics.similarity``; returns the number of messages sent.
 
     ``neighbours`` is ``{item: {neighbour: score}}`` (lists of pairs are accepted too);
-    ``related`` / ``counts`` see :func:`similarity_messages`.
+    the rest see :func:`similarity_messages`.
     """
-    messages = similarity_messages(neighbours, version, trained_at or time.time(), removed, related, counts)
+    messages = similarity_messages(neighbours, version, trained_at or time.time(), removed, related, counts,
+                                   sources, blend)
     producer = await KafkaClients(conf).producer("bulk", max_batch_size=512 * 1024,
                                                  max_request_size=4 * 1024 * 1024)
     try:

@@ -20,7 +20,7 @@ from datatools.datasets import FORMATS, SCALES, load_ratings
 
 from .als import ALS, ratings_to_csr
 from .ids import IdMap
-from .model import train_and_similar
+from .model import times_csr, train_and_similar
 from .split import train_test_split
 
 log = logging.getLogger("offline_als.train_cli")
@@ -82,8 +82,7 @@ async def _publish(conf, trained) -> int:
     from .publish import publish_similarity
 
     await create_topics(conf)
-    return await publish_similarity(trained.neighbours, trained.version, conf=conf, trained_at=trained.trained_at,
-                                    related=trained.related, counts=trained.counts)
+    return await publish_similarity(trained.neighbours, trained.version, conf=conf, **trained.publication())
 
 
 def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
@@ -137,7 +136,8 @@ def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
     model = ALS(rank=args.rank, reg=args.reg, reg_offset=args.reg_offset, iterations=args.iters,
                 biases=not args.no_biases, seed=args.seed, progress=progress)
     trained = train_and_similar(R, users.to_array(), items.to_array(), conf=conf, m=args.similar,
-                                min_similarity=args.min_similarity, als=model)
+                                min_similarity=args.min_similarity, als=model,
+                                times=times_csr(u_idx, i_idx, R.shape))  # the triples are in time order
     fit_s, sim_s = trained.fit_s, trained.sim_s
     n_with_neighbours = sum(1 for neigh in trained.neighbours.values() if neigh)
 

@@ -50,6 +50,7 @@ from .model import (
     model_path,
     saved_item_ids,
     store_path,
+    times_csr,
     train_and_similar,
 )
 from .publish import publish_similarity
@@ -235,14 +236,15 @@ class ALSWorker:
 
             def fit():
                 return train_and_similar(snap.to_csr(), snap.user_ids, snap.item_ids, conf=conf, als=als,
-                                         version=make_version(len(snap)))
+                                         version=make_version(len(snap)),
+                                         times=times_csr(snap.user_idx, snap.item_idx, (snap.n_users, snap.n_items),
+                                                         snap.ts))
 
             trained = await asyncio.to_thread(fit)
             previous = await asyncio.to_thread(saved_item_ids, self.model_file)
             removed = sorted(set(previous) - set(trained.neighbours))
             sent = await publish_similarity(trained.neighbours, trained.version, conf=conf, removed=removed,
-                                            trained_at=trained.trained_at, related=trained.related,
-                                            counts=trained.counts)
+                                            **trained.publication())
             await asyncio.to_thread(trained.save, self.model_file)
         except Exception as exc:
             self.stats.failed_trainings += 1

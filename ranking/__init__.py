@@ -6,7 +6,7 @@ through ``tables.state.UserState.apply``.
 
 ==============  ==================================================================
 ``protocol``    :class:`Interaction`, :class:`Step`, :class:`Ranker`, :class:`History`
-``model``       :class:`SimilarityIndex` and the :class:`Model` a step reads
+``model``       :class:`SimilarityIndex`, its :class:`Blend` and the :class:`Model` a step reads
 ``history``     the recent interactions and rated items every ranker keeps
 ``default``     the default ranker
 ``paper``       the paper's formula
@@ -16,7 +16,7 @@ through ``tables.state.UserState.apply``.
 from __future__ import annotations
 
 from ranking.default import DefaultRanker
-from ranking.model import Model, SimilarityIndex
+from ranking.model import Blend, Model, SimilarityIndex
 from ranking.paper import PaperRanker
 from ranking.protocol import History, Interaction, Ranker, Step
 
@@ -37,5 +37,5 @@ def make_ranker(name: str, conf) -> Ranker:
     return cls.from_settings(conf)
 
 
-__all__ = ["RANKERS", "DefaultRanker", "History", "Interaction", "Model", "PaperRanker", "Ranker", "SimilarityIndex",
+__all__ = ["RANKERS", "Blend", "DefaultRanker", "History", "Interaction", "Model", "PaperRanker", "Ranker", "SimilarityIndex",
            "Step", "make_ranker"]

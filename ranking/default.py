@@ -7,15 +7,17 @@ last), and the whole list is re-ranked from ALL of them, not only from p:
     score(q) = knn(q) / max_q' knn(q') + w_pop * lg(1 + count(q)) / lg(1 + max count)
 
     knn(q)   = sum over the ``history`` newest interactions r (the j-th newest weighted
-               decay^j, a dislike -decay^j) of related(r, q)
+               decay^j, a dislike -decay^j) of sum over sources s of weight_s * s(r, q)
 
-``related`` are the model's co-occurrence neighbour lists ("users who had r also had
-q": cosine of the binary interaction columns, published by the ALS worker with the
-factor similarities), ``count`` the item's interactions in the model's training data
-(the popularity prior). Candidates: the related items of the recent interactions and
-the ``n_pop`` most popular items; never an item the user already had. Why these
-choices: docs/RESULTS.md, "Streaming evaluation" (chosen on the warm-up half of ml-100k
-and ml-latest-small; the same fixed values everywhere).
+The sources are the model's named neighbour lists (``offline_als/sources.py``):
+``related`` ("users who had r also had q", co-occurrence cosine), ``sequential``
+("after r, people went to q") and ``learned`` (EASE or RP3beta item-item weights);
+``count`` is the item's interactions in the model's training data (the popularity
+prior). The source weights, ``decay``, ``history`` and ``w_pop`` are the model's
+:class:`ranking.model.Blend`, chosen for the shop by validation at every retrain
+(``offline_als/selection.py``); the ranker's own fields override the last three.
+Candidates: the blended neighbours of the recent interactions and the ``n_pop`` most
+popular items; never an item the user already had.
 
 Each list says why its items are there: ``because[q]`` is the recent interaction that
 contributed most to q's kNN part (items that came from the prior alone have none).
@@ -32,16 +34,18 @@ from ranking.protocol import History, Interaction, Ranker, Step
 
 @dataclass(frozen=True)
 class DefaultRanker(Ranker):
-    """The default ranker, with fixed defaults (docs/RESULTS.md: how they were chosen).
+    """The default ranker: the model's blend of sources, recency decay and prior.
 
     Parameters
     ----------
-    history : int
-        Newest interactions read (and kept).
-    decay : float
-        Weight ratio between consecutive interactions (newest 1, next ``decay``, ...).
-    w_pop : float
-        Weight of the popularity prior (both parts scaled to [0, 1]).
+    history : int, optional
+        Newest interactions read (default: the model's blend).
+    decay : float, optional
+        Weight ratio between consecutive interactions (newest 1, next ``decay``, ...;
+        default: the model's blend).
+    w_pop : float, optional
+        Weight of the popularity prior (both parts scaled to [0, 1]; default: the
+        model's blend).
     n_pop : int
         Popular items added as candidates.
     k : int
@@ -50,9 +54,12 @@ class DefaultRanker(Ranker):
         Items remembered as "already had".
     """
 
-    history: int = 20
-    decay: float = 0.8
-    w_pop: float = 0.5
+    #: Recent interactions every user keeps: the longest history a blend may read.
+    KEPT = 20
+
+    history: int | None = None
+    decay: float | None = None
+    w_pop: float | None = None
     n_pop: int = 50
     k: int = 20
     rated_limit: int = 1000
@@ -67,7 +74,8 @@ class DefaultRanker(Ranker):
         weight = -1.0 if interaction.dislike else interaction.rating
         if is_replay(state.recent, interaction.item, weight, interaction.ts):
             return Step.unchanged(state)
-        recent = add_recent_rating(state.recent, interaction.item, weight, interaction.ts, self.history)
+        recent = add_recent_rating(state.recent, interaction.item, weight, interaction.ts,
+                                   self.history if self.history is not None else self.KEPT)
         rated = add_rated_item(state.rated, interaction.item, self.rated_limit)
         items, because, n_candidates = self.rank(recent, rated, model.index)
         return Step(recent, rated, items, because, n_candidates)
@@ -76,17 +84,20 @@ class DefaultRanker(Ranker):
              index: SimilarityIndex) -> tuple[list[list], dict[str, str], int]:
         """The top-``k`` list ``[[item, score], ...]``, ``because``, and how many items were scored.
 
-        ``recent`` is ``[[item, weight, ts], ...]`` oldest first. Reads ``index.related``
-        (the published co-occurrence lists; the factor neighbours when a model has none),
-        ``index.prior`` and ``index.popular``. Ties break on item id. Pure. It runs on
+        ``recent`` is ``[[item, weight, ts], ...]`` oldest first. Reads ``index.scored``
+        (the model's sources blended; the factor neighbours when a model has none),
+        ``index.blend``, ``index.prior`` and ``index.popular``. Ties break on item id. Pure. It runs on
         every interaction, so it does the least work that gives the formula's exact list
         (``tests/unit/test_default_ranker.py`` checks it against a loop-by-loop
         transcription on random models).
         """
-        n = self.k
+        n, blend = self.k, index.blend
+        history = self.history if self.history is not None else blend.history
+        decay = self.decay if self.decay is not None else blend.decay
+        w_pop = self.w_pop if self.w_pop is not None else blend.w_pop
         exclude = exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
-        recent = list(recent)[-self.history:]
-        lists = index.related or index.neighbours
+        recent = list(recent)[-history:]
+        lists = index.scored or index.neighbours
         last = len(recent) - 1
         knn: dict = {}
         get = knn.get
@@ -95,7 +106,7 @@ class DefaultRanker(Ranker):
             related = lists.get(entry[0])
             if not related:
                 continue
-            w = self.decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0)
+            w = decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0)
             sources.append((entry[0], w, related))
             for q, s in related.items():
                 if s > 0.0:
@@ -107,7 +118,7 @@ class DefaultRanker(Ranker):
             for q in [q for q in knn if q in exclude]:
                 del knn[q]
         top_knn = max(max(knn.values(), default=0.0), 0.0) or 1.0
-        w_pop, prior = self.w_pop, index.prior
+        prior = index.prior
         if w_pop > 0 and prior:
             pget = prior.get
             scores = {q: v / top_knn + w_pop * pget(q, 0.0) for q, v in knn.items()}

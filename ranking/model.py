@@ -1,12 +1,14 @@
 """What a ranker reads besides the user: the model the worker scores with.
 
-:class:`SimilarityIndex` is one published model version (the ALS worker's factor and
-co-occurrence neighbour lists and item counts), built whole when the version is
-complete (``tables/definitions.py``, ``SimilarityBroadcast``). :class:`Model` bundles
-it with the rest of what a step may read.
+:class:`SimilarityIndex` is one published model version (the model worker's factor
+neighbours, its named neighbour lists per item, item counts and the :class:`Blend`
+chosen for the shop), built whole when the version is complete
+(``tables/broadcast.py``, ``SimilarityBroadcast``). :class:`Model` bundles it with the
+rest of what a step may read.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +19,64 @@ Neighbours = Mapping[str, float]
 
 def _best_first(neighbours: Neighbours) -> dict[str, float]:
     return dict(sorted(neighbours.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+#: The named neighbour lists a model may carry (``offline_als/sources.py`` fits them).
+SOURCES = ("related", "sequential", "learned")
+
+
+@dataclass(frozen=True)
+class Blend:
+    """How the default ranker weighs what it reads: one configuration, chosen for each
+    shop at every retrain by validation on its newest events (``offline_als/selection.py``)
+    and published with the model. The defaults are the ranker's before sources were
+    blended (co-occurrence only): what a model without a blend is ranked with.
+
+    Parameters
+    ----------
+    related, sequential, learned : float
+        Weight of each source's lists (:data:`SOURCES`; each source is published on
+        one scale, so the weights compare).
+    decay : float
+        Weight ratio between consecutive recent interactions (newest 1, next ``decay``).
+    history : int
+        Newest interactions read.
+    w_pop : float
+        Weight of the popularity prior (the neighbour part is scaled to [0, 1]).
+    """
+
+    related: float = 1.0
+    sequential: float = 0.0
+    learned: float = 0.0
+    decay: float = 0.8
+    history: int = 20
+    w_pop: float = 0.5
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The positive source weights by source."""
+        return {name: w for name in SOURCES if (w := getattr(self, name)) > 0}
+
+    @property
+    def name(self) -> str:
+        """The configuration in one line (``GET /health/``, the dashboard, logs)."""
+        return " ".join(f"{f.name}={getattr(self, f.name):g}" for f in dataclasses.fields(self))
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> Blend:
+        """The blend a published model carries (unknown keys ignored: a newer publisher
+        may say more); raises ``ValueError`` on a value of the wrong kind."""
+        known = {f.name: f.type for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in data.items():
+            if key in known:
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                    raise ValueError(f"blend {key}={value!r} is not a finite number")
+                values[key] = int(value) if key == "history" else float(value)
+        return cls(**values)
 
 
 class SimilarityIndex:
@@ -33,18 +93,29 @@ class SimilarityIndex:
     neighbours : mapping of item -> {neighbour: similarity}, optional
         The factor neighbour lists (any order; stored best first).
     related : mapping of item -> {neighbour: co-occurrence}, optional
-        The model's co-occurrence lists, for the default ranker (``ranking/default.py``).
+        The model's co-occurrence lists (the source ``related``).
     counts : mapping of item -> interactions in the training data, optional
         The popularity prior of the default ranker.
+    sources : mapping of source name -> {item: {neighbour: weight}}, optional
+        The model's other named lists (``sequential``, ``learned``).
+    blend : Blend, optional
+        How the default ranker weighs them; :attr:`scored` holds the blended lists.
     """
 
     def __init__(self, neighbours: Mapping[str, Neighbours] | None = None, *,
                  related: Mapping[str, Neighbours] | None = None,
-                 counts: Mapping[str, int] | None = None) -> None:
+                 counts: Mapping[str, int] | None = None,
+                 sources: Mapping[str, Mapping[str, Neighbours]] | None = None,
+                 blend: Blend | None = None) -> None:
         self.neighbours: dict[str, dict[str, float]] = {
             item: _best_first(neigh) for item, neigh in (neighbours or {}).items()}
         self.rows = _symmetric_rows(self.neighbours)
         self.related = {item: _best_first(neigh) for item, neigh in (related or {}).items() if neigh}
+        self.sources = {"related": self.related, **{name: {item: neigh for item, neigh in lists.items() if neigh}
+                                                    for name, lists in (sources or {}).items() if name != "related"}}
+        self.blend = blend or Blend()
+        #: The default ranker's lists: each item's sources blended (``blended_lists``).
+        self.scored = blended_lists(self.sources, self.blend.weights)
         self.counts = {item: int(c) for item, c in (counts or {}).items() if c > 0}
         self.max_count = max(self.counts.values(), default=0)
         #: lg(1 + count) / lg(1 + max count): the popularity prior in [0, 1], computed once per model.
@@ -61,6 +132,29 @@ class SimilarityIndex:
         if a == b:
             return 1.0
         return self.rows.get(a, {}).get(b, 0.0)
+
+
+def blended_lists(sources: Mapping[str, Mapping[str, Neighbours]], weights: Mapping[str, float]
+                  ) -> dict[str, dict[str, float]]:
+    """Each item's ``{q: sum over sources s of weights[s] * sources[s][item][q]}``, best
+    first, as long as its longest source list (the ranker walks lists of the length it
+    always did); one source of weight 1 is its own lists."""
+    used = [(sources[name], w) for name, w in weights.items() if w > 0 and sources.get(name)]
+    if len(used) == 1 and used[0][1] == 1.0:
+        return {item: _best_first(neigh) for item, neigh in used[0][0].items()}
+    out: dict[str, dict[str, float]] = {}
+    for item in {item for lists, _w in used for item in lists}:
+        total: dict[str, float] = {}
+        longest = 0
+        for lists, w in used:
+            neigh = lists.get(item)
+            if neigh:
+                longest = max(longest, len(neigh))
+                for q, s in neigh.items():
+                    total[q] = total.get(q, 0.0) + w * s
+        best = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:longest]
+        out[item] = {q: s for q, s in best if s > 0}
+    return out
 
 
 def _symmetric_rows(neighbours: Mapping[str, Neighbours]) -> dict[str, dict[str, float]]:

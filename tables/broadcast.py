@@ -17,7 +17,7 @@ from aiokafka.structs import TopicPartition
 
 from app.records import MODEL_MARKER_KEY
 from broker.clients import KafkaClients
-from ranking.model import SimilarityIndex
+from ranking.model import Blend, SimilarityIndex
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class SimilarityBroadcast:
         self.index = SimilarityIndex()
         #: The marker of the model in service.
         self.marker: dict = {}
-        #: version -> {item: (neighbours, related, count)}, in the order versions were first seen.
+        #: version -> {item: (neighbours, related, count, sources)}, in the order versions were first seen.
         self._staged: dict[str, dict[str, tuple]] = {}
         self._markers: dict[int, dict] = {}
         self.partitions = 1
@@ -88,27 +88,38 @@ class SimilarityBroadcast:
             self._markers[partition] = marker
             self._maybe_switch(marker)
             return
+        sources = data.get("sources") or {}
         self._staged.setdefault(str(data.get("version", "")), {})[item] = (
-            _finite(data["neighbours"]), _finite(data.get("related") or {}), int(data.get("count") or 0))
+            _finite(data["neighbours"]), _finite(data.get("related") or {}), int(data.get("count") or 0),
+            {str(name): _finite(neigh) for name, neigh in sources.items()})
 
     def _maybe_switch(self, marker: dict) -> None:
         version = marker["version"]
         if len(self._markers) < self.partitions or {m["version"] for m in self._markers.values()} != {version}:
             return  # a partition may still hold unread items of this version
         staged = self._staged.get(version, {})
+        try:
+            blend = Blend.from_dict(marker.get("blend") or {})
+        except (ValueError, TypeError) as exc:
+            blend = Blend()
+            log.warning("model %s carries a malformed blend (%s): ranking it with the default blend", version, exc)
         if len(staged) != marker["items"]:
             self.incomplete += 1
             log.warning("model %s is incomplete (%d of %d items): keeping model %r in service", version,
                         len(staged), marker["items"], self.marker.get("version"))
             return
+        sources: dict[str, dict] = {}
+        for q, s in staged.items():
+            for name, neigh in s[3].items():
+                sources.setdefault(name, {})[q] = neigh
         self.index = SimilarityIndex({q: s[0] for q, s in staged.items()}, related={q: s[1] for q, s in staged.items()},
-                                     counts={q: s[2] for q, s in staged.items()})
+                                     counts={q: s[2] for q, s in staged.items()}, sources=sources, blend=blend)
         self.marker = marker
         for seen in list(self._staged):  # this version and every one staged before it are done
             del self._staged[seen]
             if seen == version:
                 break
-        log.info("similarity model %s in service: %d items", version, len(self.index))
+        log.info("similarity model %s in service: %d items, blend %s", version, len(self.index), blend.name)
 
     async def follow(self, conf) -> None:
         """Tail the topic for as long as the worker runs."""

@@ -1,0 +1,166 @@
+"""Choosing the default ranker's blend for one shop, by validation on its newest events.
+
+Shops differ: direction matters for groceries (the refill after the printer), hardly
+for films; a shop of loyal repeat buyers wants a long memory, a shop of one-off visits
+a short one. So at every retrain the model worker:
+
+1. holds back its newest events (:data:`VALIDATION_SHARE` of what it stores, at most
+   :data:`VALIDATION_MAX`) and fits the sources (``offline_als/sources.py``) on the rest;
+2. replays the held-back events in time order, test-then-learn: before each event the
+   user's list from each candidate blend is checked for the item (HR@10, NDCG@10), then
+   the event joins the user's history (the model is not refitted within the slice, as
+   the served one is not between retrains);
+3. searches the candidates one parameter at a time (source weights, then decay, then
+   the popularity prior, each with the others at their best so far) and keeps the best
+   by NDCG@10 (then HR@10).
+
+The same code runs on every data set: the candidates are a fixed small grid, not values
+tuned to one file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from ranking import Blend, DefaultRanker, SimilarityIndex
+from ranking.history import add_recent_rating
+
+from .sources import SourceParams, fit_sources
+
+#: Share of the stored events held back for validation, and at most how many.
+VALIDATION_SHARE = 0.1
+VALIDATION_MAX = 5_000
+#: Fewer held-back events than this say nothing: the default blend serves.
+VALIDATION_MIN = 100
+#: The candidates, searched in this order (the first values are the start).
+WEIGHTS = ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 1.0, 0.0), (1.0, 1.0, 1.0), (0.0, 1.0, 1.0), (1.0, 0.0, 1.0),
+           (1.0, 1.0, 0.0), (0.5, 1.0, 2.0), (0.5, 2.0, 1.0))
+DECAYS = (0.8, 0.4, 0.6, 0.9)
+PRIORS = (0.5, 0.0, 0.2, 1.0)
+#: List length the validation scores.
+K = 10
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The blend chosen for a shop and the evidence: its validation HR@10 / NDCG@10, the
+    runner-up's (a different configuration), on how many held-back events, in how long."""
+
+    blend: Blend
+    hr_at_10: float | None = None
+    ndcg_at_10: float | None = None
+    runner_up: dict | None = None
+    events: int = 0
+    tried: int = 0
+    seconds: float = 0.0
+    note: str = ""
+    scores: dict = field(default_factory=dict, compare=False)
+
+    def as_dict(self) -> dict:
+        """What the model's marker carries (``offline_als/publish.py``)."""
+        out = {**self.blend.as_dict(), "name": self.blend.name, "validation_events": self.events,
+               "tried": self.tried, "selection_s": round(self.seconds, 3)}
+        if self.hr_at_10 is not None:
+            out.update(hr_at_10=round(self.hr_at_10, 5), ndcg_at_10=round(self.ndcg_at_10, 5))
+        if self.runner_up:
+            out["runner_up"] = self.runner_up
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams | None = None, *,
+                 share: float = VALIDATION_SHARE, max_events: int = VALIDATION_MAX) -> Selection:
+    """The best blend for the interactions ``T`` (users x items, each pair's latest time)."""
+    t0 = time.perf_counter()
+    params = params or SourceParams()
+    T = sp.csr_matrix(T)
+    n_val = min(max_events, math.ceil(share * T.nnz))
+    if n_val < VALIDATION_MIN:
+        return Selection(Blend(), note=f"{n_val} held-back events are too few to choose by: the default blend")
+    users = np.repeat(np.arange(T.shape[0]), np.diff(T.indptr))
+    order = np.lexsort((T.indices, users, T.data))  # time, then user, then item
+    held = order[-n_val:]
+    keep = np.ones(T.nnz, dtype=bool)
+    keep[held] = False
+    fit_part = sp.csr_matrix((T.data[keep], (users[keep], T.indices[keep])), shape=T.shape)
+    sources = fit_sources(fit_part, item_ids, params)
+    ids = [str(q) for q in item_ids]
+    counts = dict(zip(ids, np.diff(sp.csc_matrix(fit_part).indptr).tolist(), strict=True))
+    events = [(int(users[j]), ids[T.indices[j]], float(T.data[j])) for j in held]
+    histories = _histories(fit_part, ids)
+
+    scores: dict[Blend, tuple[float, float]] = {}
+
+    def score(blend: Blend) -> tuple[float, float]:
+        if blend not in scores:
+            index = SimilarityIndex(related=sources["related"], counts=counts, sources=sources, blend=blend)
+            scores[blend] = replay(index, histories, events)
+        return scores[blend]
+
+    best = Blend()
+    for name, values in (("weights", WEIGHTS), ("decay", DECAYS), ("w_pop", PRIORS)):
+        for value in values:
+            candidate = (dataclasses.replace(best, **dict(zip(("related", "sequential", "learned"), value, strict=True)))
+                         if name == "weights" else dataclasses.replace(best, **{name: value}))
+            if _better(score(candidate), score(best)):
+                best = candidate
+    ranked = sorted(scores, key=lambda b: (-scores[b][1], -scores[b][0], b.name))
+    runner = next((b for b in ranked if b != best), None)
+    hr, ndcg = scores[best]
+    return Selection(best, hr, ndcg,
+                     {"name": runner.name, "hr_at_10": round(scores[runner][0], 5),
+                      "ndcg_at_10": round(scores[runner][1], 5)} if runner else None,
+                     events=len(events), tried=len(scores), seconds=time.perf_counter() - t0,
+                     scores={b.name: scores[b] for b in ranked})
+
+
+def _better(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """NDCG@10 first, then HR@10; a tie keeps what is in place."""
+    return (a[1], a[0]) > (b[1], b[0])
+
+
+def _histories(T: sp.csr_matrix, ids: list[str]) -> dict[int, tuple[list, set]]:
+    """Each user's ``(recent, rated)`` from ``T``: the newest interactions as the ranker
+    reads them (``[[item, 1.0, ts], ...]`` oldest first) and every item had."""
+    out = {}
+    for u in range(T.shape[0]):
+        lo, hi = T.indptr[u], T.indptr[u + 1]
+        if hi == lo:
+            continue
+        cols, times = T.indices[lo:hi], T.data[lo:hi]
+        order = np.lexsort((cols, times))
+        recent = [[ids[cols[j]], 1.0, float(times[j])] for j in order[-DefaultRanker.KEPT:]]
+        out[u] = (recent, {ids[c] for c in cols})
+    return out
+
+
+def replay(index: SimilarityIndex, histories: dict[int, tuple[list, set]], events: list[tuple[int, str, float]],
+           k: int = K) -> tuple[float, float]:
+    """HR@k and NDCG@k of the default ranker on ``index`` over ``events`` (user, item,
+    time; in time order), test-then-learn from ``histories``; a user's first event (no
+    history yet) only learns."""
+    ranker = DefaultRanker(k=k)
+    state = {u: (list(recent), set(rated)) for u, (recent, rated) in histories.items()}
+    hits, gain, scored = 0, 0.0, 0
+    for user, item, ts in events:
+        recent, rated = state.get(user) or ([], set())
+        if recent:
+            listed = [q for q, _s in ranker.rank(recent, rated, index)[0]]
+            scored += 1
+            if item in listed:
+                hits += 1
+                gain += 1.0 / math.log2(listed.index(item) + 2)
+        rated.add(item)  # the state's own set (copied above, or new)
+        state[user] = (add_recent_rating(recent, item, 1.0, ts, DefaultRanker.KEPT), rated)
+    return (hits / scored, gain / scored) if scored else (0.0, 0.0)
+
+
+__all__ = ["DECAYS", "PRIORS", "VALIDATION_MAX", "VALIDATION_SHARE", "WEIGHTS", "Selection", "replay",
+           "select_blend"]

@@ -1,0 +1,123 @@
+"""The item neighbour lists the model worker publishes beside the factor cosines.
+
+Each source answers "which items go with item i" in its own way, all fitted from the
+model worker's store (the latest interaction of every user-item pair, with its time):
+
+- ``related``: co-occurrence cosine, "users who had i also had j" (symmetric);
+- ``sequential``: sequential rules, "after i, people went to j" (directional;
+  :func:`offline_als.item_item.sequential_rules` over each user's items in time order);
+- ``learned``: learnt item-item weights that discount what is merely popular: EASE on
+  catalogues of at most :data:`EASE_MAX_ITEMS` items, RP3beta beyond (a dense EASE of
+  100,000 items would take 80 GB).
+
+Every list is the item's top ``m`` (positive weights only), and each source is scaled
+so that the median of its lists' best weights is 1: the default ranker blends the
+sources with weights (``ranking.model.Blend``), which only mean something when the
+sources speak on one scale.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .item_item import ease, rp3beta, sequential_rules, top_k_per_row
+from .similarity import cooccurrence_neighbours
+
+#: The published sources, in the order the blend lists their weights.
+SOURCES = ("related", "sequential", "learned")
+#: EASE's matrix is dense (8 bytes x items^2 while it is fitted): beyond this, RP3beta.
+EASE_MAX_ITEMS = 12_000
+
+
+@dataclass(frozen=True)
+class SourceParams:
+    """How the sources are fitted (fixed, not tuned per data set: the blend weighs them).
+
+    Parameters
+    ----------
+    m : int
+        Neighbours kept per item and source.
+    steps : int
+        Sequential rules: how far after i a j still counts (1/gap).
+    ease_lambda : float
+        EASE's L2 penalty (Steck's optima on data sets from 100k to 100M interactions
+        lie between 200 and 1,000).
+    rp3_alpha, rp3_beta : float
+        RP3beta's walk exponent and popularity penalty (catalogues beyond EASE's cap).
+    """
+
+    m: int = 50
+    steps: int = 10
+    ease_lambda: float = 500.0
+    rp3_alpha: float = 1.0
+    rp3_beta: float = 0.5
+
+
+def sequences_by_time(T: sp.csr_matrix) -> list[np.ndarray]:
+    """Each user's items (column indices) in the order of ``T``'s times (users x items,
+    the time of the pair's latest interaction; ties by column)."""
+    T = sp.csr_matrix(T)
+    out = []
+    for u in range(T.shape[0]):
+        lo, hi = T.indptr[u], T.indptr[u + 1]
+        cols, times = T.indices[lo:hi], T.data[lo:hi]
+        out.append(cols[np.lexsort((cols, times))])
+    return out
+
+
+def fit_sources(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams | None = None
+                ) -> dict[str, dict[str, dict[str, float]]]:
+    """``{source: {item: {neighbour: weight}}}`` for :data:`SOURCES`, each list best first.
+
+    ``T`` is users x items with the time of each pair's latest interaction (a stored
+    pair is an interaction, whatever its rating: the sources say what goes together).
+    """
+    params = params or SourceParams()
+    T = sp.csr_matrix(T)
+    X = sp.csr_matrix((np.ones(T.nnz), T.indices, T.indptr), shape=T.shape)
+    ids = [str(q) for q in item_ids]
+    n = len(ids)
+    related = cooccurrence_neighbours(X, ids, params.m)
+    rules = sequential_rules(sequences_by_time(T), n, params.steps)
+    rules.setdiag(0.0)  # a pair of the same item: the user had it, it is never listed again
+    if n <= EASE_MAX_ITEMS:
+        B = ease(X, params.ease_lambda)
+        B[B < 0] = 0.0  # what a history argues against is not a neighbour
+        learned = sp.csr_matrix(B)
+    else:
+        learned = rp3beta(X, params.rp3_alpha, params.rp3_beta, params.m)
+    return {"related": _scaled(related),
+            "sequential": _scaled(_lists(top_k_per_row(_positive(rules), params.m), ids)),
+            "learned": _scaled(_lists(top_k_per_row(_positive(learned), params.m), ids))}
+
+
+def _positive(W: sp.spmatrix) -> sp.csr_matrix:
+    W = sp.csr_matrix(W)
+    W.data[W.data < 0] = 0.0
+    W.eliminate_zeros()
+    return W
+
+
+def _lists(W: sp.csr_matrix, ids: list[str], decimals: int = 6) -> dict[str, dict[str, float]]:
+    """Each row's entries as ``{neighbour: weight}``, best first (ties by id)."""
+    out = {}
+    for r in range(W.shape[0]):
+        lo, hi = W.indptr[r], W.indptr[r + 1]
+        if hi > lo:
+            pairs = sorted(((ids[c], float(v)) for c, v in zip(W.indices[lo:hi], W.data[lo:hi], strict=True)),
+                           key=lambda kv: (-kv[1], kv[0]))
+            out[ids[r]] = dict(pairs)
+    return out
+
+
+def _scaled(lists: dict[str, dict[str, float]], decimals: int = 6) -> dict[str, dict[str, float]]:
+    """``lists`` divided by the median of their best weights (so that it is 1)."""
+    best = [max(neigh.values()) for neigh in lists.values() if neigh]
+    scale = float(np.median(best)) if best else 1.0
+    return {q: {j: round(w / scale, decimals) for j, w in neigh.items()} for q, neigh in lists.items()}
+
+
+__all__ = ["EASE_MAX_ITEMS", "SOURCES", "SourceParams", "fit_sources", "sequences_by_time"]
