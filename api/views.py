@@ -111,6 +111,8 @@ def register(worker: Worker) -> None:
         return web.json({"status": "ok" if ready else "starting", "ready": ready, "model_version": model.version,
                          "model_trained_at": model.marker.get("trained_at"),
                          "model_items": len(model.index), "model_loaded": model.caught_up.is_set(),
+                         "model_blend": {**model.marker.get("blend", {}), **model.index.blend.as_dict(),
+                                         "name": model.index.blend.name},
                          "model_messages_rejected": model.rejected, "ratings_partitions": assigned},
                         status=200 if ready else 503)
 

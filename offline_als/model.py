@@ -162,7 +162,8 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
     sim_s = time.perf_counter() - t0
     counts = dict(zip(item_ids.tolist(), np.diff(sp.csc_matrix(R).indptr).tolist(), strict=False))
     return TrainedModel(model=model, user_ids=user_ids, item_ids=item_ids,
-                        version=version or make_version(R.nnz, trained_at), trained_at=trained_at,
+                        version=(version or make_version(R.nnz, trained_at))
+                        + (f"+{selection.blend.tag}" if selection else ""), trained_at=trained_at,
                         n_ratings=int(R.nnz), neighbours=neighbours, fit_s=fit_s, sim_s=sim_s,
                         related=related, counts=counts, sources=sources, selection=selection)
 

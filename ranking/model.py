@@ -62,6 +62,11 @@ class Blend:
         """The configuration in one line (``GET /health/``, the dashboard, logs)."""
         return " ".join(f"{f.name}={getattr(self, f.name):g}" for f in dataclasses.fields(self))
 
+    @property
+    def tag(self) -> str:
+        """The configuration in a few characters, for model versions (``r1-s0-l0-d0.8-h20-p0.5``)."""
+        return "-".join(f"{f.name[0]}{getattr(self, f.name):g}" for f in dataclasses.fields(self)).replace("w", "p", 1)
+
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 

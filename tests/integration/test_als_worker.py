@@ -94,6 +94,7 @@ def test_als_worker_publishes_similarity_and_resumes_from_committed_offsets(stre
     from offline_als.als import ALS
     from offline_als.model import model_path, store_path
     from offline_als.worker import run_als_worker
+    from ranking import Blend
     from tests.brokers import consume, produce, run
 
     conf = stream_env.conf
@@ -111,7 +112,7 @@ def test_als_worker_publishes_similarity_and_resumes_from_committed_offsets(stre
     assert stats["invalid"] == {"bad_json": 1, "rating_out_of_range": 1, "null_value": 1}
     assert stats["trainings"] == 1 and stats["failed_trainings"] == 0
     version1 = stats["last_version"]
-    assert version1.endswith(f"-{len({(u, i) for u, i, _, _ in first})}")
+    assert version1.split("+")[0].endswith(f"-{len({(u, i) for u, i, _, _ in first})}")
     rated = {i for _, i, _, _ in first}
 
     def marker_seen(version):
@@ -122,6 +123,9 @@ def test_als_worker_publishes_similarity_and_resumes_from_committed_offsets(stre
     latest = _latest_per_key(msgs)
     marker = latest.pop(MODEL_MARKER_KEY)
     assert marker["version"] == version1 and marker["items"] == len(rated)
+    # the blend the default ranker is to use, named in the version (60 held-back events: too few to choose)
+    assert version1.endswith("+" + Blend.from_dict(marker["blend"]).tag) and "too few" in marker["blend"]["note"]
+    assert sum(bool(v.get("sources", {}).get("sequential")) for v in latest.values()) >= len(rated) // 2
     assert set(latest) == rated  # one message per rated item, no tombstones
     assert all(v["version"] == version1 and v["item"] == k for k, v in latest.items())
     assert sum(bool(v["neighbours"]) for v in latest.values()) >= len(rated) - 2

@@ -25,18 +25,18 @@ COUNTS = {"i0": 9, "i1": 4, "i2": 3, "i5": 2, "i8": 7, "i9": 1, "i11": 12}
 HISTORY, DECAY, W_POP, N_POP, K = 20, 0.8, 0.5, 50, 20
 
 
-def expected_default(interactions):
+def expected_default(interactions, lists=RELATED, history=HISTORY, decay=DECAY, w_pop=W_POP):
     """The default formula (ranking/default.py's docstring), written out on its own.
     ``interactions``: (item, weight, ts) with distinct items, in time order; a weight of
-    ``"dislike"`` counts -1."""
+    ``"dislike"`` counts -1; ``lists``: the sources as the blend weighs them."""
     out, had = [], []
     for n, (item, _w, _ts) in enumerate(interactions):
         had.append(item)
-        newest = [(i, w) for i, w, _ in interactions[: n + 1]][-HISTORY:]
+        newest = [(i, w) for i, w, _ in interactions[: n + 1]][-history:]
         knn, best = {}, {}
         for j, (r, w) in enumerate(newest):  # oldest first; the newest weighs 1
-            weight = DECAY ** (len(newest) - 1 - j) * (-1 if w == "dislike" else 1)
-            for q, s in RELATED.get(r, {}).items():
+            weight = decay ** (len(newest) - 1 - j) * (-1 if w == "dislike" else 1)
+            for q, s in lists.get(r, {}).items():
                 if q in had:
                     continue
                 knn[q] = knn.get(q, 0.0) + weight * s
@@ -46,7 +46,7 @@ def expected_default(interactions):
         scores = {q: v / top for q, v in knn.items()}
         for q in sorted((q for q in COUNTS if q not in had), key=lambda q: (-COUNTS[q], q))[:N_POP]:
             scores.setdefault(q, 0.0)
-        scores = {q: s + W_POP * math.log1p(COUNTS.get(q, 0)) / math.log1p(max(COUNTS.values()))
+        scores = {q: s + w_pop * math.log1p(COUNTS.get(q, 0)) / math.log1p(max(COUNTS.values()))
                   for q, s in scores.items()}
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:K]
         out.append((ranked, {q: best[q][1] for q, _ in ranked if q in best}))
@@ -78,6 +78,38 @@ def test_every_list_is_the_default_formula_with_its_reasons(stream_env):
         assert [s for _, s in rec["items"]] == pytest.approx([s for _, s in ranked], abs=5e-5)
         assert rec["because"] == because and rec["variant"] == "default" and rec["model_version"] == "v-default"
     assert "i11" in [q for q, _ in lists[0]["items"]] and "i11" not in lists[0]["because"]  # the prior's item
+
+
+def test_the_published_blend_weighs_the_named_sources(stream_env):
+    """A model with a sequential source and a blend chosen for it: the worker ranks with
+    the blend's weights, decay, history and prior, and says which blend serves."""
+    conf = stream_env.conf
+    sequential = {"i0": {"i2": 1.0, "i8": 0.5}, "i2": {"i9": 1.0}, "i5": {"i1": 0.8}}
+    blend = {"related": 0.5, "sequential": 2.0, "learned": 0.0, "decay": 0.6, "history": 2, "w_pop": 0.2,
+             "hr_at_10": 0.25, "ndcg_at_10": 0.125, "validation_events": 400}
+    worker = stream_env.start_worker("w1")
+    run(publish_similarity(MODEL, "v-blend", conf=conf, related=RELATED, counts=COUNTS,
+                           sources={"sequential": sequential}, blend=blend))
+    worker.wait_ready(model_version="v-blend")
+    ratings = [("i0", 5, 1.0), ("i5", 4, 2.0), ("i2", 4, 3.0)]
+    run(produce(conf, conf.topics.ratings, [rating_message("hal", *r) for r in ratings]))
+    lists = lists_for(conf, "hal", len(ratings))
+    blended = {}  # 0.5 x related + 2 x sequential, each item's list as long as its longest source list
+    for item in set(RELATED) | set(sequential):
+        total = {}
+        for weight, source in ((0.5, RELATED), (2.0, sequential)):
+            for q, s in source.get(item, {}).items():
+                total[q] = total.get(q, 0.0) + weight * s
+        longest = max(len(RELATED.get(item, {})), len(sequential.get(item, {})))
+        blended[item] = dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:longest])
+    want = expected_default(ratings, lists=blended, history=2, decay=0.6, w_pop=0.2)
+    for rec, (ranked, because) in zip(lists, want, strict=True):
+        assert [q for q, _ in rec["items"]] == [q for q, _ in ranked]
+        assert [s for _, s in rec["items"]] == pytest.approx([s for _, s in ranked], abs=5e-5)
+        assert rec["because"] == because
+    health = worker.health()
+    assert health["model_blend"]["name"] == "related=0.5 sequential=2 learned=0 decay=0.6 history=2 w_pop=0.2"
+    assert health["model_blend"]["ndcg_at_10"] == 0.125 and health["model_blend"]["validation_events"] == 400
 
 
 def test_ab_arms_put_each_user_on_the_variant_the_page_computes(stream_env):

@@ -101,3 +101,31 @@ def test_published_order_is_the_order_every_reader_uses():
         b.apply(key, value, 0)
     assert {item: list(n) for item, n in b.index.neighbours.items()} == {item: list(n) for item, n in lists.items()}
     assert json.loads(similarity_messages(lists, "v", 0.0)[-1][1])["items"] == 4
+
+
+def test_a_model_lands_with_its_named_sources_and_its_blend():
+    from offline_als.publish import similarity_messages
+    from ranking import Blend
+
+    blend = {"related": 0.0, "sequential": 1.0, "learned": 2.0, "decay": 0.6, "history": 10, "w_pop": 0.2,
+             "name": "whatever the publisher calls it", "runner_up": {"hr_at_10": 0.1}}
+    messages = similarity_messages({"a": {"b": 0.9}, "b": {"a": 0.9}}, "v", 0.0, related={"a": {"b": 0.5}},
+                                   sources={"sequential": {"a": {"b": 1.0, "c": 0.5}}, "learned": {"a": {"c": 2.0}}},
+                                   blend=blend)
+    b = reader(partitions=1)
+    for key, value in messages:
+        b.apply(key, value, 0)
+    assert b.index.sources == {"related": {"a": {"b": 0.5}}, "sequential": {"a": {"b": 1.0, "c": 0.5}},
+                               "learned": {"a": {"c": 2.0}}}
+    assert b.index.blend == Blend(related=0.0, sequential=1.0, learned=2.0, decay=0.6, history=10, w_pop=0.2)
+    # what the default ranker walks: 1 x sequential + 2 x learned, best first
+    assert list(b.index.scored["a"].items()) == [("c", 4.5), ("b", 1.0)]
+
+
+def test_a_malformed_blend_serves_the_model_with_the_default_blend():
+    from ranking import Blend
+
+    b = reader(partitions=1)
+    b.apply(*item("a", {"b": 0.9}), 0)
+    b.apply(b"__model__", json.dumps({"version": "v1", "items": 1, "blend": {"decay": "fast"}}).encode(), 0)
+    assert b.marker["version"] == "v1" and b.index.blend == Blend()

@@ -80,6 +80,11 @@
     $("model-version").textContent = d.model_version || wk.model_version || "-";
     $("model-items").textContent = wk.model_items === undefined || wk.model_items === null ? "-" : wk.model_items;
     $("model-age").textContent = wk.model_age_s === undefined || wk.model_age_s === null ? "-" : age(wk.model_age_s);
+    const blend = wk.model_blend || {};
+    $("model-blend").textContent = blend.name || "-";
+    $("model-validation").textContent = blend.hr_at_10 === undefined ? (blend.note || "not validated")
+      : "validation HR@10 " + fmt(blend.hr_at_10, 4) + ", NDCG@10 " + fmt(blend.ndcg_at_10, 4) + " on " + blend.validation_events
+        + " newest events" + (blend.runner_up ? "; runner-up " + blend.runner_up.name + ": " + fmt(blend.runner_up.hr_at_10, 4) + " / " + fmt(blend.runner_up.ndcg_at_10, 4) : "");
     const group = d.group || {};
     $("lag-total").textContent = group.error && !group.members.length ? "-" : group.lag_total;
     rows($("workers").tBodies[0], group.members || [], (m) => [m.client_id, m.host,

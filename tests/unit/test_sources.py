@@ -1,0 +1,95 @@
+"""The model's named sources (offline_als/sources.py), the blend of them the default
+ranker reads (ranking/model.py) and its choice by validation (offline_als/selection.py),
+on data small enough to check by hand."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from offline_als.selection import Selection, replay, select_blend
+from offline_als.sources import fit_sources, sequences_by_time
+from ranking import Blend, SimilarityIndex
+from ranking.model import blended_lists
+
+
+def times(rows: list[list[str]], items: list[str]) -> sp.csr_matrix:
+    """Users (one row each, items in time order) as the users x items matrix of times."""
+    index = {q: j for j, q in enumerate(items)}
+    r, c, t = [], [], []
+    for u, row in enumerate(rows):
+        for position, q in enumerate(row):
+            r.append(u)
+            c.append(index[q])
+            t.append(float(position))
+    return sp.csr_matrix((t, (r, c)), shape=(len(rows), len(items)))
+
+
+def test_sequences_follow_the_times_not_the_columns():
+    T = sp.csr_matrix(np.array([[3.0, 1.0, 2.0], [0.0, 5.0, 4.0]]))
+    T.data[T.data == 0] = 0  # the zero of row 1 is no interaction
+    assert [s.tolist() for s in sequences_by_time(T)] == [[1, 2, 0], [2, 1]]
+
+
+def test_the_sequential_source_has_a_direction_the_related_one_has_not():
+    items = ["a", "b", "c", "d"]
+    T = times([["a", "b"], ["a", "b"], ["c", "d"], ["a", "c"]], items)
+    sources = fit_sources(T, items)
+    # b follows a twice (gap 1), c follows a once: a's sequential list is b then c; b has none
+    assert list(sources["sequential"]["a"]) == ["b", "c"] and "b" not in sources["sequential"]
+    assert "a" in sources["related"]["b"] and "b" in sources["related"]["a"]  # co-occurrence both ways
+    for name in ("related", "sequential", "learned"):
+        best = [max(neigh.values()) for neigh in sources[name].values()]
+        assert np.median(best) == pytest.approx(1.0), name  # one scale: the median best weight is 1
+        assert all(w > 0 for neigh in sources[name].values() for w in neigh.values())
+
+
+def test_blended_lists_add_the_weighted_sources_and_keep_the_longest_length():
+    sources = {"related": {"a": {"b": 1.0, "c": 0.5}}, "sequential": {"a": {"d": 1.0}}, "learned": {}}
+    assert blended_lists(sources, {"related": 1.0}) == {"a": {"b": 1.0, "c": 0.5}}
+    # b 1, c 0.5, d 2 x 1: the best two (the longest list's length)
+    assert blended_lists(sources, {"related": 1.0, "sequential": 2.0}) == {"a": {"d": 2.0, "b": 1.0}}
+
+
+def test_a_blend_comes_back_from_its_published_form_and_refuses_nonsense():
+    blend = Blend(related=0.5, sequential=2.0, learned=1.0, decay=0.6, history=10, w_pop=0.0)
+    assert Blend.from_dict({**Selection(blend).as_dict(), "added_later": [1]}) == blend
+    assert Blend.from_dict({}) == Blend()
+    for bad in ({"decay": "0.6"}, {"w_pop": float("nan")}, {"history": True}):
+        with pytest.raises(ValueError):
+            Blend.from_dict(bad)
+
+
+def test_replay_scores_each_event_with_the_list_before_it():
+    # a's only neighbour is b, b's is c: the user who had a is listed b (a hit at rank 1),
+    # then, having had a and b, c first (a hit: NDCG 1 both times)
+    index = SimilarityIndex(related={"a": {"b": 1.0}, "b": {"c": 1.0}}, blend=Blend(w_pop=0.0))
+    histories = {0: ([["a", 1.0, 0.0]], {"a"})}
+    assert replay(index, histories, [(0, "b", 1.0), (0, "c", 2.0)]) == (1.0, 1.0)
+    # a user without history only learns; a miss counts 0
+    assert replay(index, histories, [(1, "b", 1.0), (0, "d", 1.0)]) == (0.0, 0.0)
+
+
+def test_the_selection_finds_the_direction_of_a_shop_where_it_matters():
+    """Every user walks the same chain of items forwards, from a random start: the next
+    item is the one after the last, which the symmetric co-occurrence lists cannot tell
+    from the one before. The selection must weigh the sequential source and validate
+    better than co-occurrence alone."""
+    rng = np.random.default_rng(7)
+    items = [f"i{j:02d}" for j in range(40)]
+    rows = []
+    for _u in range(600):
+        start = int(rng.integers(0, 30))
+        rows.append(items[start:start + int(rng.integers(3, 10))])
+    T = times(rows, items)
+    T.data += rng.random(T.nnz) * 0.1 + np.repeat(np.arange(len(rows)), np.diff(T.indptr)) * 10  # users in turn
+    chosen = select_blend(T, items)
+    assert chosen.blend.sequential > 0 and chosen.events == pytest.approx(0.1 * T.nnz, abs=1)
+    related_only = chosen.scores[Blend().name]
+    assert chosen.ndcg_at_10 > related_only[1] and chosen.runner_up["name"] != chosen.blend.name
+
+
+def test_too_few_events_keep_the_default_blend():
+    items = ["a", "b", "c"]
+    chosen = select_blend(times([["a", "b"], ["b", "c"]], items), items)
+    assert chosen.blend == Blend() and chosen.hr_at_10 is None and "too few" in chosen.note
