@@ -162,6 +162,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     data = interactions(stream, n_warm)
     shared.set_model(train(data, conf) if train_model else None, data)
     train_s = [time.perf_counter() - t0]
+    selections = [_selection(shared.model)]
     # Each user's last warm-up event: the list it leaves is the one the first scored event
     # meets (made only for users who have a scored event: nobody reads the others' lists).
     later = set(stream.users[n_warm:])
@@ -225,11 +226,18 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                 with blas.limit(limits=available_cpus(), user_api="blas"):
                     shared.set_model(train(data, conf) if train_model else None, data)
                 train_s.append(time.perf_counter() - s)
+                selections.append(_selection(shared.model))
     finally:
         one_thread.restore_original_limits()
     return {"tally": tally, "n_events": n, "n_warm": n_warm, "n_known": n_known, "n_repeat": n_repeat,
             "users": len(users_scored), "scored_ts": np.asarray(scored_ts), "catalogue": len(pop_rank),
-            "train_seconds": train_s, "names": list(rankers), "scale": stream.scale}
+            "train_seconds": train_s, "names": list(rankers), "scale": stream.scale, "selections": selections}
+
+
+def _selection(trained) -> dict | None:
+    """The blend a retrain chose for the default ranker, as the model worker publishes it."""
+    selection = getattr(trained, "selection", None)
+    return selection.as_dict() if selection is not None else None
 
 
 def _final_popularity_rank(stream: Stream) -> dict[str, int]:
@@ -314,6 +322,7 @@ def evaluate_stream(input_path, fmt: str, *, conf: Settings, out_dir="eval-out",
     summary["tuned"] = {f: t["params"] for f, t in tuned.items()}
     extra = {"input": str(input_path), "format": fmt, "events": len(stream), "skipped": stream.skipped,
              "comparison": compare_default(raw), "tuning": tuned, "tuning_seconds": tune_s,
+             "blends": raw["selections"],
              "seconds": time.perf_counter() - t0}
     paths = write_stream_report(summary, raw, extra, out_dir)
     return summary, paths

@@ -105,6 +105,23 @@ def _tuning(extra: dict) -> list[str]:
     return [*lines, ""]
 
 
+def _selections(raw: dict) -> list[str]:
+    chosen = [s for s in raw.get("selections") or [] if s]
+    if not chosen:
+        return []
+    lines = ["## The default ranker's blend at each retrain", "",
+             ("Chosen as the model worker chooses it (`offline_als/selection.py`): sources fitted without the newest "
+              "events the model holds, those replayed test-then-learn for each candidate, the best by NDCG@10."), "",
+             "| retrain | blend | validation HR@10 / NDCG@10 | runner-up (HR@10 / NDCG@10) | events | seconds |",
+             "|---|---|---|---|---|---|"]
+    for n, s in enumerate(chosen):
+        runner = s.get("runner_up") or {}
+        score = f"{s['hr_at_10']:.4f} / {s['ndcg_at_10']:.4f}" if "hr_at_10" in s else s.get("note", "-")
+        other = f"{runner['name']} ({runner['hr_at_10']:.4f} / {runner['ndcg_at_10']:.4f})" if runner else "-"
+        lines.append(f"| {n} | {s['name']} | {score} | {other} | {s['validation_events']} | {s['selection_s']:.1f} |")
+    return [*lines, ""]
+
+
 def write_stream_report(summary: dict, raw: dict, extra: dict, out_dir) -> list[str]:
     """Write ``report.md``, ``result.json`` and the plots; returns their paths (report first)."""
     out = Path(out_dir)
@@ -125,7 +142,7 @@ def write_stream_report(summary: dict, raw: dict, extra: dict, out_dir) -> list[
              ("Novelty is the mean popularity rank (over the whole file, 1 = most interacted) of the "
              "recommended items; coverage the share of the file's items that appeared in a scored list; cost "
              "is the time of each ranker's update and list per event of the scored half."), "",
-             *_tuning(extra), "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
+             *_selections(raw), *_tuning(extra), "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     (out / "result.json").write_text(json.dumps({**summary, **{k: v for k, v in extra.items()}}, indent=1,

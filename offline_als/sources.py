@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .item_item import ease, rp3beta, sequential_rules, top_k_per_row
+from .item_item import ease, rp3beta, sequential_rules, top_k_dense, top_k_per_row
 from .similarity import cooccurrence_neighbours
 
 #: The published sources, in the order the blend lists their weights.
@@ -83,15 +83,13 @@ def fit_sources(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams 
     related = cooccurrence_neighbours(X, ids, params.m)
     rules = sequential_rules(sequences_by_time(T), n, params.steps)
     rules.setdiag(0.0)  # a pair of the same item: the user had it, it is never listed again
-    if n <= EASE_MAX_ITEMS:
-        B = ease(X, params.ease_lambda)
-        B[B < 0] = 0.0  # what a history argues against is not a neighbour
-        learned = sp.csr_matrix(B)
+    if n <= EASE_MAX_ITEMS:  # negative weights (what a history argues against) are no neighbours
+        learned = top_k_dense(ease(X, params.ease_lambda), params.m)
     else:
-        learned = rp3beta(X, params.rp3_alpha, params.rp3_beta, params.m)
+        learned = top_k_per_row(_positive(rp3beta(X, params.rp3_alpha, params.rp3_beta, params.m)), params.m)
     return {"related": _scaled(related),
             "sequential": _scaled(_lists(top_k_per_row(_positive(rules), params.m), ids)),
-            "learned": _scaled(_lists(top_k_per_row(_positive(learned), params.m), ids))}
+            "learned": _scaled(_lists(learned, ids))}
 
 
 def _positive(W: sp.spmatrix) -> sp.csr_matrix:

@@ -70,3 +70,12 @@ def test_rp3beta_in_row_blocks_equals_it_whole():
     whole = rp3beta(X, 0.8, 0.4, k=20, block=10_000)
     assert (whole != rp3beta(X, 0.8, 0.4, k=20, block=37)).nnz == 0
     assert whole.diagonal().max() == 0.0 and np.diff(whole.indptr).max() == 20
+
+
+def test_top_k_dense_keeps_the_k_best_positive_entries_of_each_row():
+    from offline_als.item_item import top_k_dense
+
+    B = np.array([[0.0, 3.0, -1.0, 2.0, 1.0], [-1.0, -2.0, 0.5, 0.0, -3.0], [5.0, 4.0, 3.0, 2.0, 1.0]])
+    got = top_k_dense(B, 2, block=2)  # blocks of 2 rows: the second block is the last row alone
+    assert got.toarray().tolist() == [[0, 3, 0, 2, 0], [0, 0, 0.5, 0, 0], [5, 4, 0, 0, 0]]
+    assert (top_k_dense(B, 9).toarray() == np.where(B > 0, B, 0)).all()  # k beyond the row: every positive one

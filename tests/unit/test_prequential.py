@@ -144,6 +144,8 @@ def test_protocol_counts_and_json_keys():
     for key in JSON_KEYS - {"protocol", "events_scored", "users", "repeat_share"}:
         assert set(summary[key]) == set(baselines.RANKER_NAMES)
     assert len(raw["train_seconds"]) == pq.RETRAINS  # warm-up fit + 9 cuts inside the scored half
+    # every retrain chose the default ranker's blend as the model worker does (here: too few events to choose by)
+    assert len(raw["selections"]) == pq.RETRAINS and all("too few" in s["note"] for s in raw["selections"])
     # Popularity, list pushed after the user's previous event: u2 (10), u3 (11), u1 (12), u2 (15),
     # u3 (17), u2 (18) had every item seen by then -> empty lists, misses; u4's list after event 14
     # (counts i0 4, i1 3, i2 3, i3 3, i4 2; i0 is u4's) is [i1, i2, i3, i4]: i4 at 4.
@@ -169,7 +171,8 @@ def test_main_prints_the_json_line_last(tmp_path, capsys):
     result = json.loads(out[-1])
     assert set(result) == JSON_KEYS | {"tuned"} and result["protocol"] == "stream"
     assert set(result["tuned"]) == set(tuning.GRIDS)  # every tuned baseline says what it was given
-    assert "How the baselines were tuned" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "How the baselines were tuned" in report and "blend at each retrain" in report
     assert (tmp_path / "out" / "stream_hr_over_time.png").exists()
 
 
