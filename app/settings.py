@@ -304,9 +304,9 @@ class AlsSettings:
     #: Implicit feedback: confidence per unit of event weight (c = 1 + alpha * w), ridge term.
     alpha: float = env("RECSYS_ALS_ALPHA", 1.0)
     implicit_reg: float = env("RECSYS_ALS_IMPLICIT_REG", 0.01)
-    #: Co-occurrence neighbours published per item: what the default ranker reads for each
-    #: recent interaction, so its cost per rating grows with it (docs/RESULTS.md: how it was chosen).
-    related: int = env("RECSYS_ALS_RELATED", 50)
+    #: Neighbours published per item and source (co-occurrence, sequential rules, EASE/RP3beta):
+    #: what the default ranker blends for each recent interaction (docs/RESULTS.md: how it was chosen).
+    related: int = env("RECSYS_ALS_RELATED", 100)
     #: Retrain every this many minutes, or after this many new ratings, if anything changed.
     every_min: float = env("RECSYS_ALS_EVERY_MIN", 10.0)
     every_ratings: int = env("RECSYS_ALS_EVERY_RATINGS", 10_000)

@@ -27,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from ranking.history import add_rated_item, add_recent_rating, is_replay
 from ranking.model import Model, SimilarityIndex
 from ranking.protocol import History, Interaction, Ranker, Step
@@ -84,11 +86,13 @@ class DefaultRanker(Ranker):
              index: SimilarityIndex) -> tuple[list[list], dict[str, str], int]:
         """The top-``k`` list ``[[item, score], ...]``, ``because``, and how many items were scored.
 
-        ``recent`` is ``[[item, weight, ts], ...]`` oldest first. Reads ``index.scored``
-        (the model's sources blended; the factor neighbours when a model has none),
-        ``index.blend``, ``index.prior`` and ``index.popular``. Ties break on item id. Pure. It runs on
-        every interaction, so it does the least work that gives the formula's exact list
-        (``tests/unit/test_default_ranker.py`` checks it against a loop-by-loop
+        ``recent`` is ``[[item, weight, ts], ...]`` oldest first. Reads ``index.lists``
+        (the model's sources blended, as arrays over item positions; the factor neighbours
+        when a model has none), ``index.blend``, ``index.prior_at`` and ``index.popular``.
+        Ties break on item id. Pure. It runs on every interaction: the kNN sums are one
+        ``bincount`` over the recent items' lists, added in the formula's order (oldest
+        recent item first), so they are the very floats a loop would add up
+        (``tests/unit/test_default_ranker.py`` checks the lists against a loop-by-loop
         transcription on random models).
         """
         n, blend = self.k, index.blend
@@ -97,68 +101,78 @@ class DefaultRanker(Ranker):
         w_pop = self.w_pop if self.w_pop is not None else blend.w_pop
         exclude = exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
         recent = list(recent)[-history:]
-        lists = index.scored or index.neighbours
-        last = len(recent) - 1
-        knn: dict = {}
-        get = knn.get
-        sources = []  # (recent item, its weight, its list): the pairs "because" is chosen from
+        last, lists = len(recent) - 1, index.lists
+        picked = []  # (recent item, its weight, its list): the pairs "because" is chosen from
         for j, entry in enumerate(recent):
-            related = lists.get(entry[0])
-            if not related:
-                continue
-            w = decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0)
-            sources.append((entry[0], w, related))
-            for q, s in related.items():
-                if s > 0.0:
-                    knn[q] = get(q, 0.0) + w * s
-        if len(exclude) < len(knn):  # drop the user's own items, walking the shorter side
-            for q in exclude:
-                knn.pop(q, None)
+            neighbours = lists.get(entry[0])
+            if neighbours is not None:
+                picked.append((entry[0], decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0), neighbours))
+        ids, size = index.ids, len(index.ids)
+        if picked:
+            at = np.concatenate([p[2][0] for p in picked])
+            parts = np.concatenate([p[1] * p[2][1] for p in picked])
+            knn = np.bincount(at, parts, minlength=size)
+            touched = np.bincount(at, minlength=size) > 0
+            self._drop(touched, exclude, index)
+            cand = np.flatnonzero(touched)
         else:
-            for q in [q for q in knn if q in exclude]:
-                del knn[q]
-        top_knn = max(max(knn.values(), default=0.0), 0.0) or 1.0
-        prior = index.prior
-        if w_pop > 0 and prior:
-            pget = prior.get
-            scores = {q: v / top_knn + w_pop * pget(q, 0.0) for q, v in knn.items()}
-            walked = added = 0
+            at = parts = knn = cand = np.empty(0)
+            touched = None
+        values = knn[cand] if cand.size else np.empty(0)
+        top_knn = max(float(values.max()) if values.size else 0.0, 0.0) or 1.0
+        if w_pop > 0 and index.prior:
+            scores = values / top_knn + w_pop * index.prior_at[cand] if cand.size else np.empty(0)
+            extra, walked, position = [], 0, index.position
             # Popular candidates, most counted first: of those the kNN part did not score,
             # only the first n can make the list (the rest have a lower prior, or an equal
             # one and a later id), so no more are added.
             for q in index.popular:
-                if walked == self.n_pop or added == n:
+                if walked == self.n_pop or len(extra) == n:
                     break
                 if q in exclude:
                     continue
                 walked += 1
-                if q not in scores:
-                    scores[q] = 0.0 + w_pop * prior[q]
-                    added += 1
+                j = position[q]
+                if touched is None or not touched[j]:
+                    extra.append(j)
+            if extra:
+                cand = np.concatenate([cand, extra]).astype(np.intp)
+                scores = np.concatenate([scores, 0.0 + w_pop * index.prior_at[extra]])
         else:
-            scores = {q: v / top_knn for q, v in knn.items()}
-        if len(scores) > n:  # sort only what can make the list: the n-th best score and above
-            cut = sorted(scores.values(), reverse=True)[n - 1]
-            pool = [(-s, q) for q, s in scores.items() if s >= cut]
+            scores = values / top_knn
+        n_scored = scores.size
+        if n_scored > n:  # sort only what can make the list: the n-th best score and above
+            keep = scores >= np.partition(scores, scores.size - n)[scores.size - n]
+            cand, scores = cand[keep], scores[keep]
+        pool = sorted(zip((-scores).tolist(), [ids[j] for j in cand.tolist()], cand.tolist(), strict=True))[:n]
+        items = [[q, round(-s, 6)] for s, q, _j in pool]
+        return items, _because(pool, touched, at, parts, picked), n_scored
+
+    @staticmethod
+    def _drop(touched: np.ndarray, exclude: set, index: SimilarityIndex) -> None:
+        """Unmark the user's own items, walking the shorter side."""
+        ids, position = index.ids, index.position
+        hit = np.flatnonzero(touched)
+        if len(exclude) < hit.size:
+            gone = [j for q in exclude if (j := position.get(q)) is not None]
         else:
-            pool = [(-s, q) for q, s in scores.items()]
-        pool.sort()
-        items = [[q, round(-s, 6)] for s, q in pool[:n]]
-        return items, _because(items, knn, sources), len(scores)
+            gone = [j for j in hit.tolist() if ids[j] in exclude]
+        touched[gone] = False
 
 
-def _because(items: list[list], knn: dict, sources: list[tuple]) -> dict[str, str]:
+def _because(pool: list[tuple], touched, at: np.ndarray, parts: np.ndarray, picked: list[tuple]) -> dict[str, str]:
     """For each listed item with a kNN part: the recent item whose weighted similarity
     to it is the largest (the first such on a tie; none if no contribution is positive)."""
-    because = {}
-    for q, _s in items:
-        if q not in knn:
-            continue
-        best, reason = 0.0, None
-        for item, w, related in sources:
-            c = w * related.get(q, 0.0)
-            if c > best:
-                best, reason = c, item
-        if reason is not None:
-            because[q] = reason
-    return because
+    listed = [(q, j) for _s, q, j in pool if touched is not None and touched[j]]
+    if not listed:
+        return {}
+    mark = np.zeros(touched.size, dtype=bool)
+    mark[[j for _q, j in listed]] = True
+    mine = np.flatnonzero(mark[at])  # the entries of the concatenated lists that name a listed item
+    ends = np.cumsum([len(p[2][0]) for p in picked])
+    cols, contributions, sources = at[mine], parts[mine], np.searchsorted(ends, mine, side="right")
+    order = np.lexsort((sources, -contributions, cols))  # per item: the largest first, then the first source
+    best: dict[int, tuple[float, int]] = {}
+    for c, v, src in zip(cols[order].tolist(), contributions[order].tolist(), sources[order].tolist(), strict=True):
+        best.setdefault(c, (v, src))
+    return {q: picked[best[j][1]][0] for q, j in listed if best[j][0] > 0.0}

@@ -13,6 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 #: ``{neighbour_item: similarity}`` for one item.
 Neighbours = Mapping[str, float]
 
@@ -102,9 +104,10 @@ class SimilarityIndex:
     counts : mapping of item -> interactions in the training data, optional
         The popularity prior of the default ranker.
     sources : mapping of source name -> {item: {neighbour: weight}}, optional
-        The model's other named lists (``sequential``, ``learned``).
+        The model's other named lists (``sequential``, ``learned``): only their blend
+        is kept (:attr:`lists`), the lists themselves are let go.
     blend : Blend, optional
-        How the default ranker weighs them; :attr:`scored` holds the blended lists.
+        How the default ranker weighs the sources.
     """
 
     def __init__(self, neighbours: Mapping[str, Neighbours] | None = None, *,
@@ -116,11 +119,11 @@ class SimilarityIndex:
             item: _best_first(neigh) for item, neigh in (neighbours or {}).items()}
         self.rows = _symmetric_rows(self.neighbours)
         self.related = {item: _best_first(neigh) for item, neigh in (related or {}).items() if neigh}
-        self.sources = {"related": self.related, **{name: {item: neigh for item, neigh in lists.items() if neigh}
-                                                    for name, lists in (sources or {}).items() if name != "related"}}
         self.blend = blend or Blend()
-        #: The default ranker's lists: each item's sources blended (``blended_lists``).
-        self.scored = blended_lists(self.sources, self.blend.weights)
+        #: The sources this model has (``related`` and the named ones that came with it).
+        self.source_names = ("related", *sorted(name for name, lists in (sources or {}).items()
+                                                if lists and name != "related"))
+        scored = blended_lists({**(sources or {}), "related": self.related}, self.blend.weights) or self.neighbours
         self.counts = {item: int(c) for item, c in (counts or {}).items() if c > 0}
         self.max_count = max(self.counts.values(), default=0)
         #: lg(1 + count) / lg(1 + max count): the popularity prior in [0, 1], computed once per model.
@@ -128,9 +131,25 @@ class SimilarityIndex:
         self.prior = {item: math.log1p(c) / lg_max for item, c in self.counts.items()}
         #: Items by count, most first (ties by id); the top 1,000 is plenty of candidates.
         self.popular = [q for _c, q in sorted((-c, q) for q, c in self.counts.items())[:1000]]
+        # The default ranker's lists as arrays over item positions: it adds up a few
+        # thousand weights per interaction, which numpy does in one pass.
+        #: Every item the lists or counts name (``ids[position]``) and each item's position.
+        self.ids = sorted({*scored, *(q for neigh in scored.values() for q in neigh), *self.counts})
+        self.position = {q: j for j, q in enumerate(self.ids)}
+        #: item -> (positions, weights) of its blended neighbours, best first, positive weights only.
+        self.lists = {item: (np.array([self.position[q] for q, s in neigh.items() if s > 0], dtype=np.intp),
+                             np.array([s for s in neigh.values() if s > 0], dtype=np.float64))
+                      for item, neigh in scored.items() if any(s > 0 for s in neigh.values())}
+        #: The prior by position (0 for an item without a count).
+        self.prior_at = np.array([self.prior.get(q, 0.0) for q in self.ids], dtype=np.float64)
 
     def __len__(self) -> int:
         return len(self.neighbours)
+
+    def blended(self, item: str) -> dict[str, float]:
+        """``item``'s list as the default ranker reads it (its sources blended), best first."""
+        positions, weights = self.lists.get(item, ((), ()))
+        return {self.ids[j]: float(s) for j, s in zip(positions, weights, strict=True)}
 
     def similarity(self, a: str, b: str) -> float:
         """sim(a, b) as the formula uses it (0 for an unlisted pair)."""
@@ -142,23 +161,17 @@ class SimilarityIndex:
 def blended_lists(sources: Mapping[str, Mapping[str, Neighbours]], weights: Mapping[str, float]
                   ) -> dict[str, dict[str, float]]:
     """Each item's ``{q: sum over sources s of weights[s] * sources[s][item][q]}``, best
-    first, as long as its longest source list (the ranker walks lists of the length it
-    always did); one source of weight 1 is its own lists."""
+    first (ties by id); one source of weight 1 is its own lists."""
     used = [(sources[name], w) for name, w in weights.items() if w > 0 and sources.get(name)]
     if len(used) == 1 and used[0][1] == 1.0:
         return {item: _best_first(neigh) for item, neigh in used[0][0].items()}
     out: dict[str, dict[str, float]] = {}
     for item in {item for lists, _w in used for item in lists}:
         total: dict[str, float] = {}
-        longest = 0
         for lists, w in used:
-            neigh = lists.get(item)
-            if neigh:
-                longest = max(longest, len(neigh))
-                for q, s in neigh.items():
-                    total[q] = total.get(q, 0.0) + w * s
-        best = sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:longest]
-        out[item] = {q: s for q, s in best if s > 0}
+            for q, s in (lists.get(item) or {}).items():
+                total[q] = total.get(q, 0.0) + w * s
+        out[item] = {q: s for q, s in sorted(total.items(), key=lambda kv: (-kv[1], kv[0])) if s > 0}
     return out
 
 

@@ -94,14 +94,13 @@ def test_the_published_blend_weighs_the_named_sources(stream_env):
     ratings = [("i0", 5, 1.0), ("i5", 4, 2.0), ("i2", 4, 3.0)]
     run(produce(conf, conf.topics.ratings, [rating_message("hal", *r) for r in ratings]))
     lists = lists_for(conf, "hal", len(ratings))
-    blended = {}  # 0.5 x related + 2 x sequential, each item's list as long as its longest source list
+    blended = {}  # 0.5 x related + 2 x sequential
     for item in set(RELATED) | set(sequential):
         total = {}
         for weight, source in ((0.5, RELATED), (2.0, sequential)):
             for q, s in source.get(item, {}).items():
                 total[q] = total.get(q, 0.0) + weight * s
-        longest = max(len(RELATED.get(item, {})), len(sequential.get(item, {})))
-        blended[item] = dict(sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:longest])
+        blended[item] = total
     want = expected_default(ratings, lists=blended, history=2, decay=0.6, w_pop=0.2)
     for rec, (ranked, because) in zip(lists, want, strict=True):
         assert [q for q, _ in rec["items"]] == [q for q, _ in ranked]

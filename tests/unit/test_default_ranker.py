@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from ranking import DefaultRanker, History, Interaction, Model, SimilarityIndex
+from ranking import Blend, DefaultRanker, History, Interaction, Model, SimilarityIndex
 
 #: co-occurrence lists: a -> x 0.9, y 0.5; b -> y 0.6, z 0.2
 RELATED = {"a": {"x": 0.9, "y": 0.5}, "b": {"y": 0.6, "z": 0.2}}
@@ -68,12 +68,24 @@ def test_a_dislike_leaves_the_list_for_good_and_pushes_its_neighbours_down():
     assert after.recent[-1][:2] == ["d", -1.0]
 
 
-def _reference_rank(recent, exclude, index, ranker):
+def _reference_rank(recent, exclude, index, ranker, sources=None):
     """The default ranker's formula transcribed loop by loop (module docstring of
-    ranking/default.py), independent of its implementation."""
-    recent = list(recent)[-ranker.history:]
-    lists = index.related or index.neighbours
-    weights = [ranker.decay ** (len(recent) - 1 - j) * (-1.0 if e[1] < 0 else 1.0) for j, e in enumerate(recent)]
+    ranking/default.py), independent of its implementation. ``sources``: the model's
+    named lists besides ``related``, blended with ``index.blend``'s weights."""
+    blend = index.blend
+    history, decay, w_pop = (blend.history if ranker.history is None else ranker.history,
+                             blend.decay if ranker.decay is None else ranker.decay,
+                             blend.w_pop if ranker.w_pop is None else ranker.w_pop)
+    named = {"related": index.related, **(sources or {})}
+    lists = {}
+    for name, weight in (("related", blend.related), ("sequential", blend.sequential), ("learned", blend.learned)):
+        for a, neigh in named.get(name, {}).items():
+            for b, s in neigh.items():
+                if weight > 0 and s > 0:
+                    lists.setdefault(a, {})[b] = lists.get(a, {}).get(b, 0.0) + weight * s
+    lists = lists or index.neighbours
+    recent = list(recent)[-history:]
+    weights = [decay ** (len(recent) - 1 - j) * (-1.0 if e[1] < 0 else 1.0) for j, e in enumerate(recent)]
     knn = {}
     for (item, *_), w in zip(recent, weights, strict=False):
         for q, s in lists.get(item, {}).items():
@@ -81,10 +93,10 @@ def _reference_rank(recent, exclude, index, ranker):
                 knn[q] = knn.get(q, 0.0) + w * s
     top = max(max(knn.values(), default=0.0), 0.0) or 1.0
     scores = {q: v / top for q, v in knn.items()}
-    if ranker.w_pop > 0 and index.prior:
+    if w_pop > 0 and index.prior:
         popular = [q for q in index.popular if q not in exclude][:ranker.n_pop]
         for q in set(scores) | set(popular):
-            scores[q] = scores.get(q, 0.0) + ranker.w_pop * index.prior.get(q, 0.0)
+            scores[q] = scores.get(q, 0.0) + w_pop * index.prior.get(q, 0.0)
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:ranker.k]
     because = {}
     for q, _s in ranked:
@@ -96,7 +108,7 @@ def _reference_rank(recent, exclude, index, ranker):
     return [[q, round(s, 6)] for q, s in ranked], because
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(60))
 def test_rank_matches_the_formula_on_random_models(seed):
     import random
 
@@ -105,13 +117,25 @@ def test_rank_matches_the_formula_on_random_models(seed):
     lists = {a: {b: rng.choice([0.0, round(rng.random(), 2), 0.5]) for b in rng.sample(items, min(len(items), rng.randint(0, 8))) if b != a}
              for a in rng.sample(items, rng.randint(1, len(items)))}
     counts = {q: rng.randint(0, 5) for q in rng.sample(items, rng.randint(0, len(items)))}
-    index = SimilarityIndex(related=lists if seed % 4 else None, counts=counts) if seed % 4 else \
-        SimilarityIndex(lists, counts=counts)  # every fourth: a model without co-occurrence lists
+    def random_lists():
+        return {a: {b: rng.choice([0.0, round(rng.random(), 2), 0.5])
+                    for b in rng.sample(items, min(len(items), rng.randint(0, 8))) if b != a}
+                for a in rng.sample(items, rng.randint(1, len(items)))}
+
+    # every fourth: a model without co-occurrence lists; every third: named sources and a blend of them
+    sources = {"sequential": random_lists(), "learned": random_lists()} if seed % 3 == 0 else None
+    blend = Blend(related=rng.choice([0.0, 0.5, 1.0]), sequential=rng.choice([0.0, 2.0]), learned=rng.choice([0.0, 1.0]),
+                  decay=rng.choice([0.4, 0.9]), history=rng.choice([2, 20]), w_pop=rng.choice([0.0, 0.3])) \
+        if sources else None
+    index = SimilarityIndex(related=lists if seed % 4 else None, counts=counts, sources=sources, blend=blend) \
+        if seed % 4 else SimilarityIndex(lists, counts=counts)
     recent = [[q, rng.choice([4.0, 1.0, -1.0]), float(t)] for t, q in enumerate(rng.sample(items, min(len(items), rng.randint(0, 12))))]
     exclude = set(rng.sample(items, min(len(items), rng.randint(0, 6)))) | {e[0] for e in recent}
-    ranker = DefaultRanker(history=rng.choice([3, 20]), decay=rng.choice([0.5, 0.8, 1.0]),
-                           w_pop=rng.choice([0.0, 0.5, 1.0]), n_pop=rng.choice([1, 5, 50]), k=rng.choice([3, 20]))
-    assert _rank(ranker, recent, exclude, index) == _reference_rank(recent, exclude, index, ranker)
+    own = not sources or seed % 2  # half the blended models are ranked with the blend's own decay, history, prior
+    ranker = DefaultRanker(history=rng.choice([3, 20]) if own else None, decay=rng.choice([0.5, 0.8, 1.0]) if own else None,
+                           w_pop=rng.choice([0.0, 0.5, 1.0]) if own else None, n_pop=rng.choice([1, 5, 50]),
+                           k=rng.choice([3, 20]))
+    assert _rank(ranker, recent, exclude, index) == _reference_rank(recent, exclude, index, ranker, sources)
 
 
 def test_the_settings_give_k_and_the_rated_limit():

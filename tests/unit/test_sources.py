@@ -44,11 +44,12 @@ def test_the_sequential_source_has_a_direction_the_related_one_has_not():
         assert all(w > 0 for neigh in sources[name].values() for w in neigh.values())
 
 
-def test_blended_lists_add_the_weighted_sources_and_keep_the_longest_length():
-    sources = {"related": {"a": {"b": 1.0, "c": 0.5}}, "sequential": {"a": {"d": 1.0}}, "learned": {}}
+def test_blended_lists_add_the_weighted_sources():
+    sources = {"related": {"a": {"b": 1.0, "c": 0.5}}, "sequential": {"a": {"d": 1.0, "c": 0.25}}, "learned": {}}
     assert blended_lists(sources, {"related": 1.0}) == {"a": {"b": 1.0, "c": 0.5}}
-    # b 1, c 0.5, d 2 x 1: the best two (the longest list's length)
-    assert blended_lists(sources, {"related": 1.0, "sequential": 2.0}) == {"a": {"d": 2.0, "b": 1.0}}
+    # b 1, c 0.5 + 2 x 0.25, d 2 x 1, best first (ties by id)
+    got = blended_lists(sources, {"related": 1.0, "sequential": 2.0})
+    assert list(got["a"].items()) == [("d", 2.0), ("b", 1.0), ("c", 1.0)]
 
 
 def test_a_blend_comes_back_from_its_published_form_and_refuses_nonsense():
