@@ -125,7 +125,7 @@ def times_csr(user_idx, item_idx, shape: tuple[int, int], ts=None) -> sp.csr_mat
 def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m: int | None = None,
                       min_similarity: float | None = None, progress: bool = False,
                       als: ALS | None = None, version: str | None = None,
-                      times: sp.csr_matrix | None = None) -> TrainedModel:
+                      times: sp.csr_matrix | None = None, budget_s: float | None = None) -> TrainedModel:
     """The published model: fit ALS on ``R`` (users x items, ids in index order), every
     item's top-M factor neighbours, and with ``times`` (the same pairs' latest times) the
     named sources (``offline_als/sources.py``) and the blend chosen for them by
@@ -135,6 +135,8 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
     ``m`` / ``min_similarity`` (factor neighbours) default to ``conf.als.similar`` /
     ``conf.als.min_similarity``; each source keeps ``conf.als.related`` per item.
     ``als``: the estimator to fit (default: :func:`als_from_settings` for ratings).
+    ``budget_s``: seconds the whole retrain may take; the selection stops trying
+    candidates in time for it (``offline_als.selection.select_blend``'s ``deadline``).
     """
     if R.nnz == 0:
         raise ValueError("no ratings to train on")
@@ -143,6 +145,7 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
     if R.shape != (len(user_ids), len(item_ids)):
         raise ValueError(f"matrix shape {R.shape} does not match ids ({len(user_ids)}, {len(item_ids)})")
     model = als or als_from_settings(conf, progress=progress)
+    t_start = time.perf_counter()
     trained_at = time.time()
     t0 = time.perf_counter()
     model.fit(R)
@@ -156,7 +159,8 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
         related = cooccurrence_neighbours(R, item_ids, conf.als.related)
     else:
         params = SourceParams(m=conf.als.related)
-        selection = select_blend(times, item_ids.tolist(), params)
+        deadline = None if budget_s is None else t_start + budget_s
+        selection = select_blend(times, item_ids.tolist(), params, deadline=deadline)
         sources = fit_sources(times, item_ids.tolist(), params)
         related = sources.pop("related")
     sim_s = time.perf_counter() - t0

@@ -12,7 +12,9 @@ a short one. So at every retrain the model worker:
    the served one is not between retrains);
 3. searches the candidates one parameter at a time (source weights, then decay, then
    the popularity prior, each with the others at their best so far) and keeps the best
-   by NDCG@10 (then HR@10).
+   by NDCG@10 (then HR@10). With a ``deadline`` (the model worker's: a quarter of its
+   retrain interval for fits and selection together) it stops trying candidates in time
+   for the final fit, and says so.
 
 The same code runs on every data set: the candidates are a fixed small grid, not values
 tuned to one file.
@@ -76,8 +78,12 @@ class Selection:
 
 
 def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams | None = None, *,
-                 share: float = VALIDATION_SHARE, max_events: int = VALIDATION_MAX) -> Selection:
-    """The best blend for the interactions ``T`` (users x items, each pair's latest time)."""
+                 share: float = VALIDATION_SHARE, max_events: int = VALIDATION_MAX,
+                 deadline: float | None = None) -> Selection:
+    """The best blend for the interactions ``T`` (users x items, each pair's latest time).
+
+    ``deadline``: a ``time.perf_counter()`` time by which the final fit of the sources
+    (assumed to take as long as the selection's own) must be done."""
     t0 = time.perf_counter()
     params = params or SourceParams()
     T = sp.csr_matrix(T)
@@ -90,7 +96,9 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
     keep = np.ones(T.nnz, dtype=bool)
     keep[held] = False
     fit_part = sp.csr_matrix((T.data[keep], (users[keep], T.indices[keep])), shape=T.shape)
+    fit_started = time.perf_counter()
     sources = fit_sources(fit_part, item_ids, params)
+    fit_s = time.perf_counter() - fit_started
     ids = [str(q) for q in item_ids]
     counts = dict(zip(ids, np.diff(sp.csc_matrix(fit_part).indptr).tolist(), strict=True))
     events = [(int(users[j]), ids[T.indices[j]], float(T.data[j])) for j in held]
@@ -104,9 +112,13 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
             scores[blend] = replay(index, histories, events)
         return scores[blend]
 
-    best = Blend()
+    best, note = Blend(), ""
+    score(best)
     for name, values in (("weights", WEIGHTS), ("decay", DECAYS), ("w_pop", PRIORS)):
         for value in values:
+            if deadline is not None and time.perf_counter() + fit_s > deadline:
+                note = f"stopped after {len(scores)} candidates: the retrain's time budget"
+                break
             candidate = (dataclasses.replace(best, **dict(zip(("related", "sequential", "learned"), value, strict=True)))
                          if name == "weights" else dataclasses.replace(best, **{name: value}))
             if _better(score(candidate), score(best)):
@@ -117,7 +129,7 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
     return Selection(best, hr, ndcg,
                      {"name": runner.name, "hr_at_10": round(scores[runner][0], 5),
                       "ndcg_at_10": round(scores[runner][1], 5)} if runner else None,
-                     events=len(events), tried=len(scores), seconds=time.perf_counter() - t0,
+                     events=len(events), tried=len(scores), seconds=time.perf_counter() - t0, note=note,
                      scores={b.name: scores[b] for b in ranked})
 
 

@@ -62,6 +62,8 @@ log = logging.getLogger("offline_als.worker")
 MAX_RECORDS = 10_000
 #: Total lag (records) under which the consumer counts as caught up.
 CAUGHT_UP_LAG = 1_000
+#: Share of the retrain interval a retrain (fits and the blend's selection) may take.
+RETRAIN_BUDGET = 0.25
 
 
 @dataclass
@@ -238,7 +240,8 @@ class ALSWorker:
                 return train_and_similar(snap.to_csr(), snap.user_ids, snap.item_ids, conf=conf, als=als,
                                          version=make_version(len(snap)),
                                          times=times_csr(snap.user_idx, snap.item_idx, (snap.n_users, snap.n_items),
-                                                         snap.ts))
+                                                         snap.ts),
+                                         budget_s=RETRAIN_BUDGET * conf.als.every_min * 60)
 
             trained = await asyncio.to_thread(fit)
             previous = await asyncio.to_thread(saved_item_ids, self.model_file)

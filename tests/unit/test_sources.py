@@ -94,3 +94,14 @@ def test_too_few_events_keep_the_default_blend():
     items = ["a", "b", "c"]
     chosen = select_blend(times([["a", "b"], ["b", "c"]], items), items)
     assert chosen.blend == Blend() and chosen.hr_at_10 is None and "too few" in chosen.note
+
+
+def test_a_deadline_stops_the_search_and_says_so():
+    rng = np.random.default_rng(3)
+    items = [f"i{j}" for j in range(30)]
+    rows = [list(rng.choice(items, size=6, replace=False)) for _u in range(300)]
+    T = times(rows, items)
+    everything = select_blend(T, items)
+    hurried = select_blend(T, items, deadline=0.0)  # long past: only the default blend is scored
+    assert everything.tried > 10 and not everything.note
+    assert hurried.tried == 1 and hurried.blend == Blend() and "time budget" in hurried.note
