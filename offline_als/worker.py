@@ -3,9 +3,12 @@
 It reads the ``ratings`` topic with its own consumer group from the earliest offset,
 keeps the latest rating of every (user, item) in a durable :class:`RatingStore`, and
 every ``als_every_min`` minutes or ``als_every_ratings`` changed ratings (whichever
-comes first, and only if something changed since the last training) retrains ALS in a
-thread, publishes every item's top-M neighbours to ``item-similarity`` (marker last)
-and saves the model to ``<data_dir>/als/model.npz``.
+comes first, and only if something changed since the last training) retrains in a
+thread (``offline_als.model.train_and_similar``: ALS and its factor neighbours, the
+named sources of ``offline_als/sources.py`` and the default ranker's blend chosen on
+the newest events by ``offline_als/selection.py``, all within a quarter of the
+interval), publishes every item's lists to ``item-similarity`` (the blend in the
+marker, last) and saves the ALS model to ``<data_dir>/als/model.npz``.
 
 Decisions:
 
