@@ -161,7 +161,7 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
         params = SourceParams(m=conf.als.related)
         deadline = None if budget_s is None else t_start + budget_s
         selection = select_blend(times, item_ids.tolist(), params, deadline=deadline)
-        sources = fit_sources(times, item_ids.tolist(), params)
+        sources = fit_sources(times, item_ids.tolist(), selection.params)
         related = sources.pop("related")
     sim_s = time.perf_counter() - t0
     counts = dict(zip(item_ids.tolist(), np.diff(sp.csc_matrix(R).indptr).tolist(), strict=False))

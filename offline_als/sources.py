@@ -43,15 +43,15 @@ class SourceParams:
     steps : int
         Sequential rules: how far after i a j still counts (1/gap).
     ease_lambda : float
-        EASE's L2 penalty (Steck's optima on data sets from 100k to 100M interactions
-        lie between 200 and 1,000).
+        EASE's L2 penalty (the model worker chooses it per shop among
+        ``offline_als.selection.LAMBDAS``; this is where the search starts).
     rp3_alpha, rp3_beta : float
         RP3beta's walk exponent and popularity penalty (catalogues beyond EASE's cap).
     """
 
     m: int = 50
     steps: int = 10
-    ease_lambda: float = 500.0
+    ease_lambda: float = 1000.0
     rp3_alpha: float = 1.0
     rp3_beta: float = 0.5
 
@@ -83,13 +83,26 @@ def fit_sources(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams 
     related = cooccurrence_neighbours(X, ids, params.m)
     rules = sequential_rules(sequences_by_time(T), n, params.steps)
     rules.setdiag(0.0)  # a pair of the same item: the user had it, it is never listed again
-    if n <= EASE_MAX_ITEMS:  # negative weights (what a history argues against) are no neighbours
+    return {"related": _scaled(related),
+            "sequential": _scaled(_lists(top_k_per_row(_positive(rules), params.m), ids)),
+            "learned": fit_learned(T, ids, params)}
+
+
+def uses_ease(n_items: int) -> bool:
+    """Whether the ``learned`` source of a catalogue of ``n_items`` is EASE (else RP3beta)."""
+    return n_items <= EASE_MAX_ITEMS
+
+
+def fit_learned(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams) -> dict[str, dict[str, float]]:
+    """The ``learned`` source alone (scaled lists): EASE's positive weights (what a history
+    argues against is no neighbour), or RP3beta's beyond :data:`EASE_MAX_ITEMS` items."""
+    T = sp.csr_matrix(T)
+    X = sp.csr_matrix((np.ones(T.nnz), T.indices, T.indptr), shape=T.shape)
+    if uses_ease(X.shape[1]):
         learned = top_k_dense(ease(X, params.ease_lambda), params.m)
     else:
         learned = top_k_per_row(_positive(rp3beta(X, params.rp3_alpha, params.rp3_beta, params.m)), params.m)
-    return {"related": _scaled(related),
-            "sequential": _scaled(_lists(top_k_per_row(_positive(rules), params.m), ids)),
-            "learned": _scaled(_lists(learned, ids))}
+    return _scaled(_lists(learned, [str(q) for q in item_ids]))
 
 
 def _positive(W: sp.spmatrix) -> sp.csr_matrix:
@@ -118,4 +131,5 @@ def _scaled(lists: dict[str, dict[str, float]], decimals: int = 6) -> dict[str, 
     return {q: {j: round(w / scale, decimals) for j, w in neigh.items()} for q, neigh in lists.items()}
 
 
-__all__ = ["EASE_MAX_ITEMS", "SOURCES", "SourceParams", "fit_sources", "sequences_by_time"]
+__all__ = ["EASE_MAX_ITEMS", "SOURCES", "SourceParams", "fit_learned", "fit_sources", "sequences_by_time",
+           "uses_ease"]

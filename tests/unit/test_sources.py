@@ -105,3 +105,15 @@ def test_a_deadline_stops_the_search_and_says_so():
     hurried = select_blend(T, items, deadline=0.0)  # long past: only the default blend is scored
     assert everything.tried > 10 and not everything.note
     assert hurried.tried == 1 and hurried.blend == Blend() and "time budget" in hurried.note
+
+
+def test_the_ease_penalty_is_chosen_among_the_grid_and_used_for_the_final_lists():
+    from offline_als.selection import LAMBDAS
+
+    rng = np.random.default_rng(5)
+    items = [f"i{j}" for j in range(30)]
+    rows = [list(rng.choice(items[: 10 + u % 20], size=5, replace=False)) for u in range(300)]
+    chosen = select_blend(times(rows, items), items)
+    assert chosen.params.ease_lambda in LAMBDAS and chosen.as_dict()["ease_lambda"] == chosen.params.ease_lambda
+    alone = chosen.scores[Blend(related=0.0, learned=1.0).name]  # the learned lists alone, at the chosen penalty
+    assert 0.0 <= alone[1] <= alone[0] <= 1.0
