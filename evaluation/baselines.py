@@ -63,6 +63,11 @@ def top_scored(candidates: np.ndarray, scores: np.ndarray, data: Interactions, e
     padded with the most popular items (score 0)."""
     keep = scores > 0
     candidates, scores = candidates[keep], scores[keep]
+    enough = k + len(exclude)  # the best k that are not excluded are among the best k + |exclude|
+    if candidates.size > enough:
+        cut = np.partition(scores, candidates.size - enough)[candidates.size - enough]
+        keep = scores >= cut  # everything tied with the last of them too: the order stays exact
+        candidates, scores = candidates[keep], scores[keep]
     order = np.lexsort((candidates, -scores))
     ids = data.item_ids
     out = []

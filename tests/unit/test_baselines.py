@@ -107,3 +107,16 @@ def test_a_kept_history_sum_gives_the_lists_of_a_fresh_one(ranker, monkeypatch):
             lists[kept_from].append([[q, round(s, 9)] for q, s in step.items])
         assert model.sums if kept_from == 1 else not model.sums
     assert lists[1] == lists[10**9]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_top_scored_is_the_full_sort_without_the_excluded(seed):
+    rng = np.random.default_rng(seed)
+    model = model_for()
+    n = len(model.data.item_ids)
+    scores = rng.choice([0.0, 0.5, 1.0, 2.0], size=n) if seed % 2 else rng.random(n)  # ties on every other seed
+    exclude = set(rng.choice(model.data.item_ids, size=int(rng.integers(0, n)), replace=False).tolist())
+    k = int(rng.integers(1, n + 1))
+    want = sorted(((-s, j) for j, s in enumerate(scores) if s > 0 and model.data.item_ids[j] not in exclude))[:k]
+    got = baselines.top_scored(np.arange(n), scores, model.data, exclude, k, model)
+    assert got[: len(want)] == [[model.data.item_ids[j], -s] for s, j in want]
