@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from ranking import Blend
 from tests.brokers import consume, json_values, produce
 from tests.helpers import rating_message, start_worker_with_model
 
@@ -162,6 +163,8 @@ def test_the_dashboard_counters_move_and_events_are_joined_with_the_lists_before
     assert page.inner_text("#eval-variant tbody tr").split("\t")[:3] == ["default", "6", "4"]
     page.wait_for_function("Number(document.getElementById('events-total').textContent) >= 7", timeout=30_000)
     assert page.inner_text("#model-version") == "v-test"
+    # which blend of the model's sources serves (a model published without one: the co-occurrence-only default)
+    assert page.inner_text("#model-blend") == Blend().name and page.inner_text("#model-validation") == "not validated"
 
     # The workers' consumer group: its one member holds both ratings partitions (Tansu
     # describes members without assignments); lag per partition.
