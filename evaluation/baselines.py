@@ -214,6 +214,7 @@ class IALS(Baseline):
                                           iterations=self.iterations, random_state=self.seed, num_threads=0)
             als.fit(data.X, show_progress=False)
         als.YtY  # noqa: B018  computed (and cached by the library) now, not in a step: steps change nothing
+        als.num_threads = 1  # a step solves one small system: threads only wait for each other
         return als
 
     def top(self, user, recent, rated, exclude, model):
