@@ -117,3 +117,24 @@ def test_the_ease_penalty_is_chosen_among_the_grid_and_used_for_the_final_lists(
     assert chosen.params.ease_lambda in LAMBDAS and chosen.as_dict()["ease_lambda"] == chosen.params.ease_lambda
     alone = chosen.scores[Blend(related=0.0, learned=1.0).name]  # the learned lists alone, at the chosen penalty
     assert 0.0 <= alone[1] <= alone[0] <= 1.0
+
+
+def test_the_published_model_carries_the_sources_and_a_blend_chosen_within_the_budget():
+    from app.settings import Settings
+    from offline_als.model import times_csr, train_and_similar
+
+    rng = np.random.default_rng(11)
+    users, items = rng.integers(0, 300, 3000), rng.integers(0, 40, 3000)
+    conf = Settings().replace(als={"rank": 4, "iters": 2, "similar": 5, "related": 10})
+    R = sp.csr_matrix((np.ones(3000, dtype=np.float32), (users, items)), shape=(300, 40))
+    R.data[:] = 4.0
+    ids = np.array([f"i{j}" for j in range(40)])
+    kwargs = {"conf": conf, "times": times_csr(users, items, R.shape)}
+    unhurried = train_and_similar(R, np.arange(300).astype(str), ids, **kwargs)
+    hurried = train_and_similar(R, np.arange(300).astype(str), ids, budget_s=0.0, **kwargs)
+    assert unhurried.selection.tried > 10 and "time budget" in hurried.selection.note
+    assert hurried.selection.blend == Blend() and hurried.version.endswith("+" + Blend().tag)
+    published = unhurried.publication()
+    assert set(published["sources"]) == {"sequential", "learned"} and published["blend"]["name"]
+    assert max(len(n) for n in published["sources"]["learned"].values()) <= 10
+    assert unhurried.index().blend == unhurried.selection.blend
