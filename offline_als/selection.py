@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from ranking import Blend, DefaultRanker, SimilarityIndex
 from ranking.history import add_recent_rating
 
-from .sources import SourceParams, fit_learned, fit_sources, uses_ease
+from .sources import SourceParams, ease_columns, fit_learned, fit_sources
 
 #: Share of the stored events held back for validation, and at most how many.
 VALIDATION_SHARE = 0.1
@@ -123,7 +123,7 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
         return deadline is not None and time.perf_counter() + fit_s > deadline
 
     note = ""
-    if uses_ease(T.shape[1]) and not late():  # the penalty first, on the learned lists alone
+    if ease_columns(fit_part) is not None and not late():  # the penalty first, on the learned lists alone
         alone = Blend(related=0.0, learned=1.0)
         by_lambda = {params.ease_lambda: (score(alone), sources["learned"])}
         for lam in LAMBDAS:

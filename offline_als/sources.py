@@ -6,9 +6,9 @@ model worker's store (the latest interaction of every user-item pair, with its t
 - ``related``: co-occurrence cosine, "users who had i also had j" (symmetric);
 - ``sequential``: sequential rules, "after i, people went to j" (directional;
   :func:`offline_als.item_item.sequential_rules` over each user's items in time order);
-- ``learned``: learnt item-item weights that discount what is merely popular: EASE on
-  catalogues of at most :data:`EASE_MAX_ITEMS` items, RP3beta beyond (a dense EASE of
-  100,000 items would take 80 GB).
+- ``learned``: learnt item-item weights that discount what is merely popular: EASE
+  (float32) on the items at least two users had when they are at most
+  :data:`EASE_MAX_ITEMS`, RP3beta beyond (a dense EASE of 100,000 items would take 40 GB).
 
 Every list is the item's top ``m`` (positive weights only), and each source is scaled
 so that the median of its lists' best weights is 1: the default ranker blends the
@@ -88,9 +88,13 @@ def fit_sources(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams 
             "learned": fit_learned(T, ids, params)}
 
 
-def uses_ease(n_items: int) -> bool:
-    """Whether the ``learned`` source of a catalogue of ``n_items`` is EASE (else RP3beta)."""
-    return n_items <= EASE_MAX_ITEMS
+def ease_columns(T: sp.spmatrix) -> np.ndarray | None:
+    """The items EASE learns from (those at least two users had: an item of one user
+    teaches it nothing about pairs, and the long tail is most of a catalogue while the
+    fit's cost is cubic), or None when they are more than :data:`EASE_MAX_ITEMS` (the
+    ``learned`` source is then RP3beta)."""
+    columns = np.flatnonzero(sp.csr_matrix(T).getnnz(axis=0) >= 2)
+    return columns if columns.size <= EASE_MAX_ITEMS else None
 
 
 def fit_learned(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams) -> dict[str, dict[str, float]]:
@@ -98,8 +102,11 @@ def fit_learned(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams)
     argues against is no neighbour), or RP3beta's beyond :data:`EASE_MAX_ITEMS` items."""
     T = sp.csr_matrix(T)
     X = sp.csr_matrix((np.ones(T.nnz), T.indices, T.indptr), shape=T.shape)
-    if uses_ease(X.shape[1]):
-        learned = top_k_dense(ease(X, params.ease_lambda), params.m)
+    columns = ease_columns(X)
+    if columns is not None:
+        B = top_k_dense(ease(X[:, columns], params.ease_lambda, dtype=np.float32), params.m)
+        rows = columns[np.repeat(np.arange(columns.size), np.diff(B.indptr))]
+        learned = sp.csr_matrix((B.data.astype(np.float64), (rows, columns[B.indices])), shape=(X.shape[1],) * 2)
     else:
         learned = top_k_per_row(_positive(rp3beta(X, params.rp3_alpha, params.rp3_beta, params.m)), params.m)
     return _scaled(_lists(learned, [str(q) for q in item_ids]))
@@ -131,5 +138,5 @@ def _scaled(lists: dict[str, dict[str, float]], decimals: int = 6) -> dict[str, 
     return {q: {j: round(w / scale, decimals) for j, w in neigh.items()} for q, neigh in lists.items()}
 
 
-__all__ = ["EASE_MAX_ITEMS", "SOURCES", "SourceParams", "fit_learned", "fit_sources", "sequences_by_time",
-           "uses_ease"]
+__all__ = ["EASE_MAX_ITEMS", "SOURCES", "SourceParams", "ease_columns", "fit_learned", "fit_sources",
+           "sequences_by_time"]

@@ -79,3 +79,12 @@ def test_top_k_dense_keeps_the_k_best_positive_entries_of_each_row():
     got = top_k_dense(B, 2, block=2)  # blocks of 2 rows: the second block is the last row alone
     assert got.toarray().tolist() == [[0, 3, 0, 2, 0], [0, 0, 0.5, 0, 0], [5, 4, 0, 0, 0]]
     assert (top_k_dense(B, 9).toarray() == np.where(B > 0, B, 0)).all()  # k beyond the row: every positive one
+
+
+def test_ease_in_float32_is_ease():
+
+
+    rng = np.random.default_rng(2)
+    X = sp.csr_matrix((rng.random((60, 15)) < 0.3).astype(float))
+    B32, B64 = ease(X, 5.0, dtype=np.float32), ease(X, 5.0)
+    assert B32.dtype == np.float32 and np.allclose(B32, B64, atol=1e-5)

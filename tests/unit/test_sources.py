@@ -138,3 +138,10 @@ def test_the_published_model_carries_the_sources_and_a_blend_chosen_within_the_b
     assert set(published["sources"]) == {"sequential", "learned"} and published["blend"]["name"]
     assert max(len(n) for n in published["sources"]["learned"].values()) <= 10
     assert unhurried.index().blend == unhurried.selection.blend
+
+
+def test_an_item_only_one_user_had_gets_no_learned_list():
+    items = ["a", "b", "c", "solo"]
+    sources = fit_sources(times([["a", "b"], ["a", "b", "c"], ["b", "c"], ["c", "solo"]], items), items)
+    assert "solo" not in sources["learned"] and all("solo" not in n for n in sources["learned"].values())
+    assert "a" in sources["learned"]
