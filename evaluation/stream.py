@@ -256,4 +256,5 @@ def check_default_through_stream(stream, conf, *, users: int = 100, rate: float 
     return {"users": len(chosen), "events": len(messages), "lists_received": sum(len(v) for v in got.values()),
             "users_complete": complete, "identical_lists": same, "all_identical": same == len(messages),
             "broker": source, "model_load_seconds": round(t_model, 2), "produce_seconds": round(t_produce, 2),
-            "seconds": round(time.perf_counter() - t_start, 1)}
+            "seconds": round(time.perf_counter() - t_start, 1),
+            "blend": trained.selection.as_dict() if trained.selection else None}

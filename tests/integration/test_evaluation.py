@@ -178,11 +178,14 @@ def test_stream_protocol_through_stream_worker_lists_equal_the_default_rankers(b
     from datatools.generator import generate_shop
     from evaluation.prequential import load_stream
     from evaluation.stream import check_default_through_stream
+    from ranking import Blend
 
-    info = generate_shop(tmp_path / "shop", n_users=80, n_items=60, n_ratings=1500, seed=5)
+    info = generate_shop(tmp_path / "shop", n_users=150, n_items=150, n_ratings=4000, seed=5)
     conf = Settings().replace(als={"rank": 4, "iters": 3})
     stream = load_stream(info["events"], "events-csv", conf=conf, progress=False)
     check = check_default_through_stream(stream, conf, users=15, rate=0, broker_port=broker.port)
+    # the model is the model worker's: a blend of its sources chosen by validation, not the default
+    assert check["blend"]["hr_at_10"] is not None and check["blend"]["name"] != Blend().name
     assert check["users"] == check["users_complete"] == 15
     assert check["events"] == check["lists_received"] > 30
     assert check["identical_lists"] == check["events"] and check["all_identical"]
