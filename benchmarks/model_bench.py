@@ -65,6 +65,7 @@ def retrain(name: str) -> dict:
     from offline_als.als import ratings_to_csr
     from offline_als.model import als_from_settings, times_csr, train_and_similar
     from offline_als.publish import similarity_messages
+    from offline_als.worker import RETRAIN_BUDGET
     from tables.broadcast import SimilarityBroadcast
 
     conf = load_settings()
@@ -74,7 +75,8 @@ def retrain(name: str) -> dict:
     t0 = time.perf_counter()
     trained = train_and_similar(R, np.arange(shape[0]).astype(str), np.array([f"i{j}" for j in range(shape[1])]),
                                 conf=conf, als=als_from_settings(conf, behaviour=name == "taobao"),
-                                times=times_csr(u, i, shape, ts))
+                                times=times_csr(u, i, shape, ts),
+                                budget_s=RETRAIN_BUDGET * conf.als.every_min * 60)  # as the worker runs it
     seconds = time.perf_counter() - t0
     rss_trained = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     messages = similarity_messages(trained.neighbours, trained.version, trained.trained_at,
@@ -89,6 +91,7 @@ def retrain(name: str) -> dict:
             "model_messages": len(messages), "model_mb": round(sum(len(k) + len(v or b"") for k, v in messages) / 2**20, 1),
             "blend": selection.get("name"), "validation": {k: selection.get(k) for k in ("hr_at_10", "ndcg_at_10")},
             "runner_up": selection.get("runner_up"), "model_in_service": reader.index.blend.name,
+            "note": selection.get("note"), "tried": selection.get("tried"),
             "reader_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
