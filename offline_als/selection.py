@@ -112,11 +112,18 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
     histories = _histories(fit_part, ids)
 
     scores: dict[Blend, tuple[float, float]] = {}
+    # The index of the last source weighting scored: building one blends every item's
+    # lists, and the decay, history and prior candidates only rank it differently.
+    last: list = [None, None]
 
     def score(blend: Blend) -> tuple[float, float]:
         if blend not in scores:
-            index = SimilarityIndex(related=sources["related"], counts=counts, sources=sources, blend=blend)
-            scores[blend] = replay(index, histories, events)
+            weights = Blend(related=blend.related, sequential=blend.sequential, learned=blend.learned)
+            if last[0] != weights:
+                last[:] = weights, SimilarityIndex(related=sources["related"], counts=counts, sources=sources,
+                                                   blend=weights)
+            ranker = DefaultRanker(k=K, history=blend.history, decay=blend.decay, w_pop=blend.w_pop)
+            scores[blend] = replay(last[1], histories, events, ranker)
         return scores[blend]
 
     def late() -> bool:
@@ -133,10 +140,12 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
                 note = "stopped trying EASE penalties: the retrain's time budget"
                 break
             scores.pop(alone)
+            last[0] = None  # new learned lists: a new index
             sources["learned"] = fit_learned(fit_part, item_ids, dataclasses.replace(params, ease_lambda=lam))
             by_lambda[lam] = (score(alone), sources["learned"])
         lam = max(by_lambda, key=lambda x: (by_lambda[x][0][1], by_lambda[x][0][0], -x))
         scores[alone], sources["learned"] = by_lambda[lam]
+        last[0] = None
         params = dataclasses.replace(params, ease_lambda=lam)
     best = Blend()
     score(best)
@@ -180,11 +189,11 @@ def _histories(T: sp.csr_matrix, ids: list[str]) -> dict[int, tuple[list, set]]:
 
 
 def replay(index: SimilarityIndex, histories: dict[int, tuple[list, set]], events: list[tuple[int, str, float]],
-           k: int = K) -> tuple[float, float]:
-    """HR@k and NDCG@k of the default ranker on ``index`` over ``events`` (user, item,
-    time; in time order), test-then-learn from ``histories``; a user's first event (no
-    history yet) only learns."""
-    ranker = DefaultRanker(k=k)
+           ranker: DefaultRanker | None = None) -> tuple[float, float]:
+    """HR@k and NDCG@k (``k`` the ranker's; default: the default ranker with the index's
+    blend, lists of :data:`K`) over ``events`` (user, item, time; in time order),
+    test-then-learn from ``histories``; a user's first event (no history yet) only learns."""
+    ranker = ranker or DefaultRanker(k=K)
     state = {u: (list(recent), set(rated)) for u, (recent, rated) in histories.items()}
     hits, gain, scored = 0, 0.0, 0
     for user, item, ts in events:
