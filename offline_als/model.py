@@ -145,7 +145,7 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
     if R.shape != (len(user_ids), len(item_ids)):
         raise ValueError(f"matrix shape {R.shape} does not match ids ({len(user_ids)}, {len(item_ids)})")
     model = als or als_from_settings(conf, progress=progress)
-    t_start = time.perf_counter()
+    deadline = None if budget_s is None else time.perf_counter() + budget_s
     trained_at = time.time()
     t0 = time.perf_counter()
     model.fit(R)
@@ -159,7 +159,6 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
         related = cooccurrence_neighbours(R, item_ids, conf.als.related)
     else:
         params = SourceParams(m=conf.als.related)
-        deadline = None if budget_s is None else t_start + budget_s
         selection = select_blend(times, item_ids.tolist(), params, deadline=deadline)
         sources = fit_sources(times, item_ids.tolist(), selection.params)
         related = sources.pop("related")

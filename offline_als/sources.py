@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ranking.model import SOURCES
+
 from .item_item import ease, rp3beta, sequential_rules, top_k_dense, top_k_per_row
 from .similarity import cooccurrence_neighbours
 
-#: The published sources, in the order the blend lists their weights.
-SOURCES = ("related", "sequential", "learned")
 #: EASE's matrix is dense (8 bytes x items^2 while it is fitted): beyond this, RP3beta.
 EASE_MAX_ITEMS = 12_000
 
@@ -119,7 +119,7 @@ def _positive(W: sp.spmatrix) -> sp.csr_matrix:
     return W
 
 
-def _lists(W: sp.csr_matrix, ids: list[str], decimals: int = 6) -> dict[str, dict[str, float]]:
+def _lists(W: sp.csr_matrix, ids: list[str]) -> dict[str, dict[str, float]]:
     """Each row's entries as ``{neighbour: weight}``, best first (ties by id)."""
     out = {}
     for r in range(W.shape[0]):

@@ -67,7 +67,8 @@ class Blend:
     @property
     def tag(self) -> str:
         """The configuration in a few characters, for model versions (``r1-s0-l0-d0.8-h20-p0.5``)."""
-        return "-".join(f"{f.name[0]}{getattr(self, f.name):g}" for f in dataclasses.fields(self)).replace("w", "p", 1)
+        letter = {"w_pop": "p"}
+        return "-".join(f"{letter.get(f.name, f.name[0])}{getattr(self, f.name):g}" for f in dataclasses.fields(self))
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -76,7 +77,7 @@ class Blend:
     def from_dict(cls, data: Mapping) -> Blend:
         """The blend a published model carries (unknown keys ignored: a newer publisher
         may say more); raises ``ValueError`` on a value of the wrong kind."""
-        known = {f.name: f.type for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls)}
         values = {}
         for key, value in data.items():
             if key in known:
