@@ -306,7 +306,7 @@ class AlsSettings:
     implicit_reg: float = env("RECSYS_ALS_IMPLICIT_REG", 0.01)
     #: Neighbours published per item and source (co-occurrence, sequential rules, EASE/RP3beta):
     #: what the default ranker blends for each recent interaction (docs/RESULTS.md: how it was chosen).
-    related: int = env("RECSYS_ALS_RELATED", 100)
+    related: int = env("RECSYS_ALS_RELATED", 200)
     #: Retrain every this many minutes, or after this many new ratings, if anything changed.
     every_min: float = env("RECSYS_ALS_EVERY_MIN", 10.0)
     every_ratings: int = env("RECSYS_ALS_EVERY_RATINGS", 10_000)

@@ -139,20 +139,25 @@ def top_k_per_row(W: sp.csr_matrix, k: int) -> sp.csr_matrix:
     return out
 
 
-def top_k_dense(B: np.ndarray, k: int, block: int = 1024) -> sp.csr_matrix:
+def top_k_dense(B: np.ndarray, k: int, block: int = 1024, *, negative: int = 0) -> sp.csr_matrix:
     """:func:`top_k_per_row` of a dense matrix, positive entries only, without making it
-    sparse first (half of a 12,000-item EASE matrix is positive: 72 million entries)."""
+    sparse first (half of a 12,000-item EASE matrix is positive: 72 million entries);
+    with ``negative``, each row's ``negative`` most negative entries too."""
     n_rows, n_cols = B.shape
-    k = min(k, n_cols)
     rows, cols, vals = [], [], []
     for start in range(0, n_rows, block):
         part = B[start:start + block]
-        top = np.argpartition(-part, k - 1, axis=1)[:, :k] if k < n_cols else np.tile(np.arange(n_cols), (len(part), 1))
-        values = np.take_along_axis(part, top, axis=1)
-        keep = values > 0
-        rows.append(np.nonzero(keep)[0] + start)
-        cols.append(top[keep])
-        vals.append(values[keep])
+        for sign, count in ((1.0, k), (-1.0, negative)):
+            count = min(count, n_cols)
+            if count <= 0:
+                continue
+            top = (np.argpartition(-sign * part, count - 1, axis=1)[:, :count] if count < n_cols
+                   else np.tile(np.arange(n_cols), (len(part), 1)))
+            values = np.take_along_axis(part, top, axis=1)
+            keep = sign * values > 0
+            rows.append(np.nonzero(keep)[0] + start)
+            cols.append(top[keep])
+            vals.append(values[keep])
     if not rows:
         return sp.csr_matrix((n_rows, n_cols))
     out = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n_cols))

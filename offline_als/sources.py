@@ -10,8 +10,10 @@ model worker's store (the latest interaction of every user-item pair, with its t
   (float32) on the items at least two users had when they are at most
   :data:`EASE_MAX_ITEMS`, RP3beta beyond (a dense EASE of 100,000 items would take 40 GB).
 
-Every list is the item's top ``m`` (positive weights only), and each source is scaled
-so that the median of its lists' best weights is 1: the default ranker blends the
+Every list is the item's top ``m`` by weight; EASE's lists also hold the item's ``m``
+most negative weights (what having i argues against: EASE's own score subtracts them,
+and without them its lists rank measurably worse). Each source is scaled so that the
+median of its lists' best weights is 1: the default ranker blends the
 sources with weights (``ranking.model.Blend``), which only mean something when the
 sources speak on one scale.
 """
@@ -98,13 +100,13 @@ def ease_columns(T: sp.spmatrix) -> np.ndarray | None:
 
 
 def fit_learned(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams) -> dict[str, dict[str, float]]:
-    """The ``learned`` source alone (scaled lists): EASE's positive weights (what a history
-    argues against is no neighbour), or RP3beta's beyond :data:`EASE_MAX_ITEMS` items."""
+    """The ``learned`` source alone (scaled lists): EASE's ``m`` largest and ``m`` most
+    negative weights per item, or RP3beta's (never negative) beyond :data:`EASE_MAX_ITEMS` items."""
     T = sp.csr_matrix(T)
     X = sp.csr_matrix((np.ones(T.nnz), T.indices, T.indptr), shape=T.shape)
     columns = ease_columns(X)
     if columns is not None:
-        B = top_k_dense(ease(X[:, columns], params.ease_lambda, dtype=np.float32), params.m)
+        B = top_k_dense(ease(X[:, columns], params.ease_lambda, dtype=np.float32), params.m, negative=params.m)
         rows = columns[np.repeat(np.arange(columns.size), np.diff(B.indptr))]
         learned = sp.csr_matrix((B.data.astype(np.float64), (rows, columns[B.indices])), shape=(X.shape[1],) * 2)
     else:
@@ -132,8 +134,8 @@ def _lists(W: sp.csr_matrix, ids: list[str]) -> dict[str, dict[str, float]]:
 
 
 def _scaled(lists: dict[str, dict[str, float]], decimals: int = 6) -> dict[str, dict[str, float]]:
-    """``lists`` divided by the median of their best weights (so that it is 1)."""
-    best = [max(neigh.values()) for neigh in lists.values() if neigh]
+    """``lists`` divided by the median of their best positive weights (so that it is 1)."""
+    best = [b for neigh in lists.values() if neigh and (b := max(neigh.values())) > 0]
     scale = float(np.median(best)) if best else 1.0
     return {q: {j: round(w / scale, decimals) for j, w in neigh.items()} for q, neigh in lists.items()}
 

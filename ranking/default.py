@@ -11,7 +11,8 @@ last), and the whole list is re-ranked from ALL of them, not only from p:
 
 The sources are the model's named neighbour lists (``offline_als/sources.py``):
 ``related`` ("users who had r also had q", co-occurrence cosine), ``sequential``
-("after r, people went to q") and ``learned`` (EASE or RP3beta item-item weights);
+("after r, people went to q") and ``learned`` (EASE or RP3beta item-item weights; EASE's
+negative ones push q down, as in EASE's own score);
 ``count`` is the item's interactions in the model's training data (the popularity
 prior). The source weights, ``decay``, ``history`` and ``w_pop`` are the model's
 :class:`ranking.model.Blend`, chosen for the shop by validation at every retrain

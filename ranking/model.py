@@ -137,10 +137,11 @@ class SimilarityIndex:
         #: Every item the lists or counts name (``ids[position]``) and each item's position.
         self.ids = sorted({*scored, *(q for neigh in scored.values() for q in neigh), *self.counts})
         self.position = {q: j for j, q in enumerate(self.ids)}
-        #: item -> (positions, weights) of its blended neighbours, best first, positive weights only.
-        self.lists = {item: (np.array([self.position[q] for q, s in neigh.items() if s > 0], dtype=np.intp),
-                             np.array([s for s in neigh.values() if s > 0], dtype=np.float64))
-                      for item, neigh in scored.items() if any(s > 0 for s in neigh.values())}
+        #: item -> (positions, weights) of its blended neighbours, best first; a negative
+        #: weight (a learned source's "having this argues against that") pushes its item down.
+        self.lists = {item: (np.array([self.position[q] for q, s in neigh.items() if s != 0], dtype=np.intp),
+                             np.array([s for s in neigh.values() if s != 0], dtype=np.float64))
+                      for item, neigh in scored.items() if any(s != 0 for s in neigh.values())}
         #: The prior by position (0 for an item without a count).
         self.prior_at = np.array([self.prior.get(q, 0.0) for q in self.ids], dtype=np.float64)
 
@@ -172,7 +173,7 @@ def blended_lists(sources: Mapping[str, Mapping[str, Neighbours]], weights: Mapp
         for lists, w in used:
             for q, s in (lists.get(item) or {}).items():
                 total[q] = total.get(q, 0.0) + w * s
-        out[item] = {q: s for q, s in sorted(total.items(), key=lambda kv: (-kv[1], kv[0])) if s > 0}
+        out[item] = {q: s for q, s in sorted(total.items(), key=lambda kv: (-kv[1], kv[0])) if s != 0}
     return out
 
 

@@ -81,7 +81,7 @@ def _reference_rank(recent, exclude, index, ranker, sources=None):
     for name, weight in (("related", blend.related), ("sequential", blend.sequential), ("learned", blend.learned)):
         for a, neigh in named.get(name, {}).items():
             for b, s in neigh.items():
-                if weight > 0 and s > 0:
+                if weight > 0 and s != 0:
                     lists.setdefault(a, {})[b] = lists.get(a, {}).get(b, 0.0) + weight * s
     lists = lists or index.neighbours
     recent = list(recent)[-history:]
@@ -89,7 +89,7 @@ def _reference_rank(recent, exclude, index, ranker, sources=None):
     knn = {}
     for (item, *_), w in zip(recent, weights, strict=False):
         for q, s in lists.get(item, {}).items():
-            if s > 0.0 and q not in exclude:
+            if s != 0.0 and q not in exclude:
                 knn[q] = knn.get(q, 0.0) + w * s
     top = max(max(knn.values(), default=0.0), 0.0) or 1.0
     scores = {q: v / top for q, v in knn.items()}
@@ -117,8 +117,8 @@ def test_rank_matches_the_formula_on_random_models(seed):
     lists = {a: {b: rng.choice([0.0, round(rng.random(), 2), 0.5]) for b in rng.sample(items, min(len(items), rng.randint(0, 8))) if b != a}
              for a in rng.sample(items, rng.randint(1, len(items)))}
     counts = {q: rng.randint(0, 5) for q in rng.sample(items, rng.randint(0, len(items)))}
-    def random_lists():
-        return {a: {b: rng.choice([0.0, round(rng.random(), 2), 0.5])
+    def random_lists():  # learned lists have negative weights too
+        return {a: {b: rng.choice([0.0, round(rng.random(), 2), 0.5, -round(rng.random(), 2)])
                     for b in rng.sample(items, min(len(items), rng.randint(0, 8))) if b != a}
                 for a in rng.sample(items, rng.randint(1, len(items)))}
 

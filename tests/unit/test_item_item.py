@@ -72,13 +72,16 @@ def test_rp3beta_in_row_blocks_equals_it_whole():
     assert whole.diagonal().max() == 0.0 and np.diff(whole.indptr).max() == 20
 
 
-def test_top_k_dense_keeps_the_k_best_positive_entries_of_each_row():
+def test_top_k_dense_keeps_the_k_best_positive_and_the_most_negative_entries_of_each_row():
     from offline_als.item_item import top_k_dense
 
     B = np.array([[0.0, 3.0, -1.0, 2.0, 1.0], [-1.0, -2.0, 0.5, 0.0, -3.0], [5.0, 4.0, 3.0, 2.0, 1.0]])
     got = top_k_dense(B, 2, block=2)  # blocks of 2 rows: the second block is the last row alone
     assert got.toarray().tolist() == [[0, 3, 0, 2, 0], [0, 0, 0.5, 0, 0], [5, 4, 0, 0, 0]]
     assert (top_k_dense(B, 9).toarray() == np.where(B > 0, B, 0)).all()  # k beyond the row: every positive one
+    # and the most negative one of each row (the last row has none)
+    assert top_k_dense(B, 2, block=2, negative=1).toarray().tolist() == [[0, 3, -1, 2, 0], [0, 0, 0.5, 0, -3], [5, 4, 0, 0, 0]]
+    assert (top_k_dense(B, 9, negative=9).toarray() == B).all()
 
 
 def test_ease_in_float32_is_ease():

@@ -39,9 +39,28 @@ def test_the_sequential_source_has_a_direction_the_related_one_has_not():
     assert list(sources["sequential"]["a"]) == ["b", "c"] and "b" not in sources["sequential"]
     assert "a" in sources["related"]["b"] and "b" in sources["related"]["a"]  # co-occurrence both ways
     for name in ("related", "sequential", "learned"):
-        best = [max(neigh.values()) for neigh in sources[name].values()]
+        best = [max(neigh.values()) for neigh in sources[name].values() if max(neigh.values()) > 0]
         assert np.median(best) == pytest.approx(1.0), name  # one scale: the median best weight is 1
+    for name in ("related", "sequential"):  # only EASE's learned weights can be negative
         assert all(w > 0 for neigh in sources[name].values() for w in neigh.values())
+
+
+def test_the_learned_lists_are_eases_largest_and_most_negative_weights():
+    from offline_als.item_item import ease
+    from offline_als.sources import SourceParams
+
+    rng = np.random.default_rng(4)
+    X = (rng.random((40, 12)) < 0.4).astype(float)
+    items = [f"i{j}" for j in range(12)]
+    learned = fit_sources(sp.csr_matrix(X), items, SourceParams(m=3, ease_lambda=2.0))["learned"]
+    B = ease(sp.csr_matrix(X), 2.0)
+    scale = np.median([B[j].max() for j in range(12)])
+    for j, q in enumerate(items):
+        order = np.argsort(-B[j])
+        positive, negative = [c for c in order if B[j, c] > 0][:3], [c for c in order if B[j, c] < 0][-3:]
+        assert list(learned[q]) == [items[c] for c in positive + negative]  # best first, the most negative last
+        assert learned[q][items[order[-1]]] == pytest.approx(B[j, order[-1]] / scale, abs=1e-6)
+        assert min(learned[q].values()) < 0
 
 
 def test_blended_lists_add_the_weighted_sources():
