@@ -13,8 +13,9 @@ a short one. So at every retrain the model worker:
    user's list from each candidate blend is checked for the item (HR@10, NDCG@10), then
    the event joins the user's history (the model is not refitted within the slice, as
    the served one is not between retrains);
-3. searches the candidates one parameter at a time (source weights, then decay, then
-   the popularity prior, each with the others at their best so far) and keeps the best
+3. searches the candidates one parameter at a time (source weights on a coarse grid,
+   then each weight halved and doubled, then decay, then the popularity prior, each
+   with the others at their best so far) and keeps the best
    by NDCG@10 (then HR@10). With a ``deadline`` (the model worker's: a quarter of its
    retrain interval for fits and selection together) it stops trying candidates in time
    for the final fit, and says so.
@@ -149,12 +150,12 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
         params = dataclasses.replace(params, ease_lambda=lam)
     best = Blend()
     score(best)
-    for name, values in (("weights", WEIGHTS), ("decay", DECAYS), ("w_pop", PRIORS)):
-        for value in values:
+    for name, values in (("weights", WEIGHTS), ("weights", _finer), ("decay", DECAYS), ("w_pop", PRIORS)):
+        for value in (values(best) if callable(values) else values):
             if late():
                 note = f"stopped after {len(scores)} candidates: the retrain's time budget"
                 break
-            candidate = (dataclasses.replace(best, **dict(zip(("related", "sequential", "learned"), value, strict=True)))
+            candidate = (dataclasses.replace(best, **dict(zip(_SOURCES, value, strict=True)))
                          if name == "weights" else dataclasses.replace(best, **{name: value}))
             if _better(score(candidate), score(best)):
                 best = candidate
@@ -166,6 +167,20 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
                       "ndcg_at_10": round(scores[runner][1], 5)} if runner else None,
                      events=len(events), tried=len(scores), seconds=time.perf_counter() - t0, note=note,
                      scores={b.name: scores[b] for b in ranked})
+
+
+_SOURCES = ("related", "sequential", "learned")
+
+
+def _finer(blend: Blend) -> list[tuple[float, ...]]:
+    """Source weights near ``blend``'s: each weight halved and doubled, a source it does
+    not use added at a quarter of its largest weight (the grid's steps are coarse)."""
+    weights = [getattr(blend, name) for name in _SOURCES]
+    top, out = max(weights), []
+    for j, w in enumerate(weights):
+        for new in ((w / 2, w * 2) if w > 0 else (top / 4,)):
+            out.append(tuple(new if i == j else v for i, v in enumerate(weights)))
+    return out
 
 
 def _better(a: tuple[float, float], b: tuple[float, float]) -> bool:

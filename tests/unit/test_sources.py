@@ -164,3 +164,10 @@ def test_an_item_only_one_user_had_gets_no_learned_list():
     sources = fit_sources(times([["a", "b"], ["a", "b", "c"], ["b", "c"], ["c", "solo"]], items), items)
     assert "solo" not in sources["learned"] and all("solo" not in n for n in sources["learned"].values())
     assert "a" in sources["learned"]
+
+
+def test_the_finer_weights_halve_and_double_each_source_and_try_the_unused_one():
+    from offline_als.selection import _finer
+
+    assert _finer(Blend(related=0.0, sequential=1.0, learned=2.0)) == [
+        (0.5, 1.0, 2.0), (0.0, 0.5, 2.0), (0.0, 2.0, 2.0), (0.0, 1.0, 1.0), (0.0, 1.0, 4.0)]
