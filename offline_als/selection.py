@@ -37,7 +37,7 @@ import scipy.sparse as sp
 from ranking import Blend, DefaultRanker, SimilarityIndex
 from ranking.history import add_recent_rating
 
-from .sources import SourceParams, ease_columns, fit_learned, fit_sources
+from .sources import SourceParams, ease_columns, fit_learned, fit_sources, tie_breaks
 
 #: Share of the stored events held back for validation, and at most how many.
 VALIDATION_SHARE = 0.1
@@ -99,7 +99,7 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
     if n_val < VALIDATION_MIN:
         return Selection(Blend(), params, note=f"{n_val} held-back events are too few to choose by: the default")
     users = np.repeat(np.arange(T.shape[0]), np.diff(T.indptr))
-    order = np.lexsort((T.indices, users, T.data))  # time, then user, then item
+    order = np.lexsort((tie_breaks(T), T.data))  # by time (equal times: in no particular order)
     held = order[-n_val:]
     keep = np.ones(T.nnz, dtype=bool)
     keep[held] = False
@@ -191,13 +191,13 @@ def _better(a: tuple[float, float], b: tuple[float, float]) -> bool:
 def _histories(T: sp.csr_matrix, ids: list[str]) -> dict[int, tuple[list, set]]:
     """Each user's ``(recent, rated)`` from ``T``: the newest interactions as the ranker
     reads them (``[[item, 1.0, ts], ...]`` oldest first) and every item had."""
-    out = {}
+    ties, out = tie_breaks(T), {}
     for u in range(T.shape[0]):
         lo, hi = T.indptr[u], T.indptr[u + 1]
         if hi == lo:
             continue
         cols, times = T.indices[lo:hi], T.data[lo:hi]
-        order = np.lexsort((cols, times))
+        order = np.lexsort((ties[lo:hi], times))
         recent = [[ids[cols[j]], 1.0, float(times[j])] for j in order[-DefaultRanker.KEPT:]]
         out[u] = (recent, {ids[c] for c in cols})
     return out

@@ -171,3 +171,12 @@ def test_the_finer_weights_halve_and_double_each_source_and_try_the_unused_one()
 
     assert _finer(Blend(related=0.0, sequential=1.0, learned=2.0)) == [
         (0.5, 1.0, 2.0), (0.0, 0.5, 2.0), (0.0, 2.0, 2.0), (0.0, 1.0, 1.0), (0.0, 1.0, 4.0)]
+
+
+def test_equal_times_give_the_sequential_source_no_direction():
+    items = ["a", "b"]
+    T = times([["a", "b"]] * 40, items)
+    T.data[:] = 7.0  # every user had both in the same second: which came first is unknown
+    sequential = fit_sources(T, items)["sequential"]
+    # ordered by column, every user would have "had a, then b": a direction the data has not
+    assert set(sequential) == {"a", "b"} and sequential["a"]["b"] == pytest.approx(sequential["b"]["a"], rel=0.5)
