@@ -4,8 +4,9 @@ For each input, in a child process of its own (so its peak RSS is its own), one 
 exactly as ``recsys als-worker`` does it (``offline_als.model.train_and_similar`` on the
 store's pairs: each pair's latest rating and time): ALS and its factor neighbours, the
 blend's selection on the newest events (``offline_als/selection.py``), the named
-sources. Then the published model: its messages' bytes, and the RSS of a process that
-holds it as a worker does (``tables.broadcast.SimilarityBroadcast`` fed every message).
+sources. Then the published model: its messages' bytes, and the peak RSS of another
+process that holds it as a worker does (``tables.broadcast.SimilarityBroadcast`` fed
+every message, one at a time, as its consumer reads them).
 
 Inputs (each skipped when its file is missing):
 
@@ -23,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,14 +62,13 @@ def load(name: str, conf):
     return uidx.ravel(), iidx.ravel(), stream.ratings.astype(np.float32), stream.ts
 
 
-def retrain(name: str) -> dict:
-    """One retrain with selection, then the model as a worker holds it (runs in a child)."""
+def retrain(name: str, messages_path: str) -> dict:
+    """One retrain with selection; its messages go to ``messages_path`` (runs in a child)."""
     from app.settings import load_settings
     from offline_als.als import ratings_to_csr
     from offline_als.model import als_from_settings, times_csr, train_and_similar
     from offline_als.publish import similarity_messages
     from offline_als.worker import RETRAIN_BUDGET
-    from tables.broadcast import SimilarityBroadcast
 
     conf = load_settings()
     u, i, r, ts = load(name, conf)
@@ -83,15 +85,29 @@ def retrain(name: str) -> dict:
                                    **{k: v for k, v in trained.publication().items() if k != "trained_at"})
     selection = trained.selection.as_dict() if trained.selection else {}
     del trained
-    reader = SimilarityBroadcast()
-    for key, value in messages:
-        reader.apply(key, value, 0)
+    with open(messages_path, "wb") as f:
+        for message in messages:
+            pickle.dump(message, f)
     return {"input": name, "pairs": int(R.nnz), "users": shape[0], "items": shape[1], "retrain_s": round(seconds, 1),
             "selection_s": selection.get("selection_s"), "peak_rss_mb": round(rss_trained),
             "model_messages": len(messages), "model_mb": round(sum(len(k) + len(v or b"") for k, v in messages) / 2**20, 1),
             "blend": selection.get("name"), "validation": {k: selection.get(k) for k in ("hr_at_10", "ndcg_at_10")},
-            "runner_up": selection.get("runner_up"), "model_in_service": reader.index.blend.name,
-            "note": selection.get("note"), "tried": selection.get("tried"),
+            "runner_up": selection.get("runner_up"), "note": selection.get("note"), "tried": selection.get("tried")}
+
+
+def read(messages_path: str) -> dict:
+    """The published model as a worker holds it, fed message by message (runs in a child)."""
+    from tables.broadcast import SimilarityBroadcast
+
+    reader = SimilarityBroadcast()
+    with open(messages_path, "rb") as f:
+        while True:
+            try:
+                key, value = pickle.load(f)
+            except EOFError:
+                break
+            reader.apply(key, value, 0)
+    return {"model_in_service": reader.index.blend.name, "items_in_service": len(reader.index.ids),
             "reader_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
@@ -99,9 +115,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", action="append", choices=sorted(INPUTS))
     p.add_argument("--child", choices=sorted(INPUTS), help=argparse.SUPPRESS)
+    p.add_argument("--reader", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--messages", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(retrain(args.child)))
+        print(json.dumps(retrain(args.child, args.messages)))
+        return 0
+    if args.reader:
+        print(json.dumps(read(args.messages)))
         return 0
     results = []
     for name in args.only or list(INPUTS):
@@ -110,12 +131,17 @@ def main(argv=None) -> int:
             print(f"skipping {name}: {spec[0]} is not there", file=sys.stderr)
             continue
         print(f"== {name}", file=sys.stderr, flush=True)
-        out = subprocess.run([sys.executable, __file__, "--child", name], check=False, capture_output=True, text=True,
-                             timeout=3600)
-        if out.returncode != 0:
-            print(out.stderr[-2000:], file=sys.stderr)
-            return 1
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        with tempfile.TemporaryDirectory() as tmp:
+            messages = str(Path(tmp) / "messages.pickle")
+            result = {}
+            for child in (["--child", name], ["--reader"]):
+                out = subprocess.run([sys.executable, __file__, *child, "--messages", messages], check=False,
+                                     capture_output=True, text=True, timeout=3600)
+                if out.returncode != 0:
+                    print(out.stderr[-2000:], file=sys.stderr)
+                    return 1
+                result.update(json.loads(out.stdout.strip().splitlines()[-1]))
+        results.append(result)
         print(f"   {results[-1]}", file=sys.stderr, flush=True)
     print("| input | pairs | items | retrain s (selection s) | peak RSS MB | model MB (messages) | reader RSS MB | blend |")
     print("|---|---|---|---|---|---|---|---|")
