@@ -317,7 +317,8 @@ class ItemKNN(Baseline):
         return cls(history=conf.ranking.k)
 
     def top(self, user, recent, rated, exclude, model):
-        scores = knn_scores(recent, model.index.related or model.index.neighbours, exclude)
+        related = model.model.related if model.model is not None else None  # the index keeps only its blend
+        scores = knn_scores(recent, related or model.index.neighbours, exclude)
         ranked = sorted((-v, q) for q, v in scores.items())
         return [[q, -v] for v, q in ranked[: self.k]], len(scores)
 

@@ -17,6 +17,9 @@ import numpy as np
 
 #: ``{neighbour_item: similarity}`` for one item.
 Neighbours = Mapping[str, float]
+#: One item's named list: ``{neighbour: weight}``, or the same as ``(neighbours, weights)``
+#: (how a worker stages a model it receives: a small part of a dict's memory).
+ItemList = Neighbours | tuple[Sequence[str], Sequence[float]]
 
 
 def _best_first(neighbours: Neighbours) -> dict[str, float]:
@@ -100,31 +103,34 @@ class SimilarityIndex:
     ----------
     neighbours : mapping of item -> {neighbour: similarity}, optional
         The factor neighbour lists (any order; stored best first).
-    related : mapping of item -> {neighbour: co-occurrence}, optional
+    related : mapping of item -> ItemList, optional
         The model's co-occurrence lists (the source ``related``).
     counts : mapping of item -> interactions in the training data, optional
         The popularity prior of the default ranker.
-    sources : mapping of source name -> {item: {neighbour: weight}}, optional
-        The model's other named lists (``sequential``, ``learned``): only their blend
-        is kept (:attr:`lists`), the lists themselves are let go.
+    sources : mapping of source name -> {item: ItemList}, optional
+        The model's other named lists (``sequential``, ``learned``).
     blend : Blend, optional
         How the default ranker weighs the sources.
+
+    Of the named lists only their blend is kept (:attr:`lists`): a catalogue of 100,000
+    items has tens of millions of entries, too many to keep twice, or as dicts.
     """
 
     def __init__(self, neighbours: Mapping[str, Neighbours] | None = None, *,
-                 related: Mapping[str, Neighbours] | None = None,
+                 related: Mapping[str, ItemList] | None = None,
                  counts: Mapping[str, int] | None = None,
-                 sources: Mapping[str, Mapping[str, Neighbours]] | None = None,
+                 sources: Mapping[str, Mapping[str, ItemList]] | None = None,
                  blend: Blend | None = None) -> None:
         self.neighbours: dict[str, dict[str, float]] = {
             item: _best_first(neigh) for item, neigh in (neighbours or {}).items()}
         self.rows = _symmetric_rows(self.neighbours)
-        self.related = {item: _best_first(neigh) for item, neigh in (related or {}).items() if neigh}
         self.blend = blend or Blend()
+        named = {name: lists for name, lists in {**(sources or {}), "related": related or {}}.items() if lists}
         #: The sources this model has (``related`` and the named ones that came with it).
-        self.source_names = ("related", *sorted(name for name, lists in (sources or {}).items()
-                                                if lists and name != "related"))
-        scored = blended_lists({**(sources or {}), "related": self.related}, self.blend.weights) or self.neighbours
+        self.source_names = ("related", *sorted(name for name in named if name != "related"))
+        used = [(named[name], w) for name, w in self.blend.weights.items() if name in named]
+        if not used and self.neighbours:  # a model without named lists: its factor neighbours
+            used = [(self.neighbours, 1.0)]
         self.counts = {item: int(c) for item, c in (counts or {}).items() if c > 0}
         self.max_count = max(self.counts.values(), default=0)
         #: lg(1 + count) / lg(1 + max count): the popularity prior in [0, 1], computed once per model.
@@ -134,16 +140,36 @@ class SimilarityIndex:
         self.popular = [q for _c, q in sorted((-c, q) for q, c in self.counts.items())[:1000]]
         # The default ranker's lists as arrays over item positions: it adds up a few
         # thousand weights per interaction, which numpy does in one pass.
-        #: Every item the lists or counts name (``ids[position]``) and each item's position.
-        self.ids = sorted({*scored, *(q for neigh in scored.values() for q in neigh), *self.counts})
+        #: Every item the used lists or counts name (``ids[position]``, sorted) and each item's position.
+        self.ids = sorted({*self.counts, *(q for lists, _w in used for item, neigh in lists.items()
+                                           for q in (item, *_pairs(neigh)[0]))})
         self.position = {q: j for j, q in enumerate(self.ids)}
-        #: item -> (positions, weights) of its blended neighbours, best first; a negative
-        #: weight (a learned source's "having this argues against that") pushes its item down.
-        self.lists = {item: (np.array([self.position[q] for q, s in neigh.items() if s != 0], dtype=np.intp),
-                             np.array([s for s in neigh.values() if s != 0], dtype=np.float64))
-                      for item, neigh in scored.items() if any(s != 0 for s in neigh.values())}
+        #: item -> (positions, weights) of its blended neighbours, best first (ties by id);
+        #: a negative weight (a learned source's "having this argues against that") pushes its item down.
+        self.lists = {}
+        for item in dict.fromkeys(item for lists, _w in used for item in lists):
+            blended = self._blend([(lists[item], w) for lists, w in used if item in lists])
+            if blended[0].size:
+                self.lists[item] = blended
         #: The prior by position (0 for an item without a count).
         self.prior_at = np.array([self.prior.get(q, 0.0) for q in self.ids], dtype=np.float64)
+
+    def _blend(self, weighted: list[tuple[ItemList, float]]) -> tuple[np.ndarray, np.ndarray]:
+        """One item's ``sum over sources of w * list``, best first, zeros dropped. The
+        sums are added in source order, as a loop over the sources would add them."""
+        at, values = [], []
+        for neigh, w in weighted:
+            names, weights = _pairs(neigh)
+            at.append(np.fromiter((self.position[q] for q in names), dtype=np.int32, count=len(names)))
+            values.append(np.asarray(weights, dtype=np.float64) * w if w != 1.0 else np.asarray(weights, dtype=np.float64))
+        at, values = np.concatenate(at), np.concatenate(values)
+        if len(weighted) > 1:
+            at, inverse = np.unique(at, return_inverse=True)
+            values = np.bincount(inverse.ravel(), values, minlength=at.size)
+        keep = values != 0
+        at, values = at[keep], values[keep]
+        order = np.lexsort((at, -values))
+        return at[order], values[order]
 
     def __len__(self) -> int:
         return len(self.neighbours)
@@ -160,21 +186,9 @@ class SimilarityIndex:
         return self.rows.get(a, {}).get(b, 0.0)
 
 
-def blended_lists(sources: Mapping[str, Mapping[str, Neighbours]], weights: Mapping[str, float]
-                  ) -> dict[str, dict[str, float]]:
-    """Each item's ``{q: sum over sources s of weights[s] * sources[s][item][q]}``, best
-    first (ties by id); one source of weight 1 is its own lists."""
-    used = [(sources[name], w) for name, w in weights.items() if w > 0 and sources.get(name)]
-    if len(used) == 1 and used[0][1] == 1.0:
-        return {item: _best_first(neigh) for item, neigh in used[0][0].items()}
-    out: dict[str, dict[str, float]] = {}
-    for item in {item for lists, _w in used for item in lists}:
-        total: dict[str, float] = {}
-        for lists, w in used:
-            for q, s in (lists.get(item) or {}).items():
-                total[q] = total.get(q, 0.0) + w * s
-        out[item] = {q: s for q, s in sorted(total.items(), key=lambda kv: (-kv[1], kv[0])) if s != 0}
-    return out
+def _pairs(neigh: ItemList) -> tuple[Sequence[str], Sequence[float]]:
+    """``(neighbours, weights)`` of one item's list in either form."""
+    return neigh if isinstance(neigh, tuple) else (list(neigh), list(neigh.values()))
 
 
 def _symmetric_rows(neighbours: Mapping[str, Neighbours]) -> dict[str, dict[str, float]]:

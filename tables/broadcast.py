@@ -11,7 +11,9 @@ import asyncio
 import json
 import logging
 import math
+import sys
 
+import numpy as np
 import orjson
 from aiokafka.structs import TopicPartition
 
@@ -90,8 +92,8 @@ class SimilarityBroadcast:
             return
         sources = data.get("sources") or {}
         self._staged.setdefault(str(data.get("version", "")), {})[item] = (
-            _finite(data["neighbours"]), _finite(data.get("related") or {}), int(data.get("count") or 0),
-            {str(name): _finite(neigh) for name, neigh in sources.items()})
+            _finite(data["neighbours"]), _compact(data.get("related") or {}), int(data.get("count") or 0),
+            {str(name): _compact(neigh) for name, neigh in sources.items()})
 
     def _maybe_switch(self, marker: dict) -> None:
         version = marker["version"]
@@ -151,6 +153,14 @@ def _finite(scores: dict) -> dict[str, float]:
     """``{item: score}`` with string ids and float scores, NaN and infinities dropped."""
     pairs = ((str(n), float(s)) for n, s in scores.items())
     return {n: s for n, s in pairs if math.isfinite(s)}
+
+
+def _compact(scores: dict) -> tuple[tuple[str, ...], np.ndarray]:
+    """:func:`_finite` as ``(items, weights)``, each id one shared string: a model's
+    named lists are tens of millions of entries on a large catalogue, and as dicts of
+    fresh strings they took ten times the memory."""
+    pairs = _finite(scores)
+    return tuple(sys.intern(n) for n in pairs), np.fromiter(pairs.values(), dtype=np.float64, count=len(pairs))
 
 
 class Catalogue:

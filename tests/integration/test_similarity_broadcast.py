@@ -115,7 +115,7 @@ def test_a_model_lands_with_its_named_sources_and_its_blend():
     b = reader(partitions=1)
     for key, value in messages:
         b.apply(key, value, 0)
-    assert b.index.source_names == ("related", "learned", "sequential") and b.index.related == {"a": {"b": 0.5}}
+    assert b.index.source_names == ("related", "learned", "sequential")
     assert b.index.blend == Blend(related=0.0, sequential=1.0, learned=2.0, decay=0.6, history=10, w_pop=0.2)
     # what the default ranker walks: 1 x sequential + 2 x learned, best first
     assert list(b.index.blended("a").items()) == [("c", 4.5), ("b", 1.0)]

@@ -68,15 +68,15 @@ def test_a_dislike_leaves_the_list_for_good_and_pushes_its_neighbours_down():
     assert after.recent[-1][:2] == ["d", -1.0]
 
 
-def _reference_rank(recent, exclude, index, ranker, sources=None):
+def _reference_rank(recent, exclude, index, ranker, related=None, sources=None):
     """The default ranker's formula transcribed loop by loop (module docstring of
-    ranking/default.py), independent of its implementation. ``sources``: the model's
-    named lists besides ``related``, blended with ``index.blend``'s weights."""
+    ranking/default.py), independent of its implementation. ``related`` and ``sources``:
+    the model's named lists, blended with ``index.blend``'s weights."""
     blend = index.blend
     history, decay, w_pop = (blend.history if ranker.history is None else ranker.history,
                              blend.decay if ranker.decay is None else ranker.decay,
                              blend.w_pop if ranker.w_pop is None else ranker.w_pop)
-    named = {"related": index.related, **(sources or {})}
+    named = {"related": related or {}, **(sources or {})}
     lists = {}
     for name, weight in (("related", blend.related), ("sequential", blend.sequential), ("learned", blend.learned)):
         for a, neigh in named.get(name, {}).items():
@@ -135,7 +135,8 @@ def test_rank_matches_the_formula_on_random_models(seed):
     ranker = DefaultRanker(history=rng.choice([3, 20]) if own else None, decay=rng.choice([0.5, 0.8, 1.0]) if own else None,
                            w_pop=rng.choice([0.0, 0.5, 1.0]) if own else None, n_pop=rng.choice([1, 5, 50]),
                            k=rng.choice([3, 20]))
-    assert _rank(ranker, recent, exclude, index) == _reference_rank(recent, exclude, index, ranker, sources)
+    assert _rank(ranker, recent, exclude, index) == _reference_rank(recent, exclude, index, ranker,
+                                                                    lists if seed % 4 else None, sources)
 
 
 def test_the_settings_give_k_and_the_rated_limit():

@@ -10,7 +10,6 @@ import scipy.sparse as sp
 from offline_als.selection import Selection, replay, select_blend
 from offline_als.sources import fit_sources, sequences_by_time
 from ranking import Blend, SimilarityIndex
-from ranking.model import blended_lists
 
 
 def times(rows: list[list[str]], items: list[str]) -> sp.csr_matrix:
@@ -63,12 +62,15 @@ def test_the_learned_lists_are_eases_largest_and_most_negative_weights():
         assert min(learned[q].values()) < 0
 
 
-def test_blended_lists_add_the_weighted_sources():
-    sources = {"related": {"a": {"b": 1.0, "c": 0.5}}, "sequential": {"a": {"d": 1.0, "c": 0.25}}, "learned": {}}
-    assert blended_lists(sources, {"related": 1.0}) == {"a": {"b": 1.0, "c": 0.5}}
+def test_the_index_adds_the_weighted_sources_in_either_form_of_list():
+    related, sequential = {"a": {"b": 1.0, "c": 0.5}}, {"a": {"d": 1.0, "c": 0.25}}
+    only = SimilarityIndex(related=related, sources={"sequential": sequential, "learned": {}})
+    assert only.blended("a") == {"b": 1.0, "c": 0.5} and only.source_names == ("related", "sequential")
     # b 1, c 0.5 + 2 x 0.25, d 2 x 1, best first (ties by id)
-    got = blended_lists(sources, {"related": 1.0, "sequential": 2.0})
-    assert list(got["a"].items()) == [("d", 2.0), ("b", 1.0), ("c", 1.0)]
+    blend = Blend(related=1.0, sequential=2.0)
+    for form in (lambda lists: lists, lambda lists: {q: (tuple(n), list(n.values())) for q, n in lists.items()}):
+        got = SimilarityIndex(related=form(related), sources={"sequential": form(sequential)}, blend=blend)
+        assert list(got.blended("a").items()) == [("d", 2.0), ("b", 1.0), ("c", 1.0)]
 
 
 def test_a_blend_comes_back_from_its_published_form_and_refuses_nonsense():
