@@ -143,10 +143,14 @@ def _lists(W: sp.csr_matrix, ids: list[str]) -> dict[str, dict[str, float]]:
 
 
 def _scaled(lists: dict[str, dict[str, float]], decimals: int = 6) -> dict[str, dict[str, float]]:
-    """``lists`` divided by the median of their best positive weights (so that it is 1)."""
+    """``lists`` divided by the median of their best positive weights (so that it is 1),
+    in place (a large catalogue's lists are millions of entries: no second copy)."""
     best = [b for neigh in lists.values() if neigh and (b := max(neigh.values())) > 0]
     scale = float(np.median(best)) if best else 1.0
-    return {q: {j: round(w / scale, decimals) for j, w in neigh.items()} for q, neigh in lists.items()}
+    for neigh in lists.values():
+        for q, w in neigh.items():
+            neigh[q] = round(w / scale, decimals)
+    return lists
 
 
 __all__ = ["EASE_MAX_ITEMS", "SOURCES", "SourceParams", "ease_columns", "fit_learned", "fit_sources",
