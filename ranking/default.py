@@ -173,7 +173,9 @@ def _because(pool: list[tuple], touched, at: np.ndarray, parts: np.ndarray, pick
     ends = np.cumsum([len(p[2][0]) for p in picked])
     cols, contributions, sources = at[mine], parts[mine], np.searchsorted(ends, mine, side="right")
     order = np.lexsort((sources, -contributions, cols))  # per item: the largest first, then the first source
-    best: dict[int, tuple[float, int]] = {}
-    for c, v, src in zip(cols[order].tolist(), contributions[order].tolist(), sources[order].tolist(), strict=True):
-        best.setdefault(c, (v, src))
+    cols, contributions, sources = cols[order], contributions[order], sources[order]
+    first = np.ones(cols.size, dtype=bool)
+    first[1:] = cols[1:] != cols[:-1]
+    best = dict(zip(cols[first].tolist(), zip(contributions[first].tolist(), sources[first].tolist(), strict=True),
+                    strict=True))
     return {q: picked[best[j][1]][0] for q, j in listed if best[j][0] > 0.0}
