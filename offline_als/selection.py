@@ -113,16 +113,20 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
     histories = _histories(fit_part, ids)
 
     scores: dict[Blend, tuple[float, float]] = {}
-    # The index of the last source weighting scored: building one blends every item's
-    # lists, and the decay, history and prior candidates only rank it differently.
+    # The sources as arrays once (``base``; again when EASE's lists change), and the index
+    # of the last source weighting scored: the decay, history and prior candidates only
+    # rank it differently.
+    base: list = [None]
     last: list = [None, None]
 
     def score(blend: Blend) -> tuple[float, float]:
         if blend not in scores:
             weights = Blend(related=blend.related, sequential=blend.sequential, learned=blend.learned)
+            if base[0] is None:
+                base[0] = SimilarityIndex(related=sources["related"], counts=counts, sources=sources, keep_sources=True)
+                last[0] = None
             if last[0] != weights:
-                last[:] = weights, SimilarityIndex(related=sources["related"], counts=counts, sources=sources,
-                                                   blend=weights)
+                last[:] = weights, base[0].reblended(weights)
             ranker = DefaultRanker(k=K, history=blend.history, decay=blend.decay, w_pop=blend.w_pop)
             scores[blend] = replay(last[1], histories, events, ranker)
         return scores[blend]
@@ -141,12 +145,12 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
                 note = "stopped trying EASE penalties: the retrain's time budget"
                 break
             scores.pop(alone)
-            last[0] = None  # new learned lists: a new index
+            base[0] = None  # new learned lists: a new index
             sources["learned"] = fit_learned(fit_part, item_ids, dataclasses.replace(params, ease_lambda=lam))
             by_lambda[lam] = (score(alone), sources["learned"])
         lam = max(by_lambda, key=lambda x: (by_lambda[x][0][1], by_lambda[x][0][0], -x))
         scores[alone], sources["learned"] = by_lambda[lam]
-        last[0] = None
+        base[0] = None
         params = dataclasses.replace(params, ease_lambda=lam)
     best = Blend()
     score(best)
@@ -214,7 +218,7 @@ def replay(index: SimilarityIndex, histories: dict[int, tuple[list, set]], event
     for user, item, ts in events:
         recent, rated = state.get(user) or ([], set())
         if recent:
-            listed = [q for q, _s in ranker.rank(recent, rated, index)[0]]
+            listed = [q for q, _s in ranker.rank(recent, rated, index, explain=False)[0]]
             scored += 1
             if item in listed:
                 hits += 1

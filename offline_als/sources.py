@@ -95,7 +95,7 @@ def fit_sources(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams 
     rules = sequential_rules(sequences_by_time(T), n, params.steps)
     rules.setdiag(0.0)  # a pair of the same item: the user had it, it is never listed again
     return {"related": _scaled(related),
-            "sequential": _scaled(_lists(top_k_per_row(_positive(rules), params.m), ids)),
+            "sequential": _scaled_lists(top_k_per_row(_positive(rules), params.m), ids),
             "learned": fit_learned(T, ids, params)}
 
 
@@ -120,7 +120,7 @@ def fit_learned(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams)
         learned = sp.csr_matrix((B.data.astype(np.float64), (rows, columns[B.indices])), shape=(X.shape[1],) * 2)
     else:
         learned = top_k_per_row(_positive(rp3beta(X, params.rp3_alpha, params.rp3_beta, params.m)), params.m)
-    return _scaled(_lists(learned, [str(q) for q in item_ids]))
+    return _scaled_lists(learned, [str(q) for q in item_ids])
 
 
 def _positive(W: sp.spmatrix) -> sp.csr_matrix:
@@ -130,16 +130,26 @@ def _positive(W: sp.spmatrix) -> sp.csr_matrix:
     return W
 
 
-def _lists(W: sp.csr_matrix, ids: list[str]) -> dict[str, dict[str, float]]:
-    """Each row's entries as ``{neighbour: weight}``, best first (ties by id)."""
-    out = {}
-    for r in range(W.shape[0]):
-        lo, hi = W.indptr[r], W.indptr[r + 1]
-        if hi > lo:
-            pairs = sorted(((ids[c], float(v)) for c, v in zip(W.indices[lo:hi], W.data[lo:hi], strict=True)),
-                           key=lambda kv: (-kv[1], kv[0]))
-            out[ids[r]] = dict(pairs)
-    return out
+def _scaled_lists(W: sp.csr_matrix, ids: list[str], decimals: int = 6) -> dict[str, dict[str, float]]:
+    """Each row's entries as ``{neighbour: weight}``, best first (ties by id), divided by
+    the median of the rows' best positive weights (:func:`_scaled`, done on the arrays)."""
+    W = sp.csr_matrix(W)
+    W.eliminate_zeros()
+    rows = np.repeat(np.arange(W.shape[0]), np.diff(W.indptr))
+    if not rows.size:
+        return {}
+    best = np.full(W.shape[0], -np.inf)
+    np.maximum.at(best, rows, W.data)
+    scale = float(np.median(best[best > 0])) if (best > 0).any() else 1.0
+    id_rank = np.argsort(np.argsort(np.array(ids, dtype=object)))
+    order = np.lexsort((id_rank[W.indices], -W.data, rows))
+    rows, names, weights = rows[order], np.array(ids, dtype=object)[W.indices[order]], W.data[order] / scale
+    weights = [round(w, decimals) for w in weights.tolist()]
+    bounds = np.flatnonzero(np.diff(rows)) + 1
+    starts, ends = np.r_[0, bounds], np.r_[bounds, rows.size]
+    names = names.tolist()
+    return {ids[rows[a]]: dict(zip(names[a:b], weights[a:b], strict=True))
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)}
 
 
 def _scaled(lists: dict[str, dict[str, float]], decimals: int = 6) -> dict[str, dict[str, float]]:

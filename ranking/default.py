@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 
@@ -84,8 +85,9 @@ class DefaultRanker(Ranker):
         return Step(recent, rated, items, because, n_candidates)
 
     def rank(self, recent: Sequence[Sequence], exclude: Iterable[str],
-             index: SimilarityIndex) -> tuple[list[list], dict[str, str], int]:
-        """The top-``k`` list ``[[item, score], ...]``, ``because``, and how many items were scored.
+             index: SimilarityIndex, explain: bool = True) -> tuple[list[list], dict[str, str], int]:
+        """The top-``k`` list ``[[item, score], ...]``, ``because`` (empty unless
+        ``explain``), and how many items were scored.
 
         ``recent`` is ``[[item, weight, ts], ...]`` oldest first. Reads ``index.lists``
         (the model's sources blended, as arrays over item positions; the factor neighbours
@@ -147,18 +149,20 @@ class DefaultRanker(Ranker):
             cand, scores = cand[keep], scores[keep]
         pool = sorted(zip((-scores).tolist(), [ids[j] for j in cand.tolist()], cand.tolist(), strict=True))[:n]
         items = [[q, round(-s, 6)] for s, q, _j in pool]
-        return items, _because(pool, touched, at, parts, picked), n_scored
+        return items, _because(pool, touched, at, parts, picked) if explain else {}, n_scored
 
     @staticmethod
     def _drop(touched: np.ndarray, exclude: set, index: SimilarityIndex) -> None:
-        """Unmark the user's own items, walking the shorter side."""
-        ids, position = index.ids, index.position
+        """Unmark the user's own items, walking the shorter side (a heavy user has a
+        thousand: the lookups run in ``map``, not in a Python loop)."""
         hit = np.flatnonzero(touched)
         if len(exclude) < hit.size:
-            gone = [j for q in exclude if (j := position.get(q)) is not None]
+            gone = np.fromiter(map(index.position.get, exclude, repeat(-1)), dtype=np.intp, count=len(exclude))
+            touched[gone[gone >= 0]] = False
         else:
-            gone = [j for j in hit.tolist() if ids[j] in exclude]
-        touched[gone] = False
+            mine = np.fromiter(map(exclude.__contains__, map(index.ids.__getitem__, hit.tolist())), dtype=bool,
+                               count=hit.size)
+            touched[hit[mine]] = False
 
 
 def _because(pool: list[tuple], touched, at: np.ndarray, parts: np.ndarray, picked: list[tuple]) -> dict[str, str]:

@@ -8,6 +8,7 @@ rest of what a step may read.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
@@ -120,7 +121,7 @@ class SimilarityIndex:
                  related: Mapping[str, ItemList] | None = None,
                  counts: Mapping[str, int] | None = None,
                  sources: Mapping[str, Mapping[str, ItemList]] | None = None,
-                 blend: Blend | None = None) -> None:
+                 blend: Blend | None = None, keep_sources: bool = False) -> None:
         self.neighbours: dict[str, dict[str, float]] = {
             item: _best_first(neigh) for item, neigh in (neighbours or {}).items()}
         self.rows = _symmetric_rows(self.neighbours)
@@ -128,9 +129,8 @@ class SimilarityIndex:
         named = {name: lists for name, lists in {**(sources or {}), "related": related or {}}.items() if lists}
         #: The sources this model has (``related`` and the named ones that came with it).
         self.source_names = ("related", *sorted(name for name in named if name != "related"))
-        used = [(named[name], w) for name, w in self.blend.weights.items() if name in named]
-        if not used and self.neighbours:  # a model without named lists: its factor neighbours
-            used = [(self.neighbours, 1.0)]
+        if self.neighbours:  # what a blend of none of the model's sources reads
+            named[_FACTOR] = self.neighbours
         self.counts = {item: int(c) for item, c in (counts or {}).items() if c > 0}
         self.max_count = max(self.counts.values(), default=0)
         #: lg(1 + count) / lg(1 + max count): the popularity prior in [0, 1], computed once per model.
@@ -140,36 +140,47 @@ class SimilarityIndex:
         self.popular = [q for _c, q in sorted((-c, q) for q, c in self.counts.items())[:1000]]
         # The default ranker's lists as arrays over item positions: it adds up a few
         # thousand weights per interaction, which numpy does in one pass.
-        #: Every item the used lists or counts name (``ids[position]``, sorted) and each item's position.
-        self.ids = sorted({*self.counts, *(q for lists, _w in used for item, neigh in lists.items()
-                                           for q in (item, *_pairs(neigh)[0]))})
+        kept = named if keep_sources else {name: named[name] for name, _w in _used(named, self.blend)}
+        #: Every item the lists kept or the counts name (``ids[position]``, sorted) and each item's position.
+        names = set(self.counts)
+        for lists in kept.values():
+            names.update(lists)
+            for neigh in lists.values():
+                names.update(_pairs(neigh)[0])
+        self.ids = sorted(names)
         self.position = {q: j for j, q in enumerate(self.ids)}
+        # With keep_sources, each source's lists as arrays, to blend again (:meth:`reblended`).
+        self._coded = ({name: {item: self._code(neigh) for item, neigh in lists.items()} for name, lists in kept.items()}
+                       if keep_sources else None)
         #: item -> (positions, weights) of its blended neighbours, best first (ties by id);
         #: a negative weight (a learned source's "having this argues against that") pushes its item down.
-        self.lists = {}
-        for item in dict.fromkeys(item for lists, _w in used for item in lists):
-            blended = self._blend([(lists[item], w) for lists, w in used if item in lists])
-            if blended[0].size:
-                self.lists[item] = blended
+        self.lists = self._blended_lists(self._coded or kept, coded=keep_sources)
         #: The prior by position (0 for an item without a count).
         self.prior_at = np.array([self.prior.get(q, 0.0) for q in self.ids], dtype=np.float64)
 
-    def _blend(self, weighted: list[tuple[ItemList, float]]) -> tuple[np.ndarray, np.ndarray]:
-        """One item's ``sum over sources of w * list``, best first, zeros dropped. The
-        sums are added in source order, as a loop over the sources would add them."""
-        at, values = [], []
-        for neigh, w in weighted:
-            names, weights = _pairs(neigh)
-            at.append(np.fromiter((self.position[q] for q in names), dtype=np.int32, count=len(names)))
-            values.append(np.asarray(weights, dtype=np.float64) * w if w != 1.0 else np.asarray(weights, dtype=np.float64))
-        at, values = np.concatenate(at), np.concatenate(values)
-        if len(weighted) > 1:
-            at, inverse = np.unique(at, return_inverse=True)
-            values = np.bincount(inverse.ravel(), values, minlength=at.size)
-        keep = values != 0
-        at, values = at[keep], values[keep]
-        order = np.lexsort((at, -values))
-        return at[order], values[order]
+    def reblended(self, blend: Blend) -> SimilarityIndex:
+        """This model with another blend (the selection scores many): built with ``keep_sources``."""
+        if self._coded is None:
+            raise ValueError("reblended() needs an index built with keep_sources=True")
+        other = copy.copy(self)
+        other.blend = blend
+        other.lists = other._blended_lists(self._coded, coded=True)
+        return other
+
+    def _blended_lists(self, lists_by_name: Mapping[str, Mapping], coded: bool) -> dict:
+        used = [(lists_by_name[name], w) for name, w in _used(lists_by_name, self.blend)]
+        out = {}
+        for item in dict.fromkeys(item for lists, _w in used for item in lists):
+            at, values = _blend([(lists[item] if coded else self._code(lists[item]), w)
+                                 for lists, w in used if item in lists])
+            if at.size:
+                out[item] = (at, values)
+        return out
+
+    def _code(self, neigh: ItemList) -> tuple[np.ndarray, np.ndarray]:
+        names, weights = _pairs(neigh)
+        return (np.fromiter(map(self.position.__getitem__, names), dtype=np.int32, count=len(names)),
+                np.asarray(weights, dtype=np.float64))
 
     def __len__(self) -> int:
         return len(self.neighbours)
@@ -186,9 +197,35 @@ class SimilarityIndex:
         return self.rows.get(a, {}).get(b, 0.0)
 
 
+#: Where the factor neighbours stand among the named lists: read when a blend uses none of them.
+_FACTOR = "factor neighbours"
+
+
+def _used(lists_by_name: Mapping[str, Mapping], blend: Blend) -> list[tuple[str, float]]:
+    """The names of the lists ``blend`` adds up, with their weights (the factor neighbours
+    when it uses none of the model's sources)."""
+    used = [(name, w) for name, w in blend.weights.items() if lists_by_name.get(name)]
+    return used or ([(_FACTOR, 1.0)] if lists_by_name.get(_FACTOR) else [])
+
+
+def _blend(weighted: list[tuple[tuple[np.ndarray, np.ndarray], float]]) -> tuple[np.ndarray, np.ndarray]:
+    """One item's ``sum over sources of w * list`` (each as positions and weights), best
+    first (ties by position: by id), zeros dropped. The sums are added in source order,
+    as a loop over the sources would add them."""
+    at = np.concatenate([positions for (positions, _v), _w in weighted])
+    values = np.concatenate([v * w if w != 1.0 else v for (_p, v), w in weighted])
+    if len(weighted) > 1:
+        at, inverse = np.unique(at, return_inverse=True)
+        values = np.bincount(inverse.ravel(), values, minlength=at.size)
+    keep = values != 0
+    at, values = at[keep], values[keep]
+    order = np.lexsort((at, -values))
+    return at[order], values[order]
+
+
 def _pairs(neigh: ItemList) -> tuple[Sequence[str], Sequence[float]]:
     """``(neighbours, weights)`` of one item's list in either form."""
-    return neigh if isinstance(neigh, tuple) else (list(neigh), list(neigh.values()))
+    return neigh if isinstance(neigh, tuple) else (neigh.keys(), list(neigh.values()))
 
 
 def _symmetric_rows(neighbours: Mapping[str, Neighbours]) -> dict[str, dict[str, float]]:

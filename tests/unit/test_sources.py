@@ -182,3 +182,16 @@ def test_equal_times_give_the_sequential_source_no_direction():
     sequential = fit_sources(T, items)["sequential"]
     # ordered by column, every user would have "had a, then b": a direction the data has not
     assert set(sequential) == {"a", "b"} and sequential["a"]["b"] == pytest.approx(sequential["b"]["a"], rel=0.5)
+
+
+def test_a_reblended_index_is_the_index_built_with_that_blend():
+    related, sequential = {"a": {"b": 1.0, "c": 0.5}}, {"a": {"d": 1.0, "c": 0.25}, "d": {"a": 2.0}}
+    base = SimilarityIndex({"a": {"e": 0.9}}, related=related, sources={"sequential": sequential}, keep_sources=True)
+    for blend in (Blend(related=1.0, sequential=2.0), Blend(related=0.0, sequential=1.0), Blend(related=0.0)):
+        fresh = SimilarityIndex({"a": {"e": 0.9}}, related=related, sources={"sequential": sequential}, blend=blend)
+        again = base.reblended(blend)
+        assert {q: again.blended(q) for q in ("a", "d")} == {q: fresh.blended(q) for q in ("a", "d")}
+        assert again.blend == blend
+    assert base.reblended(Blend(related=0.0)).blended("a") == {"e": 0.9}  # no source used: the factor neighbours
+    with pytest.raises(ValueError):
+        SimilarityIndex(related=related).reblended(Blend())
