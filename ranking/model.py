@@ -126,7 +126,10 @@ class SimilarityIndex:
             item: _best_first(neigh) for item, neigh in (neighbours or {}).items()}
         self.rows = _symmetric_rows(self.neighbours)
         self.blend = blend or Blend()
-        named = {name: lists for name, lists in {**(sources or {}), "related": related or {}}.items() if lists}
+        # An item without neighbours in a source is no list of it (a model without
+        # co-occurrence lists sends every item's as empty: it is then ranked by its factors).
+        named = {name: nonempty for name, lists in {**(sources or {}), "related": related or {}}.items()
+                 if (nonempty := {item: neigh for item, neigh in lists.items() if len(_pairs(neigh)[0])})}
         #: The sources this model has (``related`` and the named ones that came with it).
         self.source_names = ("related", *sorted(name for name in named if name != "related"))
         if self.neighbours:  # what a blend of none of the model's sources reads

@@ -195,3 +195,10 @@ def test_a_reblended_index_is_the_index_built_with_that_blend():
     assert base.reblended(Blend(related=0.0)).blended("a") == {"e": 0.9}  # no source used: the factor neighbours
     with pytest.raises(ValueError):
         SimilarityIndex(related=related).reblended(Blend())
+
+
+def test_a_model_whose_sources_are_all_empty_is_ranked_by_its_factor_neighbours():
+    # what a worker stages from a model published without co-occurrence lists
+    for empty in ({}, ((), np.array([]))):
+        index = SimilarityIndex({"a": {"b": 0.9}}, related={"a": empty, "b": empty}, sources={"learned": {"a": empty}})
+        assert index.blended("a") == {"b": 0.9} and index.source_names == ("related",)
