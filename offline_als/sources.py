@@ -141,9 +141,10 @@ def _scaled_lists(W: sp.csr_matrix, ids: list[str], decimals: int = 6) -> dict[s
     best = np.full(W.shape[0], -np.inf)
     np.maximum.at(best, rows, W.data)
     scale = float(np.median(best[best > 0])) if (best > 0).any() else 1.0
-    id_rank = np.argsort(np.argsort(np.array(ids, dtype=object)))
+    id_array = np.array(ids, dtype=object)
+    id_rank = np.argsort(np.argsort(id_array))
     order = np.lexsort((id_rank[W.indices], -W.data, rows))
-    rows, names, weights = rows[order], np.array(ids, dtype=object)[W.indices[order]], W.data[order] / scale
+    rows, names, weights = rows[order], id_array[W.indices[order]], W.data[order] / scale
     weights = [round(w, decimals) for w in weights.tolist()]
     bounds = np.flatnonzero(np.diff(rows)) + 1
     starts, ends = np.r_[0, bounds], np.r_[bounds, rows.size]

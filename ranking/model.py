@@ -183,7 +183,7 @@ class SimilarityIndex:
     def _code(self, neigh: ItemList) -> tuple[np.ndarray, np.ndarray]:
         names, weights = _pairs(neigh)
         return (np.fromiter(map(self.position.__getitem__, names), dtype=np.int32, count=len(names)),
-                np.asarray(weights, dtype=np.float64))
+                np.fromiter(weights, dtype=np.float64, count=len(names)))
 
     def __len__(self) -> int:
         return len(self.neighbours)
@@ -228,7 +228,7 @@ def _blend(weighted: list[tuple[tuple[np.ndarray, np.ndarray], float]]) -> tuple
 
 def _pairs(neigh: ItemList) -> tuple[Sequence[str], Sequence[float]]:
     """``(neighbours, weights)`` of one item's list in either form."""
-    return neigh if isinstance(neigh, tuple) else (neigh.keys(), list(neigh.values()))
+    return neigh if isinstance(neigh, tuple) else (neigh.keys(), neigh.values())
 
 
 def _symmetric_rows(neighbours: Mapping[str, Neighbours]) -> dict[str, dict[str, float]]:
