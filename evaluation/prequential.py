@@ -144,12 +144,14 @@ class Tally:
 
 def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] | None = None,
                progress: bool = True, warm_share: float = 0.5, retrains: int = RETRAINS,
-               train_model: bool = True) -> dict:
+               train_model: bool = True, every_list: bool = True) -> dict:
     """Run the protocol over ``stream`` with ``rankers`` (by name; default: every one of
     :func:`evaluation.baselines.make_rankers`); returns the raw result (see :func:`summarise`).
 
     Each ranker keeps a ``UserState`` per user and takes every event through
     ``UserState.apply``, as the realtime agent does (the event's position is its offset).
+    ``every_list=False`` makes a list only where a later event of its user reads it: the
+    hit metrics are the same, list churn and cost per event are not measured (tuning).
     """
     n = len(stream)
     n_warm = int(n * warm_share)
@@ -163,10 +165,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     shared.set_model(train(data, conf) if train_model else None, data)
     train_s = [time.perf_counter() - t0]
     selections = [_selection(shared.model)]
-    # Each user's last warm-up event: the list it leaves is the one the first scored event
-    # meets (made only for users who have a scored event: nobody reads the others' lists).
-    later = set(stream.users[n_warm:])
-    last_warm = {u: j for j, u in enumerate(stream.users[:n_warm]) if u in later}
+    read_later = lists_read_later(stream.users, n_warm)
     pop_rank = _final_popularity_rank(stream)
     interacted: dict[str, set] = {}  # every item of each user so far: lists never hold one
     states: dict[str, dict[str, UserState]] = {name: {} for name in rankers}
@@ -201,7 +200,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
             seen.add(i)
             shared.observe(i, t)
             interaction = Interaction(u, i, r, t)
-            emit = scoring or last_warm.get(u) == j
+            emit = read_later[j] or (scoring and every_list)
             shared.lists_read = emit
             for name, ranker in rankers.items():
                 s = time.perf_counter()
@@ -232,6 +231,19 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     return {"tally": tally, "n_events": n, "n_warm": n_warm, "n_known": n_known, "n_repeat": n_repeat,
             "users": len(users_scored), "scored_ts": np.asarray(scored_ts), "catalogue": len(pop_rank),
             "train_seconds": train_s, "names": list(rankers), "scale": stream.scale, "selections": selections}
+
+
+def lists_read_later(users, n_warm: int) -> np.ndarray:
+    """Whether the list left by each event is read: the user's next event is scored (at or
+    after ``n_warm``). Nobody reads the list of a user's last event, nor one a later warm-up
+    event replaces."""
+    read = np.zeros(len(users), dtype=bool)
+    next_event: dict[str, int] = {}
+    for j in range(len(users) - 1, -1, -1):
+        u = users[j]
+        read[j] = next_event.get(u, -1) >= n_warm
+        next_event[u] = j
+    return read
 
 
 def _selection(trained) -> dict | None:

@@ -62,6 +62,7 @@ def test_ease_equals_the_general_inverse_on_random_data():
     want = P / (-np.diag(P))
     np.fill_diagonal(want, 0.0)
     np.testing.assert_allclose(ease(X, 5.0), want, atol=1e-12)
+    np.testing.assert_allclose(ease(X, 5.0, block=7), want, atol=1e-12)  # mirrored in blocks, the last one short
 
 
 def test_rp3beta_in_row_blocks_equals_it_whole():
@@ -82,6 +83,8 @@ def test_top_k_dense_keeps_the_k_best_positive_and_the_most_negative_entries_of_
     # and the most negative one of each row (the last row has none)
     assert top_k_dense(B, 2, block=2, negative=1).toarray().tolist() == [[0, 3, -1, 2, 0], [0, 0, 0.5, 0, -3], [5, 4, 0, 0, 0]]
     assert (top_k_dense(B, 9, negative=9).toarray() == B).all()
+    assert top_k_dense(B, 0, negative=1, n_threads=1).toarray().tolist() == [[0, 0, -1, 0, 0], [0, 0, 0, 0, -3], [0] * 5]
+    assert top_k_dense(B, 0).nnz == 0
 
 
 def test_ease_in_float32_is_ease():

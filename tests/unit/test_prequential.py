@@ -185,3 +185,22 @@ def test_validate_runs_default_ranker_variants_beside_two_baselines(tmp_path):
     summary = pq.validate(path, "events-csv", candidates, conf=conf, progress=False)
     assert set(summary["hr_at_10"]) == {"decay-0.5", "no-prior", "popularity", "item_knn"}
     assert summary["events_scored"] > 0
+
+
+def test_a_list_is_read_when_the_users_next_event_is_scored():
+    users = [u for u in _tiny_stream().users]
+    read = pq.lists_read_later(users, 10)
+    # warm-up: u1's last warm event (9) is read by 12, u2's (7) by 10, u3's (8) by 11; scored half:
+    # 10 -> 15, 11 -> 17, 12 -> 13, 14 -> 16, 15 -> 18, 17 -> 19; the users' last events are not read
+    assert np.flatnonzero(read).tolist() == [7, 8, 9, 10, 11, 12, 14, 15, 17]
+
+
+def test_lists_made_only_where_read_score_the_same():
+    conf = Settings().replace(als={"rank": 2, "iters": 2, "similar": 3}, behaviour={"hot_items": 3})
+    rankers = {name: r for name, r in baselines.make_rankers(conf, 4.0).items() if name != "default"}
+    every = pq.run_stream(_tiny_stream(), conf, rankers=rankers, progress=False, train_model=False)
+    read_only = pq.run_stream(_tiny_stream(), conf, rankers=rankers, progress=False, train_model=False,
+                              every_list=False)
+    for name in rankers:
+        assert read_only["tally"][name].ranks == every["tally"][name].ranks, name
+    assert sum(t.timed_events for t in every["tally"].values()) > 0
