@@ -48,7 +48,9 @@ def main(argv=None) -> int:
             continue
         t0 = time.perf_counter()
         print(f"== {name} ({fmt})", file=sys.stderr, flush=True)
-        summary, paths = evaluate_stream(path, fmt, conf=conf, out_dir=Path(args.out) / f"stream-{name}")
+        summary, paths = evaluate_stream(path, fmt, conf=conf, out_dir=Path(args.out) / f"stream-{name}",
+                                         say=lambda msg, t0=t0: print(f"   {time.perf_counter() - t0:6.0f} s  {msg}",
+                                                                      file=sys.stderr, flush=True))
         result = json.loads(Path(paths[0]).with_name("result.json").read_text())
         results[name] = {**summary, "comparison": result["comparison"], "seconds": round(time.perf_counter() - t0)}
         print(f"   {name}: {summary['events_scored']:,} events scored in {results[name]['seconds']} s; "

@@ -328,6 +328,7 @@ def evaluate_stream(input_path, fmt: str, *, conf: Settings, out_dir="eval-out",
     stream = load_stream(input_path, fmt, conf=conf, progress=progress)
     tuned = tune(stream, conf, progress=progress, say=say)
     tune_s = time.perf_counter() - t0
+    say(f"tuned in {tune_s:.0f} s; now every ranker over the whole stream")
     rankers = make_rankers(conf, high_rating_cut(*stream.scale), {f: t["params"] for f, t in tuned.items()})
     raw = run_stream(stream, conf, rankers=rankers, progress=progress)
     summary = summarise(raw)
