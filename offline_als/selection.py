@@ -111,6 +111,7 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
     counts = dict(zip(ids, np.diff(sp.csc_matrix(fit_part).indptr).tolist(), strict=True))
     events = [(int(users[j]), ids[T.indices[j]], float(T.data[j])) for j in held]
     histories = _histories(fit_part, ids)
+    read = lists_read(histories, events)
 
     scores: dict[Blend, tuple[float, float]] = {}
     # The sources as arrays once (``base``; again when EASE's lists change), and the index
@@ -126,7 +127,7 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
                 base[0] = SimilarityIndex(related=sources["related"], counts=counts, sources=sources, keep_sources=True)
                 last[0] = None
             if last[0] != weights:
-                last[:] = weights, base[0].reblended(weights)
+                last[:] = weights, base[0].reblended(weights, only=read)
             ranker = DefaultRanker(k=K, history=blend.history, decay=blend.decay, w_pop=blend.w_pop)
             scores[blend] = replay(last[1], histories, events, ranker)
         return scores[blend]
@@ -207,26 +208,39 @@ def _histories(T: sp.csr_matrix, ids: list[str]) -> dict[int, tuple[list, set]]:
     return out
 
 
+def lists_read(histories: dict[int, tuple[list, set]], events: list[tuple[int, str, float]]) -> set[str]:
+    """The items whose lists a :func:`replay` of ``events`` reads: the recent items of
+    their users' histories and the items of the events (each joins its user's recent ones)."""
+    users = {user for user, _item, _ts in events}
+    read = {entry[0] for u in users if u in histories for entry in histories[u][0]}
+    read.update(item for _user, item, _ts in events)
+    return read
+
+
 def replay(index: SimilarityIndex, histories: dict[int, tuple[list, set]], events: list[tuple[int, str, float]],
            ranker: DefaultRanker | None = None) -> tuple[float, float]:
     """HR@k and NDCG@k (``k`` the ranker's; default: the default ranker with the index's
     blend, lists of :data:`K`) over ``events`` (user, item, time; in time order),
     test-then-learn from ``histories``; a user's first event (no history yet) only learns."""
     ranker = ranker or DefaultRanker(k=K)
-    state = {u: (list(recent), set(rated)) for u, (recent, rated) in histories.items()}
+    state: dict[int, tuple[list, set]] = {}  # the held-back events' users only, copied when first met
     hits, gain, scored = 0, 0.0, 0
     for user, item, ts in events:
-        recent, rated = state.get(user) or ([], set())
+        if user in state:
+            recent, rated = state[user]
+        else:
+            recent, rated = histories.get(user) or ([], set())
+            recent, rated = list(recent), set(rated)
         if recent:
             listed = [q for q, _s in ranker.rank(recent, rated, index, explain=False)[0]]
             scored += 1
             if item in listed:
                 hits += 1
                 gain += 1.0 / math.log2(listed.index(item) + 2)
-        rated.add(item)  # the state's own set (copied above, or new)
+        rated.add(item)  # the state's own set (copied above)
         state[user] = (add_recent_rating(recent, item, 1.0, ts, DefaultRanker.KEPT), rated)
     return (hits / scored, gain / scored) if scored else (0.0, 0.0)
 
 
-__all__ = ["DECAYS", "PRIORS", "VALIDATION_MAX", "VALIDATION_SHARE", "WEIGHTS", "Selection", "replay",
+__all__ = ["DECAYS", "PRIORS", "VALIDATION_MAX", "VALIDATION_SHARE", "WEIGHTS", "Selection", "lists_read", "replay",
            "select_blend"]

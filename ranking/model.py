@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -161,21 +161,26 @@ class SimilarityIndex:
         #: The prior by position (0 for an item without a count).
         self.prior_at = np.array([self.prior.get(q, 0.0) for q in self.ids], dtype=np.float64)
 
-    def reblended(self, blend: Blend) -> SimilarityIndex:
-        """This model with another blend (the selection scores many): built with ``keep_sources``."""
+    def reblended(self, blend: Blend, only: Iterable[str] | None = None) -> SimilarityIndex:
+        """This model with another blend (the selection scores many): built with ``keep_sources``.
+        With ``only``, the lists of those items alone (all a replay of known histories reads)."""
         if self._coded is None:
             raise ValueError("reblended() needs an index built with keep_sources=True")
         other = copy.copy(self)
         other.blend = blend
-        other.lists = other._blended_lists(self._coded, coded=True)
+        other.lists = other._blended_lists(self._coded, coded=True, only=only)
         return other
 
-    def _blended_lists(self, lists_by_name: Mapping[str, Mapping], coded: bool) -> dict:
+    def _blended_lists(self, lists_by_name: Mapping[str, Mapping], coded: bool,
+                       only: Iterable[str] | None = None) -> dict:
         used = [(lists_by_name[name], w) for name, w in _used(lists_by_name, self.blend)]
+        items = dict.fromkeys(item for lists, _w in used for item in lists) if only is None else only
         out = {}
-        for item in dict.fromkeys(item for lists, _w in used for item in lists):
-            at, values = _blend([(lists[item] if coded else self._code(lists[item]), w)
-                                 for lists, w in used if item in lists])
+        for item in items:
+            weighted = [(lists[item] if coded else self._code(lists[item]), w) for lists, w in used if item in lists]
+            if not weighted:
+                continue
+            at, values = _blend(weighted)
             if at.size:
                 out[item] = (at, values)
         return out

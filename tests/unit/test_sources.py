@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from offline_als.selection import Selection, replay, select_blend
+from offline_als.selection import Selection, lists_read, replay, select_blend
 from offline_als.sources import fit_sources, sequences_by_time
-from ranking import Blend, SimilarityIndex
+from ranking import Blend, DefaultRanker, SimilarityIndex
 
 
 def times(rows: list[list[str]], items: list[str]) -> sp.csr_matrix:
@@ -202,3 +202,24 @@ def test_a_model_whose_sources_are_all_empty_is_ranked_by_its_factor_neighbours(
     for empty in ({}, ((), np.array([]))):
         index = SimilarityIndex({"a": {"b": 0.9}}, related={"a": empty, "b": empty}, sources={"learned": {"a": empty}})
         assert index.blended("a") == {"b": 0.9} and index.source_names == ("related",)
+
+
+def test_a_replay_reads_only_the_lists_of_its_users_recent_items_and_of_its_events():
+    from offline_als.selection import _histories
+
+    rng = np.random.default_rng(11)
+    items = [f"i{j:03d}" for j in range(150)]
+    rows = [list(rng.choice(items, size=int(rng.integers(2, 30)), replace=False)) for _u in range(80)]
+    T = times(rows, items)
+    sources = fit_sources(T, items)
+    histories = _histories(T, items)
+    # 40 events of 10 users, 3 of them new (no history: their first event only learns)
+    events = [(int(u), str(rng.choice(items)), 100.0 + j) for j, u in enumerate(rng.integers(77, 87, size=40))]
+    base = SimilarityIndex(related=sources.pop("related"), sources=sources, keep_sources=True)
+    read = lists_read(histories, events)
+    assert len(read) < len(base.lists)  # some lists are not read: the restriction is tested
+    for blend in (Blend(), Blend(related=0.5, sequential=1.0, learned=2.0, decay=0.4, history=5)):
+        ranker = DefaultRanker(k=10, history=blend.history, decay=blend.decay)
+        assert replay(base.reblended(blend, only=read), histories, events, ranker) == \
+            replay(base.reblended(blend), histories, events, ranker)
+        assert set(base.reblended(blend, only=read).lists) <= read
