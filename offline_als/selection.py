@@ -6,9 +6,9 @@ a short one. So at every retrain the model worker:
 
 1. holds back its newest events (:data:`VALIDATION_SHARE` of what it stores, at most
    :data:`VALIDATION_MAX`) and fits the sources (``offline_als/sources.py``) on the rest,
-   EASE with each penalty of :data:`LAMBDAS` (its best depends on the shop's size and
+   EASE with the penalties of :data:`LAMBDAS` (its best depends on the shop's size and
    density: 1,000 to 3,000 on ml-100k, 500 on ML-20M), keeping the one whose lists alone
-   validate best;
+   validate best (a step up is not fitted when the step down beat the start);
 2. replays the held-back events in time order, test-then-learn: before each event the
    user's list from each candidate blend is checked for the item (HR@10, NDCG@10), then
    the event joins the user's history (the model is not refitted within the slice, as
@@ -139,9 +139,7 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
     if ease_columns(fit_part) is not None and not late():  # the penalty first, on the learned lists alone
         alone = Blend(related=0.0, learned=1.0)
         by_lambda = {params.ease_lambda: (score(alone), sources["learned"])}
-        for lam in LAMBDAS:
-            if lam in by_lambda:
-                continue
+        while (lam := next_penalty({x: v[0] for x, v in by_lambda.items()}, params.ease_lambda)) is not None:
             if late():
                 note = "stopped trying EASE penalties: the retrain's time budget"
                 break
@@ -149,7 +147,7 @@ def select_blend(T: sp.csr_matrix, item_ids: Sequence[str], params: SourceParams
             base[0] = None  # new learned lists: a new index
             sources["learned"] = fit_learned(fit_part, item_ids, dataclasses.replace(params, ease_lambda=lam))
             by_lambda[lam] = (score(alone), sources["learned"])
-        lam = max(by_lambda, key=lambda x: (by_lambda[x][0][1], by_lambda[x][0][0], -x))
+        lam = _best_penalty({x: v[0] for x, v in by_lambda.items()})
         scores[alone], sources["learned"] = by_lambda[lam]
         base[0] = None
         params = dataclasses.replace(params, ease_lambda=lam)
@@ -186,6 +184,23 @@ def _finer(blend: Blend) -> list[tuple[float, ...]]:
         for new in ((w / 2, w * 2) if w > 0 else (top / 4,)):
             out.append(tuple(new if i == j else v for i, v in enumerate(weights)))
     return out
+
+
+def next_penalty(tried: dict[float, tuple[float, float]], start: float) -> float | None:
+    """The next of :data:`LAMBDAS` to fit, given the (HR, NDCG) of those ``tried``; None when
+    done. A penalty on the other side of ``start`` from the best so far is skipped: the
+    validation is taken to rise and fall once over the penalty (each fit is the cost of
+    a retrain: on most shops the step down wins and the step up is never fitted)."""
+    best = _best_penalty(tried)
+    for lam in LAMBDAS:
+        if lam not in tried and (lam - start) * (best - start) >= 0:
+            return lam
+    return None
+
+
+def _best_penalty(tried: dict[float, tuple[float, float]]) -> float:
+    """By NDCG@10, then HR@10, then the smaller penalty."""
+    return max(tried, key=lambda x: (tried[x][1], tried[x][0], -x))
 
 
 def _better(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -242,5 +257,5 @@ def replay(index: SimilarityIndex, histories: dict[int, tuple[list, set]], event
     return (hits / scored, gain / scored) if scored else (0.0, 0.0)
 
 
-__all__ = ["DECAYS", "PRIORS", "VALIDATION_MAX", "VALIDATION_SHARE", "WEIGHTS", "Selection", "lists_read", "replay",
+__all__ = ["DECAYS", "PRIORS", "VALIDATION_MAX", "VALIDATION_SHARE", "WEIGHTS", "Selection", "lists_read", "next_penalty", "replay",
            "select_blend"]

@@ -223,3 +223,14 @@ def test_a_replay_reads_only_the_lists_of_its_users_recent_items_and_of_its_even
         assert replay(base.reblended(blend, only=read), histories, events, ranker) == \
             replay(base.reblended(blend), histories, events, ranker)
         assert set(base.reblended(blend, only=read).lists) <= read
+
+
+def test_the_penalty_search_steps_down_and_up_only_when_down_lost():
+    from offline_als.selection import LAMBDAS, next_penalty
+
+    start, down, up = LAMBDAS  # 1000, 250, 4000
+    assert next_penalty({start: (0.1, 0.05)}, start) == down
+    assert next_penalty({start: (0.1, 0.05), down: (0.1, 0.06)}, start) is None  # down won: up is not fitted
+    assert next_penalty({start: (0.1, 0.05), down: (0.1, 0.04)}, start) == up  # down lost
+    assert next_penalty({start: (0.1, 0.05), down: (0.1, 0.05)}, start) is None  # a tie goes to the smaller penalty
+    assert next_penalty({start: (0.1, 0.05), down: (0.1, 0.04), up: (0.1, 0.07)}, start) is None
