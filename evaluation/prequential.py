@@ -209,7 +209,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                     state = states[name][u] = UserState()
                 state.apply(j, ranker, interaction, shared)
                 new = [q for q, _s in state.last_list if q not in seen][:TOP_N] if emit else None
-                if scoring:
+                if scoring and emit:  # timed where a list is made (every scored event, unless every_list=False)
                     tl = tally[name]
                     tl.seconds += time.perf_counter() - s
                     tl.timed_events += 1

@@ -203,4 +203,6 @@ def test_lists_made_only_where_read_score_the_same():
                               every_list=False)
     for name in rankers:
         assert read_only["tally"][name].ranks == every["tally"][name].ranks, name
-    assert sum(t.timed_events for t in every["tally"].values()) > 0
+    # the cost is timed where a list is made: every scored event (10-19), or the read ones (10, 11, 12, 14, 15, 17)
+    assert {t.timed_events for t in every["tally"].values()} == {10}
+    assert {t.timed_events for t in read_only["tally"].values()} == {6}
