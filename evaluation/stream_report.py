@@ -141,7 +141,9 @@ def write_stream_report(summary: dict, raw: dict, extra: dict, out_dir) -> list[
              "", *_table(summary), "", "## default against the best baseline", "", *_comparison(extra), "",
              ("Novelty is the mean popularity rank (over the whole file, 1 = most interacted) of the "
              "recommended items; coverage the share of the file's items that appeared in a scored list; cost "
-             "is the time of each ranker's update and list per event of the scored half."), "",
+             "is the time of each ranker's update and list per event of the scored half, and change the share "
+             "of a user's list that is new since the one before, both over the lists a later event reads "
+             "(a user's last list is never read, and not made)."), "",
              *_selections(raw), *_tuning(extra), "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")

@@ -63,7 +63,7 @@ def tune(stream, conf: Settings, families=tuple(GRIDS), *, progress: bool = Fals
                 continue
             made = {key: make_baseline(family, params, conf) for key, (family, params) in rankers.items()}
             raw = run_stream(warm, conf, rankers=made, progress=progress, warm_share=VALIDATION_WARM, retrains=1,
-                             train_model=False, every_list=False)
+                             train_model=False)
             summary = summarise(raw)
             for key, (family, params) in rankers.items():
                 tried[family][key] = {"params": params, "ndcg_at_10": summary["ndcg_at_10"][key],
