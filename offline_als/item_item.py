@@ -87,8 +87,11 @@ def ease(X: sp.spmatrix, lam: float, dtype=np.float64, block: int = 1024) -> np.
     if info != 0:
         raise np.linalg.LinAlgError(f"cannot invert X^T X + {lam} I (potri info {info})")
     _mirror_upper(P, block)
-    B = P  # in place: an n x n temporary of a 12,000-item fit is 576 MB and as slow as the inverse
-    B /= -np.diag(P).copy()
+    # In place: an n x n temporary of a 12,000-item fit is 576 MB and as slow as the
+    # inverse. LAPACK hands P back in column order; P is symmetric, so its transpose is
+    # the same matrix in row order, which row gathers (a user's items) read fast.
+    B = P.T if not P.flags.c_contiguous else P
+    B /= -np.diag(B).copy()
     B[np.diag_indices_from(B)] = 0.0
     return B
 

@@ -63,6 +63,7 @@ def test_ease_equals_the_general_inverse_on_random_data():
     np.fill_diagonal(want, 0.0)
     np.testing.assert_allclose(ease(X, 5.0), want, atol=1e-12)
     np.testing.assert_allclose(ease(X, 5.0, block=7), want, atol=1e-12)  # mirrored in blocks, the last one short
+    assert ease(X, 5.0).flags.c_contiguous and ease(X, 5.0, dtype=np.float32).flags.c_contiguous  # rows read fast
 
 
 def test_rp3beta_in_row_blocks_equals_it_whole():
