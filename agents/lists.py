@@ -12,7 +12,13 @@ from tables.state import UserState
 def interaction_of(rating: Rating) -> Interaction:
     """A rating (or a behaviour event turned into one) as the rankers read it."""
     return Interaction(user=rating.user, item=rating.item, rating=rating.rating, ts=rating.ts,
-                       dislike=rating.source == DISLIKE_SOURCE)
+                       dislike=rating.source == DISLIKE_SOURCE, event=event_of_source(rating.source))
+
+
+def event_of_source(source: str) -> str:
+    """The event a rating came from: ``rating`` for an explicit one, else its event type."""
+    kind, _colon, event = source.partition(":")
+    return event if kind == "implicit" and event else "rating"
 
 
 def recommendation_for(rating: Rating, state: UserState, variant: str, version: str, produced_at: float,

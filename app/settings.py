@@ -26,6 +26,7 @@ from pathlib import Path
 # The rankers a list can come from (RECSYS_RANKER, the arms of RECSYS_AB) and the arms' parser.
 from ranking import RANKERS
 from ranking.ab import parse_ab
+from ranking.learned import parse_objective
 
 
 class SettingError(ValueError):
@@ -241,9 +242,16 @@ class RankingSettings:
     decay: float = env("RECSYS_DECAY", 1.0)
     #: How many already-rated items per user are remembered (and never recommended).
     rated_items_max: int = env("RECSYS_RATED_ITEMS_MAX", 1000)
+    #: The learned ranker's objective: ``task:weight,...`` over ``interaction`` (any event)
+    #: and ``conversion`` (cart, purchase, a rating above the middle of the scale).
+    objective: str = env("RECSYS_OBJECTIVE", "interaction:1,conversion:1")
 
     def __post_init__(self) -> None:
         _check_rankers(self)
+        try:
+            parse_objective(self.objective)
+        except ValueError as exc:
+            raise SettingError(f"RECSYS_OBJECTIVE={self.objective!r}: {exc}") from None
 
 
 @dataclass(frozen=True)

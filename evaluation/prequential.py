@@ -31,9 +31,12 @@ from threadpoolctl import ThreadpoolController
 
 from app.settings import Settings
 from datatools.datasets import FORMATS, SCALES, iter_rows, load_ratings
+from learner.online import OnlineLearner
 from offline_als.als import available_cpus, ratings_to_csr
 from offline_als.model import als_from_settings, times_csr, train_and_similar
 from ranking import Interaction, Ranker
+from ranking.features import FEATURES
+from ranking.learned import LearnedRanker
 from ranking.paper import high_rating_cut
 from tables.state import UserState
 
@@ -66,13 +69,15 @@ class Stream:
     skipped: dict = field(default_factory=dict)
     #: Behaviour events (views, carts, ...), not ratings: ALS learns them as implicit feedback.
     behaviour: bool = False
+    #: Each behaviour event's type (``view``, ``cart``, ...); empty for ratings.
+    events: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.users)
 
     def head(self, n: int) -> Stream:
         return Stream(self.users[:n], self.items[:n], self.ratings[:n], self.ts[:n], self.scale, self.skipped,
-                      self.behaviour)
+                      self.behaviour, self.events[:n])
 
 
 def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Stream:
@@ -97,10 +102,11 @@ def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Str
         ratings = np.array([weights[r.event] for r in rows], dtype=np.float64)
         ts, skipped = np.array([r.ts for r in rows], dtype=np.float64), dict(counter)
         scale = (conf.input.rating_min, conf.input.rating_max)
+        events = [r.event for r in rows]
     if not users:
         raise ValueError(f"no events in {path} (skipped: {skipped})")
     return Stream(users, items, ratings, ts, (float(scale[0]), float(scale[1])), skipped,
-                  behaviour=FORMATS[fmt].kind != "ratings")
+                  behaviour=FORMATS[fmt].kind != "ratings", events=events if FORMATS[fmt].kind != "ratings" else [])
 
 
 def interactions(stream: Stream, n: int) -> Interactions:
@@ -161,6 +167,8 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     rankers = dict(rankers) if rankers is not None else make_rankers(conf, high_rating_cut(*stream.scale))
     shared = SharedState(TopCounter(), HotWindow(conf.behaviour.hopping_size_s, conf.behaviour.hopping_step_s, conf.behaviour.hot_items))
     shared.fit_for(rankers.values())
+    learners = learners_for(rankers, conf)
+    shared.keep_sources = bool(learners)
     t0 = time.perf_counter()
     data = interactions(stream, n_warm)
     shared.set_model(train(data, conf) if train_model else None, data)
@@ -200,7 +208,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                 seen = interacted[u] = set()
             seen.add(i)
             shared.observe(i, t)
-            interaction = Interaction(u, i, r, t)
+            interaction = Interaction(u, i, r, t, event=stream.events[j] if stream.events else "rating")
             emit = read_later[j]
             shared.lists_read = emit
             for name, ranker in rankers.items():
@@ -208,6 +216,13 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                 state = states[name].get(u)
                 if state is None:
                     state = states[name][u] = UserState()
+                learner = learners.get(name)
+                if learner is not None:  # test (the examples scored first), then learn
+                    shared.learned = learner.serving
+                    examples = ranker.examples(state, interaction, shared)
+                    if examples is not None:
+                        learner.learn(examples)
+                    shared.learned = learner.serving
                 state.apply(j, ranker, interaction, shared)
                 new = [q for q, _s in state.last_list if q not in seen][:TOP_N] if emit else None
                 if scoring and emit:
@@ -229,9 +244,22 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                 selections.append(_selection(shared.model))
     finally:
         one_thread.restore_original_limits()
-    return {"tally": tally, "n_events": n, "n_warm": n_warm, "n_known": n_known, "n_repeat": n_repeat,
+    return {"tally": tally, "n_events": n, "learners": {name: learner_summary(lr) for name, lr in learners.items()}, "n_warm": n_warm, "n_known": n_known, "n_repeat": n_repeat,
             "users": len(users_scored), "scored_ts": np.asarray(scored_ts), "catalogue": len(pop_rank),
             "train_seconds": train_s, "names": list(rankers), "scale": stream.scale, "selections": selections}
+
+
+def learners_for(rankers: Mapping[str, Ranker], conf: Settings) -> dict[str, OnlineLearner]:
+    """One learner per learned ranker, as ``recsys learner`` would run it for that ranker."""
+    return {name: OnlineLearner(FEATURES, dict(ranker.objective), name=name)
+            for name, ranker in rankers.items() if isinstance(ranker, LearnedRanker)}
+
+
+def learner_summary(learner: OnlineLearner) -> dict:
+    """What a learner did over the run: versions shipped and refused, the serving set's numbers."""
+    serving = learner.serving
+    return {"versions": learner.versions, "rejected": len(learner.rejected), "examples": learner.examples_learnt,
+            "serving": serving.validation if serving is not None else None}
 
 
 def lists_read_later(users, n_warm: int) -> np.ndarray:

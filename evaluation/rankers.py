@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ranking import SimilarityIndex
+from ranking.features import Context
 from ranking.history import add_rated_item, add_recent_rating, is_replay
 from ranking.protocol import History, Interaction, Ranker, Step
 
@@ -167,6 +168,15 @@ class SharedState:
     lists_read: bool = True
     #: (fit key, user) -> (how many items, their sum): ``evaluation.baselines.history_sum``
     sums: dict = field(default_factory=dict)
+    #: The weight set the learned ranker being stepped reads (``ranking.learned``).
+    learned: object = None
+    #: Whether the index keeps each source's lists (a learned ranker reads them).
+    keep_sources: bool = False
+
+    @property
+    def context(self) -> Context:
+        """What the learned ranker's features read besides the index: the hot items."""
+        return Context(hot_items=self.window.hot)
 
     def fit_for(self, rankers: Iterable[Ranker]) -> None:
         """Fit what these ``rankers`` learn at every retrain (:meth:`set_model`)."""
@@ -190,7 +200,7 @@ class SharedState:
         the baselines' fits on ``data``."""
         if trained is not None:  # None: a run whose rankers read only their own fits
             self.model = trained
-            self.index = trained.index()
+            self.index = trained.index(keep_sources=self.keep_sources)
             self.model_items = {str(x): j for j, x in enumerate(trained.item_ids)}
             self.model_users = {str(x): j for j, x in enumerate(trained.user_ids)}
         self.version += 1

@@ -98,11 +98,12 @@ class TrainedModel:
         return {"trained_at": self.trained_at, "related": self.related, "counts": self.counts,
                 "sources": self.sources, "blend": self.selection.as_dict() if self.selection else None}
 
-    def index(self) -> SimilarityIndex:
-        """The model as a worker holds it once the publication has landed."""
+    def index(self, keep_sources: bool = False) -> SimilarityIndex:
+        """The model as a worker holds it once the publication has landed (``keep_sources``:
+        each source's lists too, as a worker serving the learned ranker holds them)."""
         return SimilarityIndex({i: n for i, n in self.neighbours.items() if n}, related=self.related,
                                counts=self.counts, sources=self.sources,
-                               blend=self.selection.blend if self.selection else None)
+                               blend=self.selection.blend if self.selection else None, keep_sources=keep_sources)
 
     @property
     def train_rmse(self) -> float | None:

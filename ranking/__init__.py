@@ -9,6 +9,8 @@ through ``tables.state.UserState.apply``.
 ``model``       :class:`SimilarityIndex`, its :class:`Blend` and the :class:`Model` a step reads
 ``history``     the recent interactions and rated items every ranker keeps
 ``default``     the default ranker
+``features``    the learned ranker's candidates and their features
+``learned``     the learned ranker (the default's candidates, ordered by weights learnt online)
 ``paper``       the paper's formula
 ``ab``          which ranker serves a user (``RECSYS_RANKER``, ``RECSYS_AB``)
 ==============  ==================================================================
@@ -16,6 +18,7 @@ through ``tables.state.UserState.apply``.
 from __future__ import annotations
 
 from ranking.default import DefaultRanker
+from ranking.learned import LearnedRanker
 from ranking.model import Blend, Model, SimilarityIndex
 from ranking.paper import PaperRanker
 from ranking.protocol import History, Interaction, Ranker, Step
@@ -25,6 +28,7 @@ from ranking.protocol import History, Interaction, Ranker, Step
 RANKERS: dict[str, type[Ranker]] = {
     "default": DefaultRanker,
     "paper": PaperRanker,
+    "learned": LearnedRanker,
 }
 
 
@@ -37,5 +41,5 @@ def make_ranker(name: str, conf) -> Ranker:
     return cls.from_settings(conf)
 
 
-__all__ = ["RANKERS", "Blend", "DefaultRanker", "History", "Interaction", "Model", "PaperRanker", "Ranker", "SimilarityIndex",
+__all__ = ["RANKERS", "Blend", "DefaultRanker", "History", "Interaction", "LearnedRanker", "Model", "PaperRanker", "Ranker", "SimilarityIndex",
            "Step", "make_ranker"]

@@ -161,6 +161,12 @@ class SimilarityIndex:
         #: The prior by position (0 for an item without a count).
         self.prior_at = np.array([self.prior.get(q, 0.0) for q in self.ids], dtype=np.float64)
 
+    @property
+    def source_lists(self) -> Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]:
+        """Each source's lists as arrays (item -> (positions, weights)), when built with
+        ``keep_sources`` (the learned ranker reads each source apart); else empty."""
+        return self._coded or {}
+
     def reblended(self, blend: Blend, only: Iterable[str] | None = None) -> SimilarityIndex:
         """This model with another blend (the selection scores many): built with ``keep_sources``.
         With ``only``, the lists of those items alone (all a replay of known histories reads)."""

@@ -36,7 +36,8 @@ class Interaction:
     """One interaction of a user with an item.
 
     ``rating`` is the rating, or a behaviour event's weight; ``dislike`` says the user
-    turned the item down (it is also the lowest rating: what the paper's formula reads).
+    turned the item down (it is also the lowest rating: what the paper's formula reads);
+    ``event`` is the behaviour event it came from (``rating`` for a rating).
     """
 
     user: str
@@ -44,6 +45,7 @@ class Interaction:
     rating: float
     ts: float
     dislike: bool = False
+    event: str = "rating"
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,6 +66,6 @@ class UserState:
         step = ranker.step(self, interaction, model)
         self.recent, self.rated = step.recent, step.rated
         self.recs = {"items": step.items, "model_version": model.version, "ts": interaction.ts,
-                     "because": step.because}
+                     "because": step.because, "event": interaction.event}
         self.offset = offset
         return True, step

@@ -17,7 +17,7 @@ LAYERS = [
     {"app.worker"},
     {"api"},
     {"agents"},
-    {"web", "offline_als"},
+    {"web", "offline_als", "learner"},
     {"tables"},
     {"datatools"},
     {"app.app", "app.topics", "app.faust_patches"},

@@ -1,0 +1,196 @@
+"""The learner's model: one FTRL-Proximal logistic head per task, trained on every
+interaction's examples, and the gate that decides which weight sets are published.
+
+FTRL-Proximal (McMahan et al., "Ad Click Prediction: a View from the Trenches", KDD
+2013): per coordinate i, with the gradient g_i of the weighted log-loss,
+
+    sigma_i = (sqrt(n_i + g_i^2) - sqrt(n_i)) / alpha
+    z_i    += g_i - sigma_i * w_i
+    n_i    += g_i^2
+    w_i     = 0                                                   if |z_i| <= l1
+            = -(z_i - sign(z_i) l1) / ((beta + sqrt(n_i)) / alpha + l2)   otherwise
+
+One interaction's examples are one step (their gradients summed). Every interaction is
+scored before it is learnt (progressive validation), by the model being learnt and by
+the serving weight set; :class:`Gate` compares the two over the newest window.
+"""
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ranking.learned import TASKS, Examples, LearnedWeights, sigmoid
+
+#: Clip probabilities this far from 0 and 1 in the log-loss.
+_EPS = 1e-7
+
+
+@dataclass
+class FtrlHead:
+    """One logistic head over ``size`` features, learnt by FTRL-Proximal."""
+
+    size: int
+    alpha: float = 0.1
+    beta: float = 1.0
+    l1: float = 0.0
+    l2: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.z = np.zeros(self.size)
+        self.n = np.zeros(self.size)
+
+    def weights(self) -> np.ndarray:
+        z, n = self.z, self.n
+        w = -(z - np.sign(z) * self.l1) / ((self.beta + np.sqrt(n)) / self.alpha + self.l2)
+        w[np.abs(z) <= self.l1] = 0.0
+        return w
+
+    def learn(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> None:
+        """One step on the rows ``X`` with labels ``y`` and row weights ``weights``."""
+        w = self.weights()
+        g = X.T @ ((sigmoid(X @ w) - y) * weights)
+        sigma = (np.sqrt(self.n + g * g) - np.sqrt(self.n)) / self.alpha
+        self.z += g - sigma * w
+        self.n += g * g
+
+
+def ndcg_at_10(scores: np.ndarray) -> float:
+    """NDCG@10 of row 0 (the positive) among the rows ranked by ``scores`` (ties: the
+    positive after the others, so a constant scorer earns nothing)."""
+    rank = 1 + int(np.sum(scores[1:] >= scores[0]))
+    return 1.0 / math.log2(rank + 1) if rank <= 10 else 0.0
+
+
+def log_loss(p: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
+    """Weighted log-loss summed over the rows."""
+    p = np.clip(p, _EPS, 1.0 - _EPS)
+    return float(-np.sum(weights * (y * np.log(p) + (1.0 - y) * np.log(1.0 - p))))
+
+
+def _evaluate(heads: Mapping[str, np.ndarray], ex: Examples, objective: Mapping[str, float]) -> tuple[float, float]:
+    """NDCG@10 of ``ex``'s positive by the objective's score, and the log-loss summed over the heads."""
+    score = np.zeros(ex.X.shape[0])
+    loss = 0.0
+    for task in TASKS:
+        p = sigmoid(ex.X @ heads[task])
+        loss += log_loss(p, ex.labels[task], ex.weights)
+        score += objective.get(task, 0.0) * p
+    return ndcg_at_10(score), loss
+
+
+class Gate:
+    """A new weight set ships only if, over the newest ``window`` interactions, its
+    progressive NDCG@10 (each interaction scored by the model being learnt, before it was
+    learnt) is at least the serving set's on the same interactions, and its log-loss
+    finite and not higher; any finite set ships when none serves. NaN or infinite weights
+    never ship."""
+
+    def __init__(self, objective: Mapping[str, float], window: int = 2000) -> None:
+        self.objective = dict(objective)
+        #: (examples, rows' weight, progressive NDCG, progressive loss, serving NDCG, serving loss)
+        self.window: collections.deque[tuple] = collections.deque(maxlen=window)
+        self.serving: LearnedWeights | None = None
+
+    def add(self, ex: Examples, heads: Mapping[str, np.ndarray]) -> None:
+        """Score ``ex`` with the model about to learn it, and with the serving set."""
+        serving = _evaluate(self.serving.heads, ex, self.objective) if self.serving is not None else (0.0, math.inf)
+        self.window.append((ex, float(ex.weights.sum()), *_evaluate(heads, ex, self.objective), *serving))
+
+    def serve(self, weights: LearnedWeights | None) -> None:
+        """``weights`` serve from now on: the window is scored by them again."""
+        self.serving = weights
+        if weights is not None:
+            self.window = collections.deque(
+                ((ex, rows, nd, lo, *_evaluate(weights.heads, ex, self.objective)) for ex, rows, nd, lo, *_s in self.window),
+                maxlen=self.window.maxlen)
+
+    def numbers(self) -> dict:
+        """The window's means: NDCG@10 and log-loss per row, progressive and (when one
+        serves) the serving set's on the same interactions."""
+        n = len(self.window)
+        if n == 0:
+            return {"interactions": 0, "ndcg": 0.0, "log_loss": math.nan}
+        sums = np.sum([entry[1:] for entry in self.window], axis=0)
+        rows = sums[0] or 1.0
+        out = {"interactions": n, "ndcg": sums[1] / n, "log_loss": sums[2] / rows}
+        if self.serving is not None:
+            out.update(serving_ndcg=sums[3] / n, serving_log_loss=sums[4] / rows)
+        return {k: float(v) for k, v in out.items()}
+
+    def passes(self, heads: Mapping[str, np.ndarray]) -> tuple[bool, dict, str]:
+        """``(ship?, the numbers, why not)`` for the weights ``heads``."""
+        numbers = self.numbers()
+        if not all(np.all(np.isfinite(w)) for w in heads.values()):
+            return False, numbers, "weights not finite"
+        if not math.isfinite(numbers["log_loss"]):
+            return False, numbers, "log-loss not finite"
+        if self.serving is None:
+            return True, numbers, ""
+        if numbers["ndcg"] < numbers["serving_ndcg"]:
+            return False, numbers, "NDCG@10 below the serving version's"
+        if numbers["log_loss"] > numbers["serving_log_loss"]:
+            return False, numbers, "log-loss above the serving version's"
+        return True, numbers, ""
+
+
+class OnlineLearner:
+    """Learns every interaction's examples (scored first) and offers a new weight set
+    every ``every`` examples, which ships if the :class:`Gate` passes it.
+
+    Parameters
+    ----------
+    features : sequence of str
+        The feature names (``ranking.features.FEATURES``).
+    objective : mapping of task -> weight
+        How the NDCG of the gate ranks rows (the serving objective).
+    every : int
+        Example rows between two offers.
+    window : int
+        Interactions in the gate's window.
+    """
+
+    def __init__(self, features: Sequence[str], objective: Mapping[str, float], *, every: int = 5000,
+                 window: int = 2000, alpha: float = 0.1, l2: float = 1.0, name: str = "learned") -> None:
+        self.features = tuple(features)
+        self.objective = dict(objective)
+        self.heads = {task: FtrlHead(len(self.features), alpha=alpha, l2=l2) for task in TASKS}
+        self.gate = Gate(self.objective, window)
+        self.every, self.name = every, name
+        self.serving: LearnedWeights | None = None
+        self.rejected: collections.deque[dict] = collections.deque(maxlen=20)
+        self.rows_since_offer = 0
+        self.versions = 0
+        self.examples_learnt = 0
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return {task: head.weights() for task, head in self.heads.items()}
+
+    def learn(self, ex: Examples) -> LearnedWeights | None:
+        """Score ``ex`` (progressive validation: :meth:`Gate.add`), learn it, and return a new serving weight
+        set when one was offered and shipped."""
+        self.gate.add(ex, self.weights())
+        for task, head in self.heads.items():
+            head.learn(ex.X, ex.labels[task], ex.weights)
+        self.examples_learnt += len(ex.weights)
+        self.rows_since_offer += len(ex.weights)
+        if self.rows_since_offer >= self.every:
+            self.rows_since_offer = 0
+            return self.offer()
+        return None
+
+    def offer(self) -> LearnedWeights | None:
+        """Offer the weights learnt so far to the gate: the new serving set, or None."""
+        heads = self.weights()
+        ok, numbers, why = self.gate.passes(heads)
+        if not ok:
+            self.rejected.append({**numbers, "reason": why, "examples": self.examples_learnt})
+            return None
+        self.versions += 1
+        self.serving = LearnedWeights(f"{self.name}-{self.versions}", self.features, heads,
+                                      {**numbers, "examples": self.examples_learnt})
+        self.gate.serve(self.serving)
+        return self.serving

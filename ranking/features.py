@@ -1,0 +1,181 @@
+"""The learned ranker's candidates and their features: one fixed vector per (user, candidate).
+
+Candidates are the recall ranker's (``ranking.DefaultRanker``: the model's blended
+sources, recency decay and popularity prior) top ``n`` for the user's history, then the
+hot items it did not list. Every candidate gets the vector :data:`FEATURES` names, each
+feature on a scale that does not depend on the shop (shares, ranks, logs of counts
+over their maximum), so one model fits any data set; a feature the data does not have
+(no catalogue, no categories, no behaviour events) is 0. Pure: the worker (serving and
+making examples) and the streaming evaluation call the same :func:`candidates`.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ranking.model import SOURCES, SimilarityIndex
+
+#: Event types a list can be triggered by, as features (a rating is ``rating``; cart and fav one).
+EVENTS = ("rating", "view", "click", "cart", "purchase")
+_EVENT_SLOT = {"fav": "cart", "search": "click"}
+
+#: A log time scale: a year in seconds.
+_YEAR_S = 3.2e7
+
+#: The candidate features that are not per-list constants (the crosses read them).
+ITEM_FEATURES = (
+    "recall",  # the recall ranker's score (the default ranker's formula)
+    "recall_rank",  # 1 / log2(2 + position in the recall order)
+    *(f"knn_{s}" for s in SOURCES),  # each source's decayed sum over the history / its largest
+    *(f"last_{s}" for s in SOURCES),  # the newest interaction's own weight in each source
+    "prior",  # lg(1 + count) / lg(1 + max count)
+    "trending",  # 1 - rank / n in the hot items (0: not hot)
+    "support",  # share of the recent items whose lists hold the candidate
+    "because_recency",  # 1 / (1 + how many newer interactions than the one that contributed most)
+    "because_age",  # lg(1 + seconds since that interaction) / lg(1 + a year)
+    "category_affinity",  # share of the recent interactions in the candidate's category
+    "item_age",  # lg(1 + seconds since the item was first seen) / lg(1 + a year)
+    "shown",  # 1 / log2(2 + position in the list the user had) (0: not in it)
+)
+#: Per-list constants: they move a list's scores together, so they matter through crosses.
+USER_FEATURES = ("activity", *(f"event_{e}" for e in EVENTS))
+#: Products of a user feature and an item feature.
+CROSSES = tuple((u, i) for u in USER_FEATURES for i in ("recall", "knn_related", "knn_sequential", "knn_learned",
+                                                        "last_sequential", "prior", "trending"))
+#: The feature vector, in order (``bias`` first).
+FEATURES = ("bias", *ITEM_FEATURES, *USER_FEATURES, *(f"{u}*{i}" for u, i in CROSSES))
+_AT = {name: j for j, name in enumerate(FEATURES)}
+_CROSS_AT = np.array([[_AT[u], _AT[i]] for u, i in CROSSES], dtype=np.intp).reshape(-1, 2)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the features read besides the user's history and the model's index.
+
+    Parameters
+    ----------
+    hot_items : sequence of str
+        The worker's hot items, most first (the trending feature).
+    categories : mapping of item -> category
+        The catalogue's categories (empty: no catalogue).
+    first_seen : mapping of item -> time
+        When each item was first seen (empty: unknown).
+    """
+
+    hot_items: Sequence[str] = ()
+    categories: Mapping[str, str] = field(default_factory=dict)
+    first_seen: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Candidates:
+    """One user's candidates: ``items`` in recall order, ``X[j]`` the features of
+    ``items[j]`` (:data:`FEATURES`), ``because[j]`` the recent item that contributed most
+    to it (``None``: it came from the prior or the hot items alone)."""
+
+    items: list
+    X: np.ndarray
+    because: list
+
+
+def event_of(source: str) -> str:
+    """The feature slot of an interaction's event (``rating`` for an explicit rating)."""
+    event = _EVENT_SLOT.get(source, source)
+    return event if event in EVENTS else "rating"
+
+
+def candidates(recent: Sequence[Sequence], rated, shown: Sequence[Sequence], event: str, ts: float,
+               index: SimilarityIndex, context: Context, *, recall, n_hot: int = 20) -> Candidates:
+    """The candidates of a user whose history is ``recent`` (``[[item, weight, ts], ...]``
+    oldest first) and ``rated``, who has the list ``shown`` and whose latest interaction
+    was an ``event`` at ``ts``: ``recall``'s list (a ``DefaultRanker``; its ``k`` is how
+    many), then up to ``n_hot`` hot items it did not list."""
+    rated = rated if isinstance(rated, (set, frozenset)) else set(rated)
+    history = recall.history if recall.history is not None else index.blend.history
+    recent = list(recent)[-history:]
+    listed, because = recall.rank(recent, rated, index)[:2]
+    items = [q for q, _s in listed]
+    recall_score = [s for _q, s in listed]
+    have = set(items)
+    for q in context.hot_items:
+        if len(items) >= recall.k + n_hot:
+            break
+        if q not in have and q not in rated:
+            items.append(q)
+            recall_score.append(0.0)
+            have.add(q)
+    X = np.zeros((len(items), len(FEATURES)), dtype=np.float64)
+    if not items:
+        return Candidates(items, X, [])
+    position = index.position
+    at = np.fromiter((position.get(q, -1) for q in items), dtype=np.intp, count=len(items))
+    known = at >= 0
+    X[:, _AT["bias"]] = 1.0
+    X[:, _AT["recall"]] = recall_score
+    X[:, _AT["recall_rank"]] = 1.0 / np.log2(2.0 + np.arange(len(items)))
+    _source_features(X, recent, at, known, index, recall)
+    X[known, _AT["prior"]] = index.prior_at[at[known]]
+    hot = {q: r for r, q in enumerate(context.hot_items)}
+    if hot:
+        X[:, _AT["trending"]] = [1.0 - hot[q] / len(hot) if q in hot else 0.0 for q in items]
+    order = {entry[0]: len(recent) - 1 - j for j, entry in enumerate(recent)}  # 0 = newest
+    when = {entry[0]: float(entry[2]) for entry in recent}
+    lg_year = math.log1p(_YEAR_S)
+    becauses = []
+    for j, q in enumerate(items):
+        r = because.get(q)
+        becauses.append(r)
+        if r is not None:
+            X[j, _AT["because_recency"]] = 1.0 / (1.0 + order[r])
+            X[j, _AT["because_age"]] = math.log1p(max(ts - when[r], 0.0)) / lg_year
+    if context.categories:
+        mine = [context.categories.get(entry[0]) for entry in recent]
+        share = {c: mine.count(c) / len(mine) for c in set(mine) if c is not None}
+        X[:, _AT["category_affinity"]] = [share.get(context.categories.get(q), 0.0) for q in items]
+    if context.first_seen:
+        X[:, _AT["item_age"]] = [math.log1p(max(ts - context.first_seen[q], 0.0)) / lg_year
+                                 if q in context.first_seen else 0.0 for q in items]
+    place = {entry[0]: p for p, entry in enumerate(shown)}
+    if place:
+        X[:, _AT["shown"]] = [1.0 / math.log2(2.0 + place[q]) if q in place else 0.0 for q in items]
+    X[:, _AT["activity"]] = math.log1p(len(rated)) / math.log1p(1000.0)
+    X[:, _AT[f"event_{event_of(event)}"]] = 1.0
+    X[:, len(FEATURES) - len(CROSSES):] = X[:, _CROSS_AT[:, 0]] * X[:, _CROSS_AT[:, 1]]
+    return Candidates(items, X, becauses)
+
+
+def _source_features(X: np.ndarray, recent: list, at: np.ndarray, known: np.ndarray, index: SimilarityIndex,
+                     recall) -> None:
+    """Each source's decayed sum over the history (over its largest absolute value among
+    the candidates), the newest interaction's own weight, and the recent items' support."""
+    decay = recall.decay if recall.decay is not None else index.blend.decay
+    size, last = len(index.ids), len(recent) - 1
+    mine = at[known]
+    every = []  # every recent item's list in every source: the support
+    for name in SOURCES:
+        lists = index.source_lists.get(name)
+        if not lists:
+            continue
+        parts, where = [], []
+        for j, entry in enumerate(recent):
+            neigh = lists.get(entry[0])
+            if neigh is not None:
+                where.append(neigh[0])
+                parts.append(decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0) * neigh[1])
+        if not where:
+            continue
+        every.extend(where)
+        knn = np.bincount(np.concatenate(where), np.concatenate(parts), minlength=size)[mine]
+        top = np.abs(knn).max()
+        if top > 0:
+            X[known, _AT[f"knn_{name}"]] = knn / top
+        newest = lists.get(recent[-1][0])
+        if newest is not None:
+            own = np.bincount(newest[0], newest[1], minlength=size)[mine]
+            X[known, _AT[f"last_{name}"]] = np.clip(own, -2.0, 2.0) / 2.0
+    if every:
+        touched = np.bincount(np.concatenate(every), minlength=size)[mine]
+        X[known, _AT["support"]] = touched / (len(SOURCES) * max(len(recent), 1))

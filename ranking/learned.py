@@ -1,0 +1,216 @@
+"""The learned ranker (``RECSYS_RANKER=learned``): the recall ranker's candidates, ordered
+by a model that learns from every event.
+
+On an interaction the user's history is updated as the default ranker's; the
+candidates (``ranking/features.py``: the default ranker's top ``recall.k`` and the hot
+items) get their features, and each is scored by the serving weight set
+(:class:`LearnedWeights`, published by the learner on ``ranker-model``):
+
+    score(q) = sum over tasks t of objective[t] * sigmoid(w_t . x(q))
+
+one logistic head per task (``interaction``: any event; ``conversion``: a cart or a
+purchase, or a rating above the middle of the scale), weighed by ``RECSYS_OBJECTIVE``,
+which the shop changes without retraining. Without weights (cold start, or a set made
+for other features) the list is the recall ranker's.
+
+Every interaction also labels what the user was offered just before it
+(:meth:`LearnedRanker.examples`): the candidates of the user's state before the event,
+recomputed from that state; the item the user took is the positive, the candidates in
+the user's list the negatives that were shown and skipped (weight ``skipped_weight``),
+and a seeded sample of ``negatives`` of the other candidates the negatives never shown,
+each weighing for the never-shown candidates it was drawn from (weight = their number /
+``negatives``): a shown-and-skipped candidate counts ``skipped_weight`` times one never
+shown, and the rates the heads learn are those of all the candidates, not of the sample.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ranking.default import DefaultRanker
+from ranking.features import FEATURES, Candidates, Context, candidates, event_of
+from ranking.history import add_rated_item, add_recent_rating, is_replay
+from ranking.protocol import History, Interaction, Ranker, Step
+
+#: The learned heads, in order.
+TASKS = ("interaction", "conversion")
+#: Events that are conversions (a rating is one above the middle of the scale).
+CONVERSIONS = frozenset({"cart", "purchase"})
+
+
+def parse_objective(spec: str) -> dict[str, float]:
+    """``"interaction:1,conversion:4"`` as ``{task: weight}`` (unnamed tasks weigh 0);
+    raises ``ValueError`` on an unknown task or a weight that is not a finite number >= 0."""
+    out = dict.fromkeys(TASKS, 0.0)
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        task, _colon, weight = part.partition(":")
+        task = task.strip()
+        if task not in TASKS:
+            raise ValueError(f"objective {part!r}: the tasks are {', '.join(TASKS)}")
+        try:
+            value = float(weight)
+        except ValueError:
+            raise ValueError(f"objective {part!r}: the weight is not a number") from None
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"objective {part!r}: a weight is a finite number >= 0")
+        out[task] = value
+    if not any(out.values()):
+        raise ValueError(f"objective {spec!r}: at least one task needs a weight above 0")
+    return out
+
+
+@dataclass(frozen=True)
+class LearnedWeights:
+    """One published weight set: a weight vector per task over ``features``.
+
+    Parameters
+    ----------
+    version : str
+        The learner's name for it (every list it ranks carries it).
+    features : tuple of str
+        The features the weights are for; a set made for others is not used.
+    heads : mapping of task -> array
+        The weights of each task's logistic head, in ``features`` order.
+    validation : dict
+        The gate's numbers on the window it was published on.
+    """
+
+    version: str
+    features: tuple
+    heads: Mapping[str, np.ndarray]
+    validation: dict = field(default_factory=dict)
+
+    def fits(self) -> bool:
+        """Whether these weights are for this code's features."""
+        return tuple(self.features) == FEATURES
+
+    def scores(self, X: np.ndarray, objective: Mapping[str, float]) -> np.ndarray:
+        """Each row's ``sum over tasks of objective[t] * sigmoid(w_t . x)``."""
+        out = np.zeros(X.shape[0])
+        for task, weight in objective.items():
+            if weight > 0:
+                out += weight * sigmoid(X @ self.heads[task])
+        return out
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # = 1 / (1 + e^-z), without overflow
+
+
+@dataclass(frozen=True, slots=True)
+class Examples:
+    """The labelled candidates of one interaction: ``X`` the rows' features, ``labels[t]``
+    each row's label for task t (1: the item the user took, for the tasks it counts
+    for), ``weights`` each row's weight. Row 0 is the positive."""
+
+    user: str
+    item: str
+    ts: float
+    X: np.ndarray
+    labels: Mapping[str, np.ndarray]
+    weights: np.ndarray
+
+
+@dataclass(frozen=True)
+class LearnedRanker(Ranker):
+    """The recall ranker's candidates, ordered by the learned weights.
+
+    Parameters
+    ----------
+    recall : DefaultRanker
+        The recall ranker; its ``k`` is how many candidates it gives.
+    n_hot : int
+        Hot items added as candidates.
+    k : int
+        List length.
+    objective : tuple of (task, weight)
+        How the heads combine (``RECSYS_OBJECTIVE``).
+    high_cut : float
+        A rating above it is a conversion (the middle of the rating scale).
+    negatives : int
+        Never-shown candidates sampled as negatives per interaction.
+    skipped_weight : float
+        Weight of a negative the user had in the list and did not take.
+    rated_limit : int
+        Items remembered as "already had".
+    """
+
+    recall: DefaultRanker = field(default_factory=lambda: DefaultRanker(k=100))
+    n_hot: int = 20
+    k: int = 20
+    objective: tuple = (("interaction", 1.0), ("conversion", 1.0))
+    high_cut: float = 3.0
+    negatives: int = 10
+    skipped_weight: float = 2.0
+    rated_limit: int = 1000
+
+    @classmethod
+    def from_settings(cls, conf) -> LearnedRanker:
+        high_cut = (conf.input.rating_min + conf.input.rating_max) / 2.0
+        return cls(k=conf.ranking.k, rated_limit=conf.ranking.rated_items_max, high_cut=high_cut,
+                   objective=tuple(parse_objective(conf.ranking.objective).items()))
+
+    def candidates(self, recent, rated, shown, event: str, ts: float, model) -> Candidates:
+        """The candidates of a history, with their features (``ranking.features.candidates``)."""
+        context = getattr(model, "context", None) or Context(hot_items=model.hot_items)
+        return candidates(recent, rated, shown, event, ts, model.index, context, recall=self.recall,
+                          n_hot=self.n_hot)
+
+    def step(self, state: History, interaction: Interaction, model) -> Step:
+        weight = -1.0 if interaction.dislike else interaction.rating
+        if is_replay(state.recent, interaction.item, weight, interaction.ts):
+            return Step.unchanged(state)
+        recent = add_recent_rating(state.recent, interaction.item, weight, interaction.ts, DefaultRanker.KEPT)
+        rated = add_rated_item(state.rated, interaction.item, self.rated_limit)
+        found = self.candidates(recent, rated, state.last_list, interaction.event, interaction.ts, model)
+        weights = getattr(model, "learned", None)
+        if weights is not None and weights.fits() and found.items:
+            scores = weights.scores(found.X, dict(self.objective))
+            order = np.lexsort((np.arange(len(scores)), -scores))[: self.k]  # ties: the recall order
+            items = [[found.items[j], round(float(scores[j]), 6)] for j in order]
+        else:
+            order = range(min(self.k, len(found.items)))
+            items = [[found.items[j], round(float(found.X[j, 1]), 6)] for j in order]
+        because = {found.items[j]: found.because[j] for j in order if found.because[j] is not None}
+        return Step(recent, rated, items, because, len(found.items))
+
+    def examples(self, state: History, interaction: Interaction, model) -> Examples | None:
+        """What ``interaction`` teaches: the candidates of ``state`` (the user's history
+        before it), the item taken as the positive; ``None`` when it was not a candidate,
+        or the interaction is a replay or a dislike."""
+        if interaction.dislike or not state.recent or is_replay(state.recent, interaction.item, interaction.rating,
+                                                                  interaction.ts):
+            return None
+        newest = state.recent[-1]
+        found = self.candidates(state.recent, state.rated, state.last_list, _event_of_entry(state), newest[2], model)
+        try:
+            positive = found.items.index(interaction.item)
+        except ValueError:
+            return None
+        shown = {entry[0] for entry in state.last_list}
+        skipped = [j for j, q in enumerate(found.items) if j != positive and q in shown]
+        others = [j for j, q in enumerate(found.items) if j != positive and q not in shown]
+        seed = zlib.crc32(f"{interaction.user}\x00{interaction.item}\x00{interaction.ts!r}".encode())
+        unseen_weight = 1.0
+        if len(others) > self.negatives:  # each sampled one stands for the never-shown it was drawn from
+            unseen_weight = len(others) / self.negatives
+            picked = np.random.default_rng(seed).choice(len(others), self.negatives, replace=False)
+            others = [others[j] for j in sorted(picked.tolist())]
+        rows = [positive, *skipped, *others]
+        converted = (interaction.event in CONVERSIONS
+                     or (interaction.event == "rating" and interaction.rating > self.high_cut))
+        labels = {"interaction": np.zeros(len(rows)), "conversion": np.zeros(len(rows))}
+        labels["interaction"][0] = 1.0
+        labels["conversion"][0] = 1.0 if converted else 0.0
+        weights = np.array([1.0] + [self.skipped_weight] * len(skipped) + [unseen_weight] * len(others))
+        return Examples(interaction.user, interaction.item, interaction.ts, found.X[rows], labels, weights)
+
+
+def _event_of_entry(state: History) -> str:
+    """The event that made the user's current list (``recs["event"]`` of a ``UserState``)."""
+    recs = getattr(state, "recs", None) or {}
+    return event_of(recs.get("event") or "rating")
