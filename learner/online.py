@@ -17,6 +17,7 @@ the serving weight set; :class:`Gate` compares the two over the newest window.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,18 +31,32 @@ _EPS = 1e-7
 
 
 @dataclass
-class FtrlHead:
-    """One logistic head over ``size`` features, learnt by FTRL-Proximal."""
+class Head:
+    """One logistic head: FTRL-Proximal weights over ``size`` features, and a bias per
+    item learnt by plain SGD (a constant step keeps following what is popular lately).
+
+    Parameters
+    ----------
+    size : int
+        Number of features.
+    alpha, beta, l1, l2 : float
+        FTRL-Proximal's learning rate and regularisation (McMahan et al., 2013).
+    item_rate, item_l2 : float
+        The item biases' step and their shrinkage per step they take part in.
+    """
 
     size: int
-    alpha: float = 0.1
+    alpha: float = 1.0
     beta: float = 1.0
     l1: float = 0.0
     l2: float = 1.0
+    item_rate: float = 0.01
+    item_l2: float = 0.0
 
     def __post_init__(self) -> None:
         self.z = np.zeros(self.size)
         self.n = np.zeros(self.size)
+        self.item_bias: dict[str, float] = {}
 
     def weights(self) -> np.ndarray:
         z, n = self.z, self.n
@@ -49,13 +64,18 @@ class FtrlHead:
         w[np.abs(z) <= self.l1] = 0.0
         return w
 
-    def learn(self, X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> None:
-        """One step on the rows ``X`` with labels ``y`` and row weights ``weights``."""
-        w = self.weights()
-        g = X.T @ ((sigmoid(X @ w) - y) * weights)
+    def learn(self, X: np.ndarray, items, y: np.ndarray, weights: np.ndarray) -> None:
+        """One step on the rows ``X`` of ``items`` (distinct) with labels ``y`` and row weights ``weights``."""
+        w, bias = self.weights(), self.item_bias
+        b = np.fromiter((bias.get(q, 0.0) for q in items), dtype=np.float64, count=len(items))
+        residual = (sigmoid(X @ w + b) - y) * weights
+        g = X.T @ residual
         sigma = (np.sqrt(self.n + g * g) - np.sqrt(self.n)) / self.alpha
         self.z += g - sigma * w
         self.n += g * g
+        if self.item_rate > 0:
+            new = b - self.item_rate * (residual + self.item_l2 * b)
+            bias.update(zip(items, new.tolist(), strict=True))
 
 
 def ndcg_at_10(scores: np.ndarray) -> float:
@@ -71,12 +91,12 @@ def log_loss(p: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
     return float(-np.sum(weights * (y * np.log(p) + (1.0 - y) * np.log(1.0 - p))))
 
 
-def _evaluate(heads: Mapping[str, np.ndarray], ex: Examples, objective: Mapping[str, float]) -> tuple[float, float]:
+def _evaluate(weights: LearnedWeights, ex: Examples, objective: Mapping[str, float]) -> tuple[float, float]:
     """NDCG@10 of ``ex``'s positive by the objective's score, and the log-loss summed over the heads."""
     score = np.zeros(ex.X.shape[0])
     loss = 0.0
     for task in TASKS:
-        p = sigmoid(ex.X @ heads[task])
+        p = sigmoid(weights.logits(task, ex.X, ex.items))
         loss += log_loss(p, ex.labels[task], ex.weights)
         score += objective.get(task, 0.0) * p
     return ndcg_at_10(score), loss
@@ -95,17 +115,17 @@ class Gate:
         self.window: collections.deque[tuple] = collections.deque(maxlen=window)
         self.serving: LearnedWeights | None = None
 
-    def add(self, ex: Examples, heads: Mapping[str, np.ndarray]) -> None:
-        """Score ``ex`` with the model about to learn it, and with the serving set."""
-        serving = _evaluate(self.serving.heads, ex, self.objective) if self.serving is not None else (0.0, math.inf)
-        self.window.append((ex, float(ex.weights.sum()), *_evaluate(heads, ex, self.objective), *serving))
+    def add(self, ex: Examples, current: LearnedWeights) -> None:
+        """Score ``ex`` with the model about to learn it (``current``), and with the serving set."""
+        serving = _evaluate(self.serving, ex, self.objective) if self.serving is not None else (0.0, math.inf)
+        self.window.append((ex, float(ex.weights.sum()), *_evaluate(current, ex, self.objective), *serving))
 
     def serve(self, weights: LearnedWeights | None) -> None:
         """``weights`` serve from now on: the window is scored by them again."""
         self.serving = weights
         if weights is not None:
             self.window = collections.deque(
-                ((ex, rows, nd, lo, *_evaluate(weights.heads, ex, self.objective)) for ex, rows, nd, lo, *_s in self.window),
+                ((ex, rows, nd, lo, *_evaluate(weights, ex, self.objective)) for ex, rows, nd, lo, *_s in self.window),
                 maxlen=self.window.maxlen)
 
     def numbers(self) -> dict:
@@ -121,10 +141,11 @@ class Gate:
             out.update(serving_ndcg=sums[3] / n, serving_log_loss=sums[4] / rows)
         return {k: float(v) for k, v in out.items()}
 
-    def passes(self, heads: Mapping[str, np.ndarray]) -> tuple[bool, dict, str]:
-        """``(ship?, the numbers, why not)`` for the weights ``heads``."""
+    def passes(self, weights: LearnedWeights) -> tuple[bool, dict, str]:
+        """``(ship?, the numbers, why not)`` for ``weights``."""
         numbers = self.numbers()
-        if not all(np.all(np.isfinite(w)) for w in heads.values()):
+        if not (all(np.all(np.isfinite(w)) for w in weights.heads.values())
+                and all(math.isfinite(b) for biases in weights.item_bias.values() for b in biases.values())):
             return False, numbers, "weights not finite"
         if not math.isfinite(numbers["log_loss"]):
             return False, numbers, "log-loss not finite"
@@ -154,10 +175,11 @@ class OnlineLearner:
     """
 
     def __init__(self, features: Sequence[str], objective: Mapping[str, float], *, every: int = 5000,
-                 window: int = 2000, alpha: float = 0.1, l2: float = 1.0, name: str = "learned") -> None:
+                 window: int = 2000, alpha: float = 1.0, l2: float = 1.0, item_rate: float = 0.01,
+                 name: str = "learned") -> None:
         self.features = tuple(features)
         self.objective = dict(objective)
-        self.heads = {task: FtrlHead(len(self.features), alpha=alpha, l2=l2) for task in TASKS}
+        self.heads = {task: Head(len(self.features), alpha=alpha, l2=l2, item_rate=item_rate) for task in TASKS}
         self.gate = Gate(self.objective, window)
         self.every, self.name = every, name
         self.serving: LearnedWeights | None = None
@@ -166,15 +188,18 @@ class OnlineLearner:
         self.versions = 0
         self.examples_learnt = 0
 
-    def weights(self) -> dict[str, np.ndarray]:
-        return {task: head.weights() for task, head in self.heads.items()}
+    def weights(self, version: str = "", copy: bool = False) -> LearnedWeights:
+        """The weights learnt so far (``copy``: item biases copied, to publish; else the live ones)."""
+        return LearnedWeights(version, self.features, {task: head.weights() for task, head in self.heads.items()},
+                              {task: dict(head.item_bias) if copy else head.item_bias
+                               for task, head in self.heads.items()})
 
     def learn(self, ex: Examples) -> LearnedWeights | None:
         """Score ``ex`` (progressive validation: :meth:`Gate.add`), learn it, and return a new serving weight
         set when one was offered and shipped."""
         self.gate.add(ex, self.weights())
         for task, head in self.heads.items():
-            head.learn(ex.X, ex.labels[task], ex.weights)
+            head.learn(ex.X, ex.items, ex.labels[task], ex.weights)
         self.examples_learnt += len(ex.weights)
         self.rows_since_offer += len(ex.weights)
         if self.rows_since_offer >= self.every:
@@ -184,13 +209,13 @@ class OnlineLearner:
 
     def offer(self) -> LearnedWeights | None:
         """Offer the weights learnt so far to the gate: the new serving set, or None."""
-        heads = self.weights()
-        ok, numbers, why = self.gate.passes(heads)
+        weights = self.weights(copy=True)
+        ok, numbers, why = self.gate.passes(weights)
         if not ok:
             self.rejected.append({**numbers, "reason": why, "examples": self.examples_learnt})
             return None
         self.versions += 1
-        self.serving = LearnedWeights(f"{self.name}-{self.versions}", self.features, heads,
-                                      {**numbers, "examples": self.examples_learnt})
+        self.serving = dataclasses.replace(weights, version=f"{self.name}-{self.versions}",
+                                           validation={**numbers, "examples": self.examples_learnt})
         self.gate.serve(self.serving)
         return self.serving

@@ -41,10 +41,11 @@ ITEM_FEATURES = (
     "shown",  # 1 / log2(2 + position in the list the user had) (0: not in it)
 )
 #: Per-list constants: they move a list's scores together, so they matter through crosses.
-USER_FEATURES = ("activity", *(f"event_{e}" for e in EVENTS))
+USER_FEATURES = ("activity", "mainstream", *(f"event_{e}" for e in EVENTS))
 #: Products of a user feature and an item feature.
-CROSSES = tuple((u, i) for u in USER_FEATURES for i in ("recall", "knn_related", "knn_sequential", "knn_learned",
-                                                        "last_sequential", "prior", "trending"))
+CROSSES = tuple((u, i) for u in USER_FEATURES for i in ("recall", "recall_rank", "knn_related", "knn_sequential",
+                                                        "knn_learned", "last_sequential", "prior", "trending",
+                                                        "item_age"))
 #: The feature vector, in order (``bias`` first).
 FEATURES = ("bias", *ITEM_FEATURES, *USER_FEATURES, *(f"{u}*{i}" for u, i in CROSSES))
 _AT = {name: j for j, name in enumerate(FEATURES)}
@@ -142,6 +143,8 @@ def candidates(recent: Sequence[Sequence], rated, shown: Sequence[Sequence], eve
     if place:
         X[:, _AT["shown"]] = [1.0 / math.log2(2.0 + place[q]) if q in place else 0.0 for q in items]
     X[:, _AT["activity"]] = math.log1p(len(rated)) / math.log1p(1000.0)
+    mine = [position[entry[0]] for entry in recent if entry[0] in position]
+    X[:, _AT["mainstream"]] = float(index.prior_at[mine].mean()) if mine else 0.0
     X[:, _AT[f"event_{event_of(event)}"]] = 1.0
     X[:, len(FEATURES) - len(CROSSES):] = X[:, _CROSS_AT[:, 0]] * X[:, _CROSS_AT[:, 1]]
     return Candidates(items, X, becauses)

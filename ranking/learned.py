@@ -28,6 +28,7 @@ import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -65,7 +66,8 @@ def parse_objective(spec: str) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class LearnedWeights:
-    """One published weight set: a weight vector per task over ``features``.
+    """One published weight set: per task, a weight vector over ``features`` and a bias
+    per item (the items the learner has seen taken or passed over; others 0).
 
     Parameters
     ----------
@@ -75,6 +77,8 @@ class LearnedWeights:
         The features the weights are for; a set made for others is not used.
     heads : mapping of task -> array
         The weights of each task's logistic head, in ``features`` order.
+    item_bias : mapping of task -> {item: bias}
+        Each task's item biases: what the features do not say about an item lately.
     validation : dict
         The gate's numbers on the window it was published on.
     """
@@ -82,18 +86,27 @@ class LearnedWeights:
     version: str
     features: tuple
     heads: Mapping[str, np.ndarray]
+    item_bias: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     validation: dict = field(default_factory=dict)
 
     def fits(self) -> bool:
         """Whether these weights are for this code's features."""
         return tuple(self.features) == FEATURES
 
-    def scores(self, X: np.ndarray, objective: Mapping[str, float]) -> np.ndarray:
-        """Each row's ``sum over tasks of objective[t] * sigmoid(w_t . x)``."""
+    def logits(self, task: str, X: np.ndarray, items) -> np.ndarray:
+        """Task ``task``'s logit of each row (``items[j]`` is row j's item)."""
+        out = X @ self.heads[task]
+        bias = self.item_bias.get(task)
+        if bias:
+            out = out + np.fromiter(map(bias.get, items, repeat(0.0)), dtype=np.float64, count=len(items))
+        return out
+
+    def scores(self, X: np.ndarray, items, objective: Mapping[str, float]) -> np.ndarray:
+        """Each row's ``sum over tasks of objective[t] * sigmoid(logit_t)``."""
         out = np.zeros(X.shape[0])
         for task, weight in objective.items():
             if weight > 0:
-                out += weight * sigmoid(X @ self.heads[task])
+                out += weight * sigmoid(self.logits(task, X, items))
         return out
 
 
@@ -103,13 +116,14 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, slots=True)
 class Examples:
-    """The labelled candidates of one interaction: ``X`` the rows' features, ``labels[t]``
+    """The labelled candidates of one interaction: ``items`` the rows' items, ``X`` their features, ``labels[t]``
     each row's label for task t (1: the item the user took, for the tasks it counts
     for), ``weights`` each row's weight. Row 0 is the positive."""
 
     user: str
     item: str
     ts: float
+    items: tuple
     X: np.ndarray
     labels: Mapping[str, np.ndarray]
     weights: np.ndarray
@@ -169,7 +183,7 @@ class LearnedRanker(Ranker):
         found = self.candidates(recent, rated, state.last_list, interaction.event, interaction.ts, model)
         weights = getattr(model, "learned", None)
         if weights is not None and weights.fits() and found.items:
-            scores = weights.scores(found.X, dict(self.objective))
+            scores = weights.scores(found.X, found.items, dict(self.objective))
             order = np.lexsort((np.arange(len(scores)), -scores))[: self.k]  # ties: the recall order
             items = [[found.items[j], round(float(scores[j]), 6)] for j in order]
         else:
@@ -207,7 +221,8 @@ class LearnedRanker(Ranker):
         labels["interaction"][0] = 1.0
         labels["conversion"][0] = 1.0 if converted else 0.0
         weights = np.array([1.0] + [self.skipped_weight] * len(skipped) + [unseen_weight] * len(others))
-        return Examples(interaction.user, interaction.item, interaction.ts, found.X[rows], labels, weights)
+        return Examples(interaction.user, interaction.item, interaction.ts, tuple(found.items[j] for j in rows),
+                        found.X[rows], labels, weights)
 
 
 def _event_of_entry(state: History) -> str:
