@@ -20,6 +20,11 @@ Wire formats (key = user id as UTF-8 bytes unless noted):
 - ``recommendations`` (compacted): :class:`Recommendation`.
 - ``dead-letters``: :class:`DeadLetter` (huge messages keep only a prefix, see
   ``agents/dead_letters.py``).
+- ``ranker-examples`` (key = user): one interaction's labelled candidates
+  (:func:`examples_message`): ``{"user", "item", "ts", "items": [positive, ...],
+  "features": [[...], ...], "weights": [...], "conversion": bool, "schema"}``.
+- ``ranker-model`` (compacted): the learned ranker's weight set (:func:`weights_messages`):
+  ``bias/<task>/<n>`` chunks of item biases, then the ``__weights__`` manifest.
 
 Validation rules that are choices, not accidents:
 
@@ -43,10 +48,15 @@ import dataclasses
 import math
 import reprlib
 import time
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
+
+from ranking.features import BASE_FEATURES, FEATURES, with_crosses
+from ranking.learned import Examples, LearnedWeights
 
 #: The behaviour event names, in the order reports list them: what ``user-events``
 #: accepts and what the data tools turn every source's behaviour column into.
@@ -369,3 +379,69 @@ def parse_log_line(line: bytes | str, *, rating_min: float, rating_max: float,
         data["ts"] = _log_number(data["ts"], "ts")
         return parse_event(data, max_future_s=max_future_s, now=now)
     return None
+
+
+# ------------------------------------------------------------------ the learned ranker
+#: Key of a learned weight set's manifest on ``ranker-model`` (its item biases are in
+#: chunks keyed ``bias/<task>/<n>``, sent before it).
+WEIGHTS_MANIFEST_KEY = "__weights__"
+#: Item biases per chunk message (each well under the producer's 1 MB).
+WEIGHTS_CHUNK_ITEMS = 10_000
+
+
+def features_schema() -> str:
+    """A short digest of the feature names: examples and weights of other features are refused."""
+    return f"{zlib.crc32(' '.join(FEATURES).encode()):08x}"
+
+
+def examples_message(ex: Examples) -> tuple[bytes, bytes]:
+    """``(key, value)`` of one interaction's examples on ``ranker-examples`` (key: user).
+    Only the computed features travel (:data:`ranking.features.BASE_FEATURES`, 6 decimals);
+    their crosses are made again where they are read. Row 0 is the positive."""
+    base = np.round(ex.X[:, : len(BASE_FEATURES)], 6)
+    return ex.user.encode(), orjson.dumps({
+        "user": ex.user, "item": ex.item, "ts": ex.ts, "items": list(ex.items), "features": base.tolist(),
+        "weights": ex.weights.tolist(), "conversion": bool(ex.labels["conversion"][0]), "schema": features_schema()})
+
+
+def parse_examples(raw: bytes) -> Examples:
+    """One ``ranker-examples`` message as :class:`ranking.learned.Examples`; raises
+    :class:`InvalidInput` for anything else (``wrong_schema`` for other features)."""
+    data = _load_json_object(raw)
+    if data.get("schema") != features_schema():
+        raise InvalidInput("wrong_schema", f"features {data.get('schema')!r}, this learner's {features_schema()}")
+    user, item = _require_id(data, "user"), _require_id(data, "item")
+    items, rows, weights = data.get("items"), data.get("features"), data.get("weights")
+    if not (isinstance(items, list) and isinstance(rows, list) and isinstance(weights, list)
+            and len(items) == len(rows) == len(weights) >= 1 and items[0] == item):
+        raise InvalidInput("bad_examples", "items, features and weights: lists of one length, the item first")
+    try:
+        base = np.array(rows, dtype=np.float64)
+        w = np.array(weights, dtype=np.float64)
+        ts = float(data.get("ts"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput("bad_examples", str(exc)) from None
+    if base.shape != (len(items), len(BASE_FEATURES)) or not (np.all(np.isfinite(base)) and np.all(np.isfinite(w))
+                                                             and np.all(w >= 0) and math.isfinite(ts)):
+        raise InvalidInput("bad_examples", f"features of shape {base.shape} or values not finite")
+    labels = {"interaction": np.zeros(len(items)), "conversion": np.zeros(len(items))}
+    labels["interaction"][0] = 1.0
+    labels["conversion"][0] = 1.0 if data.get("conversion") is True else 0.0
+    return Examples(user, item, ts, tuple(str(q) for q in items), with_crosses(base), labels, w)
+
+
+def weights_messages(weights: LearnedWeights, published_at: float) -> list[tuple[bytes, bytes]]:
+    """A weight set as ``ranker-model`` messages: its item biases in chunks, the manifest last."""
+    out, chunks = [], {}
+    for task, biases in weights.item_bias.items():
+        pairs = list(biases.items())
+        chunks[task] = (len(pairs) + WEIGHTS_CHUNK_ITEMS - 1) // WEIGHTS_CHUNK_ITEMS
+        for n in range(chunks[task]):
+            part = dict(pairs[n * WEIGHTS_CHUNK_ITEMS:(n + 1) * WEIGHTS_CHUNK_ITEMS])
+            out.append((f"bias/{task}/{n}".encode(),
+                        orjson.dumps({"version": weights.version, "task": task, "chunk": n, "items": part})))
+    manifest = {"version": weights.version, "features": list(weights.features), "schema": features_schema(),
+                "heads": {t: w.tolist() for t, w in weights.heads.items()}, "chunks": chunks,
+                "validation": weights.validation, "published_at": published_at}
+    out.append((WEIGHTS_MANIFEST_KEY.encode(), orjson.dumps(manifest, option=orjson.OPT_SERIALIZE_NUMPY)))
+    return out

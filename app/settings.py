@@ -181,6 +181,9 @@ class TopicNames:
     similarity: str = env("RECSYS_TOPIC_SIMILARITY", "item-similarity")
     recommendations: str = env("RECSYS_TOPIC_RECOMMENDATIONS", "recommendations")
     dead_letters: str = env("RECSYS_TOPIC_DEAD_LETTERS", "dead-letters")
+    #: The learned ranker: every interaction's examples (to the learner) and its weight sets (compacted).
+    ranker_examples: str = env("RECSYS_TOPIC_RANKER_EXAMPLES", "ranker-examples")
+    ranker_model: str = env("RECSYS_TOPIC_RANKER_MODEL", "ranker-model")
     #: Compacted catalogue (key item id: {"item", "name", "category"}) the web frontend shows.
     items: str = env("RECSYS_TOPIC_ITEMS", "items")
 
@@ -292,6 +295,19 @@ class BehaviourSettings:
 
 
 @dataclass(frozen=True)
+class LearnerSettings:
+    """The learned ranker's learner (``recsys learner``): when it offers a new weight set."""
+
+    #: Seconds, or example rows, between two offers to the gate (whichever comes first).
+    every_s: float = env("RECSYS_LEARNER_EVERY_S", 10.0)
+    every_examples: int = env("RECSYS_LEARNER_EVERY_EXAMPLES", 5000)
+    #: Interactions in the gate's progressive-validation window.
+    window: int = env("RECSYS_LEARNER_WINDOW", 2000)
+    #: Consumer group (for lag monitoring: the offsets it resumes from are its checkpoint's).
+    group: str = env("RECSYS_LEARNER_GROUP", "recsys-learner")
+
+
+@dataclass(frozen=True)
 class AlsSettings:
     """The ALS model worker: the model, what it publishes, and when it retrains."""
 
@@ -351,6 +367,7 @@ class Settings:
     input: InputSettings = section(InputSettings)
     behaviour: BehaviourSettings = section(BehaviourSettings)
     als: AlsSettings = section(AlsSettings)
+    learner: LearnerSettings = section(LearnerSettings)
     api: ApiSettings = section(ApiSettings)
     #: Where RocksDB tables, the ALS rating store and saved models live.
     data_dir: Path = env("RECSYS_DATA_DIR", DEFAULT_DATA_DIR)

@@ -21,12 +21,13 @@ def item_events_topic_name(conf) -> str:
 
 
 def compacted_topics(conf) -> set[str]:
-    return {conf.topics.similarity, conf.topics.recommendations, conf.topics.items}
+    return {conf.topics.similarity, conf.topics.recommendations, conf.topics.items, conf.topics.ranker_model}
 
 
 def topic_names(conf) -> list[str]:
     return [conf.topics.ratings, conf.topics.events, conf.topics.raw_logs, conf.topics.similarity,
-            conf.topics.recommendations, conf.topics.dead_letters, conf.topics.items, item_events_topic_name(conf)]
+            conf.topics.recommendations, conf.topics.dead_letters, conf.topics.items, item_events_topic_name(conf),
+            conf.topics.ranker_examples, conf.topics.ranker_model]
 
 
 async def create_topics(conf) -> dict[str, str]:

@@ -22,6 +22,7 @@ COMMANDS = {
     "generate": ("cli.commands", "generate", "write a seeded synthetic shop (ratings, events, items)"),
     "train-als": ("offline_als.train_cli", "main", "train ALS once on a file, print RMSE and timings"),
     "als-worker": ("offline_als.worker", "main", "consume ratings, retrain ALS periodically, publish"),
+    "learner": ("learner.worker", "main", "learn the learned ranker's weights from the stream's examples, publish"),
     "evaluate": ("evaluation.run", "main", "replay the paper's evaluation protocol"),
     "demo": ("harness.demo", "main", "broker + worker + ALS + replay, printing live list updates"),
     "web": ("web.server", "main", "the shop page and the live dashboard (SSE), on loopback"),

@@ -142,11 +142,18 @@ class LocalDeployment:
         """A new process in the place of ``worker`` (same settings, data dir and port),
         e.g. after :meth:`WorkerProcess.kill9`."""
         name = name or f"{worker.name}-again"
-        again = WorkerProcess(name, worker.env, self.root / f"{name}.log", prelude=prelude or worker.prelude).start()
+        again = WorkerProcess(name, worker.env, self.root / f"{name}.log", prelude=prelude or worker.prelude,
+                              command=worker.command).start()
         self.workers.append(again)
         if ready:
             again.wait_ready()
         return again
+
+    def start_learner(self, name: str = "learner", *args: str) -> WorkerProcess:
+        """A ``recsys learner`` of this deployment (``args``: its options)."""
+        learner = WorkerProcess(name, self.child_env, self.root / f"{name}.log", command=("learner", *args)).start()
+        self.workers.append(learner)
+        return learner
 
     def start_web(self, worker: WorkerProcess, port: int = 0) -> WebProcess:
         web = WebProcess(child_environment(self.conf), worker.url, self.root / "web.log", port=port)
@@ -222,6 +229,8 @@ class WorkerProcess:
     env: dict
     log_path: Path
     prelude: str = ""
+    #: The ``recsys`` command and its arguments (default: a stream worker on its web port).
+    command: tuple = ()
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -236,7 +245,7 @@ class WorkerProcess:
         return self.process.pid if self.process else None
 
     def start(self) -> WorkerProcess:
-        args = ["worker", "-l", "info", "--web-port", self.env["RECSYS_WEB_PORT"]]
+        args = list(self.command) or ["worker", "-l", "info", "--web-port", self.env["RECSYS_WEB_PORT"]]
         if self.prelude:
             code = (f"import sys, runpy\n{self.prelude}\nsys.argv = ['cli.main'] + {args!r}\n"
                     "runpy.run_module('cli.main', run_name='__main__', alter_sys=True)\n")

@@ -50,8 +50,8 @@ class Head:
     beta: float = 1.0
     l1: float = 0.0
     l2: float = 1.0
-    item_rate: float = 0.01
-    item_l2: float = 0.0
+    item_rate: float = 0.02
+    item_l2: float = 0.05
 
     def __post_init__(self) -> None:
         self.z = np.zeros(self.size)
@@ -175,7 +175,7 @@ class OnlineLearner:
     """
 
     def __init__(self, features: Sequence[str], objective: Mapping[str, float], *, every: int = 5000,
-                 window: int = 2000, alpha: float = 1.0, l2: float = 1.0, item_rate: float = 0.01,
+                 window: int = 2000, alpha: float = 1.0, l2: float = 1.0, item_rate: float = 0.02,
                  name: str = "learned") -> None:
         self.features = tuple(features)
         self.objective = dict(objective)

@@ -46,10 +46,20 @@ USER_FEATURES = ("activity", "mainstream", *(f"event_{e}" for e in EVENTS))
 CROSSES = tuple((u, i) for u in USER_FEATURES for i in ("recall", "recall_rank", "knn_related", "knn_sequential",
                                                         "knn_learned", "last_sequential", "prior", "trending",
                                                         "item_age"))
+#: The features that are computed (the rest are their crosses): what examples carry on the wire.
+BASE_FEATURES = ("bias", *ITEM_FEATURES, *USER_FEATURES)
 #: The feature vector, in order (``bias`` first).
-FEATURES = ("bias", *ITEM_FEATURES, *USER_FEATURES, *(f"{u}*{i}" for u, i in CROSSES))
+FEATURES = (*BASE_FEATURES, *(f"{u}*{i}" for u, i in CROSSES))
 _AT = {name: j for j, name in enumerate(FEATURES)}
 _CROSS_AT = np.array([[_AT[u], _AT[i]] for u, i in CROSSES], dtype=np.intp).reshape(-1, 2)
+
+
+def with_crosses(base: np.ndarray) -> np.ndarray:
+    """The whole feature rows (:data:`FEATURES`) of rows of :data:`BASE_FEATURES`."""
+    X = np.empty((base.shape[0], len(FEATURES)))
+    X[:, : len(BASE_FEATURES)] = base
+    X[:, len(BASE_FEATURES):] = base[:, _CROSS_AT[:, 0]] * base[:, _CROSS_AT[:, 1]]
+    return X
 
 
 @dataclass(frozen=True)
@@ -108,9 +118,9 @@ def candidates(recent: Sequence[Sequence], rated, shown: Sequence[Sequence], eve
             items.append(q)
             recall_score.append(0.0)
             have.add(q)
-    X = np.zeros((len(items), len(FEATURES)), dtype=np.float64)
+    X = np.zeros((len(items), len(BASE_FEATURES)), dtype=np.float64)
     if not items:
-        return Candidates(items, X, [])
+        return Candidates(items, with_crosses(X), [])
     position = index.position
     at = np.fromiter((position.get(q, -1) for q in items), dtype=np.intp, count=len(items))
     known = at >= 0
@@ -146,8 +156,7 @@ def candidates(recent: Sequence[Sequence], rated, shown: Sequence[Sequence], eve
     mine = [position[entry[0]] for entry in recent if entry[0] in position]
     X[:, _AT["mainstream"]] = float(index.prior_at[mine].mean()) if mine else 0.0
     X[:, _AT[f"event_{event_of(event)}"]] = 1.0
-    X[:, len(FEATURES) - len(CROSSES):] = X[:, _CROSS_AT[:, 0]] * X[:, _CROSS_AT[:, 1]]
-    return Candidates(items, X, becauses)
+    return Candidates(items, with_crosses(X), becauses)
 
 
 def _source_features(X: np.ndarray, recent: list, at: np.ndarray, known: np.ndarray, index: SimilarityIndex,

@@ -149,17 +149,21 @@ class LearnedRanker(Ranker):
         Never-shown candidates sampled as negatives per interaction.
     skipped_weight : float
         Weight of a negative the user had in the list and did not take.
+    impressions : bool
+        Whether the user saw the lists (a shop's page shows them): a replayed log's users
+        never did, so none of their candidates was shown and none is a skipped one.
     rated_limit : int
         Items remembered as "already had".
     """
 
-    recall: DefaultRanker = field(default_factory=lambda: DefaultRanker(k=100))
+    recall: DefaultRanker = field(default_factory=lambda: DefaultRanker(k=50))
     n_hot: int = 20
     k: int = 20
     objective: tuple = (("interaction", 1.0), ("conversion", 1.0))
     high_cut: float = 3.0
     negatives: int = 10
     skipped_weight: float = 2.0
+    impressions: bool = True
     rated_limit: int = 1000
 
     @classmethod
@@ -174,13 +178,16 @@ class LearnedRanker(Ranker):
         return candidates(recent, rated, shown, event, ts, model.index, context, recall=self.recall,
                           n_hot=self.n_hot)
 
+    def _shown(self, state: History):
+        return state.last_list if self.impressions else ()
+
     def step(self, state: History, interaction: Interaction, model) -> Step:
         weight = -1.0 if interaction.dislike else interaction.rating
         if is_replay(state.recent, interaction.item, weight, interaction.ts):
             return Step.unchanged(state)
         recent = add_recent_rating(state.recent, interaction.item, weight, interaction.ts, DefaultRanker.KEPT)
         rated = add_rated_item(state.rated, interaction.item, self.rated_limit)
-        found = self.candidates(recent, rated, state.last_list, interaction.event, interaction.ts, model)
+        found = self.candidates(recent, rated, self._shown(state), interaction.event, interaction.ts, model)
         weights = getattr(model, "learned", None)
         if weights is not None and weights.fits() and found.items:
             scores = weights.scores(found.X, found.items, dict(self.objective))
@@ -200,12 +207,12 @@ class LearnedRanker(Ranker):
                                                                   interaction.ts):
             return None
         newest = state.recent[-1]
-        found = self.candidates(state.recent, state.rated, state.last_list, _event_of_entry(state), newest[2], model)
+        found = self.candidates(state.recent, state.rated, self._shown(state), _event_of_entry(state), newest[2], model)
         try:
             positive = found.items.index(interaction.item)
         except ValueError:
             return None
-        shown = {entry[0] for entry in state.last_list}
+        shown = {entry[0] for entry in self._shown(state)}
         skipped = [j for j, q in enumerate(found.items) if j != positive and q in shown]
         others = [j for j, q in enumerate(found.items) if j != positive and q not in shown]
         seed = zlib.crc32(f"{interaction.user}\x00{interaction.item}\x00{interaction.ts!r}".encode())

@@ -1,4 +1,5 @@
-"""The compacted topics every worker holds in full: the model and the catalogue.
+"""The compacted topics every worker holds in full: the model, the learned ranker's
+weights and the catalogue.
 
 The stream equivalent of the paper's Flink broadcast stream: each worker tails ALL
 partitions of a compacted topic from the beginning (no consumer group) and keeps the
@@ -17,8 +18,9 @@ import numpy as np
 import orjson
 from aiokafka.structs import TopicPartition
 
-from app.records import MODEL_MARKER_KEY
+from app.records import MODEL_MARKER_KEY, WEIGHTS_MANIFEST_KEY, features_schema
 from broker.clients import KafkaClients
+from ranking.learned import LearnedWeights
 from ranking.model import Blend, SimilarityIndex
 
 log = logging.getLogger(__name__)
@@ -191,6 +193,66 @@ class Catalogue:
             while conf.topics.items not in await consumer.topics():  # never auto-create it by subscribing
                 await asyncio.sleep(10.0)
             consumer.subscribe([conf.topics.items])
+            while True:
+                for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                    for record in records:
+                        self.apply(record.key, record.value)
+        finally:
+            await consumer.stop()
+
+
+class LearnedBroadcast:
+    """The learned ranker's serving weight set, from the compacted ``ranker-model`` topic
+    (``app.records.weights_messages``): a version serves once its manifest and every
+    chunk of item biases it counts have arrived with its version (chunks travel on other
+    partitions, so in any order), and then wholly; until then the previous one serves.
+    A set for other features (another release) is never served."""
+
+    def __init__(self) -> None:
+        #: The weight set in service (None: cold start, the learned ranker lists the recall order).
+        self.weights: LearnedWeights | None = None
+        self._manifest: dict | None = None
+        self._chunks: dict[str, dict] = {}
+        self.rejected = 0
+
+    def apply(self, key: bytes | None, value: bytes | None) -> None:
+        """Apply one message. Never raises: a malformed one is counted and skipped."""
+        try:
+            name = key.decode() if key is not None else ""
+            data = orjson.loads(value) if value is not None else None
+            if not isinstance(data, dict):
+                return
+            if name == WEIGHTS_MANIFEST_KEY:
+                self._manifest = data
+            elif name.startswith("bias/"):
+                self._chunks[name] = data
+            self._serve_if_complete()
+        except (ValueError, TypeError, AttributeError, KeyError, UnicodeDecodeError) as exc:
+            self.rejected += 1
+            log.warning("skipping malformed ranker-model message %r: %r", key[:100] if key else key, exc)
+
+    def _serve_if_complete(self) -> None:
+        m = self._manifest
+        if m is None or (self.weights is not None and self.weights.version == m["version"]):
+            return
+        if m.get("schema") != features_schema():
+            return
+        biases = {}
+        for task, count in m["chunks"].items():
+            parts = [self._chunks.get(f"bias/{task}/{n}") for n in range(int(count))]
+            if any(p is None or p.get("version") != m["version"] for p in parts):
+                return
+            biases[task] = {str(q): float(b) for p in parts for q, b in p["items"].items()}
+        heads = {task: np.asarray(w, dtype=np.float64) for task, w in m["heads"].items()}
+        self.weights = LearnedWeights(str(m["version"]), tuple(m["features"]), heads, biases,
+                                      dict(m.get("validation") or {}, published_at=m.get("published_at")))
+
+    async def follow(self, conf) -> None:
+        consumer = await KafkaClients(conf).consumer()
+        try:
+            while conf.topics.ranker_model not in await consumer.topics():  # never auto-create it by subscribing
+                await asyncio.sleep(5.0)
+            consumer.subscribe([conf.topics.ranker_model])
             while True:
                 for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
                     for record in records:

@@ -34,7 +34,7 @@ def test_every_ranker_is_made_from_the_settings_by_its_name():
 
 @pytest.mark.parametrize("env, message", [
     ({"RECSYS_RANKER": "papr"}, "RECSYS_RANKER='papr': use one of default, paper"),
-    ({"RECSYS_AB": "default:50,foo:50"}, "RECSYS_AB: variant 'foo' is not a ranker (default, paper)"),
+    ({"RECSYS_AB": "default:50,foo:50"}, "RECSYS_AB: variant 'foo' is not a ranker (default, paper, learned)"),
     ({"RECSYS_EVENT_WEIGHTS": "view:1,clik:2"}, "RECSYS_EVENT_WEIGHTS: 'clik:2' is not event:weight"),
     ({"RECSYS_EVENT_WEIGHTS": "purchase:9"}, "the weight must be on the rating scale [1, 5]"),
 ])
