@@ -5,7 +5,8 @@ per changelog write and per list a FutureMessage, a producer future, callbacks, 
 changelog acknowledgement a RocksDB write of the offset. The agent therefore takes its
 input in batches (``Stream.take_events``), ranks each rating in order, and stages here
 each user's newest state (once per batch, however many of the user's ratings it held)
-and every list. :meth:`Batch.publish` then
+and every list (and, for the learned ranker's users, every interaction's examples for the
+learner). :meth:`Batch.publish` then
 
 1. sends the states to the table's changelog (each to its source partition, Faust's
    rule) and the lists to ``recommendations`` (each to its key's murmur2 partition, the
@@ -88,6 +89,8 @@ class Batch:
         self.lists: list[tuple[object, bytes, int, bytes]] = []
         #: (owner partition, key, value) of ratings that arrived on another partition
         self.reroutes: list[tuple[int, bytes, bytes]] = []
+        #: (event, key, owner partition, value) of the learned ranker's examples, for the learner
+        self.examples: list[tuple[object, bytes, int, bytes]] = []
 
     def state_of(self, event, key: bytes) -> UserState:
         """The user's state as the batch left it so far (else as stored)."""
@@ -102,6 +105,9 @@ class Batch:
 
     def stage_list(self, event, key: bytes, owner: int, value: bytes) -> None:
         self.lists.append((event, key, owner, value))
+
+    def stage_examples(self, event, key: bytes, owner: int, value: bytes) -> None:
+        self.examples.append((event, key, owner, value))
 
     def stage_reroute(self, key: bytes, value: bytes, partition: int) -> None:
         self.reroutes.append((partition, key, value))
@@ -142,12 +148,20 @@ class Batch:
         state_sends = await writer.send(changelog, states)
         list_sends = await writer.send(lists_topic, lists)
         reroutes = await writer.send(topics.ratings.get_topic_name(), self.reroutes)
-        offsets = await asyncio.gather(*(send for _records, send in state_sends + list_sends + reroutes))
+        examples = await self._send_examples()
+        offsets = await asyncio.gather(*(send for _records, send in state_sends + list_sends + reroutes + examples))
         changelog_records = []
         for (records, _send), metadata in zip(state_sends, offsets, strict=False):
             changelog_records.extend((partition, metadata.offset + i, key, raw, values[key])
                                      for i, (partition, key, raw) in enumerate(records))
         writer.apply_changelog(user_state, changelog, changelog_records)
+
+    async def _send_examples(self) -> list:
+        if not self.examples:
+            return []
+        topic = self.worker.topics.ranker_examples.get_topic_name()
+        n = await self.writer.partition_count(topic)
+        return await self.writer.send(topic, [(owner % n, key, value) for _event, key, owner, value in self.examples])
 
     async def _publish_through_faust(self) -> None:
         user_state, topics = self.worker.tables.user_state, self.worker.topics
@@ -159,3 +173,6 @@ class Batch:
                 await topics.recommendations.send(key=key, value=value)
         for partition, key, value in self.reroutes:
             await topics.ratings.send(key=key, value=value, partition=partition)
+        for event, key, _owner, value in self.examples:
+            with BatchWriter.as_current(event):
+                await topics.ranker_examples.send(key=key, value=value)

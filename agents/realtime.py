@@ -2,7 +2,8 @@
 
 Thin on purpose: take a batch of ratings, and for each in order read the user's state,
 apply the rating through the user's ranker (``ranking/``: the user's A/B arm, or
-``RECSYS_RANKER``) and stage the new state and list; then publish the batch
+``RECSYS_RANKER``) and stage the new state and list (for the learned ranker, first the
+examples the rating makes of the list the user had: ``ranking/learned.py``); then publish the batch
 (``agents/batches.py``). Bad messages become dead letters. Behaviour
 events arrive here too, as implicit ratings (``agents/behaviour.py``): one writer of
 ``user_state``, one order.
@@ -16,8 +17,10 @@ from typing import TYPE_CHECKING
 from agents.batches import Batch
 from agents.lists import interaction_of, recommendation_for
 from app.faust_patches import is_current
-from app.records import parse_rating, to_json_bytes
+from app.records import examples_message, parse_rating, to_json_bytes
 from broker.partitioning import owner_partition
+from ranking.features import Context
+from ranking.learned import LearnedRanker
 from ranking.model import Model
 
 if TYPE_CHECKING:
@@ -47,7 +50,9 @@ async def rank_batch(worker: Worker, events) -> None:
     """Rank every rating of a batch in order, then publish the states and lists together
     (``agents/batches.py``: offsets are committed only after that is acknowledged)."""
     batch = Batch(worker, input_partitions=partitions_of(worker, worker.topics.ratings.get_topic_name()))
-    model = Model(worker.model.index, tuple(worker.hot_items), worker.model.version)  # one for the whole batch
+    hot = tuple(worker.hot_items)  # one model for the whole batch
+    model = Model(worker.model.index, hot, worker.model.version, learned=worker.learned.weights,
+                  context=Context(hot_items=hot, categories=worker.catalogue.category))
     for event in events:
         if not is_current(worker.app, event.message):  # a rebalance began: it is read again after it
             continue
@@ -83,7 +88,13 @@ def rank_one(worker: Worker, event, batch: Batch, model: Model) -> None:
         return
     state = batch.state_of(event, key)
     variant, ranker = worker.ranking.ranker_for(rating.user)
-    changed, step = state.apply(message.offset, ranker, interaction_of(rating), model)
+    interaction = interaction_of(rating)
+    if isinstance(ranker, LearnedRanker) and not state.already_applied(message.offset):
+        examples = ranker.examples(state, interaction, model)  # what the list the user had taught
+        if examples is not None:
+            batch.stage_examples(event, key, owner, examples_message(examples)[1])
+            metrics.count("learner.examples_sent")
+    changed, step = state.apply(message.offset, ranker, interaction, model)
     if changed:
         batch.stage_state(event, key, state)
     else:  # an at-least-once redelivery: the stored list goes out again

@@ -113,7 +113,8 @@ def register(worker: Worker) -> None:
                          "model_items": len(model.index), "model_loaded": model.caught_up.is_set(),
                          "model_blend": {**model.marker.get("blend", {}), **model.index.blend.as_dict(),
                                          "name": model.index.blend.name},
-                         "model_messages_rejected": model.rejected, "ratings_partitions": assigned},
+                         "model_messages_rejected": model.rejected, "ratings_partitions": assigned,
+                         "learned": learned_health(worker)},
                         status=200 if ready else 503)
 
     @route("/health/live/")
@@ -123,3 +124,13 @@ def register(worker: Worker) -> None:
     @route("/metrics/")
     async def get_metrics(web, request):
         return web.json(metrics.snapshot())
+
+
+def learned_health(worker) -> dict | None:
+    """The learned ranker's serving weight set: its version and the gate's numbers (None:
+    no set yet, the learned ranker lists the recall order)."""
+    weights = worker.learned.weights
+    if weights is None:
+        return None
+    return {"version": weights.version, "validation": weights.validation,
+            "item_biases": {task: len(b) for task, b in weights.item_bias.items()}}

@@ -25,6 +25,8 @@ class Topics:
     dead_letters: faust.TopicT
     #: Behaviour events re-keyed by item, for the item-popularity window.
     item_events: faust.TopicT
+    #: Every interaction's examples, for the learner (the learned ranker's users only).
+    ranker_examples: faust.TopicT
 
 
 def declare_topics(app: faust.App, conf: Settings) -> Topics:
@@ -40,4 +42,5 @@ def declare_topics(app: faust.App, conf: Settings) -> Topics:
         recommendations=raw(conf.topics.recommendations, compacting=True),
         dead_letters=raw(conf.topics.dead_letters),
         item_events=raw(item_events_topic_name(conf)),
+        ranker_examples=raw(conf.topics.ranker_examples),
     )

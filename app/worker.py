@@ -24,8 +24,8 @@ from app.metrics import Metrics
 from app.settings import Settings
 from app.topics import Topics, declare_topics
 from broker.detect import TANSU
-from ranking.ab import Assignment
-from tables.broadcast import Catalogue, SimilarityBroadcast, keep_following
+from ranking.ab import Assignment, parse_ab
+from tables.broadcast import Catalogue, LearnedBroadcast, SimilarityBroadcast, keep_following
 from tables.definitions import Tables, declare_tables, forget_offsets
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class Worker:
         The model in service (every item's neighbours), read from ``item-similarity``.
     catalogue : Catalogue
         item -> category, read from ``items`` (for ``?category=``).
+    learned : LearnedBroadcast
+        The learned ranker's serving weights, read from ``ranker-model``.
     ranking : Assignment
         Which ranker makes each user's list (``RECSYS_RANKER``, the A/B arms).
     metrics : Metrics
@@ -69,6 +71,7 @@ class Worker:
     ranking: Assignment
     metrics: Metrics
     dead_letters: DeadLetters
+    learned: LearnedBroadcast = field(default_factory=LearnedBroadcast)
     hot_items: list[str] = field(default_factory=list)
     in_flight: dict[bytes, dict] = field(default_factory=dict)
 
@@ -85,7 +88,8 @@ def build_worker(conf: Settings) -> Worker:
     app = create_app(conf, metrics)
     topics = declare_topics(app, conf)
     worker = Worker(settings=conf, app=app, topics=topics, tables=declare_tables(app, conf),
-                    model=SimilarityBroadcast(), catalogue=Catalogue(), ranking=Assignment.from_settings(conf),
+                    model=SimilarityBroadcast(keep_sources=learned_served(conf)), catalogue=Catalogue(),
+                    ranking=Assignment.from_settings(conf),
                     metrics=metrics,
                     dead_letters=DeadLetters(topics.dead_letters, metrics, max_bytes=conf.input.dead_letter_max_bytes))
     faust_patches.apply(tansu=conf.kafka.broker_engine == TANSU, metrics=metrics, guard=conf.worker.faust_guard,
@@ -96,6 +100,12 @@ def build_worker(conf: Settings) -> Worker:
     register_readers(worker)
     views.register(worker)
     return worker
+
+
+def learned_served(conf: Settings) -> bool:
+    """Whether the learned ranker serves anyone (``RECSYS_RANKER`` or an A/B arm)."""
+    arms = parse_ab(conf.ranking.ab)
+    return "learned" in ({name for name, _w in arms} if arms else {conf.ranking.ranker})
 
 
 def register_readers(worker: Worker) -> None:
@@ -110,6 +120,11 @@ def register_readers(worker: Worker) -> None:
     @app.task
     async def follow_catalogue() -> None:
         await keep_following("catalogue", worker.catalogue.follow, conf)
+
+    if learned_served(conf):
+        @app.task
+        async def follow_learned() -> None:
+            await keep_following("ranker-model", worker.learned.follow, conf)
 
     @app.timer(interval=1.0)
     async def sample_metrics() -> None:

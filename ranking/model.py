@@ -275,3 +275,7 @@ class Model:
     index: SimilarityIndex = field(default_factory=SimilarityIndex)
     hot_items: Sequence[str] = ()
     version: str = ""
+    #: The learned ranker's serving weight set (``ranking.learned.LearnedWeights``; None: none yet).
+    learned: object = None
+    #: What its features read besides the index (``ranking.features.Context``; None: the hot items only).
+    context: object = None

@@ -47,7 +47,9 @@ class SimilarityBroadcast:
     receiving their own input. Each was reproduced on the embedded broker.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_sources: bool = False) -> None:
+        #: Whether the index keeps each source's lists too (the learned ranker reads them apart).
+        self.keep_sources = keep_sources
         #: The model in service: top-M lists and symmetric rows (what the agent scores with).
         self.index = SimilarityIndex()
         #: The marker of the model in service.
@@ -117,7 +119,8 @@ class SimilarityBroadcast:
             for name, neigh in s[3].items():
                 sources.setdefault(name, {})[q] = neigh
         self.index = SimilarityIndex({q: s[0] for q, s in staged.items()}, related={q: s[1] for q, s in staged.items()},
-                                     counts={q: s[2] for q, s in staged.items()}, sources=sources, blend=blend)
+                                     counts={q: s[2] for q, s in staged.items()}, sources=sources, blend=blend,
+                                     keep_sources=self.keep_sources)
         self.marker = marker
         for seen in list(self._staged):  # this version and every one staged before it are done
             del self._staged[seen]
