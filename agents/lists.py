@@ -29,4 +29,5 @@ def recommendation_for(rating: Rating, state: UserState, variant: str, version: 
                           model_version=state.recs.get("model_version", version), trigger_ts=rating.ts,
                           produced_at=produced_at, emitted_at=time.time(), worker_ms=worker_ms,
                           reason="rating" if rating.source == "explicit" else rating.source,
-                          because=state.recs.get("because", {}), variant=variant)
+                          because=state.recs.get("because", {}), variant=variant,
+                          explored=state.recs.get("explored"))

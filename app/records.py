@@ -152,6 +152,9 @@ class Recommendation(_Record):
     because: dict = dataclasses.field(default_factory=dict)
     #: The ranker that made the list (``default``, ``paper``: ``RECSYS_RANKER`` / ``RECSYS_AB``).
     variant: str = "default"
+    #: The slot explored (learned ranker, ``RECSYS_EXPLORE``): ``{"item", "position",
+    #: "propensity"}``, propensity = the chance this item was put in the list by exploring.
+    explored: dict | None = None
     #: Version of this message's layout (:data:`RECOMMENDATION_SCHEMA`; lists written
     #: before the field existed have none and read as schema 1).
     schema: int = RECOMMENDATION_SCHEMA

@@ -248,9 +248,14 @@ class RankingSettings:
     #: The learned ranker's objective: ``task:weight,...`` over ``interaction`` (any event)
     #: and ``conversion`` (cart, purchase, a rating above the middle of the scale).
     objective: str = env("RECSYS_OBJECTIVE", "interaction:1,conversion:1")
+    #: The learned ranker's exploration: the chance that one slot of a list goes to a
+    #: candidate from outside its top (its propensity is logged on the list; 0 = never).
+    explore: float = env("RECSYS_EXPLORE", 0.0)
 
     def __post_init__(self) -> None:
         _check_rankers(self)
+        if not 0.0 <= self.explore <= 1.0:
+            raise SettingError(f"RECSYS_EXPLORE={self.explore:g}: a chance, from 0 to 1")
         try:
             parse_objective(self.objective)
         except ValueError as exc:

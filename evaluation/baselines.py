@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from offline_als.item_item import ease, popular_columns, rp3beta, sequential_rules
-from ranking import DefaultRanker, PaperRanker, Ranker
+from ranking import DefaultRanker, LearnedRanker, PaperRanker, Ranker
 
 from .rankers import ALSRanker, Baseline, Interactions, ItemKNN, Popularity, PopularityWindow, SharedState
 
@@ -279,7 +279,7 @@ class VSKNN(Baseline):
 
 
 # --------------------------------------------------------------------------- all of them
-RANKER_NAMES = ("default", "paper", "popularity", "popularity_window", "als", "item_knn", "sr", "ease", "rp3beta",
+RANKER_NAMES = ("default", "learned", "paper", "popularity", "popularity_window", "als", "item_knn", "sr", "ease", "rp3beta",
                 "ials", "vsknn")
 
 
@@ -291,12 +291,14 @@ BASELINES: dict[str, type[Baseline]] = {
 
 def make_rankers(conf, high_cut: float, tuned: Mapping[str, Mapping] | None = None) -> dict[str, Ranker]:
     """The rankers of the evaluation by name, in :data:`RANKER_NAMES` order: the default
-    ranker with its fixed defaults, the paper's with the agent's settings on the data
+    ranker with its fixed defaults, the learned one (learning as the stream goes), the paper's with the agent's settings on the data
     set's rating scale (``high_cut``), the baselines with theirs, or with the parameters
     ``tuned`` chose for them (``evaluation.tuning``)."""
     paper = dataclasses.replace(PaperRanker.from_settings(conf), high_cut=high_cut)
     tuned = tuned or {}
-    return {"default": DefaultRanker(), "paper": paper,
+    # The logs replayed were made without our lists: no candidate was shown to anyone.
+    learned = dataclasses.replace(LearnedRanker.from_settings(conf), high_cut=high_cut, impressions=False)
+    return {"default": DefaultRanker(), "learned": learned, "paper": paper,
             **{name: dataclasses.replace(cls.from_settings(conf), **tuned.get(name, {}))
                for name, cls in BASELINES.items()}}
 

@@ -258,7 +258,7 @@ def learners_for(rankers: Mapping[str, Ranker], conf: Settings) -> dict[str, Onl
 def learner_summary(learner: OnlineLearner) -> dict:
     """What a learner did over the run: versions shipped and refused, the serving set's numbers."""
     serving = learner.serving
-    return {"versions": learner.versions, "rejected": len(learner.rejected), "examples": learner.examples_learnt,
+    return {"versions": learner.versions, "rejected": learner.refused, "examples": learner.examples_learnt,
             "serving": serving.validation if serving is not None else None}
 
 
@@ -329,19 +329,26 @@ def bootstrap_diff(a: np.ndarray, b: np.ndarray, *, n_boot: int = 1000, seed: in
 
 
 def compare_default(raw: dict, n_boot: int = 1000) -> dict:
-    """``default`` against the best baseline on HR@10 and NDCG@10, with 95% intervals."""
+    """``default`` against the best baseline (the learned ranker, built on it, left out)."""
+    return compare_to_best(raw, "default", leave_out=("learned",), n_boot=n_boot)
+
+
+def compare_to_best(raw: dict, name: str, leave_out=(), n_boot: int = 1000) -> dict:
+    """Ranker ``name`` against the best other one (but ``leave_out``) on HR@10 and NDCG@10,
+    with 95% bootstrap intervals of the difference."""
     res = {}
     for metric, pos in (("hr_at_10", 0), ("ndcg_at_10", 1)):
-        per = {name: hit_arrays(raw["tally"][name].ranks)[pos] for name in raw["names"]}
-        if "default" not in per:
+        per = {n: hit_arrays(raw["tally"][n].ranks)[pos] for n in raw["names"] if n not in leave_out or n == name}
+        if name not in per:
             continue
-        base = max((n for n in per if n != "default"), key=lambda n: per[n].mean(), default=None)
+        base = max((n for n in per if n != name), key=lambda n: per[n].mean(), default=None)
         if base is None:
             continue
-        diff, lo, hi = bootstrap_diff(per["default"], per[base], n_boot=n_boot)
+        diff, lo, hi = bootstrap_diff(per[name], per[base], n_boot=n_boot)
         best = per[base].mean()
-        res[metric] = {"best_baseline": base, "default": float(per["default"].mean()), "baseline": float(best),
-                       "diff": diff, "ci95": [lo, hi], "relative": diff / best if best > 0 else None}
+        res[metric] = {"best_baseline": base, name: float(per[name].mean()), "ranker": name, "baseline": float(best),
+                       "diff": diff, "ci95": [lo, hi], "relative": diff / best if best > 0 else None,
+                       "ratio": float(per[name].mean() / best) if best > 0 else None}
     return res
 
 
@@ -363,7 +370,8 @@ def evaluate_stream(input_path, fmt: str, *, conf: Settings, out_dir="eval-out",
     summary = summarise(raw)
     summary["tuned"] = {f: t["params"] for f, t in tuned.items()}
     extra = {"input": str(input_path), "format": fmt, "events": len(stream), "skipped": stream.skipped,
-             "comparison": compare_default(raw), "tuning": tuned, "tuning_seconds": tune_s,
+             "comparison": compare_default(raw), "learned_comparison": compare_to_best(raw, "learned"),
+             "learners": raw["learners"], "tuning": tuned, "tuning_seconds": tune_s,
              "blends": raw["selections"],
              "seconds": time.perf_counter() - t0}
     paths = write_stream_report(summary, raw, extra, out_dir)
@@ -390,6 +398,7 @@ __all__ = [
     "RANKER_NAMES",
     "bootstrap_diff",
     "compare_default",
+    "compare_to_best",
     "evaluate_stream",
     "hit_arrays",
     "load_stream",

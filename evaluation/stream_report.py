@@ -78,16 +78,29 @@ def _table(summary: dict) -> list[str]:
     return lines
 
 
-def _comparison(extra: dict) -> list[str]:
+def _comparison(extra: dict, key: str = "comparison") -> list[str]:
     lines = []
-    for metric, c in extra.get("comparison", {}).items():
+    for metric, c in extra.get(key, {}).items():
         rel = "n/a" if c["relative"] is None else f"{100 * c['relative']:+.1f}%"
         lo, hi = c["ci95"]
         noise = " (the interval holds 0: the gap may be noise)" if lo <= 0 <= hi else ""
-        lines.append(f"- {metric}: default {c['default']:.4g} vs best baseline `{c['best_baseline']}` "
+        name = c.get("ranker", "default")
+        lines.append(f"- {metric}: {name} {c[name]:.4g} vs best other `{c['best_baseline']}` "
                      f"{c['baseline']:.4g}: difference {c['diff']:+.4g}, 95% bootstrap interval "
                      f"[{lo:+.4g}, {hi:+.4g}] ({rel} relative){noise}")
     return lines
+
+
+def _learned(extra: dict) -> list[str]:
+    if not extra.get("learned_comparison"):
+        return []
+    lines = ["## learned against the best other ranker", "", *_comparison(extra, "learned_comparison"), ""]
+    for name, s in (extra.get("learners") or {}).items():
+        serving = s.get("serving") or {}
+        lines.append(f"`{name}` learnt {s['examples']} example rows test-then-learn over the whole stream (warm-up "
+                     f"included); the gate shipped {s['versions']} weight sets and refused {s['rejected']}; the last "
+                     f"one's progressive NDCG@10 over its window {serving.get('ndcg', float('nan')):.4f}.")
+    return [*lines, ""]
 
 
 def _tuning(extra: dict) -> list[str]:
@@ -139,6 +152,7 @@ def write_stream_report(summary: dict, raw: dict, extra: dict, out_dir) -> list[
              (f"Scored events: {summary['events_scored']} of {summary['users']} users; events on an item the "
              f"user already had (not scored): {100 * summary['repeat_share']:.1f}% of the events of known users."),
              "", *_table(summary), "", "## default against the best baseline", "", *_comparison(extra), "",
+             *_learned(extra),
              ("Novelty is the mean popularity rank (over the whole file, 1 = most interacted) of the "
              "recommended items; coverage the share of the file's items that appeared in a scored list; cost "
              "is the time of each ranker's update and list per event of the scored half, and change the share "

@@ -35,7 +35,7 @@ def save(path: Path, learner: OnlineLearner, offsets: dict[int, int]) -> None:
             arrays[f"serving.{task}.items"] = np.array(list(biases), dtype=str)
             arrays[f"serving.{task}.bias"] = np.fromiter(biases.values(), dtype=np.float64, count=len(biases))
     meta = {"offsets": {str(p): o for p, o in offsets.items()}, "features": list(learner.features),
-            "versions": learner.versions, "examples_learnt": learner.examples_learnt,
+            "versions": learner.versions, "examples_learnt": learner.examples_learnt, "refused": learner.refused,
             "rows_since_offer": learner.rows_since_offer,
             "serving": {"version": serving.version, "validation": serving.validation} if serving else None}
     arrays["meta"] = np.array(json.dumps(meta))
@@ -67,5 +67,6 @@ def load(path: Path, learner: OnlineLearner) -> dict[int, int] | None:
                                              meta["serving"]["validation"])
             learner.gate.serve(learner.serving)
     learner.versions, learner.examples_learnt = meta["versions"], meta["examples_learnt"]
+    learner.refused = meta.get("refused", 0)
     learner.rows_since_offer = meta["rows_since_offer"]
     return {int(p): int(o) for p, o in meta["offsets"].items()}

@@ -103,30 +103,28 @@ def _evaluate(weights: LearnedWeights, ex: Examples, objective: Mapping[str, flo
 
 
 class Gate:
-    """A new weight set ships only if, over the newest ``window`` interactions, its
-    progressive NDCG@10 (each interaction scored by the model being learnt, before it was
-    learnt) is at least the serving set's on the same interactions, and its log-loss
-    finite and not higher; any finite set ships when none serves. NaN or infinite weights
-    never ship."""
+    """A new weight set ships only if, over the newest ``window`` interactions since the
+    serving set was published, its progressive NDCG@10 (each interaction scored by the
+    model being learnt, before it was learnt) is at least the serving set's on the same
+    interactions, and its log-loss finite and not higher; any finite set ships when none
+    serves. NaN or infinite weights never ship. (The interactions before the serving set
+    was published are left out: it learnt them, so on them it would look better than it is.)"""
 
     def __init__(self, objective: Mapping[str, float], window: int = 2000) -> None:
         self.objective = dict(objective)
-        #: (examples, rows' weight, progressive NDCG, progressive loss, serving NDCG, serving loss)
+        #: (rows' weight, progressive NDCG, progressive loss, serving NDCG, serving loss)
         self.window: collections.deque[tuple] = collections.deque(maxlen=window)
         self.serving: LearnedWeights | None = None
 
     def add(self, ex: Examples, current: LearnedWeights) -> None:
         """Score ``ex`` with the model about to learn it (``current``), and with the serving set."""
         serving = _evaluate(self.serving, ex, self.objective) if self.serving is not None else (0.0, math.inf)
-        self.window.append((ex, float(ex.weights.sum()), *_evaluate(current, ex, self.objective), *serving))
+        self.window.append((float(ex.weights.sum()), *_evaluate(current, ex, self.objective), *serving))
 
     def serve(self, weights: LearnedWeights | None) -> None:
-        """``weights`` serve from now on: the window is scored by them again."""
+        """``weights`` serve from now on: the comparison starts again from the next interaction."""
         self.serving = weights
-        if weights is not None:
-            self.window = collections.deque(
-                ((ex, rows, nd, lo, *_evaluate(weights, ex, self.objective)) for ex, rows, nd, lo, *_s in self.window),
-                maxlen=self.window.maxlen)
+        self.window.clear()
 
     def numbers(self) -> dict:
         """The window's means: NDCG@10 and log-loss per row, progressive and (when one
@@ -134,7 +132,7 @@ class Gate:
         n = len(self.window)
         if n == 0:
             return {"interactions": 0, "ndcg": 0.0, "log_loss": math.nan}
-        sums = np.sum([entry[1:] for entry in self.window], axis=0)
+        sums = np.sum(self.window, axis=0)
         rows = sums[0] or 1.0
         out = {"interactions": n, "ndcg": sums[1] / n, "log_loss": sums[2] / rows}
         if self.serving is not None:
@@ -183,7 +181,9 @@ class OnlineLearner:
         self.gate = Gate(self.objective, window)
         self.every, self.name = every, name
         self.serving: LearnedWeights | None = None
+        #: The newest refused offers (their numbers and why), and how many were refused in all.
         self.rejected: collections.deque[dict] = collections.deque(maxlen=20)
+        self.refused = 0
         self.rows_since_offer = 0
         self.versions = 0
         self.examples_learnt = 0
@@ -212,6 +212,7 @@ class OnlineLearner:
         weights = self.weights(copy=True)
         ok, numbers, why = self.gate.passes(weights)
         if not ok:
+            self.refused += 1
             self.rejected.append({**numbers, "reason": why, "examples": self.examples_learnt})
             return None
         self.versions += 1

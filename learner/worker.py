@@ -84,7 +84,7 @@ class Learner:
         return {"consumed": self.consumed, "examples_learnt": learner.examples_learnt, "versions": learner.versions,
                 "serving": learner.serving.version if learner.serving else None,
                 "serving_validation": learner.serving.validation if learner.serving else None,
-                "rejected": list(learner.rejected), "invalid": dict(self.invalid), "offsets": dict(self.offsets)}
+                "refused": learner.refused, "rejected": list(learner.rejected), "invalid": dict(self.invalid), "offsets": dict(self.offsets)}
 
     async def run(self, stop: asyncio.Event, *, until_end: bool = False) -> dict:
         """Learn until ``stop`` is set (``until_end``: until the examples available at start are learnt)."""

@@ -149,6 +149,10 @@ class LearnedRanker(Ranker):
         Never-shown candidates sampled as negatives per interaction.
     skipped_weight : float
         Weight of a negative the user had in the list and did not take.
+    explore : float
+        Chance that one slot of a list goes to a candidate from outside the top ``k``
+        (drawn uniformly; its propensity is logged on the list), so the loop does not
+        learn only from its own choices.
     impressions : bool
         Whether the user saw the lists (a shop's page shows them): a replayed log's users
         never did, so none of their candidates was shown and none is a skipped one.
@@ -164,13 +168,14 @@ class LearnedRanker(Ranker):
     negatives: int = 10
     skipped_weight: float = 2.0
     impressions: bool = True
+    explore: float = 0.0
     rated_limit: int = 1000
 
     @classmethod
     def from_settings(cls, conf) -> LearnedRanker:
         high_cut = (conf.input.rating_min + conf.input.rating_max) / 2.0
         return cls(k=conf.ranking.k, rated_limit=conf.ranking.rated_items_max, high_cut=high_cut,
-                   objective=tuple(parse_objective(conf.ranking.objective).items()))
+                   objective=tuple(parse_objective(conf.ranking.objective).items()), explore=conf.ranking.explore)
 
     def candidates(self, recent, rated, shown, event: str, ts: float, model) -> Candidates:
         """The candidates of a history, with their features (``ranking.features.candidates``)."""
@@ -191,13 +196,30 @@ class LearnedRanker(Ranker):
         weights = getattr(model, "learned", None)
         if weights is not None and weights.fits() and found.items:
             scores = weights.scores(found.X, found.items, dict(self.objective))
-            order = np.lexsort((np.arange(len(scores)), -scores))[: self.k]  # ties: the recall order
-            items = [[found.items[j], round(float(scores[j]), 6)] for j in order]
+            order = np.lexsort((np.arange(len(scores)), -scores)).tolist()  # ties: the recall order
         else:
-            order = range(min(self.k, len(found.items)))
-            items = [[found.items[j], round(float(found.X[j, 1]), 6)] for j in order]
+            scores, order = found.X[:, 1], list(range(len(found.items)))
+        explored = self._explore(order, interaction) if self.explore > 0 else None
+        order = order[: self.k]
+        items = [[found.items[j], round(float(scores[j]), 6)] for j in order]
         because = {found.items[j]: found.because[j] for j in order if found.because[j] is not None}
-        return Step(recent, rated, items, because, len(found.items))
+        if explored is not None:
+            explored["item"] = found.items[order[explored["position"]]]
+        return Step(recent, rated, items, because, len(found.items), explored)
+
+    def _explore(self, order: list, interaction: Interaction) -> dict | None:
+        """With chance ``explore``, move a candidate from below the top ``k`` (uniformly
+        drawn) into a slot of it (uniformly drawn), in place; returns the slot, or None.
+        Seeded by the interaction: a redelivery explores the same way."""
+        outside = len(order) - self.k
+        if outside <= 0:
+            return None
+        rng = np.random.default_rng(zlib.crc32(f"explore\x00{interaction.user}\x00{interaction.ts!r}".encode()))
+        if rng.random() >= self.explore:
+            return None
+        pick, slot = self.k + int(rng.integers(outside)), int(rng.integers(self.k))
+        order[slot] = order[pick]
+        return {"position": slot, "propensity": self.explore / outside}
 
     def examples(self, state: History, interaction: Interaction, model) -> Examples | None:
         """What ``interaction`` teaches: the candidates of ``state`` (the user's history

@@ -65,7 +65,8 @@ class Step:
 
     ``items`` is ``[[item, score], ...]`` best first (``score`` ``None`` for an item that
     only pads the list); ``because[q]`` the recent item that put q there (rankers that
-    cannot say leave it empty); ``n_candidates`` how many items this step scored.
+    cannot say leave it empty); ``n_candidates`` how many items this step scored;
+    ``explored`` the slot an exploring ranker filled from outside its top.
     """
 
     recent: list
@@ -73,6 +74,8 @@ class Step:
     items: list
     because: dict
     n_candidates: int
+    #: The slot an exploring ranker filled from outside its top (``ranking.learned``), else None.
+    explored: dict | None = None
 
     @classmethod
     def unchanged(cls, state: History) -> Step:

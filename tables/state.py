@@ -67,5 +67,7 @@ class UserState:
         self.recent, self.rated = step.recent, step.rated
         self.recs = {"items": step.items, "model_version": model.version, "ts": interaction.ts,
                      "because": step.because, "event": interaction.event}
+        if step.explored is not None:
+            self.recs["explored"] = step.explored
         self.offset = offset
         return True, step
