@@ -251,6 +251,9 @@ class RankingSettings:
     #: The learned ranker's exploration: the chance that one slot of a list goes to a
     #: candidate from outside its top (its propensity is logged on the list; 0 = never).
     explore: float = env("RECSYS_EXPLORE", 0.0)
+    #: Whether shoppers see the lists (a shop page shows them): the learned ranker then
+    #: counts a listed item the shopper passed over as a stronger negative.
+    impressions: bool = env("RECSYS_LEARNED_IMPRESSIONS", True)
 
     def __post_init__(self) -> None:
         _check_rankers(self)

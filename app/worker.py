@@ -24,7 +24,7 @@ from app.metrics import Metrics
 from app.settings import Settings
 from app.topics import Topics, declare_topics
 from broker.detect import TANSU
-from ranking.ab import Assignment, parse_ab
+from ranking.ab import Assignment, served_rankers
 from tables.broadcast import Catalogue, LearnedBroadcast, SimilarityBroadcast, keep_following
 from tables.definitions import Tables, declare_tables, forget_offsets
 
@@ -104,8 +104,7 @@ def build_worker(conf: Settings) -> Worker:
 
 def learned_served(conf: Settings) -> bool:
     """Whether the learned ranker serves anyone (``RECSYS_RANKER`` or an A/B arm)."""
-    arms = parse_ab(conf.ranking.ab)
-    return "learned" in ({name for name, _w in arms} if arms else {conf.ranking.ranker})
+    return "learned" in served_rankers(conf)
 
 
 def register_readers(worker: Worker) -> None:

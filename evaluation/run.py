@@ -289,16 +289,18 @@ def _main_stream(args, conf: Settings | None) -> int:
     for plot in paths[1:]:
         print(f"plot: {plot}")
     code = 0
-    if args.through_stream:  # the default ranker's lists from a real worker, for a sample of users
-        from .stream import check_default_through_stream
+    if args.through_stream:  # the default and learned rankers' lists from a real worker, for a sample of users
+        from .stream import check_through_stream
 
         stream = load_stream(args.input, args.format, conf=conf, progress=False)
         n_users = len(set(stream.users)) if args.users == "all" else int(args.users)
         say = None if args.no_progress else (lambda msg: print(f"through-stream: {msg}", file=sys.stderr))
-        check = check_default_through_stream(stream, conf, users=n_users, rate=args.stream_rate, seed=args.seed,
-                                             log=say)
-        print("through-stream: " + json.dumps(check, separators=(",", ":")))
-        code = 0 if check["all_identical"] and check["users_complete"] == check["users"] else 1
+        for ranker in ("default", "learned"):
+            check = check_through_stream(stream, conf, ranker=ranker, users=n_users, rate=args.stream_rate,
+                                         seed=args.seed, log=say)
+            print("through-stream: " + json.dumps(check, separators=(",", ":")))
+            if not (check["all_identical"] and check["users_complete"] == check["users"]):
+                code = 1
     print(json.dumps(_finite(summary), separators=(",", ":")))
     return code
 

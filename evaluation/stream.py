@@ -99,7 +99,7 @@ def _same(a: Sequence[Sequence], b: Sequence[Sequence]) -> tuple[bool, float]:
 
 @contextlib.contextmanager
 def deployment(settings: dict, model: dict, version: str, *, base=None, broker_port: int | None = None,
-               work_dir=None, say=lambda msg: None):
+               work_dir=None, say=lambda msg: None, weights: list | None = None):
     """A broker (the one on ``broker_port``; else ``base``'s ``RECSYS_BROKER`` if set;
     else an embedded one started here), one worker with ``settings`` (``RECSYS_*``
     variables) and the model published (``model``: the keyword arguments of
@@ -114,16 +114,38 @@ def deployment(settings: dict, model: dict, version: str, *, base=None, broker_p
     try:
         with LocalDeployment(root, broker=broker, base=base, RECSYS_LOG_EVERY_S=5, **settings) as local:
             say(f"broker: {local.describe_broker()}")
-            local.start_worker("eval")
+            worker = local.start_worker("eval", learner=False)  # a frozen model: nothing learns
             t0 = time.perf_counter()
             model = dict(model)
             local.publish_model(model.pop("neighbours"), version, **model)
             t_model = time.perf_counter() - t0
             say(f"model {version} loaded by the worker in {t_model:.1f} s")
+            if weights:
+                asyncio.run(_publish_weights(local.conf, weights))
+                _wait_for_weights(worker, json.loads(weights[-1][1])["version"])
+                say("learned weights loaded by the worker")
             yield local.conf, local.describe_broker(), t_model
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+async def _publish_weights(conf, messages) -> None:
+    producer = await KafkaClients(conf).producer("bulk")
+    try:
+        for key, value in messages:
+            await producer.send(conf.topics.ranker_model, key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _wait_for_weights(worker, version: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while ((worker.health() or {}).get("learned") or {}).get("version") != version:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the worker did not load the learned weights {version}:\n{worker.log_tail()}")
+        time.sleep(0.2)
 
 
 def replay_messages(conf, messages, rate: float, timeout: float, say) -> tuple[dict, float, dict]:
@@ -210,24 +232,61 @@ def run_through_stream(cases: Sequence[UserCase], model: Model, *, scale: tuple[
 
 
 # ----------------------------------------------------------- the streaming protocol's check
-def check_default_through_stream(stream, conf, *, users: int = 100, rate: float = 300.0, seed: int = 0,
-                                 broker_port: int | None = None, timeout: float = 300.0, log=None) -> dict:
+def check_default_through_stream(stream, conf, **kwargs) -> dict:
+    """:func:`check_through_stream` of the default ranker."""
+    return check_through_stream(stream, conf, ranker="default", **kwargs)
+
+
+def frozen_learned_weights(stream, n: int, ranker, model) -> object:
+    """The weights the learner has after the first ``n`` events of ``stream`` (learnt
+    test-then-learn with ``model`` frozen, as the evaluation's learned ranker learns)."""
+    from learner.online import OnlineLearner
+    from ranking import Interaction
+    from ranking.features import FEATURES
+    from tables.state import UserState
+
+    learner = OnlineLearner(FEATURES, dict(ranker.objective), every=1 << 62)
+    states: dict[str, UserState] = {}
+    for j in range(n):
+        user = stream.users[j]
+        state = states.setdefault(user, UserState())
+        interaction = Interaction(user, stream.items[j], float(stream.ratings[j]), float(stream.ts[j]),
+                                  event=stream.events[j] if stream.events else "rating")
+        examples = ranker.examples(state, interaction, model)
+        if examples is not None:
+            learner.learn(examples)
+        state.apply(j, ranker, interaction, model)
+    return learner.weights(version="frozen-warm-up", copy=True)
+
+
+def check_through_stream(stream, conf, *, ranker: str = "default", users: int = 100, rate: float = 300.0,
+                         seed: int = 0, broker_port: int | None = None, timeout: float = 300.0, log=None) -> dict:
     """``--protocol stream --through-stream``: ``users`` sampled users' events (all of them,
-    in time order) through a real broker and worker running the default ranker, with the
-    model frozen (trained on the warm-up half, published once, as the evaluation's first
-    model); every list the worker emits must equal the evaluation's ``default`` list for
-    the same events (``UserState.apply`` with ``ranking.DefaultRanker`` on the same
-    index), its ``because`` included. The default ranker reads no hot items, so none are
-    frozen."""
+    in time order) through a real broker and worker running ``ranker`` (``default`` or
+    ``learned``), with the model frozen (trained on the warm-up half, published once, as
+    the evaluation's first model; for ``learned``, the weights it learnt over the warm-up
+    half, published once to ``ranker-model``); every list the worker emits must equal the
+    evaluation's list for the same events (``UserState.apply`` with the evaluation's
+    ranker on the same index and weights), its ``because`` included. Neither ranker reads
+    hot items here (the worker gets ratings only), so none are frozen."""
+    from app.records import weights_messages
     from ranking import DefaultRanker, Interaction, Model
     from tables.state import UserState
 
+    from .baselines import make_rankers
     from .prequential import interactions, train
 
     say = log or (lambda msg: None)
     t_start = time.perf_counter()
-    trained = train(interactions(stream, len(stream) // 2), conf)
-    model = Model(trained.index())
+    n_warm = len(stream) // 2
+    trained = train(interactions(stream, n_warm), conf)
+    if ranker == "learned":
+        chosen_ranker = make_rankers(conf, sum(stream.scale) / 2.0)["learned"]
+        model = Model(trained.index(keep_sources=True))
+        model = Model(model.index, learned=frozen_learned_weights(stream, n_warm, chosen_ranker, model))
+        say(f"weights learnt over the {n_warm} warm-up events")
+    else:
+        chosen_ranker, model = DefaultRanker.from_settings(conf), Model(trained.index())
     counts: dict[str, int] = {}
     for u in stream.users:
         counts[u] = counts.get(u, 0) + 1
@@ -236,24 +295,26 @@ def check_default_through_stream(stream, conf, *, users: int = 100, rate: float 
     chosen = set(rng.choice(eligible, size=min(users, len(eligible)), replace=False).tolist())
     events = [(stream.users[j], stream.items[j], float(stream.ratings[j]), float(stream.ts[j]))
               for j in range(len(stream)) if stream.users[j] in chosen]
-    ranker = DefaultRanker.from_settings(conf)
     offline: dict[str, list] = {u: [] for u in chosen}
     states: dict[str, UserState] = {u: UserState() for u in chosen}
     for offset, (user, item, rating, ts) in enumerate(events):
         state = states[user]
-        state.apply(offset, ranker, Interaction(user, item, rating, ts), model)
+        state.apply(offset, chosen_ranker, Interaction(user, item, rating, ts), model)
         offline[user].append((wire_list(state.last_list), state.recs["because"]))
     messages = [(*to_message(Rating(user=u, item=i, rating=r, ts=t)), u) for u, i, r, t in events]
     published = {"neighbours": trained.neighbours, **trained.publication()}
     settings = {"RECSYS_RATING_MIN": stream.scale[0], "RECSYS_RATING_MAX": stream.scale[1], "RECSYS_K": conf.ranking.k,
-                    "RECSYS_RATED_ITEMS_MAX": conf.ranking.rated_items_max, "RECSYS_RANKER": "default", "RECSYS_AB": ""}
+                "RECSYS_RATED_ITEMS_MAX": conf.ranking.rated_items_max, "RECSYS_RANKER": ranker, "RECSYS_AB": "",
+                "RECSYS_LEARNED_IMPRESSIONS": "false"}
     with deployment(settings, published, f"eval-stream-{int(time.time())}", base=conf, broker_port=broker_port,
-                    say=say) as (wconf, source, t_model):
+                    say=say, weights=weights_messages(model.learned, time.time()) if model.learned else None) \
+            as (wconf, source, t_model):
         want, t_produce, got = replay_messages(wconf, messages, rate, timeout, say)
     same = sum(1 for u in chosen for rec, (lst, because) in zip(got[u], offline[u], strict=False)
-               if rec["items"] == lst and rec.get("because") == because and rec.get("variant") == "default")
+               if rec["items"] == lst and rec.get("because") == because and rec.get("variant") == ranker)
     complete = sum(1 for u in chosen if len(got[u]) == want.get(u, 0))
-    return {"users": len(chosen), "events": len(messages), "lists_received": sum(len(v) for v in got.values()),
+    return {"ranker": ranker, "users": len(chosen), "events": len(messages),
+            "lists_received": sum(len(v) for v in got.values()),
             "users_complete": complete, "identical_lists": same, "all_identical": same == len(messages),
             "broker": source, "model_load_seconds": round(t_model, 2), "produce_seconds": round(t_produce, 2),
             "seconds": round(time.perf_counter() - t_start, 1),

@@ -508,6 +508,10 @@ def main(argv=None, conf=None) -> int:
         # --- 3. the worker (it joins its group while ALS trains)
         worker = deployment.start_worker("demo", ready=False)
         log(f"started a worker (pid {worker.pid}, web {worker.url}/health/, log {worker.log_path})")
+        learners = [w for w in deployment.workers if w.command[:1] == ("learner",)]
+        if learners:
+            log(f"started the learner (pid {learners[0].pid}, log {learners[0].log_path}): the learned ranker's "
+                "weights, from every list's outcome")
         if len(data.train[0]):
             neighbours, facts, extras = train_neighbours(*data.train, conf=conf)
             log(f"ALS trained: {facts}")
@@ -552,6 +556,7 @@ def main(argv=None, conf=None) -> int:
             "model_items": facts.get("items", 0),
             "shopper_reactions": stats.reactions,
             "ab": ab_summary(stats.live),
+            "learned": (worker.health() or {}).get("learned"),
             "web_url": web.url if web else None,
             "web_pid": web.process.pid if web else None,
             "live_seconds": round(live_s, 1),

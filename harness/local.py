@@ -120,11 +120,17 @@ class LocalDeployment:
 
     # ------------------------------------------------------------------ processes
     def start_worker(self, name: str | None = None, *, ready: bool = True, prelude: str = "",
-                     **variables) -> WorkerProcess:
+                     learner: bool | None = None, **variables) -> WorkerProcess:
         """A ``recsys worker`` of this deployment; the second and later ones get their own
-        web port and data dir. ``ready``: wait until it serves (partitions and model)."""
+        web port and data dir. ``ready``: wait until it serves (partitions and model).
+        ``learner``: start ``recsys learner`` too if none runs (default: when the learned
+        ranker serves someone)."""
         from broker.ports import free_port
+        from ranking.ab import served_rankers
 
+        wanted = learner if learner is not None else "learned" in served_rankers(self.conf)
+        if wanted and not any(w.command[:1] == ("learner",) and w.alive() for w in self.workers):
+            self.start_learner()
         name = name or f"w{len(self.workers) + 1}"
         env = dict(self.env)
         if self.workers:

@@ -58,6 +58,12 @@ def assign_variant(user: str, arms: list[tuple[str, int]], default: str = "defau
     return arms[-1][0]  # unreachable: point < total
 
 
+def served_rankers(conf) -> set[str]:
+    """The rankers that serve someone: the A/B arms, else ``RECSYS_RANKER``."""
+    arms = parse_ab(conf.ranking.ab)
+    return {name for name, _w in arms} if arms else {conf.ranking.ranker}
+
+
 @dataclass(frozen=True)
 class Assignment:
     """Which ranker serves each user.

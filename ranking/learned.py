@@ -175,7 +175,8 @@ class LearnedRanker(Ranker):
     def from_settings(cls, conf) -> LearnedRanker:
         high_cut = (conf.input.rating_min + conf.input.rating_max) / 2.0
         return cls(k=conf.ranking.k, rated_limit=conf.ranking.rated_items_max, high_cut=high_cut,
-                   objective=tuple(parse_objective(conf.ranking.objective).items()), explore=conf.ranking.explore)
+                   objective=tuple(parse_objective(conf.ranking.objective).items()), explore=conf.ranking.explore,
+                   impressions=conf.ranking.impressions)
 
     def candidates(self, recent, rated, shown, event: str, ts: float, model) -> Candidates:
         """The candidates of a history, with their features (``ranking.features.candidates``)."""

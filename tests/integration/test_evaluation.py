@@ -189,3 +189,21 @@ def test_stream_protocol_through_stream_worker_lists_equal_the_default_rankers(b
     assert check["users"] == check["users_complete"] == 15
     assert check["events"] == check["lists_received"] > 30
     assert check["identical_lists"] == check["events"] and check["all_identical"]
+
+
+@pytest.mark.broker
+def test_stream_protocol_through_stream_worker_lists_equal_the_learned_rankers(broker, tmp_path):
+    """The same for the learned ranker: the weights it learnt over the warm-up half,
+    published once to ranker-model, give the evaluation's learned lists in the worker."""
+    from app.settings import Settings
+    from datatools.generator import generate_shop
+    from evaluation.prequential import load_stream
+    from evaluation.stream import check_through_stream
+
+    info = generate_shop(tmp_path / "shop", n_users=150, n_items=150, n_ratings=4000, seed=5)
+    conf = Settings().replace(als={"rank": 4, "iters": 3})
+    stream = load_stream(info["events"], "events-csv", conf=conf, progress=False)
+    check = check_through_stream(stream, conf, ranker="learned", users=15, rate=0, broker_port=broker.port)
+    assert check["ranker"] == "learned" and check["users"] == check["users_complete"] == 15
+    assert check["events"] == check["lists_received"] > 30
+    assert check["identical_lists"] == check["events"] and check["all_identical"]

@@ -54,7 +54,7 @@ def replay(conf, ratings, weights):
 
 def test_lists_follow_the_weight_set_and_examples_match_the_replay(stream_env):
     conf = stream_env.conf
-    worker = stream_env.start_worker("w1")
+    worker = stream_env.start_worker("w1", learner=False)  # the test publishes the weights
     run(publish_similarity(MODEL, "v-learned", conf=conf, related=RELATED, counts=COUNTS,
                            sources={"sequential": SEQUENTIAL}))
     worker.wait_ready(model_version="v-learned")
