@@ -89,12 +89,15 @@ def rank_one(worker: Worker, event, batch: Batch, model: Model) -> None:
     state = batch.state_of(event, key)
     variant, ranker = worker.ranking.ranker_for(rating.user)
     interaction = interaction_of(rating)
-    if isinstance(ranker, LearnedRanker) and not state.already_applied(message.offset):
-        examples = ranker.examples(state, interaction, model)  # what the list the user had taught
+    learned = isinstance(ranker, LearnedRanker)
+    if learned and not state.already_applied(message.offset):  # what the list the user had taught
+        examples = ranker.examples(state, interaction, model, made=worker.kept.take(key, state.offset))
         if examples is not None:
             batch.stage_examples(event, key, owner, examples_message(examples)[1])
             metrics.count("learner.examples_sent")
     changed, step = state.apply(message.offset, ranker, interaction, model)
+    if learned and changed:
+        worker.kept.put(key, state.offset, step.made)
     if changed:
         batch.stage_state(event, key, state)
     else:  # an at-least-once redelivery: the stored list goes out again

@@ -254,6 +254,9 @@ class RankingSettings:
     #: Whether shoppers see the lists (a shop page shows them): the learned ranker then
     #: counts a listed item the shopper passed over as a stronger negative.
     impressions: bool = env("RECSYS_LEARNED_IMPRESSIONS", True)
+    #: Users whose list's candidates a worker keeps in memory until their next interaction
+    #: makes its examples from them (about 7 KB each; others are recomputed).
+    learned_kept_users: int = env("RECSYS_LEARNED_KEPT_USERS", 20000)
 
     def __post_init__(self) -> None:
         _check_rankers(self)

@@ -25,6 +25,7 @@ from app.settings import Settings
 from app.topics import Topics, declare_topics
 from broker.detect import TANSU
 from ranking.ab import Assignment, served_rankers
+from ranking.features import KeptCandidates
 from tables.broadcast import Catalogue, LearnedBroadcast, SimilarityBroadcast, keep_following
 from tables.definitions import Tables, declare_tables, forget_offsets
 
@@ -49,6 +50,8 @@ class Worker:
         item -> category, read from ``items`` (for ``?category=``).
     learned : LearnedBroadcast
         The learned ranker's serving weights, read from ``ranker-model``.
+    kept : KeptCandidates
+        The candidates of the learned ranker's users' lists, until their next interaction.
     ranking : Assignment
         Which ranker makes each user's list (``RECSYS_RANKER``, the A/B arms).
     metrics : Metrics
@@ -72,6 +75,7 @@ class Worker:
     metrics: Metrics
     dead_letters: DeadLetters
     learned: LearnedBroadcast = field(default_factory=LearnedBroadcast)
+    kept: KeptCandidates = field(default_factory=KeptCandidates)
     hot_items: list[str] = field(default_factory=list)
     in_flight: dict[bytes, dict] = field(default_factory=dict)
 
@@ -90,7 +94,7 @@ def build_worker(conf: Settings) -> Worker:
     worker = Worker(settings=conf, app=app, topics=topics, tables=declare_tables(app, conf),
                     model=SimilarityBroadcast(keep_sources=learned_served(conf)), catalogue=Catalogue(),
                     ranking=Assignment.from_settings(conf),
-                    metrics=metrics,
+                    metrics=metrics, kept=KeptCandidates(conf.ranking.learned_kept_users),
                     dead_letters=DeadLetters(topics.dead_letters, metrics, max_bytes=conf.input.dead_letter_max_bytes))
     faust_patches.apply(tansu=conf.kafka.broker_engine == TANSU, metrics=metrics, guard=conf.worker.faust_guard,
                         value_resets={worker.tables.user_state.name: forget_offsets})

@@ -20,6 +20,7 @@ need one; event types without a weight are not interactions, as in the worker.
 """
 from __future__ import annotations
 
+import collections
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -35,7 +36,7 @@ from learner.online import OnlineLearner
 from offline_als.als import available_cpus, ratings_to_csr
 from offline_als.model import als_from_settings, times_csr, train_and_similar
 from ranking import Interaction, Ranker
-from ranking.features import FEATURES
+from ranking.features import FEATURES, KeptCandidates
 from ranking.learned import LearnedRanker
 from ranking.paper import high_rating_cut
 from tables.state import UserState
@@ -91,8 +92,6 @@ def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Str
         ratings, ts, skipped = data.ratings.astype(np.float64), data.ts, dict(data.skipped)
         scale = SCALES.get(fmt) or ((float(ratings.min()), float(ratings.max())) if len(ratings) else (1.0, 5.0))
     else:
-        import collections
-
         counter: collections.Counter = collections.Counter()
         weights = conf.event_weight_map()
         rows = [r for r in iter_rows(path, fmt, skipped=counter, progress=progress) if r.item and r.event in weights]
@@ -219,11 +218,13 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                 learner = learners.get(name)
                 if learner is not None:  # test (the examples scored first), then learn
                     shared.learned = learner.serving
-                    examples = ranker.examples(state, interaction, shared)
+                    examples = ranker.examples(state, interaction, shared, made=learner.made.take(u, state.offset))
                     if examples is not None:
                         learner.learn(examples)
                     shared.learned = learner.serving
-                state.apply(j, ranker, interaction, shared)
+                _changed, step = state.apply(j, ranker, interaction, shared)
+                if learner is not None:
+                    learner.made.put(u, state.offset, step.made)
                 new = [q for q, _s in state.last_list if q not in seen][:TOP_N] if emit else None
                 if scoring and emit:
                     tl = tally[name]
@@ -249,9 +250,20 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
             "train_seconds": train_s, "names": list(rankers), "scale": stream.scale, "selections": selections}
 
 
-def learners_for(rankers: Mapping[str, Ranker], conf: Settings) -> dict[str, OnlineLearner]:
-    """One learner per learned ranker, as ``recsys learner`` would run it for that ranker."""
-    return {name: OnlineLearner(FEATURES, dict(ranker.objective), name=name)
+class EvaluationLearner(OnlineLearner):
+    """The learner of one learned ranker of the run, as ``recsys learner`` runs it, with
+    the candidates each user's list was made from, as a worker keeps them (``made``)."""
+
+    def __init__(self, *args, kept_users: int = 20_000, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.made = KeptCandidates(kept_users)
+
+
+def learners_for(rankers: Mapping[str, Ranker], conf: Settings) -> dict[str, EvaluationLearner]:
+    """One learner per learned ranker of the run."""
+    return {name: EvaluationLearner(FEATURES, dict(ranker.objective), every=conf.learner.every_examples,
+                                    window=conf.learner.window, kept_users=conf.ranking.learned_kept_users,
+                                    name=name)
             for name, ranker in rankers.items() if isinstance(ranker, LearnedRanker)}
 
 
@@ -283,8 +295,6 @@ def _selection(trained) -> dict | None:
 
 def _final_popularity_rank(stream: Stream) -> dict[str, int]:
     """Item -> its popularity rank over the whole file (1 = most interacted; ties by id)."""
-    import collections
-
     counts = collections.Counter(stream.items)
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return {item: pos + 1 for pos, (item, _c) in enumerate(ranked)}

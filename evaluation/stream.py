@@ -242,20 +242,21 @@ def frozen_learned_weights(stream, n: int, ranker, model) -> object:
     test-then-learn with ``model`` frozen, as the evaluation's learned ranker learns)."""
     from learner.online import OnlineLearner
     from ranking import Interaction
-    from ranking.features import FEATURES
+    from ranking.features import FEATURES, KeptCandidates
     from tables.state import UserState
 
     learner = OnlineLearner(FEATURES, dict(ranker.objective), every=1 << 62)
     states: dict[str, UserState] = {}
+    kept = KeptCandidates(len(stream))
     for j in range(n):
         user = stream.users[j]
         state = states.setdefault(user, UserState())
         interaction = Interaction(user, stream.items[j], float(stream.ratings[j]), float(stream.ts[j]),
                                   event=stream.events[j] if stream.events else "rating")
-        examples = ranker.examples(state, interaction, model)
+        examples = ranker.examples(state, interaction, model, made=kept.take(user, state.offset))
         if examples is not None:
             learner.learn(examples)
-        state.apply(j, ranker, interaction, model)
+        kept.put(user, j, state.apply(j, ranker, interaction, model)[1].made)
     return learner.weights(version="frozen-warm-up", copy=True)
 
 

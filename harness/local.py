@@ -15,6 +15,7 @@ like on, never to read a setting.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -29,11 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from app.settings import Settings
+from app.settings import Settings, TopicNames
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Settings field suffixes of the topics (``RECSYS_TOPIC_<NAME>``).
-TOPIC_SETTINGS = ("ratings", "events", "raw_logs", "similarity", "recommendations", "dead_letters", "items")
+#: Every topic setting (``RECSYS_TOPIC_<NAME>``): an isolated deployment renames them all.
+TOPIC_SETTINGS = tuple(f.name for f in dataclasses.fields(TopicNames))
 
 
 def child_environment(conf: Settings) -> dict[str, str]:

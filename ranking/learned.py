@@ -206,7 +206,7 @@ class LearnedRanker(Ranker):
         because = {found.items[j]: found.because[j] for j in order if found.because[j] is not None}
         if explored is not None:
             explored["item"] = found.items[order[explored["position"]]]
-        return Step(recent, rated, items, because, len(found.items), explored)
+        return Step(recent, rated, items, because, len(found.items), explored, made=found)
 
     def _explore(self, order: list, interaction: Interaction) -> dict | None:
         """With chance ``explore``, move a candidate from below the top ``k`` (uniformly
@@ -222,15 +222,22 @@ class LearnedRanker(Ranker):
         order[slot] = order[pick]
         return {"position": slot, "propensity": self.explore / outside}
 
-    def examples(self, state: History, interaction: Interaction, model) -> Examples | None:
-        """What ``interaction`` teaches: the candidates of ``state`` (the user's history
-        before it), the item taken as the positive; ``None`` when it was not a candidate,
-        or the interaction is a replay or a dislike."""
+    def examples(self, state: History, interaction: Interaction, model, made: Candidates | None = None
+                 ) -> Examples | None:
+        """What ``interaction`` teaches: the candidates the user's current list was made
+        from (``made``: what the step that made it returned, kept as :meth:`Candidates.kept`;
+        without it, recomputed from ``state``, the user's history before the interaction,
+        with ``model`` as it is now), the item taken as the positive; ``None`` when it was
+        not a candidate, or the interaction is a replay or a dislike."""
         if interaction.dislike or not state.recent or is_replay(state.recent, interaction.item, interaction.rating,
                                                                   interaction.ts):
             return None
-        newest = state.recent[-1]
-        found = self.candidates(state.recent, state.rated, self._shown(state), _event_of_entry(state), newest[2], model)
+        if made is not None:
+            found = made.restored() if made.X.dtype == np.float32 else made
+        else:
+            newest = state.recent[-1]
+            found = self.candidates(state.recent, state.rated, self._shown(state), _event_of_entry(state), newest[2],
+                                    model)
         try:
             positive = found.items.index(interaction.item)
         except ValueError:

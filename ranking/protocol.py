@@ -76,6 +76,9 @@ class Step:
     n_candidates: int
     #: The slot an exploring ranker filled from outside its top (``ranking.learned``), else None.
     explored: dict | None = None
+    #: What the list was made from, for the examples of the user's next interaction (the
+    #: learned ranker's candidates); kept in memory by the caller, never stored.
+    made: object = None
 
     @classmethod
     def unchanged(cls, state: History) -> Step:

@@ -12,7 +12,7 @@ import pytest
 from app.records import examples_message, weights_messages, wire_list
 from offline_als.publish import publish_similarity
 from ranking import SimilarityIndex
-from ranking.features import FEATURES
+from ranking.features import FEATURES, KeptCandidates
 from ranking.learned import TASKS, LearnedRanker, LearnedWeights
 from ranking.model import Model
 from ranking.protocol import Interaction
@@ -41,13 +41,13 @@ def replay(conf, ratings, weights):
     index = SimilarityIndex({i: dict(n) for i, n in MODEL.items()}, related=RELATED, counts=COUNTS, sources={"sequential": SEQUENTIAL},
                             keep_sources=True)
     model = Model(index, (), "v-learned", learned=weights)
-    state, lists, examples = UserState(), [], []
+    state, lists, examples, kept = UserState(), [], [], KeptCandidates()
     for offset, (user, item, rating, ts) in enumerate(ratings):
         interaction = Interaction(user, item, float(rating), float(ts))
-        ex = ranker.examples(state, interaction, model)
+        ex = ranker.examples(state, interaction, model, made=kept.take(user, state.offset))
         if ex is not None:
             examples.append(examples_message(ex)[1])
-        state.apply(offset, ranker, interaction, model)
+        kept.put(user, offset, state.apply(offset, ranker, interaction, model)[1].made)
         lists.append(wire_list(state.last_list))
     return lists, examples
 
