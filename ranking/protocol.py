@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class Step:
     explored: dict | None = None
     #: What the list was made from, for the examples of the user's next interaction (the
     #: learned ranker's candidates); kept in memory by the caller, never stored.
-    made: object = None
+    made: object = field(default=None, compare=False)
 
     @classmethod
     def unchanged(cls, state: History) -> Step:
