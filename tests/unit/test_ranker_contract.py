@@ -208,7 +208,11 @@ def walk_digests(trained) -> dict[str, str]:
         h = hashlib.sha256()
         for seed in SEEDS:
             for *_inputs, step, _ranker, _applied in walk(name, seed, trained):
-                h.update(json.dumps(dataclasses.astuple(step), sort_keys=True).encode())
+                made = step.made  # the learned ranker's candidates: its next examples
+                fields = [getattr(step, f.name) for f in dataclasses.fields(step) if f.name != "made"]
+                if made is not None:
+                    fields.append([made.items, made.X.tolist(), made.because])
+                h.update(json.dumps(fields, sort_keys=True).encode())
         out[name] = h.hexdigest()
     return out
 
