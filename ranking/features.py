@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ranking.model import SOURCES, SimilarityIndex
+from ranking.model import FACTOR_NEIGHBOURS, SOURCES, SimilarityIndex
+
+#: The lists whose scores are features: the named sources and the ALS factor neighbours.
+_LISTS = {**{name: name for name in SOURCES}, "factor": FACTOR_NEIGHBOURS}
 
 #: Event types a list can be triggered by, as features (a rating is ``rating``; cart and fav one).
 EVENTS = ("rating", "view", "click", "cart", "purchase")
@@ -30,8 +33,9 @@ _YEAR_S = 3.2e7
 ITEM_FEATURES = (
     "recall",  # the recall ranker's score (the default ranker's formula)
     "recall_rank",  # 1 / log2(2 + position in the recall order)
-    *(f"knn_{s}" for s in SOURCES),  # each source's decayed sum over the history / its largest
-    *(f"last_{s}" for s in SOURCES),  # the newest interaction's own weight in each source
+    *(f"knn_{s}" for s in (*SOURCES, "factor")),  # each list's decayed sum over the history / its largest
+    *(f"last_{s}" for s in (*SOURCES, "factor")),  # the newest interaction's own weight in each list
+    "knn_rated",  # the blend's decayed sum with each interaction weighed by its rating / the scale's top
     "prior",  # lg(1 + count) / lg(1 + max count)
     "trending",  # 1 - rank / n in the hot items (0: not hot)
     "support",  # share of the recent items whose lists hold the candidate
@@ -205,8 +209,8 @@ def _source_features(X: np.ndarray, recent: list, at: np.ndarray, known: np.ndar
     size, last = len(index.ids), len(recent) - 1
     mine = at[known]
     every = []  # every recent item's list in every source: the support
-    for name in SOURCES:
-        lists = index.source_lists.get(name)
+    for name, listed in _LISTS.items():
+        lists = index.source_lists.get(listed)
         if not lists:
             continue
         parts, where = [], []
@@ -217,7 +221,8 @@ def _source_features(X: np.ndarray, recent: list, at: np.ndarray, known: np.ndar
                 parts.append(decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0) * neigh[1])
         if not where:
             continue
-        every.extend(where)
+        if name in SOURCES:
+            every.extend(where)
         knn = np.bincount(np.concatenate(where), np.concatenate(parts), minlength=size)[mine]
         top = np.abs(knn).max()
         if top > 0:
@@ -229,3 +234,15 @@ def _source_features(X: np.ndarray, recent: list, at: np.ndarray, known: np.ndar
     if every:
         touched = np.bincount(np.concatenate(every), minlength=size)[mine]
         X[known, _AT["support"]] = touched / (len(SOURCES) * max(len(recent), 1))
+    top_weight = max(abs(float(entry[1])) for entry in recent) or 1.0
+    parts, where = [], []
+    for j, entry in enumerate(recent):
+        neigh = index.lists.get(entry[0])
+        if neigh is not None:
+            where.append(neigh[0])
+            parts.append(decay ** (last - j) * float(entry[1]) / top_weight * neigh[1])
+    if where:
+        knn = np.bincount(np.concatenate(where), np.concatenate(parts), minlength=size)[mine]
+        top = np.abs(knn).max()
+        if top > 0:
+            X[known, _AT["knn_rated"]] = knn / top

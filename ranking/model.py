@@ -213,6 +213,8 @@ class SimilarityIndex:
 
 #: Where the factor neighbours stand among the named lists: read when a blend uses none of them.
 _FACTOR = "factor neighbours"
+#: The name the factor neighbour lists have among ``SimilarityIndex.source_lists``.
+FACTOR_NEIGHBOURS = _FACTOR
 
 
 def _used(lists_by_name: Mapping[str, Mapping], blend: Blend) -> list[tuple[str, float]]:
