@@ -129,8 +129,10 @@ def register(worker: Worker) -> None:
 def learned_health(worker) -> dict | None:
     """The learned ranker's serving weight set: its version and the gate's numbers (None:
     no set yet, the learned ranker lists the recall order)."""
-    weights = worker.learned.weights
+    learned = worker.learned
+    weights = learned.weights
     if weights is None:
         return None
     return {"version": weights.version, "validation": weights.validation,
-            "item_biases": {task: len(b) for task, b in weights.item_bias.items()}}
+            "item_biases": {task: len(b) for task, b in weights.item_bias.items()},
+            "refused": learned.refused.get("refused", 0), "rejected": learned.refused.get("rejected", [])[-5:]}

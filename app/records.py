@@ -388,6 +388,8 @@ def parse_log_line(line: bytes | str, *, rating_min: float, rating_max: float,
 #: Key of a learned weight set's manifest on ``ranker-model`` (its item biases are in
 #: chunks keyed ``bias/<task>/<n>``, sent before it).
 WEIGHTS_MANIFEST_KEY = "__weights__"
+#: Key of the learner's newest refused offers on ``ranker-model`` (``{"refused": n, "rejected": [...]}``).
+REJECTED_KEY = "__rejected__"
 #: Item biases per chunk message (each well under the producer's 1 MB).
 WEIGHTS_CHUNK_ITEMS = 10_000
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import json
 import logging
 import signal
 import sys
 import time
 from pathlib import Path
 
-from app.records import InvalidInput, parse_examples, weights_messages
+from app.records import REJECTED_KEY, InvalidInput, parse_examples, weights_messages
 from app.settings import Settings, load_settings
 from broker.clients import KafkaClients
 from ranking.features import FEATURES
@@ -108,8 +109,13 @@ class Learner:
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=500, max_records=MAX_RECORDS)
                 records = [(tp.partition, r.offset, r.value) for tp, rs in batch.items() for r in rs]
+                refused = self.learner.refused
                 for weights in self.learn_batch(records):
                     await self.publish(producer, weights)
+                if self.learner.refused != refused:  # the dashboard shows what the gate refused
+                    await producer.send(self.conf.topics.ranker_model, key=REJECTED_KEY.encode(),
+                                        value=json.dumps({"refused": self.learner.refused,
+                                                          "rejected": list(self.learner.rejected)}).encode())
                 if records:
                     checkpoint.save(self.path, self.learner, self.offsets)
                     await _commit(consumer, topic, self.offsets)
@@ -175,8 +181,6 @@ def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         return await Learner(conf).run(stop, until_end=args.until_end)
-
-    import json
 
     print(json.dumps(asyncio.run(_main()), sort_keys=True, default=str), flush=True)
     return 0

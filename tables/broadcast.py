@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 from aiokafka.structs import TopicPartition
 
-from app.records import MODEL_MARKER_KEY, WEIGHTS_MANIFEST_KEY, features_schema
+from app.records import MODEL_MARKER_KEY, REJECTED_KEY, WEIGHTS_MANIFEST_KEY, features_schema
 from broker.clients import KafkaClients
 from ranking.learned import LearnedWeights
 from ranking.model import Blend, SimilarityIndex
@@ -217,6 +217,8 @@ class LearnedBroadcast:
         self._manifest: dict | None = None
         self._chunks: dict[str, dict] = {}
         self.rejected = 0
+        #: The learner's newest refused offers (the gate's numbers and why) and how many in all.
+        self.refused: dict = {"refused": 0, "rejected": []}
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """Apply one message. Never raises: a malformed one is counted and skipped."""
@@ -227,6 +229,8 @@ class LearnedBroadcast:
                 return
             if name == WEIGHTS_MANIFEST_KEY:
                 self._manifest = data
+            elif name == REJECTED_KEY:
+                self.refused = data
             elif name.startswith("bias/"):
                 self._chunks[name] = data
             self._serve_if_complete()

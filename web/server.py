@@ -421,7 +421,7 @@ class WebService:
             "ratings_total": counters.get("ratings.accepted", 0), "events_total": counters.get("events.accepted", 0),
             "lists_total": counters.get("lists.sent", 0), "dead_letters_total": counters.get("dead_letters", 0),
             "model_version": health.get("model_version"), "model_items": health.get("model_items"),
-            "model_blend": health.get("model_blend"),
+            "model_blend": health.get("model_blend"), "learned": health.get("learned"),
             "partitions": health.get("ratings_partitions"), "uptime_s": metrics.get("uptime_s"),
             "model_age_s": round(now - health["model_trained_at"], 1) if health.get("model_trained_at") else None,
         }

@@ -80,6 +80,11 @@
     $("model-version").textContent = d.model_version || wk.model_version || "-";
     $("model-items").textContent = wk.model_items === undefined || wk.model_items === null ? "-" : wk.model_items;
     $("model-age").textContent = wk.model_age_s === undefined || wk.model_age_s === null ? "-" : age(wk.model_age_s);
+    const learned = wk.learned;
+    $("learned").textContent = !learned ? "learned ranker: no weight set yet (recall order)"
+      : "learned " + learned.version + ": gate NDCG@10 " + fmt(learned.validation.ndcg, 4) + " (serving before: "
+        + fmt(learned.validation.serving_ndcg, 4) + "), log-loss " + fmt(learned.validation.log_loss, 4)
+        + "; refused " + learned.refused + (learned.rejected.length ? " (last: " + learned.rejected[learned.rejected.length - 1].reason + ")" : "");
     const blend = wk.model_blend || {};
     $("model-blend").textContent = blend.name || "-";
     $("model-validation").textContent = blend.hr_at_10 === undefined ? (blend.note || "not validated")
