@@ -125,6 +125,48 @@ def messages(bench, lo: int, hi: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
+def frozen_learned_weights(model: tuple[dict, dict], bench, n: int, conf) -> tuple[list, dict]:
+    """``--ranker learned``: the learner run over the benchmark's first ``n`` ratings (each
+    user's examples made as a worker makes them), its weight set frozen; returns the
+    ``ranker-model`` messages and the learner's speed (example messages parsed and learnt
+    per second, one core)."""
+    from app.records import examples_message, parse_examples, weights_messages
+    from learner.online import OnlineLearner
+    from ranking import Blend, Interaction, LearnedRanker, Model, SimilarityIndex
+    from ranking.features import FEATURES, KeptCandidates
+    from tables.state import UserState
+
+    neighbours, extras = model
+    index = SimilarityIndex(neighbours, related=extras.get("related"), counts=extras.get("counts"),
+                            sources=extras.get("sources"),
+                            blend=Blend.from_dict(extras["blend"]) if extras.get("blend") else None, keep_sources=True)
+    ranker, served = LearnedRanker.from_settings(conf), Model(index)
+    states: dict[str, UserState] = {}
+    kept, sent = KeptCandidates(), []
+    u, i, r, ts = bench
+    t0 = time.perf_counter()
+    for k in range(n):
+        user = f"u{int(u[k])}"
+        state = states.setdefault(user, UserState())
+        interaction = Interaction(user, f"i{int(i[k])}", float(r[k]), float(ts[k]))
+        ex = ranker.examples(state, interaction, served, made=kept.take(user, state.offset))
+        if ex is not None:
+            sent.append(examples_message(ex)[1])
+        kept.put(user, k, state.apply(k, ranker, interaction, served)[1].made)
+    replay_s = time.perf_counter() - t0
+    learner = OnlineLearner(FEATURES, dict(ranker.objective))
+    t0 = time.perf_counter()
+    for value in sent:
+        learner.learn(parse_examples(value))
+    learn_s = time.perf_counter() - t0
+    weights = learner.weights(version="bench-frozen", copy=True)
+    speed = {"ratings_replayed": n, "replay_s": round(replay_s, 1), "example_messages": len(sent),
+             "example_rows": learner.examples_learnt,
+             "learner_messages_per_s": round(len(sent) / learn_s) if learn_s else None,
+             "learner_rows_per_s": round(learner.examples_learnt / learn_s) if learn_s else None}
+    return weights_messages(weights, time.time()), speed
+
+
 # ------------------------------------------------------------------ deployment
 def worker_prelude(args) -> str:
     """An experiment without editing the app: the worker's GIL switch interval."""
@@ -152,11 +194,17 @@ class Deployment:
         self.fresh_topics = asyncio.run(topic_end_offsets(self.conf))
         asyncio.run(create_topics(self.conf))
         prelude = worker_prelude(args)
-        self.worker = self.local.start_worker(self.name, prelude=prelude)
+        # --ranker learned: its weights frozen (args.learned_weights), no learner running
+        self.worker = self.local.start_worker(self.name, prelude=prelude, learner=False)
         self.version = f"bench-{self.local.tag}"
         t0 = time.perf_counter()
         self.model_messages = self.local.publish_model(self.neighbours, self.version, **self.extras)
         self.model_load_s = time.perf_counter() - t0
+        if args.ranker == "learned":
+            from evaluation.stream import _publish_weights, _wait_for_weights
+
+            asyncio.run(_publish_weights(self.conf, args.learned_weights))
+            _wait_for_weights(self.worker, "bench-frozen")
         # --workers N: more workers of the same app share the partitions (scaling out).
         self.extra_workers = [self.local.start_worker(f"{self.name}-{n}", ready=False, prelude=prelude)
                               for n in range(2, getattr(args, "workers", 1) + 1)]
@@ -495,7 +543,8 @@ def main(argv=None) -> int:
                    help="the local broker: Tansu (memory), Apache Kafka (KRaft; java + mvn), or both in turn")
     p.add_argument("--partitions", type=int, default=4)
     p.add_argument("--workers", type=int, default=1, help="throughput phase: workers sharing the partitions")
-    p.add_argument("--ranker", choices=("default", "paper"), default="default", help="the worker's RECSYS_RANKER")
+    p.add_argument("--ranker", choices=("default", "paper", "learned"), default="default",
+                   help="the worker's RECSYS_RANKER (learned: weights learnt over the input first, then frozen)")
     p.add_argument("--compare-paper", action="store_true",
                    help="also run the throughput phase with RECSYS_RANKER=paper and print the CPU cost of both")
     p.add_argument("--scale-workers", type=int, default=0, metavar="N",
@@ -547,6 +596,11 @@ def main(argv=None) -> int:
         facts["neighbour_entries"] = int(sims.size)
         facts["share_above_theta"] = round(float((sims > conf0.ranking.theta).mean()), 3) if sims.size else 0.0
         log(f"model: {facts}")
+        if args.ranker == "learned":
+            args.learned_weights, learner_speed = frozen_learned_weights(
+                (neighbours, extras), bench, min(args.ratings, 20_000), conf0)
+            log(f"learned ranker: weights learnt over the benchmark's first ratings, frozen; learner {learner_speed}")
+            facts["learner"] = learner_speed
         runs = {}
         if args.peers:
             return run_peers(args, tmp, (neighbours, extras), bench)
