@@ -38,7 +38,7 @@ ITEM_FEATURES = (
     "knn_rated",  # the blend's decayed sum with each interaction weighed by its rating / the scale's top
     "prior",  # lg(1 + count) / lg(1 + max count)
     "trending",  # 1 - rank / n in the hot items (0: not hot)
-    "support",  # share of the recent items whose lists hold the candidate
+    "support",  # lists of the recent items that hold the candidate / (3 sources x recent items)
     "because_recency",  # 1 / (1 + how many newer interactions than the one that contributed most)
     "because_age",  # lg(1 + seconds since that interaction) / lg(1 + a year)
     "category_affinity",  # share of the recent interactions in the candidate's category
