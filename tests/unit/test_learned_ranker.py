@@ -166,7 +166,7 @@ def test_examples_on_the_wire_and_bad_ones():
 
 
 def test_the_reader_serves_a_whole_weight_set_only(monkeypatch):
-    import app.records as records
+    from app import records
 
     monkeypatch.setattr(records, "WEIGHTS_CHUNK_ITEMS", 2)
     biases = {"interaction": {f"i{j}": float(j) for j in range(5)}, "conversion": {"i1": -1.0}}
