@@ -508,7 +508,7 @@ def main(argv=None, conf=None) -> int:
         # --- 3. the worker (it joins its group while ALS trains)
         worker = deployment.start_worker("demo", ready=False)
         log(f"started a worker (pid {worker.pid}, web {worker.url}/health/, log {worker.log_path})")
-        learners = [w for w in deployment.workers if w.command[:1] == ("learner",)]
+        learners = deployment.learners
         if learners:
             log(f"started the learner (pid {learners[0].pid}, log {learners[0].log_path}): the learned ranker's "
                 "weights, from every list's outcome")

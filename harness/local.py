@@ -95,6 +95,8 @@ class LocalDeployment:
         self.env: dict[str, str] = {}
         self.set(**{**env, **variables})
         self.workers: list[WorkerProcess] = []
+        #: ``recsys learner`` processes (stopped with the rest).
+        self.learners: list[WorkerProcess] = []
         self.webs: list[WebProcess] = []
 
     @property
@@ -131,7 +133,7 @@ class LocalDeployment:
         from ranking.ab import served_rankers
 
         wanted = learner if learner is not None else "learned" in served_rankers(self.conf)
-        if wanted and not any(w.command[:1] == ("learner",) and w.alive() for w in self.workers):
+        if wanted and not any(w.alive() for w in self.learners):
             self.start_learner()
         name = name or f"w{len(self.workers) + 1}"
         env = dict(self.env)
@@ -152,7 +154,7 @@ class LocalDeployment:
         name = name or f"{worker.name}-again"
         again = WorkerProcess(name, worker.env, self.root / f"{name}.log", prelude=prelude or worker.prelude,
                               command=worker.command).start()
-        self.workers.append(again)
+        (self.learners if worker.command[:1] == ("learner",) else self.workers).append(again)
         if ready:
             again.wait_ready()
         return again
@@ -160,7 +162,7 @@ class LocalDeployment:
     def start_learner(self, name: str = "learner", *args: str) -> WorkerProcess:
         """A ``recsys learner`` of this deployment (``args``: its options)."""
         learner = WorkerProcess(name, self.child_env, self.root / f"{name}.log", command=("learner", *args)).start()
-        self.workers.append(learner)
+        self.learners.append(learner)
         return learner
 
     def start_web(self, worker: WorkerProcess, port: int = 0) -> WebProcess:
@@ -199,7 +201,7 @@ class LocalDeployment:
     def stop(self) -> None:
         for web in self.webs:
             web.stop()
-        for worker in self.workers:
+        for worker in self.workers + self.learners:
             worker.stop()
         if self.owned_broker and self.broker is not None:
             self.broker.stop()
