@@ -565,6 +565,7 @@ def main(argv=None, conf=None) -> int:
             "broker_pid": broker.process.pid if own else None,
             "broker_port": port,
             "worker_pid": worker.pid,
+            "learner_pid": deployment.learners[0].pid if deployment.learners else None,
         }
     except KeyboardInterrupt:
         log("interrupted: stopping")

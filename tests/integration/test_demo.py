@@ -79,7 +79,9 @@ def test_demo_runs_on_a_fresh_machine_and_cleans_up(tmp_path):
     with socket.socket() as stranger:  # something else listens on the local broker port: never use it
         stranger.bind(("127.0.0.1", port))
         stranger.listen()
-        proc = subprocess.run([sys.executable, "-m", "cli.main", "demo", "--seconds", "25"], cwd=tmp_path, env=env,
+        # three arms: the learned one starts the learner too
+        proc = subprocess.run([sys.executable, "-m", "cli.main", "demo", "--seconds", "25",
+                               "--ab", "default:40,paper:30,learned:30"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, check=False, timeout=300)
     took = time.monotonic() - started
     assert proc.returncode == 0, f"demo failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
@@ -102,7 +104,8 @@ def test_demo_runs_on_a_fresh_machine_and_cleans_up(tmp_path):
     assert "shop page: http://127.0.0.1:" in proc.stderr + proc.stdout
     # The generated shoppers reacted to what they were shown, and both A/B arms got events.
     assert summary["shopper_reactions"] > 0
-    assert {row["variant"] for row in summary["ab"] if row["events"] > 0} == {"default", "paper"}
+    assert {row["variant"] for row in summary["ab"] if row["events"] > 0} == {"default", "paper", "learned"}
+    assert summary["learner_pid"] is not None
     assert summary["broker"].startswith("embedded")
     assert f"127.0.0.1:{port}" not in proc.stderr  # a broker of its own, on a free port
     assert not (tmp_path / "data").exists(), "the demo wrote into the working directory"
@@ -110,7 +113,8 @@ def test_demo_runs_on_a_fresh_machine_and_cleans_up(tmp_path):
     # Nothing it started is left running.
     deadline = time.monotonic() + 10
     while True:
-        leftovers = [pid for pid in (summary["broker_pid"], summary["worker_pid"], summary["web_pid"]) if _alive(pid)]
+        leftovers = [pid for pid in (summary["broker_pid"], summary["worker_pid"], summary["web_pid"],
+                                     summary["learner_pid"]) if _alive(pid)]
         leftovers += _processes_of_port(int(summary["broker_port"]))
         if not leftovers or time.monotonic() > deadline:
             break
