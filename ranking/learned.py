@@ -6,7 +6,7 @@ candidates (``ranking/features.py``: the default ranker's top ``recall.k`` and t
 items) get their features, and each is scored by the serving weight set
 (:class:`LearnedWeights`, published by the learner on ``ranker-model``):
 
-    score(q) = sum over tasks t of objective[t] * sigmoid(w_t . x(q))
+    score(q) = sum over tasks t of objective[t] * sigmoid(w_t . x(q) + b_t[q])
 
 one logistic head per task (``interaction``: any event; ``conversion``: a cart or a
 purchase, or a rating above the middle of the scale), weighed by ``RECSYS_OBJECTIVE``,
@@ -14,8 +14,10 @@ which the shop changes without retraining. Without weights (cold start, or a set
 for other features) the list is the recall ranker's.
 
 Every interaction also labels what the user was offered just before it
-(:meth:`LearnedRanker.examples`): the candidates of the user's state before the event,
-recomputed from that state; the item the user took is the positive, the candidates in
+(:meth:`LearnedRanker.examples`): the candidates the user's list was made from, with
+the features they had then (the step returns them, ``Step.made``; the caller keeps them,
+``ranking.features.KeptCandidates``, or they are recomputed from the user's state before
+the event); the item the user took is the positive, the candidates in
 the user's list the negatives that were shown and skipped (weight ``skipped_weight``),
 and a seeded sample of ``negatives`` of the other candidates the negatives never shown,
 each weighing for the never-shown candidates it was drawn from (weight = their number /
