@@ -191,17 +191,7 @@ class Catalogue:
             self.category.pop(item, None)
 
     async def follow(self, conf) -> None:
-        consumer = await KafkaClients(conf).consumer()
-        try:
-            while conf.topics.items not in await consumer.topics():  # never auto-create it by subscribing
-                await asyncio.sleep(10.0)
-            consumer.subscribe([conf.topics.items])
-            while True:
-                for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
-                    for record in records:
-                        self.apply(record.key, record.value)
-        finally:
-            await consumer.stop()
+        await follow_topic(conf, conf.topics.items, self.apply, wait_s=10.0)
 
 
 class LearnedBroadcast:
@@ -255,17 +245,24 @@ class LearnedBroadcast:
                                       dict(m.get("validation") or {}, published_at=m.get("published_at")))
 
     async def follow(self, conf) -> None:
-        consumer = await KafkaClients(conf).consumer()
-        try:
-            while conf.topics.ranker_model not in await consumer.topics():  # never auto-create it by subscribing
-                await asyncio.sleep(5.0)
-            consumer.subscribe([conf.topics.ranker_model])
-            while True:
-                for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
-                    for record in records:
-                        self.apply(record.key, record.value)
-        finally:
-            await consumer.stop()
+        await follow_topic(conf, conf.topics.ranker_model, self.apply, wait_s=5.0)
+
+
+async def follow_topic(conf, topic: str, apply, wait_s: float) -> None:
+    """Call ``apply(key, value)`` on every message of a compacted ``topic``, from the
+    beginning, for ever; until the topic exists, look again every ``wait_s`` seconds
+    (subscribing would auto-create it)."""
+    consumer = await KafkaClients(conf).consumer()
+    try:
+        while topic not in await consumer.topics():
+            await asyncio.sleep(wait_s)
+        consumer.subscribe([topic])
+        while True:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=10_000)).values():
+                for record in records:
+                    apply(record.key, record.value)
+    finally:
+        await consumer.stop()
 
 
 async def keep_following(name: str, follow, conf) -> None:
