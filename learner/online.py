@@ -91,6 +91,14 @@ def log_loss(p: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
     return float(-np.sum(weights * (y * np.log(p) + (1.0 - y) * np.log(1.0 - p))))
 
 
+def _recall_order_ndcg(ex: Examples, features: Sequence[str]) -> float:
+    """NDCG@10 of ``ex``'s positive in the recall ranker's order (what a worker serves
+    without weights): the rows ordered by their ``recall_rank`` feature."""
+    if "recall_rank" not in features:
+        return 0.0
+    return ndcg_at_10(ex.X[:, list(features).index("recall_rank")])
+
+
 def _evaluate(weights: LearnedWeights, ex: Examples, objective: Mapping[str, float]) -> tuple[float, float]:
     """NDCG@10 of ``ex``'s positive by the objective's score, and the log-loss summed over the heads."""
     score = np.zeros(ex.X.shape[0])
@@ -106,19 +114,23 @@ class Gate:
     """A new weight set ships only if, over the newest ``window`` interactions since the
     serving set was published, its progressive NDCG@10 (each interaction scored by the
     model being learnt, before it was learnt) is at least the serving set's on the same
-    interactions, and its log-loss finite and not higher; any finite set ships when none
-    serves. NaN or infinite weights never ship. (The interactions before the serving set
-    was published are left out: it learnt them, so on them it would look better than it is.)"""
+    interactions, and its log-loss finite and not higher. While none serves, the workers
+    serve the recall ranker's order: the first set must reach that order's NDCG@10 (it
+    has no log-loss to compare). NaN or infinite weights never ship. (The interactions
+    before the serving set was published are left out: it learnt them, so on them it
+    would look better than it is.)"""
 
-    def __init__(self, objective: Mapping[str, float], window: int = 2000) -> None:
+    def __init__(self, objective: Mapping[str, float], window: int = 2000, features: Sequence[str] = ()) -> None:
         self.objective = dict(objective)
+        self.features = tuple(features)
         #: (rows' weight, progressive NDCG, progressive loss, serving NDCG, serving loss)
         self.window: collections.deque[tuple] = collections.deque(maxlen=window)
         self.serving: LearnedWeights | None = None
 
     def add(self, ex: Examples, current: LearnedWeights) -> None:
         """Score ``ex`` with the model about to learn it (``current``), and with the serving set."""
-        serving = _evaluate(self.serving, ex, self.objective) if self.serving is not None else (0.0, math.inf)
+        serving = (_evaluate(self.serving, ex, self.objective) if self.serving is not None
+                   else (_recall_order_ndcg(ex, self.features), math.inf))
         self.window.append((float(ex.weights.sum()), *_evaluate(current, ex, self.objective), *serving))
 
     def serve(self, weights: LearnedWeights | None) -> None:
@@ -134,9 +146,9 @@ class Gate:
             return {"interactions": 0, "ndcg": 0.0, "log_loss": math.nan}
         sums = np.sum(self.window, axis=0)
         rows = sums[0] or 1.0
-        out = {"interactions": n, "ndcg": sums[1] / n, "log_loss": sums[2] / rows}
+        out = {"interactions": n, "ndcg": sums[1] / n, "log_loss": sums[2] / rows, "serving_ndcg": sums[3] / n}
         if self.serving is not None:
-            out.update(serving_ndcg=sums[3] / n, serving_log_loss=sums[4] / rows)
+            out["serving_log_loss"] = sums[4] / rows
         return {k: float(v) for k, v in out.items()}
 
     def passes(self, weights: LearnedWeights) -> tuple[bool, dict, str]:
@@ -147,11 +159,10 @@ class Gate:
             return False, numbers, "weights not finite"
         if not math.isfinite(numbers["log_loss"]):
             return False, numbers, "log-loss not finite"
-        if self.serving is None:
-            return True, numbers, ""
         if numbers["ndcg"] < numbers["serving_ndcg"]:
-            return False, numbers, "NDCG@10 below the serving version's"
-        if numbers["log_loss"] > numbers["serving_log_loss"]:
+            return False, numbers, ("NDCG@10 below the serving version's" if self.serving is not None
+                                    else "NDCG@10 below the recall order's")
+        if self.serving is not None and numbers["log_loss"] > numbers["serving_log_loss"]:
             return False, numbers, "log-loss above the serving version's"
         return True, numbers, ""
 
@@ -178,7 +189,7 @@ class OnlineLearner:
         self.features = tuple(features)
         self.objective = dict(objective)
         self.heads = {task: Head(len(self.features), alpha=alpha, l2=l2, item_rate=item_rate) for task in TASKS}
-        self.gate = Gate(self.objective, window)
+        self.gate = Gate(self.objective, window, self.features)
         self.every, self.name = every, name
         self.serving: LearnedWeights | None = None
         #: The newest refused offers (their numbers and why), and how many were refused in all.

@@ -194,9 +194,10 @@ def test_checkpoint_round_trip(tmp_path):
     model, state = Model(index()), UserState()
     r = ranker()
     step = state.apply(0, r, Interaction("u", "a", 5.0, 1.0), model)[1]
-    for n in range(5):
-        learner.learn(r.examples(state, Interaction("u", step.made.items[n % 3], 5.0, 2.0 + n), model,
+    for n in range(5):  # taken from the bottom of the recall order: the first offer beats it and ships
+        learner.learn(r.examples(state, Interaction("u", step.made.items[-1 - n % 3], 5.0, 2.0 + n), model,
                                  made=step.made))
+    assert learner.serving is not None
     checkpoint.save(tmp_path / "c.npz", learner, {0: 12, 3: 4})
     again = OnlineLearner(FEATURES, {"interaction": 1.0, "conversion": 1.0}, every=10)
     assert checkpoint.load(tmp_path / "c.npz", again) == {0: 12, 3: 4}

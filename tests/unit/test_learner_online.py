@@ -106,3 +106,23 @@ def test_objective_spec():
     for bad in ("clicks:1", "interaction:x", "interaction:-1", "interaction:0", "interaction:nan"):
         with pytest.raises(ValueError):
             parse_objective(bad)
+
+
+def test_the_first_set_must_reach_the_recall_order():
+    """Without a serving set the workers serve the recall order: a first set that ranks
+    the positive below where that order has it does not ship; one that ranks it higher does."""
+    features = ("bias", "x", "recall_rank")
+    rows = []
+    for e in range(30):  # the positive is the recall order's second: NDCG 1/log2(3)
+        x = np.column_stack([np.ones(4), [1.0, 0.0, 0.0, 0.0], 1.0 / np.log2(2.0 + np.array([1, 0, 2, 3]))])
+        rows.append(Examples("u", "i0", float(e), ("i0", "i1", "i2", "i3"), x,
+                             {"interaction": np.eye(4)[0], "conversion": np.zeros(4)}, np.ones(4)))
+    worse = LearnedWeights("v", features, {t: np.array([0.0, -5.0, 0.0]) for t in TASKS})
+    better = LearnedWeights("v", features, {t: np.array([0.0, 5.0, 0.0]) for t in TASKS})
+    for learnt, ships in ((worse, False), (better, True)):
+        gate = Gate({"interaction": 1.0}, window=100, features=features)
+        for ex in rows:
+            gate.add(ex, learnt)
+        ok, numbers, why = gate.passes(learnt)
+        assert numbers["serving_ndcg"] == pytest.approx(1 / math.log2(3))
+        assert ok is ships and (ships or "recall order" in why)
