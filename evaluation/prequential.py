@@ -6,7 +6,9 @@ Protocol (``recsys evaluate --protocol stream``):
   time (stable: ties keep file order).
 * Warm-up: ALS is trained on the first half of the events (the ALS worker's settings:
   :func:`offline_als.model.als_from_settings`, its top-M neighbour lists), then the
-  warm-up events are applied to every ranker's state; nothing is scored.
+  warm-up events are applied to every ranker's state; nothing is scored. A learned
+  ranker learns from the warm-up's second half with examples made by a model trained on
+  its first half (the warm-up model has seen those events), then from every scored event.
 * Scored half: every event (u, i, t) of a user with at least one earlier event is
   scored against the list u had from each ranker just before it (the list computed
   after u's previous event, as the agents push one per event; none = a miss), then
@@ -36,8 +38,9 @@ from learner.online import OnlineLearner
 from offline_als.als import available_cpus, ratings_to_csr
 from offline_als.model import als_from_settings, times_csr, train_and_similar
 from ranking import Interaction, Ranker
-from ranking.features import FEATURES, KeptCandidates
+from ranking.features import FEATURES, Context, KeptCandidates
 from ranking.learned import LearnedRanker
+from ranking.model import SimilarityIndex
 from ranking.paper import high_rating_cut
 from tables.state import UserState
 
@@ -135,6 +138,23 @@ def train(data: Interactions, conf: Settings):
                              als=als_from_settings(conf, progress=False, behaviour=data.behaviour), times=data.T)
 
 
+@dataclass(frozen=True)
+class EarlierModel:
+    """What the learned ranker reads to make examples (``index``, ``context``), with the
+    index of an earlier model and everything else as ``shared`` has it now."""
+
+    shared: SharedState
+    index: SimilarityIndex
+
+    @property
+    def context(self) -> Context:
+        return self.shared.context
+
+    @property
+    def hot_items(self) -> list[str]:
+        return self.shared.hot_items
+
+
 @dataclass
 class Tally:
     """Per-ranker accumulators over the scored events."""
@@ -173,6 +193,13 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     shared.set_model(train(data, conf) if train_model else None, data)
     train_s = [time.perf_counter() - t0]
     selections = [_selection(shared.model)]
+    # The warm-up model has seen every warm-up event: candidates it makes for them hold
+    # the answer (its lists learnt the very pair), and a learner taught by them learns to
+    # trust that. The worker's examples come from a model trained on the past only, so the
+    # warm-up's second half teaches the learners with a model of its first half.
+    n_early, earlier = n_warm // 2, None
+    if learners and train_model and n_early > 0:
+        earlier = EarlierModel(shared, train(interactions(stream, n_early), conf).index(keep_sources=True))
     read_later = lists_read_later(stream.users, n_warm)
     pop_rank = _final_popularity_rank(stream)
     interacted: dict[str, set] = {}  # every item of each user so far: lists never hold one
@@ -218,7 +245,10 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                 learner = learners.get(name)
                 if learner is not None:  # test (the examples scored first), then learn
                     shared.learned = learner.serving
-                    examples = ranker.examples(state, interaction, shared, made=learner.made.take(u, state.offset))
+                    made = learner.made.take(u, state.offset)
+                    examples = (ranker.examples(state, interaction, shared, made=made) if scoring
+                                else ranker.examples(state, interaction, earlier) if earlier and j >= n_early
+                                else None)
                     if examples is not None:
                         learner.learn(examples)
                     shared.learned = learner.serving
