@@ -14,6 +14,7 @@ import collections
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 
@@ -149,7 +150,7 @@ def candidates(recent: Sequence[Sequence], rated, shown: Sequence[Sequence], eve
     rated = rated if isinstance(rated, (set, frozenset)) else set(rated)
     history = recall.history if recall.history is not None else index.blend.history
     recent = list(recent)[-history:]
-    listed, because = recall.rank(recent, rated, index)[:2]
+    listed = recall.rank(recent, rated, index, explain=False)[0]
     items = [q for q, _s in listed]
     recall_score = [s for _q, s in listed]
     have = set(items)
@@ -160,37 +161,33 @@ def candidates(recent: Sequence[Sequence], rated, shown: Sequence[Sequence], eve
             items.append(q)
             recall_score.append(0.0)
             have.add(q)
-    X = np.zeros((len(items), len(BASE_FEATURES)), dtype=np.float64)
+    n = len(items)
+    X = np.zeros((n, len(BASE_FEATURES)), dtype=np.float64)
     if not items:
         return Candidates(items, with_crosses(X), [])
     position = index.position
-    at = np.fromiter((position.get(q, -1) for q in items), dtype=np.intp, count=len(items))
+    at = np.fromiter(map(position.get, items, repeat(-1)), dtype=np.intp, count=n)
     known = at >= 0
+    slot = np.full(len(index.ids), -1, dtype=np.intp)  # item position -> candidate row (-1: none)
+    slot[at[known]] = np.flatnonzero(known)
     X[:, _AT["bias"]] = 1.0
     X[:, _AT["recall"]] = recall_score
-    X[:, _AT["recall_rank"]] = 1.0 / np.log2(2.0 + np.arange(len(items)))
-    _source_features(X, recent, at, known, index, recall)
+    X[:, _AT["recall_rank"]] = 1.0 / np.log2(2.0 + np.arange(n))
+    best = _source_features(X, recent, slot, index, recall, ts)
     X[known, _AT["prior"]] = index.prior_at[at[known]]
-    hot = {q: r for r, q in enumerate(context.hot_items)}
-    if hot:
-        X[:, _AT["trending"]] = [1.0 - hot[q] / len(hot) if q in hot else 0.0 for q in items]
-    order = {entry[0]: len(recent) - 1 - j for j, entry in enumerate(recent)}  # 0 = newest
-    when = {entry[0]: float(entry[2]) for entry in recent}
+    if context.hot_items:
+        hot = len(context.hot_items)
+        rank = {q: r for r, q in enumerate(context.hot_items)}
+        X[:, _AT["trending"]] = 1.0 - np.fromiter(map(rank.get, items, repeat(hot)), dtype=np.float64, count=n) / hot
     lg_year = math.log1p(_YEAR_S)
-    becauses = []
-    for j, q in enumerate(items):
-        r = because.get(q)
-        becauses.append(r)
-        if r is not None:
-            X[j, _AT["because_recency"]] = 1.0 / (1.0 + order[r])
-            X[j, _AT["because_age"]] = math.log1p(max(ts - when[r], 0.0)) / lg_year
     if context.categories:
         mine = [context.categories.get(entry[0]) for entry in recent]
         share = {c: mine.count(c) / len(mine) for c in set(mine) if c is not None}
         X[:, _AT["category_affinity"]] = [share.get(context.categories.get(q), 0.0) for q in items]
     if context.first_seen:
-        X[:, _AT["item_age"]] = [math.log1p(max(ts - context.first_seen[q], 0.0)) / lg_year
-                                 if q in context.first_seen else 0.0 for q in items]
+        first = np.fromiter(map(context.first_seen.get, items, repeat(math.nan)), dtype=np.float64, count=n)
+        seen = ~np.isnan(first)
+        X[seen, _AT["item_age"]] = np.log1p(np.maximum(ts - first[seen], 0.0)) / lg_year
     place = {entry[0]: p for p, entry in enumerate(shown)}
     if place:
         X[:, _AT["shown"]] = [1.0 / math.log2(2.0 + place[q]) if q in place else 0.0 for q in items]
@@ -198,51 +195,64 @@ def candidates(recent: Sequence[Sequence], rated, shown: Sequence[Sequence], eve
     mine = [position[entry[0]] for entry in recent if entry[0] in position]
     X[:, _AT["mainstream"]] = float(index.prior_at[mine].mean()) if mine else 0.0
     X[:, _AT[f"event_{event_of(event)}"]] = 1.0
+    becauses = [recent[r][0] if r >= 0 else None for r in best.tolist()]
     return Candidates(items, with_crosses(X), becauses)
 
 
-def _source_features(X: np.ndarray, recent: list, at: np.ndarray, known: np.ndarray, index: SimilarityIndex,
-                     recall) -> None:
-    """Each source's decayed sum over the history (over its largest absolute value among
-    the candidates), the newest interaction's own weight, and the recent items' support."""
+def _source_features(X: np.ndarray, recent: list, slot: np.ndarray, index: SimilarityIndex, recall, ts: float
+                     ) -> np.ndarray:
+    """The features of the recent items' lists, in one pass over them: each source's
+    decayed sum over the history (over its largest absolute value among the candidates),
+    the newest interaction's own weight, the recent items' support, the blend's sum with
+    every interaction weighed by its rating, and ``because``: the recent interaction that
+    contributed most to each candidate's blended score, as the default ranker chooses it
+    (its place in ``recent``, the oldest on a tie; -1: none contributed a positive part),
+    with its recency and age. Returns ``because``."""
     decay = recall.decay if recall.decay is not None else index.blend.decay
-    size, last = len(index.ids), len(recent) - 1
-    mine = at[known]
-    every = []  # every recent item's list in every source: the support
-    for name, listed in _LISTS.items():
-        lists = index.source_lists.get(listed)
-        if not lists:
-            continue
-        parts, where = [], []
-        for j, entry in enumerate(recent):
-            neigh = lists.get(entry[0])
-            if neigh is not None:
-                where.append(neigh[0])
-                parts.append(decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0) * neigh[1])
-        if not where:
-            continue
-        if name in SOURCES:
-            every.extend(where)
-        knn = np.bincount(np.concatenate(where), np.concatenate(parts), minlength=size)[mine]
-        top = np.abs(knn).max()
+    n, last = X.shape[0], len(recent) - 1
+    # Every list of every recent item, the blended one last: (its list number, its place in recent, the arrays).
+    named = [index.source_lists.get(listed) or {} for listed in _LISTS.values()] + [index.lists]
+    got = [(s, j, neigh) for j, entry in enumerate(recent) for s, lists in enumerate(named)
+           if (neigh := lists.get(entry[0])) is not None]
+    best = np.full(n, -1, dtype=np.intp)
+    if not got:
+        return best
+    sizes = [len(neigh[0]) for _s, _j, neigh in got]
+    rows = slot[np.concatenate([neigh[0] for _s, _j, neigh in got])]
+    keep = np.flatnonzero(rows >= 0)  # the entries that name a candidate: all that is read below
+    rows = rows[keep]
+    values = np.concatenate([neigh[1] for _s, _j, neigh in got])[keep]
+    source = np.repeat(np.array([s for s, _j, _n in got], dtype=np.intp), sizes)[keep]
+    from_row = np.repeat(np.array([j for _s, j, _n in got], dtype=np.intp), sizes)[keep]
+    sign = np.array([-1.0 if entry[1] < 0 else 1.0 for entry in recent])
+    signed = (decay ** (last - np.arange(len(recent))) * sign)[from_row] * values
+    blend = len(named) - 1
+    knn = np.bincount(source * n + rows, signed, minlength=len(named) * n).reshape(len(named), n)
+    own = np.bincount(source * n + rows, np.where(from_row == last, values, 0.0), minlength=len(named) * n)
+    own = own.reshape(len(named), n)
+    newest = np.zeros(len(named), dtype=bool)
+    newest[source[from_row == last]] = True
+    for s, name in enumerate(_LISTS):
+        top = np.abs(knn[s]).max()
         if top > 0:
-            X[known, _AT[f"knn_{name}"]] = knn / top
-        newest = lists.get(recent[-1][0])
-        if newest is not None:
-            own = np.bincount(newest[0], newest[1], minlength=size)[mine]
-            X[known, _AT[f"last_{name}"]] = np.clip(own, -2.0, 2.0) / 2.0
-    if every:
-        touched = np.bincount(np.concatenate(every), minlength=size)[mine]
-        X[known, _AT["support"]] = touched / (len(SOURCES) * max(len(recent), 1))
+            X[:, _AT[f"knn_{name}"]] = knn[s] / top
+        if newest[s]:
+            X[:, _AT[f"last_{name}"]] = np.clip(own[s], -2.0, 2.0) / 2.0
+    sourced = source < len(SOURCES)
+    X[:, _AT["support"]] = np.bincount(rows[sourced], minlength=n) / (len(SOURCES) * max(len(recent), 1))
+    in_blend = source == blend
     top_weight = max(abs(float(entry[1])) for entry in recent) or 1.0
-    parts, where = [], []
-    for j, entry in enumerate(recent):
-        neigh = index.lists.get(entry[0])
-        if neigh is not None:
-            where.append(neigh[0])
-            parts.append(decay ** (last - j) * float(entry[1]) / top_weight * neigh[1])
-    if where:
-        knn = np.bincount(np.concatenate(where), np.concatenate(parts), minlength=size)[mine]
-        top = np.abs(knn).max()
-        if top > 0:
-            X[known, _AT["knn_rated"]] = knn / top
+    rated = decay ** (last - np.arange(len(recent))) * np.array([float(entry[1]) for entry in recent]) / top_weight
+    knn_rated = np.bincount(rows[in_blend], rated[from_row[in_blend]] * values[in_blend], minlength=n)
+    top = np.abs(knn_rated).max()
+    if top > 0:
+        X[:, _AT["knn_rated"]] = knn_rated / top
+    part = np.zeros((len(recent), n))
+    part[from_row[in_blend], rows[in_blend]] = signed[in_blend]
+    best = np.argmax(part, axis=0)  # the first (oldest) of equal largest parts
+    best[part[best, np.arange(n)] <= 0.0] = -1
+    got = best >= 0
+    X[got, _AT["because_recency"]] = 1.0 / (1.0 + (last - best[got]))
+    when = np.array([float(entry[2]) for entry in recent])
+    X[got, _AT["because_age"]] = np.log1p(np.maximum(ts - when[best[got]], 0.0)) / math.log1p(_YEAR_S)
+    return best
