@@ -209,11 +209,10 @@ def _source_features(X: np.ndarray, recent: list, slot: np.ndarray, index: Simil
     (its place in ``recent``, the oldest on a tie; -1: none contributed a positive part),
     with its recency and age. Returns ``because``."""
     decay = recall.decay if recall.decay is not None else index.blend.decay
-    n, last = X.shape[0], len(recent) - 1
-    # Every list of every recent item, the blended one last: (its list number, its place in recent, the arrays).
-    named = [index.source_lists.get(listed) or {} for listed in _LISTS.values()] + [index.lists]
+    n, last, names = X.shape[0], len(recent) - 1, list(_LISTS.values())
+    named = [index.source_lists.get(listed) or {} for listed in names]
     got = [(s, j, neigh) for j, entry in enumerate(recent) for s, lists in enumerate(named)
-           if (neigh := lists.get(entry[0])) is not None]
+           if (neigh := lists.get(entry[0])) is not None]  # every list of every recent item, by list number
     best = np.full(n, -1, dtype=np.intp)
     if not got:
         return best
@@ -225,8 +224,8 @@ def _source_features(X: np.ndarray, recent: list, slot: np.ndarray, index: Simil
     source = np.repeat(np.array([s for s, _j, _n in got], dtype=np.intp), sizes)[keep]
     from_row = np.repeat(np.array([j for _s, j, _n in got], dtype=np.intp), sizes)[keep]
     sign = np.array([-1.0 if entry[1] < 0 else 1.0 for entry in recent])
-    signed = (decay ** (last - np.arange(len(recent))) * sign)[from_row] * values
-    blend = len(named) - 1
+    signed_row = decay ** (last - np.arange(len(recent))) * sign
+    signed = signed_row[from_row] * values
     knn = np.bincount(source * n + rows, signed, minlength=len(named) * n).reshape(len(named), n)
     own = np.bincount(source * n + rows, np.where(from_row == last, values, 0.0), minlength=len(named) * n)
     own = own.reshape(len(named), n)
@@ -240,15 +239,22 @@ def _source_features(X: np.ndarray, recent: list, slot: np.ndarray, index: Simil
             X[:, _AT[f"last_{name}"]] = np.clip(own[s], -2.0, 2.0) / 2.0
     sourced = source < len(SOURCES)
     X[:, _AT["support"]] = np.bincount(rows[sourced], minlength=n) / (len(SOURCES) * max(len(recent), 1))
-    in_blend = source == blend
+    # The blended lists the default ranker reads are sum over sources of weight * list: the
+    # same sums, made here for the candidates only ([recent item, candidate]).
+    weight_of = np.zeros(len(named))
+    for listed, w in index.blend_sources:
+        weight_of[names.index(listed)] = w
+    bw = weight_of[source]
+    blended_in = bw != 0.0
+    blended = np.bincount(from_row[blended_in] * n + rows[blended_in], values[blended_in] * bw[blended_in],
+                          minlength=len(recent) * n).reshape(len(recent), n)
     top_weight = max(abs(float(entry[1])) for entry in recent) or 1.0
     rated = decay ** (last - np.arange(len(recent))) * np.array([float(entry[1]) for entry in recent]) / top_weight
-    knn_rated = np.bincount(rows[in_blend], rated[from_row[in_blend]] * values[in_blend], minlength=n)
+    knn_rated = rated @ blended
     top = np.abs(knn_rated).max()
     if top > 0:
         X[:, _AT["knn_rated"]] = knn_rated / top
-    part = np.zeros((len(recent), n))
-    part[from_row[in_blend], rows[in_blend]] = signed[in_blend]
+    part = signed_row[:, None] * blended
     best = np.argmax(part, axis=0)  # the first (oldest) of equal largest parts
     best[part[best, np.arange(n)] <= 0.0] = -1
     got = best >= 0

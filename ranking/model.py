@@ -167,6 +167,11 @@ class SimilarityIndex:
         ``keep_sources`` (the learned ranker reads each source apart); else empty."""
         return self._coded or {}
 
+    @property
+    def blend_sources(self) -> list[tuple[str, float]]:
+        """The names among :attr:`source_lists` whose weighted sum :attr:`lists` holds, with their weights."""
+        return _used(self._coded or {}, self.blend)
+
     def reblended(self, blend: Blend, only: Iterable[str] | None = None) -> SimilarityIndex:
         """This model with another blend (the selection scores many): built with ``keep_sources``.
         With ``only``, the lists of those items alone (all a replay of known histories reads)."""

@@ -72,6 +72,35 @@ def test_features_by_hand():
             assert np.allclose(found.X[:, F[name]], found.X[:, F[u]] * found.X[:, F[i]])
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_because_and_rated_sums_agree_with_the_default_ranker(seed):
+    """The features rebuild the blend from the sources for the candidates only: the
+    recent item each listed candidate is there because of is the default ranker's, and
+    knn_rated is the blend weighed by the ratings (a loop over the recent items)."""
+    rng = np.random.default_rng(seed)
+    ids = [f"i{j}" for j in range(30)]
+
+    def lists():
+        return {q: {r: float(rng.choice([-0.5, 0.3, 0.7, 1.0])) for r in rng.choice(ids, 6, replace=False) if r != q}
+                for q in ids}
+
+    blend = Blend(related=1.0, sequential=0.5, learned=2.0, decay=0.7, history=20, w_pop=0.0)
+    idx = SimilarityIndex(related=lists(), counts={q: 1 for q in ids}, blend=blend, keep_sources=True,
+                          sources={"sequential": lists(), "learned": lists()})
+    recent = [[q, float(rng.choice([-1.0, 2.0, 5.0])), float(t)] for t, q in enumerate(rng.choice(ids, 8, replace=False))]
+    recall = DefaultRanker(k=50)
+    found = candidates(recent, {e[0] for e in recent}, [], "rating", 10.0, idx, Context(), recall=recall)
+    _listed, because, _n = recall.rank(recent, {e[0] for e in recent}, idx)
+    assert {q: r for q, r in zip(found.items, found.because, strict=True) if r is not None} == because
+    rated = {q: 0.0 for q in found.items}
+    for j, (r, w, _t) in enumerate(recent):
+        for q, v in idx.blended(r).items():
+            if q in rated:
+                rated[q] += 0.7 ** (len(recent) - 1 - j) * w / 5.0 * v
+    top = max(abs(v) for v in rated.values())
+    assert found.X[:, F["knn_rated"]] == pytest.approx([rated[q] / top for q in found.items])
+
+
 def _weights(favour: str) -> LearnedWeights:
     heads = {t: np.zeros(len(FEATURES)) for t in TASKS}
     return LearnedWeights("v1", FEATURES, heads, {"interaction": {favour: 5.0}})
