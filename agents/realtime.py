@@ -52,7 +52,8 @@ async def rank_batch(worker: Worker, events) -> None:
     batch = Batch(worker, input_partitions=partitions_of(worker, worker.topics.ratings.get_topic_name()))
     hot = tuple(worker.hot_items)  # one model for the whole batch
     model = Model(worker.model.index, hot, worker.model.version, learned=worker.learned.weights,
-                  context=Context(hot_items=hot, categories=worker.catalogue.category))
+                  context=Context(hot_items=hot, categories=worker.catalogue.category,
+                                  first_seen=worker.catalogue.added))
     for event in events:
         if not is_current(worker.app, event.message):  # a rebalance began: it is read again after it
             continue

@@ -172,13 +172,11 @@ class SharedState:
     learned: object = None
     #: Whether the index keeps each source's lists (a learned ranker reads them).
     keep_sources: bool = False
-    #: item -> the time of its first event so far
-    first_seen: dict = field(default_factory=dict)
-
     @property
     def context(self) -> Context:
-        """What the learned ranker's features read besides the index: the hot items."""
-        return Context(hot_items=self.window.hot, first_seen=self.first_seen)
+        """What the learned ranker's features read besides the index: the hot items (a
+        replayed log has no catalogue: no categories, no times items were added)."""
+        return Context(hot_items=self.window.hot)
 
     def fit_for(self, rankers: Iterable[Ranker]) -> None:
         """Fit what these ``rankers`` learn at every retrain (:meth:`set_model`)."""
@@ -195,7 +193,6 @@ class SharedState:
     def observe(self, item: str, ts: float) -> None:
         self.popularity.add(item)
         self.window.add(item, ts)
-        self.first_seen.setdefault(item, ts)
 
     def set_model(self, trained, data: Interactions | None = None) -> None:
         """Swap in a retrained model as the ALS worker publishes it and the worker reads it

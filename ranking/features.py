@@ -43,7 +43,7 @@ ITEM_FEATURES = (
     "because_recency",  # 1 / (1 + how many newer interactions than the one that contributed most)
     "because_age",  # lg(1 + seconds since that interaction) / lg(1 + a year)
     "category_affinity",  # share of the recent interactions in the candidate's category
-    "item_age",  # lg(1 + seconds since the item was first seen) / lg(1 + a year)
+    "item_age",  # lg(1 + seconds since the catalogue added the item) / lg(1 + a year)
     "shown",  # 1 / log2(2 + position in the list the user had) (0: not in it)
 )
 #: Per-list constants: they move a list's scores together, so they matter through crosses.
@@ -79,7 +79,7 @@ class Context:
     categories : mapping of item -> category
         The catalogue's categories (empty: no catalogue).
     first_seen : mapping of item -> time
-        When each item was first seen (empty: unknown).
+        When each item was added to the catalogue (empty: unknown).
     """
 
     hot_items: Sequence[str] = ()

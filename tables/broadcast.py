@@ -170,11 +170,13 @@ def _compact(scores: dict) -> tuple[tuple[str, ...], np.ndarray]:
 
 class Catalogue:
     """item -> category, every item, on every worker, from the compacted ``items`` topic
-    that ``recsys generate`` / ``recsys load`` publish (for ``?category=`` on lists).
-    A deployment without the topic has no categories; the reader waits for it."""
+    that ``recsys generate`` / ``recsys load`` publish (for ``?category=`` on lists), and
+    item -> when it was added (an optional ``"added"``, epoch seconds: the learned
+    ranker's item age). A deployment without the topic has neither; the reader waits for it."""
 
     def __init__(self) -> None:
         self.category: dict[str, str] = {}
+        self.added: dict[str, float] = {}
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -189,6 +191,11 @@ class Catalogue:
             self.category[item] = category
         else:  # a tombstone, or an item without a category
             self.category.pop(item, None)
+        added = data.get("added") if isinstance(data, dict) else None
+        if isinstance(added, (int, float)) and not isinstance(added, bool) and math.isfinite(added):
+            self.added[item] = float(added)
+        else:
+            self.added.pop(item, None)
 
     async def follow(self, conf) -> None:
         await follow_topic(conf, conf.topics.items, self.apply, wait_s=10.0)

@@ -237,3 +237,15 @@ def test_checkpoint_round_trip(tmp_path):
     assert again.serving.version == learner.serving.version
     other = OnlineLearner(("bias",), {"interaction": 1.0})
     assert checkpoint.load(tmp_path / "c.npz", other) is None  # made for other features: start afresh
+
+
+def test_the_catalogue_keeps_categories_and_when_items_were_added():
+    from tables.broadcast import Catalogue
+
+    cat = Catalogue()
+    cat.apply(b"a", b'{"item": "a", "category": "hats", "added": 1700000000}')
+    cat.apply(b"b", b'{"item": "b", "category": "shoes"}')
+    cat.apply(b"c", b'{"item": "c", "added": "yesterday"}')  # not a time: no age
+    assert cat.category == {"a": "hats", "b": "shoes"} and cat.added == {"a": 1.7e9}
+    cat.apply(b"a", None)  # a tombstone forgets both
+    assert "a" not in cat.category and "a" not in cat.added
