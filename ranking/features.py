@@ -57,6 +57,8 @@ BASE_FEATURES = ("bias", *ITEM_FEATURES, *USER_FEATURES)
 #: The feature vector, in order (``bias`` first).
 FEATURES = (*BASE_FEATURES, *(f"{u}*{i}" for u, i in CROSSES))
 _AT = {name: j for j, name in enumerate(FEATURES)}
+_KNN_AT = [_AT[f"knn_{name}"] for name in _LISTS]
+_LAST_AT = [_AT[f"last_{name}"] for name in _LISTS]
 _CROSS_AT = np.array([[_AT[u], _AT[i]] for u, i in CROSSES], dtype=np.intp).reshape(-1, 2)
 
 
@@ -193,7 +195,7 @@ def candidates(recent: Sequence[Sequence], rated, shown: Sequence[Sequence], eve
         X[:, _AT["shown"]] = [1.0 / math.log2(2.0 + place[q]) if q in place else 0.0 for q in items]
     X[:, _AT["activity"]] = math.log1p(len(rated)) / math.log1p(1000.0)
     mine = [position[entry[0]] for entry in recent if entry[0] in position]
-    X[:, _AT["mainstream"]] = float(index.prior_at[mine].mean()) if mine else 0.0
+    X[:, _AT["mainstream"]] = float(index.prior_at[mine].sum()) / len(mine) if mine else 0.0
     X[:, _AT[f"event_{event_of(event)}"]] = 1.0
     becauses = [recent[r][0] if r >= 0 else None for r in best.tolist()]
     return Candidates(items, with_crosses(X), becauses)
@@ -227,16 +229,10 @@ def _source_features(X: np.ndarray, recent: list, slot: np.ndarray, index: Simil
     signed_row = decay ** (last - np.arange(len(recent))) * sign
     signed = signed_row[from_row] * values
     knn = np.bincount(source * n + rows, signed, minlength=len(named) * n).reshape(len(named), n)
+    top = np.abs(knn).max(axis=1)
+    X[:, _KNN_AT] = knn.T / np.where(top > 0.0, top, 1.0)
     own = np.bincount(source * n + rows, np.where(from_row == last, values, 0.0), minlength=len(named) * n)
-    own = own.reshape(len(named), n)
-    newest = np.zeros(len(named), dtype=bool)
-    newest[source[from_row == last]] = True
-    for s, name in enumerate(_LISTS):
-        top = np.abs(knn[s]).max()
-        if top > 0:
-            X[:, _AT[f"knn_{name}"]] = knn[s] / top
-        if newest[s]:
-            X[:, _AT[f"last_{name}"]] = np.clip(own[s], -2.0, 2.0) / 2.0
+    X[:, _LAST_AT] = np.minimum(np.maximum(own.reshape(len(named), n).T, -2.0), 2.0) / 2.0
     sourced = source < len(SOURCES)
     X[:, _AT["support"]] = np.bincount(rows[sourced], minlength=n) / (len(SOURCES) * max(len(recent), 1))
     # The blended lists the default ranker reads are sum over sources of weight * list: the
