@@ -19,14 +19,13 @@ import asyncio
 import collections
 import json
 import logging
-import signal
-import sys
 import time
 from pathlib import Path
 
 from app.records import REJECTED_KEY, InvalidInput, parse_examples, weights_messages
 from app.settings import Settings, load_settings
 from broker.clients import KafkaClients
+from broker.service import run_service
 from ranking.features import FEATURES
 from ranking.learned import LearnedWeights, parse_objective
 
@@ -164,23 +163,8 @@ def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     conf = conf or load_settings()
-    from broker.detect import BrokerUnreachable, require_broker
-
-    try:
-        require_broker(conf, wait_s=30.0)
-    except BrokerUnreachable as exc:
-        print(exc, file=sys.stderr)
+    stats = run_service(conf, lambda stop: Learner(conf).run(stop, until_end=args.until_end))
+    if stats is None:
         return 2
-
-    async def _main() -> dict:
-        from broker.topics import create_topics
-
-        await create_topics(conf)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        return await Learner(conf).run(stop, until_end=args.until_end)
-
-    print(json.dumps(asyncio.run(_main()), sort_keys=True, default=str), flush=True)
+    print(json.dumps(stats, sort_keys=True, default=str), flush=True)
     return 0

@@ -36,8 +36,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import json
 import logging
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from app.records import InvalidInput, parse_rating
 from app.settings import Settings, load_settings
 from broker.clients import KafkaClients
+from broker.service import run_service
 
 from .model import (
     TrainedModel,
@@ -369,30 +370,9 @@ def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     conf = conf or load_settings()
-    from broker.detect import BrokerUnreachable, require_broker
-
-    try:
-        require_broker(conf, wait_s=30.0)
-    except BrokerUnreachable as exc:
-        print(exc, file=sys.stderr)
+    stats = run_service(conf, lambda stop: run_als_worker(conf, once=args.once, stop_event=stop))
+    if stats is None:
         return 2
-
-    async def _main() -> dict:
-        from broker.topics import create_topics
-
-        await create_topics(conf)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-main thread
-                pass
-        return await run_als_worker(conf, once=args.once, stop_event=stop)
-
-    stats = asyncio.run(_main())
-    import json
-
     print(json.dumps(stats, sort_keys=True, default=str), flush=True)
     return 0 if not stats.get("last_error") else 1
 
