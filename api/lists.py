@@ -24,3 +24,12 @@ def filter_list(items: Sequence[Sequence], n: int | None = None, exclude: Iterab
     ex = set(exclude)
     out = [e for e in wire_list(items) if e[0] not in ex and (keep is None or keep(e[0]))]
     return out if n is None else out[:n]
+
+
+def filtered_entry(entry: Mapping, n: int | None = None, exclude: Iterable[str] = (), keep=None) -> dict:
+    """A stored list entry (``recs`` of a user's state) as the query API answers it: its
+    items filtered (:func:`filter_list`) and ``because`` only for the items that remain."""
+    items = filter_list(entry["items"], n, exclude, keep)
+    listed = {e[0] for e in items}
+    because = {q: r for q, r in (entry.get("because") or {}).items() if q in listed}
+    return {**entry, "items": items, "because": because}

@@ -29,7 +29,7 @@ from aiohttp.web import HTTPRequestEntityTooLarge
 from faust.web import View
 
 from agents.behaviour import user_behaviour
-from api.lists import filter_list, list_filters
+from api.lists import filter_list, filtered_entry, list_filters
 from app.records import InvalidInput, Rating, parse_collected, to_json_bytes
 
 if TYPE_CHECKING:
@@ -63,8 +63,7 @@ def register(worker: Worker) -> None:
             fallback = [[item, None] for item in worker.hot_items[: conf.ranking.k]]
             return web.json({"user": user, "items": filter_list(fallback, n, exclude, keep), "source": "hot-items",
                              "model_version": worker.model.version})
-        return web.json({"user": user, "source": "realtime", **entry,
-                         "items": filter_list(entry["items"], n, exclude, keep)})
+        return web.json({"user": user, "source": "realtime", **filtered_entry(entry, n, exclude, keep)})
 
     @route("/users/{user}/behaviour/")
     @app.table_route(table=user_state, match_info="user")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.lists import filter_list, list_filters
+from api.lists import filter_list, filtered_entry, list_filters
 from app.records import wire_list
 
 
@@ -18,3 +18,12 @@ def test_wire_lists_round_scores_and_filters_cut_and_exclude():
     for bad in ("0", "-1", "x", "2.5"):
         with pytest.raises(ValueError, match="whole number"):
             list_filters({"n": bad})
+
+
+def test_because_only_for_the_items_answered():
+    entry = {"items": [["a", 0.9], ["b", 0.8], ["c", 0.7]], "because": {"a": "x", "b": "y", "c": "z"},
+             "model_version": "m1"}
+    out = filtered_entry(entry, n=2, exclude={"a"})
+    assert out["items"] == [["b", 0.8], ["c", 0.7]] and out["because"] == {"b": "y", "c": "z"}
+    assert filtered_entry(entry, n=1)["because"] == {"a": "x"} and out["model_version"] == "m1"
+    assert filtered_entry({"items": [["a", 1.0]]})["because"] == {}
