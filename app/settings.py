@@ -18,6 +18,7 @@ passed down; nothing else reads the environment. A value that does not parse rai
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -53,10 +54,27 @@ NO_SECRET = Secret()
 DEFAULT_DATA_DIR = Path("data")
 
 
-def env(name: str, default, *, choices: tuple[str, ...] = (), alias: str = ""):
+def env(name: str, default, *, choices: tuple[str, ...] = (), alias: str = "", low=None, high=None):
     """A setting read from the environment variable ``name`` by :meth:`Settings.from_env`
-    (``alias``: an older name read when ``name`` is unset), parsed by the field's type."""
-    return field(default=default, metadata={"env": name, "choices": choices, "alias": alias})
+    (``alias``: an older name read when ``name`` is unset), parsed by the field's type; a
+    number must lie in ``[low, high]`` (checked whenever a :class:`Settings` is built)."""
+    return field(default=default, metadata={"env": name, "choices": choices, "alias": alias, "low": low,
+                                            "high": high})
+
+
+def _check_ranges(obj) -> None:
+    """:class:`SettingError` for the first number of ``obj`` (a settings section, its
+    sections included) outside its ``low``/``high`` range, naming its variable."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if "section" in f.metadata:
+            _check_ranges(value)
+            continue
+        low, high = f.metadata.get("low"), f.metadata.get("high")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = (f"between {low:g} and {high:g}" if low is not None and high is not None
+                      else f"at least {low:g}" if low is not None else f"at most {high:g}")
+            raise SettingError(f"{f.metadata['env']}={value!r} is out of range: it must be {bounds}")
 
 
 def section(cls):
@@ -133,7 +151,7 @@ class KafkaSettings:
     #: ``broker/detect.py``); ``tansu`` or ``kafka`` skip the question.
     broker_engine: str = env("RECSYS_BROKER_ENGINE", "auto", choices=("auto", "tansu", "kafka"))
     #: Port of the embedded broker when ``broker`` is empty.
-    embedded_port: int = env("RECSYS_EMBEDDED_PORT", 9092)
+    embedded_port: int = env("RECSYS_EMBEDDED_PORT", 9092, low=1, high=65535)
     #: SASL/SSL pass-through: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     security_protocol: str = env("RECSYS_SECURITY_PROTOCOL", "PLAINTEXT")
     sasl_mechanism: str = env("RECSYS_SASL_MECHANISM", "PLAIN")
@@ -141,14 +159,14 @@ class KafkaSettings:
     sasl_password: Secret = env("RECSYS_SASL_PASSWORD", NO_SECRET)
     ssl_cafile: str = env("RECSYS_SSL_CAFILE", "")
     #: Partitions of every topic we create (ratings, user-events, ... and changelogs).
-    partitions: int = env("RECSYS_PARTITIONS", 4)
-    replication: int = env("RECSYS_REPLICATION", 1)
+    partitions: int = env("RECSYS_PARTITIONS", 4, low=1)
+    replication: int = env("RECSYS_REPLICATION", 1, low=1)
     #: How long the group waits for a silent member before giving its partitions to
     #: the others, and the heartbeat period. 0 = the default: Faust's (60 s / 3 s) on
     #: Kafka, 6 s / 1 s on the embedded Tansu broker (whose joins take session/2).
     #: Tests and kill drills shorten them so a killed worker's partitions move in seconds.
-    session_timeout_s: float = env("RECSYS_SESSION_TIMEOUT_S", 0.0)
-    heartbeat_interval_s: float = env("RECSYS_HEARTBEAT_INTERVAL_S", 0.0)
+    session_timeout_s: float = env("RECSYS_SESSION_TIMEOUT_S", 0.0, low=0)
+    heartbeat_interval_s: float = env("RECSYS_HEARTBEAT_INTERVAL_S", 0.0, low=0)
 
     @property
     def uses_embedded_broker(self) -> bool:
@@ -198,32 +216,27 @@ class WorkerSettings:
                                     choices=("at_least_once", "exactly_once"))
     #: Faust table store: ``rocksdb://`` (default, with changelog) or ``memory://``.
     store: str = env("RECSYS_STORE", "rocksdb://")
-    log_every_s: float = env("RECSYS_LOG_EVERY_S", 10.0)
+    log_every_s: float = env("RECSYS_LOG_EVERY_S", 10.0, low=0.1)
     #: Producer batching: how long a batch may wait for more messages, and its size.
     #: Latency vs throughput: longer and bigger batches give a worker more ratings/s and
     #: later lists (the measured trade-off: docs/RESULTS.md).
-    producer_linger_ms: float = env("RECSYS_PRODUCER_LINGER_MS", 10.0)
-    producer_batch_bytes: int = env("RECSYS_PRODUCER_BATCH_BYTES", 262144)
+    producer_linger_ms: float = env("RECSYS_PRODUCER_LINGER_MS", 10.0, low=0)
+    producer_batch_bytes: int = env("RECSYS_PRODUCER_BATCH_BYTES", 262144, low=1)
     #: Records one consumer poll may return (Kafka's own default, 500; Faust passes
     #: "unlimited"). Keep it below a fifth of Faust's stream buffer (4096): a stream
     #: stops fetching at 80% full, so a bounded poll never finds the buffer full, and a
     #: full buffer costs every further message a task and a wait (docs/RESULTS.md).
-    max_poll_records: int = env("RECSYS_MAX_POLL_RECORDS", 500)
+    max_poll_records: int = env("RECSYS_MAX_POLL_RECORDS", 500, low=1)
     #: The realtime agent takes ratings in batches of at most this many, waiting at most
     #: ``batch_wait_ms`` for a batch to fill: per batch, one read and one write per user
     #: and a few record batches to Kafka instead of two Faust sends per rating. 1 turns
     #: batching off (one rating at a time); the wait adds at most that much latency.
-    batch_max: int = env("RECSYS_BATCH_MAX", 500)
-    batch_wait_ms: float = env("RECSYS_BATCH_WAIT_MS", 5.0)
+    batch_max: int = env("RECSYS_BATCH_MAX", 500, low=1)
+    batch_wait_ms: float = env("RECSYS_BATCH_WAIT_MS", 5.0, low=0)
     #: Refuse to start a worker when faust-streaming, mode or aiokafka differ from what the
     #: patches of their internals were checked against (``app/faust_patches/UPSTREAM.md``).
     #: off: start anyway, with a warning, at your own risk.
     faust_guard: bool = env("RECSYS_FAUST_GUARD", True)
-
-    def __post_init__(self) -> None:
-        if self.batch_max < 1 or self.batch_wait_ms < 0:
-            raise SettingError(f"RECSYS_BATCH_MAX={self.batch_max} / RECSYS_BATCH_WAIT_MS={self.batch_wait_ms:g}: "
-                               "need a batch of at least 1 and a wait of at least 0 ms")
 
 
 @dataclass(frozen=True)
@@ -235,33 +248,31 @@ class RankingSettings:
     #: ``variant:weight,...`` (e.g. ``default:50,paper:50``): users assigned by a stable hash.
     ab: str = env("RECSYS_AB", "")
     #: K: length of a recommendation list and number of recent ratings kept per user.
-    k: int = env("RECSYS_K", 20)
+    k: int = env("RECSYS_K", 20, low=1)
     #: M: neighbours per item used as candidates (the ALS worker publishes ``similar``).
-    m: int = env("RECSYS_M", 20)
+    m: int = env("RECSYS_M", 20, low=1)
     #: theta: minimum similarity between a candidate and a recent item to count.
-    theta: float = env("RECSYS_THETA", 0.6)
+    theta: float = env("RECSYS_THETA", 0.6, low=-1, high=1)
     #: Weight of the previous list's scores in the merge (1.0 = the paper). 0.1 with
     #: theta 0.5 makes ~98% of a list new after every rating (see evaluation/README.md).
-    decay: float = env("RECSYS_DECAY", 1.0)
+    decay: float = env("RECSYS_DECAY", 1.0, low=0, high=1)
     #: How many already-rated items per user are remembered (and never recommended).
-    rated_items_max: int = env("RECSYS_RATED_ITEMS_MAX", 1000)
+    rated_items_max: int = env("RECSYS_RATED_ITEMS_MAX", 1000, low=1)
     #: The learned ranker's objective: ``task:weight,...`` over ``interaction`` (any event)
     #: and ``conversion`` (cart, purchase, a rating above the middle of the scale).
     objective: str = env("RECSYS_OBJECTIVE", "interaction:1,conversion:1")
     #: The learned ranker's exploration: the chance that one slot of a list goes to a
     #: candidate from outside its top (its propensity is logged on the list; 0 = never).
-    explore: float = env("RECSYS_EXPLORE", 0.0)
+    explore: float = env("RECSYS_EXPLORE", 0.0, low=0, high=1)
     #: Whether shoppers see the lists (a shop page shows them): the learned ranker then
     #: counts a listed item the shopper passed over as a stronger negative.
     impressions: bool = env("RECSYS_LEARNED_IMPRESSIONS", True)
     #: Users whose list's candidates a worker keeps in memory until their next interaction
     #: makes its examples from them (about 7 KB each; others are recomputed).
-    learned_kept_users: int = env("RECSYS_LEARNED_KEPT_USERS", 20000)
+    learned_kept_users: int = env("RECSYS_LEARNED_KEPT_USERS", 20000, low=0)
 
     def __post_init__(self) -> None:
         _check_rankers(self)
-        if not 0.0 <= self.explore <= 1.0:
-            raise SettingError(f"RECSYS_EXPLORE={self.explore:g}: a chance, from 0 to 1")
         try:
             parse_objective(self.objective)
         except ValueError as exc:
@@ -278,10 +289,10 @@ class InputSettings:
     rating_max: float = env("RECSYS_RATING_MAX", 5.0)
     #: A ``ts`` more than this many seconds after the worker's clock is rejected
     #: (``ts_in_future``): it would stay the user's newest rating of the item for ever.
-    max_future_s: float = env("RECSYS_MAX_FUTURE_S", 86400.0)
+    max_future_s: float = env("RECSYS_MAX_FUTURE_S", 86400.0, low=0)
     #: Bytes of a rejected message kept in its dead letter; the letter holds them twice
     #: (text and base64), so 64 KiB keeps any letter far below the producer's 1 MB limit.
-    dead_letter_max_bytes: int = env("RECSYS_DEAD_LETTER_MAX_BYTES", 65536)
+    dead_letter_max_bytes: int = env("RECSYS_DEAD_LETTER_MAX_BYTES", 65536, low=1)
 
 
 @dataclass(frozen=True)
@@ -289,20 +300,20 @@ class BehaviourSettings:
     """Behaviour events: windows, implicit ratings, segments, hot items."""
 
     #: Tumbling window (seconds) for per-user event counts; hopping window size/step.
-    tumbling_s: float = env("RECSYS_TUMBLING_S", 600)
-    hopping_size_s: float = env("RECSYS_HOPPING_SIZE_S", 3600)
-    hopping_step_s: float = env("RECSYS_HOPPING_STEP_S", 300)
+    tumbling_s: float = env("RECSYS_TUMBLING_S", 600, low=1)
+    hopping_size_s: float = env("RECSYS_HOPPING_SIZE_S", 3600, low=1)
+    hopping_step_s: float = env("RECSYS_HOPPING_STEP_S", 300, low=1)
     #: How long closed windows are kept before expiry (seconds).
-    window_expires_s: float = env("RECSYS_WINDOW_EXPIRES_S", 7200)
+    window_expires_s: float = env("RECSYS_WINDOW_EXPIRES_S", 7200, low=1)
     #: Behaviour events that become interactions (implicit ratings on ``ratings``, so one
     #: agent writes a user's state, in one order), "event:weight,..." on the rating
     #: scale; an event type left out changes only the counters. ``RECSYS_IMPLICIT_RATINGS``
     #: (its old name) is read when it is unset. Unset: :data:`DEFAULT_EVENT_WEIGHTS`.
     event_weights: str = env("RECSYS_EVENT_WEIGHTS", "", alias="RECSYS_IMPLICIT_RATINGS")
     #: Segment thresholds over the hopping-window counts.
-    segment_high_value_purchases: int = env("RECSYS_SEGMENT_HIGH_VALUE_PURCHASES", 2)
-    segment_active_events: int = env("RECSYS_SEGMENT_ACTIVE_EVENTS", 20)
-    hot_items: int = env("RECSYS_HOT_ITEMS", 50)
+    segment_high_value_purchases: int = env("RECSYS_SEGMENT_HIGH_VALUE_PURCHASES", 2, low=1)
+    segment_active_events: int = env("RECSYS_SEGMENT_ACTIVE_EVENTS", 20, low=1)
+    hot_items: int = env("RECSYS_HOT_ITEMS", 50, low=1)
 
 
 @dataclass(frozen=True)
@@ -310,10 +321,10 @@ class LearnerSettings:
     """The learned ranker's learner (``recsys learner``): when it offers a new weight set."""
 
     #: Seconds, or example rows, between two offers to the gate (whichever comes first).
-    every_s: float = env("RECSYS_LEARNER_EVERY_S", 10.0)
-    every_examples: int = env("RECSYS_LEARNER_EVERY_EXAMPLES", 5000)
+    every_s: float = env("RECSYS_LEARNER_EVERY_S", 10.0, low=0.01)
+    every_examples: int = env("RECSYS_LEARNER_EVERY_EXAMPLES", 5000, low=1)
     #: Interactions in the gate's progressive-validation window.
-    window: int = env("RECSYS_LEARNER_WINDOW", 2000)
+    window: int = env("RECSYS_LEARNER_WINDOW", 2000, low=1)
     #: Consumer group (for lag monitoring: the offsets it resumes from are its checkpoint's).
     group: str = env("RECSYS_LEARNER_GROUP", "recsys-learner")
 
@@ -322,29 +333,29 @@ class LearnerSettings:
 class AlsSettings:
     """The ALS model worker: the model, what it publishes, and when it retrains."""
 
-    rank: int = env("RECSYS_ALS_RANK", 20)
-    reg: float = env("RECSYS_ALS_REG", 1.0)
+    rank: int = env("RECSYS_ALS_RANK", 20, low=1)
+    reg: float = env("RECSYS_ALS_REG", 1.0, low=0)
     #: Pseudo-ratings added to every user's/item's count in the weighted-lambda penalty,
     #: reg * (n + offset): shrinks one-rating users harder (0 = Zhou et al./Spark exactly).
-    reg_offset: float = env("RECSYS_ALS_REG_OFFSET", 5.0)
-    iters: int = env("RECSYS_ALS_ITERS", 10)
+    reg_offset: float = env("RECSYS_ALS_REG_OFFSET", 5.0, low=0)
+    iters: int = env("RECSYS_ALS_ITERS", 10, low=1)
     biases: bool = env("RECSYS_ALS_BIASES", True)
-    seed: int = env("RECSYS_ALS_SEED", 42)
+    seed: int = env("RECSYS_ALS_SEED", 42, low=0)
     #: Neighbours published per item, and the minimum similarity to publish one.
-    similar: int = env("RECSYS_ALS_SIMILAR", 50)
-    min_similarity: float = env("RECSYS_ALS_MIN_SIMILARITY", 0.0)
+    similar: int = env("RECSYS_ALS_SIMILAR", 50, low=1)
+    min_similarity: float = env("RECSYS_ALS_MIN_SIMILARITY", 0.0, low=-1, high=1)
     #: explicit (ratings), implicit (Hu-Koren-Volinsky confidence weighting, for behaviour
     #: events) or auto: implicit when most of the input is behaviour events.
     feedback: str = env("RECSYS_ALS_FEEDBACK", "auto")
     #: Implicit feedback: confidence per unit of event weight (c = 1 + alpha * w), ridge term.
-    alpha: float = env("RECSYS_ALS_ALPHA", 1.0)
-    implicit_reg: float = env("RECSYS_ALS_IMPLICIT_REG", 0.01)
+    alpha: float = env("RECSYS_ALS_ALPHA", 1.0, low=0)
+    implicit_reg: float = env("RECSYS_ALS_IMPLICIT_REG", 0.01, low=0)
     #: Neighbours published per item and source (co-occurrence, sequential rules, EASE/RP3beta):
     #: what the default ranker blends for each recent interaction (docs/RESULTS.md: how it was chosen).
-    related: int = env("RECSYS_ALS_RELATED", 200)
+    related: int = env("RECSYS_ALS_RELATED", 200, low=0)
     #: Retrain every this many minutes, or after this many new ratings, if anything changed.
-    every_min: float = env("RECSYS_ALS_EVERY_MIN", 10.0)
-    every_ratings: int = env("RECSYS_ALS_EVERY_RATINGS", 10_000)
+    every_min: float = env("RECSYS_ALS_EVERY_MIN", 10.0, low=0.001)
+    every_ratings: int = env("RECSYS_ALS_EVERY_RATINGS", 10_000, low=1)
     group: str = env("RECSYS_ALS_GROUP", "recsys-als")
 
     def __post_init__(self) -> None:
@@ -356,7 +367,7 @@ class AlsSettings:
 class ApiSettings:
     """The worker's HTTP API (Faust's web server)."""
 
-    web_port: int = env("RECSYS_WEB_PORT", 6066)
+    web_port: int = env("RECSYS_WEB_PORT", 6066, low=1, high=65535)
     web_host: str = env("RECSYS_WEB_HOST", "127.0.0.1")
     #: Faust's own web views (/router/, /table/..., /graph/, statistics): they expose table
     #: data and the cluster topology, so they are off unless asked for.
@@ -414,6 +425,7 @@ class Settings:
         return {name.strip(): float(value) for name, value in pairs}
 
     def __post_init__(self) -> None:
+        _check_ranges(self)
         _check_event_weights(self)
 
 
@@ -462,6 +474,33 @@ def _check_broker_url(broker: str) -> None:
         host, colon, port = server.strip().rpartition(":")
         if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise SettingError(f"RECSYS_BROKER={broker!r}: {server.strip() or '(empty)'!r} is not host:port")
+
+
+#: ``RECSYS_*`` names that are read but are not settings: the test suite's broker choice.
+OTHER_NAMES = frozenset({"RECSYS_TEST_ENGINE"})
+
+
+def setting_names(cls=None) -> set[str]:
+    """Every environment variable a setting is read from (aliases included)."""
+    out: set[str] = set()
+    for f in fields(cls or Settings):
+        if "section" in f.metadata:
+            out |= setting_names(f.metadata["section"])
+        else:
+            out |= {n for n in (f.metadata.get("env"), f.metadata.get("alias")) if n}
+    return out
+
+
+def near_misses(environ: Mapping[str, str]) -> list[str]:
+    """A warning for each ``RECSYS_*`` name of ``environ`` that is no setting but is close
+    to one (``RECSYS_PARTITONS``): unknown names are otherwise ignored, silently."""
+    known = setting_names() | OTHER_NAMES
+    out = []
+    for name in sorted(n for n in environ if n.startswith("RECSYS_") and n not in known):
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+        if close:
+            out.append(f"{name} is not a setting (ignored): did you mean {close[0]}?")
+    return out
 
 
 def load_settings() -> Settings:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: name -> (module, function, one-line help). Each function is ``f(argv, conf) -> int``.
@@ -64,8 +65,10 @@ def run(argv: list[str]) -> int:
     argparse.ArgumentParser.error = _one_line_error  # this process is ours: the CLI's own parsers
     errors = user_errors()
     try:
-        from app.settings import load_settings
+        from app.settings import load_settings, near_misses
 
+        for warning in near_misses(os.environ):
+            print(f"recsys {name}: warning: {warning}", file=sys.stderr)
         conf = load_settings()
         module, function, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), function)(rest, conf) or 0

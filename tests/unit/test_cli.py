@@ -97,3 +97,11 @@ def test_train_als_trains_with_the_als_settings(tmp_path):
 
 def test_broker_port_defaults_to_the_setting():
     assert "RECSYS_EMBEDDED_PORT=19123" in recsys("broker", "--help", RECSYS_EMBEDDED_PORT="19123").stdout
+
+
+def test_a_bad_number_is_one_line_and_a_misspelt_name_a_warning():
+    assert_one_line_error(recsys("create-topics", "--help", RECSYS_K="0"), "RECSYS_K=0 is out of range")
+    result = recsys("--help", RECSYS_PARTITONS="8")
+    assert result.returncode == 0
+    result = recsys("create-topics", "--help", RECSYS_PARTITONS="8")
+    assert result.returncode == 0 and "did you mean RECSYS_PARTITIONS?" in result.stderr, result.stderr

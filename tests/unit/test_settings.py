@@ -141,8 +141,12 @@ def test_default_poll_fits_below_a_full_stream_buffer(tmp_path):
     ("RECSYS_BROKER", "http://localhost:9092", "use kafka://host:port (not http://)"),
     ("RECSYS_BROKER", "localhost", "'localhost' is not host:port"),
     ("RECSYS_BROKER", "kafka://k1:9092,k2", "'k2' is not host:port"),
-    ("RECSYS_BATCH_MAX", "0", "need a batch of at least 1"),
-    ("RECSYS_BATCH_WAIT_MS", "-5", "a wait of at least 0 ms"),
+    ("RECSYS_BATCH_MAX", "0", "RECSYS_BATCH_MAX=0 is out of range: it must be at least 1"),
+    ("RECSYS_BATCH_WAIT_MS", "-5", "RECSYS_BATCH_WAIT_MS=-5.0 is out of range: it must be at least 0"),
+    ("RECSYS_K", "0", "RECSYS_K=0 is out of range: it must be at least 1"),
+    ("RECSYS_K", "-1", "RECSYS_K=-1 is out of range"),
+    ("RECSYS_WEB_PORT", "99999", "RECSYS_WEB_PORT=99999 is out of range: it must be between 1 and 65535"),
+    ("RECSYS_EXPLORE", "1.5", "RECSYS_EXPLORE=1.5 is out of range: it must be between 0 and 1"),
 ])
 def test_a_setting_that_does_not_parse_names_the_variable(name, value, says):
     with pytest.raises(SettingError) as exc:
@@ -171,3 +175,17 @@ def test_tansu_workarounds_follow_the_detected_engine_not_the_url(tmp_path):
     kafka = create_app(settings_with(RECSYS_BROKER=url, RECSYS_BROKER_ENGINE="kafka",
                                      RECSYS_DATA_DIR=str(tmp_path))).conf
     assert kafka.broker_session_timeout == 60.0  # Faust's default: no workaround on real Kafka
+
+
+def test_ranges_hold_for_settings_built_in_code_too():
+    with pytest.raises(SettingError, match="RECSYS_HOT_ITEMS=0 is out of range"):
+        Settings().replace(behaviour={"hot_items": 0})
+    assert Settings().replace(ranking={"k": 1}).ranking.k == 1
+
+
+def test_a_near_miss_of_a_setting_name_is_reported():
+    from app.settings import near_misses
+
+    env = {"RECSYS_PARTITONS": "8", "RECSYS_K": "5", "RECSYS_TEST_ENGINE": "kafka", "RECSYS_IMPLICIT_RATINGS": "1",
+           "RECSYS_SOMETHING_ELSE_ENTIRELY": "1", "PATH": "/bin"}
+    assert near_misses(env) == ["RECSYS_PARTITONS is not a setting (ignored): did you mean RECSYS_PARTITIONS?"]
