@@ -21,6 +21,21 @@ def is_listening(port: int, host: str = "127.0.0.1", timeout: float = 0.2) -> bo
         return False
 
 
+class PortInUse(ValueError):
+    """A port a command was told to listen on is taken (a user's mistake: one line, exit 2)."""
+
+
+def require_free_port(port: int, host: str, what: str) -> None:
+    """Raise :class:`PortInUse` unless ``host:port`` can be bound now (as a server binds
+    it: address reuse on, so a port left in TIME_WAIT counts as free)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise PortInUse(f"{what}: {host}:{port} is not free ({exc.strerror or exc})") from None
+
+
 def wait_until_listening(port: int, timeout: float) -> bool:
     """True once something accepts connections on loopback ``port`` (False after ``timeout``)."""
     deadline = time.monotonic() + timeout

@@ -25,6 +25,11 @@ def worker(argv: list[str], conf) -> int:
     from app.faust_patches import check_upstream
 
     check_upstream(conf.worker.faust_guard)  # before any broker is started or asked
+    from broker.ports import require_free_port
+
+    host, port = _worker_web_address(argv, conf)
+    if port is not None:
+        require_free_port(port, host, "the worker's web port (--web-port or RECSYS_WEB_PORT)")
     with local_broker_if_needed(conf):
         from broker.detect import require_broker
         from broker.topics import create_topics_sync
@@ -34,6 +39,18 @@ def worker(argv: list[str], conf) -> int:
         create_topics_sync(conf)
         (conf.data_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's tables live here
         return _faust_main(argv, conf)
+
+
+def _worker_web_address(argv: list[str], conf) -> tuple[str, int | None]:
+    """The address the worker's web server will bind: Faust's ``--web-port``/``--web-bind``
+    options when given, else the settings' (port None: not a number, Faust's to refuse)."""
+    found = {"--web-port": str(conf.api.web_port), "--web-bind": conf.api.web_host}
+    for j, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if name in found:
+            found[name] = value if eq else (argv[j + 1] if j + 1 < len(argv) else "")
+    port = found["--web-port"]
+    return found["--web-bind"], int(port) if port.isdigit() else None
 
 
 def _faust_main(argv: list[str], conf) -> int:

@@ -42,9 +42,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from app.settings import SettingError
     from broker.apache_kafka import BrokerUnavailable
     from broker.detect import BrokerUnreachable
+    from broker.ports import PortInUse
 
-    return (SettingError, BrokerUnreachable, BrokerUnavailable, InvalidInput, UpstreamChanged, FileNotFoundError,
-            IsADirectoryError, NotADirectoryError, PermissionError)
+    return (SettingError, BrokerUnreachable, BrokerUnavailable, InvalidInput, UpstreamChanged, PortInUse,
+            FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 def print_commands() -> None:

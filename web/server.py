@@ -37,6 +37,7 @@ from pathlib import Path
 import orjson
 from aiohttp import ClientSession, ClientTimeout, web
 
+from broker.ports import require_free_port
 from ranking.ab import parse_ab
 from web.live import LiveState
 
@@ -518,6 +519,8 @@ def main(argv: list[str], conf) -> int:
     parser.add_argument("--worker-url", default=f"http://127.0.0.1:{conf.api.web_port}",
                         help="the stream worker's HTTP API (default http://127.0.0.1:$RECSYS_WEB_PORT)")
     args = parser.parse_args(argv)
+    if args.port:  # 0: any free port
+        require_free_port(args.port, args.host, "recsys web --port")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(conf, args.worker_url)
     url = f"http://{args.host}:{args.port}"

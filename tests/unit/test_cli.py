@@ -105,3 +105,16 @@ def test_a_bad_number_is_one_line_and_a_misspelt_name_a_warning():
     assert result.returncode == 0
     result = recsys("create-topics", "--help", RECSYS_PARTITONS="8")
     assert result.returncode == 0 and "did you mean RECSYS_PARTITIONS?" in result.stderr, result.stderr
+
+
+def test_a_web_port_in_use_is_one_line_before_anything_starts():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        # No broker answers on RECSYS_BROKER: the port is checked first.
+        assert_one_line_error(recsys("worker", "--web-port", port, RECSYS_BROKER="kafka://127.0.0.1:1"),
+                              f"127.0.0.1:{port} is not free")
+        assert_one_line_error(recsys("worker", RECSYS_WEB_PORT=port, RECSYS_BROKER="kafka://127.0.0.1:1"),
+                              "RECSYS_WEB_PORT")
+        assert_one_line_error(recsys("web", "--port", port), "recsys web --port", f"127.0.0.1:{port} is not free")
