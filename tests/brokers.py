@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import time
 import warnings
@@ -65,3 +66,14 @@ async def consume(conf, topic: str, *, until, timeout: float = 60.0) -> list:
 
 def json_values(messages) -> list:
     return [json.loads(m.value) for m in messages if m.value is not None]
+
+
+def engine_summary(passed_nodeids) -> str:
+    """The line ``make test`` ends near: how many broker tests passed on each engine, and
+    loudly when none ran on Apache Kafka ("" when no broker test ran)."""
+    counts = {engine: sum(1 for nodeid in passed_nodeids if re.search(rf"[\[-]{engine}[\]-]", nodeid))
+              for engine in ENGINES}
+    if not any(counts.values()):
+        return ""
+    line = "broker tests passed: " + ", ".join(f"{n} on {engine}" for engine, n in counts.items())
+    return line + ("   <<< NONE on Apache Kafka >>>" if not counts.get("kafka") else "")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.brokers import engines_to_test, start_engine
+from tests.brokers import engine_summary, engines_to_test, start_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
@@ -22,6 +22,12 @@ def pytest_report_header(config):
     engines = engines_to_test()
     note = "" if "kafka" in engines else "   <<< Apache Kafka SKIPPED: java or mvn missing >>>"
     return f"broker engines: {', '.join(engines)}{note}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    line = engine_summary(report.nodeid for report in terminalreporter.stats.get("passed", []))
+    if line:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session", params=engines_to_test())
