@@ -135,12 +135,17 @@ def load(argv: list[str], conf) -> int:
                                      "last line is JSON counts (sent, skipped by reason).")
     parser.add_argument("path", help="data file (plain or gzip)")
     parser.add_argument("--format", dest="fmt", required=True, choices=sorted(FORMATS), help="input format")
-    parser.add_argument("--limit", type=int, default=None, help="stop after N rows")
+    parser.add_argument("--limit", type=int, default=None, help="send at most N rows (and read at most N bad lines)")
     parser.add_argument("--rate", type=float, default=None, help="events per second (default: as fast as possible)")
     parser.add_argument("--topic", default=None, help="override the target topic")
     args = parser.parse_args(argv)
     if not Path(args.path).is_file():
         raise FileNotFoundError(f"{args.path}: no such file")
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be at least 1")
+    from datatools.datasets import require_format
+
+    require_format(args.path, args.fmt)  # before anything is published
     from broker.detect import require_broker
     from broker.topics import create_topics
     from datatools.loader import load_file

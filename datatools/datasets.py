@@ -368,6 +368,7 @@ def _iter_tuples(
     limit: int | None,
     skipped: collections.Counter | None,
     progress: bool,
+    max_bad: int | None = None,
 ) -> Iterator[tuple]:
     parser = _PARSERS[fmt]
     if skipped is None:
@@ -380,7 +381,7 @@ def _iter_tuples(
             bar = tqdm(total=os.fstat(raw.fileno()).st_size, unit="B", unit_scale=True,
                        desc=Path(path).name, leave=False)
         stream = _open_binary(raw)
-        n_out = 0
+        n_out = n_bad = 0
         data_index = 0  # index of non-blank, non-header lines: default ts for csv
         last_pos = 0
         try:
@@ -397,6 +398,9 @@ def _iter_tuples(
                     skipped[exc.reason] += 1
                     if exc.reason not in ("blank", "header"):
                         data_index += 1
+                        n_bad += 1
+                        if max_bad is not None and n_bad >= max_bad:
+                            break
                     continue
                 data_index += 1
                 n_out += 1
@@ -414,17 +418,29 @@ def iter_rows(
     limit: int | None = None,
     skipped: collections.Counter | None = None,
     progress: bool = False,
+    max_bad: int | None = None,
 ) -> Iterator[RatingRow | EventRow]:
     """Stream the rows of a (possibly gzip) file in file order.
 
-    ``limit`` caps the number of rows yielded (skipped lines do not count). Bad lines
-    are counted by reason into ``skipped`` (if given) and never raise. ``progress``
-    shows a tqdm bar over the file's bytes (compressed bytes for gzip) on stderr.
+    ``limit`` caps the number of rows yielded (skipped lines do not count), ``max_bad``
+    the bad lines read (blank lines and headers are not bad). Bad lines are counted by
+    reason into ``skipped`` (if given) and never raise. ``progress`` shows a tqdm bar over the file's bytes (compressed
+    bytes for gzip) on stderr.
     """
     kind = _info(fmt).kind
     cls = RatingRow if kind == "ratings" else EventRow
-    for t in _iter_tuples(path, fmt, limit, skipped, progress):
+    for t in _iter_tuples(path, fmt, limit, skipped, progress, max_bad):
         yield cls(*t)
+
+
+def require_format(path: PathLike, fmt: str, lines: int = 100) -> None:
+    """Raise :class:`InvalidInput` (``wrong_format``) when none of the first ``lines``
+    lines of ``path`` is a ``fmt`` row: a file given with the wrong ``--format``."""
+    skipped: collections.Counter = collections.Counter()
+    if next(iter_rows(path, fmt, limit=1, skipped=skipped, max_bad=lines), None) is None and skipped:
+        reason, n = skipped.most_common(1)[0]
+        raise InvalidInput("wrong_format", f"{path}: none of its first {sum(skipped.values())} lines is a {fmt} "
+                                           f"row ({n} x {reason}): is --format right?")
 
 
 @dataclass

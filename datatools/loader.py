@@ -28,7 +28,8 @@ def row_to_message(row) -> tuple[bytes, bytes]:
 
 async def load_file(path: str, fmt: str, *, limit: int | None = None, rate: float | None = None,
                     conf: Settings, topic: str | None = None, progress: bool = True) -> dict:
-    """Produce every valid row of ``path``; return ``{"sent", "skipped": {reason: n}, ...}``.
+    """Produce every valid row of ``path`` (at most ``limit``, reading at most ``limit``
+    bad lines); return ``{"sent", "skipped": {reason: n}, ...}``.
 
     ``rate`` caps events per second (a replay at a visible pace); ``None`` is as fast as
     the broker takes them.
@@ -46,7 +47,7 @@ async def load_file(path: str, fmt: str, *, limit: int | None = None, rate: floa
     topics_used: collections.Counter = collections.Counter()
     try:
         pending = []
-        for row in iter_rows(path, fmt, limit=limit, skipped=skipped, progress=progress):
+        for row in iter_rows(path, fmt, limit=limit, skipped=skipped, progress=progress, max_bad=limit):
             key, value = row_to_message(row)
             target = topic or (conf.topics.ratings if isinstance(row, RatingRow) else conf.topics.events)
             pending.append(await producer.send(target, value=value, key=key))

@@ -118,3 +118,11 @@ def test_a_web_port_in_use_is_one_line_before_anything_starts():
         assert_one_line_error(recsys("worker", RECSYS_WEB_PORT=port, RECSYS_BROKER="kafka://127.0.0.1:1"),
                               "RECSYS_WEB_PORT")
         assert_one_line_error(recsys("web", "--port", port), "recsys web --port", f"127.0.0.1:{port} is not free")
+
+
+def test_load_refuses_a_file_of_another_format_before_publishing(tmp_path):
+    path = tmp_path / "u.data"
+    path.write_text("".join(f"{u}\t{u + 1}\t3\t881250949\n" for u in range(1, 300)))
+    # No broker answers: the format is checked before anything is asked or published.
+    assert_one_line_error(recsys("load", str(path), "--format", "taobao", "--limit", "1000",
+                                 RECSYS_BROKER="kafka://127.0.0.1:1"), "wrong_format", "is --format right?")

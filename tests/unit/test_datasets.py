@@ -311,3 +311,14 @@ def test_item_names_movielens():
     assert any("," in n for n in movies.values())  # quoted titles with commas
     ratings = ds.load_ratings(need(MLSMALL), "movielens-csv")
     assert set(ratings.items.tolist()) <= set(movies)
+
+
+def test_a_file_in_another_format_is_refused_from_its_first_lines(tmp_path):
+    path = tmp_path / "u.data"
+    path.write_text("".join(f"{u}\t{u + 1}\t3\t88125094{u % 10}\n" for u in range(1, 500)))
+    with pytest.raises(BadRow, match="wrong_format: .*none of its first 100 lines is a taobao row"):
+        ds.require_format(path, "taobao")
+    ds.require_format(path, "movielens-100k")  # the right format passes
+    skipped = collections.Counter()
+    assert list(ds.iter_rows(path, "taobao", skipped=skipped, max_bad=7)) == [] and sum(skipped.values()) == 7
+    assert len(list(ds.iter_rows(path, "movielens-100k", max_bad=5))) == 499  # no bad line: all of it
