@@ -32,4 +32,7 @@ def filtered_entry(entry: Mapping, n: int | None = None, exclude: Iterable[str] 
     items = filter_list(entry["items"], n, exclude, keep)
     listed = {e[0] for e in items}
     because = {q: r for q, r in (entry.get("because") or {}).items() if q in listed}
-    return {**entry, "items": items, "because": because}
+    out = {"items": items, "because": because, "model_version": entry.get("model_version"), "ts": entry.get("ts")}
+    if "explored" in entry:
+        out["explored"] = entry["explored"]
+    return out

@@ -27,3 +27,5 @@ def test_because_only_for_the_items_answered():
     assert out["items"] == [["b", 0.8], ["c", 0.7]] and out["because"] == {"b": "y", "c": "z"}
     assert filtered_entry(entry, n=1)["because"] == {"a": "x"} and out["model_version"] == "m1"
     assert filtered_entry({"items": [["a", 1.0]]})["because"] == {}
+    stored = {**entry, "ts": 5.0, "event": "view", "explored": {"item": "b", "position": 1, "propensity": 0.1}}
+    assert set(filtered_entry(stored)) == {"items", "because", "model_version", "ts", "explored"}  # the README's shape
