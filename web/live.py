@@ -302,6 +302,10 @@ class LiveState:
             ids = sorted(self.seen_items, key=natural_key)
         return [self.describe(i) for i in ids[:limit]]
 
+    def catalogue_size(self) -> int:
+        """How many items :meth:`catalogue_items` chooses from (not its page's cap)."""
+        return len(self.catalogue) if self.catalogue else len(self.seen_items)
+
     def users(self, limit: int = 200) -> list[str]:
         return sorted(self.lists)[:limit]
 

@@ -359,7 +359,7 @@ class WebService:
 
     async def catalogue(self, request: web.Request) -> web.Response:
         limit = _int_query(request, "limit", 200)
-        return web.json_response({"items": self.state.catalogue_items(limit),
+        return web.json_response({"items": self.state.catalogue_items(limit), "total": self.state.catalogue_size(),
                                   "named": bool(self.state.catalogue)}, dumps=_dumps)
 
     async def users(self, request: web.Request) -> web.Response:

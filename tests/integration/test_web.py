@@ -136,9 +136,20 @@ def test_the_dashboard_counters_move_and_events_are_joined_with_the_lists_before
     stream_env, _worker, web = deployment
     conf = stream_env.conf
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    missing = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
     page.goto(f"{web.url}/dashboard")
     page.wait_for_function("document.getElementById('worker-state').textContent === 'worker ok'", timeout=30_000)
     assert page.inner_text("#ratings-total") == "0" and page.inner_text("#lists-live") == "0"
+    page.evaluate("document.getElementById('model-version').textContent = 'als-' + 'f'.repeat(64)")  # a long version
+    for width in (1400, 700, 420):
+        page.set_viewport_size({"width": width, "height": 1000})
+        inside = page.evaluate("(() => { const v = document.getElementById('model-version');"
+                               " const t = v.closest('.tile'); return v.getBoundingClientRect().right"
+                               " <= t.getBoundingClientRect().right + 0.5 && t.scrollWidth <= t.clientWidth; })()")
+        assert inside, f"the model version overflows its tile at {width} px"
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    assert not missing, missing  # no favicon.ico (or anything else) missing
 
     users = [f"shopper{n}" for n in range(6)]
     run(produce(conf, conf.topics.ratings, [rating_message(u, "i0", 5, time.time()) for u in users]))

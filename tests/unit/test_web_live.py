@@ -267,3 +267,10 @@ def test_a_list_on_the_page_says_why_with_the_recent_items_name():
     assert [(e["item"], e["name"], e["why"]) for e in page["items"]] == [
         ("i2", "Blue hat", "because you had Red shoes"), ("i3", "i3", None)]
     assert page["variant"] == "paper"
+
+
+def test_the_catalogue_size_is_the_catalogue_not_the_page():
+    state = LiveState()
+    for n in range(5):
+        state.catalogue[f"i{n}"] = {"item": f"i{n}", "name": f"n{n}", "category": "c"}
+    assert len(state.catalogue_items(limit=3)) == 3 and state.catalogue_size() == 5

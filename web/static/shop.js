@@ -127,8 +127,9 @@
   async function loadCatalogue() {
     try {
       const data = await (await fetch("/api/catalogue")).json();
-      $("catalogue-note").textContent = data.named ? data.items.length + " items"
-        : data.items.length + " item ids seen so far (no items topic yet)";
+      const shown = data.items.length < data.total ? data.items.length + " of " : "";
+      $("catalogue-note").textContent = data.named ? shown + data.total + " items"
+        : shown + data.total + " item ids seen so far (no items topic yet)";
       $("catalogue-grid").replaceChildren(...data.items.map((e) => card(e, 0, false)));
     } catch (err) { /* next time */ }
   }
