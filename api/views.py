@@ -59,9 +59,11 @@ def register(worker: Worker) -> None:
         wanted = request.query.get("category")
         keep = (lambda item: worker.catalogue.category.get(item) == wanted) if wanted else None
         entry = worker.newest_user_state(user.encode()).get("recs")
-        if not entry:
-            fallback = [[item, None] for item in worker.hot_items[: conf.ranking.k]]
-            return web.json({"user": user, "items": filter_list(fallback, n, exclude, keep), "source": "hot-items",
+        if not entry:  # a user the service has not seen: what is popular now
+            popular, source = worker.popular_now(conf.ranking.k)
+            fallback = [[item, None] for item in popular]
+            return web.json({"user": user, "items": filter_list(fallback, n, exclude, keep),
+                             "source": "hot-items" if source == "trending" else "popular",
                              "model_version": worker.model.version})
         return web.json({"user": user, "source": "realtime", **filtered_entry(entry, n, exclude, keep)})
 
@@ -72,7 +74,8 @@ def register(worker: Worker) -> None:
 
     @route("/items/hot/")
     async def get_hot_items(web, request):
-        return web.json({"items": list(worker.hot_items), "window_s": conf.behaviour.hopping_size_s})
+        items, source = worker.popular_now(conf.behaviour.hot_items)
+        return web.json({"items": items, "source": source, "window_s": conf.behaviour.hopping_size_s})
 
     @route("/collect/")
     class Collect(View):

@@ -79,6 +79,14 @@ class Worker:
     hot_items: list[str] = field(default_factory=list)
     in_flight: dict[bytes, dict] = field(default_factory=dict)
 
+    def popular_now(self, n: int) -> tuple[list[str], str]:
+        """``(items, source)``: this worker's hot items (``trending``: the behaviour events'
+        window) or, while that window is empty (ratings only, or no events lately), the
+        model's most counted items (``popular``)."""
+        if self.hot_items:
+            return list(self.hot_items[:n]), "trending"
+        return list(self.model.index.popular[:n]), "popular"
+
     def newest_user_state(self, key: bytes) -> dict:
         """The user's newest state on this worker: being published, else as stored."""
         value = self.in_flight.get(key)

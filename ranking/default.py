@@ -18,7 +18,9 @@ prior). The source weights, ``decay``, ``history`` and ``w_pop`` are the model's
 :class:`ranking.model.Blend`, chosen for the shop by validation at every retrain
 (``offline_als/selection.py``); the ranker's own fields override the last three.
 Candidates: the blended neighbours of the recent interactions and the ``n_pop`` most
-popular items; never an item the user already had.
+popular items; never an item the user already had. A history none of whose items has
+neighbours gets the popular items (by the prior alone) whatever ``w_pop`` says: a list is
+never empty while the model counts any item.
 
 Each list says why its items are there: ``because[q]`` is the recent interaction that
 contributed most to q's kNN part (items that came from the prior alone have none).
@@ -123,6 +125,8 @@ class DefaultRanker(Ranker):
             touched = None
         values = knn[cand] if cand.size else np.empty(0)
         top_knn = max(float(values.max()) if values.size else 0.0, 0.0) or 1.0
+        if not cand.size and w_pop <= 0:  # nothing near the history: the popular items, never an empty list
+            w_pop = 1.0
         if w_pop > 0 and index.prior:
             scores = values / top_knn + w_pop * index.prior_at[cand] if cand.size else np.empty(0)
             extra, walked, position = [], 0, index.position

@@ -174,3 +174,14 @@ def test_list_filters_both_slashes_and_health(stream_env):
         worker.get("/recommendations/ivy/?n=x")
     assert bad.value.code == 400
     assert worker.get("/health")["ready"] is True and worker.get("/health/live")["status"] == "alive"
+
+
+def test_without_behaviour_events_the_fallback_is_the_models_popular_items(stream_env):
+    """Ratings only (no event in the hot-items window): an unknown user and /items/hot/
+    get the model's most counted items, never an empty list."""
+    worker = start(stream_env)
+    popular = sorted(COUNTS, key=lambda q: (-COUNTS[q], q))
+    hot = worker.get("/items/hot/")
+    assert (hot["items"][:3], hot["source"]) == (popular[:3], "popular")
+    answer = worker.get("/recommendations/stranger/")
+    assert answer["source"] == "popular" and [q for q, _ in answer["items"]] == popular

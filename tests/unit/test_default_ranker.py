@@ -40,6 +40,15 @@ def test_adds_the_popularity_prior_and_its_candidates():
     assert n_candidates == 4  # x, y, z from the kNN part, p from the prior
 
 
+def test_a_history_without_neighbours_gets_the_popular_items_even_without_a_prior_weight():
+    index = SimilarityIndex(related=RELATED, counts={"x": 8, "p": 5, "q": 2, "c": 9})
+    items, because, _n = DefaultRanker(w_pop=0.0).rank(_recent("c"), {"c"}, index)  # c has no neighbours
+    assert [q for q, _ in items] == ["x", "p", "q"] and because == {}
+    assert DefaultRanker(w_pop=0.0).rank([], set(), index)[0][0][0] == "c"  # nobody's history at all
+    items, _because, _n = DefaultRanker(w_pop=0.0).rank(_recent("a"), {"a"}, index)  # a has neighbours: no prior
+    assert [q for q, _ in items] == ["x", "y"]
+
+
 def test_never_lists_what_the_user_had_and_reads_the_factor_lists_without_related():
     index = SimilarityIndex({"a": {"x": 0.9, "b": 0.8}})  # a model published without co-occurrence
     items, because = _rank(DefaultRanker(w_pop=0.0), _recent("a"), {"a", "b"}, index)
@@ -93,6 +102,8 @@ def _reference_rank(recent, exclude, index, ranker, related=None, sources=None):
                 knn[q] = knn.get(q, 0.0) + w * s
     top = max(max(knn.values(), default=0.0), 0.0) or 1.0
     scores = {q: v / top for q, v in knn.items()}
+    if not knn and w_pop <= 0:  # no neighbour at all: the popular items
+        w_pop = 1.0
     if w_pop > 0 and index.prior:
         popular = [q for q in index.popular if q not in exclude][:ranker.n_pop]
         for q in set(scores) | set(popular):
