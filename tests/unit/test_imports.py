@@ -60,3 +60,13 @@ def test_building_a_worker_applies_the_patches_and_registers_every_agent(tmp_pat
                                                             "user_event_counts_1h", "item_popularity",
                                                             "item_popularity-key_index"}
     assert worker.tables.user_state.changelog_topic.get_topic_name() == "recsys-user_state-changelog"
+
+
+def test_the_installed_package_holds_every_top_level_package():
+    """``pip install`` ships the packages ``pyproject.toml`` names: a package left out is
+    missing from an installed ``recsys`` (run from another directory)."""
+    import tomllib
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "benchmarks"}
+    assert packages <= {name.rstrip("*") for name in include}, packages - {name.rstrip("*") for name in include}
