@@ -10,7 +10,9 @@
 - ``GET  /health/``                     readiness: 200 once the model topic is read and
   ratings partitions are assigned, 503 before; model version, assigned partitions
 - ``GET  /health/live/``                liveness: 200 while the worker's web server runs
-- ``GET  /metrics/``                    counters, rates and latency percentiles
+- ``GET  /metrics/``                    Prometheus text (counters, latency histograms, gauges),
+  or the JSON of ``/metrics/json/`` when ``Accept`` prefers ``application/json``
+- ``GET  /metrics/json/``               counters, rates and latency percentiles (JSON)
 
 Every path answers with and without its trailing slash (a second route, not a redirect
 that would drop a POST body). Scores in lists are rounded to 4 decimals; a fallback
@@ -22,6 +24,7 @@ Views are registered on the worker's app by :func:`register` (``app/worker.py``)
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -30,6 +33,7 @@ from faust.web import View
 
 from agents.behaviour import user_behaviour
 from api.lists import filter_list, filtered_entry, list_filters
+from app.metrics import PROMETHEUS_TYPE, prometheus_text
 from app.records import InvalidInput, Rating, parse_collected, to_json_bytes
 
 if TYPE_CHECKING:
@@ -125,7 +129,67 @@ def register(worker: Worker) -> None:
 
     @route("/metrics/")
     async def get_metrics(web, request):
+        """Prometheus text, unless the request's ``Accept`` prefers JSON."""
+        if prefers_json(request.headers.get("Accept", "")):
+            return web.json(metrics.snapshot())
+        return web.bytes(prometheus_text(metrics, worker_gauges(worker)), headers={"Content-Type": PROMETHEUS_TYPE})
+
+    @route("/metrics/json/")
+    async def get_metrics_json(web, request):
         return web.json(metrics.snapshot())
+
+
+def worker_gauges(worker) -> dict:
+    """The worker's gauges for Prometheus: its model, its learned weight set, its
+    partitions and how far behind their ends it reads."""
+    model, app, conf = worker.model, worker.app, worker.settings
+    trained_at = model.marker.get("trained_at")
+    gauges = {"model_info": ("the similarity model in service (value 1)", [({"version": model.version}, 1.0)]),
+              "model_items": ("items the model in service lists", [({}, float(len(model.index)))])}
+    if isinstance(trained_at, (int, float)):
+        gauges["model_age_seconds"] = ("seconds since the model in service was trained",
+                                       [({}, max(time.time() - trained_at, 0.0))])
+    if worker.learned.weights is not None:
+        gauges["learned_info"] = ("the learned ranker's weight set in service (value 1)",
+                                  [({"version": worker.learned.weights.version}, 1.0)])
+    consumer = app.consumer
+    assigned = sorted(consumer.assignment()) if consumer is not None else []
+    gauges["assigned_partitions"] = ("input partitions assigned to this worker",
+                                     [({"topic": tp.topic}, float(sum(1 for t in assigned if t.topic == tp.topic)))
+                                      for tp in {t.topic: t for t in assigned}.values()])
+    lags = [({"topic": tp.topic, "partition": tp.partition}, lag) for tp in assigned
+            if tp.topic == conf.topics.ratings and (lag := _lag(consumer, tp)) is not None]
+    gauges["consumer_lag"] = ("messages between what this worker read and the partition's end", lags)
+    return gauges
+
+
+def _lag(consumer, tp) -> float | None:
+    """Messages of ``tp`` after the last one the worker read (None: its end not known yet)."""
+    with contextlib.suppress(Exception):  # not fetched from yet: no highwater
+        end = consumer.highwater(tp)
+        if end is not None:
+            read = consumer._read_offset.get(tp)  # Faust's own record of what it read
+            return float(max(end - (read + 1 if read is not None else 0), 0))
+    return None
+
+
+def prefers_json(accept: str) -> bool:
+    """Whether an ``Accept`` header ranks JSON above Prometheus text (plain text, or anything)."""
+    best: dict[str, float] = {}
+    for part in accept.split(","):
+        kind, *params = (p.strip() for p in part.split(";"))
+        q = next((float(p[2:]) for p in params if p.startswith("q=") and _is_number(p[2:])), 1.0)
+        best[kind.lower()] = max(q, best.get(kind.lower(), 0.0))
+    text = max(best.get("text/plain", 0.0), best.get("application/openmetrics-text", 0.0), best.get("*/*", 0.0))
+    return best.get("application/json", 0.0) > text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def learned_health(worker) -> dict | None:

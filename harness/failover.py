@@ -216,7 +216,7 @@ def _items(entries: list | None) -> list | None:
 
 def _counters(worker: WorkerProcess) -> dict:
     try:
-        counters = worker.get("/metrics/")["counters"]
+        counters = worker.get("/metrics/json/")["counters"]
     except (OSError, ValueError, KeyError):
         return {}
     wanted = ("consumer.", "ratings.redelivered", "ratings.rerouted")

@@ -334,7 +334,7 @@ class WebService:
     async def poll_worker(self) -> None:
         while True:
             try:
-                metrics = await self.worker_get("/metrics/")
+                metrics = await self.worker_get("/metrics/json/")
                 health = await self.worker_get("/health/", ok=(200, 503))  # 503: starting, still a health
                 self.worker = {"ok": True, "metrics": metrics, "health": health, "polled_at": time.time()}
             except Exception as exc:  # noqa: BLE001 - the worker may be starting or gone

@@ -85,7 +85,7 @@ def test_with_a_token_every_endpoint_but_health_needs_it(stream_env):
     assert call(worker, "/router/", auth=bearer())[0] == 200
     assert call(worker, "/no/such/page/", auth=bearer())[0] == 404
     assert worker.get("/health/")["status"] == "ok"
-    status, metrics = call(worker, "/metrics/", auth=bearer())
+    status, metrics = call(worker, "/metrics/json/", auth=bearer())
     assert metrics["counters"]["api.unauthorized"] == len(guarded) * 5
 
 
@@ -105,6 +105,31 @@ def test_requests_routed_to_the_owning_worker_keep_working_with_a_token(stream_e
         assert status == 200 and (answer["user"], answer["source"]) == (user, "realtime"), answer
         status, answer = call(w1, f"/recommendations/{user}/")
         assert (status, answer["error"]) == (401, "missing_token")  # w1 checks before routing
-    served = {name: call(w, "/metrics/", auth=bearer())[1]["counters"].get("api.recommendations.served", 0)
+    served = {name: call(w, "/metrics/json/", auth=bearer())[1]["counters"].get("api.recommendations.served", 0)
               for name, w in (("w1", w1), ("w2", w2))}
     assert served == {"w1": 0, "w2": len(theirs)}
+
+
+def test_metrics_scrape_as_prometheus_text_and_as_json(stream_env):
+    """``/metrics`` is the Prometheus text format (parsed here by the library's own parser),
+    unless ``Accept`` prefers JSON; ``/metrics/json`` is always JSON."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    worker = stream_env.start_worker()
+    rate(stream_env.conf, ["alice", "bob"])
+    assert call(worker, "/collect/", method="POST", body=b'{"user": "x", "item": "i", "rating": 99}')[0] == 400
+    for path in ("/metrics", "/metrics/"):
+        status, text = call(worker, path)
+        assert status == 200 and isinstance(text, str)
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+        assert samples[("recsys_ratings_accepted_total", ())] >= 2
+        assert samples[("recsys_collect_rejected_total", (("reason", "rating_out_of_range"),))] == 1
+        assert families["recsys_inside_worker_seconds"].type == "histogram"
+        assert samples[("recsys_inside_worker_seconds_count", ())] >= 2
+        assert samples[("recsys_model_info", (("version", worker.get("/health/")["model_version"]),))] == 1
+        assert families["recsys_consumer_lag"].type == "gauge"
+    req = urllib.request.Request(worker.url + "/metrics", headers={"Accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert json.loads(resp.read())["counters"]["ratings.accepted"] >= 2
+    assert call(worker, "/metrics/json")[1]["counters"]["collect.rejected.rating_out_of_range"] == 1

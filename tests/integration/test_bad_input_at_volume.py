@@ -431,7 +431,7 @@ def test_10000_fuzzed_messages_each_bad_one_dead_lettered_once_and_every_valid_r
 
     def caught_up() -> bool:
         counters.clear()
-        counters.update(worker.get("/metrics/")["counters"])
+        counters.update(worker.get("/metrics/json/")["counters"])
         return (counters.get("dead_letters", 0) >= len(bad) and counters.get("raw_logs.ignored", 0) >= n_ignored
                 and counters.get("events.accepted", 0) >= n_valid_events)
 
@@ -478,7 +478,7 @@ def test_10000_fuzzed_messages_each_bad_one_dead_lettered_once_and_every_valid_r
 
     # 4. Alive, and /metrics/ counts what we expect.
     assert worker.alive(), worker.log_tail(40)
-    counters = worker.get("/metrics/")["counters"]
+    counters = worker.get("/metrics/json/")["counters"]
     assert counters["dead_letters"] == len(bad)
     assert counters.get("raw_logs.ignored", 0) == n_ignored
     for topic, name in names.items():

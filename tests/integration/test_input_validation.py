@@ -270,7 +270,7 @@ def test_oversize_bad_messages_are_dead_lettered_truncated_and_the_agent_goes_on
         assert original.startswith(kept) and 65536 - 3 <= len(kept) <= 65536
         assert letter["value"].encode() == kept
     assert worker.alive()
-    counters = worker.get("/metrics/")["counters"]
+    counters = worker.get("/metrics/json/")["counters"]
     assert counters["dead_letters"] == 2 and counters[f"rejected.{conf.topics.ratings}.bad_user"] == 1
 
 
@@ -319,7 +319,7 @@ def test_collect_answers_2000_fuzzed_bodies_without_a_server_error(stream_env):
     assert answers == {202: n_valid, 400: len(bodies) - n_valid} and 500 < n_valid < 1000
     assert worker.alive()
 
-    counters = worker.get("/metrics/")["counters"]
+    counters = worker.get("/metrics/json/")["counters"]
     assert counters["collect.accepted"] == n_valid
     assert sum(v for k, v in counters.items() if k.startswith("collect.rejected.")) == len(bodies) - n_valid
     # Every accepted record reached its topic and reads back through the topic parser.

@@ -83,4 +83,4 @@ def test_lists_follow_the_weight_set_and_examples_match_the_replay(stream_env):
     msgs = run(consume(conf, conf.topics.ranker_examples,
                        until=lambda ms: sum(m.key == b"dana" for m in ms) >= len(examples), timeout=30))
     assert [m.value for m in msgs if m.key == b"dana"] == examples and len(examples) >= 2
-    assert worker.get("/metrics/")["counters"]["learner.examples_sent"] >= len(examples)
+    assert worker.get("/metrics/json/")["counters"]["learner.examples_sent"] >= len(examples)

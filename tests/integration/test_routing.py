@@ -46,7 +46,7 @@ def test_ratings_from_a_librdkafka_producer_reach_the_users_partition(stream_env
         assert len(got) == len(ratings)
         for rec, expected in zip(got, want, strict=False):  # each list saw every earlier rating of the user
             assert_same_list(rec["items"], expected)
-    assert worker.get("/metrics/")["counters"]["ratings.rerouted"] == len(users) * len(ratings)
+    assert worker.get("/metrics/json/")["counters"]["ratings.rerouted"] == len(users) * len(ratings)
 
 
 @pytest.mark.parametrize("key", [None, b"somebody-else"], ids=["null-key", "wrong-key"])

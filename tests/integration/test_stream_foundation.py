@@ -128,6 +128,6 @@ def test_malformed_input_goes_to_dead_letters_and_the_worker_keeps_going(stream_
     lists = json_values(run(consume(conf, conf.topics.recommendations, until=lambda m: len(m) >= 1)))
     assert [rec["user"] for rec in lists] == ["u9"]  # the good rating after the bad ones was processed
     assert worker.alive()
-    counters = worker.get("/metrics/")["counters"]
+    counters = worker.get("/metrics/json/")["counters"]
     assert counters["dead_letters"] == 7
     assert counters[f"rejected.{conf.topics.ratings}.bad_json"] == 2

@@ -29,3 +29,11 @@ def test_because_only_for_the_items_answered():
     assert filtered_entry({"items": [["a", 1.0]]})["because"] == {}
     stored = {**entry, "ts": 5.0, "event": "view", "explored": {"item": "b", "position": 1, "propensity": 0.1}}
     assert set(filtered_entry(stored)) == {"items", "because", "model_version", "ts", "explored"}  # the README's shape
+
+
+def test_metrics_content_negotiation():
+    from api.views import prefers_json
+
+    assert prefers_json("application/json") and prefers_json("application/json, text/plain;q=0.5")
+    assert not prefers_json("") and not prefers_json("*/*") and not prefers_json("text/plain")
+    assert not prefers_json("application/json;q=0.4, text/plain") and not prefers_json("application/openmetrics-text")
