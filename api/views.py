@@ -33,7 +33,7 @@ from faust.web import View
 
 from agents.behaviour import user_behaviour
 from api.lists import filter_list, filtered_entry, list_filters
-from app.metrics import PROMETHEUS_TYPE, prometheus_text
+from app.metrics import PROMETHEUS_TYPE, prefers_json, prometheus_text
 from app.records import InvalidInput, Rating, parse_collected, to_json_bytes
 
 if TYPE_CHECKING:
@@ -171,25 +171,6 @@ def _lag(consumer, tp) -> float | None:
             read = consumer._read_offset.get(tp)  # Faust's own record of what it read
             return float(max(end - (read + 1 if read is not None else 0), 0))
     return None
-
-
-def prefers_json(accept: str) -> bool:
-    """Whether an ``Accept`` header ranks JSON above Prometheus text (plain text, or anything)."""
-    best: dict[str, float] = {}
-    for part in accept.split(","):
-        kind, *params = (p.strip() for p in part.split(";"))
-        q = next((float(p[2:]) for p in params if p.startswith("q=") and _is_number(p[2:])), 1.0)
-        best[kind.lower()] = max(q, best.get(kind.lower(), 0.0))
-    text = max(best.get("text/plain", 0.0), best.get("application/openmetrics-text", 0.0), best.get("*/*", 0.0))
-    return best.get("application/json", 0.0) > text
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def learned_health(worker) -> dict | None:

@@ -93,7 +93,9 @@ class Metrics:
 #: Counter names with parts that are labels: ``rejected.<topic>.<reason>``, ``collect.rejected.<reason>``, ...
 _LABELLED = ((re.compile(r"rejected\.(?P<topic>[^.]+)\.(?P<reason>.+)"), "rejected"),
              (re.compile(r"collect\.rejected\.(?P<reason>.+)"), "collect_rejected"),
-             (re.compile(r"raw_logs\.forwarded\.(?P<topic>.+)"), "raw_logs_forwarded"))
+             (re.compile(r"raw_logs\.forwarded\.(?P<topic>.+)"), "raw_logs_forwarded"),
+             (re.compile(r"events_seen\.(?P<event>.+)"), "events_seen"),
+             (re.compile(r"dead_letters_seen\.(?P<reason>.+)"), "dead_letters_seen"))
 
 
 def prometheus_text(metrics: Metrics, gauges: dict[str, tuple[str, list[tuple[dict, float]]]] | None = None,
@@ -108,7 +110,9 @@ def prometheus_text(metrics: Metrics, gauges: dict[str, tuple[str, list[tuple[di
 
 #: Latency paths as histograms: (metric name, help).
 _HISTOGRAMS = {"ratings": ("inside_worker", "time inside the worker per rating (read to list staged)"),
-               "ratings.end_to_worker": ("produce_to_worker", "from the rating's produce time to its list")}
+               "ratings.end_to_worker": ("produce_to_worker", "from the rating's produce time to its list"),
+               "list": ("produce_to_list", "from an input's produce time to its list's emission"),
+               "frontend": ("produce_to_frontend", "from an input's produce time to its list reaching recsys web")}
 
 
 def _family_of(counter: str) -> tuple[str, dict[str, str]]:
@@ -152,3 +156,22 @@ class _Collector:
             for sample_labels, value in samples:
                 gauge.add_metric([str(sample_labels.get(k, "")) for k in labels], value)
             yield gauge
+
+
+def prefers_json(accept: str) -> bool:
+    """Whether an ``Accept`` header ranks JSON above Prometheus text (plain text, or anything)."""
+    best: dict[str, float] = {}
+    for part in accept.split(","):
+        kind, *params = (p.strip() for p in part.split(";"))
+        q = next((float(p[2:]) for p in params if p.startswith("q=") and _is_number(p[2:])), 1.0)
+        best[kind.lower()] = max(q, best.get(kind.lower(), 0.0))
+    text = max(best.get("text/plain", 0.0), best.get("application/openmetrics-text", 0.0), best.get("*/*", 0.0))
+    return best.get("application/json", 0.0) > text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

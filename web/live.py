@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # A/B assignment lives with the rankers: the worker assigns, the page reads the variant.
+from app.metrics import Metrics
 from ranking.ab import assign_variant
 
 #: z of a two-sided 95% interval.
@@ -151,6 +152,8 @@ class LiveState:
         self.seen_items: dict[str, None] = {}  # insertion-ordered ids seen in lists and events
         self.model_version = ""
         self.events_total: collections.Counter = collections.Counter()
+        #: What ``GET /metrics`` of ``recsys web`` exposes (counters and latency histograms).
+        self.metrics = Metrics()
 
     # ------------------------------------------------------------- lists
     def variant_of(self, rec: dict | None, user: str) -> str:
@@ -166,6 +169,7 @@ class LiveState:
             history = self.lists[user] = collections.deque(maxlen=self.history)
         history.append(rec)
         self.lists_total += 1
+        self.metrics.count("lists.received")
         for item in list_items(rec):
             self.seen_items.setdefault(item, None)
         if rec.get("model_version"):
@@ -178,6 +182,8 @@ class LiveState:
             produced = float(rec.get("produced_at") or 0.0)
             if produced > 0:
                 self.latencies.append((arrival, emitted - produced, arrival - produced))
+                self.metrics.observe_ms("list", (emitted - produced) * 1000.0)
+                self.metrics.observe_ms("frontend", (arrival - produced) * 1000.0)
         return live
 
     def latest(self, user: str) -> dict | None:
@@ -191,6 +197,7 @@ class LiveState:
         """An event (or explicit rating, ``event="rating"``) that reached the broker at ``at``;
         joined by :meth:`settle` once ``grace_s`` has passed."""
         self.events_total[event] += 1
+        self.metrics.count(f"events_seen.{event}")
         if item:
             self.item_events.append((at, item))
             self.seen_items.setdefault(item, None)
@@ -243,6 +250,7 @@ class LiveState:
     # ------------------------------------------------------------- the rest
     def add_dead_letter(self, reason: str) -> None:
         self.dead_letters[reason or "unknown"] += 1
+        self.metrics.count(f"dead_letters_seen.{reason or 'unknown'}")
 
     def add_item(self, item: str, name: str | None, category: str | None) -> None:
         """An entry of the ``items`` topic (``name`` None: a tombstone removed it)."""

@@ -37,6 +37,7 @@ from pathlib import Path
 import orjson
 from aiohttp import ClientSession, ClientTimeout, web
 
+from app.metrics import PROMETHEUS_TYPE, prefers_json, prometheus_text
 from broker.ports import require_free_port
 from ranking.ab import parse_ab
 from web.live import LiveState
@@ -479,6 +480,18 @@ class WebService:
                                  status=200 if ready else 503)
 
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus text (lists and events seen, dead letters, produce-to-list and
+        produce-to-frontend histograms, users), or JSON when ``Accept`` prefers it."""
+        if request.path.rstrip("/").endswith("/json") or prefers_json(request.headers.get("Accept", "")):
+            return web.json_response({**self.state.metrics.snapshot(), "users": len(self.state.lists)}, dumps=_dumps)
+        gauges = {"users": ("users with a list", [({}, float(len(self.state.lists)))]),
+                  "model_info": ("the model version of the newest list (value 1)",
+                                 [({"version": self.state.model_version}, 1.0)])}
+        body = prometheus_text(self.state.metrics, gauges, prefix="recsys_web")
+        return web.Response(body=body, headers={"Content-Type": PROMETHEUS_TYPE})
+
+
 def _dumps(data) -> str:
     return orjson.dumps(data).decode()
 
@@ -497,6 +510,7 @@ def create_app(conf, worker_url: str, *, grace_s: float = 1.0, consume: bool = T
     app = web.Application(client_max_size=MAX_COLLECT_BYTES)
     app["service"] = service
     routes = [("GET", "/", service.page), ("GET", "/dashboard", service.page),
+              ("GET", "/metrics", service.metrics), ("GET", "/metrics/json", service.metrics),
               ("GET", "/api/catalogue", service.catalogue), ("GET", "/api/users", service.users),
               ("GET", "/api/lists/{user}", service.user_list), ("GET", "/api/stream/{user}", service.stream_user),
               ("GET", "/api/dashboard", service.dashboard), ("GET", "/api/stream-dashboard", service.stream_dashboard),

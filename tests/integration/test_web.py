@@ -197,6 +197,19 @@ def test_the_dashboard_counters_move_and_events_are_joined_with_the_lists_before
     page.screenshot(path=str(stream_env.root / "dashboard.png"), full_page=True)
     print(f"screenshot: {stream_env.root / 'dashboard.png'}")
 
+    # recsys web's own /metrics, as Prometheus scrapes it (parsed by the library's parser).
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{web.url}/metrics", timeout=10) as resp:
+        families = {f.name: f for f in text_string_to_metric_families(resp.read().decode())}
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    assert samples[("recsys_web_lists_received_total", ())] >= 6
+    assert samples[("recsys_web_events_seen_total", (("event", "click"),))] == 4
+    assert samples[("recsys_web_dead_letters_seen_total", (("reason", "rating_out_of_range"),))] == 1
+    assert families["recsys_web_produce_to_list_seconds"].type == "histogram"
+    assert samples[("recsys_web_produce_to_list_seconds_count", ())] >= 6
+    assert web.get("/metrics/json")["counters"]["lists.received"] >= 6
+
 
 def web_list(web, user) -> list:
     data = web.get(f"/api/lists/{user}")

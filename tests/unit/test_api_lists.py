@@ -32,7 +32,7 @@ def test_because_only_for_the_items_answered():
 
 
 def test_metrics_content_negotiation():
-    from api.views import prefers_json
+    from app.metrics import prefers_json
 
     assert prefers_json("application/json") and prefers_json("application/json, text/plain;q=0.5")
     assert not prefers_json("") and not prefers_json("*/*") and not prefers_json("text/plain")
