@@ -333,6 +333,9 @@ class LearnerSettings:
 class AlsSettings:
     """The ALS model worker: the model, what it publishes, and when it retrains."""
 
+    #: Where the model worker serves GET /metrics (Prometheus) and /metrics/json, on
+    #: RECSYS_WEB_HOST; 0: no server.
+    metrics_port: int = env("RECSYS_MODEL_METRICS_PORT", 6067, low=0, high=65535)
     rank: int = env("RECSYS_ALS_RANK", 20, low=1)
     reg: float = env("RECSYS_ALS_REG", 1.0, low=0)
     #: Pseudo-ratings added to every user's/item's count in the weighted-lambda penalty,

@@ -89,7 +89,8 @@ class LocalDeployment:
         if isolate if isolate is not None else not self.owned_broker:
             env.update({f"RECSYS_TOPIC_{name.upper()}": f"{self.tag}-{name.replace('_', '-')}"
                         for name in TOPIC_SETTINGS})
-        env.update(RECSYS_DATA_DIR=str(self.root / "data"), RECSYS_WEB_PORT=str(free_port()))
+        env.update(RECSYS_DATA_DIR=str(self.root / "data"), RECSYS_WEB_PORT=str(free_port()),
+                   RECSYS_MODEL_METRICS_PORT=str(free_port()))
         if partitions is not None:
             env["RECSYS_PARTITIONS"] = str(partitions)
         self.env: dict[str, str] = {}

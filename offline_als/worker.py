@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from app.records import InvalidInput, parse_rating
 from app.settings import Settings, load_settings
 from broker.clients import KafkaClients
+from broker.ports import require_free_port
 from broker.service import run_service
 
 from .model import (
@@ -352,10 +353,51 @@ async def run_als_worker(conf: Settings, *, once: bool = False,
     ``stop_event`` is set.
     """
     worker = ALSWorker(conf)
+    server = None
     try:
+        if not once and conf.als.metrics_port:
+            server = await serve_metrics(worker, conf.api.web_host, conf.als.metrics_port)
         return await worker.run(once=once, stop_event=stop_event)
     finally:
+        if server is not None:
+            await server.cleanup()
         worker.close()
+
+
+async def serve_metrics(worker: ALSWorker, host: str, port: int):
+    """``GET /metrics`` (Prometheus text) and ``/metrics/json`` of ``worker`` on ``host:port``
+    (an aiohttp ``AppRunner``: ``cleanup()`` stops it)."""
+    from aiohttp import web
+
+    from app.metrics import PROMETHEUS_TYPE, Metrics, prefers_json, prometheus_text
+
+    async def metrics(request: web.Request) -> web.Response:
+        stats = worker.stats.as_dict()
+        if request.path.rstrip("/").endswith("/json") or prefers_json(request.headers.get("Accept", "")):
+            return web.json_response(stats)
+        counts = Metrics()
+        counts.counters.update({"ratings.consumed": stats["consumed"], "ratings.stored_changes": stats["stored_changes"],
+                                "trainings": stats["trainings"], "trainings.failed": stats["failed_trainings"],
+                                "model_messages.published": stats["published_messages"],
+                                **{f"invalid.{reason}": n for reason, n in stats["invalid"].items()}})
+        gauges = {"model_info": ("the newest model published (value 1)", [({"version": stats["last_version"] or ""}, 1.0)]),
+                  "ratings_stored": ("ratings in the worker's store", [({}, float(worker.store.count))])}
+        if stats["last_trained_at"]:
+            gauges["model_age_seconds"] = ("seconds since the newest model was trained",
+                                           [({}, max(time.time() - stats["last_trained_at"], 0.0))])
+        if worker._last_lag is not None:
+            gauges["consumer_lag"] = ("ratings not read yet, over every partition", [({}, float(worker._last_lag))])
+        body = prometheus_text(counts, gauges, prefix="recsys_model")
+        return web.Response(body=body, headers={"Content-Type": PROMETHEUS_TYPE})
+
+    app = web.Application()
+    for path in ("/metrics", "/metrics/", "/metrics/json", "/metrics/json/"):
+        app.router.add_get(path, metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    log.info("model worker metrics on http://%s:%d/metrics", host, port)
+    return runner
 
 
 def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
@@ -370,6 +412,8 @@ def main(argv: list[str] | None = None, conf: Settings | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.loglevel.upper(), format="[%(asctime)s] %(levelname)s %(name)s: %(message)s")
     conf = conf or load_settings()
+    if not args.once and conf.als.metrics_port:
+        require_free_port(conf.als.metrics_port, conf.api.web_host, "the model worker's RECSYS_MODEL_METRICS_PORT")
     stats = run_service(conf, lambda stop: run_als_worker(conf, once=args.once, stop_event=stop))
     if stats is None:
         return 2

@@ -277,11 +277,24 @@ def test_continuous_worker_retrains_after_new_ratings_until_stopped(stream_env, 
         first = await consume(conf, conf.topics.similarity, until=lambda m: marker_count(m) >= 1, timeout=40)
         await produce(conf, conf.topics.ratings, _rating_messages(rows[200:]))
         second = await consume(conf, conf.topics.similarity, until=lambda m: marker_count(m) >= 2, timeout=40)
+        scraped = await asyncio.to_thread(scrape, f"http://127.0.0.1:{conf.als.metrics_port}/metrics")
         stop.set()
         stats = await asyncio.wait_for(task, 30)
-        return first, second, stats
+        return first, second, stats, scraped
 
-    first, second, stats = asyncio.run(scenario())
+    def scrape(url):  # as Prometheus does, read back by the library's own parser
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+        return {s.name: s for f in text_string_to_metric_families(text) for s in f.samples}
+
+    first, second, stats, scraped = asyncio.run(scenario())
+    assert scraped["recsys_model_ratings_consumed_total"].value == 400
+    assert scraped["recsys_model_trainings_total"].value >= 2 and scraped["recsys_model_model_age_seconds"].value >= 0
+    assert scraped["recsys_model_model_info"].labels["version"]
     assert marker_count(first) >= 1 and marker_count(second) >= 2
     assert stats["consumed"] == 400 and stats["trainings"] >= 2 and stats["failed_trainings"] == 0
     markers = [json.loads(m.value) for m in second if m.key == MODEL_MARKER_KEY.encode()]
