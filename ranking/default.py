@@ -36,6 +36,7 @@ import numpy as np
 from ranking.history import add_rated_item, add_recent_rating, is_replay
 from ranking.model import Model, SimilarityIndex
 from ranking.protocol import History, Interaction, Ranker, Step
+from ranking.rerank import distinct, reranked
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,41 @@ class DefaultRanker(Ranker):
         pool = sorted(zip((-scores).tolist(), [ids[j] for j in cand.tolist()], cand.tolist(), strict=True))[:n]
         items = [[q, round(-s, 6)] for s, q, _j in pool]
         return items, _because(pool, touched, at, parts, picked) if explain else {}, n_scored
+
+    def rerank(self, state: History, items: Sequence[str], model: Model) -> list[list]:
+        """``items`` in the order of this ranker's formula for the user's current history
+        (:mod:`ranking.rerank`): the kNN part scaled as in the user's list (by the largest
+        of every item the history touches and the user did not have) plus the prior; the
+        same score an item has in the user's list. No history (or none with neighbours):
+        the popularity order. Items the model does not know: last, no score."""
+        scores = self.rerank_scores(state, items, model.index)
+        return reranked(items, {q: round(s, 6) for q, s in scores.items()})
+
+    def rerank_scores(self, state: History, items: Sequence[str], index: SimilarityIndex) -> dict[str, float]:
+        """The known items of ``items`` with this ranker's score of each (unrounded)."""
+        blend = index.blend
+        history = self.history if self.history is not None else blend.history
+        decay = self.decay if self.decay is not None else blend.decay
+        w_pop = self.w_pop if self.w_pop is not None else blend.w_pop
+        recent = list(state.recent)[-history:]
+        given = distinct(items)
+        at = np.fromiter(map(index.position.get, given, repeat(-1)), dtype=np.intp, count=len(given))
+        known = at >= 0
+        last, size = len(recent) - 1, len(index.ids)
+        picked = [(decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0), neigh) for j, entry in enumerate(recent)
+                  if (neigh := index.lists.get(entry[0])) is not None]
+        knn, top, near = np.zeros(size), 1.0, False
+        if picked:
+            where = np.concatenate([neigh[0] for _w, neigh in picked])
+            knn = np.bincount(where, np.concatenate([w * neigh[1] for w, neigh in picked]), minlength=size)
+            touched = np.bincount(where, minlength=size) > 0
+            self._drop(touched, set(state.rated), index)
+            near = bool(touched.any())
+            top = max(float(knn[touched].max()) if near else 0.0, 0.0) or 1.0
+        if not near and w_pop <= 0:  # as in the list: nothing near the history, the popular items
+            w_pop = 1.0
+        score = knn[at[known]] / top + (w_pop * index.prior_at[at[known]] if w_pop > 0 and index.prior else 0.0)
+        return dict(zip([q for q, k in zip(given, known.tolist(), strict=True) if k], score.tolist(), strict=True))
 
     @staticmethod
     def _drop(touched: np.ndarray, exclude: set, index: SimilarityIndex) -> None:

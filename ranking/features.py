@@ -163,6 +163,13 @@ def candidates(recent: Sequence[Sequence], rated, shown: Sequence[Sequence], eve
             items.append(q)
             recall_score.append(0.0)
             have.add(q)
+    return features(items, recall_score, recent, rated, shown, event, ts, index, context, recall=recall)
+
+
+def features(items: list, recall_score: Sequence[float], recent: list, rated: set, shown: Sequence[Sequence],
+             event: str, ts: float, index: SimilarityIndex, context: Context, *, recall) -> Candidates:
+    """The :data:`FEATURES` of ``items`` (in recall order, ``recall_score`` each) for a user
+    whose history is ``recent`` (already cut to the recall ranker's length) and ``rated``."""
     n = len(items)
     X = np.zeros((n, len(BASE_FEATURES)), dtype=np.float64)
     if not items:

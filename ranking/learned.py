@@ -35,9 +35,10 @@ from itertools import repeat
 import numpy as np
 
 from ranking.default import DefaultRanker
-from ranking.features import FEATURES, Candidates, Context, candidates, event_of
+from ranking.features import FEATURES, Candidates, Context, candidates, event_of, features
 from ranking.history import add_rated_item, add_recent_rating, is_replay
 from ranking.protocol import History, Interaction, Ranker, Step
+from ranking.rerank import reranked
 
 #: The learned heads, in order.
 TASKS = ("interaction", "conversion")
@@ -209,6 +210,26 @@ class LearnedRanker(Ranker):
         if explored is not None:
             explored["item"] = found.items[order[explored["position"]]]
         return Step(recent, rated, items, because, len(found.items), explored, made=found)
+
+    def rerank(self, state: History, items, model) -> list[list]:
+        """``items`` (:mod:`ranking.rerank`) ordered by the serving weights over their
+        features for the user's current state, as the list's candidates are (the recall
+        ranker's formula gives their recall scores and order); without weights, by the
+        recall ranker's formula. Items the model does not know: last, no score."""
+        index = model.index
+        recall_scores = self.recall.rerank_scores(state, items, index)
+        order = [q for q, s in reranked(items, recall_scores) if s is not None]
+        weights = getattr(model, "learned", None)
+        if not order or weights is None or not weights.fits():
+            return reranked(items, {q: round(s, 6) for q, s in recall_scores.items()})
+        history = self.recall.history if self.recall.history is not None else index.blend.history
+        recent = list(state.recent)[-history:]
+        context = getattr(model, "context", None) or Context(hot_items=model.hot_items)
+        newest_ts = float(recent[-1][2]) if recent else 0.0
+        found = features(order, [recall_scores[q] for q in order], recent, set(state.rated), self._shown(state),
+                         _event_of_entry(state), newest_ts, index, context, recall=self.recall)
+        scores = weights.scores(found.X, found.items, dict(self.objective))
+        return reranked(items, {q: round(float(s), 6) for q, s in zip(order, scores, strict=True)})
 
     def _explore(self, order: list, interaction: Interaction) -> dict | None:
         """With chance ``explore``, move a candidate from below the top ``k`` (uniformly

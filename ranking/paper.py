@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from ranking.history import RecentRating, add_rated_item, add_recent_rating, is_replay
 from ranking.model import Model, Neighbours, SimilarityIndex
 from ranking.protocol import History, Interaction, Ranker, Step
+from ranking.rerank import distinct, reranked
 
 
 def _as_set(items: Iterable[str]) -> set | frozenset:
@@ -86,6 +87,17 @@ class PaperRanker(Ranker):
         ranked = merge_lists(state.last_list, updated, self.k, exclude=rated_set, decay=self.decay)
         items = fill_with_fallback(ranked, model.hot_items, self.k, exclude=rated_set)
         return Step(recent, rated, items, {}, len(updated))
+
+
+    def rerank(self, state: History, items, model: Model) -> list[list]:
+        """``items`` (:mod:`ranking.rerank`) by E_uq over the user's recent ratings; items no
+        recent one is similar enough to have no score and come after the scored ones. With
+        none scored (a new user), the popularity order."""
+        index = model.index
+        scores = score_candidates(distinct(items), state.recent, index, theta=self.theta, high_cut=self.high_cut)
+        if not scores:
+            scores = {q: index.prior[q] for q in distinct(items) if q in index.prior}
+        return reranked(items, {q: round(s, 6) for q, s in scores.items()})
 
 
 def candidate_items(trigger_neighbours: Neighbours | None, rated: Iterable[str], m: int) -> list[str]:

@@ -154,3 +154,34 @@ def test_the_settings_give_k_and_the_rated_limit():
     from app.settings import Settings
 
     assert DefaultRanker.from_settings(Settings().replace(ranking={"k": 7, "rated_items_max": 11})) == DefaultRanker(k=7, rated_limit=11)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_rerank_orders_the_given_items_by_the_lists_own_scores(seed):
+    """Reranking the items of the user's own list (shuffled, with an item the model does not
+    know and items the user had) gives the list back, scores and all; the unknown item comes
+    last with no score; an item the user had is scored too."""
+    import random
+
+    rng = random.Random(seed)
+    ids = [f"i{n}" for n in range(30)]
+    related = {a: {b: round(rng.uniform(-0.3, 1.0), 2) or 0.1 for b in rng.sample(ids, 6) if b != a} for a in ids}
+    index = SimilarityIndex(related=related, counts={q: rng.randint(1, 9) for q in ids},
+                            blend=Blend(related=1.0, decay=0.8, history=20, w_pop=rng.choice([0.0, 0.3])))
+    model, ranker, state = Model(index), DefaultRanker(k=10), History()
+    for t, item in enumerate(rng.sample(ids, 4)):
+        step = ranker.step(state, Interaction("u", item, float(rng.choice([1, 3, 5])), float(t)), model)
+        state = History(step.recent, step.rated, step.items)
+    listed = [q for q, _s in state.last_list]
+    given = rng.sample(listed, len(listed)) + ["unknown", state.rated[0], listed[0]]
+    out = ranker.rerank(state, given, model)
+    assert [q for q, _s in out].count(listed[0]) == 1 and len(out) == len(listed) + 2  # each once
+    assert out[-1] == ["unknown", None] and state.rated[0] in {q for q, s in out if s is not None}
+    mine = [[q, s] for q, s in out if q in set(listed)]
+    assert mine == [list(e) for e in state.last_list]
+
+
+def test_rerank_without_a_history_is_the_popularity_order():
+    index = SimilarityIndex(related=RELATED, counts={"x": 8, "p": 5, "q": 2})
+    out = DefaultRanker(w_pop=0.0).rerank(History(), ["q", "nope", "x", "p"], Model(index))
+    assert [q for q, _ in out] == ["x", "p", "q", "nope"] and out[-1][1] is None

@@ -119,6 +119,20 @@ def test_lists_follow_the_weights_and_cold_start_is_the_recall_order():
     assert ranker().step(state, interaction, Model(model.index, learned=other)).items == cold.items
 
 
+def test_rerank_follows_the_weights_over_the_given_items_and_without_them_the_recall_formula():
+    model, state = Model(index()), UserState()
+    state.apply(0, ranker(), Interaction("u", "a", 5.0, 1.0), model)
+    given = ["e", "zz", "a", "d", "f", "c"]  # zz: unknown to the model; a: the user had it
+    cold = ranker().rerank(state, given, model)
+    assert cold == DefaultRanker(k=50).rerank(state, given, model)  # no weights: the recall formula
+    assert cold[-1] == ["zz", None] and sorted(q for q, _ in cold) == sorted(given)
+    warm = ranker().rerank(state, given, Model(model.index, learned=_weights("d")))
+    assert warm[0][0] == "d" and warm[0][1] == pytest.approx(1 / (1 + math.exp(-5)) + 0.5, abs=1e-6)
+    assert warm[-1] == ["zz", None] and "a" in [q for q, s in warm if s is not None]
+    stranger = ranker().rerank(UserState(), given, Model(model.index, learned=_weights("c")))
+    assert stranger[0][0] == "c" and stranger[-1] == ["zz", None]
+
+
 def test_examples_label_the_list_the_user_had():
     model, state = Model(index()), UserState()
     r = ranker(negatives=1, skipped_weight=2.0)

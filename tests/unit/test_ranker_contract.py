@@ -228,3 +228,25 @@ def test_steps_do_not_depend_on_the_hash_seed(trained):
     for run in runs:
         out, _ = run.communicate(timeout=120)
         assert run.returncode == 0 and json.loads(out) == here
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", sorted(RANKERS))
+def test_every_served_ranker_reranks_every_given_item_once_unknown_ones_last(name, seed, trained):
+    """The rerank contract (``ranking/rerank.py``), on every state of a walk: each given
+    item once (repeats dropped), items the user had included, scored ones best first, the
+    ones the model does not know last in the given order with no score; pure."""
+    rng = random.Random(seed)
+    for state, _interaction, model, step, ranker, _applied in walk(name, seed, trained):
+        after = History(step.recent, step.rated, step.items)
+        known = list(model.index.position)
+        given = rng.sample(known, min(12, len(known))) + [e[0] for e in step.recent[-2:]] + ["new-1", "new-2"]
+        given.insert(3, given[0])  # a repeat
+        before = contents((after, model))
+        out = ranker.rerank(after, given, model)
+        assert contents((after, model)) == before and ranker.rerank(after, given, model) == out
+        assert len(out) == len(set(given)) and {q for q, _s in out} == set(given)
+        assert out[-2:] == [["new-1", None], ["new-2", None]]
+        scores = [s for _q, s in out if s is not None]
+        assert scores == sorted(scores, reverse=True)
+        assert all(s is None for _q, s in out[len(scores):])  # the unscored after every scored one
