@@ -237,7 +237,7 @@ def test_every_served_ranker_reranks_every_given_item_once_unknown_ones_last(nam
     item once (repeats dropped), items the user had included, scored ones best first, the
     ones the model does not know last in the given order with no score; pure."""
     rng = random.Random(seed)
-    for state, _interaction, model, step, ranker, _applied in walk(name, seed, trained):
+    for _state, _interaction, model, step, ranker, _applied in walk(name, seed, trained):
         after = History(step.recent, step.rated, step.items)
         known = list(model.index.position)
         given = rng.sample(known, min(12, len(known))) + [e[0] for e in step.recent[-2:]] + ["new-1", "new-2"]
