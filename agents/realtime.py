@@ -19,7 +19,6 @@ from agents.lists import interaction_of, recommendation_for
 from app.faust_patches import is_current
 from app.records import examples_message, parse_rating, to_json_bytes
 from broker.partitioning import owner_partition
-from ranking.features import Context
 from ranking.learned import LearnedRanker
 from ranking.model import Model
 
@@ -50,10 +49,7 @@ async def rank_batch(worker: Worker, events) -> None:
     """Rank every rating of a batch in order, then publish the states and lists together
     (``agents/batches.py``: offsets are committed only after that is acknowledged)."""
     batch = Batch(worker, input_partitions=partitions_of(worker, worker.topics.ratings.get_topic_name()))
-    hot = tuple(worker.hot_items)  # one model for the whole batch
-    model = Model(worker.model.index, hot, worker.model.version, learned=worker.learned.weights,
-                  context=Context(hot_items=hot, categories=worker.catalogue.category,
-                                  first_seen=worker.catalogue.added))
+    model = worker.current_model()  # one for the whole batch
     for event in events:
         if not is_current(worker.app, event.message):  # a rebalance began: it is read again after it
             continue

@@ -3,7 +3,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from app.records import wire_list
+import orjson
+
+from app.records import InvalidInput, wire_list
+
+#: Items one rerank request may give.
+RERANK_MAX_ITEMS = 1000
 
 
 def list_filters(query: Mapping[str, str]) -> tuple[int | None, set[str]]:
@@ -36,3 +41,24 @@ def filtered_entry(entry: Mapping, n: int | None = None, exclude: Iterable[str] 
     if "explored" in entry:
         out["explored"] = entry["explored"]
     return out
+
+
+def parse_rerank(body: bytes) -> tuple[str, list[str], int | None]:
+    """``(user, items, n)`` of a ``POST /rerank/`` body ``{"user", "items": [...], "n"}``;
+    :class:`InvalidInput` (``bad_rerank``, ``too_many_items``) for anything else."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput("bad_rerank", f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("bad_rerank", 'a JSON object {"user", "items", "n"} is expected')
+    user, items, n = data.get("user"), data.get("items"), data.get("n")
+    if not isinstance(user, str) or not user:
+        raise InvalidInput("bad_rerank", "user: a non-empty string")
+    if not isinstance(items, list) or not all(isinstance(q, str) and q for q in items):
+        raise InvalidInput("bad_rerank", "items: a list of non-empty strings")
+    if len(items) > RERANK_MAX_ITEMS:
+        raise InvalidInput("too_many_items", f"{len(items)} items: at most {RERANK_MAX_ITEMS}")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise InvalidInput("bad_rerank", "n: a whole number >= 1")
+    return user, items, n

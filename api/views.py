@@ -5,6 +5,8 @@
   items of that category (from the ``items`` topic)
 - ``GET  /users/{user}/behaviour/``     window counts and segment (routed likewise)
 - ``GET  /items/hot/``                  this worker's hottest items
+- ``POST /rerank/``                     ``{"user", "items", "n"}``: the items in the order of the
+  user's ranker (forwarded, body and all, to the worker owning the user)
 - ``POST /collect/``                    validate a JSON rating or event and produce it
   (a body without ``ts`` gets the time it was received)
 - ``GET  /health/``                     readiness: 200 once the model topic is read and
@@ -32,9 +34,10 @@ from aiohttp.web import HTTPRequestEntityTooLarge
 from faust.web import View
 
 from agents.behaviour import user_behaviour
-from api.lists import filter_list, filtered_entry, list_filters
+from api.lists import filter_list, filtered_entry, list_filters, parse_rerank
 from app.metrics import PROMETHEUS_TYPE, prefers_json, prometheus_text
-from app.records import InvalidInput, Rating, parse_collected, to_json_bytes
+from app.records import InvalidInput, Rating, parse_collected, to_json_bytes, wire_list
+from tables.state import UserState
 
 if TYPE_CHECKING:
     from app.worker import Worker
@@ -109,6 +112,36 @@ def register(worker: Worker) -> None:
             metrics.count(f"collect.rejected.{reason}")
             return self.json({"error": reason, "detail": detail}, status=status)
 
+    @route("/rerank/")
+    class Rerank(View):
+        """Personalised order of the items a shop gives (``ranking/rerank.py``), by the
+        ranker of the user's list, on the worker that owns the user: Faust forwards a
+        routed request without its body, so the request is forwarded here, body and all."""
+
+        async def post(self, request):
+            body = await request.read()
+            try:
+                user, items, n = parse_rerank(body)
+            except InvalidInput as exc:
+                metrics.count(f"rerank.rejected.{exc.reason}")
+                return self.json({"error": exc.reason, "detail": exc.detail}, status=400)
+            owner = owner_url(app, user_state.name, user)
+            if owner is None:
+                return self.json({"error": "not_ready", "detail": "the user's partition has no worker yet"}, status=503)
+            if owner is not True and not request.headers.get(ROUTED_HEADER):
+                return await forward(app, owner, request, body)
+            started = time.perf_counter()
+            state = UserState.from_value(worker.newest_user_state(user.encode()))
+            variant, ranker = worker.ranking.ranker_for(user)
+            model = worker.current_model()
+            ranked = ranker.rerank(state, items, model)[:n]
+            listed = {q for q, _s in ranked}
+            because = {q: r for q, r in (state.recs.get("because") or {}).items() if q in listed}
+            metrics.observe_ms("rerank", (time.perf_counter() - started) * 1000.0)
+            metrics.count("rerank.served")
+            return self.json({"user": user, "items": wire_list(ranked), "because": because, "variant": variant,
+                              "model_version": model.version})
+
     @route("/health/")
     async def health(web, request):
         model = worker.model
@@ -137,6 +170,36 @@ def register(worker: Worker) -> None:
     @route("/metrics/json/")
     async def get_metrics_json(web, request):
         return web.json(metrics.snapshot())
+
+
+#: Marks a request one worker forwarded to the owner of its user (never forwarded again).
+ROUTED_HEADER = "X-Recsys-Routed"
+
+
+def owner_url(app, table: str, user: str):
+    """``True`` when this worker owns ``user``'s partition of ``table``, else the owner's
+    URL; None while no worker is assigned it (a rebalance)."""
+    try:
+        dest = app.router.key_store(table, user)
+    except KeyError:
+        return None
+    here = app.conf.canonical_url
+    return True if (dest.host, dest.port) == (here.host, here.port) else dest
+
+
+async def forward(app, owner, request, body: bytes):
+    """``request`` sent on to ``owner`` with its body and headers (the token included)."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type", "accept")}
+    headers[ROUTED_HEADER] = "1"
+    url = str(owner.with_path(request.path).with_query(request.query_string))
+    async with app.http_client.post(url, data=body, headers=headers) as resp:
+        return web_response(await resp.read(), resp.status, resp.headers.get("Content-Type", "application/json"))
+
+
+def web_response(body: bytes, status: int, content_type: str):
+    from aiohttp import web
+
+    return web.Response(body=body, status=status, headers={"Content-Type": content_type})
 
 
 def worker_gauges(worker) -> dict:

@@ -25,7 +25,8 @@ from app.settings import Settings
 from app.topics import Topics, declare_topics
 from broker.detect import TANSU
 from ranking.ab import Assignment, served_rankers
-from ranking.features import KeptCandidates
+from ranking.features import Context, KeptCandidates
+from ranking.model import Model
 from tables.broadcast import Catalogue, LearnedBroadcast, SimilarityBroadcast, keep_following
 from tables.definitions import Tables, declare_tables, forget_offsets
 
@@ -78,6 +79,13 @@ class Worker:
     kept: KeptCandidates = field(default_factory=KeptCandidates)
     hot_items: list[str] = field(default_factory=list)
     in_flight: dict[bytes, dict] = field(default_factory=dict)
+
+    def current_model(self) -> Model:
+        """What the rankers read now: the similarity model, the hot items, the learned
+        weights and the catalogue (the realtime agent takes one per batch)."""
+        hot = tuple(self.hot_items)
+        return Model(self.model.index, hot, self.model.version, learned=self.learned.weights,
+                     context=Context(hot_items=hot, categories=self.catalogue.category, first_seen=self.catalogue.added))
 
     def popular_now(self, n: int) -> tuple[list[str], str]:
         """``(items, source)``: this worker's hot items (``trending``: the behaviour events'
