@@ -310,6 +310,17 @@ class LiveState:
             ids = sorted(self.seen_items, key=natural_key)
         return [self.describe(i) for i in ids[:limit]]
 
+    def search(self, query: str, limit: int = 50) -> list[str]:
+        """Items whose name or category holds every word of ``query`` (case-insensitive),
+        in catalogue order: what a shop's search engine would return, unpersonalised."""
+        words = query.lower().split()
+        if not words:
+            return []
+        entries = [self.describe(i) for i in (self.catalogue or self.seen_items)]
+        hits = [e for e in entries if all(w in f"{e['name']} {e['category']} {e['item']}".lower() for w in words)]
+        hits.sort(key=lambda e: (e["category"], natural_key(e["item"])))
+        return [e["item"] for e in hits[:limit]]
+
     def catalogue_size(self) -> int:
         """How many items :meth:`catalogue_items` chooses from (not its page's cap)."""
         return len(self.catalogue) if self.catalogue else len(self.seen_items)

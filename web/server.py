@@ -14,6 +14,7 @@ Routes (every path with or without its trailing slash):
 - ``GET /dashboard``           the live dashboard
 - ``GET /static/...``          the page's HTML, JavaScript and CSS (no CDN)
 - ``GET /api/catalogue``       items with names and categories
+- ``GET /api/search``          ``?q=&user=``: catalogue matches, plain and reranked for the user
 - ``GET /api/users``           users with a list
 - ``GET /api/lists/{user}``    the user's latest list (the worker's fallback when none)
 - ``GET /api/stream/{user}``   SSE: ``event: current`` once, then ``event: list`` per new list
@@ -480,6 +481,25 @@ class WebService:
                                  status=200 if ready else 503)
 
 
+    async def search(self, request: web.Request) -> web.Response:
+        """``?q=words&user=u``: the catalogue's matches in their plain order, and in the
+        order the worker's ``POST /rerank/`` gives for the user (None when it fails)."""
+        query, user = request.query.get("q", ""), request.query.get("user", "")
+        plain = self.state.search(query)
+        answer = {"query": query, "user": user, "plain": [self.state.describe(i) for i in plain],
+                  "personalised": None}
+        if plain and user:
+            try:
+                async with self.http.post(self.worker_url + "/rerank/", json={"user": user, "items": plain},
+                                          headers=self.worker_headers()) as resp:
+                    resp.raise_for_status()
+                    ranked = await resp.json()
+                answer["personalised"] = [{**self.state.describe(q), "score": s} for q, s in ranked["items"]]
+                answer.update(variant=ranked.get("variant"), model_version=ranked.get("model_version"))
+            except Exception as exc:  # noqa: BLE001 - shown on the page; the plain order stays usable
+                answer["error"] = f"{type(exc).__name__}: {exc}"
+        return web.json_response(answer, dumps=_dumps)
+
     async def metrics(self, request: web.Request) -> web.Response:
         """Prometheus text (lists and events seen, dead letters, produce-to-list and
         produce-to-frontend histograms, users), or JSON when ``Accept`` prefers it."""
@@ -512,6 +532,7 @@ def create_app(conf, worker_url: str, *, grace_s: float = 1.0, consume: bool = T
     routes = [("GET", "/", service.page), ("GET", "/dashboard", service.page),
               ("GET", "/metrics", service.metrics), ("GET", "/metrics/json", service.metrics),
               ("GET", "/api/catalogue", service.catalogue), ("GET", "/api/users", service.users),
+              ("GET", "/api/search", service.search),
               ("GET", "/api/lists/{user}", service.user_list), ("GET", "/api/stream/{user}", service.stream_user),
               ("GET", "/api/dashboard", service.dashboard), ("GET", "/api/stream-dashboard", service.stream_dashboard),
               ("POST", "/api/collect", service.collect), ("GET", "/health", service.health)]

@@ -131,6 +131,19 @@ def test_a_buy_click_on_the_shop_page_changes_the_users_list(deployment, browser
     last = lists_for(conf, "alice", 2)[-1]
     assert last["reason"] == "implicit:purchase" and [i for i, _ in last["items"]] == after
 
+    # Search: the catalogue's "blue" items in alice's order (the worker's POST /rerank/), or plain.
+    page.fill("#search-input", "blue")
+    page.click("#search-form button[type=submit]")
+    page.wait_for_function("document.querySelectorAll('#search-grid .card').length === 6", timeout=30_000)
+    shown = page.eval_on_selector_all("#search-grid .card", "cs => cs.map(c => c.dataset.item)")
+    blue = [f"i{n}" for n in range(6, 12)]
+    status, ranked = worker.post("/rerank/", json.dumps({"user": "alice", "items": blue}).encode())
+    assert status == 200 and shown == [q for q, _s in ranked["items"]]
+    assert page.get_attribute("#search-grid", "data-order") == "personalised"
+    page.check("#search-plain")
+    plain = page.eval_on_selector_all("#search-grid .card", "cs => cs.map(c => c.dataset.item)")
+    assert plain == blue and page.get_attribute("#search-grid", "data-order") == "plain"
+
 
 def test_the_dashboard_counters_move_and_events_are_joined_with_the_lists_before_them(deployment, browser, broker):
     stream_env, _worker, web = deployment

@@ -274,3 +274,12 @@ def test_the_catalogue_size_is_the_catalogue_not_the_page():
     for n in range(5):
         state.catalogue[f"i{n}"] = {"item": f"i{n}", "name": f"n{n}", "category": "c"}
     assert len(state.catalogue_items(limit=3)) == 3 and state.catalogue_size() == 5
+
+
+def test_search_matches_every_word_in_names_and_categories():
+    state = LiveState()
+    for item, name, category in (("i2", "Red shoe", "shoes"), ("i10", "Blue shoe", "shoes"), ("i1", "Red hat", "hats")):
+        state.catalogue[item] = {"item": item, "name": name, "category": category}
+    assert state.search("shoe") == ["i2", "i10"]  # catalogue order: category, then natural id order
+    assert state.search("RED") == ["i1", "i2"] and state.search("red shoes") == ["i2"]
+    assert state.search("  ") == [] and state.search("green") == []

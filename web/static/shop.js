@@ -124,6 +124,29 @@
 
   $("user-form").addEventListener("submit", (ev) => { ev.preventDefault(); setUser($("user-input").value); });
 
+  // Search: the catalogue's matches, personalised by the user's ranker (POST /rerank/ on
+  // the worker), or in their plain order with the box ticked.
+  let lastSearch = null;
+  function showSearch() {
+    if (!lastSearch) return;
+    const plain = $("search-plain").checked || !lastSearch.personalised;
+    const entries = plain ? lastSearch.plain : lastSearch.personalised;
+    $("search-grid").replaceChildren(...entries.map((e, i) => card(e, i + 1, false)));
+    $("search-grid").dataset.order = plain ? "plain" : "personalised";
+    $("search-note").textContent = entries.length + " results, " + (plain ? "plain order"
+      : "in " + (lastSearch.user || "the shopper") + "'s order (" + (lastSearch.variant || "-") + ")")
+      + (lastSearch.error ? " - personalised order unavailable: " + lastSearch.error : "");
+  }
+  async function search(q) {
+    const url = "/api/search?q=" + encodeURIComponent(q) + "&user=" + encodeURIComponent(user);
+    try {
+      lastSearch = await (await fetch(url)).json();
+      showSearch();
+    } catch (err) { status("search failed: " + err, true); }
+  }
+  $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); search($("search-input").value); });
+  $("search-plain").addEventListener("change", showSearch);
+
   async function loadCatalogue() {
     try {
       const data = await (await fetch("/api/catalogue")).json();
