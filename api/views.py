@@ -223,7 +223,25 @@ def worker_gauges(worker) -> dict:
     lags = [({"topic": tp.topic, "partition": tp.partition}, lag) for tp in assigned
             if tp.topic == conf.topics.ratings and (lag := _lag(consumer, tp)) is not None]
     gauges["consumer_lag"] = ("messages between what this worker read and the partition's end", lags)
+    gauges["user_state_keys"] = ("users this worker holds state for, by partition (RocksDB's estimate)",
+                                 state_sizes(worker.tables.user_state))
     return gauges
+
+
+def state_sizes(table) -> list[tuple[dict, float]]:
+    """``[({"partition": p}, keys)]`` of a table's store: RocksDB's own key estimate per
+    partition (no scan), or the size of a memory store."""
+    store = table.data
+    dbs = getattr(store, "_dbs", None)  # faust.stores.rocksdb.Store: one database per partition
+    if dbs is None:
+        with contextlib.suppress(Exception):
+            return [({"partition": "all"}, float(len(store)))]
+        return []
+    out = []
+    for partition, db in list(dbs.items()):
+        with contextlib.suppress(Exception):
+            out.append(({"partition": partition}, float(db.property_int_value("rocksdb.estimate-num-keys") or 0)))
+    return out
 
 
 def _lag(consumer, tp) -> float | None:

@@ -129,6 +129,7 @@ def test_metrics_scrape_as_prometheus_text_and_as_json(stream_env):
         assert samples[("recsys_inside_worker_seconds_count", ())] >= 2
         assert samples[("recsys_model_info", (("version", worker.get("/health/")["model_version"]),))] == 1
         assert families["recsys_consumer_lag"].type == "gauge"
+        assert sum(s.value for s in families["recsys_user_state_keys"].samples) >= 2  # alice and bob
     req = urllib.request.Request(worker.url + "/metrics", headers={"Accept": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert json.loads(resp.read())["counters"]["ratings.accepted"] >= 2
