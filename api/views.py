@@ -30,7 +30,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING
 
-from aiohttp.web import HTTPRequestEntityTooLarge
+from aiohttp.web import HTTPRequestEntityTooLarge, Response
 from faust.web import View
 
 from agents.behaviour import user_behaviour
@@ -193,13 +193,8 @@ async def forward(app, owner, request, body: bytes):
     headers[ROUTED_HEADER] = "1"
     url = str(owner.with_path(request.path).with_query(request.query_string))
     async with app.http_client.post(url, data=body, headers=headers) as resp:
-        return web_response(await resp.read(), resp.status, resp.headers.get("Content-Type", "application/json"))
-
-
-def web_response(body: bytes, status: int, content_type: str):
-    from aiohttp import web
-
-    return web.Response(body=body, status=status, headers={"Content-Type": content_type})
+        return Response(body=await resp.read(), status=resp.status,
+                        headers={"Content-Type": resp.headers.get("Content-Type", "application/json")})
 
 
 def worker_gauges(worker) -> dict:

@@ -96,7 +96,8 @@ _LABELLED = ((re.compile(r"rejected\.(?P<topic>[^.]+)\.(?P<reason>.+)"), "reject
              (re.compile(r"raw_logs\.forwarded\.(?P<topic>.+)"), "raw_logs_forwarded"),
              (re.compile(r"events_seen\.(?P<event>.+)"), "events_seen"),
              (re.compile(r"dead_letters_seen\.(?P<reason>.+)"), "dead_letters_seen"),
-             (re.compile(r"invalid\.(?P<reason>.+)"), "invalid"))
+             (re.compile(r"invalid\.(?P<reason>.+)"), "invalid"),
+             (re.compile(r"rerank\.rejected\.(?P<reason>.+)"), "rerank_rejected"))
 
 
 def prometheus_text(metrics: Metrics, gauges: dict[str, tuple[str, list[tuple[dict, float]]]] | None = None,
