@@ -71,8 +71,8 @@ def json_values(messages) -> list:
 def engine_summary(passed_nodeids) -> str:
     """The line ``make test`` ends near: how many broker tests passed on each engine, and
     loudly when none ran on Apache Kafka ("" when no broker test ran)."""
-    counts = {engine: sum(1 for nodeid in passed_nodeids if re.search(rf"[\[-]{engine}[\]-]", nodeid))
-              for engine in ENGINES}
+    nodeids = list(passed_nodeids)
+    counts = {engine: sum(1 for nodeid in nodeids if re.search(rf"[\[-]{engine}[\]-]", nodeid)) for engine in ENGINES}
     if not any(counts.values()):
         return ""
     line = "broker tests passed: " + ", ".join(f"{n} on {engine}" for engine, n in counts.items())
