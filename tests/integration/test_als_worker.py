@@ -292,7 +292,8 @@ def test_continuous_worker_retrains_after_new_ratings_until_stopped(stream_env, 
         return {s.name: s for f in text_string_to_metric_families(text) for s in f.samples}
 
     first, second, stats, scraped = asyncio.run(scenario())
-    assert scraped["recsys_model_ratings_consumed_total"].value == 400
+    # scraped once the second model was out: it may have been trained before the last ratings were read
+    assert 200 < scraped["recsys_model_ratings_consumed_total"].value <= 400
     assert scraped["recsys_model_trainings_total"].value >= 2 and scraped["recsys_model_model_age_seconds"].value >= 0
     assert scraped["recsys_model_model_info"].labels["version"]
     assert marker_count(first) >= 1 and marker_count(second) >= 2
