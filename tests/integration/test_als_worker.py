@@ -294,7 +294,8 @@ def test_continuous_worker_retrains_after_new_ratings_until_stopped(stream_env, 
     first, second, stats, scraped = asyncio.run(scenario())
     # scraped once the second model was out: it may have been trained before the last ratings were read
     assert 200 < scraped["recsys_model_ratings_consumed_total"].value <= 400
-    assert scraped["recsys_model_trainings_total"].value >= 2 and scraped["recsys_model_model_age_seconds"].value >= 0
+    # the second model's marker can be read before the worker counts that training
+    assert scraped["recsys_model_trainings_total"].value >= 1 and scraped["recsys_model_model_age_seconds"].value >= 0
     assert scraped["recsys_model_model_info"].labels["version"]
     assert marker_count(first) >= 1 and marker_count(second) >= 2
     assert stats["consumed"] == 400 and stats["trainings"] >= 2 and stats["failed_trainings"] == 0
