@@ -270,6 +270,9 @@ class RankingSettings:
     #: Users whose list's candidates a worker keeps in memory until their next interaction
     #: makes its examples from them (about 7 KB each; others are recomputed).
     learned_kept_users: int = env("RECSYS_LEARNED_KEPT_USERS", 20000, low=0)
+    #: An item with fewer interactions than this in the model's training data is recalled
+    #: by its catalogue text (``ranking/content.py``; 0 = never).
+    cold_item_min: int = env("RECSYS_COLD_ITEM_MIN", 5, low=0)
 
     def __post_init__(self) -> None:
         _check_rankers(self)

@@ -10,6 +10,7 @@ and ``api/`` (they see :class:`Worker` as a type only).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ from app.settings import Settings
 from app.topics import Topics, declare_topics
 from broker.detect import TANSU
 from ranking.ab import Assignment, served_rankers
+from ranking.content import CatalogueText, ContentIndex
 from ranking.features import Context, KeptCandidates
 from ranking.model import Model
 from tables.broadcast import Catalogue, LearnedBroadcast, SimilarityBroadcast, keep_following
@@ -59,6 +61,9 @@ class Worker:
         Counters and latencies served by ``GET /metrics/``.
     dead_letters : DeadLetters
         Where rejected input goes (``agents/dead_letters.py``).
+    content : ContentIndex or None
+        The cold items' content neighbours, from the catalogue's text and the model's
+        counts (:meth:`refresh_content`; None: no catalogue text).
     hot_items : list of str
         This worker's hottest items (refreshed by the behaviour agent's timer).
     in_flight : dict
@@ -77,6 +82,9 @@ class Worker:
     dead_letters: DeadLetters
     learned: LearnedBroadcast = field(default_factory=LearnedBroadcast)
     kept: KeptCandidates = field(default_factory=KeptCandidates)
+    content: ContentIndex | None = None
+    #: What :attr:`content` was built from: the catalogue's changes, the model version, the vectors.
+    content_basis: dict = field(default_factory=dict, repr=False)
     hot_items: list[str] = field(default_factory=list)
     in_flight: dict[bytes, dict] = field(default_factory=dict)
 
@@ -85,7 +93,22 @@ class Worker:
         weights and the catalogue (the realtime agent takes one per batch)."""
         hot = tuple(self.hot_items)
         return Model(self.model.index, hot, self.model.version, learned=self.learned.weights,
-                     context=Context(hot_items=hot, categories=self.catalogue.category, first_seen=self.catalogue.added))
+                     context=Context(hot_items=hot, categories=self.catalogue.category, first_seen=self.catalogue.added),
+                     content=self.content)
+
+    async def refresh_content(self) -> None:
+        """Rebuild :attr:`content` when the catalogue or the model moved since it was built:
+        the text vectors are refitted (in a thread: a large catalogue takes seconds) only
+        when the catalogue moved."""
+        seen, changes, version = self.content_basis, self.catalogue.changes, self.model.version
+        if seen.get("changes") == changes and seen.get("version") == version:
+            return
+        if seen.get("changes") != changes:
+            seen["text"] = await asyncio.to_thread(CatalogueText, dict(self.catalogue.text))
+        seen.update(changes=changes, version=version)
+        text = seen["text"]
+        self.content = (ContentIndex(text, self.model.index.counts, self.settings.ranking.cold_item_min)
+                        if len(text) else None)
 
     def popular_now(self, n: int) -> tuple[list[str], str]:
         """``(items, source)``: this worker's hot items (``trending``: the behaviour events'
@@ -144,6 +167,10 @@ def register_readers(worker: Worker) -> None:
         @app.task
         async def follow_learned() -> None:
             await keep_following("ranker-model", worker.learned.follow, conf)
+
+    @app.timer(interval=1.0)
+    async def refresh_content() -> None:
+        await worker.refresh_content()
 
     @app.timer(interval=1.0)
     async def sample_metrics() -> None:

@@ -33,6 +33,7 @@ from itertools import repeat
 
 import numpy as np
 
+from ranking.content import ContentIndex
 from ranking.history import add_rated_item, add_recent_rating, is_replay
 from ranking.model import Model, SimilarityIndex
 from ranking.protocol import History, Interaction, Ranker, Step
@@ -55,6 +56,9 @@ class DefaultRanker(Ranker):
         model's blend).
     n_pop : int
         Popular items added as candidates.
+    w_content : float
+        Weight of a cold item's content score (``ranking/content.py``) against the kNN
+        part (both at most 1).
     k : int
         List length.
     rated_limit : int
@@ -68,6 +72,7 @@ class DefaultRanker(Ranker):
     decay: float | None = None
     w_pop: float | None = None
     n_pop: int = 50
+    w_content: float = 1.0
     k: int = 20
     rated_limit: int = 1000
 
@@ -84,49 +89,34 @@ class DefaultRanker(Ranker):
         recent = add_recent_rating(state.recent, interaction.item, weight, interaction.ts,
                                    self.history if self.history is not None else self.KEPT)
         rated = add_rated_item(state.rated, interaction.item, self.rated_limit)
-        items, because, n_candidates = self.rank(recent, rated, model.index)
+        items, because, n_candidates = self.rank(recent, rated, model.index, content=getattr(model, "content", None))
         return Step(recent, rated, items, because, n_candidates)
 
-    def rank(self, recent: Sequence[Sequence], exclude: Iterable[str],
-             index: SimilarityIndex, explain: bool = True) -> tuple[list[list], dict[str, str], int]:
+    def rank(self, recent: Sequence[Sequence], exclude: Iterable[str], index: SimilarityIndex,
+             explain: bool = True, content: ContentIndex | None = None) -> tuple[list[list], dict[str, str], int]:
         """The top-``k`` list ``[[item, score], ...]``, ``because`` (empty unless
         ``explain``), and how many items were scored.
 
         ``recent`` is ``[[item, weight, ts], ...]`` oldest first. Reads ``index.lists``
         (the model's sources blended, as arrays over item positions; the factor neighbours
-        when a model has none), ``index.blend``, ``index.prior_at`` and ``index.popular``.
-        Ties break on item id. Pure. It runs on every interaction: the kNN sums are one
-        ``bincount`` over the recent items' lists, added in the formula's order (oldest
-        recent item first), so they are the very floats a loop would add up
-        (``tests/unit/test_default_ranker.py`` checks the lists against a loop-by-loop
-        transcription on random models).
+        when a model has none), ``index.blend``, ``index.prior_at`` and ``index.popular``;
+        with ``content``, the cold items whose text reads like the history are candidates
+        too (:meth:`_with_cold`). Ties break on item id. Pure. It runs on every
+        interaction: the kNN sums are one ``bincount`` over the recent items' lists, added
+        in the formula's order (oldest recent item first), so they are the very floats a
+        loop would add up (``tests/unit/test_default_ranker.py`` checks the lists against
+        a loop-by-loop transcription on random models).
         """
-        n, blend = self.k, index.blend
-        history = self.history if self.history is not None else blend.history
-        decay = self.decay if self.decay is not None else blend.decay
-        w_pop = self.w_pop if self.w_pop is not None else blend.w_pop
+        n = self.k
+        history, decay, w_pop = self._resolved(index)
         exclude = exclude if isinstance(exclude, (set, frozenset)) else set(exclude)
         recent = list(recent)[-history:]
-        last, lists = len(recent) - 1, index.lists
-        picked = []  # (recent item, its weight, its list): the pairs "because" is chosen from
-        for j, entry in enumerate(recent):
-            neighbours = lists.get(entry[0])
-            if neighbours is not None:
-                picked.append((entry[0], decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0), neighbours))
-        ids, size = index.ids, len(index.ids)
-        if picked:
-            at = np.concatenate([p[2][0] for p in picked])
-            parts = np.concatenate([p[1] * p[2][1] for p in picked])
-            knn = np.bincount(at, parts, minlength=size)
-            touched = np.bincount(at, minlength=size) > 0
-            self._drop(touched, exclude, index)
-            cand = np.flatnonzero(touched)
-        else:
-            at = parts = knn = cand = np.empty(0)
-            touched = None
-        values = knn[cand] if cand.size else np.empty(0)
+        near = _near(recent, exclude, index, decay)
+        touched, cand = near.touched, near.candidates()
+        values = near.knn[cand] if cand.size else np.empty(0)
         top_knn = max(float(values.max()) if values.size else 0.0, 0.0) or 1.0
-        if not cand.size and w_pop <= 0:  # nothing near the history: the popular items, never an empty list
+        cold = content.recall(near.weighted(recent), exclude, n) if content is not None and self.w_content > 0 else []
+        if not cand.size and not cold and w_pop <= 0:  # nothing near the history: the popular items
             w_pop = 1.0
         if w_pop > 0 and index.prior:
             scores = values / top_knn + w_pop * index.prior_at[cand] if cand.size else np.empty(0)
@@ -152,9 +142,29 @@ class DefaultRanker(Ranker):
         if n_scored > n:  # sort only what can make the list: the n-th best score and above
             keep = scores >= np.partition(scores, scores.size - n)[scores.size - n]
             cand, scores = cand[keep], scores[keep]
-        pool = sorted(zip((-scores).tolist(), [ids[j] for j in cand.tolist()], cand.tolist(), strict=True))[:n]
-        items = [[q, round(-s, 6)] for s, q, _j in pool]
-        return items, _because(pool, touched, at, parts, picked) if explain else {}, n_scored
+        pool = sorted(zip((-scores).tolist(), [index.ids[j] for j in cand.tolist()], cand.tolist(), strict=True))[:n]
+        because = _because(pool, touched, near) if explain else {}
+        if cold:
+            pool, n_scored = self._with_cold(pool, cold, index, w_pop, because if explain else None), n_scored + len(cold)
+        return [[q, round(-s, 6)] for s, q, _j in pool], because, n_scored
+
+    def _with_cold(self, pool: list[tuple], cold: list[tuple], index: SimilarityIndex, w_pop: float,
+                   because: dict | None) -> list[tuple]:
+        """The list's pool with the cold items the content recalled: a cold item scores the
+        larger of its kNN part and its content score, plus its prior (a new item has none)."""
+        best = {q: (s, j) for s, q, j in pool}
+        for q, content, why in cold:
+            s = -(self.w_content * content + (w_pop * index.prior.get(q, 0.0) if w_pop > 0 else 0.0))
+            if s < best.get(q, (0.0,))[0]:
+                best[q] = (s, -1)
+                if because is not None:
+                    because[q] = why
+        pool = sorted((s, q, j) for q, (s, j) in best.items())[: self.k]
+        if because is not None:
+            listed = {q for _s, q, _j in pool}
+            for q in [q for q in because if q not in listed]:
+                del because[q]
+        return pool
 
     def rerank(self, state: History, items: Sequence[str], model: Model) -> list[list]:
         """``items`` in the order of this ranker's formula for the user's current history
@@ -162,34 +172,38 @@ class DefaultRanker(Ranker):
         of every item the history touches and the user did not have) plus the prior; the
         same score an item has in the user's list. No history (or none with neighbours):
         the popularity order. Items the model does not know: last, no score."""
-        scores = self.rerank_scores(state, items, model.index)
+        scores = self.rerank_scores(state, items, model.index, getattr(model, "content", None))
         return reranked(items, {q: round(s, 6) for q, s in scores.items()})
 
-    def rerank_scores(self, state: History, items: Sequence[str], index: SimilarityIndex) -> dict[str, float]:
-        """The known items of ``items`` with this ranker's score of each (unrounded)."""
-        blend = index.blend
-        history = self.history if self.history is not None else blend.history
-        decay = self.decay if self.decay is not None else blend.decay
-        w_pop = self.w_pop if self.w_pop is not None else blend.w_pop
+    def rerank_scores(self, state: History, items: Sequence[str], index: SimilarityIndex,
+                      content: ContentIndex | None = None) -> dict[str, float]:
+        """The known items of ``items`` (and, with ``content``, the cold ones) with this
+        ranker's score of each (unrounded)."""
+        history, decay, w_pop = self._resolved(index)
         recent = list(state.recent)[-history:]
         given = distinct(items)
         at = np.fromiter(map(index.position.get, given, repeat(-1)), dtype=np.intp, count=len(given))
         known = at >= 0
-        last, size = len(recent) - 1, len(index.ids)
-        picked = [(decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0), neigh) for j, entry in enumerate(recent)
-                  if (neigh := index.lists.get(entry[0])) is not None]
-        knn, top, near = np.zeros(size), 1.0, False
-        if picked:
-            where = np.concatenate([neigh[0] for _w, neigh in picked])
-            knn = np.bincount(where, np.concatenate([w * neigh[1] for w, neigh in picked]), minlength=size)
-            touched = np.bincount(where, minlength=size) > 0
-            self._drop(touched, set(state.rated), index)
-            near = bool(touched.any())
-            top = max(float(knn[touched].max()) if near else 0.0, 0.0) or 1.0
-        if not near and w_pop <= 0:  # as in the list: nothing near the history, the popular items
+        near = _near(recent, set(state.rated), index, decay)
+        cand = near.candidates()
+        top = max(float(near.knn[cand].max()) if cand.size else 0.0, 0.0) or 1.0
+        cold = content.scores(near.weighted(recent), given) if content is not None and self.w_content > 0 else {}
+        if not cand.size and not any(s > 0 for s in cold.values()) and w_pop <= 0:  # as in the list
             w_pop = 1.0
-        score = knn[at[known]] / top + (w_pop * index.prior_at[at[known]] if w_pop > 0 and index.prior else 0.0)
-        return dict(zip([q for q, k in zip(given, known.tolist(), strict=True) if k], score.tolist(), strict=True))
+        knn = near.knn[at[known]] if near.knn.size else np.zeros(int(known.sum()))
+        score = knn / top + (w_pop * index.prior_at[at[known]] if w_pop > 0 and index.prior else 0.0)
+        out = dict(zip([q for q, k in zip(given, known.tolist(), strict=True) if k], score.tolist(), strict=True))
+        for q, s in cold.items():
+            prior = w_pop * index.prior.get(q, 0.0) if w_pop > 0 else 0.0
+            out[q] = max(out.get(q, prior), self.w_content * s + prior)
+        return out
+
+    def _resolved(self, index: SimilarityIndex) -> tuple[int, float, float]:
+        """``(history, decay, w_pop)``: this ranker's own where it sets them, else the model's blend."""
+        blend = index.blend
+        return (self.history if self.history is not None else blend.history,
+                self.decay if self.decay is not None else blend.decay,
+                self.w_pop if self.w_pop is not None else blend.w_pop)
 
     @staticmethod
     def _drop(touched: np.ndarray, exclude: set, index: SimilarityIndex) -> None:
@@ -205,9 +219,49 @@ class DefaultRanker(Ranker):
             touched[hit[mine]] = False
 
 
-def _because(pool: list[tuple], touched, at: np.ndarray, parts: np.ndarray, picked: list[tuple]) -> dict[str, str]:
+@dataclass(frozen=True)
+class _Near:
+    """The kNN part of a history: ``picked`` (recent item, its signed decayed weight, its
+    list) for the recent items with a list, their lists concatenated (``at``: positions,
+    ``parts``: weighted entries), the sums by position (``knn``) and the positions they
+    reach that the user did not have (``touched``; None: no recent item has a list)."""
+
+    picked: list
+    at: np.ndarray
+    parts: np.ndarray
+    knn: np.ndarray
+    touched: np.ndarray | None
+    decay: float
+
+    def candidates(self) -> np.ndarray:
+        return np.flatnonzero(self.touched) if self.touched is not None else np.empty(0, dtype=np.intp)
+
+    def weighted(self, recent: Sequence[Sequence]) -> list[tuple[str, float]]:
+        """Every recent item with its signed decayed weight (the content recall's history)."""
+        last = len(recent) - 1
+        return [(entry[0], self.decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0)) for j, entry in enumerate(recent)]
+
+
+def _near(recent: Sequence[Sequence], exclude: set, index: SimilarityIndex, decay: float) -> _Near:
+    """The kNN sums of ``recent`` (already cut to the history read) over ``index.lists``."""
+    last, lists = len(recent) - 1, index.lists
+    picked = [(entry[0], decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0), neighbours)
+              for j, entry in enumerate(recent) if (neighbours := lists.get(entry[0])) is not None]
+    if not picked:
+        empty = np.empty(0)
+        return _Near(picked, empty, empty, empty, None, decay)
+    size = len(index.ids)
+    at = np.concatenate([p[2][0] for p in picked])
+    parts = np.concatenate([p[1] * p[2][1] for p in picked])
+    touched = np.bincount(at, minlength=size) > 0
+    DefaultRanker._drop(touched, exclude, index)
+    return _Near(picked, at, parts, np.bincount(at, parts, minlength=size), touched, decay)
+
+
+def _because(pool: list[tuple], touched, near: _Near) -> dict[str, str]:
     """For each listed item with a kNN part: the recent item whose weighted similarity
     to it is the largest (the first such on a tie; none if no contribution is positive)."""
+    at, parts, picked = near.at, near.parts, near.picked
     listed = [(q, j) for _s, q, j in pool if touched is not None and touched[j]]
     if not listed:
         return {}

@@ -144,15 +144,15 @@ def event_of(source: str) -> str:
 
 
 def candidates(recent: Sequence[Sequence], rated, shown: Sequence[Sequence], event: str, ts: float,
-               index: SimilarityIndex, context: Context, *, recall, n_hot: int = 20) -> Candidates:
+               index: SimilarityIndex, context: Context, *, recall, n_hot: int = 20, content=None) -> Candidates:
     """The candidates of a user whose history is ``recent`` (``[[item, weight, ts], ...]``
     oldest first) and ``rated``, who has the list ``shown`` and whose latest interaction
     was an ``event`` at ``ts``: ``recall``'s list (a ``DefaultRanker``; its ``k`` is how
-    many), then up to ``n_hot`` hot items it did not list."""
+    many; with ``content``, new items among them), then up to ``n_hot`` hot items it did not list."""
     rated = rated if isinstance(rated, (set, frozenset)) else set(rated)
     history = recall.history if recall.history is not None else index.blend.history
     recent = list(recent)[-history:]
-    listed = recall.rank(recent, rated, index, explain=False)[0]
+    listed = recall.rank(recent, rated, index, explain=False, content=content)[0]
     items = [q for q, _s in listed]
     recall_score = [s for _q, s in listed]
     have = set(items)

@@ -185,7 +185,7 @@ class LearnedRanker(Ranker):
         """The candidates of a history, with their features (``ranking.features.candidates``)."""
         context = getattr(model, "context", None) or Context(hot_items=model.hot_items)
         return candidates(recent, rated, shown, event, ts, model.index, context, recall=self.recall,
-                          n_hot=self.n_hot)
+                          n_hot=self.n_hot, content=getattr(model, "content", None))
 
     def _shown(self, state: History):
         return state.last_list if self.impressions else ()
@@ -217,7 +217,7 @@ class LearnedRanker(Ranker):
         ranker's formula gives their recall scores and order); without weights, by the
         recall ranker's formula. Items the model does not know: last, no score."""
         index = model.index
-        recall_scores = self.recall.rerank_scores(state, items, index)
+        recall_scores = self.recall.rerank_scores(state, items, index, getattr(model, "content", None))
         order = [q for q, s in reranked(items, recall_scores) if s is not None]
         weights = getattr(model, "learned", None)
         if not order or weights is None or not weights.fits():

@@ -286,3 +286,5 @@ class Model:
     learned: object = None
     #: What its features read besides the index (``ranking.features.Context``; None: the hot items only).
     context: object = None
+    #: The cold items' content neighbours (``ranking.content.ContentIndex``; None: no catalogue text).
+    content: object = None

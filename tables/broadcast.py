@@ -20,6 +20,7 @@ from aiokafka.structs import TopicPartition
 
 from app.records import MODEL_MARKER_KEY, REJECTED_KEY, WEIGHTS_MANIFEST_KEY, features_schema
 from broker.clients import KafkaClients
+from ranking.content import catalogue_text
 from ranking.learned import LearnedWeights
 from ranking.model import Blend, SimilarityIndex
 
@@ -172,11 +173,16 @@ class Catalogue:
     """item -> category, every item, on every worker, from the compacted ``items`` topic
     that ``recsys generate`` / ``recsys load`` publish (for ``?category=`` on lists), and
     item -> when it was added (an optional ``"added"``, epoch seconds: the learned
-    ranker's item age). A deployment without the topic has neither; the reader waits for it."""
+    ranker's item age), and item -> its words (name, category, any other text: new items'
+    content neighbours, ``ranking/content.py``). A deployment without the topic has none of
+    them; the reader waits for it."""
 
     def __init__(self) -> None:
         self.category: dict[str, str] = {}
         self.added: dict[str, float] = {}
+        self.text: dict[str, str] = {}
+        #: Messages applied so far (the worker refits the text vectors when it moved).
+        self.changes = 0
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         if key is None:
@@ -191,6 +197,12 @@ class Catalogue:
             self.category[item] = category
         else:  # a tombstone, or an item without a category
             self.category.pop(item, None)
+        self.changes += 1
+        words = catalogue_text(data) if isinstance(data, dict) else ""
+        if words.strip():
+            self.text[item] = words
+        else:
+            self.text.pop(item, None)
         added = data.get("added") if isinstance(data, dict) else None
         if isinstance(added, (int, float)) and not isinstance(added, bool) and math.isfinite(added):
             self.added[item] = float(added)

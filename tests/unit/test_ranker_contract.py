@@ -34,10 +34,13 @@ from evaluation import prequential
 from evaluation.baselines import BASELINES
 from evaluation.rankers import HotWindow, SharedState, TopCounter
 from ranking import RANKERS, History, Interaction, Model, SimilarityIndex, Step, make_ranker
+from ranking.content import CatalogueText, ContentIndex
 from tests.conftest import ROOT
 
 K = 5
 ITEMS = [f"i{n}" for n in range(30)]
+#: Catalogue items no model knows yet: the default ranker recalls them by their text.
+NEW_ITEMS = [f"n{n}" for n in range(5)]
 SEEDS = range(4)
 
 
@@ -47,7 +50,10 @@ def worker_model(rng: random.Random) -> Model:
                   for a in rng.sample(ITEMS, 25)}
     related = {a: {b: round(rng.random(), 3) for b in rng.sample(ITEMS, 8) if b != a} for a in rng.sample(ITEMS, 20)}
     counts = {q: rng.randint(0, 20) for q in ITEMS}
-    return Model(SimilarityIndex(neighbours, related=related, counts=counts), tuple(rng.sample(ITEMS, 8)), "v1")
+    words = ["red", "blue", "shoe", "hat", "wool", "silk", "summer", "winter"]
+    text = CatalogueText({q: " ".join(rng.sample(words, 3)) for q in ITEMS + NEW_ITEMS})
+    return Model(SimilarityIndex(neighbours, related=related, counts=counts), tuple(rng.sample(ITEMS, 8)), "v1",
+                 content=ContentIndex(text, counts, cold_min=5))
 
 
 @pytest.fixture(scope="module")

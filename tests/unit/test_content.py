@@ -1,0 +1,87 @@
+"""New items' content neighbours (ranking/content.py) and the default ranker reading them."""
+from __future__ import annotations
+
+import pytest
+
+from ranking import DefaultRanker, History, Interaction, Model, SimilarityIndex
+from ranking.content import CatalogueText, ContentIndex, catalogue_text
+
+TEXTS = {"a": "red wool hat", "b": "blue silk shoe", "c": "green cotton shirt",
+         "x": "red wool scarf", "y": "blue silk dress", "z": "garden hose"}
+COUNTS = {"a": 40, "b": 30, "c": 20, "x": 0, "y": 2}
+
+
+def content(cold_min: int = 5) -> ContentIndex:
+    return ContentIndex(CatalogueText(TEXTS), COUNTS, cold_min)
+
+
+def cosine(text: CatalogueText, p: str, q: str) -> float:
+    return float(text.vectors[text.row[p]].multiply(text.vectors[text.row[q]]).sum())
+
+
+def test_an_item_with_fewer_interactions_than_the_minimum_is_cold():
+    assert content(5).cold_items == ["x", "y", "z"]
+    assert content(3).cold_items == ["x", "y", "z"]
+    assert content(2).cold_items == ["x", "z"]
+    assert content(0).cold_items == []
+
+
+def test_the_cold_item_that_reads_like_the_history_is_recalled_with_why():
+    index = content()
+    assert index.recall([("a", 1.0)], exclude=(), n=5) == [("x", pytest.approx(cosine(index.text, "a", "x")), "a")]
+    assert [q for q, _s, _w in index.recall([("b", 1.0)], exclude=(), n=5)] == ["y"]
+    assert index.recall([("a", 1.0)], exclude={"x"}, n=5) == []  # what the user had is never recalled
+    assert index.recall([("a", -1.0)], exclude=(), n=5) == []  # a dislike argues against it
+    assert index.recall([("unknown", 1.0)], exclude=(), n=5) == []  # no text, nothing to compare
+
+
+def test_the_score_is_the_decayed_mean_of_the_cosines_and_because_the_largest_part():
+    index = content()
+    got = {q: (s, why) for q, s, why in index.recall([("b", 0.8), ("a", 1.0)], exclude=(), n=5)}
+    for q in ("x", "y"):
+        expected = (0.8 * cosine(index.text, "b", q) + 1.0 * cosine(index.text, "a", q)) / 1.8
+        assert got[q][0] == pytest.approx(expected)
+    assert got["x"][1] == "a" and got["y"][1] == "b"
+    assert [q for q, _s, _w in index.recall([("b", 0.8), ("a", 1.0)], exclude=(), n=1)] == ["x"]
+    assert index.scores([("b", 0.8), ("a", 1.0)], ["y", "a", "x"]) == {
+        "y": pytest.approx(got["y"][0]), "x": pytest.approx(got["x"][0])}  # "a" is not cold
+
+
+def test_a_catalogue_without_words_recalls_nothing():
+    index = ContentIndex(CatalogueText({"a": "", "b": "  "}), {}, 5)
+    assert index.recall([("a", 1.0)], exclude=(), n=5) == []
+    assert ContentIndex(CatalogueText({}), {}, 5).recall([("a", 1.0)], exclude=(), n=5) == []
+
+
+def test_the_words_of_an_items_message_are_its_text_fields_but_the_id():
+    assert catalogue_text({"item": "i9", "name": "Wool hat", "category": "hats", "added": 5.0,
+                           "description": "warm"}) == "Wool hat hats warm"
+
+
+def model(with_content: bool) -> Model:
+    related = {"a": {"b": 0.9, "c": 0.5}, "b": {"a": 0.9, "c": 0.4}, "c": {"a": 0.5, "b": 0.4}}
+    return Model(SimilarityIndex(related=related, counts=COUNTS), content=content() if with_content else None)
+
+
+def test_the_default_ranker_lists_a_new_item_that_reads_like_what_the_user_viewed():
+    ranker = DefaultRanker(k=5)
+    step = ranker.step(History(), Interaction("u", "a", 5.0, 100.0), model(with_content=True))
+    listed = dict(map(tuple, step.items))
+    assert "x" in listed and step.because["x"] == "a"
+    index = model(True).index
+    assert "x" not in index.prior  # no interactions: its score is its content score alone
+    assert listed["x"] == pytest.approx(cosine(content().text, "a", "x"), abs=1e-6)
+    without = ranker.step(History(), Interaction("u", "a", 5.0, 100.0), model(with_content=False))
+    assert "x" not in dict(map(tuple, without.items))
+    assert step.n_candidates == without.n_candidates + 1  # x: y and z read like nothing the user had
+
+
+def test_rerank_gives_a_new_item_the_score_it_has_in_the_list():
+    ranker, m = DefaultRanker(k=5), model(with_content=True)
+    step = ranker.step(History(), Interaction("u", "a", 5.0, 100.0), m)
+    state = History(step.recent, step.rated, step.items)
+    order = ranker.rerank(state, ["z", "x", "b", "nowhere"], m)
+    out = dict(map(tuple, order))
+    assert out["x"] == dict(map(tuple, step.items))["x"]
+    assert out["z"] == 0.0  # in the catalogue, reads like nothing the user had
+    assert order[-1] == ["nowhere", None]
