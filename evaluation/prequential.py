@@ -33,11 +33,13 @@ import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 from app.settings import Settings
+from datatools.catalogue import catalogue_for
 from datatools.datasets import FORMATS, SCALES, iter_rows, load_ratings
 from learner.online import OnlineLearner
 from offline_als.als import available_cpus, ratings_to_csr
 from offline_als.model import als_from_settings, times_csr, train_and_similar
 from ranking import Interaction, Ranker
+from ranking.content import CatalogueText, catalogue_text
 from ranking.features import FEATURES, Context, KeptCandidates
 from ranking.learned import LearnedRanker
 from ranking.model import SimilarityIndex
@@ -75,18 +77,21 @@ class Stream:
     behaviour: bool = False
     #: Each behaviour event's type (``view``, ``cart``, ...); empty for ratings.
     events: list = field(default_factory=list)
+    #: The catalogue's words per item (names, categories: ``ranking/content.py``); empty: none.
+    texts: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.users)
 
     def head(self, n: int) -> Stream:
         return Stream(self.users[:n], self.items[:n], self.ratings[:n], self.ts[:n], self.scale, self.skipped,
-                      self.behaviour, self.events[:n])
+                      self.behaviour, self.events[:n], self.texts)
 
 
 def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Stream:
     """Any rating or behaviour format as one time-ordered :class:`Stream` (behaviour events
-    weighted by ``conf.event_weight_map()`` on the scale ``conf.input.rating_min..rating_max``)."""
+    weighted by ``conf.event_weight_map()`` on the scale ``conf.input.rating_min..rating_max``),
+    with the words of the catalogue ``recsys load`` would publish for it."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     if FORMATS[fmt].kind == "ratings":
@@ -107,8 +112,10 @@ def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Str
         events = [r.event for r in rows]
     if not users:
         raise ValueError(f"no events in {path} (skipped: {skipped})")
+    texts = {item: words for item, entry in catalogue_for(path, fmt).items() if (words := catalogue_text(entry)).strip()}
     return Stream(users, items, ratings, ts, (float(scale[0]), float(scale[1])), skipped,
-                  behaviour=FORMATS[fmt].kind != "ratings", events=events if FORMATS[fmt].kind != "ratings" else [])
+                  behaviour=FORMATS[fmt].kind != "ratings", events=events if FORMATS[fmt].kind != "ratings" else [],
+                  texts=texts)
 
 
 def interactions(stream: Stream, n: int) -> Interactions:
@@ -184,7 +191,9 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     if n_warm < 1 or n - n_warm < 1:
         raise ValueError(f"{n} events: too few for a warm-up and a scored half")
     rankers = dict(rankers) if rankers is not None else make_rankers(conf, high_rating_cut(*stream.scale))
-    shared = SharedState(TopCounter(), HotWindow(conf.behaviour.hopping_size_s, conf.behaviour.hopping_step_s, conf.behaviour.hot_items))
+    shared = SharedState(TopCounter(), HotWindow(conf.behaviour.hopping_size_s, conf.behaviour.hopping_step_s, conf.behaviour.hot_items),
+                         text=CatalogueText(stream.texts) if stream.texts else None,
+                         cold_item_min=conf.ranking.cold_item_min)
     shared.fit_for(rankers.values())
     learners = learners_for(rankers, conf)
     shared.keep_sources = bool(learners)
@@ -201,12 +210,13 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     if learners and train_model and n_early > 0:
         earlier = EarlierModel(shared, train(interactions(stream, n_early), conf).index(keep_sources=True))
     read_later = lists_read_later(stream.users, n_warm)
+    first_at = first_events(stream.items)
     pop_rank = _final_popularity_rank(stream)
     interacted: dict[str, set] = {}  # every item of each user so far: lists never hold one
     states: dict[str, dict[str, UserState]] = {name: {} for name in rankers}
     lists: dict[str, dict[str, list]] = {name: {} for name in rankers}
     tally = {name: Tally() for name in rankers}
-    scored_ts, n_repeat, n_known, users_scored = [], 0, 0, set()
+    scored_ts, new_item, n_repeat, n_known, users_scored = [], [], 0, 0, set()
     cuts = {n_warm + (n - n_warm) * c // retrains for c in range(1, retrains)}
     blas = ThreadpoolController()
     # A step's products are small: BLAS threads only add overhead (and on 2 busy cores,
@@ -224,6 +234,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                 else:
                     users_scored.add(u)
                     scored_ts.append(t)
+                    new_item.append(first_at[i] >= n_warm)
                     for name in rankers:
                         lst = lists[name].get(u, [])
                         tl = tally[name]
@@ -277,6 +288,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
         one_thread.restore_original_limits()
     return {"tally": tally, "n_events": n, "learners": {name: learner_summary(lr) for name, lr in learners.items()}, "n_warm": n_warm, "n_known": n_known, "n_repeat": n_repeat,
             "users": len(users_scored), "scored_ts": np.asarray(scored_ts), "catalogue": len(pop_rank),
+            "new_item": np.asarray(new_item, dtype=bool),
             "train_seconds": train_s, "names": list(rankers), "scale": stream.scale, "selections": selections}
 
 
@@ -317,6 +329,15 @@ def lists_read_later(users, n_warm: int) -> np.ndarray:
     return read
 
 
+def first_events(items: Sequence[str]) -> dict[str, int]:
+    """Item -> the position of its first event (items first seen in the scored half are
+    the new items ``hr_at_10_new_items`` is measured on)."""
+    first: dict[str, int] = {}
+    for j, q in enumerate(items):
+        first.setdefault(q, j)
+    return first
+
+
 def _selection(trained) -> dict | None:
     """The blend a retrain chose for the default ranker, as the model worker publishes it."""
     selection = getattr(trained, "selection", None)
@@ -343,12 +364,16 @@ def summarise(raw: dict) -> dict:
     names = raw["names"]
     out = {"protocol": "stream", "events_scored": len(raw["scored_ts"]), "users": raw["users"],
            "repeat_share": raw["n_repeat"] / raw["n_known"] if raw["n_known"] else 0.0}
-    for key in ("hr_at_10", "ndcg_at_10", "mrr_at_10", "coverage", "novelty", "change_rate", "us_per_event"):
+    new_item = raw.get("new_item", np.zeros(0, dtype=bool))
+    out["events_new_items"] = int(new_item.sum())
+    for key in ("hr_at_10", "hr_at_10_new_items", "ndcg_at_10", "mrr_at_10", "coverage", "novelty", "change_rate",
+                "us_per_event"):
         out[key] = {}
     for name in names:
         tl = raw["tally"][name]
         hr, ndcg, mrr = hit_arrays(tl.ranks)
         out["hr_at_10"][name] = float(hr.mean()) if hr.size else 0.0
+        out["hr_at_10_new_items"][name] = float(hr[new_item].mean()) if new_item.any() else None
         out["ndcg_at_10"][name] = float(ndcg.mean()) if ndcg.size else 0.0
         out["mrr_at_10"][name] = float(mrr.mean()) if mrr.size else 0.0
         out["coverage"][name] = len(tl.items) / raw["catalogue"] if raw["catalogue"] else 0.0

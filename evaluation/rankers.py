@@ -28,6 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ranking import SimilarityIndex
+from ranking.content import CatalogueText, ContentIndex
 from ranking.features import Context
 from ranking.history import add_rated_item, add_recent_rating, is_replay
 from ranking.protocol import History, Interaction, Ranker, Step
@@ -172,6 +173,12 @@ class SharedState:
     learned: object = None
     #: Whether the index keeps each source's lists (a learned ranker reads them).
     keep_sources: bool = False
+    #: The catalogue's text vectors (None: no catalogue) and the cold items' content
+    #: neighbours of the latest model (``ranking/content.py``), as a worker holds them.
+    text: CatalogueText | None = None
+    cold_item_min: int = 5
+    content: ContentIndex | None = None
+
     @property
     def context(self) -> Context:
         """What the learned ranker's features read besides the index: the hot items (a
@@ -203,6 +210,8 @@ class SharedState:
             self.index = trained.index(keep_sources=self.keep_sources)
             self.model_items = {str(x): j for j, x in enumerate(trained.item_ids)}
             self.model_users = {str(x): j for j, x in enumerate(trained.user_ids)}
+        if self.text is not None:
+            self.content = ContentIndex(self.text, self.index.counts, self.cold_item_min)
         self.version += 1
         if data is not None:
             self.data = data

@@ -10,6 +10,7 @@ import numpy as np
 from .prequential import TIME_BINS, hit_arrays
 
 METRICS = (("hr_at_10", "HR@10"), ("ndcg_at_10", "NDCG@10"), ("mrr_at_10", "MRR@10"),
+           ("hr_at_10_new_items", "HR@10 on new items (first seen in the scored half)"),
            ("coverage", "catalogue coverage"), ("novelty", "mean popularity rank (higher = more novel)"),
            ("change_rate", "share of list items changed between consecutive lists"),
            ("us_per_event", "microseconds per event"))

@@ -15,7 +15,7 @@ from ranking import DefaultRanker, Interaction, PaperRanker, SimilarityIndex
 from tables.state import UserState
 
 JSON_KEYS = {"protocol", "events_scored", "users", "repeat_share", "hr_at_10", "ndcg_at_10", "mrr_at_10",
-             "coverage", "novelty", "change_rate", "us_per_event"}
+             "coverage", "novelty", "change_rate", "us_per_event", "events_new_items", "hr_at_10_new_items"}
 
 #: sim lists: a -> x 0.9, y 0.5; b -> y 0.6, z 0.2 (symmetric rows come from SimilarityIndex)
 NEIGHBOURS = {"a": {"x": 0.9, "y": 0.5}, "b": {"y": 0.6, "z": 0.2}}
@@ -141,7 +141,7 @@ def test_protocol_counts_and_json_keys():
     assert set(summary) == JSON_KEYS
     assert summary["events_scored"] == 7 and summary["users"] == 4
     assert summary["repeat_share"] == pytest.approx(2 / 9)  # 9 events of known users in the scored half
-    for key in JSON_KEYS - {"protocol", "events_scored", "users", "repeat_share"}:
+    for key in JSON_KEYS - {"protocol", "events_scored", "users", "repeat_share", "events_new_items"}:
         assert set(summary[key]) == set(baselines.RANKER_NAMES)
     assert len(raw["train_seconds"]) == pq.RETRAINS  # warm-up fit + 9 cuts inside the scored half
     # every retrain chose the default ranker's blend as the model worker does (here: too few events to choose by)
@@ -151,6 +151,9 @@ def test_protocol_counts_and_json_keys():
     # (counts i0 4, i1 3, i2 3, i3 3, i4 2; i0 is u4's) is [i1, i2, i3, i4]: i4 at 4.
     assert raw["tally"]["popularity"].ranks == [0, 0, 0, 0, 4, 0, 0]
     assert summarise_hr(raw, "popularity") == pytest.approx(1 / 7)
+    # i4 is first seen at 12 and i5 at 17 (the scored half starts at 10): 12, 15, 16, 17, 18
+    assert raw["new_item"].tolist() == [False, False, True, True, True, True, True]
+    assert summary["events_new_items"] == 5 and summary["hr_at_10_new_items"]["popularity"] == pytest.approx(1 / 5)
 
 
 def summarise_hr(raw, name):
@@ -202,3 +205,25 @@ def test_the_cost_is_timed_where_a_list_is_made():
     # of the scored half (10-19) the events a later one reads: 10, 11, 12, 14, 15, 17
     assert raw["tally"]["popularity"].timed_events == 6
     assert raw["tally"]["popularity"].ranks == [0, 0, 0, 0, 4, 0, 0]  # as with every list made
+
+
+def test_the_default_ranker_meets_new_items_through_the_catalogue_text():
+    """No model (nothing has neighbours or counts): the default ranker's lists hold only
+    the items the catalogue's words recall, so a new item is hit only with a catalogue."""
+    rows = [("u1", "a"), ("u2", "b"), ("u3", "a"), ("u1", "b"), ("u2", "a"), ("u3", "b"),  # warm-up
+            ("u4", "x"),  # x is new; u4's first event is not scored
+            ("u5", "a"), ("u5", "x"),  # scored: x reads like a
+            ("u6", "b"), ("u6", "y"),  # scored: y reads like b
+            ("u1", "c")]  # scored: c reads like nothing u1 had
+    texts = {"a": "red wool hat", "b": "blue silk shoe", "x": "red wool scarf", "y": "blue silk dress",
+             "c": "garden hose"}
+    conf = Settings()
+    hits = {}
+    for name, words in (("with", texts), ("without", {})):
+        stream = pq.Stream([u for u, _ in rows], [i for _, i in rows], np.full(len(rows), 4.0),
+                           np.arange(len(rows), dtype=np.float64), (1.0, 5.0), texts=words)
+        raw = pq.run_stream(stream, conf, progress=False, train_model=False,
+                            rankers={"default": DefaultRanker.from_settings(conf)})
+        assert raw["new_item"].tolist() == [True, True, True]
+        hits[name] = raw["tally"]["default"].ranks
+    assert hits == {"with": [1, 1, 0], "without": [0, 0, 0]}
