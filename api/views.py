@@ -153,6 +153,7 @@ def register(worker: Worker) -> None:
                          "model_blend": {**model.marker.get("blend", {}), **model.index.blend.as_dict(),
                                          "name": model.index.blend.name},
                          "model_messages_rejected": model.rejected, "ratings_partitions": assigned,
+                         "cold_items": len(worker.content) if worker.content is not None else 0,
                          "learned": learned_health(worker)},
                         status=200 if ready else 503)
 
@@ -203,7 +204,9 @@ def worker_gauges(worker) -> dict:
     model, app, conf = worker.model, worker.app, worker.settings
     trained_at = model.marker.get("trained_at")
     gauges = {"model_info": ("the similarity model in service (value 1)", [({"version": model.version}, 1.0)]),
-              "model_items": ("items the model in service lists", [({}, float(len(model.index)))])}
+              "model_items": ("items the model in service lists", [({}, float(len(model.index)))]),
+              "cold_items": ("catalogue items recalled by their words (fewer interactions than RECSYS_COLD_ITEM_MIN)",
+                             [({}, float(len(worker.content) if worker.content is not None else 0))])}
     if isinstance(trained_at, (int, float)):
         gauges["model_age_seconds"] = ("seconds since the model in service was trained",
                                        [({}, max(time.time() - trained_at, 0.0))])

@@ -12,6 +12,7 @@ import pytest
 
 from offline_als.publish import publish_similarity
 from ranking.ab import assign_variant
+from ranking.content import CatalogueText, ContentIndex
 from tests.brokers import produce, run
 from tests.helpers import MODEL, lists_for, rating_message
 
@@ -185,3 +186,28 @@ def test_without_behaviour_events_the_fallback_is_the_models_popular_items(strea
     assert (hot["items"][:3], hot["source"]) == (popular[:3], "popular")
     answer = worker.get("/recommendations/stranger/")
     assert answer["source"] == "popular" and [q for q, _ in answer["items"]] == popular
+
+
+def test_a_new_item_reaches_a_shopper_who_viewed_one_that_reads_like_it(stream_env):
+    """An item on ``items`` with no interactions (and one with fewer than
+    RECSYS_COLD_ITEM_MIN) is listed, with its content score and ``because``, for a shopper
+    whose recent item's words it shares; one whose items read otherwise does not get it."""
+    conf = stream_env.conf
+    worker = start(stream_env)
+    words = {"i0": ("Red wool hat", "hats"), "i8": ("Hose", "garden"), "i9": ("Shovel", "garden"),
+             "n1": ("Red wool scarf", "hats")}
+    run(produce(conf, conf.topics.items, [(q.encode(), json.dumps({"item": q, "name": n, "category": c}).encode())
+                                          for q, (n, c) in words.items()]))
+    deadline = time.monotonic() + 30
+    while worker.get("/health/")["cold_items"] < 2:  # n1 (never had) and i9 (1 < 5 interactions)
+        assert time.monotonic() < deadline, "the catalogue's words never reached the worker"
+        time.sleep(0.3)
+    texts = {q: f"{n} {c}" for q, (n, c) in words.items()}
+    expected = ContentIndex(CatalogueText(texts), COUNTS, 5).recall([("i0", 1.0)], exclude={"i0"}, n=K)
+    assert [q for q, _s, _w in expected] == ["n1"]
+    run(produce(conf, conf.topics.ratings, [rating_message("nia", "i0", 5, 1.0), rating_message("otto", "i8", 5, 1.0)]))
+    [nia] = lists_for(conf, "nia", 1)
+    [otto] = lists_for(conf, "otto", 1)
+    listed = dict(map(tuple, nia["items"]))
+    assert listed["n1"] == pytest.approx(expected[0][1], abs=5e-5) and nia["because"]["n1"] == "i0"
+    assert "n1" not in dict(map(tuple, otto["items"])) and otto["because"].get("i9") == "i8"  # a garden tool
