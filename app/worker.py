@@ -136,7 +136,8 @@ def build_worker(conf: Settings) -> Worker:
                     metrics=metrics, kept=KeptCandidates(conf.ranking.learned_kept_users),
                     dead_letters=DeadLetters(topics.dead_letters, metrics, max_bytes=conf.input.dead_letter_max_bytes))
     faust_patches.apply(tansu=conf.kafka.broker_engine == TANSU, metrics=metrics, guard=conf.worker.faust_guard,
-                        value_resets={worker.tables.user_state.name: forget_offsets})
+                        value_resets={worker.tables.user_state.name: forget_offsets},
+                        fetch_wait_ms=conf.worker.fetch_wait_ms)
     realtime.register(worker)
     behaviour.register(worker)
     log_cleaning.register(worker)

@@ -10,8 +10,8 @@ Fetch-based end offsets are in ``broker/tansu_workarounds.py`` (no Faust there).
    log end. Faust uses it as the changelog "highwater" during table recovery, which
    crashes a restart (``ConsistencyError``) or silently drops records. We take the end
    offset from a Fetch response's high watermark instead, which Tansu gets right.
-3. Fetch long-polls sleep remaining/2 between polls, so latency is ~fetch_max_wait/4..1/2.
-   Faust hard-codes 1500 ms; we use 100 ms (below ~20 ms consumers can stall).
+3. Fetch long-polls sleep remaining/2 between polls, so latency is ~fetch_max_wait/4..1/2:
+   the fetch wait is 100 ms (below ~20 ms consumers can stall), set by ``fetch_wait.py``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from broker.tansu_workarounds import FETCH_MAX_WAIT_MS, SESSION_TIMEOUT_S, fetch_high_watermarks
 
-from .upstream import original, replace
+from .upstream import replace
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,6 @@ def apply() -> None:
     from faust.transport.drivers import aiokafka as driver
 
     thread_cls = driver.AIOKafkaConsumerThread
-    original_create = original(thread_cls, "_create_worker_consumer")
-
-    def _create_worker_consumer(self, transport):
-        consumer = original_create(self, transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the fetcher starts
-        return consumer
 
     async def _highwaters(self, partitions) -> Mapping:
         consumer = self._ensure_consumer()
@@ -48,7 +42,6 @@ def apply() -> None:
             return {tp: consumer.last_stable_offset(tp) for tp in partitions}
         return await fetch_high_watermarks(consumer._client, list(partitions))
 
-    replace(thread_cls, "_create_worker_consumer", _create_worker_consumer)
     replace(thread_cls, "_highwaters", _highwaters)
     _applied = True
     log.info("applied Tansu workarounds (session %ss, fetch wait %sms, fetch-based highwaters)",

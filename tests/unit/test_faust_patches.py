@@ -201,3 +201,20 @@ def test_no_delivery_starts_while_the_flow_is_suspended():
     coro = deliver()
     assert at_least_once.start_delivery(coro, flow_suspended=True) is coro and not started
     coro.close()
+
+
+# ------------------------------------------------------------------ fetch wait
+@pytest.mark.parametrize("engine, setting, expected", [("kafka", 37, 37), ("tansu", 37, 100)],
+                         ids=["kafka_uses_the_setting", "tansu_its_own"])
+def test_the_worker_consumer_waits_the_configured_fetch_wait_not_fausts_1500_ms(tmp_path, engine, setting, expected):
+    worker = build_worker(Settings().replace(kafka={"broker_engine": engine}, worker={"fetch_wait_ms": setting},
+                                             data_dir=tmp_path))
+
+    async def created():
+        consumer = worker.app.consumer._thread._create_worker_consumer(worker.app.transport)
+        try:
+            return consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    assert run(created()) == expected
