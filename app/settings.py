@@ -233,9 +233,10 @@ class WorkerSettings:
     #: batching off (one rating at a time); the wait adds at most that much latency.
     batch_max: int = env("RECSYS_BATCH_MAX", 500, low=1)
     batch_wait_ms: float = env("RECSYS_BATCH_WAIT_MS", 5.0, low=0)
-    #: How long the broker may hold the worker's fetch when its partitions are quiet
-    #: (Faust's own is 1500 ms, a message's wait on a just-drained partition:
-    #: ``app/faust_patches/fetch_wait.py``). Shorter: more idle fetches. Tansu: 100 ms.
+    #: How long the broker may hold a fetch of the worker (or of any reader of lists:
+    #: the web, the demo) when its partitions are quiet (Faust's own is 1500 ms, a
+    #: message's wait on a just-drained partition: ``app/faust_patches/fetch_wait.py``).
+    #: Shorter: more idle fetches. Tansu: 100 ms.
     fetch_wait_ms: int = env("RECSYS_FETCH_WAIT_MS", 20, low=1, high=1500)
     #: Refuse to start a worker when faust-streaming, mode or aiokafka differ from what the
     #: patches of their internals were checked against (``app/faust_patches/UPSTREAM.md``).

@@ -24,9 +24,6 @@ PRODUCER_PROFILES = {
     "bulk": {"linger_ms": 20, "acks": 1, "max_batch_size": 256 * 1024},
     "durable": {"linger_ms": 5, "acks": "all"},
 }
-#: How long a fetch may wait for data on real Kafka (its default is 500 ms; a reader
-#: of lists wants them sooner, and Kafka's long poll returns as soon as data arrives).
-FETCH_MAX_WAIT_MS = 100
 
 
 def security_kwargs(conf) -> dict:
@@ -69,8 +66,10 @@ class KafkaClients:
         """A started consumer; by default outside any group, from the earliest offset."""
         from aiokafka import AIOKafkaConsumer
 
+        # The fetch wait: aiokafka's default is 500 ms, and a partition just drained waits for
+        # the fetch in flight (app/faust_patches/fetch_wait.py): a reader of lists wants them sooner.
         options = {"group_id": None, "enable_auto_commit": False, "auto_offset_reset": "earliest",
-                   "fetch_max_wait_ms": FETCH_MAX_WAIT_MS}
+                   "fetch_max_wait_ms": self.conf.worker.fetch_wait_ms}
         if await self.engine() == TANSU:
             options.update(fetch_max_wait_ms=tansu_workarounds.FETCH_MAX_WAIT_MS,
                            session_timeout_ms=int(tansu_workarounds.SESSION_TIMEOUT_S * 1000),

@@ -7,9 +7,10 @@ interactions in the model's training data (``RECSYS_COLD_ITEM_MIN``) is recalled
 its text instead: a shopper whose recent items read like it meets it.
 
 :class:`CatalogueText` is the catalogue's TF-IDF vectors (scikit-learn), fitted once per
-catalogue; :class:`ContentIndex` is it with the cold items of one model version. The
-content score of a cold item q for a history is the decayed, signed mean of the cosine
-between q and each recent item: 1 when every recent item reads exactly like q.
+catalogue; :class:`ContentIndex` is it with the cold items of one model version: each
+item's nearest cold items by cosine, a recall source like the model's lists. The content
+sum of a cold item q for a history is the decayed, signed sum of q's weight in each
+recent item's list, as the kNN part sums the model's lists.
 """
 from __future__ import annotations
 
@@ -46,7 +47,11 @@ class CatalogueText:
 
 
 class ContentIndex:
-    """The cold items of one model version, recalled by their text.
+    """The cold items of one model version, recalled by their text: every catalogue item's
+    ``m`` nearest cold items (cosine of the text vectors, an item never its own
+    neighbour), scaled so that the median item's nearest has the weight 1, as the model's
+    sources are scaled (``offline_als/sources.py``): the content lists add up on the
+    same scale as the kNN part the default ranker reads.
 
     Parameters
     ----------
@@ -56,61 +61,83 @@ class ContentIndex:
         The model's training counts (``SimilarityIndex.counts``).
     cold_min : int
         An item with fewer interactions than this is cold (0: none is).
+    m : int
+        Cold neighbours kept per catalogue item.
     """
 
-    def __init__(self, text: CatalogueText, counts: Mapping[str, int], cold_min: int) -> None:
+    #: Catalogue rows compared at once (bounds the memory of a chunk's products).
+    CHUNK = 512
+
+    def __init__(self, text: CatalogueText, counts: Mapping[str, int], cold_min: int, m: int = 20) -> None:
         self.text = text
         rows = [j for j, q in enumerate(text.items) if counts.get(q, 0) < cold_min]
         self.cold_items = [text.items[j] for j in rows]
         self.cold_at = {q: c for c, q in enumerate(self.cold_items)}
-        self._cold_t = text.vectors[rows].T.tocsr()  # features x cold items
+        #: item -> (cold item numbers, weights) of its nearest cold items, best first.
+        self.lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if rows and text.vectors.shape[1]:
+            self._fill_lists(np.array(rows), m)
+
+    def _fill_lists(self, rows: np.ndarray, m: int) -> None:
+        cold_t = self.text.vectors[rows].T.tocsr()
+        own = np.full(len(self.text), -1)
+        own[rows] = np.arange(rows.size)  # a cold item's own column, never its neighbour
+        for first in range(0, len(self.text), self.CHUNK):
+            block = (self.text.vectors[first:first + self.CHUNK] @ cold_t).tocsr()
+            for r in range(block.shape[0]):
+                lo, hi = block.indptr[r], block.indptr[r + 1]
+                cols, values = block.indices[lo:hi], block.data[lo:hi]
+                keep = (values > 0) & (cols != own[first + r])
+                cols, values = cols[keep], values[keep]
+                if cols.size:
+                    order = np.lexsort((cols, -values))[:m]
+                    self.lists[self.text.items[first + r]] = (cols[order].astype(np.int32), values[order])
+        best = np.median([values[0] for _cols, values in self.lists.values()]) if self.lists else 1.0
+        for item, (cols, values) in self.lists.items():
+            self.lists[item] = (cols, values / best)
 
     def __len__(self) -> int:
         return len(self.cold_items)
 
-    def _similarities(self, recent: Sequence[tuple[str, float]]) -> tuple[np.ndarray, sp.csr_matrix] | None:
-        """The recent items' weights and their cosine with every cold item (rows: the recent
-        items the catalogue has), or None when none has a vector or no item is cold."""
-        mine = [(self.text.row[q], w) for q, w in recent if q in self.text.row and w != 0.0]
-        if not mine or not self.cold_items or self._cold_t.shape[0] == 0:
+    def _sums(self, recent: Sequence[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray, list] | None:
+        """The recent items' lists (those with one): every entry's cold item, weighted
+        contribution and recent item, or None when no recent item has a list."""
+        picked = [(q, w, got) for q, w in recent if w != 0.0 and (got := self.lists.get(q)) is not None]
+        if not picked:
             return None
-        weights = np.array([w for _r, w in mine])
-        cosine = self.text.vectors[[r for r, _w in mine]] @ self._cold_t
-        return weights / np.abs(weights).sum(), cosine.tocsr()
+        at = np.concatenate([got[0] for _q, _w, got in picked])
+        parts = np.concatenate([w * got[1] for _q, w, got in picked])
+        return at, parts, [q for q, _w, got in picked for _ in range(got[0].size)]
 
     def recall(self, recent: Sequence[tuple[str, float]], exclude: Iterable[str], n: int
                ) -> list[tuple[str, float, str]]:
-        """The ``n`` cold items with the largest positive content score for a history
+        """The ``n`` cold items with the largest positive content sum for a history
         ``recent`` (``(item, weight)``: decayed, negative for a dislike), but ``exclude``:
-        ``[(item, score, because), ...]`` best first (ties by id), ``because`` the recent
-        item whose weighted cosine with it is the largest."""
-        found = self._similarities(recent)
-        if found is None or n <= 0:
+        ``[(item, sum, because), ...]`` best first (ties by id), ``because`` the recent
+        item whose weighted part is the largest (the first such)."""
+        found = self._sums(recent) if n > 0 else None
+        if found is None:
             return []
-        weights, cosine = found
-        total = sp.csr_matrix(weights[None, :]) @ cosine
-        at, score = total.indices, total.data
+        at, parts, owners = found
+        sums = np.bincount(at, parts, minlength=len(self.cold_items))
         gone = np.fromiter((self.cold_at[q] for q in exclude if q in self.cold_at), dtype=np.int64)
-        keep = (score > 0.0) & ~np.isin(at, gone)
-        at, score = at[keep], score[keep]
-        if at.size > n:
-            cut = np.partition(score, at.size - n)[at.size - n]
-            at, score = at[score >= cut], score[score >= cut]
-        best = sorted(zip((-score).tolist(), [self.cold_items[c] for c in at.tolist()], at.tolist(), strict=True))[:n]
-        if not best:
-            return []
-        parts = cosine[:, [c for _s, _q, c in best]].toarray() * weights[:, None]
-        mine = [q for q, w in recent if q in self.text.row and w != 0.0]
-        return [(q, -s, mine[int(np.argmax(parts[:, j]))]) for j, (s, q, _c) in enumerate(best)]
+        sums[gone] = 0.0
+        hit = np.flatnonzero(sums > 0.0)
+        best = sorted(zip((-sums[hit]).tolist(), [self.cold_items[c] for c in hit.tolist()], hit.tolist(),
+                          strict=True))[:n]
+        why = {}
+        for k in np.lexsort((-parts, at)).tolist():  # per cold item: its largest part first
+            why.setdefault(int(at[k]), owners[k])
+        return [(q, -s, why[c]) for s, q, c in best]
 
     def scores(self, recent: Sequence[tuple[str, float]], items: Iterable[str]) -> dict[str, float]:
-        """The content score of each cold item among ``items`` (others are left out)."""
+        """The content sum of each cold item among ``items`` (others are left out)."""
         cold = [q for q in dict.fromkeys(items) if q in self.cold_at]
-        found = self._similarities(recent) if cold else None
+        found = self._sums(recent) if cold else None
         if found is None:
-            return {}
-        weights, cosine = found
-        return dict(zip(cold, (weights @ cosine[:, [self.cold_at[q] for q in cold]].toarray()).tolist(), strict=True))
+            return dict.fromkeys(cold, 0.0)
+        sums = np.bincount(found[0], found[1], minlength=len(self.cold_items))
+        return {q: float(sums[self.cold_at[q]]) for q in cold}
 
 
 def catalogue_text(entry: Mapping) -> str:

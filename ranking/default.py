@@ -57,8 +57,8 @@ class DefaultRanker(Ranker):
     n_pop : int
         Popular items added as candidates.
     w_content : float
-        Weight of a cold item's content score (``ranking/content.py``) against the kNN
-        part (both at most 1).
+        Weight of a cold item's content sum (``ranking/content.py``: lists on the scale of
+        the model's sources) against the kNN sums.
     k : int
         List length.
     rated_limit : int
@@ -145,16 +145,18 @@ class DefaultRanker(Ranker):
         pool = sorted(zip((-scores).tolist(), [index.ids[j] for j in cand.tolist()], cand.tolist(), strict=True))[:n]
         because = _because(pool, touched, near) if explain else {}
         if cold:
-            pool, n_scored = self._with_cold(pool, cold, index, w_pop, because if explain else None), n_scored + len(cold)
+            pool = self._with_cold(pool, cold, top_knn, index, w_pop, because if explain else None)
+            n_scored += len(cold)
         return [[q, round(-s, 6)] for s, q, _j in pool], because, n_scored
 
-    def _with_cold(self, pool: list[tuple], cold: list[tuple], index: SimilarityIndex, w_pop: float,
-                   because: dict | None) -> list[tuple]:
+    def _with_cold(self, pool: list[tuple], cold: list[tuple], top_knn: float, index: SimilarityIndex,
+                   w_pop: float, because: dict | None) -> list[tuple]:
         """The list's pool with the cold items the content recalled: a cold item scores the
-        larger of its kNN part and its content score, plus its prior (a new item has none)."""
+        larger of its kNN part and its content part (``w_content`` x its content sum, over
+        the kNN part's scale), plus its prior (a new item has none)."""
         best = {q: (s, j) for s, q, j in pool}
         for q, content, why in cold:
-            s = -(self.w_content * content + (w_pop * index.prior.get(q, 0.0) if w_pop > 0 else 0.0))
+            s = -(self.w_content * content / top_knn + (w_pop * index.prior.get(q, 0.0) if w_pop > 0 else 0.0))
             if s < best.get(q, (0.0,))[0]:
                 best[q] = (s, -1)
                 if because is not None:
@@ -195,7 +197,7 @@ class DefaultRanker(Ranker):
         out = dict(zip([q for q, k in zip(given, known.tolist(), strict=True) if k], score.tolist(), strict=True))
         for q, s in cold.items():
             prior = w_pop * index.prior.get(q, 0.0) if w_pop > 0 else 0.0
-            out[q] = max(out.get(q, prior), self.w_content * s + prior)
+            out[q] = max(out.get(q, prior), self.w_content * s / top + prior)
         return out
 
     def _resolved(self, index: SimilarityIndex) -> tuple[int, float, float]:
