@@ -134,3 +134,33 @@ def test_metrics_scrape_as_prometheus_text_and_as_json(stream_env):
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert json.loads(resp.read())["counters"]["ratings.accepted"] >= 2
     assert call(worker, "/metrics/json")[1]["counters"]["collect.rejected.rating_out_of_range"] == 1
+
+
+def test_every_metric_the_grafana_dashboard_reads_is_scraped(stream_env):
+    """``docs/grafana-dashboard.json`` names only metrics a worker exports (after a rating,
+    a behaviour event, a dead letter and a rerank; rerouted and redelivered ratings need
+    two workers or a restart, the model's age a model that says when it was trained)."""
+    import re
+    import time
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.conftest import ROOT
+
+    dashboard = (ROOT / "docs" / "grafana-dashboard.json").read_text()
+    wanted = set(re.findall(r"recsys_[a-z_]+", dashboard))
+    worker = stream_env.start_worker()
+    rate(stream_env.conf, ["alice"])
+    assert call(worker, "/collect/", method="POST", body=b'{"user": "x", "item": "i", "rating": 99}')[0] == 400
+    assert call(worker, "/collect/", method="POST", body=b'{"user": "alice", "item": "i2", "event": "view"}')[0] == 202
+    run(produce(stream_env.conf, stream_env.conf.topics.ratings, [(b"alice", b"not json")]))
+    assert call(worker, "/rerank/", method="POST", body=b'{"user": "alice", "items": ["i1", "i2"]}')[0] == 200
+    deadline, seen = time.monotonic() + 30, set()
+    while not {"recsys_rejected_total", "recsys_events_accepted_total"} <= seen:
+        assert time.monotonic() < deadline, sorted(wanted - seen)
+        time.sleep(0.3)
+        seen = {s.name for f in text_string_to_metric_families(call(worker, "/metrics")[1]) for s in f.samples}
+    counted_later = {"recsys_ratings_rerouted_total", "recsys_ratings_redelivered_total",
+                     "recsys_model_age_seconds"}  # the model worker's models say when they were trained
+    assert wanted - counted_later <= seen, sorted(wanted - counted_later - seen)
+
