@@ -14,7 +14,7 @@ recent item's list, as the kNN part sums the model's lists.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -99,17 +99,18 @@ class ContentIndex:
     def __len__(self) -> int:
         return len(self.cold_items)
 
-    def _sums(self, recent: Sequence[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray, list] | None:
-        """The recent items' lists (those with one): every entry's cold item, weighted
-        contribution and recent item, or None when no recent item has a list."""
+    def _sums(self, recent: Sequence[tuple[str, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list] | None:
+        """The recent items' lists (of those with one): every entry's cold item, weighted
+        part and recent item (its place in the last element), or None when none has a list."""
         picked = [(q, w, got) for q, w in recent if w != 0.0 and (got := self.lists.get(q)) is not None]
         if not picked:
             return None
         at = np.concatenate([got[0] for _q, _w, got in picked])
         parts = np.concatenate([w * got[1] for _q, w, got in picked])
-        return at, parts, [q for q, _w, got in picked for _ in range(got[0].size)]
+        owner = np.repeat(np.arange(len(picked)), [got[0].size for _q, _w, got in picked])
+        return at, parts, owner, [q for q, _w, _got in picked]
 
-    def recall(self, recent: Sequence[tuple[str, float]], exclude: Iterable[str], n: int
+    def recall(self, recent: Sequence[tuple[str, float]], exclude: Container[str], n: int
                ) -> list[tuple[str, float, str]]:
         """The ``n`` cold items with the largest positive content sum for a history
         ``recent`` (``(item, weight)``: decayed, negative for a dislike), but ``exclude``:
@@ -118,17 +119,23 @@ class ContentIndex:
         found = self._sums(recent) if n > 0 else None
         if found is None:
             return []
-        at, parts, owners = found
+        at, parts, owner, names = found
         sums = np.bincount(at, parts, minlength=len(self.cold_items))
-        gone = np.fromiter((self.cold_at[q] for q in exclude if q in self.cold_at), dtype=np.int64)
-        sums[gone] = 0.0
         hit = np.flatnonzero(sums > 0.0)
-        best = sorted(zip((-sums[hit]).tolist(), [self.cold_items[c] for c in hit.tolist()], hit.tolist(),
-                          strict=True))[:n]
-        why = {}
-        for k in np.lexsort((-parts, at)).tolist():  # per cold item: its largest part first
-            why.setdefault(int(at[k]), owners[k])
-        return [(q, -s, why[c]) for s, q, c in best]
+        best = []  # cold numbers best first (ties: by number, which is by id), the user's own skipped
+        for c in hit[np.lexsort((hit, -sums[hit]))].tolist():
+            if self.cold_items[c] not in exclude:
+                best.append(c)
+                if len(best) == n:
+                    break
+        if not best:
+            return []
+        mine = np.flatnonzero(np.isin(at, best))
+        order = mine[np.lexsort((owner[mine], -parts[mine], at[mine]))]  # per cold item: its largest part first
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = at[order][1:] != at[order][:-1]
+        why = dict(zip(at[order][first].tolist(), owner[order][first].tolist(), strict=True))
+        return [(self.cold_items[c], float(sums[c]), names[why[c]]) for c in best]
 
     def scores(self, recent: Sequence[tuple[str, float]], items: Iterable[str]) -> dict[str, float]:
         """The content sum of each cold item among ``items`` (others are left out)."""
@@ -136,7 +143,7 @@ class ContentIndex:
         found = self._sums(recent) if cold else None
         if found is None:
             return dict.fromkeys(cold, 0.0)
-        sums = np.bincount(found[0], found[1], minlength=len(self.cold_items))
+        sums = np.bincount(found[0], found[1], minlength=len(self.cold_items))  # (at, parts, ...)
         return {q: float(sums[self.cold_at[q]]) for q in cold}
 
 
