@@ -105,9 +105,10 @@ class ContentIndex:
         picked = [(q, w, got) for q, w in recent if w != 0.0 and (got := self.lists.get(q)) is not None]
         if not picked:
             return None
+        sizes = [got[0].size for _q, _w, got in picked]
         at = np.concatenate([got[0] for _q, _w, got in picked])
-        parts = np.concatenate([w * got[1] for _q, w, got in picked])
-        owner = np.repeat(np.arange(len(picked)), [got[0].size for _q, _w, got in picked])
+        parts = np.concatenate([got[1] for _q, _w, got in picked]) * np.repeat([w for _q, w, _g in picked], sizes)
+        owner = np.repeat(np.arange(len(picked)), sizes)
         return at, parts, owner, [q for q, _w, _got in picked]
 
     def recall(self, recent: Sequence[tuple[str, float]], exclude: Container[str], n: int
@@ -130,7 +131,9 @@ class ContentIndex:
                     break
         if not best:
             return []
-        mine = np.flatnonzero(np.isin(at, best))
+        chosen = np.zeros(len(self.cold_items), dtype=bool)
+        chosen[best] = True
+        mine = np.flatnonzero(chosen[at])
         order = mine[np.lexsort((owner[mine], -parts[mine], at[mine]))]  # per cold item: its largest part first
         first = np.ones(order.size, dtype=bool)
         first[1:] = at[order][1:] != at[order][:-1]
