@@ -32,9 +32,11 @@ class Tables:
     user_state: faust.Table
     #: (user, event type) -> count in the current tumbling window (10 minutes).
     user_event_counts_10m: faust.Table
-    #: (user, event type) -> count in the hopping window (1 hour, by 5 minutes).
+    #: (user, event type) -> count per hopping step (5 minutes): the panes whose sum is the
+    #: hopping window's (1 hour) count (``tables/behaviour.py``, ``HotPanes``: one write per
+    #: event where a hopping table writes each of its 12 windows).
     user_event_counts_1h: faust.Table
-    #: item -> events in the hopping window; iterable (``key_index``) for the hot list.
+    #: item -> events per hopping step (panes, as above); iterable (``key_index``) for the hot list.
     item_popularity: faust.Table
 
 
@@ -49,10 +51,11 @@ def declare_tables(app: faust.App, conf: Settings) -> Tables:
                              help="recent ratings, rated items and last list per user"),
         user_event_counts_10m=counts("user_event_counts_10m", "events per user and type, tumbling").tumbling(
             conf.behaviour.tumbling_s, expires=expires),
-        user_event_counts_1h=counts("user_event_counts_1h", "events per user and type, hopping").hopping(
-            conf.behaviour.hopping_size_s, conf.behaviour.hopping_step_s, expires=expires),
-        item_popularity=counts("item_popularity", "events per item, hopping window").hopping(
-            conf.behaviour.hopping_size_s, conf.behaviour.hopping_step_s, expires=expires, key_index=True),
+        user_event_counts_1h=counts("user_event_counts_1h", "events per user and type, panes").tumbling(
+            conf.behaviour.hopping_step_s, expires=max(expires, timedelta(seconds=conf.behaviour.hopping_size_s))),
+        item_popularity=counts("item_popularity", "events per item, panes").tumbling(
+            conf.behaviour.hopping_step_s, expires=max(expires, timedelta(seconds=conf.behaviour.hopping_size_s)),
+            key_index=True),
     )
 
 

@@ -78,3 +78,25 @@ def test_behaviour_counts_hot_items_segments_and_every_event_makes_a_list(stream
     assert [item for item, score in last["items"]][:1] == ["i7"]  # fallback: hot, unrated
     status, body = worker.post("/collect/", b'{"user": "dora", "item": "i9", "event": "teleport", "ts": 9}')
     assert (status, body["error"]) == (400, "unknown_event")
+
+
+def test_the_hot_list_sums_the_windows_panes_reading_a_closed_one_once():
+    from tables.behaviour import HotPanes, pane_count
+
+    assert pane_count(3600, 300) == 12 and pane_count(100, 300) == 1
+    panes = {0.0: {"a": 5}, 300.0: {"b": 2, "a": 1}, 600.0: {"c": 4}, 900.0: {"b": 3}}  # pane start -> counts
+    reads = []
+
+    def read(start):
+        reads.append(start)
+        return panes.get(start, {}).items()
+
+    hot = HotPanes(step_s=300, panes=3, n_hot=2)
+    assert hot.refresh(700.0, read) == ["a", "c"]  # panes 100..700: a 6, c 4, b 2
+    assert sorted(reads) == [0.0, 300.0, 600.0]
+    reads.clear()
+    panes[600.0]["b"] = 9  # the current pane moves; closed ones are not read again
+    assert hot.refresh(800.0, read) == ["b", "a"] and reads == [600.0]
+    reads.clear()
+    assert hot.refresh(950.0, read) == ["b", "c"]  # pane 0 left the window: b 2+9+3, c 4, a 1
+    assert sorted(reads) == [600.0, 900.0]  # 600 closed now (read once more), 900 current
