@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import sys
 from pathlib import Path
@@ -59,6 +60,7 @@ def _faust_main(argv: list[str], conf) -> int:
 
     worker = build_worker(conf)
     collect_garbage_between_batches(conf.worker.batch_max)
+    gc.freeze()  # the libraries and the app: never garbage (app.worker.freeze_long_lived does the model)
     sys.argv = ["recsys", "worker", *argv]
     worker.app.main()  # exits through SystemExit
     return 0

@@ -292,9 +292,12 @@ def _summary_line(stats: LiveStats, elapsed: float, last: dict) -> str:
             f"p99 {percentile_ms(recent, 99)} ms | dead letters {stats.dead_letters} | hit rate {hits}")
 
 
-async def _read_outputs(conf, stats: LiveStats, data: DemoData, args, stop: asyncio.Event) -> None:
+async def _read_outputs(conf, stats: LiveStats, data: DemoData, args, stop: asyncio.Event,
+                        ready: asyncio.Event | None = None) -> None:
     """Read every list (and dead letter) as it arrives: into the live join, the shoppers'
-    reactions, and the ``--verbose`` lines."""
+    reactions, and the ``--verbose`` lines. ``ready`` is set once the consumer knows where
+    it reads from (the replay waits for it: the first lists would otherwise wait for the
+    demo's own consumer to start, not for the service)."""
     import numpy as np
 
     from app.records import UserEvent, to_json_bytes
@@ -306,6 +309,10 @@ async def _read_outputs(conf, stats: LiveStats, data: DemoData, args, stop: asyn
     producer = await KafkaClients(conf).producer("latency")
     previous: dict[str, list] = {}
     try:
+        for tp in consumer.assignment():
+            await consumer.position(tp)
+        if ready is not None:
+            ready.set()
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=2000)
             now = time.time()
@@ -431,7 +438,12 @@ async def _live(conf, data: DemoData, args, stats: LiveStats) -> None:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-POSIX
             pass
-    reader = asyncio.create_task(_read_outputs(conf, stats, data, args, stop))
+    reading = asyncio.Event()
+    reader = asyncio.create_task(_read_outputs(conf, stats, data, args, stop, reading))
+    try:
+        await asyncio.wait_for(reading.wait(), timeout=30.0)
+    except TimeoutError:
+        log("the demo's consumer took over 30 s to start; replaying anyway")
     replay_stop = asyncio.Event()
     replayer = asyncio.create_task(_replay(conf, data, args, stats, replay_stop))
     ticker = asyncio.create_task(_print_summaries(stats, stop)) if not (args.quiet or args.verbose) else None

@@ -169,3 +169,28 @@ def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_th
     assert 10 * batch_max < live <= batches.LIVE_OBJECTS_PER_RATING * batch_max
     batches.collect_garbage_between_batches(batch_max)
     assert gc.get_threshold()[0] >= live
+
+
+def test_the_long_lived_heap_is_frozen_once_per_model_in_service():
+    """A full collection no longer walks the libraries and the model (app.worker.freeze_long_lived)."""
+    from app.worker import freeze_long_lived
+
+    basis: dict = {}
+    try:
+        gc.unfreeze()
+        freeze_long_lived(basis)  # no model yet: nothing frozen
+        assert gc.get_freeze_count() == 0
+        basis.update(version="v1", changes=3)
+        model = [{"item": n} for n in range(1000)]  # stands for the model's containers
+        freeze_long_lived(basis)
+        frozen = gc.get_freeze_count()
+        assert frozen >= len(model)
+        batch = [[n] for n in range(200)]  # a batch's objects, under the same model: not frozen
+        freeze_long_lived(basis)
+        assert gc.get_freeze_count() == frozen and batch
+        basis.update(version="v2")
+        more = [[n] for n in range(500)]
+        freeze_long_lived(basis)
+        assert gc.get_freeze_count() >= frozen + len(more)
+    finally:
+        gc.unfreeze()
