@@ -171,6 +171,12 @@ def prefers_json(accept: str) -> bool:
     return best.get("application/json", 0.0) > text
 
 
+def wants_json(path: str, accept: str) -> bool:
+    """Whether a metrics request asks for JSON: its path ends in ``/json`` (``/metrics/json``)
+    or its ``Accept`` prefers JSON (:func:`prefers_json`)."""
+    return path.rstrip("/").endswith("/json") or prefers_json(accept)
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)

@@ -98,9 +98,9 @@ class Worker:
                      content=self.content)
 
     async def refresh_content(self) -> None:
-        """Rebuild :attr:`content` when the catalogue or the model moved since it was built:
-        the text vectors are refitted (in a thread: a large catalogue takes seconds) only
-        when the catalogue moved."""
+        """Rebuild :attr:`content` when the catalogue or the model moved since it was built,
+        in a thread (a large catalogue takes seconds): the text vectors only when the
+        catalogue moved, the cold items' lists for every model version."""
         seen, changes, version = self.content_basis, self.catalogue.changes, self.model.version
         if seen.get("changes") == changes and seen.get("version") == version:
             return
@@ -108,8 +108,8 @@ class Worker:
             seen["text"] = await asyncio.to_thread(CatalogueText, dict(self.catalogue.text))
         seen.update(changes=changes, version=version)
         text = seen["text"]
-        self.content = (ContentIndex(text, self.model.index.counts, self.settings.ranking.cold_item_min)
-                        if len(text) else None)
+        self.content = (await asyncio.to_thread(ContentIndex, text, self.model.index.counts,
+                                                self.settings.ranking.cold_item_min) if len(text) else None)
 
     def popular_now(self, n: int) -> tuple[list[str], str]:
         """``(items, source)``: this worker's hot items (``trending``: the behaviour events'

@@ -37,9 +37,20 @@ def worker(argv: list[str], conf) -> int:
 
         # Asked once here, so building the worker does not ask again.
         conf = conf.replace(kafka={"broker_engine": require_broker(conf, wait_s=0)})
+        require_transactions(conf)
         create_topics_sync(conf)
         (conf.data_dir / "worker").mkdir(parents=True, exist_ok=True)  # Faust's tables live here
         return _faust_main(argv, conf)
+
+
+def require_transactions(conf) -> None:
+    """Refuse ``exactly_once`` on Tansu, which has no transactions (one line, exit 2)."""
+    from app.settings import SettingError
+    from broker.detect import TANSU
+
+    if conf.worker.processing_guarantee == "exactly_once" and conf.kafka.broker_engine == TANSU:
+        raise SettingError("RECSYS_PROCESSING_GUARANTEE=exactly_once needs Apache Kafka: the broker is Tansu, "
+                           "which has no transactions (use at_least_once)")
 
 
 def _worker_web_address(argv: list[str], conf) -> tuple[str, int | None]:

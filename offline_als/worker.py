@@ -369,11 +369,11 @@ async def serve_metrics(worker: ALSWorker, host: str, port: int):
     (an aiohttp ``AppRunner``: ``cleanup()`` stops it)."""
     from aiohttp import web
 
-    from app.metrics import PROMETHEUS_TYPE, Metrics, prefers_json, prometheus_text
+    from app.metrics import PROMETHEUS_TYPE, Metrics, prometheus_text, wants_json
 
     async def metrics(request: web.Request) -> web.Response:
         stats = worker.stats.as_dict()
-        if request.path.rstrip("/").endswith("/json") or prefers_json(request.headers.get("Accept", "")):
+        if wants_json(request.path, request.headers.get("Accept", "")):
             return web.json_response(stats)
         counts = Metrics()
         counts.counters.update({"ratings.consumed": stats["consumed"], "ratings.stored_changes": stats["stored_changes"],

@@ -38,7 +38,7 @@ from pathlib import Path
 import orjson
 from aiohttp import ClientSession, ClientTimeout, web
 
-from app.metrics import PROMETHEUS_TYPE, prefers_json, prometheus_text
+from app.metrics import PROMETHEUS_TYPE, prometheus_text, wants_json
 from broker.ports import require_free_port
 from ranking.ab import parse_ab
 from web.live import LiveState
@@ -503,7 +503,7 @@ class WebService:
     async def metrics(self, request: web.Request) -> web.Response:
         """Prometheus text (lists and events seen, dead letters, produce-to-list and
         produce-to-frontend histograms, users), or JSON when ``Accept`` prefers it."""
-        if request.path.rstrip("/").endswith("/json") or prefers_json(request.headers.get("Accept", "")):
+        if wants_json(request.path, request.headers.get("Accept", "")):
             return web.json_response({**self.state.metrics.snapshot(), "users": len(self.state.lists)}, dumps=_dumps)
         gauges = {"users": ("users with a list", [({}, float(len(self.state.lists)))]),
                   "model_info": ("the model version of the newest list (value 1)",

@@ -46,3 +46,14 @@ def test_load_honours_the_topic_and_rating_scale_settings(stream_env, tmp_path):
     assert counts["sent"] == 2 and counts["topics"] == {env["RECSYS_TOPIC_RATINGS"]: 2}
     got = run(consume(stream_env.conf, env["RECSYS_TOPIC_RATINGS"], until=lambda m: len(m) >= 2, timeout=30))
     assert sorted(m.key for m in got) == [b"u1", b"u2"]
+
+
+def test_exactly_once_on_tansu_is_refused_with_one_line(stream_env):
+    if stream_env.engine != "tansu":
+        pytest.skip("Apache Kafka has transactions: the worker starts (tests/integration/test_kafka_guarantees.py)")
+    env = dict(stream_env.child_env, RECSYS_PROCESSING_GUARANTEE="exactly_once")
+    out = subprocess.run([sys.executable, "-m", "cli.main", "worker"], cwd=ROOT, env=env, capture_output=True,
+                         text=True, check=False, timeout=120)
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "exactly_once needs Apache Kafka" in lines[0] and "Traceback" not in out.stderr

@@ -37,3 +37,7 @@ def test_metrics_content_negotiation():
     assert prefers_json("application/json") and prefers_json("application/json, text/plain;q=0.5")
     assert not prefers_json("") and not prefers_json("*/*") and not prefers_json("text/plain")
     assert not prefers_json("application/json;q=0.4, text/plain") and not prefers_json("application/openmetrics-text")
+    from app.metrics import wants_json
+
+    assert wants_json("/metrics/json/", "") and wants_json("/metrics/json", "text/plain")
+    assert wants_json("/metrics", "application/json") and not wants_json("/metrics/", "*/*")
