@@ -10,7 +10,11 @@ whole (``app.records.weights_messages``) and serves from then on. Examples that 
 parse are counted by reason and skipped (the workers made them: a wrong schema is a
 release mismatch, not a shopper's input). The checkpoint (``learner/checkpoint.py``,
 ``<data_dir>/learner/checkpoint.npz``) is written after every batch read, with the
-offsets it covers: a restart, even after kill -9, reads on from there.
+offsets it covers, and before the sets the batch shipped are published: a restart, even
+after kill -9, reads on from there and publishes its serving set again, so a version name
+on ``ranker-model`` is always one the learner has (the gate's window is not kept: a
+learner restarted between a checkpoint and a publish would otherwise decide that offer
+anew and could name another set the same).
 """
 from __future__ import annotations
 
@@ -105,18 +109,22 @@ class Learner:
             end = await self.clients.end_offsets(consumer, tps) if until_end else None
             log.info("learner reading %s from %s; serving %s", topic, self.offsets or "the beginning",
                      self.learner.serving.version if self.learner.serving else "nothing yet")
+            if self.learner.serving is not None:  # killed between a checkpoint and its publish: send it again
+                await self.publish(producer, self.learner.serving)
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=500, max_records=MAX_RECORDS)
                 records = [(tp.partition, r.offset, r.value) for tp, rs in batch.items() for r in rs]
                 refused = self.learner.refused
-                for weights in self.learn_batch(records):
+                shipped = self.learn_batch(records)
+                if records:  # before publishing: a version name is never published, then learnt anew
+                    checkpoint.save(self.path, self.learner, self.offsets)
+                for weights in shipped:
                     await self.publish(producer, weights)
                 if self.learner.refused != refused:  # the dashboard shows what the gate refused
                     await producer.send(self.conf.topics.ranker_model, key=REJECTED_KEY.encode(),
                                         value=json.dumps({"refused": self.learner.refused,
                                                           "rejected": list(self.learner.rejected)}).encode())
                 if records:
-                    checkpoint.save(self.path, self.learner, self.offsets)
                     await _commit(consumer, topic, self.offsets)
                 if end is not None and all(self.offsets.get(tp.partition, 0) >= o for tp, o in end.items()):
                     break

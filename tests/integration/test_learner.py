@@ -54,7 +54,6 @@ def _wait(check, timeout: float, what: str):
 
 @pytest.mark.broker
 def test_learner_survives_kill9_and_publishes_gated_weights(stream_env):
-    from app.records import WEIGHTS_MANIFEST_KEY
     from broker.topics import create_topics
     from learner import checkpoint
     from learner.online import OnlineLearner
@@ -81,10 +80,20 @@ def test_learner_survives_kill9_and_publishes_gated_weights(stream_env):
 
     proc = stream_env.start_learner()
     _wait(lambda: learnt() >= len(first), 60, f"the learner did not learn the first half:\n{proc.log_tail()}")
-    run(produce(conf, conf.topics.ranker_examples, second))
-    time.sleep(0.05)  # in the middle of the second half
+    # The second half in chunks: the kill lands once the learner checkpointed some of it,
+    # before the last chunk is even sent, so it is always in the middle.
+    chunks = [second[k:k + 100] for k in range(0, len(second), 100)]
+    sent = 0
+    for chunk in chunks[:-1]:
+        run(produce(conf, conf.topics.ranker_examples, chunk))
+        sent += 1
+        if learnt() > len(first):
+            break
+        time.sleep(0.05)
     proc.kill9()
     killed_at = learnt()
+    for chunk in chunks[sent:]:
+        run(produce(conf, conf.topics.ranker_examples, chunk))
     assert len(first) <= killed_at < len(first) + len(second)
 
     again = stream_env.start_learner("learner-again", "--until-end")
@@ -101,15 +110,53 @@ def test_learner_survives_kill9_and_publishes_gated_weights(stream_env):
         assert np.array_equal(restored.heads[task].n, want.heads[task].n)
         assert restored.heads[task].item_bias == want.heads[task].item_bias
 
-    # Weight sets were offered every 4,000 rows; the ones the gate passed are on ranker-model.
+    # Weight sets were offered every 4,000 rows; the ones the gate passed are on ranker-model,
+    # the newest the one the learner serves.
+    assert restored.serving is not None
+
+    def read(ms) -> LearnedBroadcast:
+        reader = LearnedBroadcast()
+        for m in ms:
+            reader.apply(m.key, m.value)
+        return reader
+
+    msgs = run(consume(conf, conf.topics.ranker_model, timeout=30,
+                       until=lambda ms: getattr(read(ms).weights, "version", None) == restored.serving.version))
+    reader = read(msgs)
+    assert reader.weights is not None and reader.weights.fits()
+    assert reader.weights.version == restored.serving.version
+    for task in want.heads:
+        assert np.array_equal(reader.weights.heads[task], restored.serving.heads[task])
+    assert reader.weights.heads["interaction"][FEATURES.index("recall")] > 0  # it learnt the signal
+    assert reader.weights.validation["ndcg"] >= reader.weights.validation.get("serving_ndcg", 0.0)
+
+
+@pytest.mark.broker
+def test_a_restarted_learner_publishes_the_set_its_checkpoint_serves(stream_env):
+    """Killed after the checkpoint that holds a shipped set and before its publish: the
+    restart sends it, so ``ranker-model`` never lacks (or misnames) the serving set."""
+    from app.records import WEIGHTS_MANIFEST_KEY
+    from broker.topics import create_topics
+    from learner import checkpoint
+    from learner.online import OnlineLearner
+    from learner.worker import checkpoint_path
+    from ranking.learned import parse_objective
+    from tables.broadcast import LearnedBroadcast
+    from tests.brokers import consume, run
+
+    conf = stream_env.set(RECSYS_LEARNER_EVERY_EXAMPLES=800, RECSYS_LEARNER_WINDOW=50)
+    run(create_topics(conf))
+    learner = OnlineLearner(FEATURES, parse_objective(conf.ranking.objective), every=800, window=50)
+    shipped = [w for ex in _examples(300) if (w := learner.learn(ex)) is not None]
+    assert shipped and learner.serving is not None
+    checkpoint.save(checkpoint_path(conf), learner, {})  # as if nothing of the topic was read
+    proc = stream_env.start_learner("learner-restarted", "--until-end")
+    _wait(lambda: proc.process.poll() is not None, 60, f"the learner did not finish:\n{proc.log_tail()}")
     msgs = run(consume(conf, conf.topics.ranker_model,
                        until=lambda ms: any(m.key == WEIGHTS_MANIFEST_KEY.encode() for m in ms), timeout=30))
     reader = LearnedBroadcast()
     for m in msgs:
         reader.apply(m.key, m.value)
-    assert reader.weights is not None and reader.weights.fits()
-    assert restored.serving is not None and reader.weights.version == restored.serving.version
-    for task in want.heads:
-        assert np.array_equal(reader.weights.heads[task], restored.serving.heads[task])
-    assert reader.weights.heads["interaction"][FEATURES.index("recall")] > 0  # it learnt the signal
-    assert reader.weights.validation["ndcg"] >= reader.weights.validation.get("serving_ndcg", 0.0)
+    assert reader.weights is not None and reader.weights.version == learner.serving.version
+    for task in learner.serving.heads:
+        assert np.array_equal(reader.weights.heads[task], learner.serving.heads[task])
