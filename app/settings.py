@@ -367,6 +367,9 @@ class AlsSettings:
     #: Retrain every this many minutes, or after this many new ratings, if anything changed.
     every_min: float = env("RECSYS_ALS_EVERY_MIN", 10.0, low=0.001)
     every_ratings: int = env("RECSYS_ALS_EVERY_RATINGS", 10_000, low=1)
+    #: Train on the last this many days of ratings only (by rating time: the newest stored
+    #: is "now", so a replayed file behaves), and drop older ones from the store (0 = all).
+    window_days: float = env("RECSYS_MODEL_WINDOW_DAYS", 0.0, low=0)
     group: str = env("RECSYS_ALS_GROUP", "recsys-als")
 
     def __post_init__(self) -> None:

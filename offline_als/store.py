@@ -219,6 +219,24 @@ class RatingStore:
         self.count, self.seq = count, seq
         return res
 
+    def delete(self, user_idx: Iterable[int], item_idx: Iterable[int]) -> int:
+        """Delete the ratings of these (user index, item index) pairs, in one atomic, synced
+        write; returns how many were stored. :attr:`seq` moves by as many (the next
+        training must see the change)."""
+        keys = [rating_key(int(u), int(i)) for u, i in zip(user_idx, item_idx, strict=True)]
+        gone = [k for k, v in zip(keys, self._db[keys], strict=True) if v is not None] if keys else []
+        if not gone:
+            return 0
+        batch = WriteBatch(raw_mode=True)
+        for key in gone:
+            batch.delete(key)
+        count, seq = self.count - len(gone), self.seq + len(gone)
+        batch.put(_META + b"count", _INT.pack(count))
+        batch.put(_META + b"seq", _INT.pack(seq))
+        self._db.write(batch, self._sync)
+        self.count, self.seq = count, seq
+        return len(gone)
+
     def set_meta(self, name: str, value: dict) -> None:
         """Store a small JSON document (e.g. what was last trained) durably."""
         self._db.write(self._single(_META + b"j" + name.encode(), json.dumps(value).encode()), self._sync)

@@ -59,7 +59,7 @@ from .model import (
     train_and_similar,
 )
 from .publish import publish_similarity
-from .store import RatingStore
+from .store import RatingsSnapshot, RatingStore
 
 log = logging.getLogger("offline_als.worker")
 
@@ -230,13 +230,27 @@ class ALSWorker:
             return by_time or by_count
         return since >= 3 * every_s  # starvation guard for a consumer that never catches up
 
+    def expire_old_ratings(self, snap: RatingsSnapshot) -> RatingsSnapshot:
+        """With ``RECSYS_MODEL_WINDOW_DAYS``: drop from the store the ratings older than that
+        before the newest one in ``snap`` (event time: a replayed file behaves), so the store
+        stays bounded and the model trains on the window; the store's export after it."""
+        days = self.conf.als.window_days
+        if days <= 0 or not len(snap):
+            return snap
+        old = snap.ts < snap.ts.max() - days * 86400.0
+        if not old.any():
+            return snap
+        dropped = self.store.delete(snap.user_idx[old], snap.item_idx[old])
+        log.info("dropped %d ratings older than %g days before the newest", dropped, days)
+        return self.store.export()
+
     async def train_and_publish(self) -> TrainedModel | None:
         """Export, train in a thread, publish, save the model. Never raises (logs)."""
         self._attempt_mono = time.monotonic()
         self._attempt_seq = self.store.seq
         conf = self.conf
         try:
-            snap = self.store.export()
+            snap = self.expire_old_ratings(self.store.export())
             als = als_from_settings(conf, behaviour=self.sources["implicit"] > self.sources["explicit"])
             log.info("ALS training on %d ratings (%d users, %d items), %d changed since the last model; %r",
                      len(snap), snap.n_users, snap.n_items, snap.seq - self.trained_seq, als)

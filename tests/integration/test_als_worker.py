@@ -179,6 +179,35 @@ def test_als_worker_publishes_similarity_and_resumes_from_committed_offsets(stre
     assert run(committed()) == stored_offsets
 
 
+def test_the_model_window_drops_ratings_older_than_it_before_the_newest(tmp_path):
+    """RECSYS_MODEL_WINDOW_DAYS: the store keeps (and the model trains on) the last days of
+    ratings by rating time; a dropped pair's newer rating later is stored again."""
+    from app.settings import Settings
+    from offline_als.worker import ALSWorker
+
+    day = 86400.0
+    worker = ALSWorker(Settings().replace(data_dir=tmp_path, als={"window_days": 2.0}))
+    try:
+        worker.store.apply([("u1", "i1", 3.0, 0.0), ("u1", "i2", 4.0, 5 * day), ("u2", "i1", 5.0, 9 * day),
+                            ("u2", "i3", 2.0, 10 * day)])
+        seq = worker.store.seq
+        snap = worker.expire_old_ratings(worker.store.export())
+        kept = sorted(zip(snap.user_ids[snap.user_idx], snap.item_ids[snap.item_idx], snap.ts.tolist(), strict=True))
+        assert kept == [("u2", "i1", 9 * day), ("u2", "i3", 10 * day)]  # within 2 days of the newest (day 10)
+        assert len(worker.store) == 2 and worker.store.seq == seq + 2  # a change the next training sees
+        assert worker.store.get("u1", "i1") is None
+        worker.store.apply([("u1", "i1", 4.0, 11 * day)])
+        assert worker.store.get("u1", "i1") == (4.0, 11 * day)
+    finally:
+        worker.close()
+    keep_all = ALSWorker(Settings().replace(data_dir=tmp_path / "all"))
+    try:
+        keep_all.store.apply([("u1", "i1", 3.0, 0.0), ("u2", "i1", 5.0, 900 * day)])
+        assert len(keep_all.expire_old_ratings(keep_all.store.export())) == 2  # 0 = keep every rating
+    finally:
+        keep_all.close()
+
+
 def test_should_train_triggers(tmp_path):
     """Time / count triggers, only when something changed, only when caught up (unless starving)."""
 
