@@ -118,8 +118,15 @@ def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Str
                   texts=texts)
 
 
-def interactions(stream: Stream, n: int) -> Interactions:
-    """The first ``n`` events as the baselines learn from them (:class:`Interactions`)."""
+def interactions(stream: Stream, n: int, window_days: float = 0.0) -> Interactions:
+    """The first ``n`` events as the baselines learn from them (:class:`Interactions`); with
+    ``window_days``, only those of the last that many days before the ``n``-th, as the model
+    worker keeps them (``RECSYS_MODEL_WINDOW_DAYS``)."""
+    if window_days > 0 and n:
+        start = int(np.searchsorted(stream.ts[:n], stream.ts[n - 1] - window_days * 86400.0, side="left"))
+        if start:
+            return interactions(Stream(stream.users[start:n], stream.items[start:n], stream.ratings[start:n],
+                                       stream.ts[start:n], stream.scale, behaviour=stream.behaviour), n - start)
     users, items = stream.users[:n], stream.items[:n]
     user_ids, uidx = np.unique(np.array(users, dtype=str), return_inverse=True)
     item_ids, iidx = np.unique(np.array(items, dtype=str), return_inverse=True)
@@ -198,7 +205,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     learners = learners_for(rankers, conf)
     shared.keep_sources = bool(learners)
     t0 = time.perf_counter()
-    data = interactions(stream, n_warm)
+    data = interactions(stream, n_warm, conf.als.window_days)
     shared.set_model(train(data, conf) if train_model else None, data)
     train_s = [time.perf_counter() - t0]
     selections = [_selection(shared.model)]
@@ -208,7 +215,8 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     # warm-up's second half teaches the learners with a model of its first half.
     n_early, earlier = n_warm // 2, None
     if learners and train_model and n_early > 0:
-        earlier = EarlierModel(shared, train(interactions(stream, n_early), conf).index(keep_sources=True))
+        earlier = EarlierModel(shared, train(interactions(stream, n_early, conf.als.window_days), conf)
+                               .index(keep_sources=True))
     read_later = lists_read_later(stream.users, n_warm)
     first_at = first_events(stream.items)
     pop_rank = _final_popularity_rank(stream)
@@ -279,7 +287,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                     lists[name][u] = new
             if j + 1 in cuts:  # the ALS worker's retrain on everything seen so far
                 s = time.perf_counter()
-                data = interactions(stream, j + 1)
+                data = interactions(stream, j + 1, conf.als.window_days)
                 with blas.limit(limits=available_cpus(), user_api="blas"):
                     shared.set_model(train(data, conf) if train_model else None, data)
                 train_s.append(time.perf_counter() - s)

@@ -227,3 +227,15 @@ def test_the_default_ranker_meets_new_items_through_the_catalogue_text():
         assert raw["new_item"].tolist() == [True, True, True]
         hits[name] = raw["tally"]["default"].ranks
     assert hits == {"with": [1, 1, 0], "without": [0, 0, 0]}
+
+
+def test_with_a_model_window_the_retrains_learn_only_the_last_days():
+    """RECSYS_MODEL_WINDOW_DAYS in the evaluation: each retrain's data is the window before
+    its last event, as the model worker keeps it."""
+    day = 86400.0
+    stream = pq.Stream(["u1", "u2", "u1", "u3"], ["a", "b", "c", "d"], np.full(4, 4.0),
+                       np.array([0.0, 1.0, 5.0, 6.0]) * day, (1.0, 5.0))
+    assert list(pq.interactions(stream, 4).item_ids) == ["a", "b", "c", "d"]
+    assert list(pq.interactions(stream, 4, window_days=2.0).item_ids) == ["c", "d"]
+    assert list(pq.interactions(stream, 2, window_days=2.0).item_ids) == ["a", "b"]  # day 1: both within 2 days
+    assert pq.interactions(stream, 4, window_days=2.0).X.shape == (2, 2)  # u1 and u3 only
