@@ -186,6 +186,10 @@ class LiveState:
                 self.metrics.observe_ms("frontend", (arrival - produced) * 1000.0)
         return live
 
+    def forget(self, user: str) -> None:
+        """A tombstone on ``recommendations``: the user's list was deleted (an expired user)."""
+        self.lists.pop(user, None)
+
     def latest(self, user: str) -> dict | None:
         history = self.lists.get(user)
         if not history:

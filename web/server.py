@@ -204,7 +204,9 @@ class WebService:
             await self.release(consumer)
 
     def on_list(self, record, now: float, event_id: str) -> None:
-        if record.value is None:
+        if record.value is None:  # a tombstone: the user's list is gone
+            if record.key is not None:
+                self.state.forget(record.key.decode("utf-8", "replace"))
             return
         try:
             rec = orjson.loads(record.value)

@@ -283,3 +283,12 @@ def test_search_matches_every_word_in_names_and_categories():
     assert state.search("shoe") == ["i2", "i10"]  # catalogue order: category, then natural id order
     assert state.search("RED") == ["i1", "i2"] and state.search("red shoes") == ["i2"]
     assert state.search("  ") == [] and state.search("green") == []
+
+
+def test_a_tombstone_forgets_the_users_list():
+    state = LiveState(grace_s=0.0)
+    state.add_list({"user": "u1", "items": [["i1", 1.0]], "emitted_at": 10.0}, arrival=10.0)
+    assert state.latest("u1") is not None
+    state.forget("u1")
+    assert state.latest("u1") is None and "u1" not in state.users(10)
+    state.forget("nobody")  # a tombstone for a user never seen changes nothing
