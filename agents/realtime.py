@@ -35,7 +35,8 @@ def register(worker: Worker) -> None:
     async def recommend(stream):
         await worker.model.caught_up.wait()  # never score with a half-loaded model after a restart
         async for events in stream.take_events(conf.worker.batch_max, within=conf.worker.batch_wait_ms / 1000.0):
-            await rank_batch(worker, events)  # take_events acks the events once this returns
+            async with worker.state_lock:  # no user expires while their rating is ranked (agents/expiry.py)
+                await rank_batch(worker, events)  # take_events acks the events once this returns
 
     @app.timer(interval=conf.worker.log_every_s)
     async def log_progress():
@@ -83,6 +84,7 @@ def rank_one(worker: Worker, event, batch: Batch, model: Model) -> None:
         batch.stage_reroute(key, message.value, owner)
         metrics.count("ratings.rerouted")
         return
+    worker.watermarks[owner] = max(worker.watermarks.get(owner, rating.ts), rating.ts)
     state = batch.state_of(event, key)
     variant, ranker = worker.ranking.ranker_for(rating.user)
     interaction = interaction_of(rating)

@@ -217,6 +217,11 @@ class WorkerSettings:
     #: Faust table store: ``rocksdb://`` (default, with changelog) or ``memory://``.
     store: str = env("RECSYS_STORE", "rocksdb://")
     log_every_s: float = env("RECSYS_LOG_EVERY_S", 10.0, low=0.1)
+    #: A user with no interaction for this many days (by event time: the newest seen on
+    #: the user's partition) is removed: state and list tombstoned (0 = keep every user).
+    user_ttl_days: float = env("RECSYS_USER_TTL_DAYS", 0.0, low=0)
+    #: How often a worker looks for such users (seconds).
+    user_expiry_every_s: float = env("RECSYS_USER_EXPIRY_EVERY_S", 60.0, low=0.1)
     #: Producer batching: how long a batch may wait for more messages, and its size.
     #: Latency vs throughput: longer and bigger batches give a worker more ratings/s and
     #: later lists (the measured trade-off: docs/RESULTS.md).

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import faust
 
-from agents import behaviour, log_cleaning, realtime
+from agents import behaviour, expiry, log_cleaning, realtime
 from agents.dead_letters import DeadLetters
 from api import views
 from app import faust_patches
@@ -70,6 +70,11 @@ class Worker:
     in_flight : dict
         user key -> newest state of the batch being published: sent, not yet
         acknowledged, so not yet in the store (``agents/batches.py``).
+    watermarks : dict
+        input partition -> the newest interaction time ranked on it (``agents/expiry.py``).
+    state_lock : asyncio.Lock
+        Held by the realtime agent for each batch and by the expiry of quiet users: a user
+        is never removed while one of their ratings is being ranked or published.
     """
 
     settings: Settings
@@ -88,6 +93,8 @@ class Worker:
     content_basis: dict = field(default_factory=dict, repr=False)
     hot_items: list[str] = field(default_factory=list)
     in_flight: dict[bytes, dict] = field(default_factory=dict)
+    watermarks: dict[int, float] = field(default_factory=dict)
+    state_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def current_model(self) -> Model:
         """What the rankers read now: the similarity model, the hot items, the learned
@@ -140,6 +147,7 @@ def build_worker(conf: Settings) -> Worker:
                         value_resets={worker.tables.user_state.name: forget_offsets},
                         fetch_wait_ms=conf.worker.fetch_wait_ms)
     realtime.register(worker)
+    expiry.register(worker)
     behaviour.register(worker)
     log_cleaning.register(worker)
     register_readers(worker)

@@ -59,6 +59,8 @@ async def time_probe(conf, user: str, item: str, ts: float, timeout: float) -> t
         while time.monotonic() - t0 < timeout:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:
+                    if record.value is None:  # a tombstone (an expired user)
+                        continue
                     data = json.loads(record.value)
                     if data["user"] == user and data["trigger_ts"] == ts:
                         return time.monotonic() - t0, data

@@ -194,3 +194,20 @@ def test_the_long_lived_heap_is_frozen_once_per_model_in_service():
         assert gc.get_freeze_count() >= frozen + len(more)
     finally:
         gc.unfreeze()
+
+
+def test_quiet_users_are_those_older_than_the_ttl_before_their_partitions_watermark():
+    from agents.expiry import quiet_users
+    from broker.partitioning import owner_partition
+
+    users = [f"u{n}".encode() for n in range(40)]
+    p0 = [u for u in users if owner_partition(u, 2) == 0][:3]
+    p1 = [u for u in users if owner_partition(u, 2) == 1][:2]
+    states = [(p0[0], {"recent": [["i1", 5.0, 100.0], ["i2", 4.0, 150.0]]}),  # newest 150: quiet
+              (p0[1], {"recent": [["i1", 5.0, 100.0], ["i2", 4.0, 900.0]]}),  # newest 900: active
+              (p0[2], {"recent": []}),  # no interaction time: kept
+              (p1[0], {"recent": [["i1", 5.0, 10.0]]}),  # partition 1 has no watermark yet: kept
+              (p1[1], {})]
+    assert quiet_users(states, {0: 1000.0}, ttl_s=500.0, partitions=2) == [(0, p0[0])]
+    assert quiet_users(states, {0: 1000.0, 1: 1000.0}, ttl_s=500.0, partitions=2) == [(0, p0[0]), (1, p1[0])]
+    assert quiet_users(states, {0: 1000.0}, ttl_s=1000.0, partitions=2) == []
