@@ -51,6 +51,8 @@ from .rankers import TOP_N, HotWindow, Interactions, SharedState, TopCounter
 
 #: How many ALS retrains over the scored half.
 RETRAINS = 10
+#: Events between two looks for quiet users (``RECSYS_USER_TTL_DAYS``).
+EXPIRY_EVERY = 1000
 #: Bins of the HR-over-time plot.
 TIME_BINS = 20
 
@@ -225,6 +227,8 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     lists: dict[str, dict[str, list]] = {name: {} for name in rankers}
     tally = {name: Tally() for name in rankers}
     scored_ts, new_item, n_repeat, n_known, users_scored = [], [], 0, 0, set()
+    last_seen: dict[str, float] = {}
+    ttl_s = conf.worker.user_ttl_days * 86400.0
     cuts = {n_warm + (n - n_warm) * c // retrains for c in range(1, retrains)}
     blas = ThreadpoolController()
     # A step's products are small: BLAS threads only add overhead (and on 2 busy cores,
@@ -285,6 +289,9 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                         tl.changes.append(sum(1 for q in new if q not in before) / len(new))
                 if emit:
                     lists[name][u] = new
+            last_seen[u] = t
+            if ttl_s and j % EXPIRY_EVERY == 0:  # RECSYS_USER_TTL_DAYS: quiet users start afresh
+                expire_quiet(states, lists, last_seen, t - ttl_s)
             if j + 1 in cuts:  # the ALS worker's retrain on everything seen so far
                 s = time.perf_counter()
                 data = interactions(stream, j + 1, conf.als.window_days)
@@ -335,6 +342,18 @@ def lists_read_later(users, n_warm: int) -> np.ndarray:
         read[j] = next_event.get(u, -1) >= n_warm
         next_event[u] = j
     return read
+
+
+def expire_quiet(states: Mapping[str, dict], lists: Mapping[str, dict], last_seen: dict[str, float],
+                 before: float) -> int:
+    """Forget every ranker's state and list of the users last seen before ``before``, as a
+    worker removes them (``agents/expiry.py``); returns how many users."""
+    quiet = [u for u, t in last_seen.items() if t < before]
+    for u in quiet:
+        del last_seen[u]
+        for by_user in (*states.values(), *lists.values()):
+            by_user.pop(u, None)
+    return len(quiet)
 
 
 def first_events(items: Sequence[str]) -> dict[str, int]:

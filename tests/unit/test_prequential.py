@@ -239,3 +239,12 @@ def test_with_a_model_window_the_retrains_learn_only_the_last_days():
     assert list(pq.interactions(stream, 4, window_days=2.0).item_ids) == ["c", "d"]
     assert list(pq.interactions(stream, 2, window_days=2.0).item_ids) == ["a", "b"]  # day 1: both within 2 days
     assert pq.interactions(stream, 4, window_days=2.0).X.shape == (2, 2)  # u1 and u3 only
+
+
+def test_quiet_users_start_afresh_in_the_evaluation_as_in_the_worker():
+    states = {"default": {"u1": "s1", "u2": "s2"}, "popularity": {"u1": "p1"}}
+    lists = {"default": {"u1": ["a"], "u2": ["b"]}, "popularity": {}}
+    last_seen = {"u1": 10.0, "u2": 500.0}
+    assert pq.expire_quiet(states, lists, last_seen, before=100.0) == 1
+    assert states == {"default": {"u2": "s2"}, "popularity": {}} and lists["default"] == {"u2": ["b"]}
+    assert last_seen == {"u2": 500.0}
