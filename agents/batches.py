@@ -150,11 +150,8 @@ class Batch:
         reroutes = await writer.send(topics.ratings.get_topic_name(), self.reroutes)
         examples = await self._send_examples()
         offsets = await asyncio.gather(*(send for _records, send in state_sends + list_sends + reroutes + examples))
-        changelog_records = []
-        for (records, _send), metadata in zip(state_sends, offsets, strict=False):
-            changelog_records.extend((partition, metadata.offset + i, key, raw, values[key])
-                                     for i, (partition, key, raw) in enumerate(records))
-        writer.apply_changelog(user_state, changelog, changelog_records)
+        writer.apply_changelog(user_state, changelog, [(partition, offset, key, raw, values[key]) for
+                                                       partition, offset, key, raw in writer.acked(state_sends, offsets)])
 
     async def _send_examples(self) -> list:
         if not self.examples:

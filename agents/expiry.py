@@ -94,9 +94,7 @@ async def _remove(worker: Worker, gone: list[tuple[int, bytes]]) -> int:
     state_sends = await writer.send(changelog, [(p, key, None) for p, key in gone])
     list_sends = await writer.send(lists_topic, [(owner_partition(key, n_lists), key, None) for _p, key in gone])
     acks = await asyncio.gather(*(send for _records, send in state_sends + list_sends))
-    records = [(partition, metadata.offset + i, key, None, None)
-               for (sent, _send), metadata in zip(state_sends, acks, strict=False)
-               for i, (partition, key, _raw) in enumerate(sent)]
-    writer.apply_changelog(table, changelog, records)
+    writer.apply_changelog(table, changelog, [(partition, offset, key, None, None)
+                                              for partition, offset, key, _raw in writer.acked(state_sends, acks)])
     worker.metrics.count("users.expired", len(gone))
     return len(gone)

@@ -58,6 +58,14 @@ class BatchWriter:
         return await send_in_batches(self._producer(), topic, records)
 
     @staticmethod
+    def acked(sends: list, acks: list) -> list[tuple[int, int, bytes, bytes | None]]:
+        """``(partition, offset, key, raw value)`` of every record of ``sends`` (what
+        :meth:`send` returned), at the offsets ``acks`` (their batches' metadata) gave them."""
+        return [(partition, metadata.offset + i, key, raw)
+                for (records, _send), metadata in zip(sends, acks, strict=False)
+                for i, (partition, key, raw) in enumerate(records)]
+
+    @staticmethod
     def apply_changelog(table, topic: str, records: Iterable[tuple[int, int, bytes, bytes, object]]) -> None:
         """Write ``(partition, offset, key, raw value, value)`` records, already on the
         changelog ``topic`` at those offsets, to ``table``'s store, as Faust's recovery would."""
