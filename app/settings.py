@@ -222,10 +222,12 @@ class WorkerSettings:
     user_ttl_days: float = env("RECSYS_USER_TTL_DAYS", 0.0, low=0)
     #: How often a worker looks for such users (seconds).
     user_expiry_every_s: float = env("RECSYS_USER_EXPIRY_EVERY_S", 60.0, low=0.1)
-    #: Producer batching: how long a batch may wait for more messages, and its size.
-    #: Latency vs throughput: longer and bigger batches give a worker more ratings/s and
-    #: later lists (the measured trade-off: docs/RESULTS.md).
-    producer_linger_ms: float = env("RECSYS_PRODUCER_LINGER_MS", 10.0, low=0)
+    #: Batching of Faust's own sends (behaviour counts, implicit ratings, dead letters; the
+    #: realtime agent's states and lists go as complete record batches, never lingering):
+    #: how long a batch may wait for more messages, and its size. 0: a behaviour event's
+    #: implicit rating leaves at once (the demo's produce->list p50 on Kafka 25 -> 17 ms);
+    #: the sender still groups what arrives while a request is in flight (docs/RESULTS.md).
+    producer_linger_ms: float = env("RECSYS_PRODUCER_LINGER_MS", 0.0, low=0)
     producer_batch_bytes: int = env("RECSYS_PRODUCER_BATCH_BYTES", 262144, low=1)
     #: Records one consumer poll may return (Kafka's own default, 500; Faust passes
     #: "unlimited"). Keep it below a fifth of Faust's stream buffer (4096): a stream
@@ -235,9 +237,11 @@ class WorkerSettings:
     #: The realtime agent takes ratings in batches of at most this many, waiting at most
     #: ``batch_wait_ms`` for a batch to fill: per batch, one read and one write per user
     #: and a few record batches to Kafka instead of two Faust sends per rating. 1 turns
-    #: batching off (one rating at a time); the wait adds at most that much latency.
+    #: batching off (one rating at a time); the wait adds at most that much latency. Not 0:
+    #: Faust's ``take_events`` reads ``within=0`` as "until the batch is full" (lists came
+    #: seconds late in the demo).
     batch_max: int = env("RECSYS_BATCH_MAX", 500, low=1)
-    batch_wait_ms: float = env("RECSYS_BATCH_WAIT_MS", 5.0, low=0)
+    batch_wait_ms: float = env("RECSYS_BATCH_WAIT_MS", 5.0, low=0.1)
     #: How long the broker may hold a fetch of the worker (or of any reader of lists:
     #: the web, the demo) when its partitions are quiet (Faust's own is 1500 ms, a
     #: message's wait on a just-drained partition: ``app/faust_patches/fetch_wait.py``).

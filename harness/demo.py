@@ -510,7 +510,7 @@ def main(argv=None, conf=None) -> int:
         deployment = LocalDeployment(tmp, broker="tansu" if own else None, base=base, partitions=None,
                                      tag=f"demo-{tag}", **extra)
         conf, broker = deployment.conf, deployment.broker
-        port = broker.port if own else base.kafka.embedded_port
+        port = broker.port if own else int(base.kafka.bootstrap_servers[0].rsplit(":", 1)[1])
         log(f"started the embedded broker (Tansu, memory only) on 127.0.0.1:{port}, pid {broker.process.pid}"
             if own else f"using the configured broker {base.kafka.broker}, topics demo-{tag}-*")
         asyncio.run(create_topics(conf))

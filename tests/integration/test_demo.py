@@ -120,3 +120,20 @@ def test_demo_runs_on_a_fresh_machine_and_cleans_up(tmp_path):
             break
         time.sleep(0.5)
     assert not leftovers, f"processes left running: {leftovers}"
+
+
+def test_demo_on_a_configured_broker_uses_it_and_leaves_it_running(broker, tmp_path):
+    """``RECSYS_BROKER=kafka://...`` (the README's way to run the demo on Apache Kafka):
+    topics of its own on that broker, the broker named in the summary, and still there
+    afterwards."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
+    env.update(RECSYS_BROKER=f"kafka://127.0.0.1:{broker.port}", PYTHONUNBUFFERED="1")
+    proc = subprocess.run([sys.executable, "-m", "cli.main", "demo", "--seconds", "4", "--no-web", "--quiet",
+                           "--ab", ""], cwd=tmp_path, env=env, capture_output=True, text=True, check=False,
+                          timeout=300)
+    assert proc.returncode == 0, f"demo failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["broker"] == "existing" and summary["broker_pid"] is None
+    assert summary["broker_port"] == broker.port
+    assert summary["lists_received"] > 0 and summary["dead_letters"] == summary["malformed_injected"] == 3
+    assert broker.process.poll() is None, "the demo stopped a broker it did not start"

@@ -142,7 +142,8 @@ def test_default_poll_fits_below_a_full_stream_buffer(tmp_path):
     ("RECSYS_BROKER", "localhost", "'localhost' is not host:port"),
     ("RECSYS_BROKER", "kafka://k1:9092,k2", "'k2' is not host:port"),
     ("RECSYS_BATCH_MAX", "0", "RECSYS_BATCH_MAX=0 is out of range: it must be at least 1"),
-    ("RECSYS_BATCH_WAIT_MS", "-5", "RECSYS_BATCH_WAIT_MS=-5.0 is out of range: it must be at least 0"),
+    ("RECSYS_BATCH_WAIT_MS", "-5", "RECSYS_BATCH_WAIT_MS=-5.0 is out of range: it must be at least 0.1"),
+    ("RECSYS_BATCH_WAIT_MS", "0", "RECSYS_BATCH_WAIT_MS=0.0 is out of range: it must be at least 0.1"),
     ("RECSYS_K", "0", "RECSYS_K=0 is out of range: it must be at least 1"),
     ("RECSYS_K", "-1", "RECSYS_K=-1 is out of range"),
     ("RECSYS_WEB_PORT", "99999", "RECSYS_WEB_PORT=99999 is out of range: it must be between 1 and 65535"),
@@ -160,7 +161,8 @@ def test_a_valid_broker_list_and_engine_choice():
 
 
 @pytest.mark.parametrize("cluster_id, engine", [("tansu_cluster", TANSU), ("MkU3OEVBNTcwNTJENDM2Qk", KAFKA),
-                                                (None, KAFKA), ("", KAFKA)])
+                                                (None, KAFKA), ("", KAFKA)],
+                         ids=["tansu id", "kraft id", "no id", "empty id"])  # not counted as broker tests
 def test_the_engine_is_told_by_the_cluster_id(cluster_id, engine):
     assert engine_of_cluster_id(cluster_id) == engine
 
