@@ -160,7 +160,16 @@ class KafkaSettings:
     ssl_cafile: str = env("RECSYS_SSL_CAFILE", "")
     #: Partitions of every topic we create (ratings, user-events, ... and changelogs).
     partitions: int = env("RECSYS_PARTITIONS", 4, low=1)
+    #: Replicas of every topic we create (Faust's changelogs too), and how many of them
+    #: must hold a write before it is acknowledged (``min.insync.replicas``; 0 = one
+    #: less than ``replication``, at least 1). Three-broker cluster: 3 and 2. Topic
+    #: creation waits until ``replication`` brokers are registered.
     replication: int = env("RECSYS_REPLICATION", 1, low=1)
+    min_insync: int = env("RECSYS_MIN_INSYNC", 0, low=0)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return min(self.replication, self.min_insync) if self.min_insync else max(1, self.replication - 1)
     #: How long the group waits for a silent member before giving its partitions to
     #: the others, and the heartbeat period. 0 = the default: Faust's (60 s / 3 s) on
     #: Kafka, 6 s / 1 s on the embedded Tansu broker (whose joins take session/2).

@@ -186,29 +186,35 @@ def _maven_error(output: str) -> str:
 
 # --- the broker -----------------------------------------------------------------------
 
-def _server_properties(*, port: int, controller_port: int, log_dirs: Path,
-                       extra: Mapping[str, object]) -> str:
+def _server_properties(*, port: int, controller_port: int, log_dirs: Path, extra: Mapping[str, object],
+                       node_id: int = NODE_ID, voters: str = "", replicas: int = 1) -> str:
+    """``server.properties`` of one node that is both broker and controller. ``voters``:
+    the static quorum (``id@host:port,...``; default: this node alone); ``replicas``: the
+    cluster's size, which sets the internal topics' replication (at most 3) and min ISR."""
+    replication = min(3, replicas)
+    min_isr = max(1, replication - 1)
     props: dict[str, object] = {
-        # KRaft, one node that is both broker and controller (static quorum of one voter).
+        # KRaft, every node both broker and controller (a static quorum).
         "process.roles": "broker,controller",
-        "node.id": NODE_ID,
-        "controller.quorum.voters": f"{NODE_ID}@127.0.0.1:{controller_port}",
+        "node.id": node_id,
+        "controller.quorum.voters": voters or f"{node_id}@127.0.0.1:{controller_port}",
         "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(log_dirs),
-        # One node: every internal topic with one replica.
-        "offsets.topic.replication.factor": 1,
+        # Internal topics on every node up to three, and a write acknowledged by all
+        # (acks=all) only once on two of them (so any one node can die).
+        "offsets.topic.replication.factor": replication,
         "offsets.topic.num.partitions": 10,
-        "transaction.state.log.replication.factor": 1,
-        "transaction.state.log.min.isr": 1,
+        "transaction.state.log.replication.factor": replication,
+        "transaction.state.log.min.isr": min_isr,
         "transaction.state.log.num.partitions": 4,
-        "share.coordinator.state.topic.replication.factor": 1,
-        "share.coordinator.state.topic.min.isr": 1,
-        "default.replication.factor": 1,
-        "min.insync.replicas": 1,
+        "share.coordinator.state.topic.replication.factor": replication,
+        "share.coordinator.state.topic.min.isr": min_isr,
+        "default.replication.factor": replication,
+        "min.insync.replicas": min_isr,
         # Topics are created explicitly, like in production.
         "auto.create.topics.enable": "false",
         "num.partitions": 4,
@@ -244,7 +250,7 @@ def _server_properties(*, port: int, controller_port: int, log_dirs: Path,
     return "\n".join(lines) + "\n"
 
 
-def _previous_ports(props_file: Path) -> tuple[int | None, int | None]:
+def previous_ports(props_file: Path) -> tuple[int | None, int | None]:
     """(broker port, controller port) of the last start on this data dir, if any."""
     try:
         text = props_file.read_text()
@@ -314,6 +320,12 @@ class KafkaBroker(LoopbackAddress):
     start_timeout: float = 120.0
     owns_data_dir: bool = False
     owns_log_file: bool = False
+    #: Within a cluster (``broker/kafka_cluster.py``): this node's id, the quorum's
+    #: voters, the cluster's size and its id (every node formats with the same one).
+    node_id: int = NODE_ID
+    voters: str = ""
+    replicas: int = 1
+    cluster_id: str = ""
 
     @property
     def log_dirs(self) -> Path:
@@ -330,13 +342,20 @@ class KafkaBroker(LoopbackAddress):
                 "-cp", f"{self.libs}/*", main, *args]
 
     def _launch(self) -> None:
+        self.spawn()
+        self.wait_started()
+
+    def spawn(self) -> None:
+        """Start the JVM (formatting the data dir the first time), without waiting for it:
+        a cluster's nodes answer only once a quorum of them runs."""
         if is_listening(self.port):
             raise BrokerUnavailable(f"port {self.port} on 127.0.0.1 is already in use")
-        if is_listening(self.controller_port):
-            self.controller_port = free_port()  # static quorum: the controller may move
+        if not self.voters and is_listening(self.controller_port):
+            self.controller_port = free_port()  # a quorum of one: the controller may move
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.properties_file.write_text(_server_properties(
-            port=self.port, controller_port=self.controller_port, log_dirs=self.log_dirs, extra=self.config))
+            port=self.port, controller_port=self.controller_port, log_dirs=self.log_dirs, extra=self.config,
+            node_id=self.node_id, voters=self.voters, replicas=self.replicas))
         if not (self.log_dirs / "meta.properties").is_file():
             self._format()
         with open(self.log_file, "ab") as out:
@@ -344,6 +363,10 @@ class KafkaBroker(LoopbackAddress):
                                             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             cwd=self.data_dir, start_new_session=True)
         _LIVE.add(self)
+
+    def wait_started(self) -> None:
+        """Until the node answers metadata requests (:attr:`start_timeout`); a node that
+        does not is stopped and :class:`BrokerUnavailable` raised."""
         try:
             self._wait_ready(self.start_timeout)
         except BaseException:  # includes KeyboardInterrupt: never leave a JVM behind
@@ -354,7 +377,7 @@ class KafkaBroker(LoopbackAddress):
 
     def _format(self) -> None:
         """Format the KRaft storage once per data dir (``meta.properties`` marks it done)."""
-        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", new_cluster_id(),
+        cmd = self._java_cmd("kafka.tools.StorageTool", "format", "-t", self.cluster_id or new_cluster_id(),
                              "-c", str(self.properties_file))
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=120, stdin=subprocess.DEVNULL)
@@ -438,7 +461,7 @@ def start_kafka(port: int = 0, *, data_dir: os.PathLike | str | None = None,
     owns = data_dir is None
     root = Path(tempfile.mkdtemp(prefix="recsys-kafka-")) if owns else Path(data_dir).resolve()
     try:
-        prev_port, prev_controller = _previous_ports(root / "server.properties")
+        prev_port, prev_controller = previous_ports(root / "server.properties")
         if not port:
             port = prev_port if prev_port and not is_listening(prev_port) else free_port()
         controller_port = prev_controller if prev_controller and not is_listening(prev_controller) else 0

@@ -18,10 +18,13 @@ from broker import tansu_workarounds
 from broker.detect import KAFKA, TANSU, detect_engine
 
 #: Producer profiles: "latency" sends at once (interactive tools, tests), "bulk" batches
-#: (loaders, the ALS publisher, benchmark drivers), "durable" waits for every replica.
+#: (loaders, the ALS publisher, benchmark drivers), "durable" batches a little. Every one
+#: waits for the in-sync replicas (a write acknowledged by a leader that then dies is not
+#: lost) and, on Apache Kafka, is idempotent (a retried send never writes a second copy;
+#: Tansu refuses producer ids: ../shared/EMBEDDED_BROKER.md).
 PRODUCER_PROFILES = {
-    "latency": {"linger_ms": 0, "acks": 1},
-    "bulk": {"linger_ms": 20, "acks": 1, "max_batch_size": 256 * 1024},
+    "latency": {"linger_ms": 0, "acks": "all"},
+    "bulk": {"linger_ms": 20, "acks": "all", "max_batch_size": 256 * 1024},
     "durable": {"linger_ms": 5, "acks": "all"},
 }
 
@@ -58,7 +61,8 @@ class KafkaClients:
     async def producer(self, profile: str = "latency", **overrides):
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(**self.common(), **{**PRODUCER_PROFILES[profile], **overrides})
+        idempotence = {"enable_idempotence": await self.engine() == KAFKA}
+        producer = AIOKafkaProducer(**self.common(), **{**PRODUCER_PROFILES[profile], **idempotence, **overrides})
         await producer.start()
         return producer
 

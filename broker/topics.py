@@ -40,12 +40,11 @@ async def create_topics(conf) -> dict[str, str]:
 
     admin = await KafkaClients(conf).admin()
     try:
+        await wait_for_brokers(admin, conf.kafka.replication)
         existing = set(await admin.list_topics())
-        wanted = [
-            NewTopic(name, num_partitions=conf.kafka.partitions, replication_factor=conf.kafka.replication,
-                     topic_configs={"cleanup.policy": "compact"} if name in compacted_topics(conf) else {})
-            for name in topic_names(conf) if name not in existing
-        ]
+        wanted = [NewTopic(name, num_partitions=conf.kafka.partitions, replication_factor=conf.kafka.replication,
+                           topic_configs=topic_config(conf, name))
+                  for name in topic_names(conf) if name not in existing]
         if wanted:
             await admin.create_topics(wanted)
         described = await admin.describe_topics([n for n in topic_names(conf) if n in existing])
@@ -56,6 +55,32 @@ async def create_topics(conf) -> dict[str, str]:
         return {name: ("exists" if name in existing else "created") for name in topic_names(conf)}
     finally:
         await admin.close()
+
+
+def topic_config(conf, name: str) -> dict[str, str]:
+    config = {"cleanup.policy": "compact"} if name in compacted_topics(conf) else {}
+    if conf.kafka.replication > 1:  # a single broker keeps its own default
+        config["min.insync.replicas"] = str(conf.kafka.min_insync_replicas)
+    return config
+
+
+async def wait_for_brokers(admin, wanted: int, timeout: float = 120.0) -> None:
+    """Until ``wanted`` brokers are registered (a cluster still starting, or a node being
+    restarted); a topic with more replicas than brokers cannot be created."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        if brokers >= wanted:
+            return
+        if asyncio.get_running_loop().time() >= deadline:
+            raise TopicsUnavailable(f"RECSYS_REPLICATION={wanted} needs {wanted} brokers, but only {brokers} "
+                                    f"registered within {timeout:.0f} s")
+        log.info("waiting for %d brokers (%d registered) before creating topics", wanted, brokers)
+        await asyncio.sleep(1.0)
+
+
+class TopicsUnavailable(RuntimeError):
+    """The topics cannot be created as the settings ask; the message is one line."""
 
 
 def create_topics_sync(conf) -> dict[str, str]:

@@ -99,7 +99,7 @@ def local_broker_if_needed(conf):
 
 # ------------------------------------------------------------------ broker
 def broker(argv: list[str], conf) -> int:
-    """``recsys broker [--engine tansu|kafka] [--port N] [--data-dir DIR]``: in the
+    """``recsys broker [--engine tansu|kafka] [--port N] [--data-dir DIR] [--nodes N]``: in the
     foreground until SIGINT/SIGTERM. Tansu (default) keeps everything in memory;
     ``--engine kafka`` runs Apache Kafka (KRaft, on disk: ``broker/apache_kafka.py``)."""
     parser = argparse.ArgumentParser(prog="recsys broker",
@@ -113,8 +113,17 @@ def broker(argv: list[str], conf) -> int:
     parser.add_argument("--data-dir", default=None,
                         help="kafka only: keep topics, messages and offsets here across restarts "
                              "(default: a temporary directory removed on stop)")
+    parser.add_argument("--nodes", type=int, default=1,
+                        help="kafka only: a replicated cluster of N KRaft nodes (3: any one can die), the first "
+                             "on --port; a node that exits is started again")
+    parser.add_argument("--restart-after", type=float, default=10.0, metavar="S",
+                        help="with --nodes: seconds before a node that exited is started again (default 10)")
     args = parser.parse_args(argv)
+    if args.nodes < 1 or args.restart_after < 0:
+        parser.error("--nodes must be at least 1 and --restart-after at least 0")
     if args.engine == "tansu":
+        if args.nodes > 1:
+            parser.error("--nodes needs --engine kafka (Tansu is one embedded broker)")
         if args.data_dir:
             parser.error("--data-dir needs --engine kafka (Tansu keeps everything in memory)")
         from broker.ports import is_listening
@@ -123,6 +132,10 @@ def broker(argv: list[str], conf) -> int:
         if args.port and is_listening(args.port):
             parser.error(f"port {args.port} on 127.0.0.1 is in use: choose another with --port (0 = any free)")
         return run_broker_foreground(args.port)
+    if args.nodes > 1:
+        from broker.kafka_cluster import run_cluster_foreground
+
+        return run_cluster_foreground(args.nodes, args.port, args.data_dir, restart_after=args.restart_after)
     from broker.apache_kafka import run_kafka_foreground
 
     return run_kafka_foreground(args.port, args.data_dir)

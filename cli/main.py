@@ -43,8 +43,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from broker.apache_kafka import BrokerUnavailable
     from broker.detect import BrokerUnreachable
     from broker.ports import PortInUse
+    from broker.topics import TopicsUnavailable
 
-    return (SettingError, BrokerUnreachable, BrokerUnavailable, InvalidInput, UpstreamChanged, PortInUse,
+    return (SettingError, BrokerUnreachable, BrokerUnavailable, InvalidInput, UpstreamChanged, PortInUse, TopicsUnavailable,
             FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 

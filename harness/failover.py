@@ -31,8 +31,11 @@ from harness.local import LocalDeployment, WorkerProcess
 #: failover: kill -9 one of two workers; restart: kill -9 the only worker, start it again
 #: on its data dir; restart-wiped: the same on an empty data dir (state from changelogs
 #: only); broker-restart: restart the broker under the running worker (needs a broker
-#: that keeps its data: Apache Kafka; ``broker_handle`` must have ``restart()``).
-DRILLS = ("failover", "restart", "restart-wiped", "broker-restart")
+#: that keeps its data: Apache Kafka; ``broker_handle`` must have ``restart()``);
+#: broker-kill: kill -9 the node of a replicated cluster that leads the most ratings and
+#: changelog partitions, under a worker and a model worker (``harness.cluster.
+#: SupervisedCluster``: its supervisor starts the node again).
+DRILLS = ("failover", "restart", "restart-wiped", "broker-restart", "broker-kill")
 
 
 @dataclass
@@ -60,11 +63,15 @@ class DrillResult:
     wrong_final: list = field(default_factory=list)  # users whose last list is not the replay's
     counters: dict = field(default_factory=dict)  # the surviving worker's /metrics/ counters of interest
     seconds: float = 0.0
+    #: broker-kill: the node killed, whether it was started again, and whether the worker
+    #: and the model worker are the processes they were before (no restart) and the model
+    #: worker read every rating.
+    cluster: dict = field(default_factory=dict)
 
     def as_row(self) -> dict:
         return {"drill": self.kind, "sent": self.sent, "lists": self.lists, "lost": len(self.missing),
                 "users": self.users, "wrong_final_lists": len(self.wrong_final), "seconds": round(self.seconds, 1),
-                **{k.split(".", 1)[-1]: v for k, v in self.counters.items()}}
+                **{k.split(".", 1)[-1]: v for k, v in self.counters.items()}, **self.cluster}
 
 
 def model(items: int) -> dict:
@@ -156,6 +163,10 @@ def run_drill(drill: Drill, broker, tmp: Path, *, base: Settings | None = None,
     conf = deployment.conf
     neighbours = model(drill.items)
     try:
+        model_worker = None
+        if drill.kind == "broker-kill":
+            asyncio.run(_create_topics_keeping_every_list(conf))
+            model_worker = start_model_worker(deployment)
         w1 = deployment.start_worker("w1")
         deployment.publish_model(neighbours, "drill-v1")
         victim, survivor = w1, w1
@@ -176,6 +187,10 @@ def run_drill(drill: Drill, broker, tmp: Path, *, base: Settings | None = None,
                 restarting.start()
                 state["restarting"] = restarting
                 return
+            if drill.kind == "broker-kill":
+                pid = deployment.broker.kill9(state["victim"])
+                say(f"killed broker node {state['victim']} (pid {pid}) at {elapsed:.1f} s")
+                return
             victim.kill9()
             say(f"killed {victim.name} (pid {victim.pid}) at {elapsed:.1f} s")
             if drill.kind != "failover":
@@ -183,6 +198,9 @@ def run_drill(drill: Drill, broker, tmp: Path, *, base: Settings | None = None,
                     shutil.rmtree(conf.data_dir, ignore_errors=True)
                 survivor = deployment.restart_worker(w1)
 
+        if drill.kind == "broker-kill":  # chosen before the stream: leaders stay where they are until the kill
+            state["victim"] = deployment.broker.busiest_leader(
+                [conf.topics.ratings, f"{conf.worker.app_id}-user_state-changelog"])
         asyncio.run(_produce(conf, stream, drill.rate, on_tick))
         if "restarting" in state:
             state["restarting"].join(timeout=180)
@@ -190,9 +208,68 @@ def run_drill(drill: Drill, broker, tmp: Path, *, base: Settings | None = None,
         want = {(u, ts) for u, _, _, ts in stream}
         lists = asyncio.run(_read_lists(conf, want, drill.wait_s))
         counters = _counters(survivor)
+        cluster = {}
+        if drill.kind == "broker-kill":
+            cluster = {"killed_node": state["victim"] if state["killed"] else None,
+                       "node_restarted": deployment.broker.wait_restarted(1, timeout=drill.wait_s),
+                       "worker_carried_on": w1.alive() and len(deployment.workers) == 1,
+                       "model_worker_carried_on": model_worker.alive(),
+                       "model_worker_read": _model_worker_consumed(model_worker, len(stream), drill.wait_s)}
     finally:
         deployment.stop()
-    return _judge(drill, stream, lists, neighbours, conf, counters, time.monotonic() - t0)
+    result = _judge(drill, stream, lists, neighbours, conf, counters, time.monotonic() - t0)
+    result.cluster = cluster
+    return result
+
+
+async def _create_topics_keeping_every_list(conf) -> None:
+    """The topics, with ``recommendations`` compacted only after 5 minutes: the drill
+    counts every list ever written (a broker from ``recsys broker`` compacts at once)."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from broker.clients import KafkaClients
+    from broker.topics import create_topics
+
+    await create_topics(conf)
+    admin = await KafkaClients(conf).admin()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, conf.topics.recommendations,
+                                                  {"min.compaction.lag.ms": "300000"})])
+    finally:
+        await admin.close()
+
+
+def start_model_worker(deployment: LocalDeployment, timeout: float = 90.0) -> WorkerProcess:
+    """``recsys als-worker`` reading the ratings but not retraining during a drill (a new
+    model would change the lists the drill compares with its replay); returns once its
+    metrics answer (it reads)."""
+    env = {**deployment.child_env, "RECSYS_ALS_EVERY_MIN": "600", "RECSYS_ALS_EVERY_RATINGS": "10000000"}
+    worker = WorkerProcess("model-worker", env, deployment.root / "model-worker.log", command=("als-worker",)).start()
+    deployment.learners.append(worker)  # stopped with the deployment
+    deadline = time.monotonic() + timeout
+    while _model_worker_consumed(worker, 0, 0) is None:
+        if not worker.alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the model worker did not start:\n{worker.log_tail(20)}")
+        time.sleep(0.5)
+    return worker
+
+
+def _model_worker_consumed(worker: WorkerProcess, wanted: int, timeout: float) -> int | None:
+    """Ratings the model worker has read, waiting up to ``timeout`` for ``wanted``
+    (None: its metrics do not answer)."""
+    import urllib.request
+
+    url = f"http://127.0.0.1:{worker.env['RECSYS_MODEL_METRICS_PORT']}/metrics/json"
+    deadline, consumed = time.monotonic() + timeout, None
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                consumed = int(json.load(response)["consumed"])
+        except (OSError, ValueError, KeyError):
+            pass
+        if (consumed or 0) >= wanted or not worker.alive() or time.monotonic() >= deadline:
+            return consumed
+        time.sleep(1.0)
 
 
 def _judge(drill, stream, lists, neighbours, conf, counters, seconds) -> DrillResult:

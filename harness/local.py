@@ -85,6 +85,8 @@ class LocalDeployment:
         if self.broker is not None:
             port = self.broker if isinstance(self.broker, int) else self.broker.port
             env.update(RECSYS_BROKER="", RECSYS_EMBEDDED_PORT=str(port))
+            if "," in getattr(self.broker, "bootstrap", ""):  # a cluster: every node, one may be down
+                env.update(RECSYS_BROKER=self.broker.url)
         env["RECSYS_APP_ID"] = f"recsys-{self.tag}"  # its own consumer group and changelogs
         if isolate if isolate is not None else not self.owned_broker:
             env.update({f"RECSYS_TOPIC_{name.upper()}": f"{self.tag}-{name.replace('_', '-')}"

@@ -59,6 +59,8 @@ def test_help_of_every_command_needs_no_broker(command):
     (["demo", "--input", "/nope.csv", "--format", "csv"], {}, ["/nope.csv: no such file"]),
     (["train-als", "--input", "/nope.csv", "--format", "csv"], {}, ["/nope.csv"]),
     (["generate", "--users", "0"], {}, ["at least 1"]),
+    (["broker", "--nodes", "3"], {}, ["--nodes needs --engine kafka"]),
+    (["broker", "--engine", "kafka", "--nodes", "0"], {}, ["--nodes must be at least 1"]),
 ])
 def test_user_mistakes_get_one_line_and_status_2(args, env, words):
     assert_one_line_error(recsys(*args, **env), *words)
