@@ -63,6 +63,7 @@ class DrillResult:
     wrong_final: list = field(default_factory=list)  # users whose last list is not the replay's
     counters: dict = field(default_factory=dict)  # the surviving worker's /metrics/ counters of interest
     seconds: float = 0.0
+    duplicates: int = 0  # lists beyond one per rating (a redelivered rating's second list)
     #: broker-kill: the node killed, whether it was started again, and whether the worker
     #: and the model worker are the processes they were before (no restart) and the model
     #: worker read every rating.
@@ -70,6 +71,7 @@ class DrillResult:
 
     def as_row(self) -> dict:
         return {"drill": self.kind, "sent": self.sent, "lists": self.lists, "lost": len(self.missing),
+                "duplicates": self.duplicates,
                 "users": self.users, "wrong_final_lists": len(self.wrong_final), "seconds": round(self.seconds, 1),
                 **{k.split(".", 1)[-1]: v for k, v in self.counters.items()}, **self.cluster}
 
@@ -281,7 +283,7 @@ def _judge(drill, stream, lists, neighbours, conf, counters, seconds) -> DrillRe
     wrong = [u for u, want in expected.items() if _items(final.get(u)) != _items(want)]
     missing = [(u, ts) for u, _, _, ts in stream if (u, ts) not in got]
     return DrillResult(kind=drill.kind, sent=len(stream), lists=len(lists), missing=missing, users=len(expected),
-                       wrong_final=wrong, counters=counters, seconds=seconds)
+                       wrong_final=wrong, counters=counters, seconds=seconds, duplicates=len(lists) - len(got))
 
 
 def _items(entries: list | None) -> list | None:
