@@ -7,6 +7,7 @@ and ``mvn`` are on PATH (Apache Kafka needs them), else ``tansu`` with a loud wa
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import re
@@ -77,3 +78,45 @@ def engine_summary(passed_nodeids) -> str:
         return ""
     line = "broker tests passed: " + ", ".join(f"{n} on {engine}" for engine, n in counts.items())
     return line + ("   <<< NONE on Apache Kafka >>>" if not counts.get("kafka") else "")
+
+
+def per_key(messages) -> collections.Counter:
+    return collections.Counter(m.key for m in messages)
+
+
+def roll_and_wait_for_compaction(conf, topic: str, keys: set, timeout: float = 90.0) -> list:
+    """Kafka compacts closed segments only: wait past ``log.roll.ms`` (2 s here), write a
+    sentinel to each partition so the segment holding ``keys`` closes, then read from the
+    beginning until every key in ``keys`` has one value (or ``timeout``)."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    from broker.clients import KafkaClients
+
+    async def compact_at_once() -> None:  # the session broker keeps young messages: not here
+        admin = await KafkaClients(conf).admin()
+        try:
+            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {
+                "cleanup.policy": "compact", "min.compaction.lag.ms": "0"})])
+        finally:
+            await admin.close()
+
+    run(compact_at_once())
+    time.sleep(3)
+
+    async def sentinels() -> None:
+        producer = await KafkaClients(conf).producer("durable")
+        try:
+            for partition in range(conf.kafka.partitions):
+                await producer.send_and_wait(topic, key=b"zz-sentinel", value=b'{"sentinel": true}',
+                                             partition=partition)
+        finally:
+            await producer.stop()
+
+    run(sentinels())
+    deadline = time.monotonic() + timeout
+    while True:
+        messages = run(consume(conf, topic, until=lambda m: False, timeout=3))
+        counts = per_key(messages)
+        if all(counts[k] == 1 for k in keys) or time.monotonic() > deadline:
+            return messages
+        time.sleep(2)

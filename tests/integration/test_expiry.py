@@ -8,7 +8,7 @@ import time
 import pytest
 
 from broker.partitioning import owner_partition
-from tests.brokers import consume, produce, run
+from tests.brokers import consume, produce, roll_and_wait_for_compaction, run
 from tests.helpers import lists_for, rating_message, start_worker_with_model
 
 pytestmark = pytest.mark.broker
@@ -43,3 +43,28 @@ def test_a_quiet_user_is_removed_and_a_returning_one_starts_afresh(stream_env):
         time.sleep(0.3)
     assert set(back["because"].values()) == {"i6"}  # nothing of before the removal
     assert {"i0", "i1"} & {q for q, _s in back["items"]}  # i0 and i1 are no longer "had": listable again
+
+
+def test_after_compaction_an_expired_user_is_only_a_tombstone(broker, stream_env):
+    """Apache Kafka compacts: of a removed user, the state changelog and the lists topic
+    keep nothing but the tombstone (which itself goes after ``delete.retention.ms``)."""
+    if broker.engine != "kafka":
+        pytest.skip("Apache Kafka only (Tansu never compacts)")
+    conf = stream_env.set(RECSYS_USER_TTL_DAYS=1, RECSYS_USER_EXPIRY_EVERY_S=0.5)
+    worker = start_worker_with_model(stream_env)
+    t0 = time.time() - 10 * DAY
+    run(produce(conf, conf.topics.ratings, [rating_message("gone", "i0", 5, t0), rating_message("gone", "i1", 4, t0 + 1),
+                                            rating_message("stays", "i2", 5, t0 + 3 * DAY)]))
+    lists_for(conf, "stays", 1)
+    deadline = time.monotonic() + 30
+    while worker.get("/metrics/json")["counters"].get("users.expired", 0) < 1:
+        assert time.monotonic() < deadline, "the quiet user was never removed"
+        time.sleep(0.3)
+    changelog = f"{conf.worker.app_id}-user_state-changelog"
+    for topic in (changelog, conf.topics.recommendations):
+        before = [m.value for m in run(consume(conf, topic, until=lambda m: False, timeout=3)) if m.key == b"gone"]
+        assert len(before) >= 2 and before[0] is not None and before[-1] is None, topic  # values, then the tombstone
+        records = roll_and_wait_for_compaction(conf, topic, {b"gone", b"stays"})
+        kept = [m.value for m in records if m.key == b"gone"]
+        assert kept == [None], f"{topic}: {kept}"
+        assert [m.value is not None for m in records if m.key == b"stays"] == [True]

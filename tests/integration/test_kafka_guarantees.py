@@ -6,7 +6,6 @@ All assertions are counts; none is on time.
 """
 from __future__ import annotations
 
-import collections
 import json
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ import uuid
 import pytest
 
 from harness.failover import Drill, run_drill
-from tests.brokers import consume, produce, run
+from tests.brokers import consume, per_key, produce, roll_and_wait_for_compaction, run
 from tests.helpers import (
     MODEL,
     assert_same_list,
@@ -49,48 +48,6 @@ def test_a_broker_restart_under_a_running_worker_loses_no_rating(broker, tmp_pat
 
 
 # --------------------------------------------------------------------------- compaction
-def per_key(messages) -> collections.Counter:
-    return collections.Counter(m.key for m in messages)
-
-
-def roll_and_wait_for_compaction(conf, topic: str, keys: set, timeout: float = 90.0) -> list:
-    """Kafka compacts closed segments only: wait past ``log.roll.ms`` (2 s here), write a
-    sentinel to each partition so the segment holding ``keys`` closes, then read from the
-    beginning until every key in ``keys`` has one value (or ``timeout``)."""
-    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-
-    from broker.clients import KafkaClients
-
-    async def compact_at_once() -> None:  # the session broker keeps young messages: not here
-        admin = await KafkaClients(conf).admin()
-        try:
-            await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, {
-                "cleanup.policy": "compact", "min.compaction.lag.ms": "0"})])
-        finally:
-            await admin.close()
-
-    run(compact_at_once())
-    time.sleep(3)
-
-    async def sentinels() -> None:
-        producer = await KafkaClients(conf).producer("durable")
-        try:
-            for partition in range(conf.kafka.partitions):
-                await producer.send_and_wait(topic, key=b"zz-sentinel", value=b'{"sentinel": true}',
-                                             partition=partition)
-        finally:
-            await producer.stop()
-
-    run(sentinels())
-    deadline = time.monotonic() + timeout
-    while True:
-        messages = run(consume(conf, topic, until=lambda m: False, timeout=3))
-        counts = per_key(messages)
-        if all(counts[k] == 1 for k in keys) or time.monotonic() > deadline:
-            return messages
-        time.sleep(2)
-
-
 def test_recommendations_and_item_similarity_are_compacted(broker, stream_env):
     from offline_als.publish import publish_similarity
 
