@@ -30,8 +30,10 @@ changelog, the redelivered ratings are seen as applied by their offsets). If pub
 fails, the batch's acks are refused: its offsets are never committed and are read again
 after the restart.
 
-Under ``exactly_once`` the writes go through Faust's own table and topic, one by one:
-its transactions are bound to the producer of each input partition.
+Under ``exactly_once`` step 1 is one transaction per input partition of the batch, with
+that partition's next input offset (``agents/transactions.py``), and step 2 follows its
+commit; a partition this worker was fenced on writes nothing and its ratings are read
+again by its new owner.
 
 Faust has no public API for any of this; what it takes from Faust's internals is
 :class:`app.faust_patches.BatchWriter`.
@@ -45,7 +47,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from app.faust_patches import BatchWriter
+from app.faust_patches import BatchWriter, is_current
 from broker.partitioning import owner_partition
 from tables.state import UserState
 
@@ -87,8 +89,8 @@ class Batch:
         self.states: dict[bytes, tuple[object, UserState]] = {}
         #: (event, key, owner partition, list message) per rating, in order
         self.lists: list[tuple[object, bytes, int, bytes]] = []
-        #: (owner partition, key, value) of ratings that arrived on another partition
-        self.reroutes: list[tuple[int, bytes, bytes]] = []
+        #: (input partition, owner partition, key, value) of ratings that arrived on another partition
+        self.reroutes: list[tuple[int, int, bytes, bytes]] = []
         #: (event, key, owner partition, value) of the learned ranker's examples, for the learner
         self.examples: list[tuple[object, bytes, int, bytes]] = []
 
@@ -109,67 +111,84 @@ class Batch:
     def stage_examples(self, event, key: bytes, owner: int, value: bytes) -> None:
         self.examples.append((event, key, owner, value))
 
-    def stage_reroute(self, key: bytes, value: bytes, partition: int) -> None:
-        self.reroutes.append((partition, key, value))
+    def stage_reroute(self, event, key: bytes, value: bytes, partition: int) -> None:
+        self.reroutes.append((event.message.partition, partition, key, value))
 
     async def publish(self, events: Iterable) -> None:
-        """Write everything staged; on failure refuse the acks of ``events`` and re-raise."""
-        app = self.worker.app
-        try:
-            if app.in_transaction:
-                await self._publish_through_faust()
-            else:
-                await self._publish_in_record_batches()
-        except Exception:
-            self.writer.refuse_acks(events, "ratings.batches_failed")
-            raise
-
-    async def _publish_in_record_batches(self) -> None:
+        """Write everything staged (under exactly once: one transaction per input partition
+        with its offsets, :mod:`agents.transactions`); on failure refuse the acks of
+        ``events`` and re-raise."""
+        events = list(events)
         values = {key: state.to_value() for key, (_event, state) in self.states.items()}
         in_flight = self.worker.in_flight
         in_flight.update(values)
         try:
-            await self._send_and_store(values)
+            outputs = await self._outputs(values)
+            if self.worker.transactions is not None:
+                acked = await self._commit_per_partition(outputs, events)
+            else:
+                acked = await self._send(self.writer, outputs)
+            self._store(acked, values)
+        except Exception:
+            self.writer.refuse_acks(events, "ratings.batches_failed")
+            raise
         finally:
             in_flight.clear()  # one batch at a time: the agent's concurrency is 1
 
-    async def _send_and_store(self, values: dict[bytes, dict]) -> None:
-        writer = self.writer
-        user_state, topics = self.worker.tables.user_state, self.worker.topics
-        changelog = user_state.changelog_topic.get_topic_name()
-        states = [(event.message.partition, key, orjson.dumps(values[key]))
-                  for key, (event, _state) in self.states.items()]
-        lists_topic = topics.recommendations.get_topic_name()
-        n_lists = await writer.partition_count(lists_topic)
-        if n_lists == self.input_partitions:  # the usual case: the same partition as the rating's user
-            lists = [(owner, key, value) for _event, key, owner, value in self.lists]
-        else:
-            lists = [(owner_partition(key, n_lists), key, value) for _event, key, _owner, value in self.lists]
-        state_sends = await writer.send(changelog, states)
-        list_sends = await writer.send(lists_topic, lists)
-        reroutes = await writer.send(topics.ratings.get_topic_name(), self.reroutes)
-        examples = await self._send_examples()
-        offsets = await asyncio.gather(*(send for _records, send in state_sends + list_sends + reroutes + examples))
-        writer.apply_changelog(user_state, changelog, [(partition, offset, key, raw, values[key]) for
-                                                       partition, offset, key, raw in writer.acked(state_sends, offsets)])
+    async def _outputs(self, values: dict[bytes, dict]) -> list[tuple[str, list[tuple[int, int, bytes, bytes]]]]:
+        """Every record to write, as ``(topic, [(input partition, partition, key, value)])``,
+        the changelog first (its acknowledged offsets go to the store)."""
+        topics = self.worker.topics
+        n_lists = await self.writer.partition_count(topics.recommendations.get_topic_name())
+        lists = [(event.message.partition, owner if n_lists == self.input_partitions else owner_partition(key, n_lists),
+                  key, value) for event, key, owner, value in self.lists]
+        outputs = [
+            (self.changelog, [(event.message.partition, event.message.partition, key, orjson.dumps(values[key]))
+                              for key, (event, _state) in self.states.items()]),
+            (topics.recommendations.get_topic_name(), lists),
+            (topics.ratings.get_topic_name(), self.reroutes),
+        ]
+        if self.examples:
+            examples = topics.ranker_examples.get_topic_name()
+            n = await self.writer.partition_count(examples)
+            outputs.append((examples, [(event.message.partition, owner % n, key, value)
+                                       for event, key, owner, value in self.examples]))
+        return outputs
 
-    async def _send_examples(self) -> list:
-        if not self.examples:
-            return []
-        topic = self.worker.topics.ranker_examples.get_topic_name()
-        n = await self.writer.partition_count(topic)
-        return await self.writer.send(topic, [(owner % n, key, value) for _event, key, owner, value in self.examples])
+    @property
+    def changelog(self) -> str:
+        return self.worker.tables.user_state.changelog_topic.get_topic_name()
 
-    async def _publish_through_faust(self) -> None:
-        user_state, topics = self.worker.tables.user_state, self.worker.topics
-        for key, (event, state) in self.states.items():
-            with BatchWriter.as_current(event):
-                user_state[key] = state.to_value()
-        for event, key, _owner, value in self.lists:
-            with BatchWriter.as_current(event):
-                await topics.recommendations.send(key=key, value=value)
-        for partition, key, value in self.reroutes:
-            await topics.ratings.send(key=key, value=value, partition=partition)
-        for event, key, _owner, value in self.examples:
-            with BatchWriter.as_current(event):
-                await topics.ranker_examples.send(key=key, value=value)
+    async def _send(self, writer: BatchWriter, outputs, producer=None) -> list:
+        """Send ``outputs`` (with ``producer``, else Faust's) and wait for every
+        acknowledgement; returns the changelog's ``(partition, offset, key, raw)``."""
+        sends = [await writer.send(topic, [record[1:] for record in records], producer=producer)
+                 for topic, records in outputs]
+        acks = await asyncio.gather(*(future for topic_sends in sends for _records, future in topic_sends))
+        return writer.acked(sends[0], acks[:len(sends[0])])  # the changelog's
+
+    async def _commit_per_partition(self, outputs, events: list) -> list:
+        """One transaction per input partition of the batch: its outputs and its next
+        offset (after the last of its events that may be acked). A partition this worker
+        was fenced on writes nothing: its events are read again by their new owner."""
+        transactions, partitions = self.worker.transactions, {}
+        for event in events:
+            offsets = partitions.setdefault(event.message.partition, [])
+            if offsets is not None and is_current(self.worker.app, event.message):
+                offsets.append(event.message.offset)
+            else:
+                partitions[event.message.partition] = None  # a rebalance began: nothing more of it
+        async with transactions.lock:
+            results = await asyncio.gather(*(
+                transactions.commit(partition, lambda producer, p=partition: self._send(
+                    self.writer, [(t, [r for r in rs if r[0] == p]) for t, rs in outputs], producer),
+                    max(offsets) + 1)
+                for partition, offsets in partitions.items() if offsets))
+        fenced = {partition for partition, acked in zip(partitions, results, strict=False) if acked is None}
+        if fenced:
+            self.writer.refuse_acks([e for e in events if e.message.partition in fenced], "ratings.fenced")
+        return [record for acked in results if acked is not None for record in acked]
+
+    def _store(self, acked: list, values: dict[bytes, dict]) -> None:
+        self.writer.apply_changelog(self.worker.tables.user_state, self.changelog,
+                                    [(partition, offset, key, raw, values[key]) for partition, offset, key, raw in acked])

@@ -81,7 +81,7 @@ def rank_one(worker: Worker, event, batch: Batch, model: Model) -> None:
     key = rating.user.encode()
     owner = owner_partition(key, batch.input_partitions)
     if message.partition != owner:  # another partitioner, or a null/wrong key: not this user's partition
-        batch.stage_reroute(key, message.value, owner)
+        batch.stage_reroute(event, key, message.value, owner)
         metrics.count("ratings.rerouted")
         return
     worker.watermarks[owner] = max(worker.watermarks.get(owner, rating.ts), rating.ts)

@@ -113,9 +113,10 @@ def create_app(conf: Settings, metrics: Metrics | None = None) -> faust.App:
         datadir=str(conf.data_dir / "worker"),
         topic_partitions=conf.kafka.partitions,
         topic_replication_factor=conf.kafka.replication,
-        # at_least_once by default, with idempotent state (offsets per user): Tansu has
-        # no transactions; exactly_once is for real Kafka (README, "Deployment").
-        processing_guarantee=conf.worker.processing_guarantee,
+        # Faust's own transactions are not used (faust-streaming #323, #517, #177): under
+        # RECSYS_PROCESSING_GUARANTEE=exactly_once the realtime agent commits its own, one
+        # per input partition (agents/transactions.py).
+        processing_guarantee="at_least_once",
         # linger: Faust's default is 0; a few ms batch the lists (docs/RESULTS.md).
         producer_linger=conf.worker.producer_linger_ms / 1000.0,
         producer_max_batch_size=conf.worker.producer_batch_bytes,

@@ -220,9 +220,14 @@ class WorkerSettings:
     """The stream worker (Faust): app, guarantee, store, batching and client tuning."""
 
     app_id: str = env("RECSYS_APP_ID", "recsys")
-    #: ``at_least_once`` (default) or ``exactly_once`` (Faust transactions; real Kafka only).
+    #: ``at_least_once`` (default) or ``exactly_once`` (one transaction per input partition
+    #: and batch, ``agents/transactions.py``; Apache Kafka only).
     processing_guarantee: str = env("RECSYS_PROCESSING_GUARANTEE", "at_least_once",
                                     choices=("at_least_once", "exactly_once"))
+    #: exactly_once: how long the broker lets a transaction stay open before aborting it
+    #: (a worker killed mid-batch blocks read_committed readers of its partitions that long
+    #: at most, unless its successor fences it first).
+    transaction_timeout_s: float = env("RECSYS_TRANSACTION_TIMEOUT_S", 10.0, low=1, high=900)
     #: Faust table store: ``rocksdb://`` (default, with changelog) or ``memory://``.
     store: str = env("RECSYS_STORE", "rocksdb://")
     log_every_s: float = env("RECSYS_LOG_EVERY_S", 10.0, low=0.1)

@@ -17,14 +17,16 @@ from dataclasses import dataclass, field
 
 import faust
 
-from agents import behaviour, expiry, log_cleaning, realtime
+from agents import behaviour, expiry, log_cleaning, realtime, transactions
 from agents.dead_letters import DeadLetters
+from agents.transactions import PartitionTransactions
 from api import views
 from app import faust_patches
 from app.app import broker_engine, create_app
 from app.metrics import Metrics
 from app.settings import Settings
 from app.topics import Topics, declare_topics
+from broker.clients import KafkaClients
 from broker.detect import TANSU
 from ranking.ab import Assignment, served_rankers
 from ranking.content import CatalogueText, ContentIndex
@@ -72,6 +74,9 @@ class Worker:
         acknowledged, so not yet in the store (``agents/batches.py``).
     watermarks : dict
         input partition -> the newest interaction time ranked on it (``agents/expiry.py``).
+    transactions : PartitionTransactions or None
+        Under ``exactly_once``, one transactional producer per owned ``ratings`` partition
+        (``agents/transactions.py``); None under ``at_least_once``.
     state_lock : asyncio.Lock
         Held by the realtime agent for each batch and by the expiry of quiet users: a user
         is never removed while one of their ratings is being ranked or published.
@@ -94,6 +99,8 @@ class Worker:
     hot_items: list[str] = field(default_factory=list)
     in_flight: dict[bytes, dict] = field(default_factory=dict)
     watermarks: dict[int, float] = field(default_factory=dict)
+    #: exactly_once: the transactional producers of the owned ``ratings`` partitions.
+    transactions: PartitionTransactions | None = None
     state_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def current_model(self) -> Model:
@@ -142,10 +149,13 @@ def build_worker(conf: Settings) -> Worker:
                     model=SimilarityBroadcast(keep_sources=learned_served(conf)), catalogue=Catalogue(),
                     ranking=Assignment.from_settings(conf),
                     metrics=metrics, kept=KeptCandidates(conf.ranking.learned_kept_users),
-                    dead_letters=DeadLetters(topics.dead_letters, metrics, max_bytes=conf.input.dead_letter_max_bytes))
+                    dead_letters=DeadLetters(topics.dead_letters, metrics, max_bytes=conf.input.dead_letter_max_bytes),
+                    transactions=partition_transactions(conf))
     faust_patches.apply(tansu=conf.kafka.broker_engine == TANSU, metrics=metrics, guard=conf.worker.faust_guard,
                         value_resets={worker.tables.user_state.name: forget_offsets},
-                        fetch_wait_ms=conf.worker.fetch_wait_ms)
+                        fetch_wait_ms=conf.worker.fetch_wait_ms,
+                        external_commits={conf.topics.ratings} if worker.transactions else set())
+    transactions.register(worker)
     realtime.register(worker)
     expiry.register(worker)
     behaviour.register(worker)
@@ -153,6 +163,20 @@ def build_worker(conf: Settings) -> Worker:
     register_readers(worker)
     views.register(worker)
     return worker
+
+
+def partition_transactions(conf: Settings) -> PartitionTransactions | None:
+    """Under ``exactly_once``: the producers of ``agents/transactions.py``, made with the
+    project's client settings (idempotent, acks=all) and the transaction timeout."""
+    if conf.worker.processing_guarantee != "exactly_once":
+        return None
+    clients = KafkaClients(conf)
+
+    async def make_producer(transactional_id: str):
+        return await clients.producer("latency", transactional_id=transactional_id,
+                                      transaction_timeout_ms=int(conf.worker.transaction_timeout_s * 1000))
+
+    return PartitionTransactions(make_producer, conf.worker.app_id, conf.topics.ratings)
 
 
 def learned_served(conf: Settings) -> bool:

@@ -72,8 +72,11 @@ class KafkaClients:
 
         # The fetch wait: aiokafka's default is 500 ms, and a partition just drained waits for
         # the fetch in flight (app/faust_patches/fetch_wait.py): a reader of lists wants them sooner.
+        # Under exactly_once an aborted transaction's lists and states are not there to read.
         options = {"group_id": None, "enable_auto_commit": False, "auto_offset_reset": "earliest",
-                   "fetch_max_wait_ms": self.conf.worker.fetch_wait_ms}
+                   "fetch_max_wait_ms": self.conf.worker.fetch_wait_ms,
+                   "isolation_level": "read_committed" if self.conf.worker.processing_guarantee == "exactly_once"
+                   else "read_uncommitted"}
         if await self.engine() == TANSU:
             options.update(fetch_max_wait_ms=tansu_workarounds.FETCH_MAX_WAIT_MS,
                            session_timeout_ms=int(tansu_workarounds.SESSION_TIMEOUT_S * 1000),

@@ -131,10 +131,8 @@ async def _read_lists(conf, want: set, timeout: float) -> list[dict]:
     (or ``timeout``); then a few quiet polls more so re-emitted lists are in too."""
     from broker.clients import KafkaClients
 
-    # Under exactly_once only committed lists count (an aborted transaction's are not lists).
-    isolation = "read_committed" if conf.worker.processing_guarantee == "exactly_once" else "read_uncommitted"
-    consumer = await KafkaClients(conf).consumer(conf.topics.recommendations, max_partition_fetch_bytes=8 << 20,
-                                                 isolation_level=isolation)
+    # Under exactly_once only committed lists count: KafkaClients reads read_committed then.
+    consumer = await KafkaClients(conf).consumer(conf.topics.recommendations, max_partition_fetch_bytes=8 << 20)
     lists: list[dict] = []
     seen: set = set()
     try:

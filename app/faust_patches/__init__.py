@@ -19,7 +19,9 @@ The patches (``UPSTREAM.md`` lists each with its upstream issue and when it can 
 - :mod:`.changelog_rebuild`: a broker that lost its data (memory-only Tansu restarted)
   crash-loops a restarted worker on ``ConsistencyError``; the local state is kept and
   written back to the empty changelog instead.
-- :mod:`.fetch_wait`: Faust's 1500 ms fetch wait delays messages on quiet partitions.
+- :mod:`.fetch_wait`: Faust's 1500 ms fetch wait delays messages on quiet partitions
+  (and the worker's consumer reads ``read_committed`` under exactly once).
+- :mod:`.exactly_once`: Faust does not commit the offsets the project's own transactions do.
 - :mod:`.tansu`: workarounds for the embedded Tansu broker only.
 
 Each has tests in ``tests/unit/test_faust_patches.py`` that fail without it.
@@ -49,7 +51,7 @@ def __getattr__(name: str):
 
 
 def apply(*, tansu: bool, value_resets: Mapping[str, Callable[[bytes], bytes]], metrics: Metrics,
-          guard: bool = True, fetch_wait_ms: int = 20) -> None:
+          guard: bool = True, fetch_wait_ms: int = 20, external_commits: set[str] = frozenset()) -> None:
     """Check upstream (:func:`check_upstream`, ``guard`` = ``RECSYS_FAUST_GUARD``), then
     install the patches (idempotent): those for every broker, and Tansu's if ``tansu``
     (never undone).
@@ -59,16 +61,18 @@ def apply(*, tansu: bool, value_resets: Mapping[str, Callable[[bytes], bytes]], 
     mean nothing in the new one. ``metrics``: the worker's, where the patches count what
     they did (refused acks, real gaps, skipped blocks caught, keys written back).
     ``fetch_wait_ms``: the worker consumer's fetch wait (:mod:`.fetch_wait`; Tansu's own
-    value on Tansu).
+    value on Tansu). ``external_commits``: topics whose offsets the project's own
+    transactions commit (:mod:`.exactly_once`; the worker then reads ``read_committed``).
     """
     check_upstream(guard)
     from broker.tansu_workarounds import FETCH_MAX_WAIT_MS as TANSU_FETCH_WAIT_MS
 
-    from . import at_least_once, changelog_rebuild, fetch_wait
+    from . import at_least_once, changelog_rebuild, exactly_once, fetch_wait
     from . import tansu as tansu_patch
 
     at_least_once.apply(metrics)
     changelog_rebuild.apply(value_resets, metrics)  # after at_least_once: it wraps its on_recovery_completed
-    fetch_wait.apply(TANSU_FETCH_WAIT_MS if tansu else fetch_wait_ms)
+    fetch_wait.apply(TANSU_FETCH_WAIT_MS if tansu else fetch_wait_ms, read_committed=bool(external_commits))
+    exactly_once.apply(set(external_commits))
     if tansu:
         tansu_patch.apply()

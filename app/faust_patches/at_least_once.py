@@ -54,6 +54,7 @@ from faust.types.tuples import ack_lock
 
 from app.metrics import Metrics
 
+from . import fetch_wait
 from .upstream import replace
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ class GapChecker:
             conf = self._consumer.app.conf
             self._client = AIOKafkaConsumer(
                 bootstrap_servers=server_list(conf.broker, 9092), group_id=None, enable_auto_commit=False,
-                isolation_level="read_committed" if self._consumer.in_transaction else "read_uncommitted",
+                isolation_level=fetch_wait.isolation_level(),  # what the worker's consumer reads
                 fetch_max_wait_ms=100, max_partition_fetch_bytes=64 * 1024,
                 **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context))
             await self._client.start()

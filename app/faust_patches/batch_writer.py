@@ -53,9 +53,10 @@ class BatchWriter:
         """Partitions of ``topic``, as the producer's metadata has them."""
         return len(await self._producer().partitions_for(topic))
 
-    async def send(self, topic: str, records: list[tuple[int, bytes, bytes]]) -> list:
-        """Send ``(partition, key, value)`` records as record batches (see :func:`send_in_batches`)."""
-        return await send_in_batches(self._producer(), topic, records)
+    async def send(self, topic: str, records: list[tuple[int, bytes, bytes]], producer=None) -> list:
+        """Send ``(partition, key, value)`` records as record batches (see :func:`send_in_batches`)
+        with ``producer`` (a transactional one), else the producer Faust started."""
+        return await send_in_batches(producer or self._producer(), topic, records)
 
     @staticmethod
     def acked(sends: list, acks: list) -> list[tuple[int, int, bytes, bytes | None]]:

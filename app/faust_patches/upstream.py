@@ -62,10 +62,14 @@ UPSTREAM = (
              "changelog_rebuild.rewrite_changelog reads a partition's database"),
     Upstream("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._create_worker_consumer", "source",
              "c2701bfc3e6f", "wrapped by fetch_wait.apply (sets the fetch wait)"),
+    Upstream("faust.tables.recovery:Recovery._slurp_changelogs", "source", "7825c7e50f76",
+             "exactly_once._InTransactions: its aborted-transaction check runs only when app.in_transaction"),
+    Upstream("faust.transport.consumer:Consumer._commit_offsets", "source", "1a6979904118",
+             "wrapped by exactly_once._commit_offsets (leaves the transactions' topics out)"),
     Upstream("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._highwaters", "source", "a7f4f97d9f32",
              "replaced by tansu.apply (end offsets from a Fetch)"),
     Upstream("aiokafka.consumer.consumer:AIOKafkaConsumer.start", "source", "2f1ba7044332",
-             "reads the _fetch_max_wait_ms fetch_wait.apply sets"),
+             "reads the _fetch_max_wait_ms and _isolation_level fetch_wait.apply sets"),
     Upstream("aiokafka.client:AIOKafkaClient.send", "signature", "87bf58ae2f15",
              "broker/tansu_workarounds.fetch_high_watermarks sends its Fetch with it"),
     Upstream("mode.services:Service.wait_first", "source", "feade6a31f8a",
@@ -139,6 +143,7 @@ def resolve(target: str):
 
 
 def fingerprint(obj, kind: str) -> str:
+    obj = getattr(obj, "fun", obj)  # a mode ServiceTask: the coroutine function it runs
     text = inspect.getsource(obj) if kind == "source" else str(inspect.signature(obj))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

@@ -41,10 +41,10 @@ def test_a_failed_publish_refuses_every_ack_of_the_batch(monkeypatch):
     consumer._unacked_messages.update(e.message for e in events)
     worker = worker_of(app=types.SimpleNamespace(in_transaction=False, consumer=consumer))
 
-    async def broker_refuses(self):
+    async def broker_refuses(self, values):
         raise ConnectionError("broker gone")
 
-    monkeypatch.setattr(batches.Batch, "_publish_in_record_batches", broker_refuses)
+    monkeypatch.setattr(batches.Batch, "_outputs", broker_refuses)
     with pytest.raises(ConnectionError):
         asyncio.run(batches.Batch(worker, input_partitions=1).publish(events))
     for event in events:  # what take_events does after the agent's body
