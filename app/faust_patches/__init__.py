@@ -21,7 +21,9 @@ The patches (``UPSTREAM.md`` lists each with its upstream issue and when it can 
   written back to the empty changelog instead.
 - :mod:`.fetch_wait`: Faust's 1500 ms fetch wait delays messages on quiet partitions
   (and the worker's consumer reads ``read_committed`` under exactly once).
-- :mod:`.exactly_once`: Faust does not commit the offsets the project's own transactions do.
+- :mod:`.exactly_once`: Faust does not commit the offsets the project's own transactions
+  do, and its recovery ends past their commit markers.
+- :mod:`.producer`: the worker's producer is idempotent on Apache Kafka.
 - :mod:`.tansu`: workarounds for the embedded Tansu broker only.
 
 Each has tests in ``tests/unit/test_faust_patches.py`` that fail without it.
@@ -67,12 +69,13 @@ def apply(*, tansu: bool, value_resets: Mapping[str, Callable[[bytes], bytes]], 
     check_upstream(guard)
     from broker.tansu_workarounds import FETCH_MAX_WAIT_MS as TANSU_FETCH_WAIT_MS
 
-    from . import at_least_once, changelog_rebuild, exactly_once, fetch_wait
+    from . import at_least_once, changelog_rebuild, exactly_once, fetch_wait, producer
     from . import tansu as tansu_patch
 
     at_least_once.apply(metrics)
     changelog_rebuild.apply(value_resets, metrics)  # after at_least_once: it wraps its on_recovery_completed
     fetch_wait.apply(TANSU_FETCH_WAIT_MS if tansu else fetch_wait_ms, read_committed=bool(external_commits))
     exactly_once.apply(set(external_commits))
+    producer.apply(idempotent=not tansu)
     if tansu:
         tansu_patch.apply()

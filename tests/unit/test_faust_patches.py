@@ -218,3 +218,65 @@ def test_the_worker_consumer_waits_the_configured_fetch_wait_not_fausts_1500_ms(
             await consumer.stop()
 
     assert run(created()) == expected
+
+
+# ------------------------------------------------------------------ exactly once, idempotence
+def worker_with(tmp_path, engine: str, guarantee: str):
+    return build_worker(Settings().replace(kafka={"broker_engine": engine}, worker={"processing_guarantee": guarantee},
+                                           data_dir=tmp_path))
+
+
+@pytest.mark.parametrize("guarantee, isolation", [("exactly_once", "read_committed"),
+                                                  ("at_least_once", "read_uncommitted")], ids=["eos", "alo"])
+def test_the_worker_consumer_reads_committed_only_under_exactly_once(tmp_path, guarantee, isolation):
+    worker = worker_with(tmp_path, "kafka", guarantee)
+
+    async def created():
+        consumer = worker.app.consumer._thread._create_worker_consumer(worker.app.transport)
+        try:
+            return consumer._isolation_level
+        finally:
+            await consumer.stop()
+
+    assert run(created()) == isolation
+    assert (worker.transactions is not None) == (guarantee == "exactly_once")
+
+
+def test_under_exactly_once_faust_leaves_the_ratings_offsets_to_the_transactions(tmp_path):
+    worker = worker_with(tmp_path, "kafka", "exactly_once")
+    consumer = worker.app.consumer
+    ratings, events = TP(worker.settings.topics.ratings, 0), TP(worker.settings.topics.events, 0)
+    committed = []
+
+    async def commit(offsets):
+        committed.append(dict(offsets))
+        return True
+
+    consumer._commit = commit
+    consumer.assignment = lambda: {ratings, events}
+
+    async def flush():
+        return None
+
+    worker.app.producer.flush = flush
+    worker.app.tables.on_commit = lambda offsets: None
+    run(consumer._commit_offsets({ratings: 10, events: 7}))
+    assert committed == [{events: 7}]  # the ratings' offset is its transaction's
+    assert consumer._committed_offset[ratings] == 10  # and Faust's bookkeeping moves on
+
+
+def test_recovery_under_exactly_once_looks_past_commit_markers(tmp_path):
+    """Its aborted-transaction check (position against highwater) runs only when the
+    app says it is in a transaction."""
+    eos = worker_with(tmp_path / "eos", "kafka", "exactly_once")
+    assert eos.app.tables.recovery.app.in_transaction
+    assert eos.app.tables.recovery.app.conf is eos.app.conf  # everything else is the app's
+    alo = worker_with(tmp_path / "alo", "kafka", "at_least_once")
+    assert not alo.app.tables.recovery.app.in_transaction
+
+
+@pytest.mark.parametrize("engine, idempotent", [("kafka", True), ("tansu", False)], ids=["kafka_yes", "tansu_no"])
+def test_the_worker_producer_is_idempotent_on_apache_kafka(tmp_path, engine, idempotent):
+    worker = worker_with(tmp_path, engine, "at_least_once")
+    settings = worker.app.producer._settings_extra()
+    assert (settings.get("enable_idempotence") is True and settings.get("acks") == "all") == idempotent
