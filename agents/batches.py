@@ -169,22 +169,16 @@ class Batch:
 
     async def _commit_per_partition(self, outputs, events: list) -> list:
         """One transaction per input partition of the batch: its outputs and its next
-        offset (after the last of its events that may be acked). A partition this worker
-        was fenced on writes nothing: its events are read again by their new owner."""
-        transactions, partitions = self.worker.transactions, {}
-        for event in events:
-            offsets = partitions.setdefault(event.message.partition, [])
-            if offsets is not None and is_current(self.worker.app, event.message):
-                offsets.append(event.message.offset)
-            else:
-                partitions[event.message.partition] = None  # a rebalance began: nothing more of it
+        offset. A partition this worker was fenced on writes nothing: its events are read
+        again by their new owner."""
+        transactions, offsets = self.worker.transactions, next_offsets(self.worker.app, events)
+        partitions = sorted(offsets)
         async with transactions.lock:
             results = await asyncio.gather(*(
                 transactions.commit(partition, lambda producer, p=partition: self._send(
-                    self.writer, [(t, [r for r in rs if r[0] == p]) for t, rs in outputs], producer),
-                    max(offsets) + 1)
-                for partition, offsets in partitions.items() if offsets))
-        fenced = {partition for partition, acked in zip(partitions, results, strict=False) if acked is None}
+                    self.writer, [(t, [r for r in rs if r[0] == p]) for t, rs in outputs], producer), offsets[partition])
+                for partition in partitions))
+        fenced = {partition for partition, acked in zip(partitions, results, strict=True) if acked is None}
         if fenced:
             self.writer.refuse_acks([e for e in events if e.message.partition in fenced], "ratings.fenced")
         return [record for acked in results if acked is not None for record in acked]
@@ -192,3 +186,15 @@ class Batch:
     def _store(self, acked: list, values: dict[bytes, dict]) -> None:
         self.writer.apply_changelog(self.worker.tables.user_state, self.changelog,
                                     [(partition, offset, key, raw, values[key]) for partition, offset, key, raw in acked])
+
+
+def next_offsets(app, events: Iterable) -> dict[int, int]:
+    """Per input partition, the offset after the last of ``events`` still current: the
+    ones the batch ranked. An event fetched before a rebalance was skipped (it is read
+    again after the rebalance's seek); once a rebalance begins no event is current, and
+    nothing of the batch is committed."""
+    offsets: dict[int, int] = {}
+    for event in events:
+        if is_current(app, event.message):
+            offsets[event.message.partition] = max(offsets.get(event.message.partition, 0), event.message.offset + 1)
+    return offsets

@@ -51,6 +51,9 @@ class Drill:
     partitions: int = 4
     seed: int = 1
     wait_s: float = 90.0  # at most, for the last lists after the stream ends
+    #: Publish a second model (:func:`second_model`, version drill-v2) at this many
+    #: seconds: every final list must then be the replay's under the version it names.
+    broadcast_at: float | None = None
 
 
 @dataclass
@@ -79,6 +82,12 @@ class DrillResult:
 def model(items: int) -> dict:
     """A small fixed similarity model: every item's 20 next items, similarity 0.99 down to 0.61."""
     return {f"i{a}": {f"i{(a + d) % items}": round(0.99 - d * 0.019, 4) for d in range(1, 21)}
+            for a in range(items)}
+
+
+def second_model(items: int) -> dict:
+    """Another model for a broadcast during a drill: every item's 20 previous items."""
+    return {f"i{a}": {f"i{(a - d) % items}": round(0.98 - d * 0.019, 4) for d in range(1, 21)}
             for a in range(items)}
 
 
@@ -178,6 +187,11 @@ def run_drill(drill: Drill, broker, tmp: Path, *, base: Settings | None = None,
 
         def on_tick(elapsed: float) -> None:
             nonlocal survivor
+            if drill.broadcast_at is not None and elapsed >= drill.broadcast_at and "broadcast" not in state:
+                state["broadcast"] = threading.Thread(target=_publish, args=(second_model(drill.items), "drill-v2", conf),
+                                                      daemon=True)
+                state["broadcast"].start()  # in a thread: the producer keeps its pace
+                say(f"publishing model drill-v2 at {elapsed:.1f} s")
             if state["killed"] or elapsed < drill.kill_at:
                 return
             state["killed"] = True
@@ -202,8 +216,9 @@ def run_drill(drill: Drill, broker, tmp: Path, *, base: Settings | None = None,
             state["victim"] = deployment.broker.busiest_leader(
                 [conf.topics.ratings, f"{conf.worker.app_id}-user_state-changelog"])
         asyncio.run(_produce(conf, stream, drill.rate, on_tick))
-        if "restarting" in state:
-            state["restarting"].join(timeout=180)
+        for waiting in ("restarting", "broadcast"):
+            if waiting in state:
+                state[waiting].join(timeout=180)
         say(f"sent {len(stream)} ratings")
         want = {(u, ts) for u, _, _, ts in stream}
         lists = asyncio.run(_read_lists(conf, want, drill.wait_s))
@@ -220,6 +235,12 @@ def run_drill(drill: Drill, broker, tmp: Path, *, base: Settings | None = None,
     result = _judge(drill, stream, lists, neighbours, conf, counters, time.monotonic() - t0)
     result.cluster = cluster
     return result
+
+
+def _publish(neighbours: dict, version: str, conf) -> None:
+    from offline_als.publish import publish_similarity
+
+    asyncio.run(publish_similarity(neighbours, version, conf=conf))
 
 
 async def _create_topics_keeping_every_list(conf) -> None:
@@ -274,11 +295,20 @@ def _model_worker_consumed(worker: WorkerProcess, wanted: int, timeout: float) -
 
 def _judge(drill, stream, lists, neighbours, conf, counters, seconds) -> DrillResult:
     got = {(rec["user"], rec["trigger_ts"]) for rec in lists}
-    final: dict[str, list] = {}
+    final: dict[str, dict] = {}
     for rec in lists:  # topic order per key is emission order: the last one wins
-        final[rec["user"]] = rec["items"]
-    expected = expected_final_lists(stream, neighbours, conf)
-    wrong = [u for u, want in expected.items() if _items(final.get(u)) != _items(want)]
+        final[rec["user"]] = rec
+    by_version = {"drill-v1": expected_final_lists(stream, neighbours, conf)}
+    if drill.broadcast_at is not None:
+        by_version["drill-v2"] = expected_final_lists(stream, second_model(drill.items), conf)
+    expected = by_version["drill-v1"]
+
+    def right(user: str) -> bool:
+        rec = final.get(user)
+        want = by_version.get(rec.get("model_version"), {}).get(user) if rec else None
+        return rec is not None and want is not None and _items(rec["items"]) == _items(want)
+
+    wrong = [u for u in expected if not right(u)]
     missing = [(u, ts) for u, _, _, ts in stream if (u, ts) not in got]
     return DrillResult(kind=drill.kind, sent=len(stream), lists=len(lists), missing=missing, users=len(expected),
                        wrong_final=wrong, counters=counters, seconds=seconds, duplicates=len(lists) - len(got))

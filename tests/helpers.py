@@ -37,8 +37,9 @@ def consumer_stub(generation: int, flow_active: bool = True):
                                  _unacked_messages=set(), _n_acked=0, _waiting_for_ack=None)
 
 
-def message(offset: int, generation: int | None = None, key: bytes = b"k", value: bytes = b"v") -> Message:
-    return Message("ratings", 0, offset, 0.0, 0, None, key, value, None, tp=TP("ratings", 0),
+def message(offset: int, generation: int | None = None, key: bytes = b"k", value: bytes = b"v",
+            partition: int = 0) -> Message:
+    return Message("ratings", partition, offset, 0.0, 0, None, key, value, None, tp=TP("ratings", partition),
                    generation_id=generation)
 
 

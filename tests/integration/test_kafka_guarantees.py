@@ -80,10 +80,11 @@ def test_recommendations_and_item_similarity_are_compacted(broker, stream_env):
 @pytest.mark.parametrize("kind", ["restart", "failover"], ids=["one worker restarted", "two workers, one killed"])
 def test_exactly_once_gives_one_list_per_rating_across_a_kill_9(broker, tmp_path, kind):
     """The project's own transactions (agents/transactions.py) on Kafka: kill -9 a worker
-    under load (and restart it, or let the other take over); a read_committed reader sees
-    exactly one list per rating, and every user's last list is the replay's."""
+    under load (and restart it, or let the other take over), a new model published just
+    before; a read_committed reader sees exactly one list per rating, and every user's
+    last list is the replay's under the model version it names."""
     kafka_only(broker)
-    drill = Drill(kind, rate=150, seconds=16, kill_at=6, wait_s=150)
+    drill = Drill(kind, rate=150, seconds=16, kill_at=6, wait_s=150, broadcast_at=4)
     result = run_drill(drill, broker, tmp_path, say=print, RECSYS_PROCESSING_GUARANTEE="exactly_once",
                        RECSYS_SESSION_TIMEOUT_S=10)
     print(result.as_row())

@@ -211,3 +211,14 @@ def test_quiet_users_are_those_older_than_the_ttl_before_their_partitions_waterm
     assert quiet_users(states, {0: 1000.0}, ttl_s=500.0, partitions=2) == [(0, p0[0])]
     assert quiet_users(states, {0: 1000.0, 1: 1000.0}, ttl_s=500.0, partitions=2) == [(0, p0[0]), (1, p1[0])]
     assert quiet_users(states, {0: 1000.0}, ttl_s=1000.0, partitions=2) == []
+
+
+def test_next_offsets_are_after_the_last_event_ranked_per_partition():
+    flow = types.SimpleNamespace(active=True)
+    app = types.SimpleNamespace(consumer_generation_id=2, flow_control=types.SimpleNamespace(is_active=lambda: flow.active))
+    current = [message(offset, 2, partition=p) for p, offset in ((0, 5), (1, 9), (0, 6), (0, 7), (1, 10))]
+    stale = message(11, 1, partition=1)  # fetched before the last rebalance: skipped, read again
+    events = [types.SimpleNamespace(message=m) for m in [stale, *current]]
+    assert batches.next_offsets(app, events) == {0: 8, 1: 11}
+    flow.active = False  # a rebalance began: nothing of the batch is committed
+    assert batches.next_offsets(app, events) == {}
