@@ -173,8 +173,9 @@ def run_drill(drill: Drill, broker, tmp: Path, *, base: Settings | None = None,
     neighbours = model(drill.items)
     try:
         model_worker = None
-        if drill.kind == "broker-kill":
+        if deployment.engine == "kafka":  # Apache Kafka compacts: the drill counts every list
             asyncio.run(_create_topics_keeping_every_list(conf))
+        if drill.kind == "broker-kill":
             model_worker = start_model_worker(deployment)
         w1 = deployment.start_worker("w1")
         deployment.publish_model(neighbours, "drill-v1")
@@ -245,7 +246,7 @@ def _publish(neighbours: dict, version: str, conf) -> None:
 
 async def _create_topics_keeping_every_list(conf) -> None:
     """The topics, with ``recommendations`` compacted only after 5 minutes: the drill
-    counts every list ever written (a broker from ``recsys broker`` compacts at once)."""
+    counts every list ever written (a local Apache Kafka compacts within seconds)."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     from broker.clients import KafkaClients
