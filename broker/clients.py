@@ -61,8 +61,7 @@ class KafkaClients:
     async def producer(self, profile: str = "latency", **overrides):
         from aiokafka import AIOKafkaProducer
 
-        idempotence = {"enable_idempotence": await self.engine() == KAFKA}
-        producer = AIOKafkaProducer(**self.common(), **{**PRODUCER_PROFILES[profile], **idempotence, **overrides})
+        producer = AIOKafkaProducer(**self.common(), **{**await self.producer_options(profile), **overrides})
         await producer.start()
         return producer
 
@@ -70,6 +69,12 @@ class KafkaClients:
         """A started consumer; by default outside any group, from the earliest offset."""
         from aiokafka import AIOKafkaConsumer
 
+        consumer = AIOKafkaConsumer(*topics, **self.common(), **{**await self.consumer_options(), **overrides})
+        await consumer.start()
+        return consumer
+
+    async def consumer_options(self) -> dict:
+        """What every consumer of the project gets (before the caller's overrides)."""
         # The fetch wait: aiokafka's default is 500 ms, and a partition just drained waits for
         # the fetch in flight (app/faust_patches/fetch_wait.py): a reader of lists wants them sooner.
         # Under exactly_once an aborted transaction's lists and states are not there to read.
@@ -81,9 +86,11 @@ class KafkaClients:
             options.update(fetch_max_wait_ms=tansu_workarounds.FETCH_MAX_WAIT_MS,
                            session_timeout_ms=int(tansu_workarounds.SESSION_TIMEOUT_S * 1000),
                            heartbeat_interval_ms=int(tansu_workarounds.HEARTBEAT_INTERVAL_S * 1000))
-        consumer = AIOKafkaConsumer(*topics, **self.common(), **{**options, **overrides})
-        await consumer.start()
-        return consumer
+        return options
+
+    async def producer_options(self, profile: str) -> dict:
+        """What every producer of the profile gets (before the caller's overrides)."""
+        return {**PRODUCER_PROFILES[profile], "enable_idempotence": await self.engine() == KAFKA}
 
     async def admin(self):
         from aiokafka.admin import AIOKafkaAdminClient
