@@ -64,6 +64,8 @@ UPSTREAM = (
              "c2701bfc3e6f", "wrapped by fetch_wait.apply (sets the fetch wait)"),
     Upstream("faust.transport.drivers.aiokafka:Producer._settings_extra", "source", "a4c7bc41b638",
              "replaced by producer.apply (idempotent, acks=all, outside Faust's transactions too)"),
+    Upstream("faust.tables.recovery:Recovery.__init__", "source", "acec96bd78fa",
+             "wrapped by exactly_once._recovery_init (the recovery's app says it is in a transaction)"),
     Upstream("faust.tables.recovery:Recovery._slurp_changelogs", "source", "7825c7e50f76",
              "exactly_once._InTransactions: its aborted-transaction check runs only when app.in_transaction"),
     Upstream("faust.transport.consumer:Consumer._commit_offsets", "source", "1a6979904118",
