@@ -209,15 +209,19 @@ def test_no_delivery_starts_while_the_flow_is_suspended():
 def test_the_worker_consumer_waits_the_configured_fetch_wait_not_fausts_1500_ms(tmp_path, engine, setting, expected):
     worker = build_worker(Settings().replace(kafka={"broker_engine": engine}, worker={"fetch_wait_ms": setting},
                                              data_dir=tmp_path))
+    assert worker_consumer_attribute(worker, "_fetch_max_wait_ms") == expected
 
+
+def worker_consumer_attribute(worker, name: str):
+    """``name`` of the consumer Faust creates for ``worker`` (created, read, stopped)."""
     async def created():
         consumer = worker.app.consumer._thread._create_worker_consumer(worker.app.transport)
         try:
-            return consumer._fetch_max_wait_ms
+            return getattr(consumer, name)
         finally:
             await consumer.stop()
 
-    assert run(created()) == expected
+    return run(created())
 
 
 # ------------------------------------------------------------------ exactly once, idempotence
@@ -230,15 +234,7 @@ def worker_with(tmp_path, engine: str, guarantee: str):
                                                   ("at_least_once", "read_uncommitted")], ids=["eos", "alo"])
 def test_the_worker_consumer_reads_committed_only_under_exactly_once(tmp_path, guarantee, isolation):
     worker = worker_with(tmp_path, "kafka", guarantee)
-
-    async def created():
-        consumer = worker.app.consumer._thread._create_worker_consumer(worker.app.transport)
-        try:
-            return consumer._isolation_level
-        finally:
-            await consumer.stop()
-
-    assert run(created()) == isolation
+    assert worker_consumer_attribute(worker, "_isolation_level") == isolation
     assert (worker.transactions is not None) == (guarantee == "exactly_once")
 
 
