@@ -56,7 +56,7 @@ class BrokerUnavailable(RuntimeError):
     """The local broker cannot be started; the message is one line meant for a human."""
 
 
-from broker.ports import LoopbackAddress, free_port, is_listening
+from broker.ports import LoopbackAddress, free_port, is_listening, stop_process
 
 
 def _one_line(text: str, limit: int = 400) -> str:
@@ -407,16 +407,9 @@ class KafkaBroker(LoopbackAddress):
             time.sleep(0.25)
 
     def _terminate(self, timeout: float) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)  # controlled shutdown, flushes logs
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("Apache Kafka did not stop within %.0fs: killing it", timeout)
-            process.kill()
-            process.wait()
+        # SIGTERM first: a controlled shutdown, which flushes the logs.
+        if self.process is not None and stop_process(self.process, timeout):
+            log.warning("Apache Kafka did not stop within %.0fs: killed it", timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGTERM, wait ``timeout`` s, then SIGKILL. A temporary data dir is removed."""
@@ -507,25 +500,32 @@ def _answers_metadata(bootstrap: str) -> bool:
 
 # --- ``recsys broker --engine kafka`` ---------------------------------------------------
 
-class _StopRequested(BaseException):
-    pass
+class StopRequested(BaseException):
+    """Raised by :func:`raise_stop` (a SIGINT/SIGTERM handler) to end a foreground broker."""
+
+
+def raise_stop(signum, frame):
+    raise StopRequested(signum)
+
+
+def fetch_libs_loudly(version: str) -> None:
+    """Before a first start: say what is missing (Java, Maven), then that the jars are
+    being fetched (minutes, once)."""
+    if not kafka_libs_cached(version):
+        find_java()
+        find_mvn(version)
+        print(f"fetching Apache Kafka {version} with Maven into {kafka_home(version)} (once) ...",
+              file=sys.stderr, flush=True)
 
 
 def run_kafka_foreground(port: int, data_dir: str | None = None, version: str = KAFKA_VERSION) -> int:
     """Run Kafka until SIGINT/SIGTERM, then stop it cleanly. Prints one line when ready.
     :class:`BrokerUnavailable` propagates (the CLI prints it as one line)."""
 
-    def _raise(signum, frame):
-        raise _StopRequested(signum)
-
-    old = {s: signal.signal(s, _raise) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     broker = None
     try:
-        if not kafka_libs_cached(version):
-            find_java()  # say what is missing before a long download
-            find_mvn(version)
-            print(f"fetching Apache Kafka {version} with Maven into {kafka_home(version)} (once) ...",
-                  file=sys.stderr, flush=True)
+        fetch_libs_loudly(version)
         broker = start_kafka(port, data_dir=data_dir, version=version)
         where = f"data in {broker.data_dir}" if data_dir else "temporary data dir, removed on stop"
         print(f"Apache Kafka {version} (KRaft, {where}; log {broker.log_file}) listening on {broker.bootstrap}",
@@ -535,7 +535,7 @@ def run_kafka_foreground(port: int, data_dir: str | None = None, version: str = 
         code = broker.process.returncode
         print(f"Apache Kafka exited by itself with code {code}: see {broker.log_file}", file=sys.stderr, flush=True)
         return code or 1
-    except _StopRequested:
+    except StopRequested:
         return 0
     finally:
         for s in old:

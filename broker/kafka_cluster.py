@@ -28,13 +28,13 @@ from broker.apache_kafka import (
     KAFKA_VERSION,
     BrokerUnavailable,
     KafkaBroker,
+    StopRequested,
     ensure_kafka_libs,
+    fetch_libs_loudly,
     find_java,
-    find_mvn,
-    kafka_home,
-    kafka_libs_cached,
     new_cluster_id,
     previous_ports,
+    raise_stop,
 )
 from broker.ports import free_port, is_listening
 
@@ -160,27 +160,16 @@ def leader_counts(cluster_or_url, topics: list[str]) -> dict[int, int]:
 
 # --- ``recsys broker --engine kafka --nodes N`` -------------------------------------------
 
-class _StopRequested(BaseException):
-    pass
-
-
 def run_cluster_foreground(nodes: int, port: int, data_dir: str | None = None, *, restart_after: float = 10.0,
                            version: str = KAFKA_VERSION) -> int:
     """Run a cluster until SIGINT/SIGTERM, restarting any node that exits (after
     ``restart_after`` seconds), then stop every node. Prints a line when ready (the
     bootstrap list) and one per node (id, pid, port)."""
 
-    def _raise(signum, frame):
-        raise _StopRequested(signum)
-
-    old = {s: signal.signal(s, _raise) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     cluster = None
     try:
-        if not kafka_libs_cached(version):
-            find_java()
-            find_mvn(version)
-            print(f"fetching Apache Kafka {version} with Maven into {kafka_home(version)} (once) ...",
-                  file=sys.stderr, flush=True)
+        fetch_libs_loudly(version)
         cluster = start_kafka_cluster(nodes, port, data_dir=data_dir, version=version)
         where = f"data in {cluster.root}" if data_dir else "temporary data dir, removed on stop"
         for node in cluster.nodes:
@@ -189,7 +178,7 @@ def run_cluster_foreground(nodes: int, port: int, data_dir: str | None = None, *
               flush=True)
         supervise(cluster, restart_after)
         return 0
-    except _StopRequested:
+    except StopRequested:
         return 0
     finally:
         for s in old:

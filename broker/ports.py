@@ -1,7 +1,10 @@
-"""Loopback ports for the local brokers, workers and tests."""
+"""Loopback ports for the local brokers, workers and tests, and stopping the processes
+that listen on them."""
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import time
 
 
@@ -58,3 +61,18 @@ class LoopbackAddress:
     @property
     def url(self) -> str:
         return f"kafka://127.0.0.1:{self.port}"
+
+
+def stop_process(process: subprocess.Popen, timeout: float) -> bool:
+    """SIGTERM ``process`` and wait ``timeout`` s, then SIGKILL it; always reaped. True when
+    it had to be killed (nothing to do for one already gone)."""
+    if process.poll() is not None:
+        return False
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+        return False
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return True

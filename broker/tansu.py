@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Self
 
-from broker.ports import LoopbackAddress, free_port, is_listening
+from broker.ports import LoopbackAddress, free_port, is_listening, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,7 @@ class EmbeddedBroker(LoopbackAddress):
     process: subprocess.Popen
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout)
 
     def __enter__(self) -> Self:
         return self

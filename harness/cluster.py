@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from broker.kafka_cluster import leader_counts
+from broker.ports import stop_process
 
 _NODE = re.compile(r"^node (\d+) pid (\d+) on 127\.0\.0\.1:(\d+)", re.MULTILINE)
 _RESTARTED = re.compile(r"^node (\d+) restarted: pid (\d+)", re.MULTILINE)
@@ -79,10 +80,4 @@ class SupervisedCluster:
         return len(self.restarts()) >= count
 
     def stop(self, timeout: float = 90.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout)
