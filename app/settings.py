@@ -230,6 +230,12 @@ class WorkerSettings:
     transaction_timeout_s: float = env("RECSYS_TRANSACTION_TIMEOUT_S", 10.0, low=1, high=900)
     #: Faust table store: ``rocksdb://`` (default, with changelog) or ``memory://``.
     store: str = env("RECSYS_STORE", "rocksdb://")
+    #: RocksDB memory per table partition (each table has one database per partition):
+    #: the write buffer (memtable; at most two in memory) and the block cache. Faust's
+    #: defaults (64 MB x 3 and a 2 GB cache, each partition) let a worker's memory grow
+    #: with its state for hours before any cap bites (docs/RESULTS.md, one million users).
+    rocksdb_write_buffer_mb: float = env("RECSYS_ROCKSDB_WRITE_BUFFER_MB", 4.0, low=0.5, high=1024)
+    rocksdb_block_cache_mb: float = env("RECSYS_ROCKSDB_BLOCK_CACHE_MB", 8.0, low=0.5, high=65536)
     log_every_s: float = env("RECSYS_LOG_EVERY_S", 10.0, low=0.1)
     #: A user with no interaction for this many days (by event time: the newest seen on
     #: the user's partition) is removed: state and list tombstoned (0 = keep every user).

@@ -40,15 +40,24 @@ class Tables:
     item_popularity: faust.Table
 
 
+def store_options(conf: Settings) -> dict:
+    """Faust's RocksDB options for one table partition: small memtables and block cache
+    (``RECSYS_ROCKSDB_*``), so resident memory follows the state, not Faust's caps."""
+    mb = 1 << 20
+    return {"write_buffer_size": int(conf.worker.rocksdb_write_buffer_mb * mb), "max_write_buffer_number": 2,
+            "block_cache_size": int(conf.worker.rocksdb_block_cache_mb * mb)}
+
+
 def declare_tables(app: faust.App, conf: Settings) -> Tables:
     expires = timedelta(seconds=conf.behaviour.window_expires_s)
 
     def counts(name: str, help: str) -> faust.Table:
-        return app.Table(name, default=int, partitions=conf.kafka.partitions, schema=JSON_KEYS, help=help)
+        return app.Table(name, default=int, partitions=conf.kafka.partitions, schema=JSON_KEYS, help=help,
+                         options=store_options(conf))
 
     return Tables(
         user_state=app.Table("user_state", default=dict, partitions=conf.kafka.partitions, key_type=bytes,
-                             help="recent ratings, rated items and last list per user"),
+                             options=store_options(conf), help="recent ratings, rated items and last list per user"),
         user_event_counts_10m=counts("user_event_counts_10m", "events per user and type, tumbling").tumbling(
             conf.behaviour.tumbling_s, expires=expires),
         user_event_counts_1h=counts("user_event_counts_1h", "events per user and type, panes").tumbling(

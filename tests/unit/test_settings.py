@@ -191,3 +191,17 @@ def test_a_near_miss_of_a_setting_name_is_reported():
     env = {"RECSYS_PARTITONS": "8", "RECSYS_K": "5", "RECSYS_TEST_ENGINE": "kafka", "RECSYS_IMPLICIT_RATINGS": "1",
            "RECSYS_SOMETHING_ELSE_ENTIRELY": "1", "PATH": "/bin"}
     assert near_misses(env) == ["RECSYS_PARTITONS is not a setting (ignored): did you mean RECSYS_PARTITIONS?"]
+
+
+def test_every_table_partition_opens_rocksdb_with_the_memory_settings(tmp_path):
+    from app.app import create_app
+    from tables.definitions import declare_tables
+
+    conf = settings_with(RECSYS_DATA_DIR=str(tmp_path), RECSYS_ROCKSDB_WRITE_BUFFER_MB="2",
+                         RECSYS_ROCKSDB_BLOCK_CACHE_MB="3", RECSYS_BROKER_ENGINE="kafka")
+    tables = declare_tables(create_app(conf), conf)
+    for table in (tables.user_state, tables.user_event_counts_10m, tables.user_event_counts_1h,
+                  tables.item_popularity):
+        options = getattr(table, "table", table).data.rocksdb_options  # a windowed table wraps one
+        assert (options.write_buffer_size, options.max_write_buffer_number, options.block_cache_size) == (
+            2 << 20, 2, 3 << 20)
