@@ -32,12 +32,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The pinned Kafka version (the pom's default too). 4.1.1: newest 4.x on Maven Central
 #: here; aiokafka 0.14 and Faust 0.15.3 work with it (see tests/integration/test_kafka_engine.py).
@@ -501,11 +502,31 @@ def _answers_metadata(bootstrap: str) -> bool:
 # --- ``recsys broker --engine kafka`` ---------------------------------------------------
 
 class StopRequested(BaseException):
-    """Raised by :func:`raise_stop` (a SIGINT/SIGTERM handler) to end a foreground broker."""
+    """Raised by the SIGINT/SIGTERM handler of :func:`serve_until_signal`."""
 
 
 def raise_stop(signum, frame):
     raise StopRequested(signum)
+
+
+def serve_until_signal(start: Callable[[], T], serve: Callable[[T], int], stop: Callable[[T], None]) -> int:
+    """``serve(start())`` until SIGINT/SIGTERM (exit status 0) or until ``serve`` returns
+    its own status; then ``stop``, with both signals ignored (a second Ctrl-C must not cut
+    the shutdown short, a supervisor must not restart what is being stopped)."""
+    old = {s: signal.signal(s, raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    running = None
+    try:
+        running = start()
+        return serve(running)
+    except StopRequested:
+        return 0
+    finally:
+        for s in old:
+            signal.signal(s, signal.SIG_IGN)
+        if running is not None:
+            stop(running)
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def fetch_libs_loudly(version: str) -> None:
@@ -522,26 +543,23 @@ def run_kafka_foreground(port: int, data_dir: str | None = None, version: str = 
     """Run Kafka until SIGINT/SIGTERM, then stop it cleanly. Prints one line when ready.
     :class:`BrokerUnavailable` propagates (the CLI prints it as one line)."""
 
-    old = {s: signal.signal(s, raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    broker = None
-    try:
+    def start() -> KafkaBroker:
         fetch_libs_loudly(version)
         broker = start_kafka(port, data_dir=data_dir, version=version)
         where = f"data in {broker.data_dir}" if data_dir else "temporary data dir, removed on stop"
         print(f"Apache Kafka {version} (KRaft, {where}; log {broker.log_file}) listening on {broker.bootstrap}",
               flush=True)
+        return broker
+
+    def serve(broker: KafkaBroker) -> int:
         while broker.process.poll() is None:
             time.sleep(0.5)
         code = broker.process.returncode
         print(f"Apache Kafka exited by itself with code {code}: see {broker.log_file}", file=sys.stderr, flush=True)
         return code or 1
-    except StopRequested:
-        return 0
-    finally:
-        for s in old:
-            signal.signal(s, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
-        if broker is not None:
-            broker.stop()
-            print("Apache Kafka stopped", flush=True)
-        for s, handler in old.items():
-            signal.signal(s, handler)
+
+    def stop(broker: KafkaBroker) -> None:
+        broker.stop()
+        print("Apache Kafka stopped", flush=True)
+
+    return serve_until_signal(start, serve, stop)

@@ -28,13 +28,12 @@ from broker.apache_kafka import (
     KAFKA_VERSION,
     BrokerUnavailable,
     KafkaBroker,
-    StopRequested,
     ensure_kafka_libs,
     fetch_libs_loudly,
     find_java,
     new_cluster_id,
     previous_ports,
-    raise_stop,
+    serve_until_signal,
 )
 from broker.ports import free_port, is_listening
 
@@ -166,9 +165,7 @@ def run_cluster_foreground(nodes: int, port: int, data_dir: str | None = None, *
     ``restart_after`` seconds), then stop every node. Prints a line when ready (the
     bootstrap list) and one per node (id, pid, port)."""
 
-    old = {s: signal.signal(s, raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    cluster = None
-    try:
+    def start() -> KafkaCluster:
         fetch_libs_loudly(version)
         cluster = start_kafka_cluster(nodes, port, data_dir=data_dir, version=version)
         where = f"data in {cluster.root}" if data_dir else "temporary data dir, removed on stop"
@@ -176,18 +173,13 @@ def run_cluster_foreground(nodes: int, port: int, data_dir: str | None = None, *
             _say(f"node {node.node_id} pid {node.process.pid} on {node.bootstrap} (log {node.log_file})")
         print(f"Apache Kafka {version} cluster of {nodes} nodes (KRaft, {where}) listening on {cluster.bootstrap}",
               flush=True)
-        supervise(cluster, restart_after)
-        return 0
-    except StopRequested:
-        return 0
-    finally:
-        for s in old:
-            signal.signal(s, signal.SIG_IGN)  # no restart and no second Ctrl-C during the shutdown
-        if cluster is not None:
-            cluster.stop()
-            print("Apache Kafka cluster stopped", flush=True)
-        for s, handler in old.items():
-            signal.signal(s, handler)
+        return cluster
+
+    def stop(cluster: KafkaCluster) -> None:
+        cluster.stop()
+        print("Apache Kafka cluster stopped", flush=True)
+
+    return serve_until_signal(start, lambda cluster: supervise(cluster, restart_after), stop)
 
 
 def supervise(cluster: KafkaCluster, restart_after: float, *, poll_s: float = 0.5) -> None:
