@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Self
 
 from app.settings import Settings, TopicNames
+from broker.ports import stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Settings field suffixes of the topics (``RECSYS_TOPIC_<NAME>``).
@@ -398,10 +399,4 @@ class WebProcess:
             return ""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, timeout=15)

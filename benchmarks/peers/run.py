@@ -18,6 +18,7 @@ from pathlib import Path
 from app.records import Rating, to_message
 from benchmarks.peers.common import write_model
 from broker.clients import KafkaClients
+from broker.ports import stop_process
 from broker.topics import create_topics
 from harness.demo import log
 from harness.local import LocalDeployment
@@ -44,13 +45,7 @@ class PeerProcess:
         return self.process.poll() is None
 
     def stop(self) -> None:
-        if self.alive():
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=20)
         self.log_file.close()
 
     def log_tail(self, n: int = 8) -> list[str]:
