@@ -269,26 +269,30 @@ def start_model_worker(deployment: LocalDeployment, timeout: float = 90.0) -> Wo
     worker = WorkerProcess("model-worker", env, deployment.root / "model-worker.log", command=("als-worker",)).start()
     deployment.learners.append(worker)  # stopped with the deployment
     deadline = time.monotonic() + timeout
-    while _model_worker_consumed(worker, 0, 0) is None:
+    while _model_worker_read(worker) is None:  # its metrics answer once it runs
         if not worker.alive() or time.monotonic() > deadline:
             raise RuntimeError(f"the model worker did not start:\n{worker.log_tail(20)}")
         time.sleep(0.5)
     return worker
 
 
-def _model_worker_consumed(worker: WorkerProcess, wanted: int, timeout: float) -> int | None:
-    """Ratings the model worker has read, waiting up to ``timeout`` for ``wanted``
-    (None: its metrics do not answer)."""
+def _model_worker_read(worker: WorkerProcess) -> int | None:
+    """Ratings the model worker has read, by its metrics (None: they do not answer)."""
     import urllib.request
 
     url = f"http://127.0.0.1:{worker.env['RECSYS_MODEL_METRICS_PORT']}/metrics/json"
-    deadline, consumed = time.monotonic() + timeout, None
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(json.load(response)["consumed"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _model_worker_consumed(worker: WorkerProcess, wanted: int, timeout: float) -> int | None:
+    """Ratings the model worker has read, waiting up to ``timeout`` for ``wanted``."""
+    deadline = time.monotonic() + timeout
     while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                consumed = int(json.load(response)["consumed"])
-        except (OSError, ValueError, KeyError):
-            pass
+        consumed = _model_worker_read(worker)
         if (consumed or 0) >= wanted or not worker.alive() or time.monotonic() >= deadline:
             return consumed
         time.sleep(1.0)
