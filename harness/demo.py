@@ -577,8 +577,13 @@ def main(argv=None, conf=None) -> int:
             "broker_pid": broker.process.pid if own else None,
             "broker_port": port,
             "worker_pid": worker.pid,
+            "worker_exit_code": worker.process.poll(),
             "learner_pid": deployment.learners[0].pid if deployment.learners else None,
         }
+        failure = demo_failure(summary)
+        if failure:  # loud, and the logs stay for a look
+            log(f"FAILED: {failure}; the worker's log ends:\n{worker.log_tail(30)}")
+            args.keep = True
     except KeyboardInterrupt:
         log("interrupted: stopping")
     finally:
@@ -597,7 +602,20 @@ def main(argv=None, conf=None) -> int:
     log(f"stopped worker and broker; {summary.get('dead_letters', 0)} dead letters "
         f"({summary.get('malformed_injected', 0)} malformed messages were injected on purpose)")
     print(json.dumps(summary, sort_keys=True), flush=True)
-    return 0 if not summary.get("interrupted") else 130
+    if summary.get("interrupted"):
+        return 130
+    return 1 if demo_failure(summary) else 0
+
+
+def demo_failure(summary: dict) -> str | None:
+    """What went wrong in a finished demo, in one line (None: nothing): the worker died,
+    or ratings were sent and no list came back."""
+    code = summary.get("worker_exit_code")
+    if code is not None:
+        return f"the worker exited during the demo (exit status {code})"
+    if summary.get("ratings_sent") and not summary.get("lists_received"):
+        return f"{summary['ratings_sent']} ratings were sent and no list came back"
+    return None
 
 
 if __name__ == "__main__":

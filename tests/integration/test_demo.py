@@ -106,6 +106,7 @@ def test_demo_runs_on_a_fresh_machine_and_cleans_up(tmp_path):
     assert summary["shopper_reactions"] > 0
     assert {row["variant"] for row in summary["ab"] if row["events"] > 0} == {"default", "paper", "learned"}
     assert summary["learner_pid"] is not None
+    assert summary["worker_exit_code"] is None  # alive until the demo stopped it
     assert summary["broker"].startswith("embedded")
     assert f"127.0.0.1:{port}" not in proc.stderr  # a broker of its own, on a free port
     assert not (tmp_path / "data").exists(), "the demo wrote into the working directory"
