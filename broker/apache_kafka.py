@@ -501,24 +501,24 @@ def _answers_metadata(bootstrap: str) -> bool:
 
 # --- ``recsys broker --engine kafka`` ---------------------------------------------------
 
-class StopRequested(BaseException):
+class _StopRequested(BaseException):
     """Raised by the SIGINT/SIGTERM handler of :func:`serve_until_signal`."""
 
 
-def raise_stop(signum, frame):
-    raise StopRequested(signum)
+def _raise_stop(signum, frame):
+    raise _StopRequested(signum)
 
 
 def serve_until_signal(start: Callable[[], T], serve: Callable[[T], int], stop: Callable[[T], None]) -> int:
     """``serve(start())`` until SIGINT/SIGTERM (exit status 0) or until ``serve`` returns
     its own status; then ``stop``, with both signals ignored (a second Ctrl-C must not cut
     the shutdown short, a supervisor must not restart what is being stopped)."""
-    old = {s: signal.signal(s, raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     running = None
     try:
         running = start()
         return serve(running)
-    except StopRequested:
+    except _StopRequested:
         return 0
     finally:
         for s in old:
