@@ -489,6 +489,7 @@ def main(argv=None, conf=None) -> int:
     stats = LiveStats()
     started = time.monotonic()
     summary: dict = {}
+    failure: str | None = None  # what went wrong in a demo that ran to its end
 
     def _terminate(signum, frame):  # SIGTERM before the live phase: clean up like Ctrl-C
         raise KeyboardInterrupt
@@ -604,7 +605,7 @@ def main(argv=None, conf=None) -> int:
     print(json.dumps(summary, sort_keys=True), flush=True)
     if summary.get("interrupted"):
         return 130
-    return 1 if demo_failure(summary) else 0
+    return 1 if failure else 0
 
 
 def demo_failure(summary: dict) -> str | None:
