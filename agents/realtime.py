@@ -1,9 +1,10 @@
 """The realtime agent: every rating re-ranks its user's top-K list (ARCHITECTURE.md).
 
-Thin on purpose: take a batch of ratings, and for each in order read the user's state,
+Thin on purpose: take a batch of ratings, and for each in order read the user's state and
 apply the rating through the user's ranker (``ranking/``: the user's A/B arm, or
-``RECSYS_RANKER``) and stage the new state and list (for the learned ranker, first the
-examples the rating makes of the list the user had: ``ranking/learned.py``); then publish the batch
+``RECSYS_RANKER``; for the learned ranker, first the examples the rating makes of the list
+the user had: ``ranking/learned.py``), the default ranker's lists of the whole batch ranked
+together (``ranking/batch.py``); stage each new state and list; then publish the batch
 (``agents/batches.py``). Bad messages become dead letters. Behaviour
 events arrive here too, as implicit ratings (``agents/behaviour.py``): one writer of
 ``user_state``, one order.
@@ -12,15 +13,18 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agents.batches import Batch
 from agents.lists import interaction_of, recommendation_for
 from app.faust_patches import is_current
-from app.records import examples_message, parse_rating, to_json_bytes
+from app.records import Rating, examples_message, parse_rating, to_json_bytes
 from broker.partitioning import owner_partition
 from ranking.learned import LearnedRanker
 from ranking.model import Model
+from ranking.protocol import Step
+from tables.state import BatchSteps, UserState
 
 if TYPE_CHECKING:
     from app.worker import Worker
@@ -48,16 +52,34 @@ def register(worker: Worker) -> None:
 
 async def rank_batch(worker: Worker, events) -> None:
     """Rank every rating of a batch in order, then publish the states and lists together
-    (``agents/batches.py``: offsets are committed only after that is acknowledged)."""
+    (``agents/batches.py``: offsets are committed only after that is acknowledged).
+
+    Two passes: each rating is read and its user's history advanced in order
+    (:func:`read_one`), the default ranker's lists of the whole batch are ranked together
+    (``tables.state.BatchSteps``: the same lists as one rating at a time), then each
+    rating's list is staged in order (:func:`stage_one`)."""
     batch = Batch(worker, input_partitions=partitions_of(worker, worker.topics.ratings.get_topic_name()))
     model = worker.current_model()  # one for the whole batch
+    steps = BatchSteps(model)
+    started, read = time.perf_counter(), []
     for event in events:
         if not is_current(worker.app, event.message):  # a rebalance began: it is read again after it
             continue
         try:
-            rank_one(worker, event, batch, model)
+            pending = read_one(worker, event, batch, model, steps)
         except Exception as exc:  # noqa: BLE001  bad input (or a bug): a dead letter, never a stopped agent
             await worker.dead_letters.reject(event, exc)
+            continue
+        if pending is not None:
+            read.append(pending)
+    steps.flush()
+    share_ms = (time.perf_counter() - started) * 1000.0 / max(len(read), 1)  # each rating's share of the batch
+    for pending in read:
+        result = steps.results[pending.step]
+        if isinstance(result, Exception):
+            await worker.dead_letters.reject(pending.event, result)
+        else:
+            stage_one(worker, pending, result, batch, model, share_ms)
     try:
         await batch.publish(events)
     except Exception as exc:  # the broker refused for longer than the producer's timeout
@@ -71,19 +93,33 @@ async def rank_batch(worker: Worker, events) -> None:
     worker.metrics.count("lists.scored_candidates", batch.scored)
 
 
-def rank_one(worker: Worker, event, batch: Batch, model: Model) -> None:
-    """Rank one rating of the batch: stage the user's new state and list (or, for a rating
-    on another partition than its user's, stage it to be sent there)."""
-    started = time.perf_counter()
-    conf, metrics, message = worker.settings, worker.metrics, event.message
+@dataclass(slots=True)
+class Read:
+    """A rating read and applied (or queued) in the first pass of a batch."""
+
+    event: object
+    rating: Rating
+    key: bytes
+    owner: int
+    state: UserState
+    variant: str
+    #: Its place in ``BatchSteps.results``.
+    step: int
+
+
+def read_one(worker: Worker, event, batch: Batch, model: Model, steps: BatchSteps) -> Read | None:
+    """Parse one rating and apply it to its user's state (a default-ranker list is queued
+    in ``steps``); None for a rating on another partition than its user's (staged to be
+    sent there)."""
+    conf, message = worker.settings, event.message
     rating = parse_rating(event.value, rating_min=conf.input.rating_min, rating_max=conf.input.rating_max,
                           max_future_s=conf.input.max_future_s)
     key = rating.user.encode()
     owner = owner_partition(key, batch.input_partitions)
     if message.partition != owner:  # another partitioner, or a null/wrong key: not this user's partition
         batch.stage_reroute(event, key, message.value, owner)
-        metrics.count("ratings.rerouted")
-        return
+        worker.metrics.count("ratings.rerouted")
+        return None
     worker.watermarks[owner] = max(worker.watermarks.get(owner, rating.ts), rating.ts)
     state = batch.state_of(event, key)
     variant, ranker = worker.ranking.ranker_for(rating.user)
@@ -93,18 +129,29 @@ def rank_one(worker: Worker, event, batch: Batch, model: Model) -> None:
         examples = ranker.examples(state, interaction, model, made=worker.kept.take(key, state.offset))
         if examples is not None:
             batch.stage_examples(event, key, owner, examples_message(examples)[1])
-            metrics.count("learner.examples_sent")
-    changed, step = state.apply(message.offset, ranker, interaction, model)
-    if learned and changed:
-        worker.kept.put(key, state.offset, step.made)
+            worker.metrics.count("learner.examples_sent")
+    i = steps.apply(state, message.offset, ranker, interaction)
+    if learned:  # applied at once (never queued): the next rating's examples read what it made
+        result = steps.results[i]
+        if isinstance(result, Exception):
+            raise result
+        if result[0]:
+            worker.kept.put(key, state.offset, result[1].made)
+    return Read(event, rating, key, owner, state, variant, i)
+
+
+def stage_one(worker: Worker, read: Read, result: tuple[bool, Step], batch: Batch, model: Model,
+              worker_ms: float) -> None:
+    """Stage the user's new state (unless the rating was a redelivery) and the list it made."""
+    changed, step = result
+    metrics = worker.metrics
     if changed:
-        batch.stage_state(event, key, state)
+        batch.stage_state(read.event, read.key, read.state)
     else:  # an at-least-once redelivery: the stored list goes out again
         metrics.count("ratings.redelivered")
-    produced_at = message.timestamp or 0.0
-    worker_ms = (time.perf_counter() - started) * 1000.0
-    rec = recommendation_for(rating, state, variant, model.version, produced_at, worker_ms)
-    batch.stage_list(event, key, owner, to_json_bytes(rec))
+    produced_at = read.event.message.timestamp or 0.0
+    rec = recommendation_for(read.rating, read.state, read.variant, model.version, produced_at, worker_ms)
+    batch.stage_list(read.event, read.key, read.owner, to_json_bytes(rec))
     batch.scored += step.n_candidates
     metrics.observe_ms("ratings", worker_ms)
     if produced_at:

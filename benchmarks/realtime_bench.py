@@ -310,10 +310,12 @@ def start_profile(pid: int, seconds: float, path: Path, fmt: str = "raw"):
 #: (label, substring of a py-spy frame): where a rating's CPU goes, inclusive.
 PROFILE_BUCKETS = [
     ("agent: rank_batch (all app work of a batch)", "rank_batch (agents/realtime.py"),
-    ("  rank_one (parse, state, rank, list, per rating)", "rank_one (agents/realtime.py"),
+    ("  read_one (parse, state, history, per rating)", "read_one (agents/realtime.py"),
     ("    parse_rating", "parse_rating (app/records.py"),
-    ("    state read (once per user per batch)", "read_user_state (agents/batches.py"),
-    ("    default ranker: DefaultRanker.rank", "rank (ranking/default.py"),
+    ("    state read (once per user per batch)", "state_of (agents/batches.py"),
+    ("  default ranker, the whole batch: rank_many", "rank_many (ranking/batch.py"),
+    ("  default ranker, one rating: DefaultRanker.rank", "rank (ranking/default.py"),
+    ("  stage_one (list, per rating)", "stage_one (agents/realtime.py"),
     ("    paper ranker: PaperRanker.step", "step (ranking/paper.py"),
     ("    list: recommendation_for", "recommendation_for (agents/lists.py"),
     ("    list: to_json_bytes", "to_json_bytes (app/records.py"),

@@ -83,14 +83,23 @@ class DefaultRanker(Ranker):
     def step(self, state: History, interaction: Interaction, model: Model) -> Step:
         """A dislike is kept among the recent interactions with the weight -1 (its
         neighbours move down) and, like everything the user had, never listed again."""
-        weight = -1.0 if interaction.dislike else interaction.rating
-        if is_replay(state.recent, interaction.item, weight, interaction.ts):
+        advanced = self.advance(state, interaction)
+        if advanced is None:
             return Step.unchanged(state)
-        recent = add_recent_rating(state.recent, interaction.item, weight, interaction.ts,
-                                   self.history if self.history is not None else self.KEPT)
-        rated = add_rated_item(state.rated, interaction.item, self.rated_limit)
+        recent, rated = advanced
         items, because, n_candidates = self.rank(recent, rated, model.index, content=getattr(model, "content", None))
         return Step(recent, rated, items, because, n_candidates)
+
+    def advance(self, state: History, interaction: Interaction) -> tuple[list, list] | None:
+        """The user's ``(recent, rated)`` after ``interaction``, before ranking (None for a
+        replay: it changes nothing). :meth:`step` ranks them; a batch ranks many at once
+        (``ranking/batch.py``)."""
+        weight = -1.0 if interaction.dislike else interaction.rating
+        if is_replay(state.recent, interaction.item, weight, interaction.ts):
+            return None
+        return (add_recent_rating(state.recent, interaction.item, weight, interaction.ts,
+                                  self.history if self.history is not None else self.KEPT),
+                add_rated_item(state.rated, interaction.item, self.rated_limit))
 
     def rank(self, recent: Sequence[Sequence], exclude: Iterable[str], index: SimilarityIndex,
              explain: bool = True, content: ContentIndex | None = None) -> tuple[list[list], dict[str, str], int]:

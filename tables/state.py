@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ranking.batch import rank_many
+from ranking.default import DefaultRanker
 from ranking.model import Model
 from ranking.protocol import Interaction, Ranker, Step
 
@@ -64,10 +66,78 @@ class UserState:
         if self.already_applied(offset):
             return False, Step.unchanged(self)
         step = ranker.step(self, interaction, model)
+        self.record(offset, step, interaction, model)
+        return True, step
+
+    def record(self, offset: int, step: Step, interaction: Interaction, model: Model) -> None:
+        """Keep ``step``, made by the interaction read at ``offset``: :meth:`apply`'s second half."""
         self.recent, self.rated = step.recent, step.rated
         self.recs = {"items": step.items, "model_version": model.version, "ts": interaction.ts,
                      "because": step.because, "event": interaction.event}
         if step.explored is not None:
             self.recs["explored"] = step.explored
         self.offset = offset
-        return True, step
+
+
+class BatchSteps:
+    """Many interactions applied in order (each :meth:`UserState.apply` would give the
+    same states and steps), the default ranker's lists ranked together as arrays
+    (``ranking/batch.py``).
+
+    :meth:`apply` keeps a default-ranker interaction waiting, its history already
+    advanced; any other (another ranker, a redelivery, a replay) is applied at once.
+    A state's next interaction first ranks everything waiting (:meth:`flush`), so each
+    step reads the state its predecessor left. After :meth:`flush`, ``results[i]`` is the
+    i-th interaction's ``(changed, step)``, or the exception that applying it raised
+    (a batch that fails is applied one interaction at a time, so only the bad one fails).
+    """
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.results: list[tuple[bool, Step] | Exception] = []
+        self._waiting: dict[int, tuple] = {}  # id(state) -> (i, state, offset, ranker, interaction, recent, rated)
+
+    def apply(self, state: UserState, offset: int, ranker: Ranker, interaction: Interaction) -> int:
+        """Apply (or queue) one interaction; returns its place in :attr:`results`."""
+        if id(state) in self._waiting:
+            self.flush()
+        i = len(self.results)
+        self.results.append(None)
+        try:
+            advanced = (ranker.advance(state, interaction)
+                        if type(ranker) is DefaultRanker and not state.already_applied(offset) else None)
+        except Exception as exc:  # noqa: BLE001  as apply would raise it
+            self.results[i] = exc
+            return i
+        if advanced is None:
+            self.results[i] = self._one(state, offset, ranker, interaction)
+        else:
+            self._waiting[id(state)] = (i, state, offset, ranker, interaction, *advanced)
+        return i
+
+    def flush(self) -> None:
+        """Rank every waiting interaction (one :func:`rank_many` per ranker) and keep its step."""
+        groups: dict[int, list[tuple]] = {}
+        for entry in self._waiting.values():
+            groups.setdefault(id(entry[3]), []).append(entry)
+        self._waiting = {}
+        content = getattr(self.model, "content", None)
+        for group in groups.values():
+            try:
+                ranked = rank_many(group[0][3], [(recent, rated) for *_e, recent, rated in group], self.model.index,
+                                   content=content)
+            except Exception:  # noqa: BLE001  one at a time: the interaction that fails is the one reported
+                for i, state, offset, ranker, interaction, _recent, _rated in group:
+                    self.results[i] = self._one(state, offset, ranker, interaction)
+                continue
+            for (i, state, offset, _ranker, interaction, recent, rated), (items, because, n) in zip(
+                    group, ranked, strict=True):
+                step = Step(recent, rated, items, because, n)
+                state.record(offset, step, interaction, self.model)
+                self.results[i] = (True, step)
+
+    def _one(self, state: UserState, offset: int, ranker: Ranker, interaction: Interaction):
+        try:
+            return state.apply(offset, ranker, interaction, self.model)
+        except Exception as exc:  # noqa: BLE001  the caller reports it (the agent: a dead letter)
+            return exc

@@ -19,7 +19,7 @@ from app.worker import Worker
 from ranking import SimilarityIndex
 from ranking.ab import Assignment
 from ranking.model import Model
-from tables.state import UserState
+from tables.state import BatchSteps, UserState
 from tests.helpers import consumer_stub, message
 
 
@@ -142,7 +142,7 @@ def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_th
     """The worker raises the young-generation threshold above what a batch keeps alive
     until it is published (with CPython's default of 700 the collector ran every ~20
     ratings and took 7.7% of the worker's CPU): measured through the agent's own
-    ``rank_one`` (parse, rank, stage)."""
+    passes (read, rank the batch, stage)."""
     from agents import realtime
 
     rng = random.Random(5)
@@ -157,10 +157,15 @@ def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_th
     gc.disable()
     try:
         before = gc.get_count()[0]
+        model = Model(index, (), "v1")
+        steps, reads = BatchSteps(model), []
         for offset in range(batch_max):
             key, value = to_message(Rating(user=f"u{offset}", item=rng.choice(items), rating=4.0, ts=float(offset)))
             event = Event(message=message(offset, key=key, value=value), value=value)
-            realtime.rank_one(worker, event, batch, Model(index, (), "v1"))
+            reads.append(realtime.read_one(worker, event, batch, model, steps))
+        steps.flush()
+        for read in reads:
+            realtime.stage_one(worker, read, steps.results[read.step], batch, model, 0.1)
         live = gc.get_count()[0] - before
     finally:
         gc.enable()

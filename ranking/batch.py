@@ -1,0 +1,194 @@
+"""The default ranker over a whole batch of histories at once, as arrays.
+
+:meth:`DefaultRanker.rank` runs once per interaction and pays numpy's call overhead
+(a few microseconds a call, some thirty calls) each time. :func:`rank_many` gives the
+same lists for many histories with one pass of each numpy call over all of them:
+
+- every history's recent items' lists are concatenated, each entry keyed by
+  ``row * n_items + position``; ``np.unique`` numbers the (row, item) pairs and one
+  ``np.bincount`` adds each pair's weights up in the order the per-history sum adds them
+  (oldest recent item first), so the kNN sums are the very floats ``rank`` computes;
+- the user's own items are masked out by key (``np.isin``), each row's largest kNN sum is
+  one ``np.maximum.reduceat``, the popular candidates are picked for every row at once
+  over the popularity order (a rows x popular-items mask);
+- one ``np.lexsort`` by (row, score, item position) orders every row's candidates as
+  ``rank`` sorts them (item positions are in id order: ties break on item id), and the
+  first ``k`` of each row are its list.
+
+What stays per history is Python that is cheap or rare: picking the recent items' lists,
+the cold items the catalogue's text recalls (``ranking/content.py``), and building the
+list and ``because``. ``tests/unit/test_batch_ranker.py`` checks :func:`rank_many`
+against ``rank`` on random models and histories: the same lists, scores and ``because``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from itertools import repeat
+
+import numpy as np
+
+from ranking.content import ContentIndex
+from ranking.default import DefaultRanker
+from ranking.model import SimilarityIndex
+
+#: One history to rank: its recent interactions ``[[item, weight, ts], ...]`` oldest first
+#: and the items it must not list.
+Row = tuple[Sequence[Sequence], Iterable[str]]
+
+
+def rank_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, *,
+              content: ContentIndex | None = None, explain: bool = True) -> list[tuple[list[list], dict[str, str], int]]:
+    """``[ranker.rank(recent, exclude, index, explain, content) for recent, exclude in rows]``, as arrays."""
+    n = ranker.k
+    history, decay, w_pop = ranker._resolved(index)
+    recents = [list(recent)[-history:] for recent, _exclude in rows]
+    excludes = [exclude if isinstance(exclude, (set, frozenset)) else set(exclude) for _recent, exclude in rows]
+    picked = [_picked(recent, index, decay) for recent in recents]
+    knn = _KnnSums.of(picked, excludes, index)
+    top = knn.largest_per_row(len(rows))
+    cold = ([content.recall(_weighted(recent, decay), exclude, n) for recent, exclude in zip(recents, excludes, strict=True)]
+            if content is not None and ranker.w_content > 0 else [[] for _ in rows])
+    counts = np.bincount(knn.row, minlength=len(rows))
+    # A history with nothing near it gets the popular items whatever w_pop says (as in rank).
+    w_row = np.where((counts == 0) & np.array([not c for c in cold], dtype=bool) & (w_pop <= 0), 1.0, w_pop)
+    row, at, score = knn.row, knn.col, knn.sums / top[knn.row]
+    if index.prior:
+        if w_pop > 0:
+            score = score + w_pop * index.prior_at[at]
+        extra_row, extra_at = _popular_extras(ranker, knn, excludes, index, w_row, n)
+        row, at = np.concatenate([row, extra_row]), np.concatenate([at, extra_at])
+        score = np.concatenate([score, 0.0 + w_row[extra_row] * index.prior_at[extra_at]])
+    scored = np.bincount(row, minlength=len(rows))
+    order = np.lexsort((at, -score, row))
+    row, at, score = row[order], at[order], score[order]
+    starts = np.searchsorted(row, np.arange(len(rows)))
+    keep = np.arange(row.size) - starts[row] < n
+    row, at, score = row[keep].tolist(), at[keep].tolist(), (-score[keep]).tolist()
+    pools: list[list[tuple]] = [[] for _ in rows]
+    ids = index.ids
+    for r, j, s in zip(row, at, score, strict=True):
+        pools[r].append((s, ids[j], j))
+    because = knn.because(pools, picked) if explain else [{} for _ in rows]
+    out = []
+    for r, pool in enumerate(pools):
+        n_scored = int(scored[r])
+        if cold[r]:
+            pool = ranker._with_cold(pool, cold[r], float(top[r]), index, float(w_row[r]), because[r] if explain else None)
+            n_scored += len(cold[r])
+        out.append(([[q, round(-s, 6)] for s, q, _j in pool], because[r], n_scored))
+    return out
+
+
+def _picked(recent: list, index: SimilarityIndex, decay: float) -> list[tuple[str, float, tuple]]:
+    """(recent item, signed decayed weight, its list) of the recent items with a list, oldest first."""
+    last, lists = len(recent) - 1, index.lists
+    return [(entry[0], decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0), neighbours)
+            for j, entry in enumerate(recent) if (neighbours := lists.get(entry[0])) is not None]
+
+
+def _weighted(recent: list, decay: float) -> list[tuple[str, float]]:
+    last = len(recent) - 1
+    return [(entry[0], decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0)) for j, entry in enumerate(recent)]
+
+
+class _KnnSums:
+    """The kNN sums of every row: ``row``, ``col`` (item position) and ``sums`` of each
+    (row, item) pair a row's lists reach that the row's user did not have, by row then
+    position; and the entries they were added from (for ``because``)."""
+
+    def __init__(self, row, col, sums, entry_key, entry_part, entry_source, size):
+        self.row, self.col, self.sums = row, col, sums
+        self.entry_key, self.entry_part, self.entry_source, self.size = entry_key, entry_part, entry_source, size
+
+    @classmethod
+    def of(cls, picked: list[list], excludes: list[set], index: SimilarityIndex) -> _KnnSums:
+        size = len(index.ids)
+        lists = [p[2] for row in picked for p in row]
+        if not lists:
+            empty_i, empty_f = np.empty(0, dtype=np.intp), np.empty(0)
+            return cls(empty_i, empty_i, empty_f, np.empty(0, dtype=np.int64), empty_f, empty_i, size)
+        lengths = np.array([len(at) for at, _w in lists], dtype=np.intp)
+        per_list_row = np.repeat(np.arange(len(picked)), [len(row) for row in picked])
+        weights = np.array([p[1] for row in picked for p in row])
+        parts = np.repeat(weights, lengths) * np.concatenate([w for _at, w in lists])
+        key = np.repeat(per_list_row.astype(np.int64) * size, lengths) + np.concatenate([at for at, _w in lists])
+        pairs, inverse = np.unique(key, return_inverse=True)
+        sums = np.bincount(inverse.ravel(), parts, minlength=pairs.size)
+        mine = cls._excluded_keys(excludes, index, size)
+        if mine.size:
+            keep = ~np.isin(pairs, mine)
+            pairs, sums = pairs[keep], sums[keep]
+        # Each entry's source: its list's place among its row's picked lists.
+        first_of_row = np.concatenate([[0], np.cumsum([len(row) for row in picked])[:-1]])
+        source = np.repeat(np.arange(len(lists)) - first_of_row[per_list_row], lengths)
+        return cls((pairs // size).astype(np.intp), (pairs % size).astype(np.intp), sums, key, parts, source, size)
+
+    @staticmethod
+    def _excluded_keys(excludes: list[set], index: SimilarityIndex, size: int) -> np.ndarray:
+        position = index.position
+        keys = []
+        for r, exclude in enumerate(excludes):
+            if exclude:
+                at = np.fromiter(map(position.get, exclude, repeat(-1)), dtype=np.int64, count=len(exclude))
+                keys.append(at[at >= 0] + r * size)
+        return np.concatenate(keys) if keys else np.empty(0, dtype=np.int64)
+
+    def largest_per_row(self, n_rows: int) -> np.ndarray:
+        """Each row's scale: its largest kNN sum, at least 0, and 1 where that is 0 (as ``rank``)."""
+        top = np.zeros(n_rows)
+        if self.row.size:
+            starts = np.flatnonzero(np.r_[True, self.row[1:] != self.row[:-1]])
+            top[self.row[starts]] = np.maximum.reduceat(self.sums, starts)
+        top = np.maximum(top, 0.0)
+        top[top == 0.0] = 1.0
+        return top
+
+    def because(self, pools: list[list[tuple]], picked: list[list]) -> list[dict[str, str]]:
+        """Per row, for each listed item with a kNN part: the recent item whose weighted
+        similarity to it is the largest (the first on a tie; none unless positive)."""
+        listed = np.array([r * self.size + j for r, pool in enumerate(pools) for _s, _q, j in pool], dtype=np.int64)
+        out: list[dict[str, str]] = [{} for _ in pools]
+        mine = np.flatnonzero(np.isin(self.entry_key, listed))  # a listed popular extra has no entries
+        if not mine.size:
+            return out
+        keys, parts, sources = self.entry_key[mine], self.entry_part[mine], self.entry_source[mine]
+        order = np.lexsort((sources, -parts, keys))
+        keys, parts, sources = keys[order], parts[order], sources[order]
+        first = np.r_[True, keys[1:] != keys[:-1]]
+        best = dict(zip(keys[first].tolist(), zip(parts[first].tolist(), sources[first].tolist(), strict=True),
+                        strict=True))
+        for r, pool in enumerate(pools):
+            for _s, q, j in pool:
+                hit = best.get(r * self.size + j)
+                if hit is not None and hit[0] > 0.0:
+                    out[r][q] = picked[r][hit[1]][0]
+        return out
+
+
+def _popular_extras(ranker: DefaultRanker, knn: _KnnSums, excludes: list[set], index: SimilarityIndex,
+                    w_row: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, position)`` of the popular items each row adds as candidates (as ``rank``
+    walks ``index.popular``): of the first ``n_pop`` popular items the user did not have,
+    those the kNN part did not score, the first ``n``; none where ``w_row`` is 0."""
+    popular = index.popular
+    if not popular:
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+    n_rows, width = len(excludes), len(popular)
+    rank_of = {q: i for i, q in enumerate(popular)}
+    had = np.zeros((n_rows, width), dtype=bool)
+    for r, exclude in enumerate(excludes):
+        ranks = [i for i in map(rank_of.get, exclude) if i is not None] if len(exclude) < width else \
+            [i for i, q in enumerate(popular) if q in exclude]
+        had[r, ranks] = True
+    popular_at = np.array([index.position[q] for q in popular], dtype=np.intp)
+    rank_at = np.full(len(index.ids), -1, dtype=np.intp)
+    rank_at[popular_at] = np.arange(width)
+    touched = np.zeros((n_rows, width), dtype=bool)
+    in_popular = rank_at[knn.col] >= 0
+    touched[knn.row[in_popular], rank_at[knn.col[in_popular]]] = True
+    walked = np.cumsum(~had, axis=1)
+    take = ~had & (walked <= ranker.n_pop) & ~touched
+    take &= np.cumsum(take, axis=1) <= n
+    take &= (w_row > 0)[:, None]
+    rows, ranks = np.nonzero(take)
+    return rows.astype(np.intp), popular_at[ranks]
