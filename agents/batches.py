@@ -86,8 +86,10 @@ class Batch:
         self.input_partitions = input_partitions
         #: Candidates scored, over the batch (a metric).
         self.scored = 0
-        #: key -> (event of the user's last rating in the batch, newest state)
+        #: key -> (event of the user's last rating in the batch, newest state): the states to write
         self.states: dict[bytes, tuple[object, UserState]] = {}
+        #: key -> the state every rating of the user in this batch reads and changes
+        self._read: dict[bytes, UserState] = {}
         #: (event, key, owner partition, list message) per rating, in order
         self.lists: list[tuple[object, bytes, int, bytes]] = []
         #: (input partition, owner partition, key, value) of ratings that arrived on another partition
@@ -96,12 +98,13 @@ class Batch:
         self.examples: list[tuple[object, bytes, int, bytes]] = []
 
     def state_of(self, event, key: bytes) -> UserState:
-        """The user's state as the batch left it so far (else as stored)."""
-        staged = self.states.get(key)
-        if staged is not None:
-            return staged[1]
-        with BatchWriter.as_current(event):  # the store of the event's partition
-            return UserState.from_value(self.worker.tables.user_state[key])
+        """The user's state as the batch left it so far (else as stored): the same object
+        for every rating of the user in the batch."""
+        state = self._read.get(key)
+        if state is None:
+            with BatchWriter.as_current(event):  # the store of the event's partition
+                state = self._read[key] = UserState.from_value(self.worker.tables.user_state[key])
+        return state
 
     def stage_state(self, event, key: bytes, state: UserState) -> None:
         self.states[key] = (event, state)

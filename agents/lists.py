@@ -6,7 +6,6 @@ import time
 
 from app.records import DISLIKE_SOURCE, Rating, Recommendation, wire_list
 from ranking.protocol import Interaction
-from tables.state import UserState
 
 
 def interaction_of(rating: Rating) -> Interaction:
@@ -21,13 +20,14 @@ def event_of_source(source: str) -> str:
     return event if kind == "implicit" and event else "rating"
 
 
-def recommendation_for(rating: Rating, state: UserState, variant: str, version: str, produced_at: float,
+def recommendation_for(rating: Rating, recs: dict, variant: str, version: str, produced_at: float,
                        worker_ms: float) -> Recommendation:
-    """The list message a rating produces, from the user's state after it (a redelivered
-    rating gets the stored list and the model version that made it)."""
-    return Recommendation(user=rating.user, items=wire_list(state.last_list),
-                          model_version=state.recs.get("model_version", version), trigger_ts=rating.ts,
+    """The list message a rating produces, from the user's ``recs`` right after it
+    (``UserState.recs``; a redelivered rating gets the stored list and the model version
+    that made it)."""
+    return Recommendation(user=rating.user, items=wire_list(recs.get("items", [])),
+                          model_version=recs.get("model_version", version), trigger_ts=rating.ts,
                           produced_at=produced_at, emitted_at=time.time(), worker_ms=worker_ms,
                           reason="rating" if rating.source == "explicit" else rating.source,
-                          because=state.recs.get("because", {}), variant=variant,
-                          explored=state.recs.get("explored"))
+                          because=recs.get("because", {}), variant=variant,
+                          explored=recs.get("explored"))

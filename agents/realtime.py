@@ -79,7 +79,7 @@ async def rank_batch(worker: Worker, events) -> None:
         if isinstance(result, Exception):
             await worker.dead_letters.reject(pending.event, result)
         else:
-            stage_one(worker, pending, result, batch, model, share_ms)
+            stage_one(worker, pending, result, steps.recs[pending.step], batch, model, share_ms)
     try:
         await batch.publish(events)
     except Exception as exc:  # the broker refused for longer than the producer's timeout
@@ -140,9 +140,10 @@ def read_one(worker: Worker, event, batch: Batch, model: Model, steps: BatchStep
     return Read(event, rating, key, owner, state, variant, i)
 
 
-def stage_one(worker: Worker, read: Read, result: tuple[bool, Step], batch: Batch, model: Model,
+def stage_one(worker: Worker, read: Read, result: tuple[bool, Step], recs: dict, batch: Batch, model: Model,
               worker_ms: float) -> None:
-    """Stage the user's new state (unless the rating was a redelivery) and the list it made."""
+    """Stage the user's new state (unless the rating was a redelivery) and the list it
+    made (``recs``: the user's right after the rating)."""
     changed, step = result
     metrics = worker.metrics
     if changed:
@@ -150,7 +151,7 @@ def stage_one(worker: Worker, read: Read, result: tuple[bool, Step], batch: Batc
     else:  # an at-least-once redelivery: the stored list goes out again
         metrics.count("ratings.redelivered")
     produced_at = read.event.message.timestamp or 0.0
-    rec = recommendation_for(read.rating, read.state, read.variant, model.version, produced_at, worker_ms)
+    rec = recommendation_for(read.rating, recs, read.variant, model.version, produced_at, worker_ms)
     batch.stage_list(read.event, read.key, read.owner, to_json_bytes(rec))
     batch.scored += step.n_candidates
     metrics.observe_ms("ratings", worker_ms)

@@ -89,12 +89,15 @@ class BatchSteps:
     A state's next interaction first ranks everything waiting (:meth:`flush`), so each
     step reads the state its predecessor left. After :meth:`flush`, ``results[i]`` is the
     i-th interaction's ``(changed, step)``, or the exception that applying it raised
-    (a batch that fails is applied one interaction at a time, so only the bad one fails).
+    (a batch that fails is applied one interaction at a time, so only the bad one fails),
+    and ``recs[i]`` the user's ``recs`` right after it (what its list message says: the
+    state itself may have moved on by then).
     """
 
     def __init__(self, model: Model) -> None:
         self.model = model
         self.results: list[tuple[bool, Step] | Exception] = []
+        self.recs: list[dict | None] = []
         self._waiting: dict[int, tuple] = {}  # id(state) -> (i, state, offset, ranker, interaction, recent, rated)
 
     def apply(self, state: UserState, offset: int, ranker: Ranker, interaction: Interaction) -> int:
@@ -103,6 +106,7 @@ class BatchSteps:
             self.flush()
         i = len(self.results)
         self.results.append(None)
+        self.recs.append(None)
         try:
             advanced = (ranker.advance(state, interaction)
                         if type(ranker) is DefaultRanker and not state.already_applied(offset) else None)
@@ -110,7 +114,7 @@ class BatchSteps:
             self.results[i] = exc
             return i
         if advanced is None:
-            self.results[i] = self._one(state, offset, ranker, interaction)
+            self._one(i, state, offset, ranker, interaction)
         else:
             self._waiting[id(state)] = (i, state, offset, ranker, interaction, *advanced)
         return i
@@ -128,16 +132,17 @@ class BatchSteps:
                                    content=content)
             except Exception:  # noqa: BLE001  one at a time: the interaction that fails is the one reported
                 for i, state, offset, ranker, interaction, _recent, _rated in group:
-                    self.results[i] = self._one(state, offset, ranker, interaction)
+                    self._one(i, state, offset, ranker, interaction)
                 continue
             for (i, state, offset, _ranker, interaction, recent, rated), (items, because, n) in zip(
                     group, ranked, strict=True):
                 step = Step(recent, rated, items, because, n)
                 state.record(offset, step, interaction, self.model)
-                self.results[i] = (True, step)
+                self.results[i], self.recs[i] = (True, step), state.recs
 
-    def _one(self, state: UserState, offset: int, ranker: Ranker, interaction: Interaction):
+    def _one(self, i: int, state: UserState, offset: int, ranker: Ranker, interaction: Interaction) -> None:
         try:
-            return state.apply(offset, ranker, interaction, self.model)
+            self.results[i] = state.apply(offset, ranker, interaction, self.model)
+            self.recs[i] = state.recs  # a new dict at every step: this one stays as it is
         except Exception as exc:  # noqa: BLE001  the caller reports it (the agent: a dead letter)
-            return exc
+            self.results[i] = exc

@@ -62,6 +62,6 @@ class RatingProcessor:
         state = UserState.from_value(state_value)
         variant, ranker = self.ranking.ranker_for(rating.user)
         changed, _step = state.apply(offset, ranker, interaction_of(rating), self.model)
-        rec = recommendation_for(rating, state, variant, self.version, produced_at,
+        rec = recommendation_for(rating, state.recs, variant, self.version, produced_at,
                                  (time.perf_counter() - started) * 1000.0)
         return rating.user, (state.to_value() if changed else None), to_json_bytes(rec)

@@ -165,7 +165,7 @@ def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_th
             reads.append(realtime.read_one(worker, event, batch, model, steps))
         steps.flush()
         for read in reads:
-            realtime.stage_one(worker, read, steps.results[read.step], batch, model, 0.1)
+            realtime.stage_one(worker, read, steps.results[read.step], steps.recs[read.step], batch, model, 0.1)
         live = gc.get_count()[0] - before
     finally:
         gc.enable()
@@ -227,3 +227,43 @@ def test_next_offsets_are_after_the_last_event_ranked_per_partition():
     assert batches.next_offsets(app, events) == {0: 8, 1: 11}
     flow.active = False  # a rebalance began: nothing of the batch is committed
     assert batches.next_offsets(app, events) == {}
+
+
+def rank_in_two_passes(worker, batch, model, events) -> None:
+    """What ``realtime.rank_batch`` does before publishing: read every rating, rank, stage."""
+    from agents import realtime
+
+    steps = BatchSteps(model)
+    reads = [realtime.read_one(worker, event, batch, model, steps) for event in events]
+    steps.flush()
+    for read in reads:
+        realtime.stage_one(worker, read, steps.results[read.step], steps.recs[read.step], batch, model, 0.1)
+
+
+def test_a_user_rating_twice_in_a_batch_gets_each_rating_its_own_list():
+    import orjson
+
+    from agents.lists import interaction_of, wire_list
+
+    items = [f"i{n}" for n in range(30)]
+    rng = random.Random(3)
+    index = SimilarityIndex(related={q: {p: round(rng.uniform(0.05, 1.0), 4) for p in rng.sample(items, 8)}
+                                     for q in items}, counts={q: rng.randint(1, 50) for q in items})
+    model = Model(index, (), "v1")
+    worker = worker_of(user_state=collections.defaultdict(dict))
+    ratings = [Rating(user="u1", item="i1", rating=5.0, ts=1.0), Rating(user="u2", item="i2", rating=4.0, ts=2.0),
+               Rating(user="u1", item="i3", rating=1.0, ts=3.0), Rating(user="u1", item="i4", rating=5.0, ts=4.0)]
+    events = []
+    for offset, rating in enumerate(ratings):
+        key, value = to_message(rating)
+        events.append(Event(message=message(offset, key=key, value=value), value=value))
+    batch = batches.Batch(worker, input_partitions=1)
+    rank_in_two_passes(worker, batch, model, events)
+    alone, expected = collections.defaultdict(UserState), []
+    for offset, rating in enumerate(ratings):
+        state = alone[rating.user]
+        state.apply(offset, worker.ranking.ranker_for(rating.user)[1], interaction_of(rating), model)
+        expected.append(state.last_list)
+    sent = [orjson.loads(value)["items"] for _event, _key, _owner, value in batch.lists]
+    assert sent == [[list(entry) for entry in wire_list(items)] for items in expected]
+    assert sent[0] != sent[2] != sent[3]

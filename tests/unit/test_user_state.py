@@ -27,7 +27,7 @@ def test_apply_updates_the_state_once_per_offset():
     disliked = Rating(user="u", item="b", rating=1.0, ts=2.0, source="implicit:dislike")
     state.apply(8, ranker, interaction_of(disliked), Model(index, version="v2"))
     assert state.recent[-1][:2] == ["b", -1.0] and "b" not in dict(state.last_list)
-    rec = recommendation_for(disliked, state, "default", "v2", produced_at=0.0, worker_ms=1.0)
+    rec = recommendation_for(disliked, state.recs, "default", "v2", produced_at=0.0, worker_ms=1.0)
     assert rec.items == wire_list(state.last_list) and rec.model_version == "v2" and rec.reason == "implicit:dislike"
 
 
