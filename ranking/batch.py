@@ -36,9 +36,21 @@ from ranking.model import SimilarityIndex
 Row = tuple[Sequence[Sequence], Iterable[str]]
 
 
+#: Cells (rows x catalogue items) of the dense sums one chunk of rows adds up at once.
+DENSE_CELLS = 1 << 21
+
+
 def rank_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, *,
               content: ContentIndex | None = None, explain: bool = True) -> list[tuple[list[list], dict[str, str], int]]:
-    """``[ranker.rank(recent, exclude, index, explain, content) for recent, exclude in rows]``, as arrays."""
+    """``[ranker.rank(recent, exclude, index, explain, content) for recent, exclude in rows]``, as arrays
+    (a chunk of rows at a time: the kNN sums are dense over the catalogue)."""
+    chunk = max(1, DENSE_CELLS // max(len(index.ids), 1))
+    return [out for start in range(0, len(rows), chunk)
+            for out in _rank_chunk(ranker, rows[start:start + chunk], index, content, explain)]
+
+
+def _rank_chunk(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, content: ContentIndex | None,
+                explain: bool) -> list[tuple[list[list], dict[str, str], int]]:
     n = ranker.k
     history, decay, w_pop = ranker._resolved(index)
     recents = [list(recent)[-history:] for recent, _exclude in rows]
@@ -56,17 +68,14 @@ def rank_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex
         if w_pop > 0:
             score = score + w_pop * index.prior_at[at]
         extra_row, extra_at = _popular_extras(ranker, knn, excludes, index, w_row, n)
-        row, at = np.concatenate([row, extra_row]), np.concatenate([at, extra_at])
-        score = np.concatenate([score, 0.0 + w_row[extra_row] * index.prior_at[extra_at]])
+        if extra_row.size:
+            row, at = np.concatenate([row, extra_row]), np.concatenate([at, extra_at])
+            score = np.concatenate([score, 0.0 + w_row[extra_row] * index.prior_at[extra_at]])
     scored = np.bincount(row, minlength=len(rows))
-    order = np.lexsort((at, -score, row))
-    row, at, score = row[order], at[order], score[order]
-    starts = np.searchsorted(row, np.arange(len(rows)))
-    keep = np.arange(row.size) - starts[row] < n
-    row, at, score = row[keep].tolist(), at[keep].tolist(), (-score[keep]).tolist()
-    pools: list[list[tuple]] = [[] for _ in rows]
+    row, at, score = _best_per_row(row, at, score, scored, n)
     ids = index.ids
-    for r, j, s in zip(row, at, score, strict=True):
+    pools: list[list[tuple]] = [[] for _ in rows]
+    for r, j, s in zip(row.tolist(), at.tolist(), (-score).tolist(), strict=True):
         pools[r].append((s, ids[j], j))
     because = knn.because(pools, picked) if explain else [{} for _ in rows]
     out = []
@@ -77,6 +86,26 @@ def rank_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex
             n_scored += len(cold[r])
         out.append(([[q, round(-s, 6)] for s, q, _j in pool], because[r], n_scored))
     return out
+
+
+def _best_per_row(row: np.ndarray, at: np.ndarray, score: np.ndarray, counts: np.ndarray, n: int):
+    """The best ``n`` of each row, ordered as ``rank`` sorts them: by row, score (best
+    first), item position (= id order). A row's n-th best score is found with a partition
+    over a rows x candidates table, so only what can make a list is sorted."""
+    if counts.size and counts.max() > n:
+        order = np.argsort(row, kind="stable")  # rows together (the popular extras came last)
+        row, at, score = row[order], at[order], score[order]
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        table = np.full((counts.size, int(counts.max())), -np.inf)
+        table[row, np.arange(row.size) - starts[row]] = score
+        nth = np.partition(table, table.shape[1] - n, axis=1)[:, table.shape[1] - n]
+        keep = score >= nth[row]
+        row, at, score = row[keep], at[keep], score[keep]
+    order = np.lexsort((at, -score, row))
+    row, at, score = row[order], at[order], score[order]
+    starts = np.searchsorted(row, np.arange(counts.size))
+    first = np.arange(row.size) - starts[row] < n  # ties at the n-th score may have kept a few more
+    return row[first], at[first], score[first]
 
 
 def _picked(recent: list, index: SimilarityIndex, decay: float) -> list[tuple[str, float, tuple]]:
@@ -102,26 +131,27 @@ class _KnnSums:
 
     @classmethod
     def of(cls, picked: list[list], excludes: list[set], index: SimilarityIndex) -> _KnnSums:
-        size = len(index.ids)
+        size, n_rows = len(index.ids), len(picked)
         lists = [p[2] for row in picked for p in row]
         if not lists:
             empty_i, empty_f = np.empty(0, dtype=np.intp), np.empty(0)
-            return cls(empty_i, empty_i, empty_f, np.empty(0, dtype=np.int64), empty_f, empty_i, size)
+            return cls(empty_i, empty_i, empty_f, empty_i, empty_f, empty_i, size)
         lengths = np.array([len(at) for at, _w in lists], dtype=np.intp)
-        per_list_row = np.repeat(np.arange(len(picked)), [len(row) for row in picked])
+        per_row = [len(row) for row in picked]
+        list_row = np.repeat(np.arange(n_rows), per_row)
         weights = np.array([p[1] for row in picked for p in row])
         parts = np.repeat(weights, lengths) * np.concatenate([w for _at, w in lists])
-        key = np.repeat(per_list_row.astype(np.int64) * size, lengths) + np.concatenate([at for at, _w in lists])
-        pairs, inverse = np.unique(key, return_inverse=True)
-        sums = np.bincount(inverse.ravel(), parts, minlength=pairs.size)
-        mine = cls._excluded_keys(excludes, index, size)
-        if mine.size:
-            keep = ~np.isin(pairs, mine)
-            pairs, sums = pairs[keep], sums[keep]
+        key = np.repeat(list_row * size, lengths) + np.concatenate([at for at, _w in lists])
+        # Dense over (row, item), as rank's bincount: each pair's weights added in the order given.
+        sums = np.bincount(key, parts, minlength=n_rows * size)
+        touched = np.zeros(n_rows * size, dtype=bool)
+        touched[key] = True
+        touched[cls._excluded_keys(excludes, index, size)] = False
+        pairs = np.flatnonzero(touched)
         # Each entry's source: its list's place among its row's picked lists.
-        first_of_row = np.concatenate([[0], np.cumsum([len(row) for row in picked])[:-1]])
-        source = np.repeat(np.arange(len(lists)) - first_of_row[per_list_row], lengths)
-        return cls((pairs // size).astype(np.intp), (pairs % size).astype(np.intp), sums, key, parts, source, size)
+        first_of_row = np.concatenate([[0], np.cumsum(per_row)[:-1]])
+        source = np.repeat(np.arange(len(lists)) - first_of_row[list_row], lengths)
+        return cls(pairs // size, pairs % size, sums[pairs], key, parts, source, size)
 
     @staticmethod
     def _excluded_keys(excludes: list[set], index: SimilarityIndex, size: int) -> np.ndarray:
@@ -129,9 +159,9 @@ class _KnnSums:
         keys = []
         for r, exclude in enumerate(excludes):
             if exclude:
-                at = np.fromiter(map(position.get, exclude, repeat(-1)), dtype=np.int64, count=len(exclude))
+                at = np.fromiter(map(position.get, exclude, repeat(-1)), dtype=np.intp, count=len(exclude))
                 keys.append(at[at >= 0] + r * size)
-        return np.concatenate(keys) if keys else np.empty(0, dtype=np.int64)
+        return np.concatenate(keys) if keys else np.empty(0, dtype=np.intp)
 
     def largest_per_row(self, n_rows: int) -> np.ndarray:
         """Each row's scale: its largest kNN sum, at least 0, and 1 where that is 0 (as ``rank``)."""
@@ -146,9 +176,12 @@ class _KnnSums:
     def because(self, pools: list[list[tuple]], picked: list[list]) -> list[dict[str, str]]:
         """Per row, for each listed item with a kNN part: the recent item whose weighted
         similarity to it is the largest (the first on a tie; none unless positive)."""
-        listed = np.array([r * self.size + j for r, pool in enumerate(pools) for _s, _q, j in pool], dtype=np.int64)
         out: list[dict[str, str]] = [{} for _ in pools]
-        mine = np.flatnonzero(np.isin(self.entry_key, listed))  # a listed popular extra has no entries
+        if not self.entry_key.size:
+            return out
+        listed = np.zeros(len(pools) * self.size, dtype=bool)
+        listed[[r * self.size + j for r, pool in enumerate(pools) for _s, _q, j in pool]] = True
+        mine = np.flatnonzero(listed[self.entry_key])  # a listed popular extra has no entries
         if not mine.size:
             return out
         keys, parts, sources = self.entry_key[mine], self.entry_part[mine], self.entry_source[mine]
