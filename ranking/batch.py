@@ -22,6 +22,7 @@ against ``rank`` on random models and histories: the same lists, scores and ``be
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 from itertools import repeat
 
@@ -67,39 +68,53 @@ def _rank_chunk(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityInd
     if index.prior:
         if w_pop > 0:
             score = score + w_pop * index.prior_at[at]
-        extra_row, extra_at = _popular_extras(ranker, knn, excludes, index, w_row, n)
+        extra_row, extra_at = (_popular_extras(ranker, knn, excludes, index, w_row, n) if (w_row > 0).any()
+                               else (np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)))
         if extra_row.size:
             row, at = np.concatenate([row, extra_row]), np.concatenate([at, extra_at])
             score = np.concatenate([score, 0.0 + w_row[extra_row] * index.prior_at[extra_at]])
     scored = np.bincount(row, minlength=len(rows))
     row, at, score = _best_per_row(row, at, score, scored, n)
-    ids = index.ids
-    pools: list[list[tuple]] = [[] for _ in rows]
-    for r, j, s in zip(row.tolist(), at.tolist(), (-score).tolist(), strict=True):
-        pools[r].append((s, ids[j], j))
-    because = knn.because(pools, picked) if explain else [{} for _ in rows]
+    bounds = np.searchsorted(row, np.arange(len(rows) + 1)).tolist()
+    names, scores = _ids_of(index)[at].tolist(), score.tolist()
+    why = knn.because(row, at, picked) if explain else None
     out = []
-    for r, pool in enumerate(pools):
-        n_scored = int(scored[r])
+    for r in range(len(rows)):
+        a, b = bounds[r], bounds[r + 1]
+        because = {names[i]: why[i] for i in range(a, b) if why[i] is not None} if explain else {}
         if cold[r]:
-            pool = ranker._with_cold(pool, cold[r], float(top[r]), index, float(w_row[r]), because[r] if explain else None)
-            n_scored += len(cold[r])
-        out.append(([[q, round(-s, 6)] for s, q, _j in pool], because[r], n_scored))
+            pool = [(-scores[i], names[i], int(at[i])) for i in range(a, b)]
+            pool = ranker._with_cold(pool, cold[r], float(top[r]), index, float(w_row[r]), because if explain else None)
+            out.append(([[q, round(-s, 6)] for s, q, _j in pool], because, int(scored[r]) + len(cold[r])))
+        else:
+            out.append(([[names[i], round(scores[i], 6)] for i in range(a, b)], because, int(scored[r])))
     return out
+
+
+_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _ids_of(index: SimilarityIndex) -> np.ndarray:
+    """``index.ids`` as an object array (item names of many positions in one take), once per model."""
+    ids = _IDS.get(index)
+    if ids is None:
+        ids = _IDS[index] = np.array(index.ids, dtype=object)
+    return ids
 
 
 def _best_per_row(row: np.ndarray, at: np.ndarray, score: np.ndarray, counts: np.ndarray, n: int):
     """The best ``n`` of each row, ordered as ``rank`` sorts them: by row, score (best
-    first), item position (= id order). A row's n-th best score is found with a partition
-    over a rows x candidates table, so only what can make a list is sorted."""
+    first), item position (= id order). Only what can make a list is sorted: a row with
+    more candidates keeps those at or above its n-th best score (a partition of its own)."""
     if counts.size and counts.max() > n:
         order = np.argsort(row, kind="stable")  # rows together (the popular extras came last)
         row, at, score = row[order], at[order], score[order]
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        table = np.full((counts.size, int(counts.max())), -np.inf)
-        table[row, np.arange(row.size) - starts[row]] = score
-        nth = np.partition(table, table.shape[1] - n, axis=1)[:, table.shape[1] - n]
-        keep = score >= nth[row]
+        ends = np.cumsum(counts)
+        keep = np.ones(row.size, dtype=bool)
+        for r in np.flatnonzero(counts > n).tolist():
+            a, b = int(ends[r] - counts[r]), int(ends[r])
+            segment = score[a:b]
+            keep[a:b] = segment >= np.partition(segment, b - a - n)[b - a - n]
         row, at, score = row[keep], at[keep], score[keep]
     order = np.lexsort((at, -score, row))
     row, at, score = row[order], at[order], score[order]
@@ -173,28 +188,27 @@ class _KnnSums:
         top[top == 0.0] = 1.0
         return top
 
-    def because(self, pools: list[list[tuple]], picked: list[list]) -> list[dict[str, str]]:
-        """Per row, for each listed item with a kNN part: the recent item whose weighted
-        similarity to it is the largest (the first on a tie; none unless positive)."""
-        out: list[dict[str, str]] = [{} for _ in pools]
-        if not self.entry_key.size:
+    def because(self, row: np.ndarray, at: np.ndarray, picked: list[list]) -> list[str | None]:
+        """For each listed (row, item): the recent item whose weighted similarity to it is
+        the largest (the first on a tie), or None (no positive part; a popular extra)."""
+        out: list[str | None] = [None] * row.size
+        if not self.entry_key.size or not row.size:
             return out
-        listed = np.zeros(len(pools) * self.size, dtype=bool)
-        listed[[r * self.size + j for r, pool in enumerate(pools) for _s, _q, j in pool]] = True
-        mine = np.flatnonzero(listed[self.entry_key])  # a listed popular extra has no entries
+        listed = row * self.size + at
+        mark = np.zeros(len(picked) * self.size, dtype=bool)
+        mark[listed] = True
+        mine = np.flatnonzero(mark[self.entry_key])
         if not mine.size:
             return out
         keys, parts, sources = self.entry_key[mine], self.entry_part[mine], self.entry_source[mine]
         order = np.lexsort((sources, -parts, keys))
         keys, parts, sources = keys[order], parts[order], sources[order]
         first = np.r_[True, keys[1:] != keys[:-1]]
-        best = dict(zip(keys[first].tolist(), zip(parts[first].tolist(), sources[first].tolist(), strict=True),
-                        strict=True))
-        for r, pool in enumerate(pools):
-            for _s, q, j in pool:
-                hit = best.get(r * self.size + j)
-                if hit is not None and hit[0] > 0.0:
-                    out[r][q] = picked[r][hit[1]][0]
+        keys, parts, sources = keys[first], parts[first], sources[first]
+        where = np.minimum(np.searchsorted(keys, listed), keys.size - 1)
+        hit = (keys[where] == listed) & (parts[where] > 0.0)
+        for i in np.flatnonzero(hit).tolist():
+            out[i] = picked[int(row[i])][int(sources[where[i]])][0]
         return out
 
 
