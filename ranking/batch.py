@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from itertools import repeat
 
 import numpy as np
+import scipy.sparse as sp
 
 from ranking.content import ContentIndex
 from ranking.default import DefaultRanker
@@ -135,38 +136,79 @@ def _weighted(recent: list, decay: float) -> list[tuple[str, float]]:
     return [(entry[0], decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0)) for j, entry in enumerate(recent)]
 
 
+class _Lists:
+    """A model's blended lists as a scipy CSR matrix (row = an item's position, its list in
+    list order) and as sorted ``item * n + neighbour`` keys with their weights (lookups)."""
+
+    def __init__(self, index: SimilarityIndex) -> None:
+        size = self.size = len(index.ids)
+        rows = [index.lists.get(q) for q in index.ids]
+        lengths = np.array([0 if r is None else len(r[0]) for r in rows], dtype=np.intp)
+        at = np.concatenate([r[0] for r in rows if r is not None] or [np.empty(0, dtype=np.int32)]).astype(np.int32)
+        weights = np.concatenate([r[1] for r in rows if r is not None] or [np.empty(0)])
+        self.matrix = sp.csr_matrix((weights, at, np.concatenate([[0], np.cumsum(lengths)])), shape=(size, size))
+        self.negative = bool((weights < 0).any())
+        keys = np.repeat(np.arange(size, dtype=np.int64) * size, lengths) + at
+        order = np.argsort(keys)
+        self.keys, self.weights = keys[order], weights[order]
+
+
+_LISTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _lists_of(index: SimilarityIndex) -> _Lists:
+    lists = _LISTS.get(index)
+    if lists is None:
+        lists = _LISTS[index] = _Lists(index)
+    return lists
+
+
 class _KnnSums:
     """The kNN sums of every row: ``row``, ``col`` (item position) and ``sums`` of each
-    (row, item) pair a row's lists reach that the row's user did not have, by row then
-    position; and the entries they were added from (for ``because``)."""
+    (row, item) pair a row's lists reach that the row's user did not have, grouped by row;
+    ``R`` the rows' recent items and weights (a CSR matrix, oldest first)."""
 
-    def __init__(self, row, col, sums, entry_key, entry_part, entry_source, size):
-        self.row, self.col, self.sums = row, col, sums
-        self.entry_key, self.entry_part, self.entry_source, self.size = entry_key, entry_part, entry_source, size
+    def __init__(self, row, col, sums, R, lists):
+        self.row, self.col, self.sums, self.R, self.lists = row, col, sums, R, lists
 
     @classmethod
     def of(cls, picked: list[list], excludes: list[set], index: SimilarityIndex) -> _KnnSums:
-        size, n_rows = len(index.ids), len(picked)
-        lists = [p[2] for row in picked for p in row]
-        if not lists:
-            empty_i, empty_f = np.empty(0, dtype=np.intp), np.empty(0)
-            return cls(empty_i, empty_i, empty_f, empty_i, empty_f, empty_i, size)
-        lengths = np.array([len(at) for at, _w in lists], dtype=np.intp)
+        """One sparse product R @ L: scipy adds each row's products in R's stored order
+        (oldest first), as ``rank``'s ``bincount`` does, so the sums are the same floats."""
+        size, n_rows, lists = len(index.ids), len(picked), _lists_of(index)
         per_row = [len(row) for row in picked]
-        list_row = np.repeat(np.arange(n_rows), per_row)
-        weights = np.array([p[1] for row in picked for p in row])
-        parts = np.repeat(weights, lengths) * np.concatenate([w for _at, w in lists])
-        key = np.repeat(list_row * size, lengths) + np.concatenate([at for at, _w in lists])
-        # Dense over (row, item), as rank's bincount: each pair's weights added in the order given.
-        sums = np.bincount(key, parts, minlength=n_rows * size)
-        touched = np.zeros(n_rows * size, dtype=bool)
-        touched[key] = True
-        touched[cls._excluded_keys(excludes, index, size)] = False
-        pairs = np.flatnonzero(touched)
-        # Each entry's source: its list's place among its row's picked lists.
-        first_of_row = np.concatenate([[0], np.cumsum(per_row)[:-1]])
-        source = np.repeat(np.arange(len(lists)) - first_of_row[list_row], lengths)
-        return cls(pairs // size, pairs % size, sums[pairs], key, parts, source, size)
+        total, position = sum(per_row), index.position
+        R = sp.csr_matrix((np.fromiter((p[1] for row in picked for p in row), dtype=np.float64, count=total),
+                           np.fromiter((position[p[0]] for row in picked for p in row), dtype=np.int32, count=total),
+                           np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32)), shape=(n_rows, size))
+        K = R @ lists.matrix
+        if lists.negative or (R.data < 0).any():  # a sum can be exactly 0: scipy drops it, rank keeps it
+            K = cls._with_zero_sums(K, R, lists.matrix)
+        row = np.repeat(np.arange(n_rows, dtype=np.intp), np.diff(K.indptr))
+        keys = row * size + K.indices
+        mine = cls._excluded_keys(excludes, index, size)
+        if mine.size:
+            mark = np.zeros(n_rows * size, dtype=bool)
+            mark[mine] = True
+            keep = ~mark[keys]
+            return cls(row[keep], K.indices[keep].astype(np.intp), K.data[keep], R, lists)
+        return cls(row, K.indices.astype(np.intp), K.data, R, lists)
+
+    @staticmethod
+    def _with_zero_sums(K, R, L):
+        """``K`` with an explicit 0 for every (row, item) the lists reach whose sum is 0."""
+        pattern = sp.csr_matrix((np.ones_like(R.data), R.indices, R.indptr), shape=R.shape) @ \
+            sp.csr_matrix((np.ones_like(L.data), L.indices, L.indptr), shape=L.shape)
+        if pattern.nnz == K.nnz:
+            return K
+        K.sort_indices()
+        pattern.sort_indices()
+        size = K.shape[1]
+        k_keys = np.repeat(np.arange(K.shape[0], dtype=np.int64), np.diff(K.indptr)) * size + K.indices
+        p_keys = np.repeat(np.arange(K.shape[0], dtype=np.int64), np.diff(pattern.indptr)) * size + pattern.indices
+        data = np.zeros(pattern.nnz)
+        data[np.searchsorted(p_keys, k_keys)] = K.data
+        return sp.csr_matrix((data, pattern.indices, pattern.indptr), shape=K.shape)
 
     @staticmethod
     def _excluded_keys(excludes: list[set], index: SimilarityIndex, size: int) -> np.ndarray:
@@ -190,25 +232,27 @@ class _KnnSums:
 
     def because(self, row: np.ndarray, at: np.ndarray, picked: list[list]) -> list[str | None]:
         """For each listed (row, item): the recent item whose weighted similarity to it is
-        the largest (the first on a tie), or None (no positive part; a popular extra)."""
+        the largest (the first on a tie), or None (no positive part; a popular extra).
+        Looked up in the lists for the listed pairs only."""
         out: list[str | None] = [None] * row.size
-        if not self.entry_key.size or not row.size:
+        R, lists = self.R, self.lists
+        n_picked = np.diff(R.indptr)[row]
+        if not row.size or not n_picked.sum():
             return out
-        listed = row * self.size + at
-        mark = np.zeros(len(picked) * self.size, dtype=bool)
-        mark[listed] = True
-        mine = np.flatnonzero(mark[self.entry_key])
-        if not mine.size:
-            return out
-        keys, parts, sources = self.entry_key[mine], self.entry_part[mine], self.entry_source[mine]
-        order = np.lexsort((sources, -parts, keys))
-        keys, parts, sources = keys[order], parts[order], sources[order]
-        first = np.r_[True, keys[1:] != keys[:-1]]
-        keys, parts, sources = keys[first], parts[first], sources[first]
-        where = np.minimum(np.searchsorted(keys, listed), keys.size - 1)
-        hit = (keys[where] == listed) & (parts[where] > 0.0)
-        for i in np.flatnonzero(hit).tolist():
-            out[i] = picked[int(row[i])][int(sources[where[i]])][0]
+        listed = np.repeat(np.arange(row.size), n_picked)  # one per (listed pair, recent item of its row)
+        source = np.arange(listed.size) - np.repeat(np.cumsum(n_picked) - n_picked, n_picked)
+        entry = R.indptr[row][listed] + source
+        key = R.indices[entry].astype(np.int64) * lists.size + at[listed]
+        where = np.minimum(np.searchsorted(lists.keys, key), lists.keys.size - 1)
+        found = np.flatnonzero(lists.keys[where] == key)
+        listed, source = listed[found], source[found]
+        part = R.data[entry[found]] * lists.weights[where[found]]
+        order = np.lexsort((source, -part, listed))
+        listed, source, part = listed[order], source[order], part[order]
+        first = np.r_[True, listed[1:] != listed[:-1]] if listed.size else np.empty(0, dtype=bool)
+        for i, s, value in zip(listed[first].tolist(), source[first].tolist(), part[first].tolist(), strict=True):
+            if value > 0.0:
+                out[i] = picked[int(row[i])][s][0]
         return out
 
 
