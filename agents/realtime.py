@@ -3,8 +3,8 @@
 Thin on purpose: take a batch of ratings, and for each in order read the user's state and
 apply the rating through the user's ranker (``ranking/``: the user's A/B arm, or
 ``RECSYS_RANKER``; for the learned ranker, first the examples the rating makes of the list
-the user had: ``ranking/learned.py``), the default ranker's lists of the whole batch ranked
-together (``ranking/batch.py``); stage each new state and list; then publish the batch
+the user had: ``ranking/learned.py``), the steps of the whole batch made together as
+arrays (``ranking/batch.py``, ``ranking/features.py``); stage each new state and list; then publish the batch
 (``agents/batches.py``). Bad messages become dead letters. Behaviour
 events arrive here too, as implicit ratings (``agents/behaviour.py``): one writer of
 ``user_state``, one order.
@@ -54,10 +54,9 @@ async def rank_batch(worker: Worker, events) -> None:
     """Rank every rating of a batch in order, then publish the states and lists together
     (``agents/batches.py``: offsets are committed only after that is acknowledged).
 
-    Two passes: each rating is read and its user's history advanced in order
-    (:func:`read_one`), the default ranker's lists of the whole batch are ranked together
-    (``tables.state.BatchSteps``: the same lists as one rating at a time), then each
-    rating's list is staged in order (:func:`stage_one`)."""
+    Two passes: each rating is read in order (:func:`read_one`), the steps of the whole
+    batch are made together (``tables.state.BatchSteps``: the same lists as one rating at a
+    time), then each rating's state and list are staged in order (:func:`stage_one`)."""
     batch = Batch(worker, input_partitions=partitions_of(worker, worker.topics.ratings.get_topic_name()))
     model = worker.current_model()  # one for the whole batch
     steps = BatchSteps(model)
@@ -108,8 +107,8 @@ class Read:
 
 
 def read_one(worker: Worker, event, batch: Batch, model: Model, steps: BatchSteps) -> Read | None:
-    """Parse one rating and apply it to its user's state (a default-ranker list is queued
-    in ``steps``); None for a rating on another partition than its user's (staged to be
+    """Parse one rating and queue it in ``steps`` for its user's state (for the learned
+    ranker, first stage the examples it makes); None for a rating on another partition than its user's (staged to be
     sent there)."""
     conf, message = worker.settings, event.message
     rating = parse_rating(event.value, rating_min=conf.input.rating_min, rating_max=conf.input.rating_max,
@@ -124,20 +123,23 @@ def read_one(worker: Worker, event, batch: Batch, model: Model, steps: BatchStep
     state = batch.state_of(event, key)
     variant, ranker = worker.ranking.ranker_for(rating.user)
     interaction = interaction_of(rating)
-    learned = isinstance(ranker, LearnedRanker)
-    if learned and not state.already_applied(message.offset):  # what the list the user had taught
-        examples = ranker.examples(state, interaction, model, made=worker.kept.take(key, state.offset))
-        if examples is not None:
-            batch.stage_examples(event, key, owner, examples_message(examples)[1])
-            worker.metrics.count("learner.examples_sent")
+    if isinstance(ranker, LearnedRanker) and not state.already_applied(message.offset):
+        stage_examples(worker, event, key, owner, ranker, state, interaction, model, steps, batch)
     i = steps.apply(state, message.offset, ranker, interaction)
-    if learned:  # applied at once (never queued): the next rating's examples read what it made
-        result = steps.results[i]
-        if isinstance(result, Exception):
-            raise result
-        if result[0]:
-            worker.kept.put(key, state.offset, result[1].made)
     return Read(event, rating, key, owner, state, variant, i)
+
+
+def stage_examples(worker: Worker, event, key: bytes, owner: int, ranker: LearnedRanker, state: UserState,
+                   interaction, model: Model, steps: BatchSteps, batch: Batch) -> None:
+    """Stage what the list the user had taught (``ranking/learned.py``): its candidates
+    are those its step made (an earlier rating of the batch, or kept since an earlier
+    batch), or recomputed."""
+    earlier = steps.latest(state)  # the user's list was made in this batch: its step is at hand
+    made = earlier.made if earlier is not None and earlier.made is not None else worker.kept.take(key, state.offset)
+    examples = ranker.examples(state, interaction, model, made=made)
+    if examples is not None:
+        batch.stage_examples(event, key, owner, examples_message(examples)[1])
+        worker.metrics.count("learner.examples_sent")
 
 
 def stage_one(worker: Worker, read: Read, result: tuple[bool, Step], recs: dict, batch: Batch, model: Model,
@@ -148,6 +150,7 @@ def stage_one(worker: Worker, read: Read, result: tuple[bool, Step], recs: dict,
     metrics = worker.metrics
     if changed:
         batch.stage_state(read.event, read.key, read.state)
+        worker.kept.put(read.key, read.event.message.offset, step.made)  # the learned ranker's candidates
     else:  # an at-least-once redelivery: the stored list goes out again
         metrics.count("ratings.redelivered")
     produced_at = read.event.message.timestamp or 0.0

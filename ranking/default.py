@@ -90,6 +90,16 @@ class DefaultRanker(Ranker):
         items, because, n_candidates = self.rank(recent, rated, model.index, content=getattr(model, "content", None))
         return Step(recent, rated, items, because, n_candidates)
 
+    def step_many(self, pairs: Sequence[tuple[History, Interaction]], model: Model) -> list[Step]:
+        """The steps of many users' interactions, their lists ranked together (``ranking/batch.py``)."""
+        from ranking.batch import rank_many  # it builds on this module
+
+        advanced = [self.advance(state, interaction) for state, interaction in pairs]
+        moved = [a for a in advanced if a is not None]
+        ranked = iter(rank_many(self, moved, model.index, content=getattr(model, "content", None)))
+        return [Step.unchanged(state) if a is None else Step(*a, *next(ranked))
+                for (state, _i), a in zip(pairs, advanced, strict=True)]
+
     def advance(self, state: History, interaction: Interaction) -> tuple[list, list] | None:
         """The user's ``(recent, rated)`` after ``interaction``, before ranking (None for a
         replay: it changes nothing). :meth:`step` ranks them; a batch ranks many at once

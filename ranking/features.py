@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import collections
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 
@@ -265,3 +265,201 @@ def _source_features(X: np.ndarray, recent: list, slot: np.ndarray, index: Simil
     when = np.array([float(entry[2]) for entry in recent])
     X[got, _AT["because_age"]] = np.log1p(np.maximum(ts - when[best[got]], 0.0)) / math.log1p(_YEAR_S)
     return best
+
+
+#: One user's candidates to make, for :func:`candidates_many`: the history ``recent``
+#: (``[[item, weight, ts], ...]`` oldest first), ``rated``, the list ``shown``, the
+#: latest interaction's ``event`` and ``ts``.
+Wanted = tuple[Sequence[Sequence], Iterable, Sequence[Sequence], str, float]
+
+
+def candidates_many(wanted: Sequence[Wanted], index: SimilarityIndex, context: Context, *, recall, n_hot: int = 20,
+                    content=None) -> tuple[np.ndarray, list[Candidates]]:
+    """``[candidates(*w, index, context, recall=recall, n_hot=n_hot, content=content) for w in wanted]``,
+    made together: the recall lists by ``ranking.batch.rank_many``, the features by
+    :func:`features_many`. Also returns every candidate's features in one array (each
+    ``Candidates.X`` is a view of its rows)."""
+    from ranking.batch import rank_many  # the batch ranker imports the model, as this module does
+
+    history = recall.history if recall.history is not None else index.blend.history
+    rows = []
+    for recent, rated, _shown, _event, _ts in wanted:
+        rows.append((list(recent)[-history:], rated if isinstance(rated, (set, frozenset)) else set(rated)))
+    listed = rank_many(recall, rows, index, explain=False, content=content)
+    made = []
+    for (recent, rated), (items_scores, _because, _n), (_r, _q, shown, event, ts) in zip(rows, listed, wanted,
+                                                                                           strict=True):
+        items, recall_score = [q for q, _s in items_scores], [s for _q, s in items_scores]
+        _add_hot(items, recall_score, rated, context.hot_items, recall.k + n_hot)
+        made.append((items, recall_score, recent, rated, shown, event, ts))
+    return features_many(made, index, context, recall=recall)
+
+
+def _add_hot(items: list, recall_score: list, rated, hot_items: Sequence[str], limit: int) -> None:
+    """Append the hot items ``items`` does not hold and the user did not have, up to ``limit`` in all."""
+    have = set(items)
+    for q in hot_items:
+        if len(items) >= limit:
+            break
+        if q not in have and q not in rated:
+            items.append(q)
+            recall_score.append(0.0)
+            have.add(q)
+
+
+def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Context, *, recall
+                  ) -> tuple[np.ndarray, list[Candidates]]:
+    """``[features(*row, index, context, recall=recall) for row in rows]`` (each row is
+    ``(items, recall_score, recent, rated, shown, event, ts)``), one pass of each numpy
+    call over every row's candidates: the candidates of all rows are stacked, row after
+    row, and every per-user sum is a ``bincount`` over the stacked rows in the order
+    :func:`features` adds it. Returns the stacked features and each row's candidates."""
+    counts = np.array([len(row[0]) for row in rows], dtype=np.intp)
+    bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
+    size = int(bounds[-1])
+    of = np.repeat(np.arange(len(rows), dtype=np.intp), counts)  # the row of every stacked candidate
+    X = np.zeros((size, len(BASE_FEATURES)), dtype=np.float64)
+    items = [q for row in rows for q in row[0]]
+    position = index.position
+    at = np.fromiter(map(position.get, items, repeat(-1)), dtype=np.intp, count=size)
+    known = at >= 0
+    X[:, _AT["bias"]] = 1.0
+    X[:, _AT["recall"]] = np.fromiter((s for row in rows for s in row[1]), dtype=np.float64, count=size)
+    X[:, _AT["recall_rank"]] = 1.0 / np.log2(2.0 + (np.arange(size) - bounds[of]))
+    best = _SourceFeatures(rows, of, bounds, at, index, recall).write(X)
+    X[known, _AT["prior"]] = index.prior_at[at[known]]
+    if context.hot_items:
+        hot = len(context.hot_items)
+        rank = {q: r for r, q in enumerate(context.hot_items)}
+        X[:, _AT["trending"]] = 1.0 - np.fromiter(map(rank.get, items, repeat(hot)), dtype=np.float64,
+                                                  count=size) / hot
+    ts = np.array([float(row[6]) for row in rows])
+    if context.first_seen:
+        first = np.fromiter(map(context.first_seen.get, items, repeat(math.nan)), dtype=np.float64, count=size)
+        seen = ~np.isnan(first)
+        X[seen, _AT["item_age"]] = np.log1p(np.maximum(ts[of[seen]] - first[seen], 0.0)) / math.log1p(_YEAR_S)
+    activity, mainstream = np.zeros(len(rows)), np.zeros(len(rows))
+    for r, (row_items, _s, recent, rated, shown, event, _ts) in enumerate(rows):
+        a, b = int(bounds[r]), int(bounds[r + 1])
+        if a == b:
+            continue
+        if context.categories:
+            mine = [context.categories.get(entry[0]) for entry in recent]
+            share = {c: mine.count(c) / len(mine) for c in set(mine) if c is not None}
+            X[a:b, _AT["category_affinity"]] = [share.get(context.categories.get(q), 0.0) for q in row_items]
+        place = {entry[0]: p for p, entry in enumerate(shown)}
+        if place:
+            X[a:b, _AT["shown"]] = [1.0 / math.log2(2.0 + place[q]) if q in place else 0.0 for q in row_items]
+        activity[r] = math.log1p(len(rated)) / math.log1p(1000.0)
+        mine = [position[entry[0]] for entry in recent if entry[0] in position]
+        mainstream[r] = float(index.prior_at[mine].sum()) / len(mine) if mine else 0.0
+        X[a:b, _AT[f"event_{event_of(event)}"]] = 1.0
+    X[:, _AT["activity"]] = activity[of]
+    X[:, _AT["mainstream"]] = mainstream[of]
+    whole = with_crosses(X)
+    best_at = best.tolist()
+    out = []
+    for r, row in enumerate(rows):
+        a, b, recent = int(bounds[r]), int(bounds[r + 1]), row[2]
+        out.append(Candidates(row[0], whole[a:b], [recent[j][0] if j >= 0 else None for j in best_at[a:b]]))
+    return whole, out
+
+
+class _SourceFeatures:
+    """:func:`_source_features` of many rows at once: each row's recent interactions are
+    numbered one after the other (``entry``), a list entry is matched to its row's
+    candidate by the key ``row * n_items + item position`` (a search in the sorted keys
+    of the candidates), and each sum is a ``bincount`` over the stacked candidates."""
+
+    def __init__(self, rows, of, bounds, at, index: SimilarityIndex, recall) -> None:
+        self.rows, self.of, self.bounds, self.at, self.index = rows, of, bounds, at, index
+        self.decay = recall.decay if recall.decay is not None else index.blend.decay
+        self.n_items = len(index.ids)
+
+    def write(self, X: np.ndarray) -> np.ndarray:
+        """Write the features of the recent items' lists into ``X``; returns ``because``
+        (the place in its row's ``recent`` of each candidate's main contributor, or -1)."""
+        n, rows, index = X.shape[0], self.rows, self.index
+        best = np.full(n, -1, dtype=np.intp)
+        names = list(_LISTS.values())
+        named = [index.source_lists.get(listed) or {} for listed in names]
+        lengths = np.array([len(row[2]) for row in rows], dtype=np.intp)
+        first_entry = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
+        got = [(s, first_entry[r] + j, neigh) for r, row in enumerate(rows) for j, entry in enumerate(row[2])
+               for s, lists in enumerate(named) if (neigh := lists.get(entry[0])) is not None]
+        if not got or not n:
+            return best
+        entry_row = np.repeat(np.arange(len(rows), dtype=np.intp), lengths)  # the row of every recent entry
+        last = (first_entry + lengths - 1)[entry_row]  # the newest entry of each entry's row
+        sizes = [len(neigh[0]) for _s, _e, neigh in got]
+        from_entry = np.repeat(np.array([e for _s, e, _n in got], dtype=np.intp), sizes)
+        cand = self._candidate_of(entry_row[from_entry], np.concatenate([neigh[0] for _s, _e, neigh in got]))
+        keep = np.flatnonzero(cand >= 0)
+        cand, from_entry = cand[keep], from_entry[keep]
+        values = np.concatenate([neigh[1] for _s, _e, neigh in got])[keep]
+        source = np.repeat(np.array([s for s, _e, _n in got], dtype=np.intp), sizes)[keep]
+        recent = [entry for row in rows for entry in row[2]]
+        sign = np.array([-1.0 if entry[1] < 0 else 1.0 for entry in recent])
+        age = last - np.arange(len(recent))  # newer interactions than each entry's, in its row
+        signed_entry = self.decay ** age * sign
+        knn = np.bincount(source * n + cand, signed_entry[from_entry] * values,
+                          minlength=len(named) * n).reshape(len(named), n)
+        top = self._largest_per_row(np.abs(knn))
+        X[:, _KNN_AT] = (knn / np.where(top > 0.0, top, 1.0)[:, self.of]).T
+        own = np.bincount(source * n + cand, np.where(from_entry == last[from_entry], values, 0.0),
+                          minlength=len(named) * n)
+        X[:, _LAST_AT] = np.minimum(np.maximum(own.reshape(len(named), n).T, -2.0), 2.0) / 2.0
+        sourced = source < len(SOURCES)
+        X[:, _AT["support"]] = (np.bincount(cand[sourced], minlength=n)
+                                / (len(SOURCES) * np.maximum(lengths, 1))[self.of])
+        weight_of = np.zeros(len(named))
+        for listed, w in index.blend_sources:
+            weight_of[names.index(listed)] = w
+        bw = weight_of[source]
+        blended_in = bw != 0.0
+        pair_keys, inverse = np.unique(from_entry[blended_in].astype(np.int64) * n + cand[blended_in],
+                                       return_inverse=True)
+        blended = np.bincount(inverse.ravel(), values[blended_in] * bw[blended_in], minlength=pair_keys.size)
+        pair_entry, pair_cand = (pair_keys // n).astype(np.intp), (pair_keys % n).astype(np.intp)
+        weight = np.array([float(entry[1]) for entry in recent])
+        top_weight = np.zeros(len(rows))
+        np.maximum.at(top_weight, entry_row, np.abs(weight))
+        top_weight[top_weight == 0.0] = 1.0
+        rated = self.decay ** age * weight / top_weight[entry_row]
+        knn_rated = np.bincount(pair_cand, rated[pair_entry] * blended, minlength=n)
+        top = self._largest_per_row(np.abs(knn_rated)[None, :])[0]
+        X[:, _AT["knn_rated"]] = knn_rated / np.where(top > 0.0, top, 1.0)[self.of]
+        part = signed_entry[pair_entry] * blended
+        order = np.lexsort((pair_entry, -part, pair_cand))  # each candidate's largest part, the oldest on a tie
+        first = order[np.r_[True, pair_cand[order][1:] != pair_cand[order][:-1]]] if order.size else order
+        won = first[part[first] > 0.0]
+        best[pair_cand[won]] = pair_entry[won] - first_entry[entry_row[pair_entry[won]]]
+        got_best = best >= 0
+        newest = lengths[self.of] - 1
+        X[got_best, _AT["because_recency"]] = 1.0 / (1.0 + (newest[got_best] - best[got_best]))
+        when = np.array([float(entry[2]) for entry in recent])
+        ts = np.array([float(row[6]) for row in rows])
+        contributor = (first_entry[self.of] + best)[got_best]
+        X[got_best, _AT["because_age"]] = (np.log1p(np.maximum(ts[self.of[got_best]] - when[contributor], 0.0))
+                                           / math.log1p(_YEAR_S))
+        return best
+
+    def _candidate_of(self, row: np.ndarray, item_at: np.ndarray) -> np.ndarray:
+        """The stacked candidate of each (row, item position), or -1."""
+        known = np.flatnonzero(self.at >= 0)
+        keys = self.of[known].astype(np.int64) * self.n_items + self.at[known]
+        order = np.argsort(keys, kind="stable")
+        keys, known = keys[order], known[order]
+        wanted = row.astype(np.int64) * self.n_items + item_at
+        where = np.minimum(np.searchsorted(keys, wanted), max(keys.size - 1, 0))
+        if not keys.size:
+            return np.full(wanted.size, -1, dtype=np.intp)
+        return np.where(keys[where] == wanted, known[where], -1)
+
+    def _largest_per_row(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (lists x stacked candidates) reduced to lists x rows: each row's largest."""
+        out = np.zeros((values.shape[0], len(self.rows)))
+        filled = np.flatnonzero(np.diff(self.bounds) > 0)
+        if filled.size:
+            out[:, filled] = np.maximum.reduceat(values, self.bounds[filled], axis=1)
+        return out

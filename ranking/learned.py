@@ -35,7 +35,7 @@ from itertools import repeat
 import numpy as np
 
 from ranking.default import DefaultRanker
-from ranking.features import FEATURES, Candidates, Context, candidates, event_of, features
+from ranking.features import FEATURES, Candidates, Context, candidates, candidates_many, event_of, features
 from ranking.history import add_rated_item, add_recent_rating, is_replay
 from ranking.protocol import History, Interaction, Ranker, Step
 from ranking.rerank import reranked
@@ -191,11 +191,10 @@ class LearnedRanker(Ranker):
         return state.last_list if self.impressions else ()
 
     def step(self, state: History, interaction: Interaction, model) -> Step:
-        weight = -1.0 if interaction.dislike else interaction.rating
-        if is_replay(state.recent, interaction.item, weight, interaction.ts):
+        advanced = self._advance(state, interaction)
+        if advanced is None:
             return Step.unchanged(state)
-        recent = add_recent_rating(state.recent, interaction.item, weight, interaction.ts, DefaultRanker.KEPT)
-        rated = add_rated_item(state.rated, interaction.item, self.rated_limit)
+        recent, rated = advanced
         found = self.candidates(recent, rated, self._shown(state), interaction.event, interaction.ts, model)
         weights = getattr(model, "learned", None)
         if weights is not None and weights.fits() and found.items:
@@ -203,6 +202,41 @@ class LearnedRanker(Ranker):
             order = np.lexsort((np.arange(len(scores)), -scores)).tolist()  # ties: the recall order
         else:
             scores, order = found.X[:, 1], list(range(len(found.items)))
+        return self._listed(recent, rated, found, scores, order, interaction)
+
+    def step_many(self, pairs, model) -> list[Step]:
+        """The steps of many users' interactions: the candidates and their features made
+        together (``ranking.features.candidates_many``), scored by one product."""
+        advanced = [self._advance(state, interaction) for state, interaction in pairs]
+        moved = [(pair, a) for pair, a in zip(pairs, advanced, strict=True) if a is not None]
+        context = getattr(model, "context", None) or Context(hot_items=model.hot_items)
+        X, found = candidates_many([(recent, rated, self._shown(state), interaction.event, interaction.ts)
+                                    for (state, interaction), (recent, rated) in moved], model.index, context,
+                                   recall=self.recall, n_hot=self.n_hot, content=getattr(model, "content", None))
+        weights = getattr(model, "learned", None)
+        learned = weights is not None and weights.fits()
+        if learned:
+            scores = weights.scores(X, [q for f in found for q in f.items], dict(self.objective))
+        made, start = [], 0
+        for ((_state, interaction), (recent, rated)), f in zip(moved, found, strict=True):
+            mine, start = (scores[start:start + len(f.items)] if learned else f.X[:, 1]), start + len(f.items)
+            order = (np.lexsort((np.arange(len(mine)), -mine)).tolist() if learned
+                     else list(range(len(f.items))))  # ties: the recall order
+            made.append(self._listed(recent, rated, f, mine, order, interaction))
+        steps = iter(made)
+        return [Step.unchanged(state) if a is None else next(steps)
+                for (state, _i), a in zip(pairs, advanced, strict=True)]
+
+    def _advance(self, state: History, interaction: Interaction) -> tuple[list, list] | None:
+        """The user's ``(recent, rated)`` after ``interaction`` (None for a replay)."""
+        weight = -1.0 if interaction.dislike else interaction.rating
+        if is_replay(state.recent, interaction.item, weight, interaction.ts):
+            return None
+        return (add_recent_rating(state.recent, interaction.item, weight, interaction.ts, DefaultRanker.KEPT),
+                add_rated_item(state.rated, interaction.item, self.rated_limit))
+
+    def _listed(self, recent, rated, found: Candidates, scores, order: list, interaction: Interaction) -> Step:
+        """The step whose list is ``found`` in ``order`` (best first), with an explored slot maybe."""
         explored = self._explore(order, interaction) if self.explore > 0 else None
         order = order[: self.k]
         items = [[found.items[j], round(float(scores[j]), 6)] for j in order]

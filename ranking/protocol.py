@@ -100,3 +100,9 @@ class Ranker(ABC):
     @abstractmethod
     def step(self, state: History, interaction: Interaction, model: Model) -> Step:
         """The user's new history and list after ``interaction``; pure."""
+
+    def step_many(self, pairs: Sequence[tuple[History, Interaction]], model: Model) -> list[Step]:
+        """``[self.step(state, interaction, model) for state, interaction in pairs]``: the
+        steps of interactions of different users, which a ranker may make together (as
+        arrays: ``ranking/batch.py``); the same steps either way."""
+        return [self.step(state, interaction, model) for state, interaction in pairs]

@@ -23,8 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ranking.batch import rank_many
-from ranking.default import DefaultRanker
 from ranking.model import Model
 from ranking.protocol import Interaction, Ranker, Step
 
@@ -81,24 +79,25 @@ class UserState:
 
 class BatchSteps:
     """Many interactions applied in order (each :meth:`UserState.apply` would give the
-    same states and steps), the default ranker's lists ranked together as arrays
-    (``ranking/batch.py``).
+    same states and steps), the steps of different users made together by their ranker
+    (:meth:`Ranker.step_many`: the default and learned rankers make them as arrays,
+    ``ranking/batch.py``).
 
-    :meth:`apply` keeps a default-ranker interaction waiting, its history already
-    advanced; any other (another ranker, a redelivery, a replay) is applied at once.
-    A state's next interaction first ranks everything waiting (:meth:`flush`), so each
-    step reads the state its predecessor left. After :meth:`flush`, ``results[i]`` is the
-    i-th interaction's ``(changed, step)``, or the exception that applying it raised
-    (a batch that fails is applied one interaction at a time, so only the bad one fails),
+    :meth:`apply` keeps an interaction waiting (a redelivery is applied at once). A
+    state's next interaction first makes every waiting step (:meth:`flush`), so each step
+    reads the state its predecessor left. After :meth:`flush`, ``results[i]`` is the
+    i-th interaction's ``(changed, step)``, or the exception that applying it raised (a
+    group that fails is applied one interaction at a time, so only the bad one fails),
     and ``recs[i]`` the user's ``recs`` right after it (what its list message says: the
     state itself may have moved on by then).
     """
 
     def __init__(self, model: Model) -> None:
         self.model = model
-        self.results: list[tuple[bool, Step] | Exception] = []
+        self.results: list[tuple[bool, Step] | Exception | None] = []
         self.recs: list[dict | None] = []
-        self._waiting: dict[int, tuple] = {}  # id(state) -> (i, state, offset, ranker, interaction, recent, rated)
+        self._waiting: dict[int, tuple] = {}  # id(state) -> (i, state, offset, ranker, interaction)
+        self._latest: dict[int, int] = {}  # id(state) -> its latest interaction's place in results
 
     def apply(self, state: UserState, offset: int, ranker: Ranker, interaction: Interaction) -> int:
         """Apply (or queue) one interaction; returns its place in :attr:`results`."""
@@ -107,36 +106,37 @@ class BatchSteps:
         i = len(self.results)
         self.results.append(None)
         self.recs.append(None)
-        try:
-            advanced = (ranker.advance(state, interaction)
-                        if type(ranker) is DefaultRanker and not state.already_applied(offset) else None)
-        except Exception as exc:  # noqa: BLE001  as apply would raise it
-            self.results[i] = exc
-            return i
-        if advanced is None:
+        self._latest[id(state)] = i
+        if state.already_applied(offset):
             self._one(i, state, offset, ranker, interaction)
         else:
-            self._waiting[id(state)] = (i, state, offset, ranker, interaction, *advanced)
+            self._waiting[id(state)] = (i, state, offset, ranker, interaction)
         return i
 
+    def latest(self, state: UserState) -> Step | None:
+        """The step of ``state``'s latest interaction of the batch (made now if it waits),
+        or None (none, or it failed)."""
+        if id(state) in self._waiting:
+            self.flush()
+        i = self._latest.get(id(state))
+        result = self.results[i] if i is not None else None
+        return result[1] if isinstance(result, tuple) else None
+
     def flush(self) -> None:
-        """Rank every waiting interaction (one :func:`rank_many` per ranker) and keep its step."""
+        """Make every waiting step (one :meth:`Ranker.step_many` per ranker) and keep it."""
         groups: dict[int, list[tuple]] = {}
         for entry in self._waiting.values():
             groups.setdefault(id(entry[3]), []).append(entry)
         self._waiting = {}
-        content = getattr(self.model, "content", None)
         for group in groups.values():
             try:
-                ranked = rank_many(group[0][3], [(recent, rated) for *_e, recent, rated in group], self.model.index,
-                                   content=content)
+                steps = group[0][3].step_many([(state, interaction) for _i, state, _o, _r, interaction in group],
+                                              self.model)
             except Exception:  # noqa: BLE001  one at a time: the interaction that fails is the one reported
-                for i, state, offset, ranker, interaction, _recent, _rated in group:
+                for i, state, offset, ranker, interaction in group:
                     self._one(i, state, offset, ranker, interaction)
                 continue
-            for (i, state, offset, _ranker, interaction, recent, rated), (items, because, n) in zip(
-                    group, ranked, strict=True):
-                step = Step(recent, rated, items, because, n)
+            for (i, state, offset, _ranker, interaction), step in zip(group, steps, strict=True):
                 state.record(offset, step, interaction, self.model)
                 self.results[i], self.recs[i] = (True, step), state.recs
 

@@ -1,0 +1,122 @@
+"""The learned ranker over a whole batch (``LearnedRanker.step_many``: the candidates'
+features by ``ranking.features.features_many``, one product of scores) gives what one
+step at a time gives, on random models, contexts, weights and histories."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from ranking import Blend, DefaultRanker, LearnedRanker, Model, SimilarityIndex
+from ranking.content import CatalogueText, ContentIndex
+from ranking.features import FEATURES, Context, candidates, candidates_many
+from ranking.learned import TASKS, LearnedWeights
+from ranking.protocol import Interaction
+from tables.state import UserState
+
+EVENTS = ["rating", "view", "click", "cart", "purchase", "fav"]
+
+
+def random_model(seed: int) -> tuple[Model, LearnedRanker]:
+    """A model with named sources (negative weights in one), a blend, maybe the factor
+    lists only; a context with hot items, categories and catalogue times, or none; a
+    weight set with item biases, or none (cold start); a learned ranker of random sizes."""
+    rng = random.Random(seed)
+    items = [f"i{n:02d}" for n in range(rng.randint(3, 60))]
+
+    def random_lists(negative: bool):
+        return {a: {b: rng.choice([0.0, round(rng.random(), 2), 0.5] + ([-round(rng.random(), 2)] if negative else []))
+                    for b in rng.sample(items, min(len(items), rng.randint(0, 10))) if b != a}
+                for a in rng.sample(items, rng.randint(1, len(items)))}
+
+    counts = {q: rng.randint(0, 5) for q in rng.sample(items, rng.randint(0, len(items)))}
+    if seed % 4 == 0:
+        index = SimilarityIndex(random_lists(False), counts=counts, keep_sources=True)
+    else:
+        blend = Blend(related=rng.choice([0.0, 0.5, 1.0]), sequential=rng.choice([0.0, 2.0]),
+                      learned=rng.choice([0.0, 1.0]), decay=rng.choice([0.4, 0.9]), history=rng.choice([2, 20]),
+                      w_pop=rng.choice([0.0, 0.3]))
+        index = SimilarityIndex(related=random_lists(False), counts=counts, blend=blend, keep_sources=True,
+                                sources={"sequential": random_lists(False), "learned": random_lists(True)})
+    context = None
+    if seed % 3:
+        pool = items + ["hot-unknown"]
+        context = Context(hot_items=tuple(rng.sample(pool, rng.randint(0, min(len(pool), 25)))),
+                          categories={q: rng.choice("abc") for q in rng.sample(items, rng.randint(0, len(items)))},
+                          first_seen={q: float(rng.randint(0, 50)) for q in rng.sample(items, rng.randint(0, len(items)))})
+    content = None
+    if seed % 5 == 0:
+        texts = {q: " ".join(rng.sample(["red", "shoe", "wool", "boot"], rng.randint(0, 2))) for q in items + ["new"]}
+        content = ContentIndex(CatalogueText(texts), counts, cold_min=2)
+    learned = None
+    if seed % 6:
+        heads = {t: np.array([rng.gauss(0, 1) for _ in FEATURES]) for t in TASKS}
+        bias = {t: {q: rng.gauss(0, 1) for q in rng.sample(items, rng.randint(0, len(items)))} for t in TASKS}
+        learned = LearnedWeights("v1", FEATURES, heads, bias)
+    ranker = LearnedRanker(recall=DefaultRanker(k=rng.choice([3, 10, 50])), n_hot=rng.choice([0, 5, 20]),
+                           k=rng.choice([1, 5, 20]), explore=rng.choice([0.0, 0.5]), impressions=rng.random() < 0.7,
+                           objective=(("interaction", 1.0), ("conversion", rng.choice([0.0, 4.0]))))
+    model = Model(index, hot_items=tuple(rng.sample(items, min(len(items), 5))), learned=learned, context=context,
+                  content=content)
+    return model, ranker
+
+
+def random_users(seed: int, model: Model, ranker: LearnedRanker) -> list[tuple[UserState, Interaction]]:
+    """Users with random histories (each made by steps, so each has a list it was shown),
+    and each one's next interaction (some replays of the newest one)."""
+    rng = random.Random(seed + 1000)
+    items = list(model.index.ids) + ["unknown"]
+    pairs = []
+    for u in range(rng.randint(1, 30)):
+        state = UserState()
+        for offset in range(rng.randint(0, 8)):
+            state.apply(offset, ranker, Interaction(f"u{u}", rng.choice(items), rng.choice([1.0, 4.0, 5.0]),
+                                                    float(100 + offset), event=rng.choice(EVENTS),
+                                                    dislike=rng.random() < 0.1), model)
+        if state.recent and rng.random() < 0.15:
+            item, weight, ts = state.recent[-1]
+            nxt = Interaction(f"u{u}", item, weight, ts)
+        else:
+            nxt = Interaction(f"u{u}", rng.choice(items), rng.choice([1.0, 5.0]), 200.0 + u, event=rng.choice(EVENTS),
+                              dislike=rng.random() < 0.1)
+        pairs.append((state, nxt))
+    return pairs
+
+
+@pytest.mark.parametrize("seed", range(120))
+def test_step_many_gives_each_user_the_step_one_at_a_time_gives(seed):
+    model, ranker = random_model(seed)
+    pairs = random_users(seed, model, ranker)
+    expected = [ranker.step(state, interaction, model) for state, interaction in pairs]
+    got = ranker.step_many(pairs, model)
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected, strict=True):
+        assert (a.recent, a.rated, a.n_candidates, a.explored, a.because) == (
+            b.recent, b.rated, b.n_candidates, b.explored, b.because)
+        assert [q for q, _s in a.items] == [q for q, _s in b.items]  # same items, same order
+        assert [s for _q, s in a.items] == pytest.approx([s for _q, s in b.items], abs=1e-6)
+        if b.made is not None:
+            assert a.made.items == b.made.items and a.made.because == b.made.because
+            np.testing.assert_allclose(a.made.X, b.made.X, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_candidates_many_gives_the_features_candidates_gives(seed):
+    """Histories with dislikes, unknown items and ratings of every size."""
+    model, ranker = random_model(seed)
+    rng = random.Random(seed)
+    items = list(model.index.ids) + ["unknown"]
+    context = model.context or Context(hot_items=model.hot_items)
+    wanted = []
+    for _ in range(rng.randint(0, 20)):
+        recent = [[q, rng.choice([5.0, 1.0, -1.0, 0.5]), float(t)]
+                  for t, q in enumerate(rng.sample(items, min(len(items), rng.randint(0, 12))))]
+        shown = [[q, 0.5] for q in rng.sample(items, min(len(items), rng.randint(0, 6)))]
+        wanted.append((recent, {e[0] for e in recent}, shown, rng.choice(EVENTS), 60.0))
+    X, got = candidates_many(wanted, model.index, context, recall=ranker.recall, n_hot=ranker.n_hot)
+    assert X.shape == (sum(len(f.items) for f in got), len(FEATURES))
+    for w, found in zip(wanted, got, strict=True):
+        one = candidates(*w, model.index, context, recall=ranker.recall, n_hot=ranker.n_hot)
+        assert (found.items, found.because) == (one.items, one.because)
+        np.testing.assert_allclose(found.X, one.X, rtol=0, atol=1e-12)
