@@ -124,19 +124,15 @@ def read_one(worker: Worker, event, batch: Batch, model: Model, steps: BatchStep
     variant, ranker = worker.ranking.ranker_for(rating.user)
     interaction = interaction_of(rating)
     if isinstance(ranker, LearnedRanker) and not state.already_applied(message.offset):
-        stage_examples(worker, event, key, owner, ranker, state, interaction, model, steps, batch)
+        stage_examples(worker, event, key, owner, ranker, state, interaction, steps, batch)
     i = steps.apply(state, message.offset, ranker, interaction)
     return Read(event, rating, key, owner, state, variant, i)
 
 
 def stage_examples(worker: Worker, event, key: bytes, owner: int, ranker: LearnedRanker, state: UserState,
-                   interaction, model: Model, steps: BatchSteps, batch: Batch) -> None:
-    """Stage what the list the user had taught (``ranking/learned.py``): its candidates
-    are those its step made (an earlier rating of the batch, or kept since an earlier
-    batch), or recomputed."""
-    earlier = steps.latest(state)  # the user's list was made in this batch: its step is at hand
-    made = earlier.made if earlier is not None and earlier.made is not None else worker.kept.take(key, state.offset)
-    examples = ranker.examples(state, interaction, model, made=made)
+                   interaction, steps: BatchSteps, batch: Batch) -> None:
+    """Stage what the list the user had taught (``ranking/learned.py``)."""
+    examples = steps.examples(state, key, ranker, interaction, worker.kept)
     if examples is not None:
         batch.stage_examples(event, key, owner, examples_message(examples)[1])
         worker.metrics.count("learner.examples_sent")

@@ -385,7 +385,8 @@ class _SourceFeatures:
         named = [index.source_lists.get(listed) or {} for listed in names]
         lengths = np.array([len(row[2]) for row in rows], dtype=np.intp)
         first_entry = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
-        got = [(s, first_entry[r] + j, neigh) for r, row in enumerate(rows) for j, entry in enumerate(row[2])
+        recent = [entry for row in rows for entry in row[2]]  # every row's, one after the other
+        got = [(s, e, neigh) for e, entry in enumerate(recent)
                for s, lists in enumerate(named) if (neigh := lists.get(entry[0])) is not None]
         if not got or not n:
             return best
@@ -398,7 +399,6 @@ class _SourceFeatures:
         cand, from_entry = cand[keep], from_entry[keep]
         values = np.concatenate([neigh[1] for _s, _e, neigh in got])[keep]
         source = np.repeat(np.array([s for s, _e, _n in got], dtype=np.intp), sizes)[keep]
-        recent = [entry for row in rows for entry in row[2]]
         sign = np.array([-1.0 if entry[1] < 0 else 1.0 for entry in recent])
         age = last - np.arange(len(recent))  # newer interactions than each entry's, in its row
         signed_entry = self.decay ** age * sign

@@ -122,6 +122,18 @@ class BatchSteps:
         result = self.results[i] if i is not None else None
         return result[1] if isinstance(result, tuple) else None
 
+    def examples(self, state: UserState, key: bytes, ranker, interaction: Interaction, kept):
+        """What ``interaction`` teaches of the list ``state`` has (the learned ranker's
+        :meth:`~ranking.learned.LearnedRanker.examples`): its candidates as the step that
+        made them left them (an earlier interaction of this batch, or ``kept``, a
+        ``ranking.features.KeptCandidates``, since an earlier batch), else recomputed."""
+        earlier = self.latest(state)
+        if earlier is not None and earlier.made is not None:  # as kept would keep them: the same examples either way
+            made = earlier.made.kept()
+        else:
+            made = kept.take(key, state.offset)
+        return ranker.examples(state, interaction, self.model, made=made)
+
     def flush(self) -> None:
         """Make every waiting step (one :meth:`Ranker.step_many` per ranker) and keep it."""
         groups: dict[int, list[tuple]] = {}

@@ -2,9 +2,10 @@
 "what does Python cost without a framework" reference of ``realtime_bench.py --peers``
 (same input, model and per-rating work: :class:`benchmarks.peers.common.RatingProcessor`).
 
-Per fetched batch: each rating reads the user's state from RocksDB, writes it back and
-sends it to a compacted changelog topic (one message per write, as Faust's tables do),
-sends the list; then waits until every send of the batch is acknowledged and only then
+Per fetched batch, per partition: the ratings are ranked together, as the worker's agent
+does (``RatingProcessor.process_many``): each user's state read from RocksDB once, written
+back once and sent to a compacted changelog topic (one message per user and batch, as the
+worker writes it), each list sent (and the learned ranker's examples); then waits until every send of the batch is acknowledged and only then
 commits the batch's offsets (at-least-once: a crash replays at most the uncommitted
 batch, and the state's offset check makes the replay change nothing). Stops by itself
 after ``--count`` lists (or ``--timeout`` s without input).
@@ -51,20 +52,22 @@ async def run(conf, processor: RatingProcessor, args) -> int:
                 continue
             idle_since = time.monotonic()
             sends = []
-            for tp, records in batch.items():
-                for msg in records:
-                    raw = db.get(msg.key) if msg.key else None
-                    out = processor.process(msg.value, orjson.loads(raw) if raw else None, msg.offset,
-                                            (msg.timestamp or 0) / 1000.0)
-                    if out is None:
-                        continue
-                    user, state, list_bytes = out
+            for tp, records in batch.items():  # a partition's ratings ranked together (the agent's batch scorer)
+                def load(key: bytes):
+                    raw = db.get(key)
+                    return orjson.loads(raw) if raw else None
+
+                out, states = processor.process_many(
+                    [(msg.value, msg.offset, (msg.timestamp or 0) / 1000.0) for msg in records], load)
+                for key, state in states.items():
+                    value = orjson.dumps(state)
+                    db[key] = value
+                    sends.append(await producer.send(changelog, key=key, value=value, partition=tp.partition))
+                for user, list_bytes, examples in out:
                     key = user.encode()
-                    if state is not None:
-                        value = orjson.dumps(state)
-                        db[key] = value
-                        sends.append(await producer.send(changelog, key=key, value=value, partition=tp.partition))
                     sends.append(await producer.send(conf.topics.recommendations, key=key, value=list_bytes))
+                    if examples is not None:
+                        sends.append(await producer.send(conf.topics.ranker_examples, key=key, value=examples))
                     lists += 1
             await asyncio.gather(*sends)  # every changelog write and list acknowledged ...
             await consumer.commit()  # ... before the offsets that caused them are committed

@@ -14,11 +14,14 @@ import time
 from pathlib import Path
 
 from agents.lists import interaction_of, recommendation_for
-from app.records import InvalidInput, parse_rating, to_json_bytes
+from app.records import InvalidInput, examples_message, parse_rating, to_json_bytes
 from app.settings import Settings
-from ranking import Model, SimilarityIndex
+from app.worker import learned_served
+from ranking import Blend, LearnedRanker, Model, SimilarityIndex
 from ranking.ab import Assignment
-from tables.state import UserState
+from ranking.features import KeptCandidates
+from tables.broadcast import LearnedBroadcast
+from tables.state import BatchSteps, UserState
 
 
 def peer_args(doc: str, group: str, argv=None) -> argparse.Namespace:
@@ -32,36 +35,91 @@ def peer_args(doc: str, group: str, argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def write_model(path: Path, neighbours: dict, extras: dict, version: str) -> None:
-    """The model file peers read: what the benchmark publishes to the worker."""
-    path.write_text(json.dumps({"version": version, "neighbours": neighbours, **extras}))
+def write_model(path: Path, neighbours: dict, extras: dict, version: str, learned_messages=()) -> None:
+    """The model file peers read: what the benchmark publishes to the worker (the
+    similarity model and, for the learned ranker, its frozen ``ranker-model`` messages)."""
+    learned = [[key.decode(), value.decode()] for key, value in learned_messages]
+    path.write_text(json.dumps({"version": version, "neighbours": neighbours, **extras, "learned_messages": learned}))
 
 
 class RatingProcessor:
-    """One rating in, ``(new state value or None, list bytes)`` out, as the agent does it."""
+    """Ratings in, ``(user, new state value or None, list bytes, examples bytes or None)``
+    out, as the agent makes them: :meth:`process` one message at a time (a per-message
+    framework's way), :meth:`process_many` a fetched batch at once (the agent's way:
+    ``tables.state.BatchSteps``). The learned ranker's examples go to ``ranker-examples``."""
 
     def __init__(self, conf: Settings, model_file: Path) -> None:
         model = json.loads(Path(model_file).read_text())
         self.conf = conf
         self.version = model["version"]
-        self.model = Model(SimilarityIndex(model["neighbours"], related=model.get("related"),
-                                           counts=model.get("counts")), version=self.version)
+        blend = Blend.from_dict(model["blend"]) if model.get("blend") else None
+        index = SimilarityIndex(model["neighbours"], related=model.get("related"), counts=model.get("counts"),
+                                sources=model.get("sources"), blend=blend, keep_sources=learned_served(conf))
+        weights = LearnedBroadcast()  # the frozen weight set the worker is sent, if any
+        for key, value in model.get("learned_messages", []):
+            weights.apply(key.encode(), value.encode())
+        self.model = Model(index, version=self.version, learned=weights.weights)
         self.ranking = Assignment.from_settings(conf)
+        self.kept = KeptCandidates(conf.ranking.learned_kept_users)
         self.invalid = 0
 
-    def process(self, value: bytes, state_value: dict | None, offset: int, produced_at: float = 0.0):
-        """``(user, new state value or None if unchanged, list bytes)``; ``None`` for a
-        bad message (counted: the peers keep no dead-letter topic)."""
-        started = time.perf_counter()
+    def _parsed(self, value: bytes):
         try:
-            rating = parse_rating(value, rating_min=self.conf.input.rating_min, rating_max=self.conf.input.rating_max,
-                                  max_future_s=self.conf.input.max_future_s)
+            return parse_rating(value, rating_min=self.conf.input.rating_min, rating_max=self.conf.input.rating_max,
+                                max_future_s=self.conf.input.max_future_s)
         except InvalidInput:
             self.invalid += 1
             return None
-        state = UserState.from_value(state_value)
+
+    def process(self, value: bytes, state_value: dict | None, offset: int, produced_at: float = 0.0):
+        """One message; ``None`` for a bad one (counted: the peers keep no dead-letter topic)."""
+        started = time.perf_counter()
+        rating = self._parsed(value)
+        if rating is None:
+            return None
+        state, key = UserState.from_value(state_value), rating.user.encode()
         variant, ranker = self.ranking.ranker_for(rating.user)
-        changed, _step = state.apply(offset, ranker, interaction_of(rating), self.model)
+        interaction = interaction_of(rating)
+        examples = None
+        if isinstance(ranker, LearnedRanker) and not state.already_applied(offset):
+            examples = ranker.examples(state, interaction, self.model, made=self.kept.take(key, state.offset))
+        changed, step = state.apply(offset, ranker, interaction, self.model)
+        if changed:
+            self.kept.put(key, offset, step.made)
         rec = recommendation_for(rating, state.recs, variant, self.version, produced_at,
                                  (time.perf_counter() - started) * 1000.0)
-        return rating.user, (state.to_value() if changed else None), to_json_bytes(rec)
+        return (rating.user, (state.to_value() if changed else None), to_json_bytes(rec),
+                examples_message(examples)[1] if examples is not None else None)
+
+    def process_many(self, messages: list[tuple[bytes, int, float]], load) -> tuple[list, dict]:
+        """A batch of ``(value, offset, produced_at)`` in order, each user's state read once
+        (``load(key)``: its stored value or None): ``([(user, list bytes, examples bytes or
+        None), ...], {key: new state value})``."""
+        started = time.perf_counter()
+        steps, states, read = BatchSteps(self.model), {}, []
+        for value, offset, produced_at in messages:
+            rating = self._parsed(value)
+            if rating is None:
+                continue
+            key = rating.user.encode()
+            state = states.get(key)
+            if state is None:
+                state = states[key] = UserState.from_value(load(key))
+            variant, ranker = self.ranking.ranker_for(rating.user)
+            interaction = interaction_of(rating)
+            examples = None
+            if isinstance(ranker, LearnedRanker) and not state.already_applied(offset):
+                examples = steps.examples(state, key, ranker, interaction, self.kept)
+            read.append((rating, key, offset, variant, produced_at, examples,
+                         steps.apply(state, offset, ranker, interaction)))
+        steps.flush()
+        share_ms = (time.perf_counter() - started) * 1000.0 / max(len(read), 1)
+        out, changed_keys = [], set()
+        for rating, key, offset, variant, produced_at, examples, i in read:
+            changed, step = steps.results[i]  # the peers' input is all valid ratings: no step raises
+            if changed:
+                changed_keys.add(key)
+                self.kept.put(key, offset, step.made)
+            rec = recommendation_for(rating, steps.recs[i], variant, self.version, produced_at, share_ms)
+            out.append((rating.user, to_json_bytes(rec), examples_message(examples)[1] if examples else None))
+        return out, {key: states[key].to_value() for key in changed_keys}

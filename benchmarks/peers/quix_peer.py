@@ -34,17 +34,21 @@ def main(argv=None) -> int:
     ratings = app.topic(conf.topics.ratings, key_deserializer="bytes", value_deserializer="bytes")
     lists = app.topic(conf.topics.recommendations, key_serializer="bytes", value_serializer="bytes")
 
+    examples = app.topic(conf.topics.ranker_examples, key_serializer="bytes", value_serializer="bytes")
+
     def step(value: bytes, key: bytes, timestamp: int, headers, state):
         out = processor.process(value, state.get("user"), message_context().offset, timestamp / 1000.0)
         if out is None:
             return None
-        _user, new_state, list_bytes = out
+        _user, new_state, list_bytes, examples_bytes = out
         if new_state is not None:
             state.set("user", new_state)
-        return list_bytes
+        return list_bytes, examples_bytes
 
     sdf = app.dataframe(ratings).apply(step, stateful=True, metadata=True).filter(lambda v: v is not None)
-    sdf.to_topic(lists)
+    # Two outputs, as Quix branches a dataframe: the learned ranker's examples, and the lists.
+    sdf[sdf.apply(lambda v: v[1] is not None)].apply(lambda v: v[1]).to_topic(examples)
+    sdf.apply(lambda v: v[0]).to_topic(lists)
     app.run(count=args.count, timeout=args.timeout, collect=False)
     print(f"quix peer done; invalid {processor.invalid}", file=sys.stderr)
     return 0

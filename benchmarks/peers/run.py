@@ -100,7 +100,8 @@ def phase_peer(args, tmp: Path, model: tuple[dict, dict], msgs: list, peer: str)
     try:
         asyncio.run(create_peer_topics(conf))
         model_file = d / "model.json"
-        write_model(model_file, neighbours, extras, f"bench-{tag}")
+        write_model(model_file, neighbours, extras, f"bench-{tag}",
+                    args.learned_weights if args.ranker == "learned" else ())
         warm_item = next(iter(neighbours))
         asyncio.run(produce_fast(conf, [to_message(Rating(user=WARMUP_USER, item=warm_item, rating=4.0,
                                                           ts=time.time()))]))
