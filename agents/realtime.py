@@ -1,10 +1,10 @@
 """The realtime agent: every rating re-ranks its user's top-K list (ARCHITECTURE.md).
 
-Thin on purpose: take a batch of ratings, and for each in order read the user's state and
-apply the rating through the user's ranker (``ranking/``: the user's A/B arm, or
-``RECSYS_RANKER``; for the learned ranker, first the examples the rating makes of the list
-the user had: ``ranking/learned.py``), the steps of the whole batch made together as
-arrays (``ranking/batch.py``, ``ranking/features.py``); stage each new state and list; then publish the batch
+Thin on purpose: take a batch of ratings, read each in order and queue it for its user's
+state and ranker (``ranking/``: the user's A/B arm, or ``RECSYS_RANKER``); the steps of the
+whole batch are made together as arrays (``tables.state.BatchSteps``, ``ranking/batch.py``,
+``ranking/features.py``; for the learned ranker, with the examples each rating makes of the
+list the user had: ``ranking/learned.py``); stage each new state and list; then publish the batch
 (``agents/batches.py``). Bad messages become dead letters. Behaviour
 events arrive here too, as implicit ratings (``agents/behaviour.py``): one writer of
 ``user_state``, one order.
@@ -21,9 +21,7 @@ from agents.lists import interaction_of, recommendation_for
 from app.faust_patches import is_current
 from app.records import Rating, examples_message, parse_rating, to_json_bytes
 from broker.partitioning import owner_partition
-from ranking.learned import LearnedRanker
 from ranking.model import Model
-from ranking.protocol import Step
 from tables.state import BatchSteps, UserState
 
 if TYPE_CHECKING:
@@ -59,7 +57,7 @@ async def rank_batch(worker: Worker, events) -> None:
     time), then each rating's state and list are staged in order (:func:`stage_one`)."""
     batch = Batch(worker, input_partitions=partitions_of(worker, worker.topics.ratings.get_topic_name()))
     model = worker.current_model()  # one for the whole batch
-    steps = BatchSteps(model)
+    steps = BatchSteps(model, worker.kept)
     started, read = time.perf_counter(), []
     for event in events:
         if not is_current(worker.app, event.message):  # a rebalance began: it is read again after it
@@ -78,7 +76,7 @@ async def rank_batch(worker: Worker, events) -> None:
         if isinstance(result, Exception):
             await worker.dead_letters.reject(pending.event, result)
         else:
-            stage_one(worker, pending, result, steps.recs[pending.step], batch, model, share_ms)
+            stage_one(worker, pending, steps, batch, model, share_ms)
     try:
         await batch.publish(events)
     except Exception as exc:  # the broker refused for longer than the producer's timeout
@@ -107,8 +105,7 @@ class Read:
 
 
 def read_one(worker: Worker, event, batch: Batch, model: Model, steps: BatchSteps) -> Read | None:
-    """Parse one rating and queue it in ``steps`` for its user's state (for the learned
-    ranker, first stage the examples it makes); None for a rating on another partition than its user's (staged to be
+    """Parse one rating and queue it in ``steps`` for its user's state; None for a rating on another partition than its user's (staged to be
     sent there)."""
     conf, message = worker.settings, event.message
     rating = parse_rating(event.value, rating_min=conf.input.rating_min, rating_max=conf.input.rating_max,
@@ -123,34 +120,26 @@ def read_one(worker: Worker, event, batch: Batch, model: Model, steps: BatchStep
     state = batch.state_of(event, key)
     variant, ranker = worker.ranking.ranker_for(rating.user)
     interaction = interaction_of(rating)
-    if isinstance(ranker, LearnedRanker) and not state.already_applied(message.offset):
-        stage_examples(worker, event, key, owner, ranker, state, interaction, steps, batch)
-    i = steps.apply(state, message.offset, ranker, interaction)
+    i = steps.apply(state, message.offset, ranker, interaction, key)
     return Read(event, rating, key, owner, state, variant, i)
 
 
-def stage_examples(worker: Worker, event, key: bytes, owner: int, ranker: LearnedRanker, state: UserState,
-                   interaction, steps: BatchSteps, batch: Batch) -> None:
-    """Stage what the list the user had taught (``ranking/learned.py``)."""
-    examples = steps.examples(state, key, ranker, interaction, worker.kept)
-    if examples is not None:
-        batch.stage_examples(event, key, owner, examples_message(examples)[1])
-        worker.metrics.count("learner.examples_sent")
-
-
-def stage_one(worker: Worker, read: Read, result: tuple[bool, Step], recs: dict, batch: Batch, model: Model,
-              worker_ms: float) -> None:
-    """Stage the user's new state (unless the rating was a redelivery) and the list it
-    made (``recs``: the user's right after the rating)."""
-    changed, step = result
+def stage_one(worker: Worker, read: Read, steps: BatchSteps, batch: Batch, model: Model, worker_ms: float) -> None:
+    """Stage the user's new state (unless the rating was a redelivery), the list it made
+    (from the user's ``recs`` right after the rating) and, for the learned ranker, the
+    examples it made of the list the user had (``ranking/learned.py``)."""
+    changed, step = steps.results[read.step]
     metrics = worker.metrics
+    examples = steps.examples[read.step]
+    if examples is not None:
+        batch.stage_examples(read.event, read.key, read.owner, examples_message(examples)[1])
+        metrics.count("learner.examples_sent")
     if changed:
         batch.stage_state(read.event, read.key, read.state)
-        worker.kept.put(read.key, read.event.message.offset, step.made)  # the learned ranker's candidates
     else:  # an at-least-once redelivery: the stored list goes out again
         metrics.count("ratings.redelivered")
     produced_at = read.event.message.timestamp or 0.0
-    rec = recommendation_for(read.rating, recs, read.variant, model.version, produced_at, worker_ms)
+    rec = recommendation_for(read.rating, steps.recs[read.step], read.variant, model.version, produced_at, worker_ms)
     batch.stage_list(read.event, read.key, read.owner, to_json_bytes(rec))
     batch.scored += step.n_candidates
     metrics.observe_ms("ratings", worker_ms)

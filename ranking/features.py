@@ -386,19 +386,25 @@ class _SourceFeatures:
         lengths = np.array([len(row[2]) for row in rows], dtype=np.intp)
         first_entry = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
         recent = [entry for row in rows for entry in row[2]]  # every row's, one after the other
-        got = [(s, e, neigh) for e, entry in enumerate(recent)
-               for s, lists in enumerate(named) if (neigh := lists.get(entry[0])) is not None]
-        if not got or not n:
+        sources, entries, lists = [], [], []  # every list of every recent entry (flat: no tuple per list)
+        for e, entry in enumerate(recent):
+            for s, named_lists in enumerate(named):
+                neigh = named_lists.get(entry[0])
+                if neigh is not None:
+                    sources.append(s)
+                    entries.append(e)
+                    lists.append(neigh)
+        if not lists or not n:
             return best
         entry_row = np.repeat(np.arange(len(rows), dtype=np.intp), lengths)  # the row of every recent entry
         last = (first_entry + lengths - 1)[entry_row]  # the newest entry of each entry's row
-        sizes = [len(neigh[0]) for _s, _e, neigh in got]
-        from_entry = np.repeat(np.array([e for _s, e, _n in got], dtype=np.intp), sizes)
-        cand = self._candidate_of(entry_row[from_entry], np.concatenate([neigh[0] for _s, _e, neigh in got]))
+        sizes = np.fromiter(map(len, (neigh[0] for neigh in lists)), dtype=np.intp, count=len(lists))
+        from_entry = np.repeat(np.array(entries, dtype=np.intp), sizes)
+        cand = self._candidate_of(entry_row[from_entry], np.concatenate([neigh[0] for neigh in lists]))
         keep = np.flatnonzero(cand >= 0)
         cand, from_entry = cand[keep], from_entry[keep]
-        values = np.concatenate([neigh[1] for _s, _e, neigh in got])[keep]
-        source = np.repeat(np.array([s for s, _e, _n in got], dtype=np.intp), sizes)[keep]
+        values = np.concatenate([neigh[1] for neigh in lists])[keep]
+        source = np.repeat(np.array(sources, dtype=np.intp), sizes)[keep]
         sign = np.array([-1.0 if entry[1] < 0 else 1.0 for entry in recent])
         age = last - np.arange(len(recent))  # newer interactions than each entry's, in its row
         signed_entry = self.decay ** age * sign

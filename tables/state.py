@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ranking.features import KeptCandidates
+from ranking.learned import Examples, LearnedRanker
 from ranking.model import Model
 from ranking.protocol import Interaction, Ranker, Step
 
@@ -78,83 +80,91 @@ class UserState:
 
 
 class BatchSteps:
-    """Many interactions applied in order (each :meth:`UserState.apply` would give the
-    same states and steps), the steps of different users made together by their ranker
-    (:meth:`Ranker.step_many`: the default and learned rankers make them as arrays,
-    ``ranking/batch.py``).
+    """Many interactions applied as :meth:`UserState.apply` applies them one after the
+    other (the same states, steps and examples), the steps of different users made
+    together by their ranker (:meth:`Ranker.step_many`: the default and learned rankers
+    make them as arrays, ``ranking/batch.py``).
 
-    :meth:`apply` keeps an interaction waiting (a redelivery is applied at once). A
-    state's next interaction first makes every waiting step (:meth:`flush`), so each step
-    reads the state its predecessor left. After :meth:`flush`, ``results[i]`` is the
-    i-th interaction's ``(changed, step)``, or the exception that applying it raised (a
-    group that fails is applied one interaction at a time, so only the bad one fails),
-    and ``recs[i]`` the user's ``recs`` right after it (what its list message says: the
-    state itself may have moved on by then).
+    :meth:`apply` queues; :meth:`flush` makes the steps in rounds: round k holds the k-th
+    queued interaction of every state, so each step reads the state its predecessor left,
+    and a user who comes back within the batch does not split it. For the learned ranker,
+    each interaction first makes its examples of the list the user had
+    (:meth:`~ranking.learned.LearnedRanker.examples`), from the candidates ``kept`` holds
+    for the user (each step puts its own there).
+
+    After :meth:`flush`, ``results[i]`` is the i-th interaction's ``(changed, step)``, or
+    the exception that applying it raised (a group that fails is applied one interaction
+    at a time, so only the bad one fails); ``recs[i]`` the user's ``recs`` right after it
+    (what its list message says: the state may have moved on by then); ``examples[i]``
+    what it taught, or None.
     """
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, kept: KeptCandidates | None = None) -> None:
         self.model = model
+        self.kept = kept if kept is not None else KeptCandidates(users=0)
         self.results: list[tuple[bool, Step] | Exception | None] = []
         self.recs: list[dict | None] = []
-        self._waiting: dict[int, tuple] = {}  # id(state) -> (i, state, offset, ranker, interaction)
-        self._latest: dict[int, int] = {}  # id(state) -> its latest interaction's place in results
+        self.examples: list[Examples | None] = []
+        self._queued: list[tuple] = []  # (i, state, offset, ranker, interaction, key), in arrival order
 
-    def apply(self, state: UserState, offset: int, ranker: Ranker, interaction: Interaction) -> int:
-        """Apply (or queue) one interaction; returns its place in :attr:`results`."""
-        if id(state) in self._waiting:
-            self.flush()
+    def apply(self, state: UserState, offset: int, ranker: Ranker, interaction: Interaction,
+              key: bytes | None = None) -> int:
+        """Queue one interaction (``key``: its user's, for ``kept``); returns its place in :attr:`results`."""
         i = len(self.results)
         self.results.append(None)
         self.recs.append(None)
-        self._latest[id(state)] = i
-        if state.already_applied(offset):
-            self._one(i, state, offset, ranker, interaction)
-        else:
-            self._waiting[id(state)] = (i, state, offset, ranker, interaction)
+        self.examples.append(None)
+        self._queued.append((i, state, offset, ranker, interaction, key))
         return i
 
-    def latest(self, state: UserState) -> Step | None:
-        """The step of ``state``'s latest interaction of the batch (made now if it waits),
-        or None (none, or it failed)."""
-        if id(state) in self._waiting:
-            self.flush()
-        i = self._latest.get(id(state))
-        result = self.results[i] if i is not None else None
-        return result[1] if isinstance(result, tuple) else None
-
-    def examples(self, state: UserState, key: bytes, ranker, interaction: Interaction, kept):
-        """What ``interaction`` teaches of the list ``state`` has (the learned ranker's
-        :meth:`~ranking.learned.LearnedRanker.examples`): its candidates as the step that
-        made them left them (an earlier interaction of this batch, or ``kept``, a
-        ``ranking.features.KeptCandidates``, since an earlier batch), else recomputed."""
-        earlier = self.latest(state)
-        if earlier is not None and earlier.made is not None:  # as kept would keep them: the same examples either way
-            made = earlier.made.kept()
-        else:
-            made = kept.take(key, state.offset)
-        return ranker.examples(state, interaction, self.model, made=made)
-
     def flush(self) -> None:
-        """Make every waiting step (one :meth:`Ranker.step_many` per ranker) and keep it."""
+        """Make every queued step, round after round."""
+        queued, self._queued = self._queued, []
+        rounds: list[list[tuple]] = []
+        depth: dict[int, int] = {}  # id(state) -> its interactions queued so far
+        for entry in queued:
+            k = depth.get(id(entry[1]), 0)
+            depth[id(entry[1])] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append(entry)
+        for entries in rounds:
+            self._round(entries)
+
+    def _round(self, entries: list[tuple]) -> None:
         groups: dict[int, list[tuple]] = {}
-        for entry in self._waiting.values():
-            groups.setdefault(id(entry[3]), []).append(entry)
-        self._waiting = {}
+        for entry in entries:
+            i, state, offset, ranker, interaction, key = entry
+            if state.already_applied(offset):  # a redelivery: changes nothing
+                self._one(entry)
+                continue
+            if isinstance(ranker, LearnedRanker):
+                try:
+                    self.examples[i] = ranker.examples(state, interaction, self.model,
+                                                       made=self.kept.take(key, state.offset))
+                except Exception as exc:  # noqa: BLE001  as the step would not be made either
+                    self.results[i] = exc
+                    continue
+            groups.setdefault(id(ranker), []).append(entry)
         for group in groups.values():
             try:
-                steps = group[0][3].step_many([(state, interaction) for _i, state, _o, _r, interaction in group],
-                                              self.model)
+                steps = group[0][3].step_many([(entry[1], entry[4]) for entry in group], self.model)
             except Exception:  # noqa: BLE001  one at a time: the interaction that fails is the one reported
-                for i, state, offset, ranker, interaction in group:
-                    self._one(i, state, offset, ranker, interaction)
+                for entry in group:
+                    self._one(entry)
                 continue
-            for (i, state, offset, _ranker, interaction), step in zip(group, steps, strict=True):
+            for (i, state, offset, _ranker, interaction, key), step in zip(group, steps, strict=True):
                 state.record(offset, step, interaction, self.model)
-                self.results[i], self.recs[i] = (True, step), state.recs
+                self._made(i, state, offset, key, (True, step))
 
-    def _one(self, i: int, state: UserState, offset: int, ranker: Ranker, interaction: Interaction) -> None:
+    def _one(self, entry: tuple) -> None:
+        i, state, offset, ranker, interaction, key = entry
         try:
-            self.results[i] = state.apply(offset, ranker, interaction, self.model)
-            self.recs[i] = state.recs  # a new dict at every step: this one stays as it is
+            self._made(i, state, offset, key, state.apply(offset, ranker, interaction, self.model))
         except Exception as exc:  # noqa: BLE001  the caller reports it (the agent: a dead letter)
             self.results[i] = exc
+
+    def _made(self, i: int, state: UserState, offset: int, key, result: tuple[bool, Step]) -> None:
+        self.results[i], self.recs[i] = result, state.recs  # a new recs dict at every step: this one stays
+        if result[0]:
+            self.kept.put(key, offset, result[1].made)

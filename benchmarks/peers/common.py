@@ -96,7 +96,7 @@ class RatingProcessor:
         (``load(key)``: its stored value or None): ``([(user, list bytes, examples bytes or
         None), ...], {key: new state value})``."""
         started = time.perf_counter()
-        steps, states, read = BatchSteps(self.model), {}, []
+        steps, states, read = BatchSteps(self.model, self.kept), {}, []
         for value, offset, produced_at in messages:
             rating = self._parsed(value)
             if rating is None:
@@ -106,20 +106,15 @@ class RatingProcessor:
             if state is None:
                 state = states[key] = UserState.from_value(load(key))
             variant, ranker = self.ranking.ranker_for(rating.user)
-            interaction = interaction_of(rating)
-            examples = None
-            if isinstance(ranker, LearnedRanker) and not state.already_applied(offset):
-                examples = steps.examples(state, key, ranker, interaction, self.kept)
-            read.append((rating, key, offset, variant, produced_at, examples,
-                         steps.apply(state, offset, ranker, interaction)))
+            read.append((rating, key, variant, produced_at, steps.apply(state, offset, ranker, interaction_of(rating), key)))
         steps.flush()
         share_ms = (time.perf_counter() - started) * 1000.0 / max(len(read), 1)
         out, changed_keys = [], set()
-        for rating, key, offset, variant, produced_at, examples, i in read:
-            changed, step = steps.results[i]  # the peers' input is all valid ratings: no step raises
+        for rating, key, variant, produced_at, i in read:
+            changed, _step = steps.results[i]  # the peers' input is all valid ratings: no step raises
             if changed:
                 changed_keys.add(key)
-                self.kept.put(key, offset, step.made)
             rec = recommendation_for(rating, steps.recs[i], variant, self.version, produced_at, share_ms)
+            examples = steps.examples[i]
             out.append((rating.user, to_json_bytes(rec), examples_message(examples)[1] if examples else None))
         return out, {key: states[key].to_value() for key in changed_keys}

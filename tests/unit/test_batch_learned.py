@@ -13,7 +13,7 @@ from ranking.content import CatalogueText, ContentIndex
 from ranking.features import FEATURES, Context, candidates, candidates_many
 from ranking.learned import TASKS, LearnedWeights
 from ranking.protocol import Interaction
-from tables.state import UserState
+from tables.state import BatchSteps, UserState
 
 EVENTS = ["rating", "view", "click", "cart", "purchase", "fav"]
 
@@ -120,3 +120,62 @@ def test_candidates_many_gives_the_features_candidates_gives(seed):
         one = candidates(*w, model.index, context, recall=ranker.recall, n_hot=ranker.n_hot)
         assert (found.items, found.because) == (one.items, one.because)
         np.testing.assert_allclose(found.X, one.X, rtol=0, atol=1e-12)
+
+
+def assert_same_step(a, b) -> None:
+    """Same history, items in the same order, scores within rounding, same because."""
+    assert (a.recent, a.rated, a.n_candidates, a.explored, a.because) == (
+        b.recent, b.rated, b.n_candidates, b.explored, b.because)
+    assert [q for q, _s in a.items] == [q for q, _s in b.items]
+    assert [s for _q, s in a.items] == pytest.approx([s for _q, s in b.items], abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_batch_steps_give_the_lists_and_examples_of_one_rating_at_a_time(seed):
+    """The agent's two ways: each rating's examples (from the candidates kept for its
+    user) then its step, one after the other; or all queued in ``BatchSteps`` and made in
+    rounds. Users come back within the batch; some ratings are redeliveries or replays."""
+    from ranking.features import KeptCandidates
+
+    model, ranker = random_model(seed)
+    rng = random.Random(seed + 7)
+    items = list(model.index.ids) + ["unknown"]
+    users = [f"u{n}" for n in range(rng.randint(1, 6))]
+    stream, offsets = [], dict.fromkeys(users, 0)
+    for t in range(rng.randint(1, 50)):
+        u = rng.choice(users)
+        if stream and stream[-1][0] == u and rng.random() < 0.2:  # the same interaction again: a replay
+            last = stream[-1]
+            offsets[u] += 1
+            stream.append((u, offsets[u], last[2]))
+            continue
+        offsets[u] += 1
+        offset = offsets[u] if rng.random() < 0.9 else rng.randint(0, offsets[u])  # some are redeliveries
+        stream.append((u, offset, Interaction(u, rng.choice(items), rng.choice([1.0, 5.0]), float(t + 1),
+                                              event=rng.choice(EVENTS), dislike=rng.random() < 0.1)))
+    one, kept_one, expected, taught = {u: UserState() for u in users}, KeptCandidates(), [], []
+    for u, offset, interaction in stream:
+        state, key = one[u], u.encode()
+        redelivered = state.already_applied(offset)
+        taught.append(None if redelivered else
+                      ranker.examples(state, interaction, model, made=kept_one.take(key, state.offset)))
+        changed, step = state.apply(offset, ranker, interaction, model)
+        if changed:
+            kept_one.put(key, offset, step.made)
+        expected.append((changed, step))
+    together = {u: UserState() for u in users}
+    steps = BatchSteps(model, KeptCandidates())
+    for u, offset, interaction in stream:
+        steps.apply(together[u], offset, ranker, interaction, u.encode())
+    steps.flush()
+    for (changed, step), got in zip(expected, steps.results, strict=True):
+        assert got[0] == changed
+        assert_same_step(got[1], step)
+    assert [u.recent for u in together.values()] == [u.recent for u in one.values()]
+    assert [u.offset for u in together.values()] == [u.offset for u in one.values()]
+    for a, b in zip(steps.examples, taught, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert (a.items, a.labels["conversion"].tolist()) == (b.items, b.labels["conversion"].tolist())
+            np.testing.assert_allclose(a.X, b.X, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(a.weights, b.weights)

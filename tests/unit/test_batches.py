@@ -165,7 +165,7 @@ def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_th
             reads.append(realtime.read_one(worker, event, batch, model, steps))
         steps.flush()
         for read in reads:
-            realtime.stage_one(worker, read, steps.results[read.step], steps.recs[read.step], batch, model, 0.1)
+            realtime.stage_one(worker, read, steps, batch, model, 0.1)
         live = gc.get_count()[0] - before
     finally:
         gc.enable()
@@ -237,7 +237,7 @@ def rank_in_two_passes(worker, batch, model, events) -> None:
     reads = [realtime.read_one(worker, event, batch, model, steps) for event in events]
     steps.flush()
     for read in reads:
-        realtime.stage_one(worker, read, steps.results[read.step], steps.recs[read.step], batch, model, 0.1)
+        realtime.stage_one(worker, read, steps, batch, model, 0.1)
 
 
 def test_a_user_rating_twice_in_a_batch_gets_each_rating_its_own_list():
