@@ -451,16 +451,23 @@ class _SourceFeatures:
         return best
 
     def _candidate_of(self, row: np.ndarray, item_at: np.ndarray) -> np.ndarray:
-        """The stacked candidate of each (row, item position), or -1."""
-        known = np.flatnonzero(self.at >= 0)
-        keys = self.of[known].astype(np.int64) * self.n_items + self.at[known]
-        order = np.argsort(keys, kind="stable")
-        keys, known = keys[order], known[order]
-        wanted = row.astype(np.int64) * self.n_items + item_at
-        where = np.minimum(np.searchsorted(keys, wanted), max(keys.size - 1, 0))
-        if not keys.size:
-            return np.full(wanted.size, -1, dtype=np.intp)
-        return np.where(keys[where] == wanted, known[where], -1)
+        """The stacked candidate of each (row, item position), or -1 (``row`` ascending):
+        a row at a time through one item -> candidate table, as :func:`features` looks
+        them up (a search in sorted keys took longer than all the rest)."""
+        slot = np.full(self.n_items, -1, dtype=np.intp)
+        out = np.full(item_at.size, -1, dtype=np.intp)
+        ends = np.searchsorted(row, np.arange(len(self.rows) + 1)).tolist()
+        bounds = self.bounds.tolist()
+        for r in range(len(self.rows)):
+            a, b = bounds[r], bounds[r + 1]
+            if ends[r] == ends[r + 1] or a == b:
+                continue
+            at = self.at[a:b]
+            known = at >= 0
+            slot[at[known]] = np.arange(a, b)[known]
+            out[ends[r]:ends[r + 1]] = slot[item_at[ends[r]:ends[r + 1]]]
+            slot[at[known]] = -1
+        return out
 
     def _largest_per_row(self, values: np.ndarray) -> np.ndarray:
         """``values`` (lists x stacked candidates) reduced to lists x rows: each row's largest."""

@@ -138,19 +138,21 @@ def gc_threshold():
     gc.set_threshold(*saved)
 
 
-def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_threshold):
+@pytest.mark.parametrize("ranker", ["default", "learned"])
+def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_threshold, ranker):
     """The worker raises the young-generation threshold above what a batch keeps alive
     until it is published (with CPython's default of 700 the collector ran every ~20
     ratings and took 7.7% of the worker's CPU): measured through the agent's own
-    passes (read, rank the batch, stage)."""
+    passes (read, rank the batch, stage), for the rankers that ship."""
     from agents import realtime
 
     rng = random.Random(5)
     items = [f"i{n}" for n in range(300)]
     index = SimilarityIndex(related={q: {p: round(rng.uniform(0.05, 1.0), 4) for p in rng.sample(items, 50)}
                                      for q in items},
-                            counts={q: rng.randint(1, 500) for q in items})
+                            counts={q: rng.randint(1, 500) for q in items}, keep_sources=ranker == "learned")
     worker = worker_of(user_state=collections.defaultdict(dict))  # every user is new
+    worker.ranking = Assignment.from_settings(Settings.from_env({"RECSYS_RANKER": ranker}))
     batch_max = 200
     batch = batches.Batch(worker, input_partitions=1)
     gc.collect()
@@ -158,7 +160,7 @@ def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_th
     try:
         before = gc.get_count()[0]
         model = Model(index, (), "v1")
-        steps, reads = BatchSteps(model), []
+        steps, reads = BatchSteps(model, worker.kept), []
         for offset in range(batch_max):
             key, value = to_message(Rating(user=f"u{offset}", item=rng.choice(items), rating=4.0, ts=float(offset)))
             event = Event(message=message(offset, key=key, value=value), value=value)
