@@ -43,9 +43,11 @@ def register(worker: Worker) -> None:
     @app.timer(interval=conf.worker.log_every_s)
     async def log_progress():
         metrics = worker.metrics
-        log.info("ratings/s %.1f, lists sent %d, dead letters %d, worker latency %s, model %s",
+        batches = metrics.counters["ratings.batches"]
+        log.info("ratings/s %.1f, lists sent %d, dead letters %d, worker latency %s, ratings per batch %.1f, model %s",
                  metrics.rates().get("ratings.accepted", 0.0), metrics.counters["lists.sent"],
-                 metrics.counters["dead_letters"], metrics.percentiles("ratings"), worker.model.version or "(none yet)")
+                 metrics.counters["dead_letters"], metrics.percentiles("ratings"),
+                 metrics.counters["ratings.batched"] / batches if batches else 0.0, worker.model.version or "(none yet)")
 
 
 async def rank_batch(worker: Worker, events) -> None:
@@ -85,6 +87,8 @@ async def rank_batch(worker: Worker, events) -> None:
         log.exception("could not publish a batch of %d ratings: stopping the worker", len(events))
         await worker.app.crash(exc)
         return
+    worker.metrics.count("ratings.batches")
+    worker.metrics.count("ratings.batched", len(events))
     worker.metrics.count("ratings.accepted", len(batch.lists))
     worker.metrics.count("lists.sent", len(batch.lists))
     worker.metrics.count("lists.scored_candidates", batch.scored)

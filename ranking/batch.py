@@ -51,8 +51,21 @@ def rank_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex
             for out in _rank_chunk(ranker, rows[start:start + chunk], index, content, explain)]
 
 
+def recall_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, *,
+                content: ContentIndex | None = None) -> list[tuple[list[str], list[float]]]:
+    """Each row's ``(items, scores)`` of :func:`rank_many` without ``because``: what the
+    learned ranker's candidates read (taken from the arrays, not built as lists of pairs;
+    the scores rounded to 6 decimals as ``rank`` rounds them, within an ulp)."""
+    if content is not None and ranker.w_content > 0:  # the cold items are merged row by row
+        return [([q for q, _s in items], [s for _q, s in items])
+                for items, _because, _n in rank_many(ranker, rows, index, content=content, explain=False)]
+    chunk = max(1, DENSE_CELLS // max(len(index.ids), 1))
+    return [out for start in range(0, len(rows), chunk)
+            for out in _rank_chunk(ranker, rows[start:start + chunk], index, None, False, pairs=False)]
+
+
 def _rank_chunk(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, content: ContentIndex | None,
-                explain: bool) -> list[tuple[list[list], dict[str, str], int]]:
+                explain: bool, pairs: bool = True) -> list:
     n = ranker.k
     history, decay, w_pop = ranker._resolved(index)
     recents = [list(recent)[-history:] for recent, _exclude in rows]
@@ -77,7 +90,14 @@ def _rank_chunk(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityInd
     scored = np.bincount(row, minlength=len(rows))
     row, at, score = _best_per_row(row, at, score, scored, n)
     bounds = np.searchsorted(row, np.arange(len(rows) + 1)).tolist()
-    names, scores = _ids_of(index)[at].tolist(), score.tolist()
+    names = _ids_of(index)[at].tolist()
+    if not pairs:
+        rounded = np.round(score, 6)  # = round(x, 6) within an ulp, while x * 1e6 is exact enough
+        big = np.flatnonzero(np.abs(score) >= 1e9)
+        rounded[big] = [round(x, 6) for x in score[big].tolist()]
+        rounded = rounded.tolist()
+        return [(names[bounds[r]:bounds[r + 1]], rounded[bounds[r]:bounds[r + 1]]) for r in range(len(rows))]
+    scores = score.tolist()
     why = knn.because(row, at, picked) if explain else None
     out = []
     for r in range(len(rows)):
@@ -146,8 +166,11 @@ class _Lists:
         lengths = np.array([0 if r is None else len(r[0]) for r in rows], dtype=np.intp)
         at = np.concatenate([r[0] for r in rows if r is not None] or [np.empty(0, dtype=np.int32)]).astype(np.int32)
         weights = np.concatenate([r[1] for r in rows if r is not None] or [np.empty(0)])
-        self.matrix = sp.csr_matrix((weights, at, np.concatenate([[0], np.cumsum(lengths)])), shape=(size, size))
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        self.matrix = sp.csr_matrix((weights, at, indptr), shape=(size, size))
         self.negative = bool((weights < 0).any())
+        #: Where the lists have an entry (1 each): what a kNN sum that is exactly 0 still reaches.
+        self.pattern = sp.csr_matrix((np.ones(weights.size), at, indptr), shape=(size, size)) if self.negative else None
         keys = np.repeat(np.arange(size, dtype=np.int64) * size, lengths) + at
         order = np.argsort(keys)
         self.keys, self.weights = keys[order], weights[order]
@@ -183,7 +206,7 @@ class _KnnSums:
                            np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32)), shape=(n_rows, size))
         K = R @ lists.matrix
         if lists.negative or (R.data < 0).any():  # a sum can be exactly 0: scipy drops it, rank keeps it
-            K = cls._with_zero_sums(K, R, lists.matrix)
+            K = cls._with_zero_sums(K, R, lists)
         row = np.repeat(np.arange(n_rows, dtype=np.intp), np.diff(K.indptr))
         keys = row * size + K.indices
         mine = cls._excluded_keys(excludes, index, size)
@@ -195,10 +218,11 @@ class _KnnSums:
         return cls(row, K.indices.astype(np.intp), K.data, R, lists)
 
     @staticmethod
-    def _with_zero_sums(K, R, L):
+    def _with_zero_sums(K, R, lists: _Lists):
         """``K`` with an explicit 0 for every (row, item) the lists reach whose sum is 0."""
-        pattern = sp.csr_matrix((np.ones_like(R.data), R.indices, R.indptr), shape=R.shape) @ \
-            sp.csr_matrix((np.ones_like(L.data), L.indices, L.indptr), shape=L.shape)
+        L = lists.pattern if lists.pattern is not None else sp.csr_matrix(
+            (np.ones_like(lists.matrix.data), lists.matrix.indices, lists.matrix.indptr), shape=lists.matrix.shape)
+        pattern = sp.csr_matrix((np.ones_like(R.data), R.indices, R.indptr), shape=R.shape) @ L
         if pattern.nnz == K.nnz:
             return K
         K.sort_indices()

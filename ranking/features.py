@@ -279,17 +279,15 @@ def candidates_many(wanted: Sequence[Wanted], index: SimilarityIndex, context: C
     made together: the recall lists by ``ranking.batch.rank_many``, the features by
     :func:`features_many`. Also returns every candidate's features in one array (each
     ``Candidates.X`` is a view of its rows)."""
-    from ranking.batch import rank_many  # the batch ranker imports the model, as this module does
+    from ranking.batch import recall_many  # the batch ranker imports the model, as this module does
 
     history = recall.history if recall.history is not None else index.blend.history
     rows = []
     for recent, rated, _shown, _event, _ts in wanted:
         rows.append((list(recent)[-history:], rated if isinstance(rated, (set, frozenset)) else set(rated)))
-    listed = rank_many(recall, rows, index, explain=False, content=content)
+    listed = recall_many(recall, rows, index, content=content)
     made = []
-    for (recent, rated), (items_scores, _because, _n), (_r, _q, shown, event, ts) in zip(rows, listed, wanted,
-                                                                                           strict=True):
-        items, recall_score = [q for q, _s in items_scores], [s for _q, s in items_scores]
+    for (recent, rated), (items, recall_score), (_r, _q, shown, event, ts) in zip(rows, listed, wanted, strict=True):
         _add_hot(items, recall_score, rated, context.hot_items, recall.k + n_hot)
         made.append((items, recall_score, recent, rated, shown, event, ts))
     return features_many(made, index, context, recall=recall)
