@@ -69,8 +69,13 @@ def _faust_main(argv: list[str], conf) -> int:
     from agents.batches import collect_garbage_between_batches
     from app.worker import build_worker
 
+    from threadpoolctl import threadpool_limits
+
     worker = build_worker(conf)
     collect_garbage_between_batches(conf.worker.batch_max)
+    # A batch's products are many and short: BLAS threads on the other cores only spin (a
+    # worker is one core; it scales by processes over partitions).
+    threadpool_limits(1, "blas")
     gc.freeze()  # the libraries and the app: never garbage (app.worker.freeze_long_lived does the model)
     sys.argv = ["recsys", "worker", *argv]
     worker.app.main()  # exits through SystemExit
