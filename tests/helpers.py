@@ -117,3 +117,11 @@ def lists_for(conf, user, n, timeout=60):
 def assert_same_list(got, want):
     assert [item for item, _ in got] == [item for item, _ in want]
     assert [score for _, score in got] == pytest.approx([score for _, score in want], abs=5e-5)  # 4 decimals on the wire
+
+
+def random_lists(rng, items: list, negative: bool = False) -> dict:
+    """Random neighbour lists over ``items`` for some of them (up to 10 each; weights 0, 0.5,
+    random, and with ``negative`` negative ones too), as a model's source has them."""
+    return {a: {b: rng.choice([0.0, round(rng.random(), 2), 0.5] + ([-round(rng.random(), 2)] if negative else []))
+                for b in rng.sample(items, min(len(items), rng.randint(0, 10))) if b != a}
+            for a in rng.sample(items, rng.randint(1, len(items)))}

@@ -14,6 +14,7 @@ from ranking.features import FEATURES, Context, candidates, candidates_many
 from ranking.learned import TASKS, LearnedWeights
 from ranking.protocol import Interaction
 from tables.state import BatchSteps, UserState
+from tests.helpers import random_lists
 
 EVENTS = ["rating", "view", "click", "cart", "purchase", "fav"]
 
@@ -25,20 +26,15 @@ def random_model(seed: int) -> tuple[Model, LearnedRanker]:
     rng = random.Random(seed)
     items = [f"i{n:02d}" for n in range(rng.randint(3, 60))]
 
-    def random_lists(negative: bool):
-        return {a: {b: rng.choice([0.0, round(rng.random(), 2), 0.5] + ([-round(rng.random(), 2)] if negative else []))
-                    for b in rng.sample(items, min(len(items), rng.randint(0, 10))) if b != a}
-                for a in rng.sample(items, rng.randint(1, len(items)))}
-
     counts = {q: rng.randint(0, 5) for q in rng.sample(items, rng.randint(0, len(items)))}
     if seed % 4 == 0:
-        index = SimilarityIndex(random_lists(False), counts=counts, keep_sources=True)
+        index = SimilarityIndex(random_lists(rng, items), counts=counts, keep_sources=True)
     else:
         blend = Blend(related=rng.choice([0.0, 0.5, 1.0]), sequential=rng.choice([0.0, 2.0]),
                       learned=rng.choice([0.0, 1.0]), decay=rng.choice([0.4, 0.9]), history=rng.choice([2, 20]),
                       w_pop=rng.choice([0.0, 0.3]))
-        index = SimilarityIndex(related=random_lists(False), counts=counts, blend=blend, keep_sources=True,
-                                sources={"sequential": random_lists(False), "learned": random_lists(True)})
+        index = SimilarityIndex(related=random_lists(rng, items), counts=counts, blend=blend, keep_sources=True,
+                                sources={"sequential": random_lists(rng, items), "learned": random_lists(rng, items, negative=True)})
     context = None
     if seed % 3:
         pool = items + ["hot-unknown"]

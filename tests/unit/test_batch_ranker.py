@@ -8,6 +8,7 @@ import pytest
 from ranking import Blend, DefaultRanker, SimilarityIndex
 from ranking.batch import rank_many
 from ranking.content import CatalogueText, ContentIndex
+from tests.helpers import random_lists
 
 WORDS = ["red", "blue", "shoe", "hat", "wool", "silk", "boot", "coat"]
 
@@ -19,23 +20,18 @@ def random_case(seed: int):
     rng = random.Random(seed)
     items = [f"i{n:02d}" for n in range(rng.randint(3, 60))]
 
-    def random_lists(negative: bool):
-        return {a: {b: rng.choice([0.0, round(rng.random(), 2), 0.5] + ([-round(rng.random(), 2)] if negative else []))
-                    for b in rng.sample(items, min(len(items), rng.randint(0, 10))) if b != a}
-                for a in rng.sample(items, rng.randint(1, len(items)))}
-
     counts = {q: rng.randint(0, 5) for q in rng.sample(items, rng.randint(0, len(items)))}
     kind = seed % 4
     if kind == 0:
-        index = SimilarityIndex(random_lists(False), counts=counts)
+        index = SimilarityIndex(random_lists(rng, items), counts=counts)
     elif kind == 1:
-        index = SimilarityIndex(related=random_lists(False), counts=counts)
+        index = SimilarityIndex(related=random_lists(rng, items), counts=counts)
     else:
         blend = Blend(related=rng.choice([0.0, 0.5, 1.0]), sequential=rng.choice([0.0, 2.0]),
                       learned=rng.choice([0.0, 1.0]), decay=rng.choice([0.4, 0.9]), history=rng.choice([2, 20]),
                       w_pop=rng.choice([0.0, 0.3]))
-        index = SimilarityIndex(related=random_lists(False), counts=counts, blend=blend,
-                                sources={"sequential": random_lists(False), "learned": random_lists(True)})
+        index = SimilarityIndex(related=random_lists(rng, items), counts=counts, blend=blend,
+                                sources={"sequential": random_lists(rng, items), "learned": random_lists(rng, items, negative=True)})
     content = None
     if seed % 3 == 0:
         texts = {q: " ".join(rng.sample(WORDS, rng.randint(0, 3))) for q in items + ["new1", "new2"]}
