@@ -48,10 +48,11 @@ ITEM_FEATURES = (
 )
 #: Per-list constants: they move a list's scores together, so they matter through crosses.
 USER_FEATURES = ("activity", "mainstream", *(f"event_{e}" for e in EVENTS))
+#: The item features crossed with every user feature.
+_CROSSED = ("recall", "recall_rank", "knn_related", "knn_sequential", "knn_learned", "last_sequential", "prior",
+            "trending", "item_age")
 #: Products of a user feature and an item feature.
-CROSSES = tuple((u, i) for u in USER_FEATURES for i in ("recall", "recall_rank", "knn_related", "knn_sequential",
-                                                        "knn_learned", "last_sequential", "prior", "trending",
-                                                        "item_age"))
+CROSSES = tuple((u, i) for u in USER_FEATURES for i in _CROSSED)
 #: The features that are computed (the rest are their crosses): what examples carry on the wire.
 BASE_FEATURES = ("bias", *ITEM_FEATURES, *USER_FEATURES)
 #: The feature vector, in order (``bias`` first).
@@ -60,6 +61,16 @@ _AT = {name: j for j, name in enumerate(FEATURES)}
 _KNN_AT = [_AT[f"knn_{name}"] for name in _LISTS]
 _LAST_AT = [_AT[f"last_{name}"] for name in _LISTS]
 _CROSS_AT = np.array([[_AT[u], _AT[i]] for u, i in CROSSES], dtype=np.intp).reshape(-1, 2)
+_CROSS_USER_AT = [_AT[u] for u in USER_FEATURES]
+_CROSS_ITEM_AT = [_AT[i] for i in _CROSSED]
+
+
+def crossed_dot(base: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``with_crosses(base) @ w`` without making the crosses' columns: the crosses of each
+    user feature are one product of the item features they cross with their weights."""
+    n_base = len(BASE_FEATURES)
+    per_user = w[n_base:].reshape(len(USER_FEATURES), len(_CROSSED))  # CROSSES: user-major
+    return base @ w[:n_base] + np.einsum("nu,nu->n", base[:, _CROSS_USER_AT], base[:, _CROSS_ITEM_AT] @ per_user.T)
 
 
 def with_crosses(base: np.ndarray) -> np.ndarray:
@@ -92,8 +103,10 @@ class Context:
 @dataclass(slots=True)
 class Candidates:
     """One user's candidates: ``items`` in recall order, ``X[j]`` the features of
-    ``items[j]`` (:data:`FEATURES`), ``because[j]`` the recent item that contributed most
-    to it (``None``: it came from the prior or the hot items alone)."""
+    ``items[j]`` (:data:`FEATURES`; or only :data:`BASE_FEATURES`, whose products the
+    crosses are, as :func:`features_many` and :meth:`kept` leave them), ``because[j]``
+    the recent item that contributed most to it (``None``: it came from the prior or the
+    hot items alone)."""
 
     items: list
     X: np.ndarray
@@ -278,7 +291,8 @@ def candidates_many(wanted: Sequence[Wanted], index: SimilarityIndex, context: C
     """``[candidates(*w, index, context, recall=recall, n_hot=n_hot, content=content) for w in wanted]``,
     made together: the recall lists by ``ranking.batch.rank_many``, the features by
     :func:`features_many`. Also returns every candidate's features in one array (each
-    ``Candidates.X`` is a view of its rows)."""
+    ``Candidates.X`` is a view of its rows; :data:`BASE_FEATURES` only: scores are
+    :func:`crossed_dot`)."""
     from ranking.batch import recall_many  # the batch ranker imports the model, as this module does
 
     history = recall.history if recall.history is not None else index.blend.history
@@ -311,7 +325,8 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     ``(items, recall_score, recent, rated, shown, event, ts)``), one pass of each numpy
     call over every row's candidates: the candidates of all rows are stacked, row after
     row, and every per-user sum is a ``bincount`` over the stacked rows in the order
-    :func:`features` adds it. Returns the stacked features and each row's candidates."""
+    :func:`features` adds it. Returns the stacked :data:`BASE_FEATURES` (the crosses are
+    left to :func:`with_crosses` or :func:`crossed_dot`) and each row's candidates."""
     counts = np.array([len(row[0]) for row in rows], dtype=np.intp)
     bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
     size = int(bounds[-1])
@@ -354,13 +369,12 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
         X[a:b, _AT[f"event_{event_of(event)}"]] = 1.0
     X[:, _AT["activity"]] = activity[of]
     X[:, _AT["mainstream"]] = mainstream[of]
-    whole = with_crosses(X)
     best_at = best.tolist()
     out = []
     for r, row in enumerate(rows):
         a, b, recent = int(bounds[r]), int(bounds[r + 1]), row[2]
-        out.append(Candidates(row[0], whole[a:b], [recent[j][0] if j >= 0 else None for j in best_at[a:b]]))
-    return whole, out
+        out.append(Candidates(row[0], X[a:b], [recent[j][0] if j >= 0 else None for j in best_at[a:b]]))
+    return X, out
 
 
 class _SourceFeatures:

@@ -35,7 +35,16 @@ from itertools import repeat
 import numpy as np
 
 from ranking.default import DefaultRanker
-from ranking.features import FEATURES, Candidates, Context, candidates, candidates_many, event_of, features
+from ranking.features import (
+    FEATURES,
+    Candidates,
+    Context,
+    candidates,
+    candidates_many,
+    crossed_dot,
+    event_of,
+    features,
+)
 from ranking.history import add_rated_item, add_recent_rating, is_replay
 from ranking.protocol import History, Interaction, Ranker, Step
 from ranking.rerank import reranked
@@ -97,8 +106,9 @@ class LearnedWeights:
         return tuple(self.features) == FEATURES
 
     def logits(self, task: str, X: np.ndarray, items) -> np.ndarray:
-        """Task ``task``'s logit of each row (``items[j]`` is row j's item)."""
-        out = X @ self.heads[task]
+        """Task ``task``'s logit of each row (``items[j]`` is row j's item; a row holds
+        :data:`FEATURES`, or only their ``BASE_FEATURES``: the crosses are then folded in)."""
+        out = X @ self.heads[task] if X.shape[1] == len(FEATURES) else crossed_dot(X, self.heads[task])
         bias = self.item_bias.get(task)
         if bias:
             out = out + np.fromiter(map(bias.get, items, repeat(0.0)), dtype=np.float64, count=len(items))
@@ -239,7 +249,7 @@ class LearnedRanker(Ranker):
         """The step whose list is ``found`` in ``order`` (best first), with an explored slot maybe."""
         explored = self._explore(order, interaction) if self.explore > 0 else None
         order = order[: self.k]
-        items = [[found.items[j], round(float(scores[j]), 6)] for j in order]
+        items = [[found.items[j], round(s, 6)] for j, s in zip(order, np.asarray(scores)[order].tolist(), strict=True)]
         because = {found.items[j]: found.because[j] for j in order if found.because[j] is not None}
         if explored is not None:
             explored["item"] = found.items[order[explored["position"]]]
@@ -290,7 +300,7 @@ class LearnedRanker(Ranker):
                                                                   interaction.ts):
             return None
         if made is not None:
-            found = made.restored() if made.X.dtype == np.float32 else made
+            found = made if made.X.shape[1] == len(FEATURES) else made.restored()  # kept: the computed ones
         else:
             newest = state.recent[-1]
             found = self.candidates(state.recent, state.rated, self._shown(state), _event_of_entry(state), newest[2],

@@ -10,7 +10,7 @@ import pytest
 
 from ranking import Blend, DefaultRanker, LearnedRanker, Model, SimilarityIndex
 from ranking.content import CatalogueText, ContentIndex
-from ranking.features import FEATURES, Context, candidates, candidates_many
+from ranking.features import BASE_FEATURES, FEATURES, Context, candidates, candidates_many, crossed_dot, with_crosses
 from ranking.learned import TASKS, LearnedWeights
 from ranking.protocol import Interaction
 from tables.state import BatchSteps, UserState
@@ -94,7 +94,7 @@ def test_step_many_gives_each_user_the_step_one_at_a_time_gives(seed):
         assert [s for _q, s in a.items] == pytest.approx([s for _q, s in b.items], abs=1e-6)
         if b.made is not None:
             assert a.made.items == b.made.items and a.made.because == b.made.because
-            np.testing.assert_allclose(a.made.X, b.made.X, rtol=0, atol=1e-9)
+            np.testing.assert_allclose(with_crosses(a.made.X), b.made.X, rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -111,11 +111,11 @@ def test_candidates_many_gives_the_features_candidates_gives(seed):
         shown = [[q, 0.5] for q in rng.sample(items, min(len(items), rng.randint(0, 6)))]
         wanted.append((recent, {e[0] for e in recent}, shown, rng.choice(EVENTS), 60.0))
     X, got = candidates_many(wanted, model.index, context, recall=ranker.recall, n_hot=ranker.n_hot)
-    assert X.shape == (sum(len(f.items) for f in got), len(FEATURES))
+    assert X.shape == (sum(len(f.items) for f in got), len(BASE_FEATURES))
     for w, found in zip(wanted, got, strict=True):
         one = candidates(*w, model.index, context, recall=ranker.recall, n_hot=ranker.n_hot)
         assert (found.items, found.because) == (one.items, one.because)
-        np.testing.assert_allclose(found.X, one.X, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(with_crosses(found.X), one.X, rtol=0, atol=1e-12)
 
 
 def assert_same_step(a, b) -> None:
@@ -175,3 +175,9 @@ def test_batch_steps_give_the_lists_and_examples_of_one_rating_at_a_time(seed):
             assert (a.items, a.labels["conversion"].tolist()) == (b.items, b.labels["conversion"].tolist())
             np.testing.assert_allclose(a.X, b.X, rtol=0, atol=1e-6)
             np.testing.assert_allclose(a.weights, b.weights)
+
+
+def test_the_crossed_dot_product_is_the_product_with_the_crosses():
+    rng = np.random.default_rng(3)
+    base, w = rng.normal(size=(50, len(BASE_FEATURES))), rng.normal(size=len(FEATURES))
+    np.testing.assert_allclose(crossed_dot(base, w), with_crosses(base) @ w, rtol=1e-12, atol=1e-12)
