@@ -66,10 +66,10 @@ def _worker_web_address(argv: list[str], conf) -> tuple[str, int | None]:
 
 
 def _faust_main(argv: list[str], conf) -> int:
+    from threadpoolctl import threadpool_limits
+
     from agents.batches import collect_garbage_between_batches
     from app.worker import build_worker
-
-    from threadpoolctl import threadpool_limits
 
     worker = build_worker(conf)
     collect_garbage_between_batches(conf.worker.batch_max)
