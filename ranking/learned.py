@@ -36,6 +36,7 @@ import numpy as np
 
 from ranking.default import DefaultRanker
 from ranking.features import (
+    BASE_FEATURES,
     FEATURES,
     Candidates,
     Context,
@@ -108,7 +109,8 @@ class LearnedWeights:
     def logits(self, task: str, X: np.ndarray, items) -> np.ndarray:
         """Task ``task``'s logit of each row (``items[j]`` is row j's item; a row holds
         :data:`FEATURES`, or only their ``BASE_FEATURES``: the crosses are then folded in)."""
-        out = X @ self.heads[task] if X.shape[1] == len(FEATURES) else crossed_dot(X, self.heads[task])
+        w = self.heads[task]
+        out = crossed_dot(X, w) if X.shape[1] == len(BASE_FEATURES) and w.size == len(FEATURES) else X @ w
         bias = self.item_bias.get(task)
         if bias:
             out = out + np.fromiter(map(bias.get, items, repeat(0.0)), dtype=np.float64, count=len(items))
