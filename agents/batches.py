@@ -45,8 +45,6 @@ import gc
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import orjson
-
 from app.faust_patches import BatchWriter, is_current
 from broker.partitioning import owner_partition
 from tables.state import UserState
@@ -103,7 +101,7 @@ class Batch:
         state = self._read.get(key)
         if state is None:
             with BatchWriter.as_current(event):  # the store of the event's partition
-                state = self._read[key] = UserState.from_value(self.worker.tables.user_state[key])
+                state = self._read[key] = UserState.from_bytes(self.worker.tables.user_state[key])
         return state
 
     def stage_state(self, event, key: bytes, state: UserState) -> None:
@@ -123,9 +121,9 @@ class Batch:
         with its offsets, :mod:`agents.transactions`); on failure refuse the acks of
         ``events`` and re-raise."""
         events = list(events)
-        values = {key: state.to_value() for key, (_event, state) in self.states.items()}
+        values = {key: state.to_bytes() for key, (_event, state) in self.states.items()}
         in_flight = self.worker.in_flight
-        in_flight.update(values)
+        in_flight.update({key: state for key, (_event, state) in self.states.items()})
         try:
             outputs = await self._outputs(values)
             if self.worker.transactions is not None:
@@ -139,7 +137,7 @@ class Batch:
         finally:
             in_flight.clear()  # one batch at a time: the agent's concurrency is 1
 
-    async def _outputs(self, values: dict[bytes, dict]) -> list[tuple[str, list[tuple[int, int, bytes, bytes]]]]:
+    async def _outputs(self, values: dict[bytes, bytes]) -> list[tuple[str, list[tuple[int, int, bytes, bytes]]]]:
         """Every record to write, as ``(topic, [(input partition, partition, key, value)])``,
         the changelog first (its acknowledged offsets go to the store)."""
         topics = self.worker.topics
@@ -147,7 +145,7 @@ class Batch:
         lists = [(event.message.partition, owner if n_lists == self.input_partitions else owner_partition(key, n_lists),
                   key, value) for event, key, owner, value in self.lists]
         outputs = [
-            (self.changelog, [(event.message.partition, event.message.partition, key, orjson.dumps(values[key]))
+            (self.changelog, [(event.message.partition, event.message.partition, key, values[key])
                               for key, (event, _state) in self.states.items()]),
             (topics.recommendations.get_topic_name(), lists),
             (topics.ratings.get_topic_name(), self.reroutes),
@@ -187,7 +185,7 @@ class Batch:
             self.writer.refuse_acks([e for e in events if e.message.partition in fenced], "ratings.fenced")
         return [record for acked in results if acked is not None for record in acked]
 
-    def _store(self, acked: list, values: dict[bytes, dict]) -> None:
+    def _store(self, acked: list, values: dict[bytes, bytes]) -> None:
         self.writer.apply_changelog(self.worker.tables.user_state, self.changelog,
                                     [(partition, offset, key, raw, values[key]) for partition, offset, key, raw in acked])
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from agents.realtime import partitions_of
 from app.faust_patches import BatchWriter
 from broker.partitioning import owner_partition
+from tables.state import UserState
 
 if TYPE_CHECKING:
     from app.worker import Worker
@@ -44,13 +45,14 @@ def register(worker: Worker) -> None:
             log.info("removed %d users with no interaction for %g days", removed, conf.user_ttl_days)
 
 
-def quiet_users(states: Iterable[tuple[bytes, Mapping]], watermarks: Mapping[int, float], ttl_s: float,
+def quiet_users(states: Iterable[tuple[bytes, bytes | None]], watermarks: Mapping[int, float], ttl_s: float,
                 partitions: int) -> list[tuple[int, bytes]]:
     """``(partition, key)`` of every user whose newest interaction (the newest time among
-    its recent ones) is more than ``ttl_s`` before its partition's watermark."""
+    its recent ones; ``states``: stored values) is more than ``ttl_s`` before its
+    partition's watermark."""
     out = []
     for key, value in states:
-        times = [float(entry[2]) for entry in (value or {}).get("recent", ()) if len(entry) > 2]
+        times = [float(entry[2]) for entry in UserState.from_bytes(value).recent if len(entry) > 2]
         partition = owner_partition(key, partitions)
         watermark = watermarks.get(partition)
         if times and watermark is not None and max(times) < watermark - ttl_s:

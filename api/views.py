@@ -37,7 +37,6 @@ from agents.behaviour import user_behaviour
 from api.lists import filter_list, filtered_entry, list_filters, parse_rerank
 from app.metrics import PROMETHEUS_TYPE, prefers_json, prometheus_text
 from app.records import InvalidInput, Rating, parse_collected, to_json_bytes, wire_list
-from tables.state import UserState
 
 if TYPE_CHECKING:
     from app.worker import Worker
@@ -65,7 +64,7 @@ def register(worker: Worker) -> None:
             return web.json({"error": "bad_query", "detail": str(exc)}, status=400)
         wanted = request.query.get("category")
         keep = (lambda item: worker.catalogue.category.get(item) == wanted) if wanted else None
-        entry = worker.newest_user_state(user.encode()).get("recs")
+        entry = worker.newest_user_state(user.encode()).recs
         if not entry:  # a user the service has not seen: what is popular now
             popular, source = worker.popular_now(conf.ranking.k)
             fallback = [[item, None] for item in popular]
@@ -131,7 +130,7 @@ def register(worker: Worker) -> None:
             if owner is not True and not request.headers.get(ROUTED_HEADER):
                 return await forward(app, owner, request, body)
             started = time.perf_counter()
-            state = UserState.from_value(worker.newest_user_state(user.encode()))
+            state = worker.newest_user_state(user.encode())
             variant, ranker = worker.ranking.ranker_for(user)
             model = worker.current_model()
             ranked = ranker.rerank(state, items, model)[:n]

@@ -34,6 +34,7 @@ from ranking.features import Context, KeptCandidates
 from ranking.model import Model
 from tables.broadcast import Catalogue, LearnedBroadcast, SimilarityBroadcast, keep_following
 from tables.definitions import Tables, declare_tables, forget_offsets
+from tables.state import UserState
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class Worker:
     #: What :attr:`content` was built from: the catalogue's changes, the model version, the vectors.
     content_basis: dict = field(default_factory=dict, repr=False)
     hot_items: list[str] = field(default_factory=list)
-    in_flight: dict[bytes, dict] = field(default_factory=dict)
+    in_flight: dict[bytes, UserState] = field(default_factory=dict)
     watermarks: dict[int, float] = field(default_factory=dict)
     #: exactly_once: the transactional producers of the owned ``ratings`` partitions.
     transactions: PartitionTransactions | None = None
@@ -133,10 +134,10 @@ class Worker:
             return list(self.hot_items[:n]), "trending"
         return list(self.model.index.popular[:n]), "popular"
 
-    def newest_user_state(self, key: bytes) -> dict:
+    def newest_user_state(self, key: bytes) -> UserState:
         """The user's newest state on this worker: being published, else as stored."""
-        value = self.in_flight.get(key)
-        return value if value is not None else self.tables.user_state.get(key, {})
+        state = self.in_flight.get(key)
+        return state if state is not None else UserState.from_bytes(self.tables.user_state.get(key))
 
 
 def build_worker(conf: Settings) -> Worker:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import faust
-import orjson
 
 from app.settings import Settings
+from tables.state import UserState
 
 #: Windowed tables have tuple keys ``(user, event)``: JSON keys, not the app's raw ones.
 JSON_KEYS = faust.Schema(key_serializer="json", value_serializer="json")
@@ -56,7 +56,8 @@ def declare_tables(app: faust.App, conf: Settings) -> Tables:
                          options=store_options(conf))
 
     return Tables(
-        user_state=app.Table("user_state", default=dict, partitions=conf.kafka.partitions, key_type=bytes,
+        user_state=app.Table("user_state", default=bytes, partitions=conf.kafka.partitions, key_type=bytes,
+                             value_type=bytes,  # tables.state.UserState.to_bytes: the agent encodes it once per batch
                              options=store_options(conf), help="recent ratings, rated items and last list per user"),
         user_event_counts_10m=counts("user_event_counts_10m", "events per user and type, tumbling").tumbling(
             conf.behaviour.tumbling_s, expires=expires),
@@ -70,7 +71,6 @@ def declare_tables(app: faust.App, conf: Settings) -> Tables:
 
 def forget_offsets(raw: bytes) -> bytes:
     """A user state written back after the broker lost its log: its offset is of that log."""
-    value = orjson.loads(raw)
-    if isinstance(value, dict):
-        value["offset"] = None
-    return orjson.dumps(value)
+    state = UserState.from_bytes(raw)
+    state.offset = None
+    return state.to_bytes()

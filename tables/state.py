@@ -1,18 +1,27 @@
 """The per-user state the realtime agent keeps, as one typed, versioned value.
 
-Stored in the ``user_state`` table (``tables/definitions.py``) as a JSON object::
+Stored in the ``user_state`` table (``tables/definitions.py``) and its changelog as one
+msgpack array (schema 3, :meth:`UserState.to_bytes`)::
 
-    {"schema": 2,
-     "recent": [[item, rating, ts], ...],   # the K most recent ratings, oldest first
-     "rated":  [item, ...],                  # items rated, most recent last (bounded)
-     "recs":   {"items": [[item, score], ...], "model_version": "...", "ts": ...},
-     "offset": 1234}                         # source offset of the last applied rating
+    [3, recent, rated, items, because, model_version, ts, event, offset, explored]
+
+    recent   [[item, rating, ts], ...]   the K most recent ratings, oldest first
+    rated    [item, ...]                 items rated, most recent last (bounded)
+    items    [[item, score], ...]        the user's list (``recs``; None: no list yet)
+    because  [...]                       per listed item, the place in ``recent`` of the
+                                         item that put it there (or the item, or None)
+    offset                               source offset of the last applied rating
+
+The list's model version, time, triggering event and explored slot follow it. A third
+smaller than the same state as the JSON object of schema 2 (``{"schema": 2, "recent":
+..., "recs": {"items": ..., "because": {item: item}, ...}, "offset": ...}``), which still
+loads, as does schema 1 (no ``schema`` key, no ``offset``: written before the field
+existed); :meth:`UserState.to_value` is that object (the query API and the Quix Streams
+peer, whose store is JSON, use it).
 
 ``offset`` is the offset, on the user's own partition of ``ratings``, of the last
 rating applied to this state: a message at or below it is a redelivery (at-least-once)
 and changes nothing, however old it is (Quix Streams keeps the same per changelog).
-Schema 1 (no ``schema`` key, no ``offset``: written before the field existed) still
-loads.
 
 :meth:`UserState.apply` is the one place a ranker's step is applied to a user's state:
 the realtime agent, the streaming evaluation, the failover drills' expected lists and
@@ -23,12 +32,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+import orjson
+
 from ranking.features import KeptCandidates
 from ranking.learned import Examples, LearnedRanker
 from ranking.model import Model
 from ranking.protocol import Interaction, Ranker, Step
 
-SCHEMA = 2
+#: The schema :meth:`UserState.to_bytes` writes.
+SCHEMA = 3
 
 
 @dataclass
@@ -46,8 +59,42 @@ class UserState:
                    recs=dict(value.get("recs", {})), offset=value.get("offset"))
 
     def to_value(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "recent": self.recent, "rated": self.rated, "recs": self.recs,
-                "offset": self.offset}
+        """The state as the JSON object of schema 2."""
+        return {"schema": 2, "recent": self.recent, "rated": self.rated, "recs": self.recs, "offset": self.offset}
+
+    @classmethod
+    def from_bytes(cls, raw: bytes | None) -> UserState:
+        """Load a stored value: schema 3 (msgpack), or a JSON object of an older schema
+        (empty or None: a new user)."""
+        if not raw:
+            return cls()
+        if raw[:1] == b"{":
+            return cls.from_value(orjson.loads(raw))
+        schema, recent, rated, items, because, version, ts, event, offset, explored = msgpack.unpackb(raw)
+        if schema != SCHEMA:
+            raise ValueError(f"user state of schema {schema!r}: this release reads {SCHEMA} and older")
+        recs = {}
+        if items is not None:
+            if not isinstance(because, dict):
+                because = {q: recent[b][0] if isinstance(b, int) else b
+                           for (q, _s), b in zip(items, because, strict=True) if b is not None}
+            recs = {"items": items, "model_version": version, "ts": ts, "because": because, "event": event}
+            if explored is not None:
+                recs["explored"] = explored
+        return cls(recent=recent, rated=rated, recs=recs, offset=offset)
+
+    def to_bytes(self) -> bytes:
+        """The state as stored (schema 3): ``because`` as places in ``recent`` where it can."""
+        recs = self.recs
+        if not recs:
+            return msgpack.packb([SCHEMA, self.recent, self.rated, None, None, None, None, None, self.offset, None])
+        items, because = recs.get("items", []), recs.get("because") or {}
+        listed = {entry[0] for entry in items}
+        if all(q in listed for q in because):
+            place = {entry[0]: j for j, entry in enumerate(self.recent)}
+            because = [None if (b := because.get(entry[0])) is None else place.get(b, b) for entry in items]
+        return msgpack.packb([SCHEMA, self.recent, self.rated, items, because, recs.get("model_version"),
+                              recs.get("ts"), recs.get("event"), self.offset, recs.get("explored")])
 
     @property
     def last_list(self) -> list:

@@ -19,8 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.settings import load_settings
@@ -53,14 +51,9 @@ async def run(conf, processor: RatingProcessor, args) -> int:
             idle_since = time.monotonic()
             sends = []
             for tp, records in batch.items():  # a partition's ratings ranked together (the agent's batch scorer)
-                def load(key: bytes):
-                    raw = db.get(key)
-                    return orjson.loads(raw) if raw else None
-
                 out, states = processor.process_many(
-                    [(msg.value, msg.offset, (msg.timestamp or 0) / 1000.0) for msg in records], load)
-                for key, state in states.items():
-                    value = orjson.dumps(state)
+                    [(msg.value, msg.offset, (msg.timestamp or 0) / 1000.0) for msg in records], db.get)
+                for key, value in states.items():
                     db[key] = value
                     sends.append(await producer.send(changelog, key=key, value=value, partition=tp.partition))
                 for user, list_bytes, examples in out:

@@ -93,8 +93,8 @@ class RatingProcessor:
 
     def process_many(self, messages: list[tuple[bytes, int, float]], load) -> tuple[list, dict]:
         """A batch of ``(value, offset, produced_at)`` in order, each user's state read once
-        (``load(key)``: its stored value or None): ``([(user, list bytes, examples bytes or
-        None), ...], {key: new state value})``."""
+        (``load(key)``: its stored bytes or None, as the worker stores them): ``([(user, list
+        bytes, examples bytes or None), ...], {key: new state bytes})``."""
         started = time.perf_counter()
         steps, states, read = BatchSteps(self.model, self.kept), {}, []
         for value, offset, produced_at in messages:
@@ -104,7 +104,7 @@ class RatingProcessor:
             key = rating.user.encode()
             state = states.get(key)
             if state is None:
-                state = states[key] = UserState.from_value(load(key))
+                state = states[key] = UserState.from_bytes(load(key))
             variant, ranker = self.ranking.ranker_for(rating.user)
             read.append((rating, key, variant, produced_at, steps.apply(state, offset, ranker, interaction_of(rating), key)))
         steps.flush()
@@ -117,4 +117,4 @@ class RatingProcessor:
             rec = recommendation_for(rating, steps.recs[i], variant, self.version, produced_at, share_ms)
             examples = steps.examples[i]
             out.append((rating.user, to_json_bytes(rec), examples_message(examples)[1] if examples else None))
-        return out, {key: states[key].to_value() for key in changed_keys}
+        return out, {key: states[key].to_bytes() for key in changed_keys}

@@ -73,7 +73,7 @@ class AckedByHand:
 def publishing_one_state():
     """A batch holding a new state for alice, a producer, and the store (alice's old state)."""
     producer = AckedByHand()
-    stored = {b"alice": UserState(recs={"items": [["old", 0.5]]}, offset=9).to_value()}
+    stored = {b"alice": UserState(recs={"items": [["old", 0.5]]}, offset=9).to_bytes()}
     table = types.SimpleNamespace(changelog_topic=types.SimpleNamespace(get_topic_name=lambda: "user_state-changelog"),
                                   get=stored.get,
                                   apply_changelog_batch=lambda records: stored.update((r.key, r.value) for r in records))
@@ -103,16 +103,16 @@ def test_the_api_reads_a_state_whose_acks_are_awaited_and_then_the_store():
     async def publish_and_ask():
         task = asyncio.create_task(batch.publish([event]))
         await until_sent(producer, 2)  # the changelog batch and the list batch
-        assert worker.newest_user_state(b"alice")["recs"]["items"] == [["new", 0.9]]
-        assert stored[b"alice"]["recs"]["items"] == [["old", 0.5]]  # not in the store before the acks
+        assert worker.newest_user_state(b"alice").recs["items"] == [["new", 0.9]]
+        assert UserState.from_bytes(stored[b"alice"]).recs["items"] == [["old", 0.5]]  # not in the store before the acks
         for offset, ack in enumerate(producer.acks):
             ack.set_result(types.SimpleNamespace(offset=offset))
         await task
 
     asyncio.run(publish_and_ask())
-    assert stored[b"alice"]["recs"]["items"] == [["new", 0.9]]
+    assert UserState.from_bytes(stored[b"alice"]).recs["items"] == [["new", 0.9]]
     assert not worker.in_flight
-    assert worker.newest_user_state(b"alice") == stored[b"alice"]
+    assert worker.newest_user_state(b"alice") == UserState.from_bytes(stored[b"alice"])
 
 
 def test_a_refused_batch_leaves_the_api_on_the_stored_state():
@@ -128,7 +128,7 @@ def test_a_refused_batch_leaves_the_api_on_the_stored_state():
 
     asyncio.run(publish_refused())
     assert not worker.in_flight
-    assert worker.newest_user_state(b"alice")["recs"]["items"] == [["old", 0.5]]
+    assert worker.newest_user_state(b"alice").recs["items"] == [["old", 0.5]]
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_th
     index = SimilarityIndex(related={q: {p: round(rng.uniform(0.05, 1.0), 4) for p in rng.sample(items, 50)}
                                      for q in items},
                             counts={q: rng.randint(1, 500) for q in items}, keep_sources=ranker == "learned")
-    worker = worker_of(user_state=collections.defaultdict(dict))  # every user is new
+    worker = worker_of(user_state=collections.defaultdict(bytes))  # every user is new
     worker.ranking = Assignment.from_settings(Settings.from_env({"RECSYS_RANKER": ranker}))
     batch_max = 200
     batch = batches.Batch(worker, input_partitions=1)
@@ -210,11 +210,11 @@ def test_quiet_users_are_those_older_than_the_ttl_before_their_partitions_waterm
     users = [f"u{n}".encode() for n in range(40)]
     p0 = [u for u in users if owner_partition(u, 2) == 0][:3]
     p1 = [u for u in users if owner_partition(u, 2) == 1][:2]
-    states = [(p0[0], {"recent": [["i1", 5.0, 100.0], ["i2", 4.0, 150.0]]}),  # newest 150: quiet
-              (p0[1], {"recent": [["i1", 5.0, 100.0], ["i2", 4.0, 900.0]]}),  # newest 900: active
-              (p0[2], {"recent": []}),  # no interaction time: kept
-              (p1[0], {"recent": [["i1", 5.0, 10.0]]}),  # partition 1 has no watermark yet: kept
-              (p1[1], {})]
+    states = [(p0[0], UserState(recent=[["i1", 5.0, 100.0], ["i2", 4.0, 150.0]]).to_bytes()),  # newest 150: quiet
+              (p0[1], UserState(recent=[["i1", 5.0, 100.0], ["i2", 4.0, 900.0]]).to_bytes()),  # newest 900: active
+              (p0[2], UserState().to_bytes()),  # no interaction time: kept
+              (p1[0], b'{"recent": [["i1", 5.0, 10.0]]}'),  # schema 1, partition 1 has no watermark yet: kept
+              (p1[1], None)]
     assert quiet_users(states, {0: 1000.0}, ttl_s=500.0, partitions=2) == [(0, p0[0])]
     assert quiet_users(states, {0: 1000.0, 1: 1000.0}, ttl_s=500.0, partitions=2) == [(0, p0[0]), (1, p1[0])]
     assert quiet_users(states, {0: 1000.0}, ttl_s=1000.0, partitions=2) == []
@@ -252,7 +252,7 @@ def test_a_user_rating_twice_in_a_batch_gets_each_rating_its_own_list():
     index = SimilarityIndex(related={q: {p: round(rng.uniform(0.05, 1.0), 4) for p in rng.sample(items, 8)}
                                      for q in items}, counts={q: rng.randint(1, 50) for q in items})
     model = Model(index, (), "v1")
-    worker = worker_of(user_state=collections.defaultdict(dict))
+    worker = worker_of(user_state=collections.defaultdict(bytes))
     ratings = [Rating(user="u1", item="i1", rating=5.0, ts=1.0), Rating(user="u2", item="i2", rating=4.0, ts=2.0),
                Rating(user="u1", item="i3", rating=1.0, ts=3.0), Rating(user="u1", item="i4", rating=5.0, ts=4.0)]
     events = []

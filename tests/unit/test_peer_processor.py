@@ -14,6 +14,7 @@ from app.settings import Settings
 from benchmarks.peers.common import RatingProcessor, write_model
 from ranking.features import FEATURES
 from ranking.learned import TASKS, LearnedWeights
+from tables.state import UserState
 
 
 def model_file(tmp_path, learned: bool):
@@ -67,6 +68,6 @@ def test_a_batch_at_once_gives_what_one_message_at_a_time_gives(tmp_path, ranker
     drop = ("emitted_at", "worker_ms")
     assert [{k: v for k, v in r.items() if k not in drop} for r in lists_many] == \
         [{k: v for k, v in r.items() if k not in drop} for r in lists_one]
-    assert stored_many == stored_one
+    assert {user: UserState.from_bytes(raw).to_value() for user, raw in stored_many.items()} == stored_one
     assert examples_many == examples_one
     assert (ranker == "learned") == any(e is not None for e in examples_one)

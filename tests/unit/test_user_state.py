@@ -34,3 +34,65 @@ def test_apply_updates_the_state_once_per_offset():
 def test_a_rating_is_an_interaction_and_a_dislike_says_so():
     assert interaction_of(Rating(user="u", item="i", rating=4.0, ts=3.0)).dislike is False
     assert interaction_of(Rating(user="u", item="i", rating=1.0, ts=3.0, source="implicit:dislike")).dislike is True
+
+
+def states_made_by_steps() -> list[UserState]:
+    """States as the rankers leave them: new, a list with ``because``, a dislike, an
+    explored slot, a list whose ``because`` names no recent item."""
+    index = SimilarityIndex(related={**RELATED, "x": {"b": 0.3}})
+    model = Model(index, version="v1")
+    new, one, two = UserState(), UserState(), UserState()
+    one.apply(3, DefaultRanker(), interaction_of(Rating(user="u", item="a", rating=5.0, ts=1.5)), model)
+    two.apply(4, DefaultRanker(), interaction_of(Rating(user="u", item="a", rating=4.0, ts=1.0)), model)
+    two.apply(5, DefaultRanker(), interaction_of(Rating(user="u", item="x", rating=1.0, ts=2.0,
+                                                        source="implicit:dislike")), model)
+    explored = UserState(recent=[["a", 5.0, 1.0]], rated=["a"], offset=9,
+                         recs={"items": [["x", 0.9], ["y", 0.1]], "model_version": "v2", "ts": 1.0,
+                               "because": {"x": "a", "y": "gone"}, "event": "view",
+                               "explored": {"position": 1, "propensity": 0.01, "item": "y"}})
+    odd = UserState(recent=[["a", 5.0, 1.0]], recs={"items": [["x", 0.9]], "model_version": "v2", "ts": 1.0,
+                                                    "because": {"q": "a"}, "event": "rating"})
+    return [new, one, two, explored, odd]
+
+
+def test_a_stored_state_loads_as_it_was():
+    for state in states_made_by_steps():
+        assert UserState.from_bytes(state.to_bytes()) == state
+
+
+def test_older_schemas_still_load_and_unknown_ones_are_refused():
+    import msgpack
+    import orjson
+    import pytest
+
+    for state in states_made_by_steps():  # schema 2: the JSON object
+        assert UserState.from_bytes(orjson.dumps(state.to_value())) == state
+    schema_1 = b'{"recent": [["a", 5.0, 1.0]], "rated": ["a"], "recs": {"items": [["x", 0.9]]}}'
+    assert UserState.from_bytes(schema_1) == UserState(recent=[["a", 5.0, 1.0]], rated=["a"],
+                                                       recs={"items": [["x", 0.9]]}, offset=None)
+    assert UserState.from_bytes(b"") == UserState.from_bytes(None) == UserState()
+    with pytest.raises(ValueError, match="schema 4"):
+        UserState.from_bytes(msgpack.packb([4, [], [], None, None, None, None, None, None, None]))
+
+
+def test_a_stored_state_is_smaller_than_the_json_object():
+    import orjson
+
+    ranker, index = DefaultRanker(), SimilarityIndex(related={f"i{n}": {f"i{m}": 0.5 for m in range(n + 1, n + 30)}
+                                                              for n in range(100)})
+    state = UserState()
+    for t in range(30):
+        state.apply(t, ranker, interaction_of(Rating(user="u", item=f"i{t * 3}", rating=4.0, ts=1.7e9 + t)),
+                    Model(index, version="als-1733500000"))
+    assert len(state.to_bytes()) < 0.8 * len(orjson.dumps(state.to_value()))
+
+
+def test_forgetting_the_offsets_keeps_the_rest():
+    import orjson
+
+    from tables.definitions import forget_offsets
+
+    for state in states_made_by_steps()[1:]:
+        for raw in (state.to_bytes(), orjson.dumps(state.to_value())):
+            forgot = UserState.from_bytes(forget_offsets(raw))
+            assert forgot.offset is None and (forgot.recent, forgot.recs) == (state.recent, state.recs)
