@@ -271,6 +271,36 @@ async def read_all(conf, topic: str, n: int, timeout: float) -> list[dict]:
     return out
 
 
+async def newest_values(conf, topic: str, n: int, timeout: float) -> dict[bytes, bytes]:
+    """Each key's newest value among the first ``n`` messages of ``topic`` (or all, after
+    ``timeout``): what a compacted topic keeps per key."""
+    consumer = await KafkaClients(conf).consumer(topic, max_partition_fetch_bytes=4 * 1024 * 1024)
+    values, seen = {}, 0
+    try:
+        deadline = time.monotonic() + timeout
+        while seen < n and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200, max_records=20_000)).values():
+                seen += len(records)
+                values.update((rec.key, rec.value) for rec in records)
+    finally:
+        await consumer.stop()
+    return values
+
+
+def state_bytes(values: dict[bytes, bytes]) -> dict:
+    """Mean bytes per user of the stored states, and of the same states as the JSON
+    object of schema 2 (``tables/state.py``)."""
+    from tables.state import UserState
+
+    states = [v for v in values.values() if v]
+    if not states:
+        return {"state_bytes_per_user": None, "state_json_bytes_per_user": None}
+    return {"state_bytes_per_user": round(sum(map(len, states)) / len(states)),
+            "state_json_bytes_per_user": round(sum(len(json.dumps(UserState.from_bytes(v).to_value(),
+                                                                   separators=(",", ":"))) for v in states)
+                                               / len(states))}
+
+
 async def wait_for_count(conf, topic: str, n: int, timeout: float, worker: WorkerProcess, broker) -> int:
     """Poll the topic's message count (end offsets, one client) until it reaches ``n``."""
     from aiokafka.structs import TopicPartition
@@ -403,6 +433,8 @@ def phase_throughput(args, tmp, model, bench, name: str = "throughput") -> dict:
         rss1, disk1 = d.worker.rss_bytes(), dir_bytes(data_dir)
         recs = asyncio.run(read_all(d.conf, d.conf.topics.recommendations, got, timeout=120))
         held = d.held()
+        changelog = f"{d.conf.worker.app_id}-user_state-changelog"
+        stored = state_bytes(asyncio.run(newest_values(d.conf, changelog, held.get(changelog, 0), timeout=60)))
         profile_rows = []
         if prof is not None:
             _, err = prof.communicate(timeout=args.profile_seconds + 60)
@@ -449,6 +481,7 @@ def phase_throughput(args, tmp, model, bench, name: str = "throughput") -> dict:
         "data_dir_before_mb": round(disk0 / 2**20, 2), "data_dir_after_mb": round(disk1 / 2**20, 2),
         "rss_mb_per_100k_users": round((rss1 - rss0) / 2**20 * per_100k, 1),
         "disk_mb_per_100k_users": round((disk1 - disk0) / 2**20 * per_100k, 1),
+        **stored,
         "model_load_s": round(d.model_load_s, 2), "model_messages": d.model_messages,
         "profile": profile_rows, "worker_log_tail": worker_log,
     }
@@ -748,6 +781,8 @@ def print_engine_table(args, conf0, facts, thr, lat) -> None:
         ("worker RSS", f"{thr['worker_rss_before_mb']} -> {thr['worker_rss_after_mb']} MB"),
         ("data dir (RocksDB)", f"{thr['data_dir_before_mb']} -> {thr['data_dir_after_mb']} MB"),
         ("per 100k users", f"RSS +{thr['rss_mb_per_100k_users']} MB, disk +{thr['disk_mb_per_100k_users']} MB"),
+        ("state per user", (f"{thr['state_bytes_per_user']} bytes stored, {thr['state_json_bytes_per_user']} "
+                            f"as the JSON object (the changelog's newest values, mean)")),
     ]
     if lat:
         rows += [
