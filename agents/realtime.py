@@ -96,7 +96,7 @@ async def rank_batch(worker: Worker, events) -> None:
 
 @dataclass(slots=True)
 class Read:
-    """A rating read and applied (or queued) in the first pass of a batch."""
+    """A rating read and queued in the first pass of a batch."""
 
     event: object
     rating: Rating
@@ -109,8 +109,8 @@ class Read:
 
 
 def read_one(worker: Worker, event, batch: Batch, model: Model, steps: BatchSteps) -> Read | None:
-    """Parse one rating and queue it in ``steps`` for its user's state; None for a rating on another partition than its user's (staged to be
-    sent there)."""
+    """Parse one rating and queue it in ``steps`` for its user's state; None for a rating
+    on another partition than its user's (staged to be sent there)."""
     conf, message = worker.settings, event.message
     rating = parse_rating(event.value, rating_min=conf.input.rating_min, rating_max=conf.input.rating_max,
                           max_future_s=conf.input.max_future_s)
@@ -123,8 +123,7 @@ def read_one(worker: Worker, event, batch: Batch, model: Model, steps: BatchStep
     worker.watermarks[owner] = max(worker.watermarks.get(owner, rating.ts), rating.ts)
     state = batch.state_of(event, key)
     variant, ranker = worker.ranking.ranker_for(rating.user)
-    interaction = interaction_of(rating)
-    i = steps.apply(state, message.offset, ranker, interaction, key)
+    i = steps.apply(state, message.offset, ranker, interaction_of(rating), key)
     return Read(event, rating, key, owner, state, variant, i)
 
 
