@@ -34,7 +34,7 @@ from itertools import repeat
 import numpy as np
 
 from ranking.content import ContentIndex
-from ranking.history import add_rated_item, add_recent_rating, is_replay
+from ranking.history import advanced
 from ranking.model import Model, SimilarityIndex
 from ranking.protocol import History, Interaction, Ranker, Step
 from ranking.rerank import distinct, reranked
@@ -104,12 +104,8 @@ class DefaultRanker(Ranker):
         """The user's ``(recent, rated)`` after ``interaction``, before ranking (None for a
         replay: it changes nothing). :meth:`step` ranks them; a batch ranks many at once
         (``ranking/batch.py``)."""
-        weight = -1.0 if interaction.dislike else interaction.rating
-        if is_replay(state.recent, interaction.item, weight, interaction.ts):
-            return None
-        return (add_recent_rating(state.recent, interaction.item, weight, interaction.ts,
-                                  self.history if self.history is not None else self.KEPT),
-                add_rated_item(state.rated, interaction.item, self.rated_limit))
+        return advanced(state.recent, state.rated, interaction.item, -1.0 if interaction.dislike else interaction.rating,
+                        interaction.ts, self.history if self.history is not None else self.KEPT, self.rated_limit)
 
     def rank(self, recent: Sequence[Sequence], exclude: Iterable[str], index: SimilarityIndex,
              explain: bool = True, content: ContentIndex | None = None) -> tuple[list[list], dict[str, str], int]:

@@ -45,3 +45,12 @@ def add_rated_item(rated: Sequence[str], item: str, limit: int) -> list[str]:
     items = [i for i in rated if i != item]
     items.append(item)
     return items[-limit:] if limit > 0 else []
+
+
+def advanced(recent: Sequence[RecentRating], rated: Sequence[str], item: str, weight: float, ts: float, k: int,
+             limit: int) -> tuple[list[RecentRating], list[str]] | None:
+    """The history ``(recent, rated)`` after an interaction with ``item`` (``weight``: its
+    rating, -1 for a dislike), before any ranking; None for a replay (it changes nothing)."""
+    if is_replay(recent, item, weight, ts):
+        return None
+    return add_recent_rating(recent, item, weight, ts, k), add_rated_item(rated, item, limit)

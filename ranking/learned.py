@@ -46,7 +46,7 @@ from ranking.features import (
     event_of,
     features,
 )
-from ranking.history import add_rated_item, add_recent_rating, is_replay
+from ranking.history import advanced, is_replay
 from ranking.protocol import History, Interaction, Ranker, Step
 from ranking.rerank import reranked
 
@@ -209,12 +209,9 @@ class LearnedRanker(Ranker):
         recent, rated = advanced
         found = self.candidates(recent, rated, self._shown(state), interaction.event, interaction.ts, model)
         weights = getattr(model, "learned", None)
-        if weights is not None and weights.fits() and found.items:
-            scores = weights.scores(found.X, found.items, dict(self.objective))
-            order = np.lexsort((np.arange(len(scores)), -scores)).tolist()  # ties: the recall order
-        else:
-            scores, order = found.X[:, 1], list(range(len(found.items)))
-        return self._listed(recent, rated, found, scores, order, interaction)
+        scores = (weights.scores(found.X, found.items, dict(self.objective))
+                  if weights is not None and weights.fits() and found.items else None)
+        return self._listed(recent, rated, found, scores, interaction)
 
     def step_many(self, pairs, model) -> list[Step]:
         """The steps of many users' interactions: the candidates and their features made
@@ -231,24 +228,24 @@ class LearnedRanker(Ranker):
             scores = weights.scores(X, [q for f in found for q in f.items], dict(self.objective))
         made, start = [], 0
         for ((_state, interaction), (recent, rated)), f in zip(moved, found, strict=True):
-            mine, start = (scores[start:start + len(f.items)] if learned else f.X[:, 1]), start + len(f.items)
-            order = (np.lexsort((np.arange(len(mine)), -mine)).tolist() if learned
-                     else list(range(len(f.items))))  # ties: the recall order
-            made.append(self._listed(recent, rated, f, mine, order, interaction))
+            mine, start = (scores[start:start + len(f.items)] if learned else None), start + len(f.items)
+            made.append(self._listed(recent, rated, f, mine, interaction))
         steps = iter(made)
         return [Step.unchanged(state) if a is None else next(steps)
                 for (state, _i), a in zip(pairs, advanced, strict=True)]
 
     def _advance(self, state: History, interaction: Interaction) -> tuple[list, list] | None:
         """The user's ``(recent, rated)`` after ``interaction`` (None for a replay)."""
-        weight = -1.0 if interaction.dislike else interaction.rating
-        if is_replay(state.recent, interaction.item, weight, interaction.ts):
-            return None
-        return (add_recent_rating(state.recent, interaction.item, weight, interaction.ts, DefaultRanker.KEPT),
-                add_rated_item(state.rated, interaction.item, self.rated_limit))
+        return advanced(state.recent, state.rated, interaction.item, -1.0 if interaction.dislike else interaction.rating,
+                        interaction.ts, DefaultRanker.KEPT, self.rated_limit)
 
-    def _listed(self, recent, rated, found: Candidates, scores, order: list, interaction: Interaction) -> Step:
-        """The step whose list is ``found`` in ``order`` (best first), with an explored slot maybe."""
+    def _listed(self, recent, rated, found: Candidates, scores: np.ndarray | None, interaction: Interaction) -> Step:
+        """The step whose list is ``found`` by ``scores`` (best first, ties in the recall
+        order; None: no weights, the recall order and scores), with an explored slot maybe."""
+        if scores is None or not found.items:
+            scores, order = found.X[:, 1], list(range(len(found.items)))
+        else:
+            order = np.lexsort((np.arange(len(scores)), -scores)).tolist()
         explored = self._explore(order, interaction) if self.explore > 0 else None
         order = order[: self.k]
         items = [[found.items[j], round(s, 6)] for j, s in zip(order, np.asarray(scores)[order].tolist(), strict=True)]
