@@ -196,29 +196,46 @@ def features(items: list, recall_score: Sequence[float], recent: list, rated: se
     X[:, _AT["recall"]] = recall_score
     X[:, _AT["recall_rank"]] = 1.0 / np.log2(2.0 + np.arange(n))
     best = _source_features(X, recent, slot, index, recall, ts)
+    _item_columns(X, items, at, ts, index, context)
+    _user_columns(X, items, recent, rated, shown, event, index, context)
+    becauses = [recent[r][0] if r >= 0 else None for r in best.tolist()]
+    return Candidates(items, with_crosses(X), becauses)
+
+
+def _item_columns(X: np.ndarray, items: list, at: np.ndarray, now, index: SimilarityIndex, context: Context) -> None:
+    """Write each candidate's prior, trending rank and age in the catalogue (``at``: its
+    item position, -1 unknown; ``now``: the interaction's time, or one per row)."""
+    known = at >= 0
     X[known, _AT["prior"]] = index.prior_at[at[known]]
     if context.hot_items:
         hot = len(context.hot_items)
         rank = {q: r for r, q in enumerate(context.hot_items)}
-        X[:, _AT["trending"]] = 1.0 - np.fromiter(map(rank.get, items, repeat(hot)), dtype=np.float64, count=n) / hot
-    lg_year = math.log1p(_YEAR_S)
+        X[:, _AT["trending"]] = 1.0 - np.fromiter(map(rank.get, items, repeat(hot)), dtype=np.float64,
+                                                  count=len(items)) / hot
+    if context.first_seen:
+        first = np.fromiter(map(context.first_seen.get, items, repeat(math.nan)), dtype=np.float64, count=len(items))
+        seen = ~np.isnan(first)
+        now = now[seen] if isinstance(now, np.ndarray) else now
+        X[seen, _AT["item_age"]] = np.log1p(np.maximum(now - first[seen], 0.0)) / math.log1p(_YEAR_S)
+
+
+def _user_columns(X: np.ndarray, items: list, recent: list, rated, shown: Sequence[Sequence], event: str,
+                  index: SimilarityIndex, context: Context) -> None:
+    """Write what one user's candidates read of the user (``X``: their rows): the affinity
+    to each one's category, its place in the list shown, the user's activity and
+    mainstreamness and the triggering event."""
     if context.categories:
         mine = [context.categories.get(entry[0]) for entry in recent]
         share = {c: mine.count(c) / len(mine) for c in set(mine) if c is not None}
         X[:, _AT["category_affinity"]] = [share.get(context.categories.get(q), 0.0) for q in items]
-    if context.first_seen:
-        first = np.fromiter(map(context.first_seen.get, items, repeat(math.nan)), dtype=np.float64, count=n)
-        seen = ~np.isnan(first)
-        X[seen, _AT["item_age"]] = np.log1p(np.maximum(ts - first[seen], 0.0)) / lg_year
     place = {entry[0]: p for p, entry in enumerate(shown)}
     if place:
         X[:, _AT["shown"]] = [1.0 / math.log2(2.0 + place[q]) if q in place else 0.0 for q in items]
     X[:, _AT["activity"]] = math.log1p(len(rated)) / math.log1p(1000.0)
+    position = index.position
     mine = [position[entry[0]] for entry in recent if entry[0] in position]
     X[:, _AT["mainstream"]] = float(index.prior_at[mine].sum()) / len(mine) if mine else 0.0
     X[:, _AT[f"event_{event_of(event)}"]] = 1.0
-    becauses = [recent[r][0] if r >= 0 else None for r in best.tolist()]
-    return Candidates(items, with_crosses(X), becauses)
 
 
 def _source_features(X: np.ndarray, recent: list, slot: np.ndarray, index: SimilarityIndex, recall, ts: float
@@ -333,42 +350,15 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     of = np.repeat(np.arange(len(rows), dtype=np.intp), counts)  # the row of every stacked candidate
     X = np.zeros((size, len(BASE_FEATURES)), dtype=np.float64)
     items = [q for row in rows for q in row[0]]
-    position = index.position
-    at = np.fromiter(map(position.get, items, repeat(-1)), dtype=np.intp, count=size)
-    known = at >= 0
+    at = np.fromiter(map(index.position.get, items, repeat(-1)), dtype=np.intp, count=size)
     X[:, _AT["bias"]] = 1.0
     X[:, _AT["recall"]] = np.fromiter((s for row in rows for s in row[1]), dtype=np.float64, count=size)
     X[:, _AT["recall_rank"]] = 1.0 / np.log2(2.0 + (np.arange(size) - bounds[of]))
     best = _SourceFeatures(rows, of, bounds, at, index, recall).write(X)
-    X[known, _AT["prior"]] = index.prior_at[at[known]]
-    if context.hot_items:
-        hot = len(context.hot_items)
-        rank = {q: r for r, q in enumerate(context.hot_items)}
-        X[:, _AT["trending"]] = 1.0 - np.fromiter(map(rank.get, items, repeat(hot)), dtype=np.float64,
-                                                  count=size) / hot
-    ts = np.array([float(row[6]) for row in rows])
-    if context.first_seen:
-        first = np.fromiter(map(context.first_seen.get, items, repeat(math.nan)), dtype=np.float64, count=size)
-        seen = ~np.isnan(first)
-        X[seen, _AT["item_age"]] = np.log1p(np.maximum(ts[of[seen]] - first[seen], 0.0)) / math.log1p(_YEAR_S)
-    activity, mainstream = np.zeros(len(rows)), np.zeros(len(rows))
+    _item_columns(X, items, at, np.array([float(row[6]) for row in rows])[of], index, context)
     for r, (row_items, _s, recent, rated, shown, event, _ts) in enumerate(rows):
-        a, b = int(bounds[r]), int(bounds[r + 1])
-        if a == b:
-            continue
-        if context.categories:
-            mine = [context.categories.get(entry[0]) for entry in recent]
-            share = {c: mine.count(c) / len(mine) for c in set(mine) if c is not None}
-            X[a:b, _AT["category_affinity"]] = [share.get(context.categories.get(q), 0.0) for q in row_items]
-        place = {entry[0]: p for p, entry in enumerate(shown)}
-        if place:
-            X[a:b, _AT["shown"]] = [1.0 / math.log2(2.0 + place[q]) if q in place else 0.0 for q in row_items]
-        activity[r] = math.log1p(len(rated)) / math.log1p(1000.0)
-        mine = [position[entry[0]] for entry in recent if entry[0] in position]
-        mainstream[r] = float(index.prior_at[mine].sum()) / len(mine) if mine else 0.0
-        X[a:b, _AT[f"event_{event_of(event)}"]] = 1.0
-    X[:, _AT["activity"]] = activity[of]
-    X[:, _AT["mainstream"]] = mainstream[of]
+        if bounds[r] < bounds[r + 1]:
+            _user_columns(X[bounds[r]:bounds[r + 1]], row_items, recent, rated, shown, event, index, context)
     best_at = best.tolist()
     out = []
     for r, row in enumerate(rows):
