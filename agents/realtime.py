@@ -65,7 +65,7 @@ async def rank_batch(worker: Worker, events) -> None:
         if not is_current(worker.app, event.message):  # a rebalance began: it is read again after it
             continue
         try:
-            pending = read_one(worker, event, batch, model, steps)
+            pending = read_one(worker, event, batch, steps)
         except Exception as exc:  # noqa: BLE001  bad input (or a bug): a dead letter, never a stopped agent
             await worker.dead_letters.reject(event, exc)
             continue
@@ -108,7 +108,7 @@ class Read:
     step: int
 
 
-def read_one(worker: Worker, event, batch: Batch, model: Model, steps: BatchSteps) -> Read | None:
+def read_one(worker: Worker, event, batch: Batch, steps: BatchSteps) -> Read | None:
     """Parse one rating and queue it in ``steps`` for its user's state; None for a rating
     on another partition than its user's (staged to be sent there)."""
     conf, message = worker.settings, event.message

@@ -30,7 +30,7 @@ the benchmarks' peers all go through it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack
 import orjson
@@ -152,7 +152,7 @@ class BatchSteps:
         self.results: list[tuple[bool, Step] | Exception | None] = []
         self.recs: list[dict | None] = []
         self.examples: list[Examples | None] = []
-        self._queued: list[tuple] = []  # (i, state, offset, ranker, interaction, key), in arrival order
+        self._queued: list[_Queued] = []  # in arrival order
 
     def apply(self, state: UserState, offset: int, ranker: Ranker, interaction: Interaction,
               key: bytes | None = None) -> int:
@@ -161,57 +161,67 @@ class BatchSteps:
         self.results.append(None)
         self.recs.append(None)
         self.examples.append(None)
-        self._queued.append((i, state, offset, ranker, interaction, key))
+        self._queued.append(_Queued(i, state, offset, ranker, interaction, key))
         return i
 
     def flush(self) -> None:
         """Make every queued step, round after round."""
         queued, self._queued = self._queued, []
-        rounds: list[list[tuple]] = []
+        rounds: list[list[_Queued]] = []
         depth: dict[int, int] = {}  # id(state) -> its interactions queued so far
         for entry in queued:
-            k = depth.get(id(entry[1]), 0)
-            depth[id(entry[1])] = k + 1
+            k = depth.get(id(entry.state), 0)
+            depth[id(entry.state)] = k + 1
             if k == len(rounds):
                 rounds.append([])
             rounds[k].append(entry)
         for entries in rounds:
             self._round(entries)
 
-    def _round(self, entries: list[tuple]) -> None:
-        groups: dict[int, list[tuple]] = {}
-        for entry in entries:
-            i, state, offset, ranker, interaction, key = entry
-            if state.already_applied(offset):  # a redelivery: changes nothing
-                self._one(entry)
+    def _round(self, entries: list[_Queued]) -> None:
+        groups: dict[int, list[_Queued]] = {}
+        for e in entries:
+            if e.state.already_applied(e.offset):  # a redelivery: changes nothing
+                self._one(e)
                 continue
-            if isinstance(ranker, LearnedRanker):
+            if isinstance(e.ranker, LearnedRanker):
                 try:
-                    self.examples[i] = ranker.examples(state, interaction, self.model,
-                                                       made=self.kept.take(key, state.offset))
+                    self.examples[e.i] = e.ranker.examples(e.state, e.interaction, self.model,
+                                                           made=self.kept.take(e.key, e.state.offset))
                 except Exception as exc:  # noqa: BLE001  as the step would not be made either
-                    self.results[i] = exc
+                    self.results[e.i] = exc
                     continue
-            groups.setdefault(id(ranker), []).append(entry)
+            groups.setdefault(id(e.ranker), []).append(e)
         for group in groups.values():
             try:
-                steps = group[0][3].step_many([(entry[1], entry[4]) for entry in group], self.model)
+                steps = group[0].ranker.step_many([(e.state, e.interaction) for e in group], self.model)
             except Exception:  # noqa: BLE001  one at a time: the interaction that fails is the one reported
-                for entry in group:
-                    self._one(entry)
+                for e in group:
+                    self._one(e)
                 continue
-            for (i, state, offset, _ranker, interaction, key), step in zip(group, steps, strict=True):
-                state.record(offset, step, interaction, self.model)
-                self._made(i, state, offset, key, (True, step))
+            for e, step in zip(group, steps, strict=True):
+                e.state.record(e.offset, step, e.interaction, self.model)
+                self._made(e, (True, step))
 
-    def _one(self, entry: tuple) -> None:
-        i, state, offset, ranker, interaction, key = entry
+    def _one(self, e: _Queued) -> None:
         try:
-            self._made(i, state, offset, key, state.apply(offset, ranker, interaction, self.model))
+            self._made(e, e.state.apply(e.offset, e.ranker, e.interaction, self.model))
         except Exception as exc:  # noqa: BLE001  the caller reports it (the agent: a dead letter)
-            self.results[i] = exc
+            self.results[e.i] = exc
 
-    def _made(self, i: int, state: UserState, offset: int, key, result: tuple[bool, Step]) -> None:
-        self.results[i], self.recs[i] = result, state.recs  # a new recs dict at every step: this one stays
+    def _made(self, e: _Queued, result: tuple[bool, Step]) -> None:
+        self.results[e.i], self.recs[e.i] = result, e.state.recs  # a new recs dict at every step: this one stays
         if result[0]:
-            self.kept.put(key, offset, result[1].made)
+            self.kept.put(e.key, e.offset, result[1].made)
+
+
+class _Queued(NamedTuple):
+    """One interaction waiting in :class:`BatchSteps`: its place in the results, the user's
+    state, the offset it was read at, its ranker, itself and the user's key."""
+
+    i: int
+    state: UserState
+    offset: int
+    ranker: Ranker
+    interaction: Interaction
+    key: bytes | None

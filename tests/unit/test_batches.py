@@ -164,7 +164,7 @@ def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_th
         for offset in range(batch_max):
             key, value = to_message(Rating(user=f"u{offset}", item=rng.choice(items), rating=4.0, ts=float(offset)))
             event = Event(message=message(offset, key=key, value=value), value=value)
-            reads.append(realtime.read_one(worker, event, batch, model, steps))
+            reads.append(realtime.read_one(worker, event, batch, steps))
         steps.flush()
         for read in reads:
             realtime.stage_one(worker, read, steps, batch, model, 0.1)
@@ -236,7 +236,7 @@ def rank_in_two_passes(worker, batch, model, events) -> None:
     from agents import realtime
 
     steps = BatchSteps(model)
-    reads = [realtime.read_one(worker, event, batch, model, steps) for event in events]
+    reads = [realtime.read_one(worker, event, batch, steps) for event in events]
     steps.flush()
     for read in reads:
         realtime.stage_one(worker, read, steps, batch, model, 0.1)
