@@ -54,8 +54,8 @@ if TYPE_CHECKING:
 
 
 #: Containers (lists, dicts, states) one rating keeps alive until its batch is published:
-#: about 54 for a new user (``tests/unit/test_batches.py`` measures it; a batch ranked as
-#: arrays keeps every rating's list until the batch is staged), with room.
+#: about 45-50 for a new user with either shipped ranker (``tests/unit/test_batches.py``
+#: measures it; a batch ranked as arrays keeps every rating's list until it is staged), with room.
 LIVE_OBJECTS_PER_RATING = 80
 
 

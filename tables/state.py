@@ -12,8 +12,8 @@ msgpack array (schema 3, :meth:`UserState.to_bytes`)::
                                          item that put it there (or the item, or None)
     offset                               source offset of the last applied rating
 
-The list's model version, time, triggering event and explored slot follow it. A third
-smaller than the same state as the JSON object of schema 2 (``{"schema": 2, "recent":
+The list's model version, time, triggering event and explored slot follow it. About half
+the bytes of the same state as the JSON object of schema 2 (``{"schema": 2, "recent":
 ..., "recs": {"items": ..., "because": {item: item}, ...}, "offset": ...}``), which still
 loads, as does schema 1 (no ``schema`` key, no ``offset``: written before the field
 existed); :meth:`UserState.to_value` is that object (the query API and the Quix Streams
