@@ -4,21 +4,24 @@
 (a few microseconds a call, some thirty calls) each time. :func:`rank_many` gives the
 same lists for many histories with one pass of each numpy call over all of them:
 
-- every history's recent items' lists are concatenated, each entry keyed by
-  ``row * n_items + position``; ``np.unique`` numbers the (row, item) pairs and one
-  ``np.bincount`` adds each pair's weights up in the order the per-history sum adds them
-  (oldest recent item first), so the kNN sums are the very floats ``rank`` computes;
-- the user's own items are masked out by key (``np.isin``), each row's largest kNN sum is
-  one ``np.maximum.reduceat``, the popular candidates are picked for every row at once
+- the histories' decayed recent items are the rows of one scipy CSR matrix R (oldest
+  first), the model's blended lists the rows of another, L (built once per model); R @ L
+  adds each row's terms in R's order, as ``rank``'s ``bincount`` adds them, so the kNN
+  sums are the very floats ``rank`` computes (a sum that is exactly 0 is put back from
+  the product of the two matrices' patterns: scipy drops it, ``rank`` keeps it);
+- the user's own items are masked out (a rows x items mark), each row's largest kNN sum
+  is one ``np.maximum.reduceat``, the popular candidates are picked for every row at once
   over the popularity order (a rows x popular-items mask);
 - one ``np.lexsort`` by (row, score, item position) orders every row's candidates as
   ``rank`` sorts them (item positions are in id order: ties break on item id), and the
-  first ``k`` of each row are its list.
+  first ``k`` of each row are its list (a row with more candidates is first cut to those
+  at or above its k-th best score).
 
 What stays per history is Python that is cheap or rare: picking the recent items' lists,
 the cold items the catalogue's text recalls (``ranking/content.py``), and building the
-list and ``because``. ``tests/unit/test_batch_ranker.py`` checks :func:`rank_many`
-against ``rank`` on random models and histories: the same lists, scores and ``because``.
+list and ``because`` (looked up for the listed pairs only). ``tests/unit/test_batch_ranker.py``
+checks :func:`rank_many` against ``rank`` on random models and histories: the same lists,
+scores and ``because``.
 """
 from __future__ import annotations
 
@@ -38,17 +41,14 @@ from ranking.model import SimilarityIndex
 Row = tuple[Sequence[Sequence], Iterable[str]]
 
 
-#: Cells (rows x catalogue items) of the dense sums one chunk of rows adds up at once.
+#: Cells (rows x catalogue items) of the dense masks one chunk of rows marks at once.
 DENSE_CELLS = 1 << 21
 
 
 def rank_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, *,
               content: ContentIndex | None = None, explain: bool = True) -> list[tuple[list[list], dict[str, str], int]]:
-    """``[ranker.rank(recent, exclude, index, explain, content) for recent, exclude in rows]``, as arrays
-    (a chunk of rows at a time: the kNN sums are dense over the catalogue)."""
-    chunk = max(1, DENSE_CELLS // max(len(index.ids), 1))
-    return [out for start in range(0, len(rows), chunk)
-            for out in _rank_chunk(ranker, rows[start:start + chunk], index, content, explain)]
+    """``[ranker.rank(recent, exclude, index, explain, content) for recent, exclude in rows]``, as arrays."""
+    return _by_chunk(rows, index, lambda part: _rank_chunk(ranker, part, index, content, explain))
 
 
 def recall_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, *,
@@ -59,9 +59,13 @@ def recall_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityInd
     if content is not None and ranker.w_content > 0:  # the cold items are merged row by row
         return [([q for q, _s in items], [s for _q, s in items])
                 for items, _because, _n in rank_many(ranker, rows, index, content=content, explain=False)]
+    return _by_chunk(rows, index, lambda part: _rank_chunk(ranker, part, index, None, False, pairs=False))
+
+
+def _by_chunk(rows: Sequence[Row], index: SimilarityIndex, rank) -> list:
+    """``rank`` over a chunk of rows at a time (the exclusion mark is dense over the catalogue)."""
     chunk = max(1, DENSE_CELLS // max(len(index.ids), 1))
-    return [out for start in range(0, len(rows), chunk)
-            for out in _rank_chunk(ranker, rows[start:start + chunk], index, None, False, pairs=False)]
+    return [out for start in range(0, len(rows), chunk) for out in rank(rows[start:start + chunk])]
 
 
 def _rank_chunk(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, content: ContentIndex | None,
