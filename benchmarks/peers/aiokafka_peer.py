@@ -5,10 +5,11 @@
 Per fetched batch, per partition: the ratings are ranked together, as the worker's agent
 does (``RatingProcessor.process_many``): each user's state read from RocksDB once, written
 back once and sent to a compacted changelog topic (one message per user and batch, as the
-worker writes it), each list sent (and the learned ranker's examples); then waits until every send of the batch is acknowledged and only then
-commits the batch's offsets (at-least-once: a crash replays at most the uncommitted
-batch, and the state's offset check makes the replay change nothing). Stops by itself
-after ``--count`` lists (or ``--timeout`` s without input).
+worker writes it), each list sent (and the learned ranker's examples). Then it waits until
+every send of the batch is acknowledged and only then commits the batch's offsets
+(at-least-once: a crash replays at most the uncommitted batch, and the state's offset
+check makes the replay change nothing). Stops by itself after ``--count`` lists (or
+``--timeout`` s without input).
 
     python benchmarks/peers/aiokafka_peer.py --model model.json --count 60000 --state-dir /tmp/a
 """
