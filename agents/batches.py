@@ -41,6 +41,8 @@ Faust has no public API for any of this; what it takes from Faust's internals is
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import gc
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -72,6 +74,31 @@ def collect_garbage_between_batches(batch_max: int) -> None:
     """
     young = min(max(700, LIVE_OBJECTS_PER_RATING * batch_max), 1_000_000)
     gc.set_threshold(young, *gc.get_threshold()[1:])
+
+
+#: glibc's ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+
+
+def keep_freed_memory(top_pad_mb: int = 64) -> bool:
+    """Keep the memory a batch frees in the heap for the next batch (glibc only; returns
+    whether the allocator took the settings).
+
+    A batch's arrays are megabytes. By default glibc maps such a block afresh and unmaps
+    it when it is freed (or trims the heap's top), so every batch page-faults its arrays
+    in again, 4 KiB at a time, and on this project's virtual machines a page fault costs
+    more than the arithmetic on the page: a third of the learned ranker's feature time
+    (docs/RESULTS.md). Blocks up to 32 MiB (glibc's largest threshold) now come from the
+    heap, and the heap keeps what is freed: the worker's resident memory stays at its
+    high-water mark (one batch's arrays) instead of going up and down with every batch.
+    """
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return all([mallopt(_M_MMAP_THRESHOLD, 32 << 20), mallopt(_M_TRIM_THRESHOLD, 1 << 30),
+                mallopt(_M_TOP_PAD, top_pad_mb << 20)])
 
 
 class Batch:

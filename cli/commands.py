@@ -68,11 +68,12 @@ def _worker_web_address(argv: list[str], conf) -> tuple[str, int | None]:
 def _faust_main(argv: list[str], conf) -> int:
     from threadpoolctl import threadpool_limits
 
-    from agents.batches import collect_garbage_between_batches
+    from agents.batches import collect_garbage_between_batches, keep_freed_memory
     from app.worker import build_worker
 
     worker = build_worker(conf)
     collect_garbage_between_batches(conf.worker.batch_max)
+    keep_freed_memory()
     # A batch's products are many and short: BLAS threads on the other cores only spin (a
     # worker is one core; it scales by processes over partitions).
     threadpool_limits(1, "blas")

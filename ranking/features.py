@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import math
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -265,16 +266,16 @@ def _source_features(X: np.ndarray, recent: list, slot: np.ndarray, index: Simil
     sign = np.array([-1.0 if entry[1] < 0 else 1.0 for entry in recent])
     signed_row = decay ** (last - np.arange(len(recent))) * sign
     signed = signed_row[from_row] * values
-    knn = np.bincount(source * n + rows, signed, minlength=len(named) * n).reshape(len(named), n)
+    knn = np.bincount(source * n + rows, signed, minlength=len(names) * n).reshape(len(names), n)
     top = np.abs(knn).max(axis=1)
     X[:, _KNN_AT] = knn.T / np.where(top > 0.0, top, 1.0)
-    own = np.bincount(source * n + rows, np.where(from_row == last, values, 0.0), minlength=len(named) * n)
-    X[:, _LAST_AT] = np.minimum(np.maximum(own.reshape(len(named), n).T, -2.0), 2.0) / 2.0
+    own = np.bincount(source * n + rows, np.where(from_row == last, values, 0.0), minlength=len(names) * n)
+    X[:, _LAST_AT] = np.minimum(np.maximum(own.reshape(len(names), n).T, -2.0), 2.0) / 2.0
     sourced = source < len(SOURCES)
     X[:, _AT["support"]] = np.bincount(rows[sourced], minlength=n) / (len(SOURCES) * max(len(recent), 1))
     # The blended lists the default ranker reads are sum over sources of weight * list: the
     # same sums, made here for the candidates only ([recent item, candidate]).
-    weight_of = np.zeros(len(named))
+    weight_of = np.zeros(len(names))
     for listed, w in index.blend_sources:
         weight_of[names.index(listed)] = w
     bw = weight_of[source]
@@ -367,6 +368,51 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     return X, out
 
 
+class _StackedLists:
+    """Every list the features read (:data:`_LISTS`: each source's and the factor
+    neighbours), stacked by item position: item ``p``'s entries are
+    ``indptr[p]:indptr[p + 1]`` of ``at`` (neighbour position), ``values`` and ``source``
+    (its list's number in ``names``), one list after another in ``names`` order, each
+    in its own order. Built once per model: a batch then takes the entries of all its
+    recent items with a few array operations instead of a dict lookup per item and list."""
+
+    def __init__(self, index: SimilarityIndex) -> None:
+        self.names = tuple(_LISTS.values())
+        named = [index.source_lists.get(listed) or {} for listed in self.names]
+        at, values, source = [], [], []
+        self.lengths = np.zeros(len(index.ids), dtype=np.intp)
+        for p, item in enumerate(index.ids):
+            for s, lists in enumerate(named):
+                neigh = lists.get(item)
+                if neigh is not None:
+                    at.append(neigh[0])
+                    values.append(neigh[1])
+                    source.append(np.full(len(neigh[0]), s, dtype=np.int8))
+                    self.lengths[p] += len(neigh[0])
+        self.indptr = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.intp)
+        self.at = np.concatenate(at).astype(np.int32) if at else np.empty(0, dtype=np.int32)
+        self.values = np.concatenate(values) if values else np.empty(0)
+        self.source = np.concatenate(source) if source else np.empty(0, dtype=np.int8)
+
+    def entries_of(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The places of the entries of the items at positions ``at`` (-1: an unknown item,
+        none), item after item, and how many each item has."""
+        sizes = np.where(at >= 0, self.lengths[at], 0)
+        ends = np.cumsum(sizes)
+        total = int(ends[-1]) if ends.size else 0
+        return np.arange(total) + np.repeat(self.indptr[at] - (ends - sizes), sizes), sizes
+
+
+_STACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _stacked_lists_of(index: SimilarityIndex) -> _StackedLists:
+    stacked = _STACKED.get(index)
+    if stacked is None:
+        stacked = _STACKED[index] = _StackedLists(index)
+    return stacked
+
+
 class _SourceFeatures:
     """:func:`_source_features` of many rows at once: each row's recent interactions are
     numbered one after the other (``entry``), a list entry is matched to its row's
@@ -383,44 +429,37 @@ class _SourceFeatures:
         (the place in its row's ``recent`` of each candidate's main contributor, or -1)."""
         n, rows, index = X.shape[0], self.rows, self.index
         best = np.full(n, -1, dtype=np.intp)
-        names = list(_LISTS.values())
-        named = [index.source_lists.get(listed) or {} for listed in names]
+        stacked = _stacked_lists_of(index)
+        names = stacked.names
         lengths = np.array([len(row[2]) for row in rows], dtype=np.intp)
         first_entry = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
         recent = [entry for row in rows for entry in row[2]]  # every row's, one after the other
-        sources, entries, lists = [], [], []  # every list of every recent entry (flat: no tuple per list)
-        for e, entry in enumerate(recent):
-            for s, named_lists in enumerate(named):
-                neigh = named_lists.get(entry[0])
-                if neigh is not None:
-                    sources.append(s)
-                    entries.append(e)
-                    lists.append(neigh)
-        if not lists or not n:
+        entry_at = np.fromiter(map(index.position.get, (entry[0] for entry in recent), repeat(-1)), dtype=np.intp,
+                               count=len(recent))
+        taken, sizes = stacked.entries_of(entry_at)  # every list entry of every recent entry, in order
+        if not taken.size or not n:
             return best
         entry_row = np.repeat(np.arange(len(rows), dtype=np.intp), lengths)  # the row of every recent entry
-        last = (first_entry + lengths - 1)[entry_row]  # the newest entry of each entry's row
-        sizes = np.fromiter(map(len, (neigh[0] for neigh in lists)), dtype=np.intp, count=len(lists))
-        from_entry = np.repeat(np.array(entries, dtype=np.intp), sizes)
-        cand = self._candidate_of(entry_row[from_entry], np.concatenate([neigh[0] for neigh in lists]))
+        from_entry = np.repeat(np.arange(len(recent), dtype=np.intp), sizes)
+        cand = self._candidate_of(entry_row[from_entry], stacked.at[taken])
         keep = np.flatnonzero(cand >= 0)
-        cand, from_entry = cand[keep], from_entry[keep]
-        values = np.concatenate([neigh[1] for neigh in lists])[keep]
-        source = np.repeat(np.array(sources, dtype=np.intp), sizes)[keep]
+        cand, from_entry, taken = cand[keep], from_entry[keep], taken[keep]
+        values, source = stacked.values[taken], stacked.source[taken].astype(np.intp)
+        last = (first_entry + lengths - 1)[entry_row]  # the newest entry of each entry's row
         sign = np.array([-1.0 if entry[1] < 0 else 1.0 for entry in recent])
         age = last - np.arange(len(recent))  # newer interactions than each entry's, in its row
         signed_entry = self.decay ** age * sign
         knn = np.bincount(source * n + cand, signed_entry[from_entry] * values,
-                          minlength=len(named) * n).reshape(len(named), n)
+                          minlength=len(names) * n).reshape(len(names), n)
         top = self._largest_per_row(np.abs(knn))
         X[:, _KNN_AT] = (knn / np.where(top > 0.0, top, 1.0)[:, self.of]).T
         own = np.bincount(source * n + cand, np.where(from_entry == last[from_entry], values, 0.0),
-                          minlength=len(named) * n)
-        X[:, _LAST_AT] = np.minimum(np.maximum(own.reshape(len(named), n).T, -2.0), 2.0) / 2.0
+                          minlength=len(names) * n)
+        X[:, _LAST_AT] = np.minimum(np.maximum(own.reshape(len(names), n).T, -2.0), 2.0) / 2.0
         sourced = source < len(SOURCES)
         X[:, _AT["support"]] = (np.bincount(cand[sourced], minlength=n)
                                 / (len(SOURCES) * np.maximum(lengths, 1))[self.of])
-        weight_of = np.zeros(len(named))
+        weight_of = np.zeros(len(names))
         for listed, w in index.blend_sources:
             weight_of[names.index(listed)] = w
         bw = weight_of[source]

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.settings import load_settings
-from benchmarks.peers.common import RatingProcessor, peer_args
+from benchmarks.peers.common import RatingProcessor, peer_args, tune_process
 from broker.clients import KafkaClients
 
 
@@ -75,6 +75,7 @@ async def run(conf, processor: RatingProcessor, args) -> int:
 def main(argv=None) -> int:
     args = peer_args(__doc__, "peer-aiokafka", argv)
     conf = load_settings()
+    tune_process()
     processor = RatingProcessor(conf, Path(args.model))
     lists = asyncio.run(run(conf, processor, args))
     print(f"aiokafka peer done: {lists} lists, invalid {processor.invalid}", file=sys.stderr)

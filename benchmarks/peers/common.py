@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+from agents.batches import keep_freed_memory
 from agents.lists import interaction_of, recommendation_for
 from app.records import InvalidInput, examples_message, parse_rating, to_json_bytes
 from app.settings import Settings
@@ -33,6 +34,16 @@ def peer_args(doc: str, group: str, argv=None) -> argparse.Namespace:
     p.add_argument("--group", default=group)
     p.add_argument("--timeout", type=float, default=60.0, help="stop after this many idle seconds")
     return p.parse_args(argv)
+
+
+def tune_process() -> None:
+    """What ``recsys worker`` does to its process before it ranks (``cli/commands.py``):
+    one BLAS thread, freed memory kept for the next batch. The peers get it too: it is
+    not the framework's doing."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1, "blas")
+    keep_freed_memory()
 
 
 def write_model(path: Path, neighbours: dict, extras: dict, version: str, learned_messages=()) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.settings import load_settings
-from benchmarks.peers.common import RatingProcessor, peer_args
+from benchmarks.peers.common import RatingProcessor, peer_args, tune_process
 
 
 def main(argv=None) -> int:
@@ -27,6 +27,7 @@ def main(argv=None) -> int:
     from quixstreams.context import message_context
 
     conf = load_settings()
+    tune_process()
     processor = RatingProcessor(conf, Path(args.model))
     app = Application(broker_address=",".join(conf.kafka.bootstrap_servers), consumer_group=args.group,
                       auto_offset_reset="earliest", commit_interval=1.0, state_dir=args.state_dir,
