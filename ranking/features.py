@@ -15,7 +15,7 @@ import math
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -226,9 +226,7 @@ def _user_columns(X: np.ndarray, items: list, recent: list, rated, shown: Sequen
     to each one's category, its place in the list shown, the user's activity and
     mainstreamness and the triggering event."""
     if context.categories:
-        mine = [context.categories.get(entry[0]) for entry in recent]
-        share = {c: mine.count(c) / len(mine) for c in set(mine) if c is not None}
-        X[:, _AT["category_affinity"]] = [share.get(context.categories.get(q), 0.0) for q in items]
+        _category_affinity(X, items, recent, context)
     place = {entry[0]: p for p, entry in enumerate(shown)}
     if place:
         X[:, _AT["shown"]] = [1.0 / math.log2(2.0 + place[q]) if q in place else 0.0 for q in items]
@@ -237,6 +235,13 @@ def _user_columns(X: np.ndarray, items: list, recent: list, rated, shown: Sequen
     mine = [position[entry[0]] for entry in recent if entry[0] in position]
     X[:, _AT["mainstream"]] = float(index.prior_at[mine].sum()) / len(mine) if mine else 0.0
     X[:, _AT[f"event_{event_of(event)}"]] = 1.0
+
+
+def _category_affinity(X: np.ndarray, items: list, recent: list, context: Context) -> None:
+    """Write the share of the user's recent interactions in each candidate's category."""
+    mine = [context.categories.get(entry[0]) for entry in recent]
+    share = {c: mine.count(c) / len(mine) for c in set(mine) if c is not None}
+    X[:, _AT["category_affinity"]] = [share.get(context.categories.get(q), 0.0) for q in items]
 
 
 def _source_features(X: np.ndarray, recent: list, slot: np.ndarray, index: SimilarityIndex, recall, ts: float
@@ -350,22 +355,45 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     size = int(bounds[-1])
     of = np.repeat(np.arange(len(rows), dtype=np.intp), counts)  # the row of every stacked candidate
     X = np.zeros((size, len(BASE_FEATURES)), dtype=np.float64)
-    items = [q for row in rows for q in row[0]]
+    items = list(chain.from_iterable(row[0] for row in rows))
     at = np.fromiter(map(index.position.get, items, repeat(-1)), dtype=np.intp, count=size)
     X[:, _AT["bias"]] = 1.0
-    X[:, _AT["recall"]] = np.fromiter((s for row in rows for s in row[1]), dtype=np.float64, count=size)
+    X[:, _AT["recall"]] = list(chain.from_iterable(row[1] for row in rows))
     X[:, _AT["recall_rank"]] = 1.0 / np.log2(2.0 + (np.arange(size) - bounds[of]))
     best = _SourceFeatures(rows, of, bounds, at, index, recall).write(X)
     _item_columns(X, items, at, np.array([float(row[6]) for row in rows])[of], index, context)
-    for r, (row_items, _s, recent, rated, shown, event, _ts) in enumerate(rows):
-        if bounds[r] < bounds[r + 1]:
-            _user_columns(X[bounds[r]:bounds[r + 1]], row_items, recent, rated, shown, event, index, context)
+    _user_columns_many(X, rows, items, of, bounds, index, context)
     best_at = best.tolist()
     out = []
     for r, row in enumerate(rows):
         a, b, recent = int(bounds[r]), int(bounds[r + 1]), row[2]
         out.append(Candidates(row[0], X[a:b], [recent[j][0] if j >= 0 else None for j in best_at[a:b]]))
     return X, out
+
+
+def _user_columns_many(X: np.ndarray, rows: Sequence[tuple], items: list, of: np.ndarray, bounds: np.ndarray,
+                       index: SimilarityIndex, context: Context) -> None:
+    """:func:`_user_columns` of every row of :func:`features_many` (``items``: the stacked
+    candidates, ``of`` the row of each): a per-row value is made once per row and spread
+    over its candidates."""
+    if context.categories:
+        for r, row in enumerate(rows):
+            if bounds[r] < bounds[r + 1]:
+                _category_affinity(X[bounds[r]:bounds[r + 1]], row[0], row[2], context)
+    places = [{entry[0]: p for p, entry in enumerate(row[4])} for row in rows]
+    if any(places):
+        X[:, _AT["shown"]] = [1.0 / math.log2(2.0 + place[q]) if q in place else 0.0
+                              for place, q in zip(map(places.__getitem__, of.tolist()), items, strict=True)]
+    X[:, _AT["activity"]] = np.array([math.log1p(len(row[3])) / math.log1p(1000.0) for row in rows])[of]
+    recent = [entry[0] for row in rows for entry in row[2]]
+    entry_row = np.repeat(np.arange(len(rows), dtype=np.intp), [len(row[2]) for row in rows])
+    entry_at = np.fromiter(map(index.position.get, recent, repeat(-1)), dtype=np.intp, count=len(recent))
+    known = entry_at >= 0
+    n_known = np.bincount(entry_row[known], minlength=len(rows))
+    prior_sum = np.bincount(entry_row[known], index.prior_at[entry_at[known]], minlength=len(rows))
+    X[:, _AT["mainstream"]] = (prior_sum / np.maximum(n_known, 1))[of]
+    event_at = np.array([_AT[f"event_{event_of(row[5])}"] for row in rows], dtype=np.intp)
+    X[np.arange(X.shape[0]), event_at[of]] = 1.0
 
 
 class _StackedLists:

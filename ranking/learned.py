@@ -209,9 +209,11 @@ class LearnedRanker(Ranker):
         recent, rated = advanced
         found = self.candidates(recent, rated, self._shown(state), interaction.event, interaction.ts, model)
         weights = getattr(model, "learned", None)
-        scores = (weights.scores(found.X, found.items, dict(self.objective))
-                  if weights is not None and weights.fits() and found.items else None)
-        return self._listed(recent, rated, found, scores, interaction)
+        if weights is None or not weights.fits() or not found.items:
+            return self._listed(recent, rated, found, *_recall_order(found), interaction)
+        scores = weights.scores(found.X, found.items, dict(self.objective))
+        order = np.lexsort((np.arange(len(scores)), -scores)).tolist()
+        return self._listed(recent, rated, found, order, scores.tolist(), interaction)
 
     def step_many(self, pairs, model) -> list[Step]:
         """The steps of many users' interactions: the candidates and their features made
@@ -223,13 +225,19 @@ class LearnedRanker(Ranker):
                                     for (state, interaction), (recent, rated) in moved], model.index, context,
                                    recall=self.recall, n_hot=self.n_hot, content=getattr(model, "content", None))
         weights = getattr(model, "learned", None)
-        learned = weights is not None and weights.fits()
-        if learned:
+        if weights is not None and weights.fits():
             scores = weights.scores(X, [q for f in found for q in f.items], dict(self.objective))
-        made, start = [], 0
-        for ((_state, interaction), (recent, rated)), f in zip(moved, found, strict=True):
-            mine, start = (scores[start:start + len(f.items)] if learned else None), start + len(f.items)
-            made.append(self._listed(recent, rated, f, mine, interaction))
+            bounds = np.cumsum([0, *(len(f.items) for f in found)])
+            of = np.repeat(np.arange(len(found)), np.diff(bounds))
+            local = np.arange(scores.size) - bounds[of]
+            # Every row's candidates by score, best first, ties in the recall order: one sort.
+            ranked, scores = (np.lexsort((local, -scores, of)) - bounds[of]).tolist(), scores.tolist()
+            made = [self._listed(recent, rated, f, ranked[a:b], scores[a:b], interaction)
+                    for ((_s, interaction), (recent, rated)), f, a, b
+                    in zip(moved, found, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
+        else:
+            made = [self._listed(recent, rated, f, *_recall_order(f), interaction)
+                    for ((_s, interaction), (recent, rated)), f in zip(moved, found, strict=True)]
         steps = iter(made)
         return [Step.unchanged(state) if a is None else next(steps)
                 for (state, _i), a in zip(pairs, advanced, strict=True)]
@@ -239,16 +247,12 @@ class LearnedRanker(Ranker):
         return advanced(state.recent, state.rated, interaction.item, -1.0 if interaction.dislike else interaction.rating,
                         interaction.ts, DefaultRanker.KEPT, self.rated_limit)
 
-    def _listed(self, recent, rated, found: Candidates, scores: np.ndarray | None, interaction: Interaction) -> Step:
-        """The step whose list is ``found`` by ``scores`` (best first, ties in the recall
-        order; None: no weights, the recall order and scores), with an explored slot maybe."""
-        if scores is None or not found.items:
-            scores, order = found.X[:, 1], list(range(len(found.items)))
-        else:
-            order = np.lexsort((np.arange(len(scores)), -scores)).tolist()
+    def _listed(self, recent, rated, found: Candidates, order: list, scores: list, interaction: Interaction) -> Step:
+        """The step whose list is ``found`` in ``order`` (candidate places, best first) with
+        ``scores`` (one per candidate), with an explored slot maybe."""
         explored = self._explore(order, interaction) if self.explore > 0 else None
         order = order[: self.k]
-        items = [[found.items[j], round(s, 6)] for j, s in zip(order, np.asarray(scores)[order].tolist(), strict=True)]
+        items = [[found.items[j], round(scores[j], 6)] for j in order]
         because = {found.items[j]: found.because[j] for j in order if found.because[j] is not None}
         if explored is not None:
             explored["item"] = found.items[order[explored["position"]]]
@@ -326,6 +330,11 @@ class LearnedRanker(Ranker):
         weights = np.array([1.0] + [self.skipped_weight] * len(skipped) + [unseen_weight] * len(others))
         return Examples(interaction.user, interaction.item, interaction.ts, tuple(found.items[j] for j in rows),
                         found.X[rows], labels, weights)
+
+
+def _recall_order(found: Candidates) -> tuple[list, list]:
+    """The candidates' order and scores without learned weights: the recall ranker's."""
+    return list(range(len(found.items))), found.X[:, 1].tolist()
 
 
 def _event_of_entry(state: History) -> str:
