@@ -434,7 +434,8 @@ class _StackedLists:
 _STACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _stacked_lists_of(index: SimilarityIndex) -> _StackedLists:
+def stacked_lists_of(index: SimilarityIndex) -> _StackedLists:
+    """The model's :class:`_StackedLists`, built on the first call."""
     stacked = _STACKED.get(index)
     if stacked is None:
         stacked = _STACKED[index] = _StackedLists(index)
@@ -457,7 +458,7 @@ class _SourceFeatures:
         (the place in its row's ``recent`` of each candidate's main contributor, or -1)."""
         n, rows, index = X.shape[0], self.rows, self.index
         best = np.full(n, -1, dtype=np.intp)
-        stacked = _stacked_lists_of(index)
+        stacked = stacked_lists_of(index)
         names = stacked.names
         lengths = np.array([len(row[2]) for row in rows], dtype=np.intp)
         first_entry = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)

@@ -303,15 +303,17 @@ class LearnedRanker(Ranker):
                                                                   interaction.ts):
             return None
         if made is not None:
-            found = made if made.X.shape[1] == len(FEATURES) else made.restored()  # kept: the computed ones
+            found = made
         else:
             newest = state.recent[-1]
             found = self.candidates(state.recent, state.rated, self._shown(state), _event_of_entry(state), newest[2],
                                     model)
         try:
             positive = found.items.index(interaction.item)
-        except ValueError:
+        except ValueError:  # most interactions: the item taken was not a candidate
             return None
+        if found.X.shape[1] != len(FEATURES):  # kept: the computed ones only
+            found = found.restored()
         shown = {entry[0] for entry in self._shown(state)}
         skipped = [j for j, q in enumerate(found.items) if j != positive and q in shown]
         others = [j for j, q in enumerate(found.items) if j != positive and q not in shown]

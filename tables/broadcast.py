@@ -20,6 +20,7 @@ from aiokafka.structs import TopicPartition
 
 from app.records import MODEL_MARKER_KEY, REJECTED_KEY, WEIGHTS_MANIFEST_KEY, features_schema
 from broker.clients import KafkaClients
+from ranking.batch import prepare
 from ranking.content import catalogue_text
 from ranking.learned import LearnedWeights
 from ranking.model import Blend, SimilarityIndex
@@ -122,6 +123,7 @@ class SimilarityBroadcast:
         self.index = SimilarityIndex({q: s[0] for q, s in staged.items()}, related={q: s[1] for q, s in staged.items()},
                                      counts={q: s[2] for q, s in staged.items()}, sources=sources, blend=blend,
                                      keep_sources=self.keep_sources)
+        prepare(self.index)
         self.marker = marker
         for seen in list(self._staged):  # this version and every one staged before it are done
             del self._staged[seen]

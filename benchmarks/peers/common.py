@@ -20,6 +20,7 @@ from app.settings import Settings
 from app.worker import learned_served
 from ranking import Blend, LearnedRanker, Model, SimilarityIndex
 from ranking.ab import Assignment
+from ranking.batch import prepare
 from ranking.features import KeptCandidates
 from tables.broadcast import LearnedBroadcast
 from tables.state import BatchSteps, UserState
@@ -66,6 +67,7 @@ class RatingProcessor:
         blend = Blend.from_dict(model["blend"]) if model.get("blend") else None
         index = SimilarityIndex(model["neighbours"], related=model.get("related"), counts=model.get("counts"),
                                 sources=model.get("sources"), blend=blend, keep_sources=learned_served(conf))
+        prepare(index)  # as the worker does when a model comes into service
         weights = LearnedBroadcast()  # the frozen weight set the worker is sent, if any
         for key, value in model.get("learned_messages", []):
             weights.apply(key.encode(), value.encode())

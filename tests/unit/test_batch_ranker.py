@@ -124,3 +124,23 @@ def test_a_batch_that_fails_is_applied_one_at_a_time_and_only_the_bad_interactio
     assert steps.results[0] == alone and alone[1].items[0][0] == "b"
     assert isinstance(steps.results[1], TypeError) and isinstance(steps.results[2], ValueError)
     assert good.offset == 1 and bad.offset is None
+
+
+def test_a_model_comes_into_service_with_its_batch_arrays_built():
+    """The arrays the batch rankers read are built when the worker switches to a model,
+    not in the first batch that ranks with it."""
+    import json
+
+    from app.records import MODEL_MARKER_KEY
+    from ranking import batch, features
+    from tables.broadcast import SimilarityBroadcast
+
+    broadcast = SimilarityBroadcast(keep_sources=True)
+    for item, other in (("a", "b"), ("b", "a")):
+        broadcast.apply(item.encode(), json.dumps({"version": "v1", "neighbours": {other: 0.5}, "related": {other: 0.4},
+                                                   "count": 3, "sources": {"learned": {other: -0.2}}}).encode())
+    broadcast.apply(MODEL_MARKER_KEY.encode(), json.dumps({"version": "v1", "items": 2}).encode())
+    assert broadcast.version == "v1"
+    index = broadcast.index
+    assert index in batch._LISTS and index in batch._IDS and index in features._STACKED
+    assert features._STACKED[index].values.tolist() == [0.4, -0.2, 0.5, 0.4, -0.2, 0.5]  # related, learned, factor
