@@ -506,10 +506,13 @@ class _SourceFeatures:
         top = self._largest_per_row(np.abs(knn_rated)[None, :])[0]
         X[:, _AT["knn_rated"]] = knn_rated / np.where(top > 0.0, top, 1.0)[self.of]
         part = signed_entry[pair_entry] * blended
-        order = np.lexsort((pair_entry, -part, pair_cand))  # each candidate's largest part, the oldest on a tie
-        first = order[np.r_[True, pair_cand[order][1:] != pair_cand[order][:-1]]] if order.size else order
-        won = first[part[first] > 0.0]
-        best[pair_cand[won]] = pair_entry[won] - first_entry[entry_row[pair_entry[won]]]
+        largest = np.full(n, -np.inf)  # each candidate's largest part, from the oldest entry on a tie
+        np.maximum.at(largest, pair_cand, part)
+        top = np.flatnonzero((part == largest[pair_cand]) & (part > 0.0))
+        oldest = np.full(n, len(recent), dtype=np.intp)
+        np.minimum.at(oldest, pair_cand[top], pair_entry[top])
+        won = np.flatnonzero(oldest < len(recent))
+        best[won] = oldest[won] - first_entry[entry_row[oldest[won]]]
         got_best = best >= 0
         newest = lengths[self.of] - 1
         X[got_best, _AT["because_recency"]] = 1.0 / (1.0 + (newest[got_best] - best[got_best]))

@@ -30,6 +30,7 @@ import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import repeat
 
 import numpy as np
@@ -106,22 +107,39 @@ class LearnedWeights:
         """Whether these weights are for this code's features."""
         return tuple(self.features) == FEATURES
 
-    def logits(self, task: str, X: np.ndarray, items) -> np.ndarray:
+    def logits(self, task: str, X: np.ndarray, items, rows: np.ndarray | None = None) -> np.ndarray:
         """Task ``task``'s logit of each row (``items[j]`` is row j's item; a row holds
-        :data:`FEATURES`, or only their ``BASE_FEATURES``: the crosses are then folded in)."""
+        :data:`FEATURES`, or only their ``BASE_FEATURES``: the crosses are then folded in;
+        ``rows``: the items' places in :attr:`biases`, if the caller has them)."""
         w = self.heads[task]
         out = crossed_dot(X, w) if X.shape[1] == len(BASE_FEATURES) and w.size == len(FEATURES) else X @ w
-        bias = self.item_bias.get(task)
-        if bias:
-            out = out + np.fromiter(map(bias.get, items, repeat(0.0)), dtype=np.float64, count=len(items))
+        if self.item_bias.get(task):
+            place, table = self.biases
+            if rows is None:
+                rows = np.fromiter(map(place.get, items, repeat(-1)), dtype=np.intp, count=len(items))
+            out = out + table[TASKS.index(task)][rows]
         return out
+
+    @cached_property
+    def biases(self) -> tuple[dict[str, int], np.ndarray]:
+        """Every task's item biases as one table, ``(place, table)``: ``table[t, place[q]]``
+        is task ``TASKS[t]``'s bias of item q; the last column is 0 (an item without one).
+        A candidate set is then looked up once for all tasks."""
+        items = list(dict.fromkeys(q for task in TASKS for q in self.item_bias.get(task, {})))
+        table = np.zeros((len(TASKS), len(items) + 1))
+        for t, task in enumerate(TASKS):
+            bias = self.item_bias.get(task, {})
+            table[t, :-1] = [bias.get(q, 0.0) for q in items]
+        return {q: j for j, q in enumerate(items)}, table
 
     def scores(self, X: np.ndarray, items, objective: Mapping[str, float]) -> np.ndarray:
         """Each row's ``sum over tasks of objective[t] * sigmoid(logit_t)``."""
         out = np.zeros(X.shape[0])
+        place = self.biases[0]
+        rows = np.fromiter(map(place.get, items, repeat(-1)), dtype=np.intp, count=len(items)) if place else None
         for task, weight in objective.items():
             if weight > 0:
-                out += weight * sigmoid(self.logits(task, X, items))
+                out += weight * sigmoid(self.logits(task, X, items, rows))
         return out
 
 
