@@ -142,18 +142,32 @@ def _ids_of(index: SimilarityIndex) -> np.ndarray:
 def _best_per_row(row: np.ndarray, at: np.ndarray, score: np.ndarray, counts: np.ndarray, n: int):
     """The best ``n`` of each row, ordered as ``rank`` sorts them: by row, score (best
     first), item position (= id order). Only what can make a list is sorted: a row with
-    more candidates keeps those at or above its n-th best score (a partition of its own)."""
-    if counts.size and counts.max() > n:
-        if row.size > 1 and (row[1:] < row[:-1]).any():  # rows together (the popular extras came last)
+    more candidates keeps those at or above its n-th best score (the rows partitioned
+    together); then each row's, in item order, is sorted by score (stable: ties stay in
+    item order) as one row of a padded array."""
+    if not row.size:
+        return row, at, score
+    if counts.max() > n:
+        if (row[1:] < row[:-1]).any():  # rows together (the popular extras came last)
             order = np.argsort(row, kind="stable")
             row, at, score = row[order], at[order], score[order]
         keep = score >= _nth_largest_per_row(row, score, counts, n)[row]
         row, at, score = row[keep], at[keep], score[keep]
-    order = np.lexsort((at, -score, row))
+    order = np.argsort(row * (int(at.max()) + 1) + at)  # (row, item) pairs are unique
     row, at, score = row[order], at[order], score[order]
-    starts = np.searchsorted(row, np.arange(counts.size))
-    first = np.arange(row.size) - starts[row] < n  # ties at the n-th score may have kept a few more
-    return row[first], at[first], score[first]
+    kept = np.bincount(row, minlength=counts.size)
+    width = int(kept.max())
+    if counts.size * width > DENSE_CELLS:  # a few rows of many ties: sort them as they are
+        order = np.lexsort((at, -score, row))
+        row, at, score = row[order], at[order], score[order]
+        first = np.arange(row.size) - np.searchsorted(row, np.arange(counts.size))[row] < n
+        return row[first], at[first], score[first]
+    starts = np.cumsum(kept) - kept
+    dense = np.full((counts.size, width), np.inf)  # padding sorts last
+    dense[row, np.arange(row.size) - starts[row]] = -score
+    best = np.argsort(dense, axis=1, kind="stable")[:, :n]
+    pick = (starts[:, None] + best)[best < kept[:, None]]  # ties at the n-th score may have kept a few more
+    return row[pick], at[pick], score[pick]
 
 
 def _nth_largest_per_row(row: np.ndarray, score: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
@@ -299,12 +313,15 @@ class _KnnSums:
         found = np.flatnonzero(lists.keys[where] == key)
         listed, source = listed[found], source[found]
         part = R.data[entry[found]] * lists.weights[where[found]]
-        order = np.lexsort((source, -part, listed))
-        listed, source, part = listed[order], source[order], part[order]
-        first = np.r_[True, listed[1:] != listed[:-1]] if listed.size else np.empty(0, dtype=bool)
-        for i, s, value in zip(listed[first].tolist(), source[first].tolist(), part[first].tolist(), strict=True):
-            if value > 0.0:
-                out[i] = picked[int(row[i])][s][0]
+        largest = np.full(row.size, -np.inf)  # each pair's largest part, from its oldest recent item on a tie
+        np.maximum.at(largest, listed, part)
+        top = np.flatnonzero((part == largest[listed]) & (part > 0.0))
+        none = int(n_picked.max())
+        oldest = np.full(row.size, none, dtype=np.intp)
+        np.minimum.at(oldest, listed[top], source[top])
+        won = np.flatnonzero(oldest < none)
+        for i, s in zip(won.tolist(), oldest[won].tolist(), strict=True):
+            out[i] = picked[int(row[i])][s][0]
         return out
 
 

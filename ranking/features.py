@@ -362,7 +362,7 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     X[:, _AT["recall_rank"]] = 1.0 / np.log2(2.0 + (np.arange(size) - bounds[of]))
     best = _SourceFeatures(rows, of, bounds, at, index, recall).write(X)
     _item_columns(X, items, at, np.array([float(row[6]) for row in rows])[of], index, context)
-    _user_columns_many(X, rows, items, of, bounds, index, context)
+    _user_columns_many(X, rows, items, at, of, bounds, index, context)
     best_at = best.tolist()
     out = []
     for r, row in enumerate(rows):
@@ -371,8 +371,8 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     return X, out
 
 
-def _user_columns_many(X: np.ndarray, rows: Sequence[tuple], items: list, of: np.ndarray, bounds: np.ndarray,
-                       index: SimilarityIndex, context: Context) -> None:
+def _user_columns_many(X: np.ndarray, rows: Sequence[tuple], items: list, at: np.ndarray, of: np.ndarray,
+                       bounds: np.ndarray, index: SimilarityIndex, context: Context) -> None:
     """:func:`_user_columns` of every row of :func:`features_many` (``items``: the stacked
     candidates, ``of`` the row of each): a per-row value is made once per row and spread
     over its candidates."""
@@ -380,10 +380,7 @@ def _user_columns_many(X: np.ndarray, rows: Sequence[tuple], items: list, of: np
         for r, row in enumerate(rows):
             if bounds[r] < bounds[r + 1]:
                 _category_affinity(X[bounds[r]:bounds[r + 1]], row[0], row[2], context)
-    places = [{entry[0]: p for p, entry in enumerate(row[4])} for row in rows]
-    if any(places):
-        X[:, _AT["shown"]] = [1.0 / math.log2(2.0 + place[q]) if q in place else 0.0
-                              for place, q in zip(map(places.__getitem__, of.tolist()), items, strict=True)]
+    _shown_column(X, rows, items, at, of, bounds, index)
     X[:, _AT["activity"]] = np.array([math.log1p(len(row[3])) / math.log1p(1000.0) for row in rows])[of]
     recent = [entry[0] for row in rows for entry in row[2]]
     entry_row = np.repeat(np.arange(len(rows), dtype=np.intp), [len(row[2]) for row in rows])
@@ -394,6 +391,39 @@ def _user_columns_many(X: np.ndarray, rows: Sequence[tuple], items: list, of: np
     X[:, _AT["mainstream"]] = (prior_sum / np.maximum(n_known, 1))[of]
     event_at = np.array([_AT[f"event_{event_of(row[5])}"] for row in rows], dtype=np.intp)
     X[np.arange(X.shape[0]), event_at[of]] = 1.0
+
+
+def _shown_column(X: np.ndarray, rows: Sequence[tuple], items: list, at: np.ndarray, of: np.ndarray,
+                  bounds: np.ndarray, index: SimilarityIndex) -> None:
+    """Write each candidate's place in the list its row's user had (``1 / log2(2 + place)``,
+    0: not in it): the shown items and the candidates are matched by (row, item position)
+    in one search; a row with an item the model does not know is matched by name."""
+    sizes = [len(row[4]) for row in rows]
+    if not any(sizes):
+        return
+    shown_at = np.fromiter(map(index.position.get, (entry[0] for row in rows for entry in row[4]), repeat(-1)),
+                           dtype=np.intp, count=sum(sizes))
+    shown_row = np.repeat(np.arange(len(rows), dtype=np.intp), sizes)
+    place = np.arange(shown_at.size) - (np.cumsum(sizes) - sizes)[shown_row]
+    by_name = np.zeros(len(rows), dtype=bool)
+    by_name[shown_row[shown_at < 0]] = True
+    by_name[of[at < 0]] = True
+    span = len(index.ids) + 1
+    keys = shown_row * span + shown_at
+    order = np.argsort(keys, kind="stable")
+    keys, place = keys[order], place[order]
+    last = np.r_[keys[1:] != keys[:-1], True]  # an item shown twice: its last place (as a dict of them keeps)
+    keys, place = keys[last], place[last]
+    wanted = of * span + at
+    where = np.minimum(np.searchsorted(keys, wanted), keys.size - 1)
+    found = (keys[where] == wanted) & (at >= 0) & ~by_name[of]
+    column = np.zeros(X.shape[0])
+    column[found] = 1.0 / np.log2(2.0 + place[where[found]])
+    for r in np.flatnonzero(by_name).tolist():
+        places = {entry[0]: p for p, entry in enumerate(rows[r][4])}
+        column[bounds[r]:bounds[r + 1]] = [1.0 / math.log2(2.0 + places[q]) if q in places else 0.0
+                                           for q in rows[r][0]]
+    X[:, _AT["shown"]] = column
 
 
 class _StackedLists:
