@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Sequence
-from itertools import repeat
+from itertools import chain, repeat
 
 import numpy as np
 import scipy.sparse as sp
@@ -278,13 +278,11 @@ class _KnnSums:
 
     @staticmethod
     def _excluded_keys(excludes: list[set], index: SimilarityIndex, size: int) -> np.ndarray:
-        position = index.position
-        keys = []
-        for r, exclude in enumerate(excludes):
-            if exclude:
-                at = np.fromiter(map(position.get, exclude, repeat(-1)), dtype=np.intp, count=len(exclude))
-                keys.append(at[at >= 0] + r * size)
-        return np.concatenate(keys) if keys else np.empty(0, dtype=np.intp)
+        sizes = [len(exclude) for exclude in excludes]
+        at = np.fromiter(map(index.position.get, chain.from_iterable(excludes), repeat(-1)), dtype=np.intp,
+                         count=sum(sizes))
+        keys = at + np.repeat(np.arange(len(excludes), dtype=np.intp) * size, sizes)
+        return keys[at >= 0]
 
     def largest_per_row(self, n_rows: int) -> np.ndarray:
         """Each row's scale: its largest kNN sum, at least 0, and 1 where that is 0 (as ``rank``)."""
