@@ -142,16 +142,21 @@ def _ids_of(index: SimilarityIndex) -> np.ndarray:
 def _best_per_row(row: np.ndarray, at: np.ndarray, score: np.ndarray, counts: np.ndarray, n: int):
     """The best ``n`` of each row, ordered as ``rank`` sorts them: by row, score (best
     first), item position (= id order). Only what can make a list is sorted: a row with
-    more candidates keeps those at or above its n-th best score (the rows partitioned
-    together); then each row's, in item order, is sorted by score (stable: ties stay in
-    item order) as one row of a padded array."""
+    more candidates keeps those at or above its n-th best score; then each row's, in
+    item order, is sorted by score (stable: ties stay in item order) as one row of a
+    padded array."""
     if not row.size:
         return row, at, score
     if counts.max() > n:
         if (row[1:] < row[:-1]).any():  # rows together (the popular extras came last)
             order = np.argsort(row, kind="stable")
             row, at, score = row[order], at[order], score[order]
-        keep = score >= _nth_largest_per_row(row, score, counts, n)[row]
+        ends = np.cumsum(counts)
+        keep = np.ones(row.size, dtype=bool)
+        for r in np.flatnonzero(counts > n).tolist():  # one partition per row (all padded together took longer)
+            a, b = int(ends[r] - counts[r]), int(ends[r])
+            segment = score[a:b]
+            keep[a:b] = segment >= np.partition(segment, b - a - n)[b - a - n]
         row, at, score = row[keep], at[keep], score[keep]
     order = np.argsort(row * (int(at.max()) + 1) + at)  # (row, item) pairs are unique
     row, at, score = row[order], at[order], score[order]
@@ -168,22 +173,6 @@ def _best_per_row(row: np.ndarray, at: np.ndarray, score: np.ndarray, counts: np
     best = np.argsort(dense, axis=1, kind="stable")[:, :n]
     pick = (starts[:, None] + best)[best < kept[:, None]]  # ties at the n-th score may have kept a few more
     return row[pick], at[pick], score[pick]
-
-
-def _nth_largest_per_row(row: np.ndarray, score: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
-    """Each row's ``n``-th largest score (-inf for a row with fewer): the rows padded into
-    one dense array and partitioned together, in chunks of rows that fit in ``DENSE_CELLS``."""
-    width = int(counts.max())
-    out = np.full(counts.size, -np.inf)
-    starts = np.cumsum(counts) - counts
-    step = max(1, DENSE_CELLS // width)
-    for first in range(0, counts.size, step):
-        last = min(first + step, counts.size)
-        a, b = int(starts[first]), int(starts[last - 1] + counts[last - 1])
-        dense = np.full((last - first, width), -np.inf)
-        dense[row[a:b] - first, np.arange(a, b) - starts[row[a:b]]] = score[a:b]
-        out[first:last] = np.partition(dense, width - n, axis=1)[:, width - n]
-    return out
 
 
 def _picked(recent: list, index: SimilarityIndex, decay: float) -> list[tuple[str, float, tuple]]:
