@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ranking.content import ContentIndex
+from ranking.decimals import rounded
 from ranking.default import DefaultRanker
 from ranking.model import SimilarityIndex
 
@@ -55,7 +56,7 @@ def recall_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityInd
                 content: ContentIndex | None = None) -> list[tuple[list[str], list[float]]]:
     """Each row's ``(items, scores)`` of :func:`rank_many` without ``because``: what the
     learned ranker's candidates read (taken from the arrays, not built as lists of pairs;
-    the scores rounded to 6 decimals as ``rank`` rounds them, within an ulp)."""
+    the scores rounded to 6 decimals as ``rank`` rounds them)."""
     if content is not None and ranker.w_content > 0:  # the cold items are merged row by row
         return [([q for q, _s in items], [s for _q, s in items])
                 for items, _because, _n in rank_many(ranker, rows, index, content=content, explain=False)]
@@ -95,24 +96,21 @@ def _rank_chunk(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityInd
     row, at, score = _best_per_row(row, at, score, scored, n)
     bounds = np.searchsorted(row, np.arange(len(rows) + 1)).tolist()
     names = _ids_of(index)[at].tolist()
+    rounded_scores = rounded(score, 6)  # round(x, 6) of each, as arrays
     if not pairs:
-        rounded = np.round(score, 6)  # = round(x, 6) within an ulp, while x * 1e6 is exact enough
-        big = np.flatnonzero(np.abs(score) >= 1e9)
-        rounded[big] = [round(x, 6) for x in score[big].tolist()]
-        rounded = rounded.tolist()
-        return [(names[bounds[r]:bounds[r + 1]], rounded[bounds[r]:bounds[r + 1]]) for r in range(len(rows))]
-    scores = score.tolist()
+        return [(names[bounds[r]:bounds[r + 1]], rounded_scores[bounds[r]:bounds[r + 1]]) for r in range(len(rows))]
     why = knn.because(row, at, picked) if explain else None
     out = []
     for r in range(len(rows)):
         a, b = bounds[r], bounds[r + 1]
         because = {names[i]: why[i] for i in range(a, b) if why[i] is not None} if explain else {}
         if cold[r]:
-            pool = [(-scores[i], names[i], int(at[i])) for i in range(a, b)]
+            scores = score[a:b].tolist()
+            pool = [(-scores[i - a], names[i], int(at[i])) for i in range(a, b)]
             pool = ranker._with_cold(pool, cold[r], float(top[r]), index, float(w_row[r]), because if explain else None)
             out.append(([[q, round(-s, 6)] for s, q, _j in pool], because, int(scored[r]) + len(cold[r])))
         else:
-            out.append(([[names[i], round(scores[i], 6)] for i in range(a, b)], because, int(scored[r])))
+            out.append(([[names[i], rounded_scores[i]] for i in range(a, b)], because, int(scored[r])))
     return out
 
 

@@ -35,6 +35,7 @@ from itertools import repeat
 
 import numpy as np
 
+from ranking.decimals import rounded
 from ranking.default import DefaultRanker
 from ranking.features import (
     BASE_FEATURES,
@@ -231,7 +232,7 @@ class LearnedRanker(Ranker):
             return self._listed(recent, rated, found, *_recall_order(found), interaction)
         scores = weights.scores(found.X, found.items, dict(self.objective))
         order = np.lexsort((np.arange(len(scores)), -scores)).tolist()
-        return self._listed(recent, rated, found, order, scores.tolist(), interaction)
+        return self._listed(recent, rated, found, order, rounded(scores, 6), interaction)
 
     def step_many(self, pairs, model) -> list[Step]:
         """The steps of many users' interactions: the candidates and their features made
@@ -245,14 +246,17 @@ class LearnedRanker(Ranker):
         weights = getattr(model, "learned", None)
         if weights is not None and weights.fits():
             scores = weights.scores(X, [q for f in found for q in f.items], dict(self.objective))
-            bounds = np.cumsum([0, *(len(f.items) for f in found)])
-            of = np.repeat(np.arange(len(found)), np.diff(bounds))
-            local = np.arange(scores.size) - bounds[of]
-            # Every row's candidates by score, best first, ties in the recall order: one sort.
-            ranked, scores = (np.lexsort((local, -scores, of)) - bounds[of]).tolist(), scores.tolist()
-            made = [self._listed(recent, rated, f, ranked[a:b], scores[a:b], interaction)
-                    for ((_s, interaction), (recent, rated)), f, a, b
-                    in zip(moved, found, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
+            counts = np.array([len(f.items) for f in found], dtype=np.intp)
+            bounds = np.concatenate([[0], np.cumsum(counts)])
+            of = np.repeat(np.arange(len(found)), counts)
+            # Every row's candidates by score, best first, ties in the recall order: each
+            # row of one padded array sorted (stable; the padding sorts last).
+            dense = np.full((len(found), int(counts.max(initial=0))), np.inf)
+            dense[of, np.arange(scores.size) - bounds[of]] = -scores
+            ranked, scores = np.argsort(dense, axis=1, kind="stable").tolist(), rounded(scores, 6)
+            made = [self._listed(recent, rated, f, ranked[r][:len(f.items)], scores[a:a + len(f.items)], interaction)
+                    for r, (((_s, interaction), (recent, rated)), f, a)
+                    in enumerate(zip(moved, found, bounds[:-1].tolist(), strict=True))]
         else:
             made = [self._listed(recent, rated, f, *_recall_order(f), interaction)
                     for ((_s, interaction), (recent, rated)), f in zip(moved, found, strict=True)]
@@ -267,10 +271,10 @@ class LearnedRanker(Ranker):
 
     def _listed(self, recent, rated, found: Candidates, order: list, scores: list, interaction: Interaction) -> Step:
         """The step whose list is ``found`` in ``order`` (candidate places, best first) with
-        ``scores`` (one per candidate), with an explored slot maybe."""
+        ``scores`` (one per candidate, rounded to 6 decimals), with an explored slot maybe."""
         explored = self._explore(order, interaction) if self.explore > 0 else None
         order = order[: self.k]
-        items = [[found.items[j], round(scores[j], 6)] for j in order]
+        items = [[found.items[j], scores[j]] for j in order]
         because = {found.items[j]: found.because[j] for j in order if found.because[j] is not None}
         if explored is not None:
             explored["item"] = found.items[order[explored["position"]]]
@@ -354,7 +358,7 @@ class LearnedRanker(Ranker):
 
 def _recall_order(found: Candidates) -> tuple[list, list]:
     """The candidates' order and scores without learned weights: the recall ranker's."""
-    return list(range(len(found.items))), found.X[:, 1].tolist()
+    return list(range(len(found.items))), rounded(found.X[:, 1], 6)
 
 
 def _event_of_entry(state: History) -> str:
