@@ -21,11 +21,11 @@ def event_of_source(source: str) -> str:
 
 
 def recommendation_for(rating: Rating, recs: dict, variant: str, version: str, produced_at: float,
-                       worker_ms: float) -> Recommendation:
+                       worker_ms: float, items: list | None = None) -> Recommendation:
     """The list message a rating produces, from the user's ``recs`` right after it
     (``UserState.recs``; a redelivered rating gets the stored list and the model version
-    that made it)."""
-    return Recommendation(user=rating.user, items=wire_list(recs.get("items", [])),
+    that made it); ``items``: its list already as :func:`app.records.wire_list` makes it."""
+    return Recommendation(user=rating.user, items=wire_list(recs.get("items", [])) if items is None else items,
                           model_version=recs.get("model_version", version), trigger_ts=rating.ts,
                           produced_at=produced_at, emitted_at=time.time(), worker_ms=worker_ms,
                           reason="rating" if rating.source == "explicit" else rating.source,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from agents.batches import Batch
 from agents.lists import interaction_of, recommendation_for
 from app.faust_patches import is_current
-from app.records import Rating, examples_message, parse_rating, to_json_bytes
+from app.records import Rating, examples_message, parse_rating, to_json_bytes, wire_lists
 from broker.partitioning import owner_partition
 from ranking.model import Model
 from tables.state import BatchSteps, UserState
@@ -73,12 +73,8 @@ async def rank_batch(worker: Worker, events) -> None:
             read.append(pending)
     steps.flush()
     share_ms = (time.perf_counter() - started) * 1000.0 / max(len(read), 1)  # each rating's share of the batch
-    for pending in read:
-        result = steps.results[pending.step]
-        if isinstance(result, Exception):
-            await worker.dead_letters.reject(pending.event, result)
-        else:
-            stage_one(worker, pending, steps, batch, model, share_ms)
+    for event, exc in stage_all(worker, read, steps, batch, model, share_ms):
+        await worker.dead_letters.reject(event, exc)
     try:
         await batch.publish(events)
     except Exception as exc:  # the broker refused for longer than the producer's timeout
@@ -127,10 +123,23 @@ def read_one(worker: Worker, event, batch: Batch, steps: BatchSteps) -> Read | N
     return Read(event, rating, key, owner, state, variant, i)
 
 
-def stage_one(worker: Worker, read: Read, steps: BatchSteps, batch: Batch, model: Model, worker_ms: float) -> None:
+def stage_all(worker: Worker, read: list[Read], steps: BatchSteps, batch: Batch, model: Model, worker_ms: float
+              ) -> list[tuple[object, Exception]]:
+    """Stage what every rating read made (:func:`stage_one`; their lists rounded for the
+    wire together); returns ``(event, error)`` of each whose step failed."""
+    ranked = [pending for pending in read if not isinstance(steps.results[pending.step], Exception)]
+    lists = wire_lists([steps.recs[pending.step].get("items", []) for pending in ranked])
+    for pending, items in zip(ranked, lists, strict=True):
+        stage_one(worker, pending, steps, batch, model, worker_ms, items)
+    return [(pending.event, steps.results[pending.step]) for pending in read
+            if isinstance(steps.results[pending.step], Exception)]
+
+
+def stage_one(worker: Worker, read: Read, steps: BatchSteps, batch: Batch, model: Model, worker_ms: float,
+              items: list) -> None:
     """Stage the user's new state (unless the rating was a redelivery), the list it made
-    (from the user's ``recs`` right after the rating) and, for the learned ranker, the
-    examples it made of the list the user had (``ranking/learned.py``)."""
+    (``items``: the user's ``recs`` right after the rating, as on the wire) and, for the
+    learned ranker, the examples it made of the list the user had (``ranking/learned.py``)."""
     changed, step = steps.results[read.step]
     metrics = worker.metrics
     examples = steps.examples[read.step]
@@ -142,7 +151,8 @@ def stage_one(worker: Worker, read: Read, steps: BatchSteps, batch: Batch, model
     else:  # an at-least-once redelivery: the stored list goes out again
         metrics.count("ratings.redelivered")
     produced_at = read.event.message.timestamp or 0.0
-    rec = recommendation_for(read.rating, steps.recs[read.step], read.variant, model.version, produced_at, worker_ms)
+    rec = recommendation_for(read.rating, steps.recs[read.step], read.variant, model.version, produced_at, worker_ms,
+                             items)
     batch.stage_list(read.event, read.key, read.owner, to_json_bytes(rec))
     batch.scored += step.n_candidates
     metrics.observe_ms("ratings", worker_ms)

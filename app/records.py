@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from ranking.decimals import rounded
 from ranking.features import BASE_FEATURES, FEATURES, with_crosses
 from ranking.learned import Examples, LearnedWeights
 
@@ -164,6 +165,12 @@ def wire_list(items) -> list[list]:
     """A list ``[[item, score], ...]`` as frontends get it: scores rounded to
     :data:`WIRE_DECIMALS` (``None`` stays: an item that only pads the list)."""
     return [[q, None if s is None else round(s, WIRE_DECIMALS)] for q, s in items]
+
+
+def wire_lists(lists) -> list[list[list]]:
+    """:func:`wire_list` of many lists, their scores rounded together (``ranking.decimals``)."""
+    scores = iter(rounded([s for items in lists for _q, s in items if s is not None], WIRE_DECIMALS))
+    return [[[q, None if s is None else next(scores)] for q, s in items] for items in lists]
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from agents.batches import keep_freed_memory
 from agents.lists import interaction_of, recommendation_for
-from app.records import InvalidInput, examples_message, parse_rating, to_json_bytes
+from app.records import InvalidInput, examples_message, parse_rating, to_json_bytes, wire_lists
 from app.settings import Settings
 from app.worker import learned_served
 from ranking import Blend, LearnedRanker, Model, SimilarityIndex
@@ -123,11 +123,12 @@ class RatingProcessor:
         steps.flush()
         share_ms = (time.perf_counter() - started) * 1000.0 / max(len(read), 1)
         out, changed_keys = [], set()
-        for rating, key, variant, produced_at, i in read:
+        lists = wire_lists([steps.recs[i].get("items", []) for *_r, i in read])
+        for (rating, key, variant, produced_at, i), items in zip(read, lists, strict=True):
             changed, _step = steps.results[i]  # the peers' input is all valid ratings: no step raises
             if changed:
                 changed_keys.add(key)
-            rec = recommendation_for(rating, steps.recs[i], variant, self.version, produced_at, share_ms)
+            rec = recommendation_for(rating, steps.recs[i], variant, self.version, produced_at, share_ms, items)
             examples = steps.examples[i]
             out.append((rating.user, to_json_bytes(rec), examples_message(examples)[1] if examples else None))
         return out, {key: states[key].to_bytes() for key in changed_keys}

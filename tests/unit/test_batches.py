@@ -169,8 +169,7 @@ def test_a_whole_batch_of_new_users_is_staged_without_a_garbage_collection(gc_th
             event = Event(message=message(offset, key=key, value=value), value=value)
             reads.append(realtime.read_one(worker, event, batch, steps))
         steps.flush()
-        for read in reads:
-            realtime.stage_one(worker, read, steps, batch, model, 0.1)
+        assert realtime.stage_all(worker, reads, steps, batch, model, 0.1) == []
         live = gc.get_count()[0] - before
     finally:
         gc.enable()
@@ -241,8 +240,7 @@ def rank_in_two_passes(worker, batch, model, events) -> None:
     steps = BatchSteps(model)
     reads = [realtime.read_one(worker, event, batch, steps) for event in events]
     steps.flush()
-    for read in reads:
-        realtime.stage_one(worker, read, steps, batch, model, 0.1)
+    assert realtime.stage_all(worker, reads, steps, batch, model, 0.1) == []
 
 
 def test_a_user_rating_twice_in_a_batch_gets_each_rating_its_own_list():

@@ -37,3 +37,12 @@ def test_rounding_the_product_alone_would_differ_where_it_is_left_to_round():
 
 def test_nan_stays_nan():
     assert math.isnan(rounded([math.nan], 6)[0])
+
+
+def test_lists_rounded_together_are_each_as_on_the_wire():
+    from app.records import wire_list, wire_lists
+
+    rng = random.Random(5)
+    lists = [[[f"i{j}", rng.choice([None, rng.uniform(-3, 3), (rng.randint(0, 99) + 0.5) / 1e4])]
+              for j in range(rng.randint(0, 25))] for _ in range(200)]
+    assert wire_lists(lists) == [wire_list(items) for items in lists]
