@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.settings import load_settings
-from benchmarks.peers.common import RatingProcessor, peer_args, tune_process
+from benchmarks.peers.common import RatingProcessor, cpu_line, peer_args, tune_process
 from broker.clients import KafkaClients
 
 
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     tune_process()
     processor = RatingProcessor(conf, Path(args.model))
     lists = asyncio.run(run(conf, processor, args))
-    print(f"aiokafka peer done: {lists} lists, invalid {processor.invalid}", file=sys.stderr)
+    print(f"aiokafka peer done: {lists} lists, invalid {processor.invalid}; {cpu_line()}", file=sys.stderr)
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -45,6 +46,13 @@ def tune_process() -> None:
 
     threadpool_limits(1, "blas")
     keep_freed_memory()
+
+
+def cpu_line() -> str:
+    """The CPU this process used, as its last log line says it (``cpu_s=<user + system>``):
+    a peer that stops by itself is gone before the benchmark can read its ``/proc``."""
+    times = os.times()
+    return f"cpu_s={times.user + times.system:.3f}"
 
 
 def write_model(path: Path, neighbours: dict, extras: dict, version: str, learned_messages=()) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.settings import load_settings
-from benchmarks.peers.common import RatingProcessor, peer_args, tune_process
+from benchmarks.peers.common import RatingProcessor, cpu_line, peer_args, tune_process
 
 
 def main(argv=None) -> int:
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     sdf[sdf.apply(lambda v: v[1] is not None)].apply(lambda v: v[1]).to_topic(examples)
     sdf.apply(lambda v: v[0]).to_topic(lists)
     app.run(count=args.count, timeout=args.timeout, collect=False)
-    print(f"quix peer done; invalid {processor.invalid}", file=sys.stderr)
+    print(f"quix peer done; invalid {processor.invalid}; {cpu_line()}", file=sys.stderr)
     return 0
 
 

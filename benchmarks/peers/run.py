@@ -9,6 +9,7 @@ and from the moment the peer's group has committed every input offset.
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -48,6 +49,16 @@ class PeerProcess:
         stop_process(self.process, timeout=20)
         self.log_file.close()
 
+    def cpu_seconds(self) -> tuple[float, float]:
+        """(user, system) CPU seconds so far; once it has stopped by itself, what its last
+        log line says (``common.cpu_line``), as system 0."""
+        from benchmarks.realtime_bench import cpu_seconds
+
+        if self.alive():
+            return cpu_seconds(self.pid)
+        said = re.findall(r"cpu_s=([0-9.]+)", self.log_path.read_text(errors="replace"))
+        return (float(said[-1]), 0.0) if said else (float("nan"), float("nan"))
+
     def log_tail(self, n: int = 8) -> list[str]:
         return self.log_path.read_text(errors="replace").splitlines()[-n:]
 
@@ -86,7 +97,7 @@ async def wait_committed(conf, group: str, timeout: float) -> float | None:
 
 def phase_peer(args, tmp: Path, model: tuple[dict, dict], msgs: list, peer: str) -> dict:
     """Run ``peer`` over ``msgs`` (``(key, value)`` ratings); its figures as a dict."""
-    from benchmarks.realtime_bench import cpu_seconds, produce_fast, read_all, wait_for_count
+    from benchmarks.realtime_bench import produce_fast, read_all, wait_for_count
 
     d = tmp / f"{args.engine}-peer-{peer}"
     d.mkdir(parents=True, exist_ok=True)
@@ -110,13 +121,13 @@ def phase_peer(args, tmp: Path, model: tuple[dict, dict], msgs: list, peer: str)
         if asyncio.run(wait_for_count(conf, conf.topics.recommendations, 1, args.timeout, proc, broker)) < 1:
             raise RuntimeError(f"{peer} peer sent no warm-up list: {proc.log_tail()}")
         log(f"[{peer} peer] consuming; producing {len(msgs)} ratings")
-        cpu0 = cpu_seconds(proc.pid)
+        cpu0 = proc.cpu_seconds()
         t_start = time.time()
         asyncio.run(produce_fast(conf, msgs))
         got = asyncio.run(wait_for_count(conf, conf.topics.recommendations, len(msgs) + 1, args.timeout, proc,
                                          broker))
         t_done = time.time()
-        cpu1 = cpu_seconds(proc.pid)
+        cpu1 = proc.cpu_seconds()
         t_committed = asyncio.run(wait_committed(conf, group, timeout=60.0))
         recs = [r for r in asyncio.run(read_all(conf, conf.topics.recommendations, got, timeout=120))
                 if r["user"] != WARMUP_USER]
