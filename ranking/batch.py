@@ -25,7 +25,6 @@ scores and ``because``.
 """
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
 
@@ -35,7 +34,7 @@ import scipy.sparse as sp
 from ranking.content import ContentIndex
 from ranking.decimals import rounded
 from ranking.default import DefaultRanker
-from ranking.model import SimilarityIndex
+from ranking.model import SimilarityIndex, built_once_per_model
 
 #: One history to rank: its recent interactions ``[[item, weight, ts], ...]`` oldest first
 #: and the items it must not list.
@@ -114,9 +113,6 @@ def _rank_chunk(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityInd
     return out
 
 
-_IDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def prepare(index: SimilarityIndex) -> None:
     """Build the arrays the batch rankers read of a model (its lists as a CSR matrix, its
     ids, and with ``keep_sources`` the features' stacked lists) now, when it is loaded,
@@ -129,12 +125,10 @@ def prepare(index: SimilarityIndex) -> None:
         stacked_lists_of(index)
 
 
+@built_once_per_model
 def _ids_of(index: SimilarityIndex) -> np.ndarray:
-    """``index.ids`` as an object array (item names of many positions in one take), once per model."""
-    ids = _IDS.get(index)
-    if ids is None:
-        ids = _IDS[index] = np.array(index.ids, dtype=object)
-    return ids
+    """``index.ids`` as an object array (item names of many positions in one take)."""
+    return np.array(index.ids, dtype=object)
 
 
 def _best_per_row(row: np.ndarray, at: np.ndarray, score: np.ndarray, counts: np.ndarray, n: int):
@@ -205,14 +199,7 @@ class _Lists:
         self.keys, self.weights = keys[order], weights[order]
 
 
-_LISTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _lists_of(index: SimilarityIndex) -> _Lists:
-    lists = _LISTS.get(index)
-    if lists is None:
-        lists = _LISTS[index] = _Lists(index)
-    return lists
+_lists_of = built_once_per_model(_Lists)
 
 
 class _KnnSums:

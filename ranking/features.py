@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import collections
 import math
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 
 import numpy as np
 
-from ranking.model import FACTOR_NEIGHBOURS, SOURCES, SimilarityIndex
+from ranking.model import FACTOR_NEIGHBOURS, SOURCES, SimilarityIndex, built_once_per_model
 
 #: The lists whose scores are features: the named sources and the ALS factor neighbours.
 _LISTS = {**{name: name for name in SOURCES}, "factor": FACTOR_NEIGHBOURS}
@@ -461,15 +460,8 @@ class _StackedLists:
         return np.arange(total) + np.repeat(self.indptr[at] - (ends - sizes), sizes), sizes
 
 
-_STACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def stacked_lists_of(index: SimilarityIndex) -> _StackedLists:
-    """The model's :class:`_StackedLists`, built on the first call."""
-    stacked = _STACKED.get(index)
-    if stacked is None:
-        stacked = _STACKED[index] = _StackedLists(index)
-    return stacked
+#: The model's :class:`_StackedLists`, built on the first call.
+stacked_lists_of = built_once_per_model(_StackedLists)
 
 
 class _SourceFeatures:

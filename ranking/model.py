@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -218,6 +220,22 @@ class SimilarityIndex:
 
 #: Where the factor neighbours stand among the named lists: read when a blend uses none of them.
 _FACTOR = "factor neighbours"
+
+
+def built_once_per_model(build):
+    """``build(index)`` made once per model (a :class:`SimilarityIndex`) and kept while the
+    model lives: the arrays the batch rankers read of it. ``.cache`` holds them."""
+    cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    @functools.wraps(build)
+    def of(index: SimilarityIndex):
+        made = cache.get(index)
+        if made is None:
+            made = cache[index] = build(index)
+        return made
+
+    of.cache = cache
+    return of
 #: The name the factor neighbour lists have among ``SimilarityIndex.source_lists``.
 FACTOR_NEIGHBOURS = _FACTOR
 

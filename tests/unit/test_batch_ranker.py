@@ -142,5 +142,5 @@ def test_a_model_comes_into_service_with_its_batch_arrays_built():
     broadcast.apply(MODEL_MARKER_KEY.encode(), json.dumps({"version": "v1", "items": 2}).encode())
     assert broadcast.version == "v1"
     index = broadcast.index
-    assert index in batch._LISTS and index in batch._IDS and index in features._STACKED
-    assert features._STACKED[index].values.tolist() == [0.4, -0.2, 0.5, 0.4, -0.2, 0.5]  # related, learned, factor
+    assert all(index in built.cache for built in (batch._lists_of, batch._ids_of, features.stacked_lists_of))
+    assert features.stacked_lists_of.cache[index].values.tolist() == [0.4, -0.2, 0.5, 0.4, -0.2, 0.5]  # related, learned, factor
