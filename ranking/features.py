@@ -359,9 +359,12 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     X[:, _AT["bias"]] = 1.0
     X[:, _AT["recall"]] = list(chain.from_iterable(row[1] for row in rows))
     X[:, _AT["recall_rank"]] = 1.0 / np.log2(2.0 + (np.arange(size) - bounds[of]))
-    best = _SourceFeatures(rows, of, bounds, at, index, recall).write(X)
+    # Every row's recent items, one after the other, and their item positions (-1: unknown).
+    recent_at = np.fromiter(map(index.position.get, (entry[0] for row in rows for entry in row[2]), repeat(-1)),
+                            dtype=np.intp, count=sum(len(row[2]) for row in rows))
+    best = _SourceFeatures(rows, of, bounds, at, recent_at, index, recall).write(X)
     _item_columns(X, items, at, np.array([float(row[6]) for row in rows])[of], index, context)
-    _user_columns_many(X, rows, items, at, of, bounds, index, context)
+    _user_columns_many(X, rows, items, at, recent_at, of, bounds, index, context)
     best_at = best.tolist()
     out = []
     for r, row in enumerate(rows):
@@ -370,23 +373,21 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     return X, out
 
 
-def _user_columns_many(X: np.ndarray, rows: Sequence[tuple], items: list, at: np.ndarray, of: np.ndarray,
-                       bounds: np.ndarray, index: SimilarityIndex, context: Context) -> None:
+def _user_columns_many(X: np.ndarray, rows: Sequence[tuple], items: list, at: np.ndarray, recent_at: np.ndarray,
+                       of: np.ndarray, bounds: np.ndarray, index: SimilarityIndex, context: Context) -> None:
     """:func:`_user_columns` of every row of :func:`features_many` (``items``: the stacked
-    candidates, ``of`` the row of each): a per-row value is made once per row and spread
-    over its candidates."""
+    candidates, ``of`` the row of each; ``recent_at``: the rows' recent items' positions):
+    a per-row value is made once per row and spread over its candidates."""
     if context.categories:
         for r, row in enumerate(rows):
             if bounds[r] < bounds[r + 1]:
                 _category_affinity(X[bounds[r]:bounds[r + 1]], row[0], row[2], context)
     _shown_column(X, rows, items, at, of, bounds, index)
     X[:, _AT["activity"]] = np.array([math.log1p(len(row[3])) / math.log1p(1000.0) for row in rows])[of]
-    recent = [entry[0] for row in rows for entry in row[2]]
     entry_row = np.repeat(np.arange(len(rows), dtype=np.intp), [len(row[2]) for row in rows])
-    entry_at = np.fromiter(map(index.position.get, recent, repeat(-1)), dtype=np.intp, count=len(recent))
-    known = entry_at >= 0
+    known = recent_at >= 0
     n_known = np.bincount(entry_row[known], minlength=len(rows))
-    prior_sum = np.bincount(entry_row[known], index.prior_at[entry_at[known]], minlength=len(rows))
+    prior_sum = np.bincount(entry_row[known], index.prior_at[recent_at[known]], minlength=len(rows))
     X[:, _AT["mainstream"]] = (prior_sum / np.maximum(n_known, 1))[of]
     event_at = np.array([_AT[f"event_{event_of(row[5])}"] for row in rows], dtype=np.intp)
     X[np.arange(X.shape[0]), event_at[of]] = 1.0
@@ -470,8 +471,9 @@ class _SourceFeatures:
     candidate by the key ``row * n_items + item position`` (a search in the sorted keys
     of the candidates), and each sum is a ``bincount`` over the stacked candidates."""
 
-    def __init__(self, rows, of, bounds, at, index: SimilarityIndex, recall) -> None:
+    def __init__(self, rows, of, bounds, at, recent_at, index: SimilarityIndex, recall) -> None:
         self.rows, self.of, self.bounds, self.at, self.index = rows, of, bounds, at, index
+        self.recent_at = recent_at  # the position of every row's recent items, one after the other
         self.decay = recall.decay if recall.decay is not None else index.blend.decay
         self.n_items = len(index.ids)
 
@@ -485,9 +487,7 @@ class _SourceFeatures:
         lengths = np.array([len(row[2]) for row in rows], dtype=np.intp)
         first_entry = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
         recent = [entry for row in rows for entry in row[2]]  # every row's, one after the other
-        entry_at = np.fromiter(map(index.position.get, (entry[0] for entry in recent), repeat(-1)), dtype=np.intp,
-                               count=len(recent))
-        taken, sizes = stacked.entries_of(entry_at)  # every list entry of every recent entry, in order
+        taken, sizes = stacked.entries_of(self.recent_at)  # every list entry of every recent entry, in order
         if not taken.size or not n:
             return best
         entry_row = np.repeat(np.arange(len(rows), dtype=np.intp), lengths)  # the row of every recent entry
