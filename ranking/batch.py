@@ -160,11 +160,21 @@ def _best_per_row(row: np.ndarray, at: np.ndarray, score: np.ndarray, counts: np
         first = np.arange(row.size) - np.searchsorted(row, np.arange(counts.size))[row] < n
         return row[first], at[first], score[first]
     starts = np.cumsum(kept) - kept
-    dense = np.full((counts.size, width), np.inf)  # padding sorts last
-    dense[row, np.arange(row.size) - starts[row]] = -score
-    best = np.argsort(dense, axis=1, kind="stable")[:, :n]
+    best = by_score_within_rows(score, kept)[:, :n]
     pick = (starts[:, None] + best)[best < kept[:, None]]  # ties at the n-th score may have kept a few more
     return row[pick], at[pick], score[pick]
+
+
+def by_score_within_rows(score: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Each row's places, best score first, ties in place order (``score``: the rows one
+    after the other, ``counts[r]`` each): the rows sorted as the rows of one padded array
+    (a stable ``argsort``; the padding sorts last, so row r's first ``counts[r]`` places
+    are its own)."""
+    starts = np.cumsum(counts) - counts
+    of = np.repeat(np.arange(counts.size), counts)
+    dense = np.full((counts.size, int(counts.max(initial=0))), np.inf)
+    dense[of, np.arange(score.size) - starts[of]] = -score
+    return np.argsort(dense, axis=1, kind="stable")
 
 
 def _picked(recent: list, index: SimilarityIndex, decay: float) -> list[tuple[str, float, tuple]]:

@@ -35,6 +35,7 @@ from itertools import repeat
 
 import numpy as np
 
+from ranking.batch import by_score_within_rows
 from ranking.decimals import rounded
 from ranking.default import DefaultRanker
 from ranking.features import (
@@ -248,12 +249,8 @@ class LearnedRanker(Ranker):
             scores = weights.scores(X, [q for f in found for q in f.items], dict(self.objective))
             counts = np.array([len(f.items) for f in found], dtype=np.intp)
             bounds = np.concatenate([[0], np.cumsum(counts)])
-            of = np.repeat(np.arange(len(found)), counts)
-            # Every row's candidates by score, best first, ties in the recall order: each
-            # row of one padded array sorted (stable; the padding sorts last).
-            dense = np.full((len(found), int(counts.max(initial=0))), np.inf)
-            dense[of, np.arange(scores.size) - bounds[of]] = -scores
-            ranked, scores = np.argsort(dense, axis=1, kind="stable").tolist(), rounded(scores, 6)
+            # Every row's candidates by score, best first, ties in the recall order.
+            ranked, scores = by_score_within_rows(scores, counts).tolist(), rounded(scores, 6)
             made = [self._listed(recent, rated, f, ranked[r][:len(f.items)], scores[a:a + len(f.items)], interaction)
                     for r, (((_s, interaction), (recent, rated)), f, a)
                     in enumerate(zip(moved, found, bounds[:-1].tolist(), strict=True))]
