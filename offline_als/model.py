@@ -10,6 +10,7 @@ import datetime as _dt
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import scipy.sparse as sp
 
 from app.settings import Settings
 from ranking import SimilarityIndex
+from ranking.model import RECENT_HALF_LIVES
 
 from .als import ALS, ImplicitALS, available_cpus, ratings_to_csr
 from .publish import neighbour_lists
@@ -92,18 +94,22 @@ class TrainedModel:
     sources: dict[str, dict] = field(default_factory=dict)
     #: The blend chosen for the default ranker, with its validation (``offline_als/selection.py``).
     selection: Selection | None = None
+    #: ``{item: [recent popularity per ranking.model.RECENT_HALF_LIVES]}`` (:func:`recent_popularity`).
+    recent: dict[str, list[float]] = field(default_factory=dict)
 
     def publication(self) -> dict:
         """What ``publish_similarity`` sends besides the neighbours and the version."""
         return {"trained_at": self.trained_at, "related": self.related, "counts": self.counts,
-                "sources": self.sources, "blend": self.selection.as_dict() if self.selection else None}
+                "sources": self.sources, "blend": self.selection.as_dict() if self.selection else None,
+                "recent": self.recent}
 
     def index(self, keep_sources: bool = False) -> SimilarityIndex:
         """The model as a worker holds it once the publication has landed (``keep_sources``:
         each source's lists too, as a worker serving the learned ranker holds them)."""
         return SimilarityIndex({i: n for i, n in self.neighbours.items() if n}, related=self.related,
                                counts=self.counts, sources=self.sources,
-                               blend=self.selection.blend if self.selection else None, keep_sources=keep_sources)
+                               blend=self.selection.blend if self.selection else None, keep_sources=keep_sources,
+                               recent=self.recent)
 
     @property
     def train_rmse(self) -> float | None:
@@ -121,6 +127,22 @@ def times_csr(user_idx, item_idx, shape: tuple[int, int], ts=None) -> sp.csr_mat
     position in the input, for triples given in time order without times)."""
     ts = np.arange(len(user_idx), dtype=np.float64) if ts is None else np.asarray(ts, dtype=np.float64)
     return ratings_to_csr(user_idx, item_idx, ts, shape=shape, dtype=np.float64)
+
+
+def recent_popularity(times: sp.csr_matrix, item_ids: Sequence[str]) -> dict[str, list[float]]:
+    """Each item's recent popularity at the newest time of ``times`` (users x items, each
+    pair's latest time in seconds): the sum over its users of 2^(-age / half-life), one value
+    per ``ranking.model.RECENT_HALF_LIVES``, rounded to 4 significant digits (what is
+    published). Items without a pair are left out."""
+    times = sp.csr_matrix(times)
+    if times.nnz == 0:
+        return {}
+    age = float(times.data.max()) - times.data
+    per_item = np.column_stack([np.bincount(times.indices, np.exp2(-age / h), minlength=len(item_ids))
+                                for h in RECENT_HALF_LIVES.values()])
+    has = np.flatnonzero(np.bincount(times.indices, minlength=len(item_ids)))
+    rounded = [[float(f"{v:.4g}") for v in row] for row in per_item[has].tolist()]
+    return dict(zip((str(item_ids[j]) for j in has.tolist()), rounded, strict=True))
 
 
 def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m: int | None = None,
@@ -165,11 +187,12 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
         related = sources.pop("related")
     sim_s = time.perf_counter() - t0
     counts = dict(zip(item_ids.tolist(), np.diff(sp.csc_matrix(R).indptr).tolist(), strict=False))
+    recent = recent_popularity(times, item_ids) if times is not None else {}
     return TrainedModel(model=model, user_ids=user_ids, item_ids=item_ids,
                         version=(version or make_version(R.nnz, trained_at))
                         + (f"+{selection.blend.tag}" if selection else ""), trained_at=trained_at,
                         n_ratings=int(R.nnz), neighbours=neighbours, fit_s=fit_s, sim_s=sim_s,
-                        related=related, counts=counts, sources=sources, selection=selection)
+                        related=related, counts=counts, sources=sources, selection=selection, recent=recent)
 
 
 def saved_item_ids(path: str | Path) -> list[str]:
@@ -190,6 +213,7 @@ __all__ = [
     "compute_similarity",
     "make_version",
     "model_path",
+    "recent_popularity",
     "saved_item_ids",
     "store_path",
     "times_csr",

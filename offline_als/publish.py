@@ -37,16 +37,18 @@ def neighbour_lists(indices: np.ndarray, scores: np.ndarray, item_ids: Sequence[
 def similarity_messages(neighbours: Mapping[str, list], version: str, trained_at: float,
                         removed: Iterable[str] = (), related: Mapping[str, Mapping] | None = None,
                         counts: Mapping[str, int] | None = None, sources: Mapping[str, Mapping] | None = None,
-                        blend: Mapping | None = None) -> list[tuple[bytes, bytes | None]]:
+                        blend: Mapping | None = None, recent: Mapping[str, list] | None = None
+                        ) -> list[tuple[bytes, bytes | None]]:
     """The (key, value) messages of one model, marker last (sent once per partition).
 
     Each item's message holds its factor neighbours (the paper's sim) and, when given,
     its co-occurrence neighbours (``related``), its other named lists (``sources``:
     ``{"sequential": {...}, "learned": {...}}``) and training interactions (``count``):
-    what the default ranker reads (``ranking/default.py``). The marker carries the
+    what the default ranker reads (``ranking/default.py``); and its recent popularity
+    (``recent``: one value per ``ranking.model.RECENT_HALF_LIVES``, the learned ranker's). The marker carries the
     ``blend`` the default ranker weighs them with, and how it was chosen.
     """
-    related, counts, sources = related or {}, counts or {}, sources or {}
+    related, counts, sources, recent = related or {}, counts or {}, sources or {}, recent or {}
 
     def value(item, neigh) -> bytes:
         data = {"item": item, "neighbours": dict(neigh), "version": version, "trained_at": trained_at}
@@ -57,6 +59,8 @@ def similarity_messages(neighbours: Mapping[str, list], version: str, trained_at
             data["sources"] = named
         if item in counts:
             data["count"] = int(counts[item])
+        if item in recent:
+            data["recent"] = list(recent[item])
         return json.dumps(data, separators=(",", ":")).encode()
 
     messages: list[tuple[bytes, bytes | None]] = [(item.encode(), value(item, neigh))
@@ -73,14 +77,14 @@ async def publish_similarity(neighbours: Mapping[str, list], version: str, *, co
                              removed: Iterable[str] = (), trained_at: float | None = None,
                              related: Mapping[str, Mapping] | None = None,
                              counts: Mapping[str, int] | None = None, sources: Mapping[str, Mapping] | None = None,
-                             blend: Mapping | None = None) -> int:
+                             blend: Mapping | None = None, recent: Mapping[str, list] | None = None) -> int:
     """Send one model to ``conf.topics.similarity``; returns the number of messages sent.
 
     ``neighbours`` is ``{item: {neighbour: score}}`` (lists of pairs are accepted too);
     the rest see :func:`similarity_messages`.
     """
     messages = similarity_messages(neighbours, version, trained_at or time.time(), removed, related, counts,
-                                   sources, blend)
+                                   sources, blend, recent)
     producer = await KafkaClients(conf).producer("bulk", max_batch_size=512 * 1024,
                                                  max_request_size=4 * 1024 * 1024)
     try:

@@ -2,7 +2,8 @@
 
 Candidates are the recall ranker's (``ranking.DefaultRanker``: the model's blended
 sources, recency decay and popularity prior) top ``n`` for the user's history, then the
-hot items it did not list. Every candidate gets the vector :data:`FEATURES` names, each
+hot items it did not list, then the model's items most popular lately
+(``SimilarityIndex.recently_popular``) it did not list. Every candidate gets the vector :data:`FEATURES` names, each
 feature on a scale that does not depend on the shop (shares, ranks, logs of counts
 over their maximum), so one model fits any data set; a feature the data does not have
 (no catalogue, no categories, no behaviour events) is 0. Pure: the worker (serving and
@@ -18,7 +19,7 @@ from itertools import chain, repeat
 
 import numpy as np
 
-from ranking.model import FACTOR_NEIGHBOURS, SOURCES, SimilarityIndex, built_once_per_model
+from ranking.model import FACTOR_NEIGHBOURS, RECENT_HALF_LIVES, SOURCES, SimilarityIndex, built_once_per_model
 
 #: The lists whose scores are features: the named sources and the ALS factor neighbours.
 _LISTS = {**{name: name for name in SOURCES}, "factor": FACTOR_NEIGHBOURS}
@@ -39,6 +40,7 @@ ITEM_FEATURES = (
     "knn_rated",  # the blend's decayed sum with each interaction weighed by its rating / the scale's top
     "prior",  # lg(1 + count) / lg(1 + max count)
     "trending",  # 1 - rank / n in the hot items (0: not hot)
+    *(f"recent_{h}" for h in RECENT_HALF_LIVES),  # the model's recent popularity, on the prior's scale
     "support",  # lists of the recent items that hold the candidate / (3 sources x recent items)
     "because_recency",  # 1 / (1 + how many newer interactions than the one that contributed most)
     "because_age",  # lg(1 + seconds since that interaction) / lg(1 + a year)
@@ -59,6 +61,7 @@ BASE_FEATURES = ("bias", *ITEM_FEATURES, *USER_FEATURES)
 FEATURES = (*BASE_FEATURES, *(f"{u}*{i}" for u, i in CROSSES))
 _AT = {name: j for j, name in enumerate(FEATURES)}
 _KNN_AT = [_AT[f"knn_{name}"] for name in _LISTS]
+_RECENT_AT = [_AT[f"recent_{h}"] for h in RECENT_HALF_LIVES]
 _LAST_AT = [_AT[f"last_{name}"] for name in _LISTS]
 _CROSS_AT = np.array([[_AT[u], _AT[i]] for u, i in CROSSES], dtype=np.intp).reshape(-1, 2)
 _CROSS_USER_AT = [_AT[u] for u in USER_FEATURES]
@@ -157,25 +160,20 @@ def event_of(source: str) -> str:
 
 
 def candidates(recent: Sequence[Sequence], rated, shown: Sequence[Sequence], event: str, ts: float,
-               index: SimilarityIndex, context: Context, *, recall, n_hot: int = 20, content=None) -> Candidates:
+               index: SimilarityIndex, context: Context, *, recall, n_hot: int = 20, n_recent: int = 0,
+               content=None) -> Candidates:
     """The candidates of a user whose history is ``recent`` (``[[item, weight, ts], ...]``
     oldest first) and ``rated``, who has the list ``shown`` and whose latest interaction
     was an ``event`` at ``ts``: ``recall``'s list (a ``DefaultRanker``; its ``k`` is how
-    many; with ``content``, new items among them), then up to ``n_hot`` hot items it did not list."""
+    many; with ``content``, new items among them), then up to ``n_hot`` hot items it did not
+    list, then up to ``n_recent`` of the items most popular lately it did not list."""
     rated = rated if isinstance(rated, (set, frozenset)) else set(rated)
     history = recall.history if recall.history is not None else index.blend.history
     recent = list(recent)[-history:]
     listed = recall.rank(recent, rated, index, explain=False, content=content)[0]
     items = [q for q, _s in listed]
     recall_score = [s for _q, s in listed]
-    have = set(items)
-    for q in context.hot_items:
-        if len(items) >= recall.k + n_hot:
-            break
-        if q not in have and q not in rated:
-            items.append(q)
-            recall_score.append(0.0)
-            have.add(q)
+    _add_popular(items, recall_score, rated, index, context, recall.k, n_hot, n_recent)
     return features(items, recall_score, recent, rated, shown, event, ts, index, context, recall=recall)
 
 
@@ -207,6 +205,7 @@ def _item_columns(X: np.ndarray, items: list, at: np.ndarray, now, index: Simila
     item position, -1 unknown; ``now``: the interaction's time, or one per row)."""
     known = at >= 0
     X[known, _AT["prior"]] = index.prior_at[at[known]]
+    X[np.ix_(known, _RECENT_AT)] = index.recent_at[at[known]]
     if context.hot_items:
         hot = len(context.hot_items)
         rank = {q: r for r, q in enumerate(context.hot_items)}
@@ -309,8 +308,9 @@ Wanted = tuple[Sequence[Sequence], Iterable, Sequence[Sequence], str, float]
 
 
 def candidates_many(wanted: Sequence[Wanted], index: SimilarityIndex, context: Context, *, recall, n_hot: int = 20,
-                    content=None) -> tuple[np.ndarray, list[Candidates]]:
-    """``[candidates(*w, index, context, recall=recall, n_hot=n_hot, content=content) for w in wanted]``,
+                    n_recent: int = 0, content=None) -> tuple[np.ndarray, list[Candidates]]:
+    """``[candidates(*w, index, context, recall=recall, n_hot=n_hot, n_recent=n_recent, content=content)
+    for w in wanted]``,
     made together: the recall lists by ``ranking.batch.rank_many``, the features by
     :func:`features_many`. Also returns every candidate's features in one array (each
     ``Candidates.X`` is a view of its rows; :data:`BASE_FEATURES` only: scores are
@@ -324,21 +324,25 @@ def candidates_many(wanted: Sequence[Wanted], index: SimilarityIndex, context: C
     listed = recall_many(recall, rows, index, content=content)
     made = []
     for (recent, rated), (items, recall_score), (_r, _q, shown, event, ts) in zip(rows, listed, wanted, strict=True):
-        _add_hot(items, recall_score, rated, context.hot_items, recall.k + n_hot)
+        _add_popular(items, recall_score, rated, index, context, recall.k, n_hot, n_recent)
         made.append((items, recall_score, recent, rated, shown, event, ts))
     return features_many(made, index, context, recall=recall)
 
 
-def _add_hot(items: list, recall_score: list, rated, hot_items: Sequence[str], limit: int) -> None:
-    """Append the hot items ``items`` does not hold and the user did not have, up to ``limit`` in all."""
+def _add_popular(items: list, recall_score: list, rated, index: SimilarityIndex, context: Context, k: int,
+                 n_hot: int, n_recent: int) -> None:
+    """Append to the recall list ``items`` (``k`` long at most) the hot items it does not hold
+    and the user did not have, up to ``k + n_hot`` in all, then the items most popular
+    lately, up to ``n_recent`` more."""
     have = set(items)
-    for q in hot_items:
-        if len(items) >= limit:
-            break
-        if q not in have and q not in rated:
-            items.append(q)
-            recall_score.append(0.0)
-            have.add(q)
+    for extra, limit in ((context.hot_items, k + n_hot), (index.recently_popular, k + n_hot + n_recent)):
+        for q in extra:
+            if len(items) >= limit:
+                break
+            if q not in have and q not in rated:
+                items.append(q)
+                recall_score.append(0.0)
+                have.add(q)
 
 
 def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Context, *, recall

@@ -32,6 +32,13 @@ def _best_first(neighbours: Neighbours) -> dict[str, float]:
 #: The named neighbour lists a model may carry (``offline_als/sources.py`` fits them).
 SOURCES = ("related", "sequential", "learned")
 
+#: The half-lives (seconds of event time) of the model's recent popularity: each item's
+#: interactions, each weighing 2^(-age / half-life) at the newest training event. A day, a
+#: week and a month: what is popular lately moves on all three scales in a shop (on a
+#: fashion rental log, popularity over the last month ranks the next rental better than
+#: any neighbour list), and the learned ranker weighs them.
+RECENT_HALF_LIVES = {"1d": 86_400.0, "7d": 604_800.0, "30d": 2_592_000.0}
+
 
 @dataclass(frozen=True)
 class Blend:
@@ -93,6 +100,28 @@ class Blend:
         return cls(**values)
 
 
+def _recent_popularity(recent: Mapping[str, Sequence[float]], ids: Sequence[str], position: Mapping[str, int]
+                       ) -> tuple[np.ndarray, list[str]]:
+    """The recent popularity by item position, on the prior's scale (lg(1 + value) over
+    lg(1 + the largest), per half-life; 0 for an item without one), and the items most
+    popular lately: each half-life's best in turn (the first of every half-life, then the
+    second, ...), each item once, at most 1,000."""
+    scales = len(RECENT_HALF_LIVES)
+    out = np.zeros((len(position), scales))
+    known = [(position[q], v) for q, v in recent.items() if q in position and len(v) == scales]
+    if not known:
+        return out, []
+    at = np.array([j for j, _v in known], dtype=np.intp)
+    values = np.maximum(np.array([v for _j, v in known], dtype=np.float64), 0.0)
+    top = np.log1p(values.max(axis=0))
+    out[at] = np.log1p(values) / np.where(top > 0.0, top, 1.0)
+    # Best first per half-life (ties by item position: the ids are sorted), those with a value.
+    best = [at[order][values[order, s] > 0.0][:1000].tolist()
+            for s in range(scales) for order in [np.lexsort((at, -values[:, s]))]]
+    merged = dict.fromkeys(ids[row[r]] for r in range(max(map(len, best))) for row in best if r < len(row))
+    return out, list(merged)[:1000]
+
+
 class SimilarityIndex:
     """The similarity model as the online side reads it: top-M lists plus symmetric rows.
 
@@ -114,6 +143,9 @@ class SimilarityIndex:
         The model's other named lists (``sequential``, ``learned``).
     blend : Blend, optional
         How the default ranker weighs the sources.
+    recent : mapping of item -> sequence of float, optional
+        Each item's recent popularity, one value per :data:`RECENT_HALF_LIVES` (what the
+        learned ranker reads; the default ranker does not).
 
     Of the named lists only their blend is kept (:attr:`lists`): a catalogue of 100,000
     items has tens of millions of entries, too many to keep twice, or as dicts.
@@ -123,7 +155,8 @@ class SimilarityIndex:
                  related: Mapping[str, ItemList] | None = None,
                  counts: Mapping[str, int] | None = None,
                  sources: Mapping[str, Mapping[str, ItemList]] | None = None,
-                 blend: Blend | None = None, keep_sources: bool = False) -> None:
+                 blend: Blend | None = None, keep_sources: bool = False,
+                 recent: Mapping[str, Sequence[float]] | None = None) -> None:
         self.neighbours: dict[str, dict[str, float]] = {
             item: _best_first(neigh) for item, neigh in (neighbours or {}).items()}
         self.rows = _symmetric_rows(self.neighbours)
@@ -162,6 +195,7 @@ class SimilarityIndex:
         self.lists = self._blended_lists(self._coded or kept, coded=keep_sources)
         #: The prior by position (0 for an item without a count).
         self.prior_at = np.array([self.prior.get(q, 0.0) for q in self.ids], dtype=np.float64)
+        self.recent_at, self.recently_popular = _recent_popularity(recent or {}, self.ids, self.position)
 
     @property
     def source_lists(self) -> Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]:

@@ -23,7 +23,7 @@ from broker.clients import KafkaClients
 from ranking.batch import prepare
 from ranking.content import catalogue_text
 from ranking.learned import LearnedWeights
-from ranking.model import Blend, SimilarityIndex
+from ranking.model import RECENT_HALF_LIVES, Blend, SimilarityIndex
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class SimilarityBroadcast:
         sources = data.get("sources") or {}
         self._staged.setdefault(str(data.get("version", "")), {})[item] = (
             _finite(data["neighbours"]), _compact(data.get("related") or {}), int(data.get("count") or 0),
-            {str(name): _compact(neigh) for name, neigh in sources.items()})
+            {str(name): _compact(neigh) for name, neigh in sources.items()}, _recent(data.get("recent")))
 
     def _maybe_switch(self, marker: dict) -> None:
         version = marker["version"]
@@ -122,7 +122,8 @@ class SimilarityBroadcast:
                 sources.setdefault(name, {})[q] = neigh
         self.index = SimilarityIndex({q: s[0] for q, s in staged.items()}, related={q: s[1] for q, s in staged.items()},
                                      counts={q: s[2] for q, s in staged.items()}, sources=sources, blend=blend,
-                                     keep_sources=self.keep_sources)
+                                     keep_sources=self.keep_sources,
+                                     recent={q: s[4] for q, s in staged.items() if s[4] is not None})
         prepare(self.index)
         self.marker = marker
         for seen in list(self._staged):  # this version and every one staged before it are done
@@ -161,6 +162,16 @@ def _finite(scores: dict) -> dict[str, float]:
     """``{item: score}`` with string ids and float scores, NaN and infinities dropped."""
     pairs = ((str(n), float(s)) for n, s in scores.items())
     return {n: s for n, s in pairs if math.isfinite(s)}
+
+
+def _recent(values) -> tuple[float, ...] | None:
+    """An item's recent popularity (one finite value per ``ranking.model.RECENT_HALF_LIVES``), or None
+    when the message has none or not that."""
+    try:
+        out = tuple(float(v) for v in values or ())
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == len(RECENT_HALF_LIVES) and all(map(math.isfinite, out)) else None
 
 
 def _compact(scores: dict) -> tuple[tuple[str, ...], np.ndarray]:

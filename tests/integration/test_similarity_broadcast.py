@@ -111,7 +111,8 @@ def test_a_model_lands_with_its_named_sources_and_its_blend():
              "name": "whatever the publisher calls it", "runner_up": {"hr_at_10": 0.1}}
     messages = similarity_messages({"a": {"b": 0.9}, "b": {"a": 0.9}}, "v", 0.0, related={"a": {"b": 0.5}},
                                    sources={"sequential": {"a": {"b": 1.0, "c": 0.5}}, "learned": {"a": {"c": 2.0}}},
-                                   blend=blend)
+                                   blend=blend, recent={"a": [1.0, 2.0, 3.0], "b": [0.5, "x", 1.0]},
+                                   counts={"a": 3, "b": 2})
     b = reader(partitions=1)
     for key, value in messages:
         b.apply(key, value, 0)
@@ -119,6 +120,9 @@ def test_a_model_lands_with_its_named_sources_and_its_blend():
     assert b.index.blend == Blend(related=0.0, sequential=1.0, learned=2.0, decay=0.6, history=10, w_pop=0.2)
     # what the default ranker walks: 1 x sequential + 2 x learned, best first
     assert list(b.index.blended("a").items()) == [("c", 4.5), ("b", 1.0)]
+    # the recent popularity the learned ranker reads; b's is malformed: none
+    assert b.index.recent_at[b.index.position["a"]].tolist() == [1.0, 1.0, 1.0]
+    assert b.index.recent_at[b.index.position["b"]].tolist() == [0.0, 0.0, 0.0]
 
 
 def test_a_malformed_blend_serves_the_model_with_the_default_blend():

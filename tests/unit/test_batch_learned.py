@@ -27,14 +27,16 @@ def random_model(seed: int) -> tuple[Model, LearnedRanker]:
     items = [f"i{n:02d}" for n in range(rng.randint(3, 60))]
 
     counts = {q: rng.randint(0, 5) for q in rng.sample(items, rng.randint(0, len(items)))}
+    # Recent popularity for some items (ties among them too), or none.
+    recent = {q: [float(rng.randint(0, 3)) for _h in range(3)] for q in rng.sample(items, rng.randint(0, len(items)))}
     if seed % 4 == 0:
-        index = SimilarityIndex(random_lists(rng, items), counts=counts, keep_sources=True)
+        index = SimilarityIndex(random_lists(rng, items), counts=counts, keep_sources=True, recent=recent)
     else:
         blend = Blend(related=rng.choice([0.0, 0.5, 1.0]), sequential=rng.choice([0.0, 2.0]),
                       learned=rng.choice([0.0, 1.0]), decay=rng.choice([0.4, 0.9]), history=rng.choice([2, 20]),
                       w_pop=rng.choice([0.0, 0.3]))
         index = SimilarityIndex(related=random_lists(rng, items), counts=counts, blend=blend, keep_sources=True,
-                                sources={"sequential": random_lists(rng, items), "learned": random_lists(rng, items, negative=True)})
+                                recent=recent, sources={"sequential": random_lists(rng, items), "learned": random_lists(rng, items, negative=True)})
     context = None
     if seed % 3:
         pool = items + ["hot-unknown"]
@@ -51,6 +53,7 @@ def random_model(seed: int) -> tuple[Model, LearnedRanker]:
         bias = {t: {q: rng.gauss(0, 1) for q in rng.sample(items, rng.randint(0, len(items)))} for t in TASKS}
         learned = LearnedWeights("v1", FEATURES, heads, bias)
     ranker = LearnedRanker(recall=DefaultRanker(k=rng.choice([3, 10, 50])), n_hot=rng.choice([0, 5, 20]),
+                           n_recent=rng.choice([0, 3, 20]),
                            k=rng.choice([1, 5, 20]), explore=rng.choice([0.0, 0.5]), impressions=rng.random() < 0.7,
                            objective=(("interaction", 1.0), ("conversion", rng.choice([0.0, 4.0]))))
     model = Model(index, hot_items=tuple(rng.sample(items, min(len(items), 5))), learned=learned, context=context,

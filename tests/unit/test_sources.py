@@ -234,3 +234,23 @@ def test_the_penalty_search_steps_down_and_up_only_when_down_lost():
     assert next_penalty({start: (0.1, 0.05), down: (0.1, 0.04)}, start) == up  # down lost
     assert next_penalty({start: (0.1, 0.05), down: (0.1, 0.05)}, start) is None  # a tie goes to the smaller penalty
     assert next_penalty({start: (0.1, 0.05), down: (0.1, 0.04), up: (0.1, 0.07)}, start) is None
+
+
+def test_recent_popularity_weighs_each_users_latest_time_by_its_age():
+    from offline_als.model import recent_popularity
+    from ranking.model import RECENT_HALF_LIVES
+
+    day = 86_400.0
+    # Users x items (a, b, c), each pair's latest time: a by two users, at the newest time
+    # and 30 days before it less a second; b by one user at the newest time; c by nobody.
+    T = sp.csr_matrix(([30 * day, 30 * day, 1.0], ([0, 0, 1], [0, 1, 0])), shape=(2, 3))
+    got = recent_popularity(T, ["a", "b", "c"])
+    assert set(got) == {"a", "b"}
+    age = 30 * day - 1.0
+    assert got["a"] == pytest.approx([1.0 + 2 ** (-age / h) for h in RECENT_HALF_LIVES.values()], rel=1e-3)
+    assert got["b"] == [1.0, 1.0, 1.0]
+    assert got["a"][0] < got["a"][1] < got["a"][2]  # a month-old interaction counts most over a month
+    index = SimilarityIndex(counts={"a": 2, "b": 1, "c": 1}, recent=got)
+    assert index.recently_popular == ["a", "b"]
+    assert index.recent_at[index.position["b"]].tolist() == pytest.approx(
+        [np.log(2) / np.log1p(v) for v in got["a"]])
