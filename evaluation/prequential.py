@@ -372,8 +372,10 @@ def _selection(trained) -> dict | None:
 
 
 def _final_popularity_rank(stream: Stream) -> dict[str, int]:
-    """Item -> its popularity rank over the whole file (1 = most interacted; ties by id)."""
-    counts = collections.Counter(stream.items)
+    """Item -> its popularity rank over the whole file (1 = most interacted; ties by id),
+    catalogue items nobody had included (the content recall may list them): last."""
+    counts = collections.Counter(dict.fromkeys(stream.texts, 0))
+    counts.update(stream.items)
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return {item: pos + 1 for pos, (item, _c) in enumerate(ranked)}
 

@@ -229,6 +229,19 @@ def test_the_default_ranker_meets_new_items_through_the_catalogue_text():
     assert hits == {"with": [1, 1, 0], "without": [0, 0, 0]}
 
 
+def test_a_catalogue_item_nobody_had_may_be_listed():
+    """The catalogue's words recall an item the stream never names (ml-latest-small's
+    movies.csv lists movies nobody rated): it is the least popular item of the file."""
+    rows = [("u1", "a"), ("u2", "b"), ("u1", "b"), ("u3", "a"), ("u3", "b")]
+    texts = {"a": "red wool hat", "b": "blue silk shoe", "z": "red wool gloves"}
+    stream = pq.Stream([u for u, _ in rows], [i for _, i in rows], np.full(len(rows), 4.0),
+                       np.arange(len(rows), dtype=np.float64), (1.0, 5.0), texts=texts)
+    raw = pq.run_stream(stream, Settings(), progress=False, train_model=False,
+                        rankers={"default": DefaultRanker.from_settings(Settings())})
+    tally = raw["tally"]["default"]
+    assert "z" in tally.items and max(tally.pop_ranks) == 3  # a and b ranked 1 and 2 by the file
+
+
 def test_with_a_model_window_the_retrains_learn_only_the_last_days():
     """RECSYS_MODEL_WINDOW_DAYS in the evaluation: each retrain's data is the window before
     its last event, as the model worker keeps it."""
