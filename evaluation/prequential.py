@@ -81,19 +81,21 @@ class Stream:
     events: list = field(default_factory=list)
     #: The catalogue's words per item (names, categories: ``ranking/content.py``); empty: none.
     texts: dict = field(default_factory=dict)
+    #: The catalogue's category per item (those with one).
+    categories: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.users)
 
     def head(self, n: int) -> Stream:
         return Stream(self.users[:n], self.items[:n], self.ratings[:n], self.ts[:n], self.scale, self.skipped,
-                      self.behaviour, self.events[:n], self.texts)
+                      self.behaviour, self.events[:n], self.texts, self.categories)
 
 
 def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Stream:
     """Any rating or behaviour format as one time-ordered :class:`Stream` (behaviour events
     weighted by ``conf.event_weight_map()`` on the scale ``conf.input.rating_min..rating_max``),
-    with the words of the catalogue ``recsys load`` would publish for it."""
+    with the words and categories of the catalogue ``recsys load`` would publish for it."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     if FORMATS[fmt].kind == "ratings":
@@ -114,10 +116,11 @@ def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Str
         events = [r.event for r in rows]
     if not users:
         raise ValueError(f"no events in {path} (skipped: {skipped})")
-    texts = {item: words for item, entry in catalogue_for(path, fmt).items() if (words := catalogue_text(entry)).strip()}
+    catalogue = catalogue_for(path, fmt)
+    texts = {item: words for item, entry in catalogue.items() if (words := catalogue_text(entry)).strip()}
     return Stream(users, items, ratings, ts, (float(scale[0]), float(scale[1])), skipped,
                   behaviour=FORMATS[fmt].kind != "ratings", events=events if FORMATS[fmt].kind != "ratings" else [],
-                  texts=texts)
+                  texts=texts, categories={item: entry["category"] for item, entry in catalogue.items() if entry["category"]})
 
 
 def interactions(stream: Stream, n: int, window_days: float = 0.0) -> Interactions:
@@ -202,7 +205,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     rankers = dict(rankers) if rankers is not None else make_rankers(conf, high_rating_cut(*stream.scale))
     shared = SharedState(TopCounter(), HotWindow(conf.behaviour.hopping_size_s, conf.behaviour.hopping_step_s, conf.behaviour.hot_items),
                          text=CatalogueText(stream.texts) if stream.texts else None,
-                         cold_item_min=conf.ranking.cold_item_min)
+                         cold_item_min=conf.ranking.cold_item_min, categories=stream.categories)
     shared.fit_for(rankers.values())
     learners = learners_for(rankers, conf)
     shared.keep_sources = bool(learners)

@@ -178,12 +178,14 @@ class SharedState:
     text: CatalogueText | None = None
     cold_item_min: int = 5
     content: ContentIndex | None = None
+    #: The catalogue's category per item (empty: none), as a worker reads it from ``items``.
+    categories: dict = field(default_factory=dict)
 
     @property
     def context(self) -> Context:
-        """What the learned ranker's features read besides the index: the hot items (a
-        replayed log has no catalogue: no categories, no times items were added)."""
-        return Context(hot_items=self.window.hot)
+        """What the learned ranker's features read besides the index: the hot items and the
+        catalogue's categories (a replayed log has no times items were added)."""
+        return Context(hot_items=self.window.hot, categories=self.categories)
 
     def fit_for(self, rankers: Iterable[Ranker]) -> None:
         """Fit what these ``rankers`` learn at every retrain (:meth:`set_model`)."""

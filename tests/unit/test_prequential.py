@@ -261,3 +261,27 @@ def test_quiet_users_start_afresh_in_the_evaluation_as_in_the_worker():
     assert pq.expire_quiet(states, lists, last_seen, before=100.0) == 1
     assert states == {"default": {"u2": "s2"}, "popularity": {}} and lists["default"] == {"u2": ["b"]}
     assert last_seen == {"u2": 500.0}
+
+
+def test_the_learned_ranker_reads_the_catalogues_categories_as_a_worker_does(tmp_path, monkeypatch):
+    """``recsys load`` publishes movies.csv's first genre as each item's category; the
+    evaluation's learned ranker reads them, as the worker's reads ``items``."""
+    (tmp_path / "movies.csv").write_text('movieId,title,genres\n1,"Heat (1995)",Action|Crime\n2,Up (2009),'
+                                         'Animation\n3,Nobody (2000),(no genres listed)\n')
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4.0,10\n1,2,3.0,20\n2,1,5.0,30\n")
+    stream = pq.load_stream(tmp_path / "ratings.csv", "movielens-csv", conf=Settings(), progress=False)
+    assert stream.categories == {"1": "Action", "2": "Animation"}
+    assert stream.head(2).categories == stream.categories
+    seen = []
+
+    class Recording(rk.SharedState):
+        @property
+        def context(self):
+            seen.append(super().context.categories)
+            return super().context
+
+    monkeypatch.setattr(pq, "SharedState", Recording)
+    conf = Settings()
+    pq.run_stream(stream, conf, progress=False, train_model=False,
+                  rankers={"learned": baselines.make_rankers(conf, 3.0)["learned"]})
+    assert seen and all(c == {"1": "Action", "2": "Animation"} for c in seen)
