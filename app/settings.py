@@ -302,7 +302,7 @@ class RankingSettings:
     #: counts a listed item the shopper passed over as a stronger negative.
     impressions: bool = env("RECSYS_LEARNED_IMPRESSIONS", True)
     #: Users whose list's candidates a worker keeps in memory until their next interaction
-    #: makes its examples from them (about 12 KB each: 90 candidates x 30 features
+    #: makes its examples from them (about 10 KB each: 70 candidates x 30 features
     #: in float32, their ids; others are recomputed).
     learned_kept_users: int = env("RECSYS_LEARNED_KEPT_USERS", 20000, low=0)
     #: An item with fewer interactions than this in the model's training data is recalled

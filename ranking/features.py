@@ -2,8 +2,7 @@
 
 Candidates are the recall ranker's (``ranking.DefaultRanker``: the model's blended
 sources, recency decay and popularity prior) top ``n`` for the user's history, then the
-hot items it did not list, then the model's items most popular lately
-(``SimilarityIndex.recently_popular``) it did not list. Every candidate gets the vector :data:`FEATURES` names, each
+hot items it did not list. Every candidate gets the vector :data:`FEATURES` names, each
 feature on a scale that does not depend on the shop (shares, ranks, logs of counts
 over their maximum), so one model fits any data set; a feature the data does not have
 (no catalogue, no categories, no behaviour events) is 0. Pure: the worker (serving and
@@ -160,20 +159,18 @@ def event_of(source: str) -> str:
 
 
 def candidates(recent: Sequence[Sequence], rated, shown: Sequence[Sequence], event: str, ts: float,
-               index: SimilarityIndex, context: Context, *, recall, n_hot: int = 20, n_recent: int = 0,
-               content=None) -> Candidates:
+               index: SimilarityIndex, context: Context, *, recall, n_hot: int = 20, content=None) -> Candidates:
     """The candidates of a user whose history is ``recent`` (``[[item, weight, ts], ...]``
     oldest first) and ``rated``, who has the list ``shown`` and whose latest interaction
     was an ``event`` at ``ts``: ``recall``'s list (a ``DefaultRanker``; its ``k`` is how
-    many; with ``content``, new items among them), then up to ``n_hot`` hot items it did not
-    list, then up to ``n_recent`` of the items most popular lately it did not list."""
+    many; with ``content``, new items among them), then up to ``n_hot`` hot items it did not list."""
     rated = rated if isinstance(rated, (set, frozenset)) else set(rated)
     history = recall.history if recall.history is not None else index.blend.history
     recent = list(recent)[-history:]
     listed = recall.rank(recent, rated, index, explain=False, content=content)[0]
     items = [q for q, _s in listed]
     recall_score = [s for _q, s in listed]
-    _add_popular(items, recall_score, rated, index, context, recall.k, n_hot, n_recent)
+    _add_hot(items, recall_score, rated, context.hot_items, recall.k + n_hot)
     return features(items, recall_score, recent, rated, shown, event, ts, index, context, recall=recall)
 
 
@@ -308,9 +305,8 @@ Wanted = tuple[Sequence[Sequence], Iterable, Sequence[Sequence], str, float]
 
 
 def candidates_many(wanted: Sequence[Wanted], index: SimilarityIndex, context: Context, *, recall, n_hot: int = 20,
-                    n_recent: int = 0, content=None) -> tuple[np.ndarray, list[Candidates]]:
-    """``[candidates(*w, index, context, recall=recall, n_hot=n_hot, n_recent=n_recent, content=content)
-    for w in wanted]``,
+                    content=None) -> tuple[np.ndarray, list[Candidates]]:
+    """``[candidates(*w, index, context, recall=recall, n_hot=n_hot, content=content) for w in wanted]``,
     made together: the recall lists by ``ranking.batch.rank_many``, the features by
     :func:`features_many`. Also returns every candidate's features in one array (each
     ``Candidates.X`` is a view of its rows; :data:`BASE_FEATURES` only: scores are
@@ -324,25 +320,21 @@ def candidates_many(wanted: Sequence[Wanted], index: SimilarityIndex, context: C
     listed = recall_many(recall, rows, index, content=content)
     made = []
     for (recent, rated), (items, recall_score), (_r, _q, shown, event, ts) in zip(rows, listed, wanted, strict=True):
-        _add_popular(items, recall_score, rated, index, context, recall.k, n_hot, n_recent)
+        _add_hot(items, recall_score, rated, context.hot_items, recall.k + n_hot)
         made.append((items, recall_score, recent, rated, shown, event, ts))
     return features_many(made, index, context, recall=recall)
 
 
-def _add_popular(items: list, recall_score: list, rated, index: SimilarityIndex, context: Context, k: int,
-                 n_hot: int, n_recent: int) -> None:
-    """Append to the recall list ``items`` (``k`` long at most) the hot items it does not hold
-    and the user did not have, up to ``k + n_hot`` in all, then the items most popular
-    lately, up to ``n_recent`` more."""
+def _add_hot(items: list, recall_score: list, rated, hot_items: Sequence[str], limit: int) -> None:
+    """Append the hot items ``items`` does not hold and the user did not have, up to ``limit`` in all."""
     have = set(items)
-    for extra, limit in ((context.hot_items, k + n_hot), (index.recently_popular, k + n_hot + n_recent)):
-        for q in extra:
-            if len(items) >= limit:
-                break
-            if q not in have and q not in rated:
-                items.append(q)
-                recall_score.append(0.0)
-                have.add(q)
+    for q in hot_items:
+        if len(items) >= limit:
+            break
+        if q not in have and q not in rated:
+            items.append(q)
+            recall_score.append(0.0)
+            have.add(q)
 
 
 def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Context, *, recall

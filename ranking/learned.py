@@ -2,8 +2,8 @@
 by a model that learns from every event.
 
 On an interaction the user's history is updated as the default ranker's; the
-candidates (``ranking/features.py``: the default ranker's top ``recall.k``, the hot items and
-the items most popular lately) get their features, and each is scored by the serving weight set
+candidates (``ranking/features.py``: the default ranker's top ``recall.k`` and the hot
+items) get their features, and each is scored by the serving weight set
 (:class:`LearnedWeights`, published by the learner on ``ranker-model``):
 
     score(q) = sum over tasks t of objective[t] * sigmoid(w_t . x(q) + b_t[q])
@@ -174,8 +174,6 @@ class LearnedRanker(Ranker):
         The recall ranker; its ``k`` is how many candidates it gives.
     n_hot : int
         Hot items added as candidates.
-    n_recent : int
-        Items most popular lately (the model's recent popularity) added as candidates.
     k : int
         List length.
     objective : tuple of (task, weight)
@@ -199,7 +197,6 @@ class LearnedRanker(Ranker):
 
     recall: DefaultRanker = field(default_factory=lambda: DefaultRanker(k=50))
     n_hot: int = 20
-    n_recent: int = 20
     k: int = 20
     objective: tuple = (("interaction", 1.0), ("conversion", 1.0))
     high_cut: float = 3.0
@@ -220,7 +217,7 @@ class LearnedRanker(Ranker):
         """The candidates of a history, with their features (``ranking.features.candidates``)."""
         context = getattr(model, "context", None) or Context(hot_items=model.hot_items)
         return candidates(recent, rated, shown, event, ts, model.index, context, recall=self.recall,
-                          n_hot=self.n_hot, n_recent=self.n_recent, content=getattr(model, "content", None))
+                          n_hot=self.n_hot, content=getattr(model, "content", None))
 
     def _shown(self, state: History):
         return state.last_list if self.impressions else ()
@@ -246,7 +243,7 @@ class LearnedRanker(Ranker):
         context = getattr(model, "context", None) or Context(hot_items=model.hot_items)
         X, found = candidates_many([(recent, rated, self._shown(state), interaction.event, interaction.ts)
                                     for (state, interaction), (recent, rated) in moved], model.index, context,
-                                   recall=self.recall, n_hot=self.n_hot, n_recent=self.n_recent, content=getattr(model, "content", None))
+                                   recall=self.recall, n_hot=self.n_hot, content=getattr(model, "content", None))
         weights = getattr(model, "learned", None)
         if weights is not None and weights.fits():
             scores = weights.scores(X, [q for f in found for q in f.items], dict(self.objective))

@@ -100,26 +100,17 @@ class Blend:
         return cls(**values)
 
 
-def _recent_popularity(recent: Mapping[str, Sequence[float]], ids: Sequence[str], position: Mapping[str, int]
-                       ) -> tuple[np.ndarray, list[str]]:
-    """The recent popularity by item position, on the prior's scale (lg(1 + value) over
-    lg(1 + the largest), per half-life; 0 for an item without one), and the items most
-    popular lately: each half-life's best in turn (the first of every half-life, then the
-    second, ...), each item once, at most 1,000."""
+def _recent_popularity(recent: Mapping[str, Sequence[float]], position: Mapping[str, int]) -> np.ndarray:
+    """The recent popularity by item position and half-life, on the prior's scale
+    (lg(1 + value) over lg(1 + the half-life's largest); 0 for an item without one)."""
     scales = len(RECENT_HALF_LIVES)
     out = np.zeros((len(position), scales))
     known = [(position[q], v) for q, v in recent.items() if q in position and len(v) == scales]
-    if not known:
-        return out, []
-    at = np.array([j for j, _v in known], dtype=np.intp)
-    values = np.maximum(np.array([v for _j, v in known], dtype=np.float64), 0.0)
-    top = np.log1p(values.max(axis=0))
-    out[at] = np.log1p(values) / np.where(top > 0.0, top, 1.0)
-    # Best first per half-life (ties by item position: the ids are sorted), those with a value.
-    best = [at[order][values[order, s] > 0.0][:1000].tolist()
-            for s in range(scales) for order in [np.lexsort((at, -values[:, s]))]]
-    merged = dict.fromkeys(ids[row[r]] for r in range(max(map(len, best))) for row in best if r < len(row))
-    return out, list(merged)[:1000]
+    if known:
+        values = np.maximum(np.array([v for _j, v in known], dtype=np.float64), 0.0)
+        top = np.log1p(values.max(axis=0))
+        out[[j for j, _v in known]] = np.log1p(values) / np.where(top > 0.0, top, 1.0)
+    return out
 
 
 class SimilarityIndex:
@@ -195,7 +186,8 @@ class SimilarityIndex:
         self.lists = self._blended_lists(self._coded or kept, coded=keep_sources)
         #: The prior by position (0 for an item without a count).
         self.prior_at = np.array([self.prior.get(q, 0.0) for q in self.ids], dtype=np.float64)
-        self.recent_at, self.recently_popular = _recent_popularity(recent or {}, self.ids, self.position)
+        #: The recent popularity by position, one column per half-life (``_recent_popularity``).
+        self.recent_at = _recent_popularity(recent or {}, self.position)
 
     @property
     def source_lists(self) -> Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]:

@@ -53,7 +53,6 @@ def random_model(seed: int) -> tuple[Model, LearnedRanker]:
         bias = {t: {q: rng.gauss(0, 1) for q in rng.sample(items, rng.randint(0, len(items)))} for t in TASKS}
         learned = LearnedWeights("v1", FEATURES, heads, bias)
     ranker = LearnedRanker(recall=DefaultRanker(k=rng.choice([3, 10, 50])), n_hot=rng.choice([0, 5, 20]),
-                           n_recent=rng.choice([0, 3, 20]),
                            k=rng.choice([1, 5, 20]), explore=rng.choice([0.0, 0.5]), impressions=rng.random() < 0.7,
                            objective=(("interaction", 1.0), ("conversion", rng.choice([0.0, 4.0]))))
     model = Model(index, hot_items=tuple(rng.sample(items, min(len(items), 5))), learned=learned, context=context,

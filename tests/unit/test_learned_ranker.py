@@ -27,8 +27,7 @@ from tables.state import UserState
 RELATED = {"a": {"b": 0.8, "c": 0.4}, "b": {"a": 0.8, "d": 0.5}, "c": {"a": 0.4}, "d": {"b": 0.5}}
 SEQUENTIAL = {"a": {"c": 1.0}, "b": {"e": 2.0}}
 COUNTS = {"a": 4, "b": 3, "c": 2, "d": 1, "e": 1, "f": 8}
-#: Recent popularity per half-life (a day, a week, a month): c leads the day, e the week
-#: and the month; g is not in the model (ignored).
+#: Recent popularity per half-life (a day, a week, a month); g is not in the model (ignored).
 RECENT = {"e": [2.0, 9.0, 9.0], "c": [3.0, 1.0, 1.0], "f": [1.0, 2.0, 3.0], "g": [9.0, 9.0, 9.0]}
 F = {name: j for j, name in enumerate(FEATURES)}
 
@@ -49,7 +48,7 @@ def test_features_by_hand():
                        Context(hot_items=("f", "e"), categories={"a": "hats", "b": "hats", "d": "hats", "e": "shoes"},
                                first_seen={"d": 250.0}), recall=DefaultRanker(k=50), n_hot=20)
     X = dict(zip(found.items, found.X, strict=True))
-    assert set(found.items) == {"c", "d", "e", "f"}  # no recent candidates asked for
+    assert set(found.items) == {"c", "d", "e", "f"}
     # related: c gets 0.5 * 0.4 (from a), d gets 1 * 0.5 (from b): scaled by the larger
     assert X["c"][F["knn_related"]] == pytest.approx(0.2 / 0.5) and X["d"][F["knn_related"]] == 1.0
     # sequential: c 0.5 * 1 (a -> c), e 1 * 2 (b -> e)
@@ -78,19 +77,6 @@ def test_features_by_hand():
         if "*" in name:  # the crosses are products
             u, i = name.split("*")
             assert np.allclose(found.X[:, F[name]], found.X[:, F[u]] * found.X[:, F[i]])
-
-
-def test_the_items_popular_lately_come_after_the_hot_ones():
-    assert index().recently_popular == ["c", "e", "f"]  # the best of each half-life in turn, each once
-    recent = [["a", 5.0, 100.0]]
-    recall = DefaultRanker(k=1)
-    listed = [q for q, _s in recall.rank(recent, {"a"}, index())[0]]
-    found = candidates(recent, {"a"}, [], "view", 300.0, index(), Context(hot_items=("d",)), recall=recall,
-                       n_hot=1, n_recent=2)
-    assert listed == ["c"]  # a's best neighbour, so the recent ones add e and f
-    assert found.items == ["c", "d", "e", "f"]
-    assert candidates(recent, {"a"}, [], "view", 300.0, index(), Context(hot_items=("d",)), recall=recall,
-                      n_hot=1, n_recent=1).items == ["c", "d", "e"]
 
 
 @pytest.mark.parametrize("seed", range(5))
