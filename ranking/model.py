@@ -100,16 +100,19 @@ class Blend:
         return cls(**values)
 
 
-def _recent_popularity(recent: Mapping[str, Sequence[float]], position: Mapping[str, int]) -> np.ndarray:
-    """The recent popularity by item position and half-life, on the prior's scale
-    (lg(1 + value) over lg(1 + the half-life's largest); 0 for an item without one)."""
+def _recent_popularity(recent: Mapping[str, Sequence[float]], position: Mapping[str, int], max_count: int
+                       ) -> np.ndarray:
+    """The recent popularity by item position and half-life, on the prior's scale:
+    lg(1 + value) over lg(1 + the largest count), the prior's denominator (0 for an item
+    without one). One denominator for all: where few interactions are recent (a log of a
+    few users' sessions over years), every value is small, not the few recent ones 1."""
     scales = len(RECENT_HALF_LIVES)
     out = np.zeros((len(position), scales))
     known = [(position[q], v) for q, v in recent.items() if q in position and len(v) == scales]
     if known:
         values = np.maximum(np.array([v for _j, v in known], dtype=np.float64), 0.0)
-        top = np.log1p(values.max(axis=0))
-        out[[j for j, _v in known]] = np.log1p(values) / np.where(top > 0.0, top, 1.0)
+        top = math.log1p(max(float(values.max()), max_count))
+        out[[j for j, _v in known]] = np.log1p(values) / (top or 1.0)
     return out
 
 
@@ -187,7 +190,7 @@ class SimilarityIndex:
         #: The prior by position (0 for an item without a count).
         self.prior_at = np.array([self.prior.get(q, 0.0) for q in self.ids], dtype=np.float64)
         #: The recent popularity by position, one column per half-life (``_recent_popularity``).
-        self.recent_at = _recent_popularity(recent or {}, self.position)
+        self.recent_at = _recent_popularity(recent or {}, self.position, self.max_count)
 
     @property
     def source_lists(self) -> Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]:

@@ -2,6 +2,9 @@
 markers on every partition, and malformed messages never raise."""
 import json
 
+import numpy as np
+import pytest
+
 from tables.broadcast import SimilarityBroadcast
 
 
@@ -121,7 +124,7 @@ def test_a_model_lands_with_its_named_sources_and_its_blend():
     # what the default ranker walks: 1 x sequential + 2 x learned, best first
     assert list(b.index.blended("a").items()) == [("c", 4.5), ("b", 1.0)]
     # the recent popularity the learned ranker reads; b's is malformed: none
-    assert b.index.recent_at[b.index.position["a"]].tolist() == [1.0, 1.0, 1.0]
+    assert b.index.recent_at[b.index.position["a"]].tolist() == pytest.approx([np.log(v + 1) / np.log(4) for v in (1, 2, 3)])
     assert b.index.recent_at[b.index.position["b"]].tolist() == [0.0, 0.0, 0.0]
 
 

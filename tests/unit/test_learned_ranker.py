@@ -68,8 +68,8 @@ def test_features_by_hand():
     assert X["d"][F["shown"]] == 1.0 and X["c"][F["shown"]] == 0.0
     assert X["c"][F["event_view"]] == 1.0 and X["c"][F["event_rating"]] == 0.0
     assert X["c"][F["activity"]] == pytest.approx(math.log1p(2) / math.log1p(1000))
-    # recent popularity lg(1 + value) / lg(1 + the half-life's largest)
-    assert X["c"][F["recent_1d"]] == pytest.approx(math.log(4) / math.log(4))
+    # recent popularity lg(1 + value) / lg(1 + the largest count or value: e's 9 beats f's count 8)
+    assert X["c"][F["recent_1d"]] == pytest.approx(math.log(4) / math.log(10))
     assert X["f"][F["recent_7d"]] == pytest.approx(math.log(3) / math.log(10))
     assert X["e"][F["recent_30d"]] == 1.0
     assert X["d"][F["recent_30d"]] == 0.0
