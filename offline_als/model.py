@@ -94,14 +94,16 @@ class TrainedModel:
     sources: dict[str, dict] = field(default_factory=dict)
     #: The blend chosen for the default ranker, with its validation (``offline_als/selection.py``).
     selection: Selection | None = None
-    #: ``{item: [recent popularity per ranking.model.RECENT_HALF_LIVES]}`` (:func:`recent_popularity`).
+    #: ``{item: [recent popularity per ranking.model.RECENT_HALF_LIVES]}`` (:func:`recent_popularity`)
+    #: at the event time ``recent_ts``.
     recent: dict[str, list[float]] = field(default_factory=dict)
+    recent_ts: float = 0.0
 
     def publication(self) -> dict:
         """What ``publish_similarity`` sends besides the neighbours and the version."""
         return {"trained_at": self.trained_at, "related": self.related, "counts": self.counts,
                 "sources": self.sources, "blend": self.selection.as_dict() if self.selection else None,
-                "recent": self.recent}
+                "recent": self.recent, "recent_ts": self.recent_ts}
 
     def index(self, keep_sources: bool = False) -> SimilarityIndex:
         """The model as a worker holds it once the publication has landed (``keep_sources``:
@@ -109,7 +111,7 @@ class TrainedModel:
         return SimilarityIndex({i: n for i, n in self.neighbours.items() if n}, related=self.related,
                                counts=self.counts, sources=self.sources,
                                blend=self.selection.blend if self.selection else None, keep_sources=keep_sources,
-                               recent=self.recent)
+                               recent=self.recent, recent_ts=self.recent_ts)
 
     @property
     def train_rmse(self) -> float | None:
@@ -129,20 +131,20 @@ def times_csr(user_idx, item_idx, shape: tuple[int, int], ts=None) -> sp.csr_mat
     return ratings_to_csr(user_idx, item_idx, ts, shape=shape, dtype=np.float64)
 
 
-def recent_popularity(times: sp.csr_matrix, item_ids: Sequence[str]) -> dict[str, list[float]]:
+def recent_popularity(times: sp.csr_matrix, item_ids: Sequence[str]) -> tuple[dict[str, list[float]], float]:
     """Each item's recent popularity at the newest time of ``times`` (users x items, each
     pair's latest time in seconds): the sum over its users of 2^(-age / half-life), one value
     per ``ranking.model.RECENT_HALF_LIVES``, rounded to 4 significant digits (what is
-    published). Items without a pair are left out."""
+    published); and that newest time. Items without a pair are left out."""
     times = sp.csr_matrix(times)
     if times.nnz == 0:
-        return {}
+        return {}, 0.0
     age = float(times.data.max()) - times.data
     per_item = np.column_stack([np.bincount(times.indices, np.exp2(-age / h), minlength=len(item_ids))
                                 for h in RECENT_HALF_LIVES.values()])
     has = np.flatnonzero(np.bincount(times.indices, minlength=len(item_ids)))
     rounded = [[float(f"{v:.4g}") for v in row] for row in per_item[has].tolist()]
-    return dict(zip((str(item_ids[j]) for j in has.tolist()), rounded, strict=True))
+    return dict(zip((str(item_ids[j]) for j in has.tolist()), rounded, strict=True)), float(times.data.max())
 
 
 def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m: int | None = None,
@@ -187,12 +189,13 @@ def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m
         related = sources.pop("related")
     sim_s = time.perf_counter() - t0
     counts = dict(zip(item_ids.tolist(), np.diff(sp.csc_matrix(R).indptr).tolist(), strict=False))
-    recent = recent_popularity(times, item_ids) if times is not None else {}
+    recent, recent_ts = recent_popularity(times, item_ids) if times is not None else ({}, 0.0)
     return TrainedModel(model=model, user_ids=user_ids, item_ids=item_ids,
                         version=(version or make_version(R.nnz, trained_at))
                         + (f"+{selection.blend.tag}" if selection else ""), trained_at=trained_at,
                         n_ratings=int(R.nnz), neighbours=neighbours, fit_s=fit_s, sim_s=sim_s,
-                        related=related, counts=counts, sources=sources, selection=selection, recent=recent)
+                        related=related, counts=counts, sources=sources, selection=selection, recent=recent,
+                        recent_ts=recent_ts)
 
 
 def saved_item_ids(path: str | Path) -> list[str]:

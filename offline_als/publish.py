@@ -37,15 +37,16 @@ def neighbour_lists(indices: np.ndarray, scores: np.ndarray, item_ids: Sequence[
 def similarity_messages(neighbours: Mapping[str, list], version: str, trained_at: float,
                         removed: Iterable[str] = (), related: Mapping[str, Mapping] | None = None,
                         counts: Mapping[str, int] | None = None, sources: Mapping[str, Mapping] | None = None,
-                        blend: Mapping | None = None, recent: Mapping[str, list] | None = None
-                        ) -> list[tuple[bytes, bytes | None]]:
+                        blend: Mapping | None = None, recent: Mapping[str, list] | None = None,
+                        recent_ts: float = 0.0) -> list[tuple[bytes, bytes | None]]:
     """The (key, value) messages of one model, marker last (sent once per partition).
 
     Each item's message holds its factor neighbours (the paper's sim) and, when given,
     its co-occurrence neighbours (``related``), its other named lists (``sources``:
     ``{"sequential": {...}, "learned": {...}}``) and training interactions (``count``):
     what the default ranker reads (``ranking/default.py``); and its recent popularity
-    (``recent``: one value per ``ranking.model.RECENT_HALF_LIVES``, the learned ranker's). The marker carries the
+    (``recent``: one value per ``ranking.model.RECENT_HALF_LIVES``, the learned ranker's, at the
+    event time ``recent_ts``, which the marker carries). The marker carries the
     ``blend`` the default ranker weighs them with, and how it was chosen.
     """
     related, counts, sources, recent = related or {}, counts or {}, sources or {}, recent or {}
@@ -69,6 +70,8 @@ def similarity_messages(neighbours: Mapping[str, list], version: str, trained_at
     marker = {"version": version, "items": len(neighbours), "trained_at": trained_at}
     if blend:
         marker["blend"] = dict(blend)
+    if recent:
+        marker["recent_ts"] = float(recent_ts)
     messages.append((MODEL_MARKER_KEY.encode(), json.dumps(marker).encode()))
     return messages
 
@@ -77,14 +80,15 @@ async def publish_similarity(neighbours: Mapping[str, list], version: str, *, co
                              removed: Iterable[str] = (), trained_at: float | None = None,
                              related: Mapping[str, Mapping] | None = None,
                              counts: Mapping[str, int] | None = None, sources: Mapping[str, Mapping] | None = None,
-                             blend: Mapping | None = None, recent: Mapping[str, list] | None = None) -> int:
+                             blend: Mapping | None = None, recent: Mapping[str, list] | None = None,
+                             recent_ts: float = 0.0) -> int:
     """Send one model to ``conf.topics.similarity``; returns the number of messages sent.
 
     ``neighbours`` is ``{item: {neighbour: score}}`` (lists of pairs are accepted too);
     the rest see :func:`similarity_messages`.
     """
     messages = similarity_messages(neighbours, version, trained_at or time.time(), removed, related, counts,
-                                   sources, blend, recent)
+                                   sources, blend, recent, recent_ts)
     producer = await KafkaClients(conf).producer("bulk", max_batch_size=512 * 1024,
                                                  max_request_size=4 * 1024 * 1024)
     try:

@@ -202,7 +202,7 @@ def _item_columns(X: np.ndarray, items: list, at: np.ndarray, now, index: Simila
     item position, -1 unknown; ``now``: the interaction's time, or one per row)."""
     known = at >= 0
     X[known, _AT["prior"]] = index.prior_at[at[known]]
-    X[np.ix_(known, _RECENT_AT)] = index.recent_at[at[known]]
+    X[np.ix_(known, _RECENT_AT)] = index.recent_popularity(at[known], now[known] if isinstance(now, np.ndarray) else now)
     if context.hot_items:
         hot = len(context.hot_items)
         rank = {q: r for r, q in enumerate(context.hot_items)}

@@ -33,10 +33,10 @@ def _best_first(neighbours: Neighbours) -> dict[str, float]:
 SOURCES = ("related", "sequential", "learned")
 
 #: The half-lives (seconds of event time) of the model's recent popularity: each item's
-#: interactions, each weighing 2^(-age / half-life) at the newest training event. A day, a
-#: week and a month: what is popular lately moves on all three scales in a shop (on a
-#: fashion rental log, popularity over the last month ranks the next rental better than
-#: any neighbour list), and the learned ranker weighs them.
+#: interactions, each weighing 2^(-age / half-life), age taken at the interaction being
+#: ranked (the model's values at its newest training event, decayed since). A day, a
+#: week and a month: what is popular lately moves on all three scales in a shop, and the
+#: learned ranker weighs them.
 RECENT_HALF_LIVES = {"1d": 86_400.0, "7d": 604_800.0, "30d": 2_592_000.0}
 
 
@@ -100,19 +100,13 @@ class Blend:
         return cls(**values)
 
 
-def _recent_popularity(recent: Mapping[str, Sequence[float]], position: Mapping[str, int], max_count: int
-                       ) -> np.ndarray:
-    """The recent popularity by item position and half-life, on the prior's scale:
-    lg(1 + value) over lg(1 + the largest count), the prior's denominator (0 for an item
-    without one). One denominator for all: where few interactions are recent (a log of a
-    few users' sessions over years), every value is small, not the few recent ones 1."""
+def _recent_values(recent: Mapping[str, Sequence[float]], position: Mapping[str, int]) -> np.ndarray:
+    """The recent popularity by item position and half-life (0 for an item without one)."""
     scales = len(RECENT_HALF_LIVES)
     out = np.zeros((len(position), scales))
     known = [(position[q], v) for q, v in recent.items() if q in position and len(v) == scales]
     if known:
-        values = np.maximum(np.array([v for _j, v in known], dtype=np.float64), 0.0)
-        top = math.log1p(max(float(values.max()), max_count))
-        out[[j for j, _v in known]] = np.log1p(values) / (top or 1.0)
+        out[[j for j, _v in known]] = np.maximum(np.array([v for _j, v in known], dtype=np.float64), 0.0)
     return out
 
 
@@ -140,6 +134,8 @@ class SimilarityIndex:
     recent : mapping of item -> sequence of float, optional
         Each item's recent popularity, one value per :data:`RECENT_HALF_LIVES` (what the
         learned ranker reads; the default ranker does not).
+    recent_ts : float
+        The event time the recent popularity was summed at (the newest training event).
 
     Of the named lists only their blend is kept (:attr:`lists`): a catalogue of 100,000
     items has tens of millions of entries, too many to keep twice, or as dicts.
@@ -150,7 +146,7 @@ class SimilarityIndex:
                  counts: Mapping[str, int] | None = None,
                  sources: Mapping[str, Mapping[str, ItemList]] | None = None,
                  blend: Blend | None = None, keep_sources: bool = False,
-                 recent: Mapping[str, Sequence[float]] | None = None) -> None:
+                 recent: Mapping[str, Sequence[float]] | None = None, recent_ts: float = 0.0) -> None:
         self.neighbours: dict[str, dict[str, float]] = {
             item: _best_first(neigh) for item, neigh in (neighbours or {}).items()}
         self.rows = _symmetric_rows(self.neighbours)
@@ -189,8 +185,17 @@ class SimilarityIndex:
         self.lists = self._blended_lists(self._coded or kept, coded=keep_sources)
         #: The prior by position (0 for an item without a count).
         self.prior_at = np.array([self.prior.get(q, 0.0) for q in self.ids], dtype=np.float64)
-        #: The recent popularity by position, one column per half-life (``_recent_popularity``).
-        self.recent_at = _recent_popularity(recent or {}, self.position, self.max_count)
+        #: The recent popularity by position, one column per half-life, at ``recent_ts``.
+        self.recent_at, self.recent_ts = _recent_values(recent or {}, self.position), float(recent_ts)
+
+    def recent_popularity(self, at: np.ndarray, now) -> np.ndarray:
+        """The recent popularity of the items at positions ``at`` at the time ``now`` (one,
+        or one per item), per half-life: decayed since :attr:`recent_ts`, on the prior's
+        scale (lg(1 + value) over lg(1 + the largest count): one denominator for all, so a
+        log with few recent interactions, or a model long unrefreshed, gets small values)."""
+        age = np.maximum(np.asarray(now, dtype=np.float64) - self.recent_ts, 0.0)
+        fade = np.exp2(-np.multiply.outer(age, 1.0 / np.array(list(RECENT_HALF_LIVES.values()))))
+        return np.log1p(self.recent_at[at] * fade) / (math.log1p(self.max_count) or 1.0)
 
     @property
     def source_lists(self) -> Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]:

@@ -123,7 +123,8 @@ class SimilarityBroadcast:
         self.index = SimilarityIndex({q: s[0] for q, s in staged.items()}, related={q: s[1] for q, s in staged.items()},
                                      counts={q: s[2] for q, s in staged.items()}, sources=sources, blend=blend,
                                      keep_sources=self.keep_sources,
-                                     recent={q: s[4] for q, s in staged.items() if s[4] is not None})
+                                     recent={q: s[4] for q, s in staged.items() if s[4] is not None},
+                                     recent_ts=_finite_time(marker.get("recent_ts")))
         prepare(self.index)
         self.marker = marker
         for seen in list(self._staged):  # this version and every one staged before it are done
@@ -162,6 +163,15 @@ def _finite(scores: dict) -> dict[str, float]:
     """``{item: score}`` with string ids and float scores, NaN and infinities dropped."""
     pairs = ((str(n), float(s)) for n, s in scores.items())
     return {n: s for n, s in pairs if math.isfinite(s)}
+
+
+def _finite_time(value) -> float:
+    """A marker's time (0.0 when it has none or not a finite number)."""
+    try:
+        out = float(value or 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+    return out if math.isfinite(out) else 0.0
 
 
 def _recent(values) -> tuple[float, ...] | None:

@@ -28,14 +28,14 @@ RELATED = {"a": {"b": 0.8, "c": 0.4}, "b": {"a": 0.8, "d": 0.5}, "c": {"a": 0.4}
 SEQUENTIAL = {"a": {"c": 1.0}, "b": {"e": 2.0}}
 COUNTS = {"a": 4, "b": 3, "c": 2, "d": 1, "e": 1, "f": 8}
 #: Recent popularity per half-life (a day, a week, a month); g is not in the model (ignored).
-RECENT = {"e": [2.0, 9.0, 9.0], "c": [3.0, 1.0, 1.0], "f": [1.0, 2.0, 3.0], "g": [9.0, 9.0, 9.0]}
+RECENT = {"e": [0.5, 1.0, 1.0], "c": [2.0, 1.0, 1.0], "f": [1.0, 2.0, 8.0], "g": [9.0, 9.0, 9.0]}
 F = {name: j for j, name in enumerate(FEATURES)}
 
 
 def index() -> SimilarityIndex:
     return SimilarityIndex(related=RELATED, counts=COUNTS, sources={"sequential": SEQUENTIAL},
                            blend=Blend(related=1.0, sequential=0.5, decay=0.5, history=20, w_pop=0.2),
-                           keep_sources=True, recent=RECENT)
+                           keep_sources=True, recent=RECENT, recent_ts=300.0)
 
 
 def ranker(**kw) -> LearnedRanker:
@@ -68,10 +68,10 @@ def test_features_by_hand():
     assert X["d"][F["shown"]] == 1.0 and X["c"][F["shown"]] == 0.0
     assert X["c"][F["event_view"]] == 1.0 and X["c"][F["event_rating"]] == 0.0
     assert X["c"][F["activity"]] == pytest.approx(math.log1p(2) / math.log1p(1000))
-    # recent popularity lg(1 + value) / lg(1 + the largest count or value: e's 9 beats f's count 8)
-    assert X["c"][F["recent_1d"]] == pytest.approx(math.log(4) / math.log(10))
-    assert X["f"][F["recent_7d"]] == pytest.approx(math.log(3) / math.log(10))
-    assert X["e"][F["recent_30d"]] == 1.0
+    # recent popularity lg(1 + value) / lg(1 + the largest count), at the model's time (300)
+    assert X["c"][F["recent_1d"]] == pytest.approx(math.log(3) / math.log(9))
+    assert X["f"][F["recent_7d"]] == pytest.approx(math.log(3) / math.log(9))
+    assert X["f"][F["recent_30d"]] == 1.0
     assert X["d"][F["recent_30d"]] == 0.0
     for name in FEATURES:
         if "*" in name:  # the crosses are products

@@ -244,11 +244,17 @@ def test_recent_popularity_weighs_each_users_latest_time_by_its_age():
     # Users x items (a, b, c), each pair's latest time: a by two users, at the newest time
     # and 30 days before it less a second; b by one user at the newest time; c by nobody.
     T = sp.csr_matrix(([30 * day, 30 * day, 1.0], ([0, 0, 1], [0, 1, 0])), shape=(2, 3))
-    got = recent_popularity(T, ["a", "b", "c"])
+    got, at = recent_popularity(T, ["a", "b", "c"])
+    assert at == 30 * day
     assert set(got) == {"a", "b"}
     age = 30 * day - 1.0
     assert got["a"] == pytest.approx([1.0 + 2 ** (-age / h) for h in RECENT_HALF_LIVES.values()], rel=1e-3)
     assert got["b"] == [1.0, 1.0, 1.0]
     assert got["a"][0] < got["a"][1] < got["a"][2]  # a month-old interaction counts most over a month
-    index = SimilarityIndex(counts={"a": 2, "b": 1, "c": 1}, recent=got)
-    assert index.recent_at[index.position["b"]].tolist() == pytest.approx([np.log(2) / np.log(3)] * 3)  # over the count 2
+    index = SimilarityIndex(counts={"a": 2, "b": 1, "c": 1}, recent=got, recent_ts=at)
+    b = np.array([index.position["b"]])
+    # on the prior's scale (over lg(1 + the count 2)); a week later, decayed by a week
+    assert index.recent_popularity(b, at)[0].tolist() == pytest.approx([np.log(2) / np.log(3)] * 3)
+    week = [np.log1p(2 ** (-7 * day / h)) / np.log(3) for h in RECENT_HALF_LIVES.values()]
+    assert index.recent_popularity(b, np.array([at + 7 * day]))[0].tolist() == pytest.approx(week)
+    assert index.recent_popularity(b, at - day)[0].tolist() == pytest.approx([np.log(2) / np.log(3)] * 3)  # never grows
