@@ -139,12 +139,13 @@ def recent_popularity(times: sp.csr_matrix, item_ids: Sequence[str]) -> tuple[di
     times = sp.csr_matrix(times)
     if times.nnz == 0:
         return {}, 0.0
-    age = float(times.data.max()) - times.data
+    newest = float(times.data.max())
+    age = newest - times.data
     per_item = np.column_stack([np.bincount(times.indices, np.exp2(-age / h), minlength=len(item_ids))
                                 for h in RECENT_HALF_LIVES.values()])
     has = np.flatnonzero(np.bincount(times.indices, minlength=len(item_ids)))
     rounded = [[float(f"{v:.4g}") for v in row] for row in per_item[has].tolist()]
-    return dict(zip((str(item_ids[j]) for j in has.tolist()), rounded, strict=True)), float(times.data.max())
+    return dict(zip((str(item_ids[j]) for j in has.tolist()), rounded, strict=True)), newest
 
 
 def train_and_similar(R: sp.csr_matrix, user_ids, item_ids, *, conf: Settings, m: int | None = None,

@@ -38,6 +38,7 @@ SOURCES = ("related", "sequential", "learned")
 #: week and a month: what is popular lately moves on all three scales in a shop, and the
 #: learned ranker weighs them.
 RECENT_HALF_LIVES = {"1d": 86_400.0, "7d": 604_800.0, "30d": 2_592_000.0}
+_PER_HALF_LIFE = 1.0 / np.array(list(RECENT_HALF_LIVES.values()))
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ class SimilarityIndex:
         scale (lg(1 + value) over lg(1 + the largest count): one denominator for all, so a
         log with few recent interactions, or a model long unrefreshed, gets small values)."""
         age = np.maximum(np.asarray(now, dtype=np.float64) - self.recent_ts, 0.0)
-        fade = np.exp2(-np.multiply.outer(age, 1.0 / np.array(list(RECENT_HALF_LIVES.values()))))
+        fade = np.exp2(-np.multiply.outer(age, _PER_HALF_LIFE))
         return np.log1p(self.recent_at[at] * fade) / (math.log1p(self.max_count) or 1.0)
 
     @property
