@@ -76,7 +76,8 @@ async def handle_event(worker: Worker, event, weights: dict[str, float]) -> None
         await worker.topics.item_events.send(key=ev.item.encode(), value=ev.item.encode())
     rating = implicit_rating(ev.event, weights, dislike_rating=conf.input.rating_min)
     if rating is not None and ev.item:
-        implicit = Rating(user=ev.user, item=ev.item, rating=rating, ts=ev.ts, source=f"implicit:{ev.event}")
+        implicit = Rating(user=ev.user, item=ev.item, rating=rating, ts=ev.ts, source=f"implicit:{ev.event}",
+                          from_list=ev.from_list)
         await worker.topics.ratings.send(key=ev.user.encode(), value=to_json_bytes(implicit))
         worker.metrics.count("events.implicit_ratings")
 

@@ -11,7 +11,8 @@ from ranking.protocol import Interaction
 def interaction_of(rating: Rating) -> Interaction:
     """A rating (or a behaviour event turned into one) as the rankers read it."""
     return Interaction(user=rating.user, item=rating.item, rating=rating.rating, ts=rating.ts,
-                       dislike=rating.source == DISLIKE_SOURCE, event=event_of_source(rating.source))
+                       dislike=rating.source == DISLIKE_SOURCE, event=event_of_source(rating.source),
+                       from_list=rating.from_list)
 
 
 def event_of_source(source: str) -> str:

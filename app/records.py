@@ -117,6 +117,9 @@ class Rating(_Record):
     rating: float
     ts: float
     source: str = "explicit"
+    #: The shopper took the item from their recommendations list (a shop page's click on
+    #: it): the learner's gate does not judge rankings on such feedback (``learner/online.py``).
+    from_list: bool = False
 
 
 @dataclass(slots=True)
@@ -127,6 +130,8 @@ class UserEvent(_Record):
     ts: float
     category: str | None = None
     query: str | None = None
+    #: As :attr:`Rating.from_list`.
+    from_list: bool = False
 
 
 @dataclass(slots=True)
@@ -247,6 +252,13 @@ def _optional_text(data: dict, name: str, default: str | None = None) -> str | N
     return _require_text(value, name)
 
 
+def _optional_flag(data: dict, name: str) -> bool:
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"bad_{name}", "must be true or false")
+    return value
+
+
 def _require_number(data: dict, name: str) -> float:
     value = data.get(name)
     if value is None:
@@ -288,7 +300,7 @@ def parse_rating(raw: bytes | str | dict, *, rating_min: float, rating_max: floa
     ``now`` (default: the wall clock) and ``max_future_s`` bound ``ts`` from above.
     """
     data = _load_json_object(raw)
-    _reject_unknown_fields(data, {"user", "item", "rating", "ts", "source"})
+    _reject_unknown_fields(data, {"user", "item", "rating", "ts", "source", "from_list"})
     rating = _require_number(data, "rating")
     if not rating_min <= rating <= rating_max:
         raise InvalidInput("rating_out_of_range", f"{rating} not in [{rating_min}, {rating_max}]")
@@ -296,16 +308,15 @@ def parse_rating(raw: bytes | str | dict, *, rating_min: float, rating_max: floa
     source = _optional_text(data, "source", "explicit")
     if source is None:
         raise InvalidInput("bad_source")
-    return Rating(
-        user=_require_id(data, "user"), item=_require_id(data, "item"), rating=rating, ts=ts, source=source
-    )
+    return Rating(user=_require_id(data, "user"), item=_require_id(data, "item"), rating=rating, ts=ts, source=source,
+                  from_list=_optional_flag(data, "from_list"))
 
 
 def parse_event(raw: bytes | str | dict, *, max_future_s: float = DEFAULT_MAX_FUTURE_S,
                 now: float | None = None) -> UserEvent:
     """Validate one ``user-events`` message; raise :class:`InvalidInput` if it is bad."""
     data = _load_json_object(raw)
-    _reject_unknown_fields(data, {"user", "item", "event", "ts", "category", "query"})
+    _reject_unknown_fields(data, {"user", "item", "event", "ts", "category", "query", "from_list"})
     event = data.get("event")
     if not isinstance(event, str) or event not in EVENT_TYPES:  # a list or dict is not even hashable
         # reprlib: a plain repr() of a list nested ~1000 deep (orjson allows 1024) raises RecursionError
@@ -313,7 +324,8 @@ def parse_event(raw: bytes | str | dict, *, max_future_s: float = DEFAULT_MAX_FU
     ts = _require_ts(data, max_future_s, now)
     item = _require_id(data, "item", allow_empty=(event == "search"))
     category, query = _optional_text(data, "category"), _optional_text(data, "query")
-    return UserEvent(user=_require_id(data, "user"), item=item, event=event, ts=ts, category=category, query=query)
+    return UserEvent(user=_require_id(data, "user"), item=item, event=event, ts=ts, category=category, query=query,
+                     from_list=_optional_flag(data, "from_list"))
 
 
 def parse_collected(raw: bytes | str | dict, *, rating_min: float, rating_max: float,
@@ -413,7 +425,8 @@ def examples_message(ex: Examples) -> tuple[bytes, bytes]:
     base = np.round(ex.X[:, : len(BASE_FEATURES)], 6)
     return ex.user.encode(), orjson.dumps({
         "user": ex.user, "item": ex.item, "ts": ex.ts, "items": list(ex.items), "features": base.tolist(),
-        "weights": ex.weights.tolist(), "conversion": bool(ex.labels["conversion"][0]), "schema": features_schema()})
+        "weights": ex.weights.tolist(), "conversion": bool(ex.labels["conversion"][0]), "from_list": ex.from_list,
+        "schema": features_schema()})
 
 
 def parse_examples(raw: bytes) -> Examples:
@@ -439,7 +452,8 @@ def parse_examples(raw: bytes) -> Examples:
     labels = {"interaction": np.zeros(len(items)), "conversion": np.zeros(len(items))}
     labels["interaction"][0] = 1.0
     labels["conversion"][0] = 1.0 if data.get("conversion") is True else 0.0
-    return Examples(user, item, ts, tuple(str(q) for q in items), with_crosses(base), labels, w)
+    return Examples(user, item, ts, tuple(str(q) for q in items), with_crosses(base), labels, w,
+                    from_list=data.get("from_list") is True)
 
 
 def weights_messages(weights: LearnedWeights, published_at: float) -> list[tuple[bytes, bytes]]:

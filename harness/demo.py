@@ -348,7 +348,7 @@ async def _read_outputs(conf, stats: LiveStats, data: DemoData, args, stop: asyn
                     reaction = _react(data.shoppers, user, previous[user], rng)
                     if reaction:
                         event, item = reaction
-                        msg = UserEvent(user=user, item=item, event=event, ts=time.time(),
+                        msg = UserEvent(user=user, item=item, event=event, ts=time.time(), from_list=True,
                                         category=data.catalogue.get(item, {}).get("category") or None)
                         await producer.send(conf.topics.events, key=user.encode(), value=to_json_bytes(msg))
                         stats.live.add_event(user, item, event, time.time())

@@ -118,12 +118,21 @@ class Gate:
     serve the recall ranker's order: the first set must reach that order's NDCG@10 (it
     has no log-loss to compare). NaN or infinite weights never ship. (The interactions
     before the serving set was published are left out: it learnt them, so on them it
-    would look better than it is.)"""
+    would look better than it is.)
+
+    The NDCG@10 is compared over the interactions the lists did not cause (not
+    ``from_list``), when the window holds any. A click on a list can only land on what
+    that list showed, in its top slots mostly, so on such feedback the order that made
+    the lists ranks the positives high whatever their worth: a better ranker would look
+    worse there. Which item a shopper finds by other ways does not depend on the lists,
+    so there the two orders are judged alike. The log-loss is over all interactions:
+    the place an item was shown is one of its features, so both models predict the same
+    clicks from the same rows."""
 
     def __init__(self, objective: Mapping[str, float], window: int = 2000, features: Sequence[str] = ()) -> None:
         self.objective = dict(objective)
         self.features = tuple(features)
-        #: (rows' weight, progressive NDCG, progressive loss, serving NDCG, serving loss)
+        #: (rows' weight, progressive NDCG, progressive loss, serving NDCG, serving loss, 1 if not from a list)
         self.window: collections.deque[tuple] = collections.deque(maxlen=window)
         self.serving: LearnedWeights | None = None
 
@@ -131,7 +140,8 @@ class Gate:
         """Score ``ex`` with the model about to learn it (``current``), and with the serving set."""
         serving = (_evaluate(self.serving, ex, self.objective) if self.serving is not None
                    else (_recall_order_ndcg(ex, self.features), math.inf))
-        self.window.append((float(ex.weights.sum()), *_evaluate(current, ex, self.objective), *serving))
+        self.window.append((float(ex.weights.sum()), *_evaluate(current, ex, self.objective), *serving,
+                            0.0 if ex.from_list else 1.0))
 
     def serve(self, weights: LearnedWeights | None) -> None:
         """``weights`` serve from now on: the comparison starts again from the next interaction."""
@@ -139,14 +149,21 @@ class Gate:
         self.window.clear()
 
     def numbers(self) -> dict:
-        """The window's means: NDCG@10 and log-loss per row, progressive and (when one
-        serves) the serving set's on the same interactions."""
+        """The window's means: log-loss per row, progressive and (when one serves) the
+        serving set's on the same interactions; NDCG@10 the same over the interactions not
+        from a list (``judged``; all of them when there are none)."""
         n = len(self.window)
         if n == 0:
-            return {"interactions": 0, "ndcg": 0.0, "log_loss": math.nan}
-        sums = np.sum(self.window, axis=0)
+            return {"interactions": 0, "judged": 0, "ndcg": 0.0, "log_loss": math.nan}
+        window = np.array(self.window)
+        judged = window[:, 5] > 0.0
+        if not judged.any():
+            judged[:] = True
+        sums = window.sum(axis=0)
+        ndcg, serving_ndcg = window[judged, 1].mean(), window[judged, 3].mean()
         rows = sums[0] or 1.0
-        out = {"interactions": n, "ndcg": sums[1] / n, "log_loss": sums[2] / rows, "serving_ndcg": sums[3] / n}
+        out = {"interactions": n, "judged": int(judged.sum()), "ndcg": ndcg, "log_loss": sums[2] / rows,
+               "serving_ndcg": serving_ndcg}
         if self.serving is not None:
             out["serving_log_loss"] = sums[4] / rows
         return {k: float(v) for k, v in out.items()}

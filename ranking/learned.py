@@ -153,7 +153,8 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 class Examples:
     """The labelled candidates of one interaction: ``items`` the rows' items, ``X`` their features, ``labels[t]``
     each row's label for task t (1: the item the user took, for the tasks it counts
-    for), ``weights`` each row's weight. Row 0 is the positive."""
+    for), ``weights`` each row's weight. Row 0 is the positive; ``from_list``: the user
+    took it from their recommendations list."""
 
     user: str
     item: str
@@ -162,6 +163,7 @@ class Examples:
     X: np.ndarray
     labels: Mapping[str, np.ndarray]
     weights: np.ndarray
+    from_list: bool = False
 
 
 @dataclass(frozen=True)
@@ -350,7 +352,7 @@ class LearnedRanker(Ranker):
         labels["conversion"][0] = 1.0 if converted else 0.0
         weights = np.array([1.0] + [self.skipped_weight] * len(skipped) + [unseen_weight] * len(others))
         return Examples(interaction.user, interaction.item, interaction.ts, tuple(found.items[j] for j in rows),
-                        found.X[rows], labels, weights)
+                        found.X[rows], labels, weights, interaction.from_list)
 
 
 def _recall_order(found: Candidates) -> tuple[list, list]:

@@ -37,7 +37,8 @@ class Interaction:
 
     ``rating`` is the rating, or a behaviour event's weight; ``dislike`` says the user
     turned the item down (it is also the lowest rating: what the paper's formula reads);
-    ``event`` is the behaviour event it came from (``rating`` for a rating).
+    ``event`` is the behaviour event it came from (``rating`` for a rating); ``from_list``
+    says the user took the item from their recommendations list.
     """
 
     user: str
@@ -46,6 +47,7 @@ class Interaction:
     ts: float
     dislike: bool = False
     event: str = "rating"
+    from_list: bool = False
 
 
 @dataclass(frozen=True, slots=True)

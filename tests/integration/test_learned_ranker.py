@@ -4,6 +4,7 @@ examples on ``ranker-examples`` are, byte for byte, the ones the offline replay 
 same user makes (``UserState.apply`` and ``LearnedRanker.examples`` on the same model)."""
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -84,3 +85,11 @@ def test_lists_follow_the_weight_set_and_examples_match_the_replay(stream_env):
                        until=lambda ms: sum(m.key == b"dana" for m in ms) >= len(examples), timeout=30))
     assert [m.value for m in msgs if m.key == b"dana"] == examples and len(examples) >= 2
     assert worker.get("/metrics/json/")["counters"]["learner.examples_sent"] >= len(examples)
+
+    # A click on the list: the event says so, and so do its implicit rating's examples (the gate reads it).
+    clicked = got[-1]["items"][0][0]
+    event = {"user": "dana", "item": clicked, "event": "click", "ts": 5.0, "from_list": True}
+    run(produce(conf, conf.topics.events, [(b"dana", json.dumps(event).encode())]))
+    msgs = run(consume(conf, conf.topics.ranker_examples, timeout=30,
+                       until=lambda ms: sum(m.key == b"dana" for m in ms) > len(examples)))
+    assert [json.loads(m.value)["from_list"] for m in msgs if m.key == b"dana"] == [False] * len(examples) + [True]

@@ -204,7 +204,10 @@ def test_examples_on_the_wire_and_bad_ones():
     ex = r.examples(state, Interaction("u", step.made.items[0], 5.0, 2.0), model, made=step.made)
     back = parse_examples(examples_message(ex)[1])
     assert back.items == ex.items and np.allclose(back.X, ex.X, atol=2e-6) and np.array_equal(back.weights, ex.weights)
-    assert back.labels["interaction"].tolist() == ex.labels["interaction"].tolist()
+    assert back.labels["interaction"].tolist() == ex.labels["interaction"].tolist() and not back.from_list
+    clicked = r.examples(state, Interaction("u", step.made.items[0], 1.0, 2.0, event="click", from_list=True), model,
+                         made=step.made)
+    assert parse_examples(examples_message(clicked)[1]).from_list  # the gate reads it (learner/online.py)
     for raw, reason in ((b"nope", "bad_json"), (b'{"schema": "x"}', "wrong_schema")):
         with pytest.raises(InvalidInput) as err:
             parse_examples(raw)

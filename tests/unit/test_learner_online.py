@@ -126,3 +126,40 @@ def test_the_first_set_must_reach_the_recall_order():
         ok, numbers, why = gate.passes(learnt)
         assert numbers["serving_ndcg"] == pytest.approx(1 / math.log2(3))
         assert ok is ships and (ships or "recall order" in why)
+
+
+def test_rankings_are_judged_on_what_the_lists_did_not_cause():
+    """Clicks on a list land in its top slots: there the order that made the list wins
+    whatever it is worth. The gate compares NDCG@10 over the other interactions (all of
+    them when there are none), and the log-loss over every interaction."""
+    features = ("bias", "x", "recall_rank")
+    recall_rank = 1.0 / np.log2(2.0 + np.arange(4))
+
+    def interaction(e: int, positive_x: float, from_list: bool) -> Examples:
+        x = np.column_stack([np.ones(4), [positive_x, 1.0 - positive_x, 0.0, 0.0], recall_rank])
+        return Examples("u", "i0", float(e), ("i0", "i1", "i2", "i3"), x,
+                        {"interaction": np.eye(4)[0], "conversion": np.zeros(4)}, np.ones(4), from_list=from_list)
+
+    # Clicks on the list: the positive was the recall order's first, and has x = 0.
+    # Found by other ways: the positive has x = 1 (the recall order has it first too).
+    clicks = [interaction(e, 0.0, True) for e in range(40)]
+    organic = [interaction(40 + e, 1.0, False) for e in range(10)]
+    learnt = LearnedWeights("v", features, {t: np.array([0.0, 5.0, 0.0]) for t in TASKS})
+    gate = Gate({"interaction": 1.0}, window=100, features=features)
+    for ex in clicks + organic:
+        gate.add(ex, learnt)
+    ok, numbers, _why = gate.passes(learnt)
+    assert ok and numbers["judged"] == 10 and numbers["ndcg"] == 1.0 == numbers["serving_ndcg"]
+    assert numbers["log_loss"] == pytest.approx(
+        (sum(_evaluate_loss(learnt, ex) for ex in clicks + organic)) / (4 * 50))
+    only_clicks = Gate({"interaction": 1.0}, window=100, features=features)
+    for ex in clicks:
+        only_clicks.add(ex, learnt)
+    ok, numbers, why = only_clicks.passes(learnt)
+    assert not ok and numbers["judged"] == 40 and "recall order" in why
+
+
+def _evaluate_loss(weights: LearnedWeights, ex: Examples) -> float:
+    p = 1.0 / (1.0 + np.exp(-weights.logits("interaction", ex.X, ex.items)))
+    q = 1.0 / (1.0 + np.exp(-weights.logits("conversion", ex.X, ex.items)))
+    return log_loss(p, ex.labels["interaction"], ex.weights) + log_loss(q, ex.labels["conversion"], ex.weights)

@@ -54,6 +54,19 @@ def test_events():
     assert reason(parse_event, b'{"user": "u", "item": "i", "event": "view", "ts": 1, "category": 5}') == "bad_category"
 
 
+def test_feedback_on_a_list_says_so_and_keeps_saying_it():
+    """``from_list`` (the shopper took the item from their list) is read, kept on the wire
+    and carried into the implicit rating an event becomes; anything but a boolean is bad input."""
+    ev = parse_event(b'{"user": "u", "item": "i", "event": "click", "ts": 3, "from_list": true}')
+    rating = parse_rating(b'{"user": "u", "item": "i", "rating": 4, "ts": 3, "from_list": true}', **SCALE)
+    assert ev.from_list and rating.from_list
+    assert parse_event(to_json_bytes(ev)) == ev and parse_rating(to_json_bytes(rating), **SCALE) == rating
+    assert not parse_event(b'{"user": "u", "item": "i", "event": "click", "ts": 3}').from_list
+    assert reason(parse_event, b'{"user": "u", "item": "i", "event": "view", "ts": 1, "from_list": 1}') == "bad_from_list"
+    assert reason(parse_rating, b'{"user": "u", "item": "i", "rating": 4, "ts": 1, "from_list": "yes"}',
+                  **SCALE) == "bad_from_list"
+
+
 def test_log_lines():
     assert parse_log_line(b"RATING:u1|i1|4|100", **SCALE) == Rating(user="u1", item="i1", rating=4.0, ts=100.0)
     assert parse_log_line("EVENT:u1|i2|fav|5|bags\n", **SCALE) == UserEvent(user="u1", item="i2", event="fav",

@@ -34,6 +34,8 @@ def test_apply_updates_the_state_once_per_offset():
 def test_a_rating_is_an_interaction_and_a_dislike_says_so():
     assert interaction_of(Rating(user="u", item="i", rating=4.0, ts=3.0)).dislike is False
     assert interaction_of(Rating(user="u", item="i", rating=1.0, ts=3.0, source="implicit:dislike")).dislike is True
+    assert interaction_of(Rating(user="u", item="i", rating=3.0, ts=3.0, source="implicit:click",
+                                 from_list=True)).from_list is True
 
 
 def states_made_by_steps() -> list[UserState]:

@@ -111,14 +111,16 @@
     const cardNode = button && button.closest(".card");
     if (!cardNode) return;
     const item = cardNode.dataset.item;
+    // Feedback on the recommendations list says so: the learner's gate does not judge rankings on it.
+    const fromList = cardNode.closest("#recs") !== null;
     if (button.dataset.rating) {
-      act(item, {rating: Number(button.dataset.rating)}, "rated " + button.dataset.rating);
+      act(item, {rating: Number(button.dataset.rating), from_list: fromList}, "rated " + button.dataset.rating);
     } else if (button.dataset.event) {
       if (button.dataset.event === "dislike") {
         (hidden[user] = hidden[user] || new Set()).add(item);
         if (lastList) renderList(lastList);
       }
-      act(item, {event: button.dataset.event}, button.textContent);
+      act(item, {event: button.dataset.event, from_list: fromList}, button.textContent);
     }
   });
 
