@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
+from operator import itemgetter
 
 import numpy as np
 
@@ -26,6 +27,9 @@ _LISTS = {**{name: name for name in SOURCES}, "factor": FACTOR_NEIGHBOURS}
 #: Event types a list can be triggered by, as features (a rating is ``rating``; cart and fav one).
 EVENTS = ("rating", "view", "click", "cart", "purchase")
 _EVENT_SLOT = {"fav": "cart", "search": "click"}
+
+#: The item of a history entry or a list entry.
+_first = itemgetter(0)
 
 #: A log time scale: a year in seconds.
 _YEAR_S = 3.2e7
@@ -356,7 +360,7 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     X[:, _AT["recall"]] = list(chain.from_iterable(row[1] for row in rows))
     X[:, _AT["recall_rank"]] = 1.0 / np.log2(2.0 + (np.arange(size) - bounds[of]))
     # Every row's recent items, one after the other, and their item positions (-1: unknown).
-    recent_at = np.fromiter(map(index.position.get, (entry[0] for row in rows for entry in row[2]), repeat(-1)),
+    recent_at = np.fromiter(map(index.position.get, map(_first, chain.from_iterable(row[2] for row in rows)), repeat(-1)),
                             dtype=np.intp, count=sum(len(row[2]) for row in rows))
     best = _SourceFeatures(rows, of, bounds, at, recent_at, index, recall).write(X)
     _item_columns(X, items, at, np.array([float(row[6]) for row in rows])[of], index, context)
@@ -397,7 +401,7 @@ def _shown_column(X: np.ndarray, rows: Sequence[tuple], items: list, at: np.ndar
     sizes = [len(row[4]) for row in rows]
     if not any(sizes):
         return
-    shown_at = np.fromiter(map(index.position.get, (entry[0] for row in rows for entry in row[4]), repeat(-1)),
+    shown_at = np.fromiter(map(index.position.get, map(_first, chain.from_iterable(row[4] for row in rows)), repeat(-1)),
                            dtype=np.intp, count=sum(sizes))
     shown_row = np.repeat(np.arange(len(rows), dtype=np.intp), sizes)
     place = np.arange(shown_at.size) - (np.cumsum(sizes) - sizes)[shown_row]
