@@ -458,7 +458,8 @@ class _StackedLists:
         sizes = np.where(at >= 0, self.lengths[at], 0)
         ends = np.cumsum(sizes)
         total = int(ends[-1]) if ends.size else 0
-        return np.arange(total) + np.repeat(self.indptr[at] - (ends - sizes), sizes), sizes
+        places = np.int32 if self.indptr[-1] < 2**31 else np.intp  # half the bytes to read, mostly
+        return np.arange(total, dtype=places) + np.repeat((self.indptr[at] - (ends - sizes)).astype(places), sizes), sizes
 
 
 #: The model's :class:`_StackedLists`, built on the first call.
@@ -491,8 +492,11 @@ class _SourceFeatures:
         if not taken.size or not n:
             return best
         entry_row = np.repeat(np.arange(len(rows), dtype=np.intp), lengths)  # the row of every recent entry
-        from_entry = np.repeat(np.arange(len(recent), dtype=np.intp), sizes)
-        cand = self._candidate_of(entry_row[from_entry], stacked.at[taken])
+        # Every list entry's recent entry, and where each row's list entries end (int32:
+        # these arrays are the batch's largest, and the time goes into reading them).
+        from_entry = np.repeat(np.arange(len(recent), dtype=np.int32), sizes)
+        row_ends = np.concatenate([[0], np.cumsum(sizes)])[np.concatenate([first_entry, [len(recent)]])]
+        cand = self._candidate_of(row_ends.tolist(), stacked.at[taken])
         keep = np.flatnonzero(cand >= 0)
         cand, from_entry, taken = cand[keep], from_entry[keep], taken[keep]
         values, source = stacked.values[taken], stacked.source[taken].astype(np.intp)
@@ -545,22 +549,25 @@ class _SourceFeatures:
                                            / math.log1p(_YEAR_S))
         return best
 
-    def _candidate_of(self, row: np.ndarray, item_at: np.ndarray) -> np.ndarray:
-        """The stacked candidate of each (row, item position), or -1 (``row`` ascending):
-        a row at a time through one item -> candidate table, as :func:`features` looks
-        them up (a search in sorted keys took longer than all the rest)."""
-        slot = np.full(self.n_items, -1, dtype=np.intp)
-        out = np.full(item_at.size, -1, dtype=np.intp)
-        ends = np.searchsorted(row, np.arange(len(self.rows) + 1)).tolist()
+    def _candidate_of(self, ends: list, item_at: np.ndarray) -> np.ndarray:
+        """The stacked candidate of each list entry (``item_at``: the item it names; row
+        r's entries are ``ends[r]:ends[r + 1]``), or -1: a row at a time through one item ->
+        candidate table, as :func:`features` looks them up (a search in sorted keys took
+        longer than all the rest)."""
+        slot = np.full(self.n_items, -1, dtype=np.int32)
+        out = np.empty(item_at.size, dtype=np.int32)
         bounds = self.bounds.tolist()
         for r in range(len(self.rows)):
-            a, b = bounds[r], bounds[r + 1]
-            if ends[r] == ends[r + 1] or a == b:
+            a, b, start, end = bounds[r], bounds[r + 1], ends[r], ends[r + 1]
+            if start == end:
+                continue
+            if a == b:
+                out[start:end] = -1
                 continue
             at = self.at[a:b]
             known = at >= 0
             slot[at[known]] = np.arange(a, b)[known]
-            out[ends[r]:ends[r + 1]] = slot[item_at[ends[r]:ends[r + 1]]]
+            out[start:end] = slot[item_at[start:end]]
             slot[at[known]] = -1
         return out
 
