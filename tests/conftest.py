@@ -24,6 +24,7 @@ def pytest_report_header(config):
     return f"broker engines: {', '.join(engines)}{note}"
 
 
+@pytest.hookimpl(trylast=True)  # after the slowest durations: next to the summary line
 def pytest_terminal_summary(terminalreporter):
     line = engine_summary(report.nodeid for report in terminalreporter.stats.get("passed", []))
     if line:
