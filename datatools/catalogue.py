@@ -19,17 +19,24 @@ from datatools.datasets import format_kind, iter_rows, load_item_catalogue
 NAMES_FILES = {"movielens-100k": ["u.item"], "movielens-csv": ["movies.csv"]}
 
 
+def names_file_for(path, fmt: str) -> Path | None:
+    """The names file beside ``path`` (``u.item``, ``movies.csv``, ``items.csv``), or None."""
+    path = Path(path)
+    for name in NAMES_FILES.get(fmt, []) + ["items.csv", "u.item", "movies.csv"]:
+        beside = path.parent / name
+        if beside.is_file() and beside.resolve() != path.resolve():
+            return beside
+    return None
+
+
 def catalogue_for(path, fmt: str) -> dict[str, dict]:
     """``{item: {"item", "name", "category"}}`` for the file ``path`` of format ``fmt``
     (empty when nothing beside it or in it names or groups its items)."""
     path = Path(path)
     out: dict[str, dict] = {}
-    for name in NAMES_FILES.get(fmt, []) + ["items.csv", "u.item", "movies.csv"]:
-        beside = path.parent / name
-        if beside.is_file() and beside.resolve() != path.resolve():
-            out = {item: {"item": item, "name": n, "category": c}
-                   for item, (n, c) in load_item_catalogue(beside).items()}
-            break
+    beside = names_file_for(path, fmt)
+    if beside is not None:
+        out = {item: {"item": item, "name": n, "category": c} for item, (n, c) in load_item_catalogue(beside).items()}
     if format_kind(fmt) == "events":
         for row in iter_rows(path, fmt):
             if row.item and row.category:

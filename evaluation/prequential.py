@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from threadpoolctl import ThreadpoolController
 
 from app.settings import Settings
-from datatools.catalogue import catalogue_for
+from datatools.catalogue import catalogue_for, names_file_for
 from datatools.datasets import FORMATS, SCALES, iter_rows, load_ratings
 from learner.online import OnlineLearner
 from offline_als.als import available_cpus, ratings_to_csr
@@ -83,13 +83,15 @@ class Stream:
     texts: dict = field(default_factory=dict)
     #: The catalogue's category per item (those with one).
     categories: dict = field(default_factory=dict)
+    #: The catalogue is the events' own (no names file): an item is in it from its first event.
+    catalogue_from_events: bool = False
 
     def __len__(self) -> int:
         return len(self.users)
 
     def head(self, n: int) -> Stream:
         return Stream(self.users[:n], self.items[:n], self.ratings[:n], self.ts[:n], self.scale, self.skipped,
-                      self.behaviour, self.events[:n], self.texts, self.categories)
+                      self.behaviour, self.events[:n], self.texts, self.categories, self.catalogue_from_events)
 
 
 def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Stream:
@@ -120,7 +122,14 @@ def load_stream(path, fmt: str, *, conf: Settings, progress: bool = True) -> Str
     texts = {item: words for item, entry in catalogue.items() if (words := catalogue_text(entry)).strip()}
     return Stream(users, items, ratings, ts, (float(scale[0]), float(scale[1])), skipped,
                   behaviour=FORMATS[fmt].kind != "ratings", events=events if FORMATS[fmt].kind != "ratings" else [],
-                  texts=texts, categories={item: entry["category"] for item, entry in catalogue.items() if entry["category"]})
+                  texts=texts, categories={item: entry["category"] for item, entry in catalogue.items() if entry["category"]},
+                  catalogue_from_events=bool(catalogue) and names_file_for(path, fmt) is None)
+
+
+def listed_by(stream: Stream, n: int) -> set | None:
+    """The items the catalogue holds after the first ``n`` events: all of it (None) when a
+    names file lists them, else those the events have named so far."""
+    return set(stream.items[:n]) if stream.catalogue_from_events else None
 
 
 def interactions(stream: Stream, n: int, window_days: float = 0.0) -> Interactions:
@@ -211,7 +220,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
     shared.keep_sources = bool(learners)
     t0 = time.perf_counter()
     data = interactions(stream, n_warm, conf.als.window_days)
-    shared.set_model(train(data, conf) if train_model else None, data)
+    shared.set_model(train(data, conf) if train_model else None, data, listed_by(stream, n_warm))
     train_s = [time.perf_counter() - t0]
     selections = [_selection(shared.model)]
     # The warm-up model has seen every warm-up event: candidates it makes for them hold
@@ -299,7 +308,7 @@ def run_stream(stream: Stream, conf: Settings, *, rankers: Mapping[str, Ranker] 
                 s = time.perf_counter()
                 data = interactions(stream, j + 1, conf.als.window_days)
                 with blas.limit(limits=available_cpus(), user_api="blas"):
-                    shared.set_model(train(data, conf) if train_model else None, data)
+                    shared.set_model(train(data, conf) if train_model else None, data, listed_by(stream, j + 1))
                 train_s.append(time.perf_counter() - s)
                 selections.append(_selection(shared.model))
     finally:

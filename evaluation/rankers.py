@@ -21,7 +21,7 @@ import bisect
 import collections
 import math
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -203,17 +203,18 @@ class SharedState:
         self.popularity.add(item)
         self.window.add(item, ts)
 
-    def set_model(self, trained, data: Interactions | None = None) -> None:
+    def set_model(self, trained, data: Interactions | None = None, listed: Container[str] | None = None) -> None:
         """Swap in a retrained model as the ALS worker publishes it and the worker reads it
         (factor neighbours, co-occurrence lists, training counts: one SimilarityIndex), and
-        the baselines' fits on ``data``."""
+        the baselines' fits on ``data``; ``listed``: the items the catalogue holds by now
+        (None: all of it; ``ranking.content.ContentIndex``)."""
         if trained is not None:  # None: a run whose rankers read only their own fits
             self.model = trained
             self.index = trained.index(keep_sources=self.keep_sources)
             self.model_items = {str(x): j for j, x in enumerate(trained.item_ids)}
             self.model_users = {str(x): j for j, x in enumerate(trained.user_ids)}
         if self.text is not None:
-            self.content = ContentIndex(self.text, self.index.counts, self.cold_item_min)
+            self.content = ContentIndex(self.text, self.index.counts, self.cold_item_min, listed=listed)
         self.version += 1
         if data is not None:
             self.data = data

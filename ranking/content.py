@@ -63,14 +63,20 @@ class ContentIndex:
         An item with fewer interactions than this is cold (0: none is).
     m : int
         Cold neighbours kept per catalogue item.
+    listed : container of str, optional
+        The items the catalogue holds by now (default: every item of ``text``): a replayed
+        log whose only catalogue is its own events knows an item from its first event on,
+        or the cold items would be exactly those the log's future holds.
     """
 
     #: Catalogue rows compared at once (bounds the memory of a chunk's products).
     CHUNK = 512
 
-    def __init__(self, text: CatalogueText, counts: Mapping[str, int], cold_min: int, m: int = 20) -> None:
+    def __init__(self, text: CatalogueText, counts: Mapping[str, int], cold_min: int, m: int = 20,
+                 listed: Container[str] | None = None) -> None:
         self.text = text
-        rows = [j for j, q in enumerate(text.items) if counts.get(q, 0) < cold_min]
+        rows = [j for j, q in enumerate(text.items)
+                if counts.get(q, 0) < cold_min and (listed is None or q in listed)]
         self.cold_items = [text.items[j] for j in rows]
         self.cold_at = {q: c for c, q in enumerate(self.cold_items)}
         #: item -> (cold item numbers, weights) of its nearest cold items, best first.

@@ -27,6 +27,13 @@ def test_an_item_with_fewer_interactions_than_the_minimum_is_cold():
     assert content(0).cold_items == []
 
 
+def test_an_item_the_catalogue_does_not_hold_yet_is_not_recalled():
+    index = ContentIndex(CatalogueText(TEXTS), COUNTS, 5, listed={"a", "b", "c", "x"})
+    assert index.cold_items == ["x"]
+    assert content(5).recall([("b", 1.0)], exclude=(), n=5) == [("y", 1.0, "b")]
+    assert index.recall([("b", 1.0)], exclude=(), n=5) == []  # y reads like b, but is not listed yet
+
+
 def test_every_item_lists_its_nearest_cold_items_scaled_like_the_models_sources():
     index = content()
     text = index.text

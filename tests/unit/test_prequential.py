@@ -229,6 +229,34 @@ def test_the_default_ranker_meets_new_items_through_the_catalogue_text():
     assert hits == {"with": [1, 1, 0], "without": [0, 0, 0]}
 
 
+def test_a_catalogue_made_of_the_events_knows_an_item_from_its_first_event_on():
+    """Without a names file the catalogue is the log's own events (Taobao's category ids):
+    an item is in it from its first event on, or the cold items the content recall offers
+    would be those the log's future holds. y's first event is the scored one: no longer hit."""
+    rows = [("u1", "a"), ("u2", "b"), ("u3", "a"), ("u1", "b"), ("u2", "a"), ("u3", "b"),
+            ("u4", "x"), ("u5", "a"), ("u5", "x"), ("u6", "b"), ("u6", "y"), ("u1", "c")]
+    texts = {"a": "red wool hat", "b": "blue silk shoe", "x": "red wool scarf", "y": "blue silk dress",
+             "c": "garden hose"}
+    conf, hits = Settings(), {}
+    for from_events in (False, True):
+        stream = pq.Stream([u for u, _ in rows], [i for _, i in rows], np.full(len(rows), 4.0),
+                           np.arange(len(rows), dtype=np.float64), (1.0, 5.0), texts=texts,
+                           catalogue_from_events=from_events)
+        raw = pq.run_stream(stream, conf, progress=False, train_model=False,
+                            rankers={"default": DefaultRanker.from_settings(conf)})
+        hits[from_events] = raw["tally"]["default"].ranks
+    assert hits == {False: [1, 1, 0], True: [1, 0, 0]}  # x was seen (index 6) before a retrain; y was not
+    assert pq.listed_by(stream, 7) == {"a", "b", "x"} and pq.listed_by(stream.head(3), 2) == {"a", "b"}
+
+
+def test_a_names_file_makes_the_catalogue_and_behaviour_rows_alone_do_not(tmp_path):
+    (tmp_path / "events.csv").write_text("u1,i1,view,10,shoes\nu2,i2,cart,11,bags\nu1,i2,purchase,12,bags\n")
+    assert pq.load_stream(tmp_path / "events.csv", "events-csv", conf=Settings(), progress=False).catalogue_from_events
+    (tmp_path / "items.csv").write_text("i1,Red shoe,shoes\ni2,Blue bag,bags\n")
+    stream = pq.load_stream(tmp_path / "events.csv", "events-csv", conf=Settings(), progress=False)
+    assert not stream.catalogue_from_events and pq.listed_by(stream, 1) is None
+
+
 def test_a_catalogue_item_nobody_had_may_be_listed():
     """The catalogue's words recall an item the stream never names (ml-latest-small's
     movies.csv lists movies nobody rated): it is the least popular item of the file."""
