@@ -130,6 +130,9 @@ def test_a_buy_click_on_the_shop_page_changes_the_users_list(deployment, browser
     # The list on the page is the list on the topic.
     last = lists_for(conf, "alice", 2)[-1]
     assert last["reason"] == "implicit:purchase" and [i for i, _ in last["items"]] == after
+    # The page says the purchase was taken from the list (the learned ranker's gate reads it).
+    events = json_values(run(consume(conf, conf.topics.events, until=lambda ms: len(ms) >= 1, timeout=30)))
+    assert [(e["item"], e["event"], e["from_list"]) for e in events] == [(bought, "purchase", True)]
 
     # Search: the catalogue's "blue" items in alice's order (the worker's POST /rerank/), or plain.
     page.fill("#search-input", "blue")
