@@ -115,11 +115,11 @@ class LearnedWeights:
         ``rows``: the items' places in :attr:`biases`, if the caller has them)."""
         w = self.heads[task]
         out = crossed_dot(X, w) if X.shape[1] == len(BASE_FEATURES) and w.size == len(FEATURES) else X @ w
-        if self.item_bias.get(task):
-            place, table = self.biases
-            if rows is None:
-                rows = np.fromiter(map(place.get, items, repeat(-1)), dtype=np.intp, count=len(items))
-            out = out + table[TASKS.index(task)][rows]
+        bias = self.item_bias.get(task)
+        if bias:
+            if rows is None:  # a few rows (the learner's examples): from the dict, not a table of every item
+                return out + np.fromiter(map(bias.get, items, repeat(0.0)), dtype=np.float64, count=len(items))
+            out = out + self.biases[1][TASKS.index(task)][rows]
         return out
 
     @cached_property

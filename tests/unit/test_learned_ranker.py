@@ -273,3 +273,18 @@ def test_the_catalogue_keeps_categories_and_when_items_were_added():
     assert cat.category == {"a": "hats", "b": "shoes"} and cat.added == {"a": 1.7e9}
     cat.apply(b"a", None)  # a tombstone forgets both
     assert "a" not in cat.category and "a" not in cat.added
+
+
+def test_a_few_rows_read_their_item_biases_without_the_table_of_every_item():
+    """The learner scores every interaction's few rows with weights it makes anew each time:
+    they read the biases' dicts (the table of every item is for a worker's batches), to the same logits."""
+    rng = np.random.default_rng(5)
+    biases = {"interaction": {f"i{j}": float(rng.normal()) for j in range(50)}, "conversion": {"i3": -1.0}}
+    weights = LearnedWeights("v", FEATURES, {t: rng.normal(size=len(FEATURES)) for t in TASKS}, biases)
+    X, items = rng.random((4, len(FEATURES))), ("i3", "i7", "nope", "i49")
+    few = {t: weights.logits(t, X, items) for t in TASKS}
+    assert "biases" not in weights.__dict__  # the cached table was not built
+    place, _table = weights.biases
+    rows = np.array([place.get(q, -1) for q in items])
+    for t in TASKS:
+        np.testing.assert_array_equal(few[t], weights.logits(t, X, items, rows))
