@@ -83,7 +83,9 @@
     const learned = wk.learned;
     $("learned").textContent = !learned ? "learned ranker: no weight set yet (recall order)"
       : "learned " + learned.version + ": gate NDCG@10 " + fmt(learned.validation.ndcg, 4) + " (serving before: "
-        + fmt(learned.validation.serving_ndcg, 4) + "), log-loss " + fmt(learned.validation.log_loss, 4)
+        + fmt(learned.validation.serving_ndcg, 4) + (learned.validation.judged === undefined ? ""
+          : "; over " + learned.validation.judged + " interactions not taken from a list")
+        + "), log-loss " + fmt(learned.validation.log_loss, 4)
         + "; refused " + learned.refused + (learned.rejected.length ? " (last: " + learned.rejected[learned.rejected.length - 1].reason + ")" : "");
     const blend = wk.model_blend || {};
     $("model-blend").textContent = blend.name || "-";
