@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from learner.online import Gate, Head, OnlineLearner, log_loss, ndcg_at_10
+from learner.online import Gate, Head, OnlineLearner, _evaluate, log_loss, ndcg_at_10
 from ranking.learned import TASKS, Examples, LearnedWeights, parse_objective
 
 
@@ -151,15 +151,10 @@ def test_rankings_are_judged_on_what_the_lists_did_not_cause():
     ok, numbers, _why = gate.passes(learnt)
     assert ok and numbers["judged"] == 10 and numbers["ndcg"] == 1.0 == numbers["serving_ndcg"]
     assert numbers["log_loss"] == pytest.approx(
-        (sum(_evaluate_loss(learnt, ex) for ex in clicks + organic)) / (4 * 50))
+        sum(_evaluate(learnt, ex, {"interaction": 1.0})[1] for ex in clicks + organic) / (4 * 50))
     only_clicks = Gate({"interaction": 1.0}, window=100, features=features)
     for ex in clicks:
         only_clicks.add(ex, learnt)
     ok, numbers, why = only_clicks.passes(learnt)
     assert not ok and numbers["judged"] == 40 and "recall order" in why
 
-
-def _evaluate_loss(weights: LearnedWeights, ex: Examples) -> float:
-    p = 1.0 / (1.0 + np.exp(-weights.logits("interaction", ex.X, ex.items)))
-    q = 1.0 / (1.0 + np.exp(-weights.logits("conversion", ex.X, ex.items)))
-    return log_loss(p, ex.labels["interaction"], ex.weights) + log_loss(q, ex.labels["conversion"], ex.weights)
