@@ -365,12 +365,13 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     best = _SourceFeatures(rows, of, bounds, at, recent_at, index, recall).write(X)
     _item_columns(X, items, at, np.array([float(row[6]) for row in rows])[of], index, context)
     _user_columns_many(X, rows, items, at, recent_at, of, bounds, index, context)
-    best_at = best.tolist()
-    out = []
-    for r, row in enumerate(rows):
-        a, b, recent = int(bounds[r]), int(bounds[r + 1]), row[2]
-        out.append(Candidates(row[0], X[a:b], [recent[j][0] if j >= 0 else None for j in best_at[a:b]]))
-    return X, out
+    # Each candidate's ``because``: its row's recent item ``best`` (None after them all: -1).
+    recent_items = [*map(_first, chain.from_iterable(row[2] for row in rows)), None]
+    first_entry = np.cumsum([0, *(len(row[2]) for row in rows)])[:-1]
+    contributor = np.where(best >= 0, first_entry[of] + best, len(recent_items) - 1)
+    because = list(map(recent_items.__getitem__, contributor.tolist()))
+    ends = bounds.tolist()
+    return X, [Candidates(row[0], X[a:b], because[a:b]) for row, a, b in zip(rows, ends, ends[1:], strict=False)]
 
 
 def _user_columns_many(X: np.ndarray, rows: Sequence[tuple], items: list, at: np.ndarray, recent_at: np.ndarray,
@@ -462,6 +463,9 @@ class _StackedLists:
         return np.arange(total, dtype=places) + np.repeat((self.indptr[at] - (ends - sizes)).astype(places), sizes), sizes
 
 
+#: The cells of the table that finds a list entry's candidate: rows x items, at most (1 MiB of int32).
+_TABLE_CELLS = 1 << 18
+
 #: The model's :class:`_StackedLists`, built on the first call.
 stacked_lists_of = built_once_per_model(_StackedLists)
 
@@ -518,25 +522,30 @@ class _SourceFeatures:
         for listed, w in index.blend_sources:
             weight_of[names.index(listed)] = w
         bw = weight_of[source]
-        blended_in = bw != 0.0
-        pair_keys, inverse = np.unique(from_entry[blended_in].astype(np.int64) * n + cand[blended_in],
-                                       return_inverse=True)
-        blended = np.bincount(inverse.ravel(), values[blended_in] * bw[blended_in], minlength=pair_keys.size)
-        pair_entry, pair_cand = (pair_keys // n).astype(np.intp), (pair_keys % n).astype(np.intp)
+        blended_in = np.flatnonzero(bw != 0.0)
+        b_entry, b_cand, b_value = from_entry[blended_in], cand[blended_in], values[blended_in] * bw[blended_in]
         weight = np.array([float(entry[1]) for entry in recent])
         top_weight = np.zeros(len(rows))
         np.maximum.at(top_weight, entry_row, np.abs(weight))
         top_weight[top_weight == 0.0] = 1.0
         rated = self.decay ** age * weight / top_weight[entry_row]
-        knn_rated = np.bincount(pair_cand, rated[pair_entry] * blended, minlength=n)
+        knn_rated = np.bincount(b_cand, rated[b_entry] * b_value, minlength=n)
         top = self._largest_per_row(np.abs(knn_rated)[None, :])[0]
         X[:, _AT["knn_rated"]] = knn_rated / np.where(top > 0.0, top, 1.0)[self.of]
-        part = signed_entry[pair_entry] * blended
+        # A recent entry's part in a candidate is its blended lists' sum for it: summed in
+        # a cell per (entry, candidate of its row), each row a block of its entries x candidates.
+        counts = np.diff(self.bounds)
+        block = np.concatenate([[0], np.cumsum(lengths * counts)[:-1]])
+        entry_cell = (block - first_entry * counts - self.bounds[:-1])[entry_row] + np.arange(len(recent)) * counts[
+            entry_row]
+        cell = entry_cell[b_entry] + b_cand
+        blended = np.bincount(cell, b_value, minlength=int((lengths * counts).sum()))[cell]
+        part = signed_entry[b_entry] * blended
         largest = np.full(n, -np.inf)  # each candidate's largest part, from the oldest entry on a tie
-        np.maximum.at(largest, pair_cand, part)
-        top = np.flatnonzero((part == largest[pair_cand]) & (part > 0.0))
-        oldest = np.full(n, len(recent), dtype=np.intp)
-        np.minimum.at(oldest, pair_cand[top], pair_entry[top])
+        np.maximum.at(largest, b_cand, part)
+        top = np.flatnonzero((part == largest[b_cand]) & (part > 0.0))
+        oldest = np.full(n, len(recent), dtype=b_entry.dtype)  # the dtype of the values: ufunc.at's fast path
+        np.minimum.at(oldest, b_cand[top], b_entry[top])
         won = np.flatnonzero(oldest < len(recent))
         best[won] = oldest[won] - first_entry[entry_row[oldest[won]]]
         got_best = best >= 0
@@ -551,24 +560,26 @@ class _SourceFeatures:
 
     def _candidate_of(self, ends: list, item_at: np.ndarray) -> np.ndarray:
         """The stacked candidate of each list entry (``item_at``: the item it names; row
-        r's entries are ``ends[r]:ends[r + 1]``), or -1: a row at a time through one item ->
-        candidate table, as :func:`features` looks them up (a search in sorted keys took
-        longer than all the rest)."""
-        slot = np.full(self.n_items, -1, dtype=np.int32)
+        r's entries are ``ends[r]:ends[r + 1]``), or -1: a group of rows at a time through
+        one (row in the group, item) -> candidate table of at most :data:`_TABLE_CELLS` cells
+        (a search in sorted keys took longer than all the rest; a row at a time, the loop did)."""
+        n_items, n_rows = self.n_items, len(self.rows)
+        group = max(1, _TABLE_CELLS // max(n_items, 1))
+        slot = np.full(min(group, n_rows) * n_items, -1, dtype=np.int32)
         out = np.empty(item_at.size, dtype=np.int32)
-        bounds = self.bounds.tolist()
-        for r in range(len(self.rows)):
-            a, b, start, end = bounds[r], bounds[r + 1], ends[r], ends[r + 1]
+        bounds, ends = self.bounds, np.asarray(ends)
+        for first in range(0, n_rows, group):
+            last = min(first + group, n_rows)
+            a, b, start, end = int(bounds[first]), int(bounds[last]), int(ends[first]), int(ends[last])
             if start == end:
                 continue
-            if a == b:
-                out[start:end] = -1
-                continue
             at = self.at[a:b]
-            known = at >= 0
-            slot[at[known]] = np.arange(a, b)[known]
-            out[start:end] = slot[item_at[start:end]]
-            slot[at[known]] = -1
+            known = np.flatnonzero(at >= 0)
+            keys = (self.of[a:b][known] - first) * n_items + at[known]
+            slot[keys] = known + a
+            row_start = np.repeat(np.arange(last - first, dtype=np.int32) * n_items, np.diff(ends[first:last + 1]))
+            out[start:end] = slot[row_start + item_at[start:end]]
+            slot[keys] = -1
         return out
 
     def _largest_per_row(self, values: np.ndarray) -> np.ndarray:
