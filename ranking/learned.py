@@ -273,8 +273,9 @@ class LearnedRanker(Ranker):
         ``scores`` (one per candidate, rounded to 6 decimals), with an explored slot maybe."""
         explored = self._explore(order, interaction) if self.explore > 0 else None
         order = order[: self.k]
-        items = [[found.items[j], scores[j]] for j in order]
-        because = {found.items[j]: found.because[j] for j in order if found.because[j] is not None}
+        names, becauses = found.items, found.because
+        items = [[names[j], scores[j]] for j in order]
+        because = {names[j]: becauses[j] for j in order if becauses[j] is not None}
         if explored is not None:
             explored["item"] = found.items[order[explored["position"]]]
         return Step(recent, rated, items, because, len(found.items), explored, made=found)
