@@ -120,12 +120,9 @@ class Candidates:
 
     def kept(self) -> Candidates:
         """These candidates as a worker keeps them until the user's next interaction: the
-        computed features only, in float32 (a sixth of the bytes); :meth:`restored` undoes it."""
+        computed features only, in float32 (a sixth of the bytes); :func:`with_crosses` of
+        their rows in float64 gives the whole rows again."""
         return Candidates(self.items, self.X[:, : len(BASE_FEATURES)].astype(np.float32), self.because)
-
-    def restored(self) -> Candidates:
-        """Kept candidates with their whole feature rows again."""
-        return Candidates(self.items, with_crosses(self.X.astype(np.float64)), self.because)
 
 
 class KeptCandidates:

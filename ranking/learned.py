@@ -48,6 +48,7 @@ from ranking.features import (
     crossed_dot,
     event_of,
     features,
+    with_crosses,
 )
 from ranking.history import advanced, is_replay
 from ranking.protocol import History, Interaction, Ranker, Step
@@ -334,8 +335,6 @@ class LearnedRanker(Ranker):
             positive = found.items.index(interaction.item)
         except ValueError:  # most interactions: the item taken was not a candidate
             return None
-        if found.X.shape[1] != len(FEATURES):  # kept: the computed ones only
-            found = found.restored()
         shown = {entry[0] for entry in self._shown(state)}
         skipped = [j for j, q in enumerate(found.items) if j != positive and q in shown]
         others = [j for j, q in enumerate(found.items) if j != positive and q not in shown]
@@ -352,8 +351,11 @@ class LearnedRanker(Ranker):
         labels["interaction"][0] = 1.0
         labels["conversion"][0] = 1.0 if converted else 0.0
         weights = np.array([1.0] + [self.skipped_weight] * len(skipped) + [unseen_weight] * len(others))
+        X = found.X[rows]
+        if X.shape[1] != len(FEATURES):  # kept: the computed ones only
+            X = with_crosses(X.astype(np.float64))
         return Examples(interaction.user, interaction.item, interaction.ts, tuple(found.items[j] for j in rows),
-                        found.X[rows], labels, weights, interaction.from_list)
+                        X, labels, weights, interaction.from_list)
 
 
 def _recall_order(found: Candidates) -> tuple[list, list]:
