@@ -235,8 +235,8 @@ class LearnedRanker(Ranker):
         if weights is None or not weights.fits() or not found.items:
             return self._listed(recent, rated, found, *_recall_order(found), interaction)
         scores = weights.scores(found.X, found.items, dict(self.objective))
-        order = np.lexsort((np.arange(len(scores)), -scores)).tolist()
-        return self._listed(recent, rated, found, order, rounded(scores, 6), interaction)
+        order = np.lexsort((np.arange(len(scores)), -scores))
+        return self._listed(recent, rated, found, order.tolist(), rounded(scores[order], 6), interaction)
 
     def step_many(self, pairs, model) -> list[Step]:
         """The steps of many users' interactions: the candidates and their features made
@@ -251,12 +251,15 @@ class LearnedRanker(Ranker):
         if weights is not None and weights.fits():
             scores = weights.scores(X, [q for f in found for q in f.items], dict(self.objective))
             counts = np.array([len(f.items) for f in found], dtype=np.intp)
-            bounds = np.concatenate([[0], np.cumsum(counts)])
-            # Every row's candidates by score, best first, ties in the recall order.
-            ranked, scores = by_score_within_rows(scores, counts).tolist(), rounded(scores, 6)
-            made = [self._listed(recent, rated, f, ranked[r][:len(f.items)], scores[a:a + len(f.items)], interaction)
-                    for r, (((_s, interaction), (recent, rated)), f, a)
-                    in enumerate(zip(moved, found, bounds[:-1].tolist(), strict=True))]
+            # Every row's candidates by score, best first, ties in the recall order: the first
+            # k of each are its list (all of them when a slot may be explored).
+            ranked = by_score_within_rows(scores, counts)[:, : (None if self.explore > 0 else self.k)]
+            listed = np.minimum(counts, ranked.shape[1])
+            ranked_scores = rounded(scores[((np.cumsum(counts) - counts)[:, None] + ranked)[ranked < counts[:, None]]], 6)
+            ends = np.cumsum(listed).tolist()
+            made = [self._listed(recent, rated, f, order[:n], ranked_scores[end - n:end], interaction)
+                    for ((_s, interaction), (recent, rated)), f, order, n, end
+                    in zip(moved, found, ranked.tolist(), listed.tolist(), ends, strict=True)]
         else:
             made = [self._listed(recent, rated, f, *_recall_order(f), interaction)
                     for ((_s, interaction), (recent, rated)), f in zip(moved, found, strict=True)]
@@ -270,12 +273,13 @@ class LearnedRanker(Ranker):
                         interaction.ts, DefaultRanker.KEPT, self.rated_limit)
 
     def _listed(self, recent, rated, found: Candidates, order: list, scores: list, interaction: Interaction) -> Step:
-        """The step whose list is ``found`` in ``order`` (candidate places, best first) with
-        ``scores`` (one per candidate, rounded to 6 decimals), with an explored slot maybe."""
-        explored = self._explore(order, interaction) if self.explore > 0 else None
-        order = order[: self.k]
+        """The step whose list is ``found`` in ``order`` (candidate places, best first; at
+        least the first ``k``, all of them when a slot may be explored) with ``scores`` (of
+        ``order``'s candidates, rounded to 6 decimals), with an explored slot maybe."""
+        explored = self._explore(order, scores, interaction) if self.explore > 0 else None
         names, becauses = found.items, found.because
-        items = [[names[j], scores[j]] for j in order]
+        order = order[: self.k]
+        items = [[names[j], score] for j, score in zip(order, scores, strict=False)]
         because = {names[j]: becauses[j] for j in order if becauses[j] is not None}
         if explored is not None:
             explored["item"] = found.items[order[explored["position"]]]
@@ -301,9 +305,10 @@ class LearnedRanker(Ranker):
         scores = weights.scores(found.X, found.items, dict(self.objective))
         return reranked(items, {q: round(float(s), 6) for q, s in zip(order, scores, strict=True)})
 
-    def _explore(self, order: list, interaction: Interaction) -> dict | None:
+    def _explore(self, order: list, scores: list, interaction: Interaction) -> dict | None:
         """With chance ``explore``, move a candidate from below the top ``k`` (uniformly
-        drawn) into a slot of it (uniformly drawn), in place; returns the slot, or None.
+        drawn) into a slot of it (uniformly drawn), in place (and its score in ``scores``);
+        returns the slot, or None.
         Seeded by the interaction: a redelivery explores the same way."""
         outside = len(order) - self.k
         if outside <= 0:
@@ -312,7 +317,7 @@ class LearnedRanker(Ranker):
         if rng.random() >= self.explore:
             return None
         pick, slot = self.k + int(rng.integers(outside)), int(rng.integers(self.k))
-        order[slot] = order[pick]
+        order[slot], scores[slot] = order[pick], scores[pick]
         return {"position": slot, "propensity": self.explore / outside}
 
     def examples(self, state: History, interaction: Interaction, model, made: Candidates | None = None
@@ -359,7 +364,7 @@ class LearnedRanker(Ranker):
 
 
 def _recall_order(found: Candidates) -> tuple[list, list]:
-    """The candidates' order and scores without learned weights: the recall ranker's."""
+    """The candidates' order and their scores without learned weights: the recall ranker's."""
     return list(range(len(found.items))), rounded(found.X[:, 1], 6)
 
 
