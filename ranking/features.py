@@ -526,9 +526,6 @@ class _SourceFeatures:
         np.maximum.at(top_weight, entry_row, np.abs(weight))
         top_weight[top_weight == 0.0] = 1.0
         rated = self.decay ** age * weight / top_weight[entry_row]
-        knn_rated = np.bincount(b_cand, rated[b_entry] * b_value, minlength=n)
-        top = self._largest_per_row(np.abs(knn_rated)[None, :])[0]
-        X[:, _AT["knn_rated"]] = knn_rated / np.where(top > 0.0, top, 1.0)[self.of]
         # A recent entry's part in a candidate is its blended lists' sum for it: summed in
         # a cell per (entry, candidate of its row), each row a block of its entries x candidates.
         counts = np.diff(self.bounds)
@@ -536,7 +533,15 @@ class _SourceFeatures:
         entry_cell = (block - first_entry * counts - self.bounds[:-1])[entry_row] + np.arange(len(recent)) * counts[
             entry_row]
         cell = entry_cell[b_entry] + b_cand
-        blended = np.bincount(cell, b_value, minlength=int((lengths * counts).sum()))[cell]
+        cells = int((lengths * counts).sum())
+        pair_sum = np.bincount(cell, b_value, minlength=cells)
+        first = np.full(cells, cell.size, dtype=np.intp)  # each pair's first list entry
+        np.minimum.at(first, cell, np.arange(cell.size))
+        pair = np.flatnonzero(first[cell] == np.arange(cell.size))  # once per pair, oldest entry first
+        knn_rated = np.bincount(b_cand[pair], rated[b_entry[pair]] * pair_sum[cell[pair]], minlength=n)
+        top = self._largest_per_row(np.abs(knn_rated)[None, :])[0]
+        X[:, _AT["knn_rated"]] = knn_rated / np.where(top > 0.0, top, 1.0)[self.of]
+        blended = pair_sum[cell]
         part = signed_entry[b_entry] * blended
         largest = np.full(n, -np.inf)  # each candidate's largest part, from the oldest entry on a tie
         np.maximum.at(largest, b_cand, part)
