@@ -85,9 +85,10 @@ def per_key(messages) -> collections.Counter:
 
 
 def roll_and_wait_for_compaction(conf, topic: str, keys: set, timeout: float = 90.0) -> list:
-    """Kafka compacts closed segments only: wait past ``log.roll.ms`` (2 s here), write a
-    sentinel to each partition so the segment holding ``keys`` closes, then read from the
-    beginning until every key in ``keys`` has one value (or ``timeout``)."""
+    """Kafka compacts closed segments only: wait past ``log.roll.ms`` (2 s in the tests'
+    broker, tests/conftest.py), write a sentinel to each partition so the segment holding
+    ``keys`` closes, then read from the beginning until every key in ``keys`` has one
+    value (or ``timeout``)."""
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     from broker.clients import KafkaClients

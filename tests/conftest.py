@@ -35,10 +35,12 @@ def pytest_terminal_summary(terminalreporter):
 def broker(request, tmp_path_factory):
     """A running broker of each engine under test (``.engine`` says which)."""
     # The bad-input tests send 1.5-2 MB messages on purpose (Kafka's default limit is 1 MB,
-    # and a batch must fit in one log segment; segments still roll every 2 s).
+    # and a batch must fit in one log segment; segments roll every 2 s, so that the
+    # compaction tests see their segment closed: tests.brokers.roll_and_wait_for_compaction).
     # Tests count every list on the compacted recommendations topic: nothing younger than
     # 5 minutes is compacted away (the compaction test lowers it for its own topics).
-    kafka_config = {"message.max.bytes": 8 << 20, "log.segment.bytes": 16 << 20, "log.cleaner.min.compaction.lag.ms": 300_000}
+    kafka_config = {"message.max.bytes": 8 << 20, "log.segment.bytes": 16 << 20, "log.roll.ms": 2000,
+                    "log.cleaner.min.compaction.lag.ms": 300_000}
     b = start_engine(request.param, tmp_path_factory.mktemp(f"broker-{request.param}"), kafka_config=kafka_config)
     b.engine = request.param
     yield b
