@@ -460,7 +460,7 @@ class _StackedLists:
         return np.arange(total, dtype=places) + np.repeat((self.indptr[at] - (ends - sizes)).astype(places), sizes), sizes
 
 
-#: The cells of the table that finds a list entry's candidate: rows x items, at most (1 MiB of int32).
+#: At most this many cells (rows x items, 1 MiB of int32) in the table that finds a list entry's candidate.
 _TABLE_CELLS = 1 << 18
 
 #: The model's :class:`_StackedLists`, built on the first call.
