@@ -357,13 +357,13 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     X[:, _AT["recall"]] = list(chain.from_iterable(row[1] for row in rows))
     X[:, _AT["recall_rank"]] = 1.0 / np.log2(2.0 + (np.arange(size) - bounds[of]))
     # Every row's recent items, one after the other, and their item positions (-1: unknown).
-    recent_at = np.fromiter(map(index.position.get, map(_first, chain.from_iterable(row[2] for row in rows)), repeat(-1)),
-                            dtype=np.intp, count=sum(len(row[2]) for row in rows))
+    recent_items = list(map(_first, chain.from_iterable(row[2] for row in rows)))
+    recent_at = np.fromiter(map(index.position.get, recent_items, repeat(-1)), dtype=np.intp, count=len(recent_items))
     best = _SourceFeatures(rows, of, bounds, at, recent_at, index, recall).write(X)
     _item_columns(X, items, at, np.array([float(row[6]) for row in rows])[of], index, context)
     _user_columns_many(X, rows, items, at, recent_at, of, bounds, index, context)
     # Each candidate's ``because``: its row's recent item ``best`` (None after them all: -1).
-    recent_items = [*map(_first, chain.from_iterable(row[2] for row in rows)), None]
+    recent_items.append(None)
     first_entry = np.cumsum([0, *(len(row[2]) for row in rows)])[:-1]
     contributor = np.where(best >= 0, first_entry[of] + best, len(recent_items) - 1)
     because = list(map(recent_items.__getitem__, contributor.tolist()))
@@ -497,7 +497,7 @@ class _SourceFeatures:
         # these arrays are the batch's largest, and the time goes into reading them).
         from_entry = np.repeat(np.arange(len(recent), dtype=np.int32), sizes)
         row_ends = np.concatenate([[0], np.cumsum(sizes)])[np.concatenate([first_entry, [len(recent)]])]
-        cand = self._candidate_of(row_ends.tolist(), stacked.at[taken])
+        cand = self._candidate_of(row_ends, stacked.at[taken])
         keep = np.flatnonzero(cand >= 0)
         cand, from_entry, taken = cand[keep], from_entry[keep], taken[keep]
         values, source = stacked.values[taken], stacked.source[taken].astype(np.intp)
@@ -529,11 +529,12 @@ class _SourceFeatures:
         # A recent entry's part in a candidate is its blended lists' sum for it: summed in
         # a cell per (entry, candidate of its row), each row a block of its entries x candidates.
         counts = np.diff(self.bounds)
-        block = np.concatenate([[0], np.cumsum(lengths * counts)[:-1]])
+        block_size = lengths * counts
+        block = np.concatenate([[0], np.cumsum(block_size)[:-1]])
         entry_cell = (block - first_entry * counts - self.bounds[:-1])[entry_row] + np.arange(len(recent)) * counts[
             entry_row]
         cell = entry_cell[b_entry] + b_cand
-        cells = int((lengths * counts).sum())
+        cells = int(block_size.sum())
         pair_sum = np.bincount(cell, b_value, minlength=cells)
         first = np.full(cells, cell.size, dtype=np.intp)  # each pair's first list entry
         np.minimum.at(first, cell, np.arange(cell.size))
@@ -560,7 +561,7 @@ class _SourceFeatures:
                                            / math.log1p(_YEAR_S))
         return best
 
-    def _candidate_of(self, ends: list, item_at: np.ndarray) -> np.ndarray:
+    def _candidate_of(self, ends: np.ndarray, item_at: np.ndarray) -> np.ndarray:
         """The stacked candidate of each list entry (``item_at``: the item it names; row
         r's entries are ``ends[r]:ends[r + 1]``), or -1: a group of rows at a time through
         one (row in the group, item) -> candidate table of at most :data:`_TABLE_CELLS` cells
@@ -569,7 +570,7 @@ class _SourceFeatures:
         group = max(1, _TABLE_CELLS // max(n_items, 1))
         slot = np.full(min(group, n_rows) * n_items, -1, dtype=np.int32)
         out = np.empty(item_at.size, dtype=np.int32)
-        bounds, ends = self.bounds, np.asarray(ends)
+        bounds = self.bounds
         for first in range(0, n_rows, group):
             last = min(first + group, n_rows)
             a, b, start, end = int(bounds[first]), int(bounds[last]), int(ends[first]), int(ends[last])
