@@ -62,6 +62,8 @@ UPSTREAM = (
              "changelog_rebuild.rewrite_changelog reads a partition's database"),
     Upstream("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._create_worker_consumer", "source",
              "c2701bfc3e6f", "wrapped by fetch_wait.apply (sets the fetch wait)"),
+    Upstream("faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._fetch_records", "source",
+             "39a2c6c79fc1", "wrapped by fetch_wait.apply (pauses the changelog partitions Faust does not read)"),
     Upstream("faust.transport.drivers.aiokafka:Producer._settings_extra", "source", "a4c7bc41b638",
              "replaced by producer.apply (idempotent, acks=all, outside Faust's transactions too)"),
     Upstream("faust.tables.recovery:Recovery.__init__", "source", "acec96bd78fa",

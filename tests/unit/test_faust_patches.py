@@ -8,12 +8,13 @@ import threading
 import types
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
 from app import faust_patches
-from app.faust_patches import at_least_once
+from app.faust_patches import at_least_once, fetch_wait
 from app.metrics import Metrics
 from app.settings import Settings
 from app.worker import build_worker
@@ -222,6 +223,55 @@ def worker_consumer_attribute(worker, name: str):
             await consumer.stop()
 
     return run(created())
+
+
+# ------------------------------------------------------------------ changelog partitions Faust does not read
+#: aiokafka's own partitions: what Faust's aiokafka driver hands its consumer.
+INPUT, CHANGELOG, OTHER = (TopicPartition("ratings", 0), TopicPartition("app-user_state-changelog", 0),
+                           TopicPartition("app-user_state-changelog", 1))
+
+
+def test_the_changelog_partitions_faust_does_not_read_are_paused_in_aiokafka_until_it_reads_them_again():
+    async def check():
+        consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")  # never started: assignments only
+        consumer.assign([INPUT, CHANGELOG, OTHER])
+        try:
+            changelogs = {CHANGELOG.topic}
+            fetch_wait.pause_idle_changelogs(consumer, {INPUT, OTHER}, changelogs)  # CHANGELOG recovered
+            after_recovery = consumer.paused()
+            fetch_wait.pause_idle_changelogs(consumer, {INPUT, CHANGELOG}, changelogs)  # a rebalance: reads it again
+            return after_recovery, consumer.paused()
+        finally:
+            await consumer.stop()
+
+    after_recovery, after_rebalance = run(check())
+    assert after_recovery == {CHANGELOG}  # never the input, nor a changelog partition Faust reads
+    assert after_rebalance == {OTHER}
+
+
+def test_the_worker_consumer_pauses_idle_changelog_partitions_before_each_fetch(tmp_path):
+    worker = build_worker(Settings().replace(data_dir=tmp_path))
+    thread = worker.app.consumer._thread
+
+    async def fetch():
+        consumer = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")
+        changelog = TopicPartition(worker.tables.user_state.changelog_topic.get_topic_name(), 0)
+        consumer.assign([INPUT, changelog])
+
+        async def fetched_records(partitions, timeout=0, max_records=None):
+            return {}
+
+        consumer._fetcher = types.SimpleNamespace(_closed=False, _subscriptions=consumer._subscription,
+                                                  fetched_records=fetched_records)
+        try:
+            await thread._fetch_records(consumer, {INPUT}, timeout=0)
+            return changelog, consumer.paused()
+        finally:
+            consumer._fetcher = None
+            await consumer.stop()
+
+    changelog, paused = run(fetch())
+    assert paused == {changelog}
 
 
 # ------------------------------------------------------------------ exactly once, idempotence
