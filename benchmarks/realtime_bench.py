@@ -534,6 +534,17 @@ async def latency_run(conf, msgs, rate: float, seconds: float):
     return sent, took, recs
 
 
+def p99_by_window(recs: list[dict], e2e: list[float], seconds: float) -> list[float | None]:
+    """The p99 of ``e2e`` in each ``seconds``-long window of production time (a stall at
+    the start, or one that recurs, shows here)."""
+    if not recs:
+        return []
+    produced = np.array([r["produced_at"] for r in recs])
+    window = ((produced - produced.min()) // seconds).astype(int)
+    values = np.array(e2e)
+    return [percentile_ms(values[window == w], 99) for w in range(int(window.max()) + 1)]
+
+
 def phase_latency(args, tmp, model, bench) -> dict:
     lo = args.ratings
     n = int(args.latency_rate * args.latency_seconds)
@@ -552,6 +563,7 @@ def phase_latency(args, tmp, model, bench) -> dict:
         "achieved_rate": round(sent / took, 1) if took else None,
         "e2e_p50_ms": percentile_ms(e2e, 50), "e2e_p99_ms": percentile_ms(e2e, 99),
         "e2e_max_ms": round(max(e2e), 1) if e2e else None,
+        "e2e_p99_ms_by_10s": p99_by_window(recs, e2e, 10.0),
         "produce_to_emit_p50_ms": percentile_ms(to_emit, 50), "produce_to_emit_p99_ms": percentile_ms(to_emit, 99),
         "emit_to_received_p50_ms": percentile_ms(out_path, 50),
         "emit_to_received_p99_ms": percentile_ms(out_path, 99),
@@ -790,6 +802,7 @@ def print_engine_table(args, conf0, facts, thr, lat) -> None:
                            f"fresh broker, held {lat['broker_messages_held']:,} msgs at the end")),
             ("lists", f"{lat['lists']} of {lat['sent']}"),
             ("produce->received", f"p50 {lat['e2e_p50_ms']} ms, p99 {lat['e2e_p99_ms']} ms, max {lat['e2e_max_ms']}"),
+            ("  p99 per 10 s", ", ".join(f"{v}" for v in lat["e2e_p99_ms_by_10s"])),
             ("produce->emitted", f"p50 {lat['produce_to_emit_p50_ms']} ms, p99 {lat['produce_to_emit_p99_ms']} ms"),
             ("emitted->received", f"p50 {lat['emit_to_received_p50_ms']} ms, p99 {lat['emit_to_received_p99_ms']} ms"),
             ("inside the worker", (f"p50 {lat['worker_ms_p50']} ms, p99 {lat['worker_ms_p99']} ms (target p99 < 5); "
