@@ -202,8 +202,8 @@ class _Lists:
         indptr = np.concatenate([[0], np.cumsum(lengths)])
         self.matrix = sp.csr_matrix((weights, at, indptr), shape=(size, size))
         self.negative = bool((weights < 0).any())
-        #: Where the lists have an entry (1 each): what a kNN sum that is exactly 0 still reaches.
-        self.pattern = sp.csr_matrix((np.ones(weights.size), at, indptr), shape=(size, size)) if self.negative else None
+        #: Where the lists have an entry (True each): what a kNN sum that is exactly 0 still reaches.
+        self.pattern = sp.csr_matrix((np.ones(weights.size, dtype=bool), at, indptr), shape=(size, size))
 
 
 _lists_of = built_once_per_model(_Lists)
@@ -237,15 +237,13 @@ class _KnnSums:
             mark = np.zeros(n_rows * size, dtype=bool)
             mark[mine] = True
             keep = ~mark[keys]
-            return cls(row[keep], K.indices[keep].astype(np.intp), K.data[keep], R, lists)
+            return cls(row[keep], K.indices.astype(np.intp)[keep], K.data[keep], R, lists)
         return cls(row, K.indices.astype(np.intp), K.data, R, lists)
 
     @staticmethod
     def _with_zero_sums(K, R, lists: _Lists):
         """``K`` with an explicit 0 for every (row, item) the lists reach whose sum is 0."""
-        L = lists.pattern if lists.pattern is not None else sp.csr_matrix(
-            (np.ones_like(lists.matrix.data), lists.matrix.indices, lists.matrix.indptr), shape=lists.matrix.shape)
-        pattern = sp.csr_matrix((np.ones_like(R.data), R.indices, R.indptr), shape=R.shape) @ L
+        pattern = sp.csr_matrix((np.ones(R.data.size, dtype=bool), R.indices, R.indptr), shape=R.shape) @ lists.pattern
         if pattern.nnz == K.nnz:
             return K
         K.sort_indices()
