@@ -359,13 +359,11 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     # Every row's recent items, one after the other, and their item positions (-1: unknown).
     recent_items = list(map(_first, chain.from_iterable(row[2] for row in rows)))
     recent_at = np.fromiter(map(index.position.get, recent_items, repeat(-1)), dtype=np.intp, count=len(recent_items))
-    best = _SourceFeatures(rows, of, bounds, at, recent_at, index, recall).write(X)
+    contributor = _SourceFeatures(rows, of, bounds, at, recent_at, index, recall).write(X)
     _item_columns(X, items, at, np.array([float(row[6]) for row in rows])[of], index, context)
     _user_columns_many(X, rows, items, at, recent_at, of, bounds, index, context)
-    # Each candidate's ``because``: its row's recent item ``best`` (None after them all: -1).
+    # Each candidate's ``because``: its main contributor's item (-1, none: the None after them all).
     recent_items.append(None)
-    first_entry = np.cumsum([0, *(len(row[2]) for row in rows)])[:-1]
-    contributor = np.where(best >= 0, first_entry[of] + best, len(recent_items) - 1)
     because = list(map(recent_items.__getitem__, contributor.tolist()))
     ends = bounds.tolist()
     return X, [Candidates(row[0], X[a:b], because[a:b]) for row, a, b in zip(rows, ends, ends[1:], strict=False)]
@@ -480,10 +478,11 @@ class _SourceFeatures:
         self.n_items = len(index.ids)
 
     def write(self, X: np.ndarray) -> np.ndarray:
-        """Write the features of the recent items' lists into ``X``; returns ``because``
-        (the place in its row's ``recent`` of each candidate's main contributor, or -1)."""
+        """Write the features of the recent items' lists into ``X``; returns each candidate's
+        main contributor (``because``) as its place among every row's recent entries, one
+        row after the other, or -1."""
         n, rows, index = X.shape[0], self.rows, self.index
-        best = np.full(n, -1, dtype=np.intp)
+        contributor = np.full(n, -1, dtype=np.intp)
         stacked = stacked_lists_of(index)
         names = stacked.names
         lengths = np.array([len(row[2]) for row in rows], dtype=np.intp)
@@ -491,7 +490,7 @@ class _SourceFeatures:
         recent = [entry for row in rows for entry in row[2]]  # every row's, one after the other
         taken, sizes = stacked.entries_of(self.recent_at)  # every list entry of every recent entry, in order
         if not taken.size or not n:
-            return best
+            return contributor
         entry_row = np.repeat(np.arange(len(rows), dtype=np.intp), lengths)  # the row of every recent entry
         # Every list entry's recent entry, and where each row's list entries end (int32:
         # these arrays are the batch's largest, and the time goes into reading them).
@@ -550,16 +549,15 @@ class _SourceFeatures:
         oldest = np.full(n, len(recent), dtype=b_entry.dtype)  # the dtype of the values: ufunc.at's fast path
         np.minimum.at(oldest, b_cand[top], b_entry[top])
         won = np.flatnonzero(oldest < len(recent))
-        best[won] = oldest[won] - first_entry[entry_row[oldest[won]]]
-        got_best = best >= 0
-        newest = lengths[self.of] - 1
-        X[got_best, _AT["because_recency"]] = 1.0 / (1.0 + (newest[got_best] - best[got_best]))
+        contributor[won] = oldest[won]
+        got = contributor >= 0
+        newest = (first_entry + lengths - 1)[self.of]  # each candidate's row's newest recent entry
+        X[got, _AT["because_recency"]] = 1.0 / (1.0 + (newest[got] - contributor[got]))
         when = np.array([float(entry[2]) for entry in recent])
         ts = np.array([float(row[6]) for row in rows])
-        contributor = (first_entry[self.of] + best)[got_best]
-        X[got_best, _AT["because_age"]] = (np.log1p(np.maximum(ts[self.of[got_best]] - when[contributor], 0.0))
-                                           / math.log1p(_YEAR_S))
-        return best
+        X[got, _AT["because_age"]] = (np.log1p(np.maximum(ts[self.of[got]] - when[contributor[got]], 0.0))
+                                      / math.log1p(_YEAR_S))
+        return contributor
 
     def _candidate_of(self, ends: np.ndarray, item_at: np.ndarray) -> np.ndarray:
         """The stacked candidate of each list entry (``item_at``: the item it names; row
