@@ -7,18 +7,18 @@ same lists for many histories with one pass of each numpy call over all of them:
 - the histories' decayed recent items are the rows of one scipy CSR matrix R (oldest
   first), the model's blended lists the rows of another, L (built once per model); R @ L
   adds each row's terms in R's order, as ``rank``'s ``bincount`` adds them, so the kNN
-  sums are the very floats ``rank`` computes (a sum that is exactly 0 is put back from
-  the product of the two matrices' patterns: scipy drops it, ``rank`` keeps it);
+  sums are the very floats ``rank`` computes (a sum that is exactly 0, which scipy drops
+  and ``rank`` keeps, is put back from the product of the two matrices' patterns, made
+  only when the product's size says one was dropped);
 - the user's own items are masked out (a rows x items mark), each row's largest kNN sum
   is one ``np.maximum.reduceat``, the popular candidates are picked for every row at once
   over the popularity order (a rows x popular-items mask);
-- one ``np.lexsort`` by (row, score, item position) orders every row's candidates as
-  ``rank`` sorts them (item positions are in id order: ties break on item id), and the
-  first ``k`` of each row are its list (a row with more candidates is first cut to those
-  at or above its k-th best score).
+- a row with more than ``k`` kNN candidates is cut to those at or above its k-th best
+  score (the popular extras, added after the cut, can only raise it); each row's
+  candidates are then sorted as ``rank`` sorts them (score, then item position, which is
+  id order: ties break on item id), and its first ``k`` are its list.
 
-What stays per history is Python that is cheap or rare: picking the recent items' lists,
-the cold items the catalogue's text recalls (``ranking/content.py``), and building the
+What stays per history is Python that is cheap or rare: the cold items the catalogue's text recalls (``ranking/content.py``), and building the
 list and ``because`` (looked up for the listed pairs only). ``tests/unit/test_batch_ranker.py``
 checks :func:`rank_many` against ``rank`` on random models and histories: the same lists,
 scores and ``because``.
@@ -27,9 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
+from operator import itemgetter
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse._sparsetools import csr_matmat_maxnnz  # not public: see _structural_nnz
 
 from ranking.content import ContentIndex
 from ranking.decimals import rounded
@@ -74,8 +76,7 @@ def _rank_chunk(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityInd
     history, decay, w_pop = ranker._resolved(index)
     recents = [list(recent)[-history:] for recent, _exclude in rows]
     excludes = [exclude if isinstance(exclude, (set, frozenset)) else set(exclude) for _recent, exclude in rows]
-    picked = [_picked(recent, index, decay) for recent in recents]
-    knn = _KnnSums.of(picked, excludes, index)
+    knn = _KnnSums.of(_recent_matrix(recents, index, decay), excludes, index)
     top = knn.largest_per_row(len(rows))
     cold = ([content.recall(_weighted(recent, decay), exclude, n) for recent, exclude in zip(recents, excludes, strict=True)]
             if content is not None and ranker.w_content > 0 else [[] for _ in rows])
@@ -83,22 +84,24 @@ def _rank_chunk(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityInd
     # A history with nothing near it gets the popular items whatever w_pop says (as in rank).
     w_row = np.where((counts == 0) & np.array([not c for c in cold], dtype=bool) & (w_pop <= 0), 1.0, w_pop)
     row, at, score = knn.row, knn.col, knn.sums / top[knn.row]
+    if index.prior and w_pop > 0:
+        score = score + w_pop * index.prior_at[at]
+    row, at, score = _cut_to_best(row, at, score, counts, n)  # the popular extras can only raise a row's n-th
+    scored = counts
     if index.prior:
-        if w_pop > 0:
-            score = score + w_pop * index.prior_at[at]
         extra_row, extra_at = (_popular_extras(ranker, knn, excludes, index, w_row, n) if (w_row > 0).any()
                                else (np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)))
         if extra_row.size:
             row, at = np.concatenate([row, extra_row]), np.concatenate([at, extra_at])
             score = np.concatenate([score, 0.0 + w_row[extra_row] * index.prior_at[extra_at]])
-    scored = np.bincount(row, minlength=len(rows))
-    row, at, score = _best_per_row(row, at, score, scored, n)
+            scored = counts + np.bincount(extra_row, minlength=len(rows))
+    row, at, score = _best_per_row(row, at, score, n, len(rows))
     bounds = np.searchsorted(row, np.arange(len(rows) + 1)).tolist()
     names = _ids_of(index)[at].tolist()
     rounded_scores = rounded(score, 6)  # round(x, 6) of each, as arrays
     if not pairs:
         return [(names[bounds[r]:bounds[r + 1]], rounded_scores[bounds[r]:bounds[r + 1]]) for r in range(len(rows))]
-    why = knn.because(row, at, picked) if explain else None
+    why = knn.because(row, at, _ids_of(index)) if explain else None
     out = []
     for r in range(len(rows)):
         a, b = bounds[r], bounds[r + 1]
@@ -131,33 +134,35 @@ def _ids_of(index: SimilarityIndex) -> np.ndarray:
     return np.array(index.ids, dtype=object)
 
 
-def _best_per_row(row: np.ndarray, at: np.ndarray, score: np.ndarray, counts: np.ndarray, n: int):
-    """The best ``n`` of each row, ordered as ``rank`` sorts them: by row, score (best
-    first), item position (= id order). Only what can make a list is sorted: a row with
-    more candidates keeps those at or above its n-th best score; then each row's, in
-    item order, is sorted by score (stable: ties stay in item order) as one row of a
-    padded array."""
+def _cut_to_best(row: np.ndarray, at: np.ndarray, score: np.ndarray, counts: np.ndarray, n: int):
+    """Of each row (``row`` grouped, ``counts[r]`` entries each), only what can make its best
+    ``n``: a row with more keeps those at or above its n-th best score (ties too)."""
+    if not row.size or counts.max() <= n:
+        return row, at, score
+    ends = np.cumsum(counts)
+    keep = np.ones(row.size, dtype=bool)
+    for r in np.flatnonzero(counts > n).tolist():  # one partition per row (all padded together took longer)
+        a, b = int(ends[r] - counts[r]), int(ends[r])
+        segment = score[a:b]
+        keep[a:b] = segment >= np.partition(segment, b - a - n)[b - a - n]
+    return row[keep], at[keep], score[keep]
+
+
+def _best_per_row(row: np.ndarray, at: np.ndarray, score: np.ndarray, n: int, n_rows: int):
+    """The best ``n`` of each row (few candidates each, in any order: :func:`_cut_to_best`),
+    ordered as ``rank`` sorts them: by row, score (best first), item position (= id
+    order). Each row's, in item order, is sorted by score (stable: ties stay in item
+    order) as one row of a padded array."""
     if not row.size:
         return row, at, score
-    if counts.max() > n:
-        if (row[1:] < row[:-1]).any():  # rows together (the popular extras came last)
-            order = np.argsort(row, kind="stable")
-            row, at, score = row[order], at[order], score[order]
-        ends = np.cumsum(counts)
-        keep = np.ones(row.size, dtype=bool)
-        for r in np.flatnonzero(counts > n).tolist():  # one partition per row (all padded together took longer)
-            a, b = int(ends[r] - counts[r]), int(ends[r])
-            segment = score[a:b]
-            keep[a:b] = segment >= np.partition(segment, b - a - n)[b - a - n]
-        row, at, score = row[keep], at[keep], score[keep]
     order = np.argsort(row * (int(at.max()) + 1) + at)  # (row, item) pairs are unique
     row, at, score = row[order], at[order], score[order]
-    kept = np.bincount(row, minlength=counts.size)
+    kept = np.bincount(row, minlength=n_rows)
     width = int(kept.max())
-    if counts.size * width > DENSE_CELLS:  # a few rows of many ties: sort them as they are
+    if n_rows * width > DENSE_CELLS:  # a few rows of many ties: sort them as they are
         order = np.lexsort((at, -score, row))
         row, at, score = row[order], at[order], score[order]
-        first = np.arange(row.size) - np.searchsorted(row, np.arange(counts.size))[row] < n
+        first = np.arange(row.size) - np.searchsorted(row, np.arange(n_rows))[row] < n
         return row[first], at[first], score[first]
     starts = np.cumsum(kept) - kept
     best = by_score_within_rows(score, kept)[:, :n]
@@ -177,11 +182,28 @@ def by_score_within_rows(score: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return np.argsort(dense, axis=1, kind="stable")
 
 
-def _picked(recent: list, index: SimilarityIndex, decay: float) -> list[tuple[str, float, tuple]]:
-    """(recent item, signed decayed weight, its list) of the recent items with a list, oldest first."""
-    last, lists = len(recent) - 1, index.lists
-    return [(entry[0], decay ** (last - j) * (-1.0 if entry[1] < 0 else 1.0), neighbours)
-            for j, entry in enumerate(recent) if (neighbours := lists.get(entry[0])) is not None]
+def _recent_matrix(recents: list[list], index: SimilarityIndex, decay: float) -> sp.csr_matrix:
+    """The rows' recent items that have a list, as a CSR matrix (row = a history, oldest
+    first), each with its signed decayed weight ``decay ** age``, negative for a dislike."""
+    lengths = np.fromiter(map(len, recents), dtype=np.intp, count=len(recents))
+    flat = list(chain.from_iterable(recents))
+    at = np.fromiter(map(index.position.get, map(itemgetter(0), flat), repeat(-1)), dtype=np.intp, count=len(flat))
+    disliked = np.fromiter(map(itemgetter(1), flat), dtype=np.float64, count=len(flat)) < 0
+    age = np.repeat(np.cumsum(lengths), lengths) - 1 - np.arange(len(flat))
+    owner = np.repeat(np.arange(len(recents)), lengths)
+    listed = at >= 0
+    listed[listed] = _has_list(index)[at[listed]]
+    powers = np.array([decay ** k for k in range(int(lengths.max(initial=0)))])  # Python's pow, as rank's
+    weight = np.where(disliked, -1.0, 1.0)[listed] * powers[age[listed]]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(owner[listed], minlength=len(recents)))])
+    return sp.csr_matrix((weight, at[listed].astype(np.int32), indptr.astype(np.int32)),
+                         shape=(len(recents), len(index.ids)))
+
+
+@built_once_per_model
+def _has_list(index: SimilarityIndex) -> np.ndarray:
+    """Per item position: whether the item has a list (a recent item without one adds nothing)."""
+    return np.array([q in index.lists for q in index.ids], dtype=bool)
 
 
 def _weighted(recent: list, decay: float) -> list[tuple[str, float]]:
@@ -218,17 +240,14 @@ class _KnnSums:
         self.row, self.col, self.sums, self.R, self.lists = row, col, sums, R, lists
 
     @classmethod
-    def of(cls, picked: list[list], excludes: list[set], index: SimilarityIndex) -> _KnnSums:
-        """One sparse product R @ L: scipy adds each row's products in R's stored order
-        (oldest first), as ``rank``'s ``bincount`` does, so the sums are the same floats."""
-        size, n_rows, lists = len(index.ids), len(picked), _lists_of(index)
-        per_row = [len(row) for row in picked]
-        total, position = sum(per_row), index.position
-        R = sp.csr_matrix((np.fromiter((p[1] for row in picked for p in row), dtype=np.float64, count=total),
-                           np.fromiter((position[p[0]] for row in picked for p in row), dtype=np.int32, count=total),
-                           np.concatenate([[0], np.cumsum(per_row)]).astype(np.int32)), shape=(n_rows, size))
+    def of(cls, R: sp.csr_matrix, excludes: list[set], index: SimilarityIndex) -> _KnnSums:
+        """One sparse product R @ L (``R``: :func:`_recent_matrix`): scipy adds each row's
+        products in R's stored order (oldest first), as ``rank``'s ``bincount`` does, so the
+        sums are the same floats."""
+        size, n_rows, lists = len(index.ids), R.shape[0], _lists_of(index)
         K = R @ lists.matrix
-        if lists.negative or (R.data < 0).any():  # a sum can be exactly 0: scipy drops it, rank keeps it
+        # A sum can be exactly 0 where a weight is negative: scipy drops it, rank keeps it.
+        if (lists.negative or (R.data < 0).any()) and K.nnz < _structural_nnz(R, lists.matrix):
             K = cls._with_zero_sums(K, R, lists)
         row = np.repeat(np.arange(n_rows, dtype=np.intp), np.diff(K.indptr))
         keys = row * size + K.indices
@@ -244,8 +263,6 @@ class _KnnSums:
     def _with_zero_sums(K, R, lists: _Lists):
         """``K`` with an explicit 0 for every (row, item) the lists reach whose sum is 0."""
         pattern = sp.csr_matrix((np.ones(R.data.size, dtype=bool), R.indices, R.indptr), shape=R.shape) @ lists.pattern
-        if pattern.nnz == K.nnz:
-            return K
         K.sort_indices()
         pattern.sort_indices()
         size = K.shape[1]
@@ -273,21 +290,22 @@ class _KnnSums:
         top[top == 0.0] = 1.0
         return top
 
-    def because(self, row: np.ndarray, at: np.ndarray, picked: list[list]) -> list[str | None]:
+    def because(self, row: np.ndarray, at: np.ndarray, ids: np.ndarray) -> list[str | None]:
         """For each listed (row, item): the recent item whose weighted similarity to it is
         the largest (the first on a tie), or None (no positive part; a popular extra).
+        ``ids``: the model's item names by position.
 
         Every entry of the rows' recent items' lists is one (row, item) key; those of the
         listed pairs are found through a rows x items mark (a lookup per entry: a search of
         each listed pair in the lists took three times as long)."""
-        out: list[str | None] = [None] * row.size
         R, L, size = self.R, self.lists.matrix, self.lists.size
         if not row.size or not R.nnz:
-            return out
+            return [None] * row.size
         lens = np.diff(L.indptr)[R.indices]
         pair = np.repeat(np.arange(R.nnz), lens)  # each entry's place in R: a row's recent item
         entry = np.arange(pair.size) - np.repeat(np.cumsum(lens) - lens - L.indptr[R.indices], lens)  # its place in L
-        key = np.repeat(np.arange(R.shape[0], dtype=np.int64), np.diff(R.indptr))[pair] * size + L.indices[entry]
+        row_of = np.repeat(np.arange(R.shape[0], dtype=np.int64), np.diff(R.indptr))
+        key = np.repeat(row_of * size, lens) + L.indices[entry]
         listed_keys = row.astype(np.int64) * size + at
         is_listed = np.zeros(R.shape[0] * size, dtype=bool)
         is_listed[listed_keys] = True
@@ -295,18 +313,25 @@ class _KnnSums:
         by_key = np.argsort(listed_keys)
         listed = by_key[np.searchsorted(listed_keys, key[hit], sorter=by_key)]
         pair = pair[hit]
-        source = pair - R.indptr[row[listed]]  # the recent item's place among its row's, oldest first
         part = R.data[pair] * L.data[entry[hit]]
         largest = np.full(row.size, -np.inf)  # each pair's largest part, from its oldest recent item on a tie
         np.maximum.at(largest, listed, part)
         top = np.flatnonzero((part == largest[listed]) & (part > 0.0))
-        none = int(np.diff(R.indptr).max())
-        oldest = np.full(row.size, none, dtype=np.intp)
-        np.minimum.at(oldest, listed[top], source[top])
-        won = np.flatnonzero(oldest < none)
-        for i, s in zip(won.tolist(), oldest[won].tolist(), strict=True):
-            out[i] = picked[int(row[i])][s][0]
-        return out
+        oldest = np.full(row.size, R.nnz, dtype=np.intp)  # R's entries are each row's recent items, oldest first
+        np.minimum.at(oldest, listed[top], pair[top])
+        out = np.full(row.size, None, dtype=object)
+        won = oldest < R.nnz
+        out[won] = ids[R.indices[oldest[won]]]
+        return out.tolist()
+
+
+def _structural_nnz(A: sp.csr_matrix, B: sp.csr_matrix) -> int:
+    """How many (row, column) pairs ``A @ B`` reaches, zero sums included: the size scipy
+    reserves for the product (its first pass, on the patterns only: a sixth of the product's
+    time, where multiplying the patterns costs as much as the product)."""
+    dtype = B.indptr.dtype
+    return int(csr_matmat_maxnnz(A.shape[0], B.shape[1], A.indptr.astype(dtype, copy=False),
+                                 A.indices.astype(dtype, copy=False), B.indptr, B.indices.astype(dtype, copy=False)))
 
 
 def _popular_extras(ranker: DefaultRanker, knn: _KnnSums, excludes: list[set], index: SimilarityIndex,
