@@ -18,10 +18,10 @@ same lists for many histories with one pass of each numpy call over all of them:
   candidates are then sorted as ``rank`` sorts them (score, then item position, which is
   id order: ties break on item id), and its first ``k`` are its list.
 
-What stays per history is Python that is cheap or rare: the cold items the catalogue's text recalls (``ranking/content.py``), and building the
-list and ``because`` (looked up for the listed pairs only). ``tests/unit/test_batch_ranker.py``
-checks :func:`rank_many` against ``rank`` on random models and histories: the same lists,
-scores and ``because``.
+What stays per history is Python that is cheap or rare: the cold items the catalogue's
+text recalls (``ranking/content.py``), and building the list and ``because`` (looked up
+for the listed pairs only). ``tests/unit/test_batch_ranker.py`` checks :func:`rank_many`
+against ``rank`` on random models and histories: the same lists, scores and ``because``.
 """
 from __future__ import annotations
 
