@@ -487,7 +487,7 @@ class _SourceFeatures:
         names = stacked.names
         lengths = np.array([len(row[2]) for row in rows], dtype=np.intp)
         first_entry = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
-        recent = [entry for row in rows for entry in row[2]]  # every row's, one after the other
+        recent = list(chain.from_iterable(row[2] for row in rows))  # every row's, one after the other
         taken, sizes = stacked.entries_of(self.recent_at)  # every list entry of every recent entry, in order
         if not taken.size or not n:
             return contributor
@@ -501,7 +501,8 @@ class _SourceFeatures:
         cand, from_entry, taken = cand[keep], from_entry[keep], taken[keep]
         values, source = stacked.values[taken], stacked.source[taken].astype(np.intp)
         last = (first_entry + lengths - 1)[entry_row]  # the newest entry of each entry's row
-        sign = np.array([-1.0 if entry[1] < 0 else 1.0 for entry in recent])
+        weight = np.fromiter(map(itemgetter(1), recent), dtype=np.float64, count=len(recent))
+        sign = np.where(weight < 0, -1.0, 1.0)
         age = last - np.arange(len(recent))  # newer interactions than each entry's, in its row
         signed_entry = self.decay ** age * sign
         knn = np.bincount(source * n + cand, signed_entry[from_entry] * values,
@@ -520,7 +521,6 @@ class _SourceFeatures:
         bw = weight_of[source]
         blended_in = np.flatnonzero(bw != 0.0)
         b_entry, b_cand, b_value = from_entry[blended_in], cand[blended_in], values[blended_in] * bw[blended_in]
-        weight = np.array([float(entry[1]) for entry in recent])
         top_weight = np.zeros(len(rows))
         np.maximum.at(top_weight, entry_row, np.abs(weight))
         top_weight[top_weight == 0.0] = 1.0
@@ -553,7 +553,7 @@ class _SourceFeatures:
         got = contributor >= 0
         newest = (first_entry + lengths - 1)[self.of]  # each candidate's row's newest recent entry
         X[got, _AT["because_recency"]] = 1.0 / (1.0 + (newest[got] - contributor[got]))
-        when = np.array([float(entry[2]) for entry in recent])
+        when = np.fromiter(map(itemgetter(2), recent), dtype=np.float64, count=len(recent))
         ts = np.array([float(row[6]) for row in rows])
         X[got, _AT["because_age"]] = (np.log1p(np.maximum(ts[self.of[got]] - when[contributor[got]], 0.0))
                                       / math.log1p(_YEAR_S))
