@@ -31,12 +31,16 @@ from operator import itemgetter
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse._sparsetools import csr_matmat_maxnnz  # not public: see _structural_nnz
 
 from ranking.content import ContentIndex
 from ranking.decimals import rounded
 from ranking.default import DefaultRanker
 from ranking.model import SimilarityIndex, built_once_per_model
+
+try:  # the first pass of scipy's sparse product: not public API, so a release may move it
+    from scipy.sparse._sparsetools import csr_matmat_maxnnz
+except ImportError:  # then the patterns' product runs in every batch that can have a zero sum
+    csr_matmat_maxnnz = None
 
 #: One history to rank: its recent interactions ``[[item, weight, ts], ...]`` oldest first
 #: and the items it must not list.
@@ -246,8 +250,7 @@ class _KnnSums:
         sums are the same floats."""
         size, n_rows, lists = len(index.ids), R.shape[0], _lists_of(index)
         K = R @ lists.matrix
-        # A sum can be exactly 0 where a weight is negative: scipy drops it, rank keeps it.
-        if (lists.negative or (R.data < 0).any()) and K.nnz < _structural_nnz(R, lists.matrix):
+        if lists.negative or (R.data < 0).any():  # a sum can be exactly 0: scipy drops it, rank keeps it
             K = cls._with_zero_sums(K, R, lists)
         row = np.repeat(np.arange(n_rows, dtype=np.intp), np.diff(K.indptr))
         keys = row * size + K.indices
@@ -262,7 +265,11 @@ class _KnnSums:
     @staticmethod
     def _with_zero_sums(K, R, lists: _Lists):
         """``K`` with an explicit 0 for every (row, item) the lists reach whose sum is 0."""
+        if csr_matmat_maxnnz is not None and K.nnz == _structural_nnz(R, lists.matrix):
+            return K  # none was dropped (known without multiplying the patterns)
         pattern = sp.csr_matrix((np.ones(R.data.size, dtype=bool), R.indices, R.indptr), shape=R.shape) @ lists.pattern
+        if pattern.nnz == K.nnz:
+            return K
         K.sort_indices()
         pattern.sort_indices()
         size = K.shape[1]

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from ranking import Blend, DefaultRanker, SimilarityIndex
+from ranking import Blend, DefaultRanker, SimilarityIndex, batch
 from ranking.batch import rank_many
 from ranking.content import CatalogueText, ContentIndex
 from tests.helpers import random_lists
@@ -54,6 +56,27 @@ def test_rank_many_gives_each_history_the_list_rank_gives(seed):
     ranker, index, content, rows = random_case(seed)
     expected = [ranker.rank(recent, exclude, index, content=content) for recent, exclude in rows]
     assert rank_many(ranker, rows, index, content=content) == expected
+
+
+@pytest.mark.parametrize("seed", range(120))
+def test_without_scipys_private_first_pass_the_zero_sums_are_still_found(seed, monkeypatch):
+    """``csr_matmat_maxnnz`` is not public scipy API: without it the patterns' product
+    decides alone, and the lists stay the same."""
+    monkeypatch.setattr(batch, "csr_matmat_maxnnz", None)
+    ranker, index, content, rows = random_case(seed)
+    expected = [ranker.rank(recent, exclude, index, content=content) for recent, exclude in rows]
+    assert rank_many(ranker, rows, index, content=content) == expected
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_structures_size_is_the_patterns_products(seed):
+    """What ``_structural_nnz`` counts is what multiplying the two patterns reaches."""
+    rng = np.random.default_rng(seed)
+    A = sp.random(rng.integers(1, 30), 40, density=rng.random() * 0.3, format="csr", random_state=seed)
+    B = sp.random(40, rng.integers(1, 50), density=rng.random() * 0.3, format="csr", random_state=seed + 1)
+    A.data[:] = 1.0
+    B.data[:] = 1.0
+    assert batch._structural_nnz(A, B) == (A @ B).nnz
 
 
 def test_rank_many_without_explaining_gives_no_because():
