@@ -259,7 +259,7 @@ class _KnnSums:
             mark = np.zeros(n_rows * size, dtype=bool)
             mark[mine] = True
             keep = ~mark[keys]
-            return cls(row[keep], K.indices.astype(np.intp)[keep], K.data[keep], R, lists)
+            return cls(row[keep], K.indices[keep].astype(np.intp), K.data[keep], R, lists)
         return cls(row, K.indices.astype(np.intp), K.data, R, lists)
 
     @staticmethod
