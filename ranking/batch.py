@@ -187,7 +187,7 @@ def by_score_within_rows(score: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def _recent_matrix(recents: list[list], index: SimilarityIndex, decay: float) -> sp.csr_matrix:
-    """The rows' recent items that have a list, as a CSR matrix (row = a history, oldest
+    """The rows' recent items whose list has an entry, as a CSR matrix (row = a history, oldest
     first), each with its signed decayed weight ``decay ** age``, negative for a dislike."""
     lengths = np.fromiter(map(len, recents), dtype=np.intp, count=len(recents))
     flat = list(chain.from_iterable(recents))
@@ -196,18 +196,12 @@ def _recent_matrix(recents: list[list], index: SimilarityIndex, decay: float) ->
     age = np.repeat(np.cumsum(lengths), lengths) - 1 - np.arange(len(flat))
     owner = np.repeat(np.arange(len(recents)), lengths)
     listed = at >= 0
-    listed[listed] = _has_list(index)[at[listed]]
+    listed[listed] = _lists_of(index).has_entries[at[listed]]
     powers = np.array([decay ** k for k in range(int(lengths.max(initial=0)))])  # Python's pow, as rank's
     weight = np.where(disliked, -1.0, 1.0)[listed] * powers[age[listed]]
     indptr = np.concatenate([[0], np.cumsum(np.bincount(owner[listed], minlength=len(recents)))])
     return sp.csr_matrix((weight, at[listed].astype(np.int32), indptr.astype(np.int32)),
                          shape=(len(recents), len(index.ids)))
-
-
-@built_once_per_model
-def _has_list(index: SimilarityIndex) -> np.ndarray:
-    """Per item position: whether the item has a list (a recent item without one adds nothing)."""
-    return np.array([q in index.lists for q in index.ids], dtype=bool)
 
 
 def _weighted(recent: list, decay: float) -> list[tuple[str, float]]:
@@ -228,6 +222,8 @@ class _Lists:
         indptr = np.concatenate([[0], np.cumsum(lengths)])
         self.matrix = sp.csr_matrix((weights, at, indptr), shape=(size, size))
         self.negative = bool((weights < 0).any())
+        #: Per item position: whether its list has an entry (a recent item without one adds nothing).
+        self.has_entries = lengths > 0
         #: Where the lists have an entry (True each): what a kNN sum that is exactly 0 still reaches.
         self.pattern = sp.csr_matrix((np.ones(weights.size, dtype=bool), at, indptr), shape=(size, size))
 
