@@ -58,12 +58,13 @@ def rank_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex
 
 
 def recall_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, *,
-                content: ContentIndex | None = None) -> list[tuple[list[str], list[float]]]:
-    """Each row's ``(items, scores)`` of :func:`rank_many` without ``because``: what the
-    learned ranker's candidates read (taken from the arrays, not built as lists of pairs;
-    the scores rounded to 6 decimals as ``rank`` rounds them)."""
+                content: ContentIndex | None = None) -> list[tuple[list[str], list[float], np.ndarray | None]]:
+    """Each row's ``(items, scores, positions)`` of :func:`rank_many` without ``because``:
+    what the learned ranker's candidates read (taken from the arrays, not built as lists
+    of pairs; the scores rounded to 6 decimals as ``rank`` rounds them; ``positions``: the
+    items' places in the model, None where the catalogue's cold items may be among them)."""
     if content is not None and ranker.w_content > 0:  # the cold items are merged row by row
-        return [([q for q, _s in items], [s for _q, s in items])
+        return [([q for q, _s in items], [s for _q, s in items], None)
                 for items, _because, _n in rank_many(ranker, rows, index, content=content, explain=False)]
     return _by_chunk(rows, index, lambda part: _rank_chunk(ranker, part, index, None, False, pairs=False))
 
@@ -104,7 +105,8 @@ def _rank_chunk(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityInd
     names = _ids_of(index)[at].tolist()
     rounded_scores = rounded(score, 6)  # round(x, 6) of each, as arrays
     if not pairs:
-        return [(names[bounds[r]:bounds[r + 1]], rounded_scores[bounds[r]:bounds[r + 1]]) for r in range(len(rows))]
+        return [(names[bounds[r]:bounds[r + 1]], rounded_scores[bounds[r]:bounds[r + 1]], at[bounds[r]:bounds[r + 1]])
+                for r in range(len(rows))]
     why = knn.because(row, at, _ids_of(index)) if explain else None
     out = []
     for r in range(len(rows)):

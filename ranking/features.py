@@ -171,7 +171,7 @@ def candidates(recent: Sequence[Sequence], rated, shown: Sequence[Sequence], eve
     listed = recall.rank(recent, rated, index, explain=False, content=content)[0]
     items = [q for q, _s in listed]
     recall_score = [s for _q, s in listed]
-    _add_hot(items, recall_score, rated, context.hot_items, recall.k + n_hot)
+    _add_hot(items, recall_score, rated, tuple(dict.fromkeys(context.hot_items)), recall.k + n_hot)
     return features(items, recall_score, recent, rated, shown, event, ts, index, context, recall=recall)
 
 
@@ -306,12 +306,12 @@ Wanted = tuple[Sequence[Sequence], Iterable, Sequence[Sequence], str, float]
 
 
 def candidates_many(wanted: Sequence[Wanted], index: SimilarityIndex, context: Context, *, recall, n_hot: int = 20,
-                    content=None) -> tuple[np.ndarray, list[Candidates]]:
+                    content=None) -> tuple[np.ndarray, list[Candidates], np.ndarray]:
     """``[candidates(*w, index, context, recall=recall, n_hot=n_hot, content=content) for w in wanted]``,
     made together: the recall lists by ``ranking.batch.rank_many``, the features by
-    :func:`features_many`. Also returns every candidate's features in one array (each
+    :func:`features_many`. Returns every candidate's features in one array (each
     ``Candidates.X`` is a view of its rows; :data:`BASE_FEATURES` only: scores are
-    :func:`crossed_dot`)."""
+    :func:`crossed_dot`), the candidates, and every candidate's item position (-1: unknown)."""
     from ranking.batch import recall_many  # the batch ranker imports the model, as this module does
 
     history = recall.history if recall.history is not None else index.blend.history
@@ -319,40 +319,53 @@ def candidates_many(wanted: Sequence[Wanted], index: SimilarityIndex, context: C
     for recent, rated, _shown, _event, _ts in wanted:
         rows.append((list(recent)[-history:], rated if isinstance(rated, (set, frozenset)) else set(rated)))
     listed = recall_many(recall, rows, index, content=content)
-    made = []
-    for (recent, rated), (items, recall_score), (_r, _q, shown, event, ts) in zip(rows, listed, wanted, strict=True):
-        _add_hot(items, recall_score, rated, context.hot_items, recall.k + n_hot)
+    position = index.position
+    hot_items = tuple(dict.fromkeys(context.hot_items))
+    hot_at = {q: position.get(q, -1) for q in hot_items}
+    made, at = [], []
+    for (recent, rated), (items, recall_score, places), (_r, _q, shown, event, ts) in zip(rows, listed, wanted,
+                                                                                         strict=True):
+        if places is None:  # cold items may be among them: by name
+            places = np.array([position.get(q, -1) for q in items], dtype=np.intp)
+        hot = _add_hot(items, recall_score, rated, hot_items, recall.k + n_hot)
+        at.append(places)
+        if hot:
+            at.append(np.array([hot_at[q] for q in hot], dtype=np.intp))
         made.append((items, recall_score, recent, rated, shown, event, ts))
-    return features_many(made, index, context, recall=recall)
+    at = np.concatenate(at) if at else np.empty(0, dtype=np.intp)
+    return (*features_many(made, index, context, recall=recall, at=at), at)
 
 
-def _add_hot(items: list, recall_score: list, rated, hot_items: Sequence[str], limit: int) -> None:
-    """Append the hot items ``items`` does not hold and the user did not have, up to ``limit`` in all."""
+def _add_hot(items: list, recall_score: list, rated, hot_items: Sequence[str], limit: int) -> list:
+    """Append the hot items (``hot_items``: no repeats) ``items`` does not hold and the
+    user did not have, up to ``limit`` in all; returns those appended."""
+    room = limit - len(items)
+    if room <= 0 or not hot_items:
+        return []
     have = set(items)
-    for q in hot_items:
-        if len(items) >= limit:
-            break
-        if q not in have and q not in rated:
-            items.append(q)
-            recall_score.append(0.0)
-            have.add(q)
+    added = [q for q in hot_items if q not in have and q not in rated][:room]
+    items.extend(added)
+    recall_score.extend([0.0] * len(added))
+    return added
 
 
-def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Context, *, recall
-                  ) -> tuple[np.ndarray, list[Candidates]]:
+def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Context, *, recall,
+                  at: np.ndarray | None = None) -> tuple[np.ndarray, list[Candidates]]:
     """``[features(*row, index, context, recall=recall) for row in rows]`` (each row is
     ``(items, recall_score, recent, rated, shown, event, ts)``), one pass of each numpy
     call over every row's candidates: the candidates of all rows are stacked, row after
     row, and every per-user sum is a ``bincount`` over the stacked rows in the order
     :func:`features` adds it. Returns the stacked :data:`BASE_FEATURES` (the crosses are
-    left to :func:`with_crosses` or :func:`crossed_dot`) and each row's candidates."""
+    left to :func:`with_crosses` or :func:`crossed_dot`) and each row's candidates.
+    ``at``: the stacked candidates' item positions (-1: unknown), if the caller has them."""
     counts = np.array([len(row[0]) for row in rows], dtype=np.intp)
     bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
     size = int(bounds[-1])
     of = np.repeat(np.arange(len(rows), dtype=np.intp), counts)  # the row of every stacked candidate
     X = np.zeros((size, len(BASE_FEATURES)), dtype=np.float64)
     items = list(chain.from_iterable(row[0] for row in rows))
-    at = np.fromiter(map(index.position.get, items, repeat(-1)), dtype=np.intp, count=size)
+    if at is None:
+        at = np.fromiter(map(index.position.get, items, repeat(-1)), dtype=np.intp, count=size)
     X[:, _AT["bias"]] = 1.0
     X[:, _AT["recall"]] = list(chain.from_iterable(row[1] for row in rows))
     X[:, _AT["recall_rank"]] = 1.0 / np.log2(2.0 + (np.arange(size) - bounds[of]))

@@ -27,6 +27,7 @@ shown, and the rates the heads learn are those of all the candidates, not of the
 from __future__ import annotations
 
 import math
+import weakref
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -123,6 +124,25 @@ class LearnedWeights:
             out = out + self.biases[1][TASKS.index(task)][rows]
         return out
 
+    def bias_rows(self, index, at: np.ndarray, items=None) -> np.ndarray:
+        """The places in :attr:`biases` of the items at positions ``at`` of the model
+        ``index`` (-1: an item the model does not know, found by its name ``items[j]``):
+        through a table of the model's items, made once per model."""
+        place = self.biases[0]
+        table = self._rows_by_model.get(index)
+        if table is None:
+            table = self._rows_by_model[index] = np.fromiter(map(place.get, index.ids, repeat(-1)), dtype=np.intp,
+                                                             count=len(index.ids))
+        rows = table[at]
+        unknown = np.flatnonzero(at < 0)
+        if unknown.size:
+            rows[unknown] = [place.get(items[j], -1) for j in unknown.tolist()]
+        return rows
+
+    @cached_property
+    def _rows_by_model(self) -> weakref.WeakKeyDictionary:
+        return weakref.WeakKeyDictionary()
+
     @cached_property
     def biases(self) -> tuple[dict[str, int], np.ndarray]:
         """Every task's item biases as one table, ``(place, table)``: ``table[t, place[q]]``
@@ -135,11 +155,14 @@ class LearnedWeights:
             table[t, :-1] = [bias.get(q, 0.0) for q in items]
         return {q: j for j, q in enumerate(items)}, table
 
-    def scores(self, X: np.ndarray, items, objective: Mapping[str, float]) -> np.ndarray:
-        """Each row's ``sum over tasks of objective[t] * sigmoid(logit_t)``."""
+    def scores(self, X: np.ndarray, items, objective: Mapping[str, float], rows: np.ndarray | None = None
+               ) -> np.ndarray:
+        """Each row's ``sum over tasks of objective[t] * sigmoid(logit_t)`` (``rows``: the
+        items' places in :attr:`biases`, :meth:`bias_rows`, if the caller has them)."""
         out = np.zeros(X.shape[0])
         place = self.biases[0]
-        rows = np.fromiter(map(place.get, items, repeat(-1)), dtype=np.intp, count=len(items)) if place else None
+        if rows is None and place:
+            rows = np.fromiter(map(place.get, items, repeat(-1)), dtype=np.intp, count=len(items))
         for task, weight in objective.items():
             if weight > 0:
                 out += weight * sigmoid(self.logits(task, X, items, rows))
@@ -244,12 +267,13 @@ class LearnedRanker(Ranker):
         advanced = [self._advance(state, interaction) for state, interaction in pairs]
         moved = [(pair, a) for pair, a in zip(pairs, advanced, strict=True) if a is not None]
         context = getattr(model, "context", None) or Context(hot_items=model.hot_items)
-        X, found = candidates_many([(recent, rated, self._shown(state), interaction.event, interaction.ts)
-                                    for (state, interaction), (recent, rated) in moved], model.index, context,
-                                   recall=self.recall, n_hot=self.n_hot, content=getattr(model, "content", None))
+        X, found, at = candidates_many([(recent, rated, self._shown(state), interaction.event, interaction.ts)
+                                        for (state, interaction), (recent, rated) in moved], model.index, context,
+                                       recall=self.recall, n_hot=self.n_hot, content=getattr(model, "content", None))
         weights = getattr(model, "learned", None)
         if weights is not None and weights.fits():
-            scores = weights.scores(X, [q for f in found for q in f.items], dict(self.objective))
+            items = [q for f in found for q in f.items] if (at < 0).any() else None  # only to name the unknown
+            scores = weights.scores(X, items, dict(self.objective), weights.bias_rows(model.index, at, items))
             counts = np.array([len(f.items) for f in found], dtype=np.intp)
             # Every row's candidates by score, best first, ties in the recall order: the first
             # k of each are its list (all of them when a slot may be explored).

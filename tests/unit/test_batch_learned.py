@@ -112,8 +112,9 @@ def test_candidates_many_gives_the_features_candidates_gives(seed):
                   for t, q in enumerate(rng.sample(items, min(len(items), rng.randint(0, 12))))]
         shown = [[q, 0.5] for q in rng.sample(items, min(len(items), rng.randint(0, 6)))]
         wanted.append((recent, {e[0] for e in recent}, shown, rng.choice(EVENTS), 60.0))
-    X, got = candidates_many(wanted, model.index, context, recall=ranker.recall, n_hot=ranker.n_hot)
+    X, got, at = candidates_many(wanted, model.index, context, recall=ranker.recall, n_hot=ranker.n_hot)
     assert X.shape == (sum(len(f.items) for f in got), len(BASE_FEATURES))
+    assert at.tolist() == [model.index.position.get(q, -1) for f in got for q in f.items]
     for w, found in zip(wanted, got, strict=True):
         one = candidates(*w, model.index, context, recall=ranker.recall, n_hot=ranker.n_hot)
         assert (found.items, found.because) == (one.items, one.because)

@@ -289,3 +289,20 @@ def test_a_few_rows_read_their_item_biases_without_the_table_of_every_item():
     rows = np.array([place.get(q, -1) for q in items])
     for t in TASKS:
         np.testing.assert_array_equal(few[t], weights.logits(t, X, items, rows))
+
+
+def test_the_bias_rows_of_item_positions_are_the_rows_of_their_names():
+    """A worker's batch finds its candidates' biases by item position; an item the model
+    does not know (a cold item the catalogue recalled) is found by its name."""
+    rng = np.random.default_rng(9)
+    index = SimilarityIndex({f"i{j}": {f"i{(j + 1) % 30}": 0.5} for j in range(30)})
+    biases = {"interaction": {f"i{j}": float(rng.normal()) for j in range(0, 30, 2)}, "conversion": {"cold": 1.0}}
+    weights = LearnedWeights("v", FEATURES, {t: rng.normal(size=len(FEATURES)) for t in TASKS}, biases)
+    items = ["i4", "cold", "i5", "i28", "gone", "i4"]
+    at = np.array([index.position.get(q, -1) for q in items], dtype=np.intp)
+    place, _table = weights.biases
+    expected = [place.get(q, -1) for q in items]
+    assert weights.bias_rows(index, at, items).tolist() == expected
+    assert weights.bias_rows(index, at, items).tolist() == expected  # again, from the model's table
+    known = at >= 0
+    assert weights.bias_rows(index, at[known]).tolist() == [e for e, k in zip(expected, known, strict=True) if k]
