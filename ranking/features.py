@@ -198,21 +198,30 @@ def features(items: list, recall_score: Sequence[float], recent: list, rated: se
     return Candidates(items, with_crosses(X), becauses)
 
 
-def _item_columns(X: np.ndarray, items: list, at: np.ndarray, now, index: SimilarityIndex, context: Context) -> None:
+def _item_columns(X: np.ndarray, items: list, at: np.ndarray, now, index: SimilarityIndex, context: Context,
+                  of: np.ndarray | None = None) -> None:
     """Write each candidate's prior, trending rank and age in the catalogue (``at``: its
-    item position, -1 unknown; ``now``: the interaction's time, or one per row)."""
+    item position, -1 unknown; ``now``: the interaction's time, or with ``of`` one per
+    row, ``of[j]`` candidate j's row)."""
     known = at >= 0
     X[known, _AT["prior"]] = index.prior_at[at[known]]
-    X[np.ix_(known, _RECENT_AT)] = index.recent_popularity(at[known], now[known] if isinstance(now, np.ndarray) else now)
+    X[np.ix_(known, _RECENT_AT)] = index.recent_popularity(at[known], now, None if of is None else of[known])
     if context.hot_items:
         hot = len(context.hot_items)
         rank = {q: r for r, q in enumerate(context.hot_items)}
-        X[:, _AT["trending"]] = 1.0 - np.fromiter(map(rank.get, items, repeat(hot)), dtype=np.float64,
-                                                  count=len(items)) / hot
+        rank_at = np.full(len(index.ids), hot, dtype=np.float64)  # by item position: a lookup per hot item only
+        for q, r in rank.items():
+            if (p := index.position.get(q)) is not None:
+                rank_at[p] = r
+        column = np.full(len(items), float(hot))
+        column[known] = rank_at[at[known]]
+        for j in np.flatnonzero(~known).tolist():  # an item the model does not know: by name
+            column[j] = rank.get(items[j], hot)
+        X[:, _AT["trending"]] = 1.0 - column / hot
     if context.first_seen:
         first = np.fromiter(map(context.first_seen.get, items, repeat(math.nan)), dtype=np.float64, count=len(items))
         seen = ~np.isnan(first)
-        now = now[seen] if isinstance(now, np.ndarray) else now
+        now = (now if of is None else now[of])[seen] if isinstance(now, np.ndarray) else now
         X[seen, _AT["item_age"]] = np.log1p(np.maximum(now - first[seen], 0.0)) / math.log1p(_YEAR_S)
 
 
@@ -373,7 +382,7 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     recent_items = list(map(_first, chain.from_iterable(row[2] for row in rows)))
     recent_at = np.fromiter(map(index.position.get, recent_items, repeat(-1)), dtype=np.intp, count=len(recent_items))
     contributor = _SourceFeatures(rows, of, bounds, at, recent_at, index, recall).write(X)
-    _item_columns(X, items, at, np.array([float(row[6]) for row in rows])[of], index, context)
+    _item_columns(X, items, at, np.array([float(row[6]) for row in rows]), index, context, of)
     _user_columns_many(X, rows, items, at, recent_at, of, bounds, index, context)
     # Each candidate's ``because``: its main contributor's item (-1, none: the None after them all).
     recent_items.append(None)
@@ -505,13 +514,12 @@ class _SourceFeatures:
         if not taken.size or not n:
             return contributor
         entry_row = np.repeat(np.arange(len(rows), dtype=np.intp), lengths)  # the row of every recent entry
-        # Every list entry's recent entry, and where each row's list entries end (int32:
-        # these arrays are the batch's largest, and the time goes into reading them).
-        from_entry = np.repeat(np.arange(len(recent), dtype=np.int32), sizes)
-        row_ends = np.concatenate([[0], np.cumsum(sizes)])[np.concatenate([first_entry, [len(recent)]])]
+        entry_ends = np.cumsum(sizes)  # where each recent entry's list entries end
+        row_ends = np.concatenate([[0], entry_ends])[np.concatenate([first_entry, [len(recent)]])]
         cand = self._candidate_of(row_ends, stacked.at[taken])
-        keep = np.flatnonzero(cand >= 0)
-        cand, from_entry, taken = cand[keep], from_entry[keep], taken[keep]
+        keep = np.flatnonzero(cand >= 0)  # a few percent of the entries: only theirs are read below
+        cand, taken = cand[keep], taken[keep]
+        from_entry = np.searchsorted(entry_ends, keep, side="right")  # each one's recent entry
         values, source = stacked.values[taken], stacked.source[taken].astype(np.intp)
         last = (first_entry + lengths - 1)[entry_row]  # the newest entry of each entry's row
         weight = np.fromiter(map(itemgetter(1), recent), dtype=np.float64, count=len(recent))
@@ -548,10 +556,7 @@ class _SourceFeatures:
         cell = entry_cell[b_entry] + b_cand
         cells = int(block_size.sum())
         pair_sum = np.bincount(cell, b_value, minlength=cells)
-        first = np.full(cells, cell.size, dtype=np.intp)  # each pair's first list entry
-        np.minimum.at(first, cell, np.arange(cell.size))
-        pair = np.flatnonzero(first[cell] == np.arange(cell.size))  # once per pair, oldest entry first
-        knn_rated = np.bincount(b_cand[pair], rated[b_entry[pair]] * pair_sum[cell[pair]], minlength=n)
+        knn_rated = np.bincount(b_cand, rated[b_entry] * b_value, minlength=n)
         top = self._largest_per_row(np.abs(knn_rated)[None, :])[0]
         X[:, _AT["knn_rated"]] = knn_rated / np.where(top > 0.0, top, 1.0)[self.of]
         blended = pair_sum[cell]
@@ -591,8 +596,9 @@ class _SourceFeatures:
             known = np.flatnonzero(at >= 0)
             keys = (self.of[a:b][known] - first) * n_items + at[known]
             slot[keys] = known + a
-            row_start = np.repeat(np.arange(last - first, dtype=np.int32) * n_items, np.diff(ends[first:last + 1]))
-            out[start:end] = slot[row_start + item_at[start:end]]
+            cell = np.repeat(np.arange(last - first, dtype=np.int32) * n_items, np.diff(ends[first:last + 1]))
+            cell += item_at[start:end]
+            np.take(slot, cell, out=out[start:end])
             slot[keys] = -1
         return out
 

@@ -189,13 +189,16 @@ class SimilarityIndex:
         #: The recent popularity by position, one column per half-life, at ``recent_ts``.
         self.recent_at, self.recent_ts = _recent_values(recent or {}, self.position), float(recent_ts)
 
-    def recent_popularity(self, at: np.ndarray, now) -> np.ndarray:
+    def recent_popularity(self, at: np.ndarray, now, of: np.ndarray | None = None) -> np.ndarray:
         """The recent popularity of the items at positions ``at`` at the time ``now`` (one,
-        or one per item), per half-life: decayed since :attr:`recent_ts`, on the prior's
-        scale (lg(1 + value) over lg(1 + the largest count): one denominator for all, so a
-        log with few recent interactions, or a model long unrefreshed, gets small values)."""
+        or one per item; with ``of``, one per row and ``of[j]`` item j's row), per
+        half-life: decayed since :attr:`recent_ts`, on the prior's scale (lg(1 + value)
+        over lg(1 + the largest count): one denominator for all, so a log with few recent
+        interactions, or a model long unrefreshed, gets small values)."""
         age = np.maximum(np.asarray(now, dtype=np.float64) - self.recent_ts, 0.0)
         fade = np.exp2(-np.multiply.outer(age, _PER_HALF_LIFE))
+        if of is not None:
+            fade = fade[of]
         return np.log1p(self.recent_at[at] * fade) / (math.log1p(self.max_count) or 1.0)
 
     @property
