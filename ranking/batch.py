@@ -142,43 +142,16 @@ def _ids_of(index: SimilarityIndex) -> np.ndarray:
 
 def _cut_to_best(row: np.ndarray, at: np.ndarray, score: np.ndarray, counts: np.ndarray, n: int):
     """Of each row (``row`` grouped, ``counts[r]`` entries each), only what can make its best
-    ``n``: a row with many keeps those at or above a threshold that a sample of its scores
-    suggests, when at least ``n`` (and not too many) pass it: then its n-th best passes it
-    too. Any other row keeps those at or above its n-th best score (ties too)."""
+    ``n``: a row with more keeps those at or above its n-th best score (ties too)."""
     if not row.size or counts.max() <= n:
         return row, at, score
     ends = np.cumsum(counts)
-    starts = ends - counts
-    threshold = np.full(counts.size, -np.inf)  # a row of a few keeps them all
-    many = np.flatnonzero(counts > _CUT_FROM * n)
-    threshold[many] = _sampled_thresholds(score, starts[many], counts[many], n)
-    keep = score >= threshold[row]
-    kept = np.zeros(counts.size, dtype=np.intp)
-    filled = np.flatnonzero(counts > 0)
-    kept[filled] = np.add.reduceat(keep, starts[filled])
-    for r in np.flatnonzero((counts > n) & ((kept < n) | (kept > _CUT_SLACK * n))).tolist():  # the exact cut
-        a, b = int(starts[r]), int(ends[r])
+    keep = np.ones(row.size, dtype=bool)
+    for r in np.flatnonzero(counts > n).tolist():  # one partition per row (all padded together took longer)
+        a, b = int(ends[r] - counts[r]), int(ends[r])
         segment = score[a:b]
         keep[a:b] = segment >= np.partition(segment, b - a - n)[b - a - n]
     return row[keep], at[keep], score[keep]
-
-
-#: A row with more than this many times ``n`` candidates is cut at a sampled threshold...
-_CUT_FROM = 4
-#: ... that keeps about twice ``n`` of them (at least ``n``, at most this many times ``n``:
-#: else the row is cut exactly).
-_CUT_SLACK = 8
-#: Scores sampled per row.
-_CUT_SAMPLE = 64
-
-
-def _sampled_thresholds(score: np.ndarray, starts: np.ndarray, counts: np.ndarray, n: int) -> np.ndarray:
-    """Per row (``starts``, ``counts``): the score that about ``2 n`` of its scores are at or
-    above, estimated from :data:`_CUT_SAMPLE` of them evenly spaced (the caller checks)."""
-    spread = np.arange(_CUT_SAMPLE)[None, :] * counts[:, None] // _CUT_SAMPLE
-    sample = np.sort(score[starts[:, None] + spread], axis=1)
-    above = np.clip(_CUT_SAMPLE * 2 * n // counts, 1, _CUT_SAMPLE)  # how many sampled scores are to pass
-    return sample[np.arange(counts.size), _CUT_SAMPLE - above]
 
 
 def _best_per_row(row: np.ndarray, at: np.ndarray, score: np.ndarray, n: int, n_rows: int):
