@@ -167,3 +167,33 @@ def test_a_model_comes_into_service_with_its_batch_arrays_built():
     index = broadcast.index
     assert all(index in built.cache for built in (batch._lists_of, batch._ids_of, features.stacked_lists_of))
     assert features.stacked_lists_of.cache[index].values.tolist() == [0.4, -0.2, 0.5, 0.4, -0.2, 0.5]  # related, learned, factor
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_cut_keeps_every_rows_best(seed):
+    """Whatever a row's scores (ties, a few outliers, all equal, skewed), its best ``n``
+    after the cut are its best ``n`` of all."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([1, 3, 20, 50]))
+    counts = rng.choice([0, 1, n, 3 * n, 4 * n + 1, 9 * n, 40 * n, 3000], size=int(rng.integers(1, 30)))
+    scores = []
+    for c in counts.tolist():
+        kind = rng.integers(5)
+        if kind == 0:
+            s = rng.random(c)
+        elif kind == 1:  # coarse: many ties
+            s = rng.integers(0, 4, c) / 4.0
+        elif kind == 2:  # all equal
+            s = np.full(c, 0.5)
+        elif kind == 3:  # a few outliers above a flat rest
+            s = np.where(rng.random(c) < 0.01, 10.0 + rng.random(c), rng.random(c) * 1e-3)
+        else:  # sorted ascending: the evenly spaced sample sees the order
+            s = np.sort(rng.exponential(size=c))
+        scores.append(s)
+    score = np.concatenate(scores) if scores else np.empty(0)
+    row = np.repeat(np.arange(counts.size), counts)
+    at = np.concatenate([rng.permutation(c) for c in counts.tolist()]).astype(np.intp)
+    whole = batch._best_per_row(row, at, score, n, counts.size)
+    cut = batch._best_per_row(*batch._cut_to_best(row, at, score, counts, n), n, counts.size)
+    for got, expected in zip(cut, whole, strict=True):
+        np.testing.assert_array_equal(got, expected)
