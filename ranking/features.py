@@ -386,7 +386,7 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     _user_columns_many(X, rows, items, at, recent_at, of, bounds, index, context)
     # Each candidate's ``because``: its main contributor's item (-1, none: the None after them all).
     recent_items.append(None)
-    because = list(map(recent_items.__getitem__, contributor.tolist()))
+    because = np.array(recent_items, dtype=object)[contributor].tolist()
     ends = bounds.tolist()
     return X, [Candidates(row[0], X[a:b], because[a:b]) for row, a, b in zip(rows, ends, ends[1:], strict=False)]
 
