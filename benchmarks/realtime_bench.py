@@ -719,6 +719,9 @@ def run_peers(args, tmp: Path, model, bench) -> int:
                  if r["rate_first_to_last"] and quix["rate_first_to_last"] else None)
         print(f"{label:<28}{r['rate_first_to_last']!s:>11}{r['rate_committed']!s:>13}{r['cores']!s:>7}"
               f"{r['cpu_us_per_rating']!s:>15}{'-' if ratio is None else f'{ratio:.2f}x':>9}")
+    for label, r in rows.items():  # a pipeline that stopped early would look fast over fewer ratings
+        if r["lists"] != args.ratings:
+            print(f"WARNING: {label} sent {r['lists']:,} lists for {args.ratings:,} ratings: its figures are not comparable")
     print(json.dumps({"engine": args.engine, "ranker": args.ranker,
                       "ours": ours_row["rate_first_to_last"], "quix": quix["rate_first_to_last"],
                       "aiokafka": plain["rate_first_to_last"], "ours_committed": ours_row["rate_committed"],

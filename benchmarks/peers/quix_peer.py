@@ -46,11 +46,22 @@ def main(argv=None) -> int:
             state.set("user", new_state)
         return list_bytes, examples_bytes
 
+    listed = 0
+
+    def stop_after_the_last_list(_value) -> None:
+        # Not ``app.run(count=...)``: Quix counts the outputs of every branch, so the learned
+        # ranker's examples would stop the run before the last rating; a stopped run still
+        # commits its last checkpoint.
+        nonlocal listed
+        listed += 1
+        if listed >= args.count:
+            app.stop()
+
     sdf = app.dataframe(ratings).apply(step, stateful=True, metadata=True).filter(lambda v: v is not None)
     # Two outputs, as Quix branches a dataframe: the learned ranker's examples, and the lists.
     sdf[sdf.apply(lambda v: v[1] is not None)].apply(lambda v: v[1]).to_topic(examples)
-    sdf.apply(lambda v: v[0]).to_topic(lists)
-    app.run(count=args.count, timeout=args.timeout, collect=False)
+    sdf.apply(lambda v: v[0]).to_topic(lists).update(stop_after_the_last_list)
+    app.run(timeout=args.timeout)
     print(f"quix peer done; invalid {processor.invalid}; {cpu_line()}", file=sys.stderr)
     return 0
 
