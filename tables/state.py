@@ -30,6 +30,7 @@ the benchmarks' peers all go through it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import msgpack
@@ -42,6 +43,9 @@ from ranking.protocol import Interaction, Ranker, Step
 
 #: The schema :meth:`UserState.to_bytes` writes.
 SCHEMA = 3
+
+#: The item of a history or list entry.
+_first = itemgetter(0)
 
 
 @dataclass
@@ -76,8 +80,9 @@ class UserState:
         recs = {}
         if items is not None:
             if not isinstance(because, dict):
-                because = {q: recent[b][0] if isinstance(b, int) else b
-                           for (q, _s), b in zip(items, because, strict=True) if b is not None}
+                names = list(map(_first, recent))
+                because = {q: names[b] if isinstance(b, int) else b
+                           for q, b in zip(map(_first, items), because, strict=True) if b is not None}
             recs = {"items": items, "model_version": version, "ts": ts, "because": because, "event": event}
             if explored is not None:
                 recs["explored"] = explored
@@ -89,10 +94,9 @@ class UserState:
         if not recs:
             return msgpack.packb([SCHEMA, self.recent, self.rated, None, None, None, None, None, self.offset, None])
         items, because = recs.get("items", []), recs.get("because") or {}
-        listed = {entry[0] for entry in items}
-        if all(q in listed for q in because):
-            place = {entry[0]: j for j, entry in enumerate(self.recent)}
-            because = [None if (b := because.get(entry[0])) is None else place.get(b, b) for entry in items]
+        if because.keys() <= set(map(_first, items)):
+            place = {q: j for j, q in enumerate(map(_first, self.recent))}  # a repeated item: its newest
+            because = [None if b is None else place.get(b, b) for b in map(because.get, map(_first, items))]
         return msgpack.packb([SCHEMA, self.recent, self.rated, items, because, recs.get("model_version"),
                               recs.get("ts"), recs.get("event"), self.offset, recs.get("explored")])
 

@@ -98,3 +98,26 @@ def test_forgetting_the_offsets_keeps_the_rest():
         for raw in (state.to_bytes(), orjson.dumps(state.to_value())):
             forgot = UserState.from_bytes(forget_offsets(raw))
             assert forgot.offset is None and (forgot.recent, forgot.recs) == (state.recent, state.recs)
+
+
+def test_because_is_stored_as_places_in_recent_where_it_can():
+    """Each listed item's ``because`` is stored as the place of that recent item (the newest,
+    if it is there twice; the name, if it is not there); a ``because`` naming an item that is
+    not listed keeps the whole dict."""
+    import msgpack
+
+    stored = [msgpack.unpackb(state.to_bytes())[4] for state in states_made_by_steps()]
+    new, one, two, explored, odd = stored
+    assert new is None
+    assert explored == [0, "gone"]
+    assert odd == {"q": "a"}
+    for state, got in ((states_made_by_steps()[1], one), (states_made_by_steps()[2], two)):
+        names = [entry[0] for entry in state.recent]
+        because = state.recs["because"]
+        assert because and got == [None if q not in because else len(names) - 1 - names[::-1].index(because[q])
+                                    for q, _s in state.recs["items"]]
+    twice = UserState(recent=[["a", 5.0, 1.0], ["b", 4.0, 2.0], ["a", 3.0, 3.0]],
+                      recs={"items": [["x", 0.9]], "because": {"x": "a"}, "model_version": "v", "ts": 3.0,
+                            "event": "rating"})
+    assert msgpack.unpackb(twice.to_bytes())[4] == [2]
+    assert UserState.from_bytes(twice.to_bytes()) == twice
