@@ -358,23 +358,21 @@ def _add_hot(items: list, recall_score: list, rated, hot_items: Sequence[str], l
     return added
 
 
-def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Context, *, recall,
-                  at: np.ndarray | None = None) -> tuple[np.ndarray, list[Candidates]]:
+def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Context, *, recall, at: np.ndarray
+                  ) -> tuple[np.ndarray, list[Candidates]]:
     """``[features(*row, index, context, recall=recall) for row in rows]`` (each row is
     ``(items, recall_score, recent, rated, shown, event, ts)``), one pass of each numpy
     call over every row's candidates: the candidates of all rows are stacked, row after
     row, and every per-user sum is a ``bincount`` over the stacked rows in the order
     :func:`features` adds it. Returns the stacked :data:`BASE_FEATURES` (the crosses are
     left to :func:`with_crosses` or :func:`crossed_dot`) and each row's candidates.
-    ``at``: the stacked candidates' item positions (-1: unknown), if the caller has them."""
+    ``at``: the stacked candidates' item positions (-1: unknown), as the recall found them."""
     counts = np.array([len(row[0]) for row in rows], dtype=np.intp)
     bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
     size = int(bounds[-1])
     of = np.repeat(np.arange(len(rows), dtype=np.intp), counts)  # the row of every stacked candidate
     X = np.zeros((size, len(BASE_FEATURES)), dtype=np.float64)
     items = list(chain.from_iterable(row[0] for row in rows))
-    if at is None:
-        at = np.fromiter(map(index.position.get, items, repeat(-1)), dtype=np.intp, count=size)
     X[:, _AT["bias"]] = 1.0
     X[:, _AT["recall"]] = list(chain.from_iterable(row[1] for row in rows))
     X[:, _AT["recall_rank"]] = 1.0 / np.log2(2.0 + (np.arange(size) - bounds[of]))
