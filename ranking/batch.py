@@ -10,13 +10,15 @@ same lists for many histories with one pass of each numpy call over all of them:
   sums are the very floats ``rank`` computes (a sum that is exactly 0, which scipy drops
   and ``rank`` keeps, is put back from the product of the two matrices' patterns, made
   only when the product's size says one was dropped);
-- the user's own items are masked out (a rows x items mark), each row's largest kNN sum
-  is one ``np.maximum.reduceat``, the popular candidates are picked for every row at once
-  over the popularity order (a rows x popular-items mask);
-- a row with more than ``k`` kNN candidates is cut to those at or above its k-th best
-  score (the popular extras, added after the cut, can only raise it); each row's
-  candidates are then sorted as ``rank`` sorts them (score, then item position, which is
-  id order: ties break on item id), and its first ``k`` are its list.
+- each row's best ``k`` of its kNN sums, the user's own items left out, scored by the
+  row's largest sum and sorted as ``rank`` sorts them (score, then item position, which is
+  id order: ties break on item id) come from one compiled loop over the rows
+  (``ranking/kernels.py``: numpy needed a call per row or passes over every sum);
+- the popular candidates are picked for every row at once over the popularity order (a
+  rows x popular-items mask) and merged with the kNN best: the best ``k`` of the two are
+  the list;
+- the recent item that put each listed item there (``because``) is found by a second
+  compiled loop over each row's recent items' lists.
 
 What stays per history is Python that is cheap or rare: the cold items the catalogue's
 text recalls (``ranking/content.py``), and building the list and ``because`` (looked up
@@ -35,6 +37,7 @@ import scipy.sparse as sp
 from ranking.content import ContentIndex
 from ranking.decimals import rounded
 from ranking.default import DefaultRanker
+from ranking.kernels import best_of_rows, main_contributors, warm_up
 from ranking.model import SimilarityIndex, built_once_per_model
 
 try:  # the first pass of scipy's sparse product: not public API, so a release may move it
@@ -81,26 +84,21 @@ def _rank_chunk(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityInd
     history, decay, w_pop = ranker._resolved(index)
     recents = [list(recent)[-history:] for recent, _exclude in rows]
     excludes = [exclude if isinstance(exclude, (set, frozenset)) else set(exclude) for _recent, exclude in rows]
-    knn = _KnnSums.of(_recent_matrix(recents, index, decay), excludes, index)
-    top = knn.largest_per_row(len(rows))
+    knn = _KnnSums.of(_recent_matrix(recents, index, decay), index)
     cold = ([content.recall(_weighted(recent, decay), exclude, n) for recent, exclude in zip(recents, excludes, strict=True)]
             if content is not None and ranker.w_content > 0 else [[] for _ in rows])
-    counts = np.bincount(knn.row, minlength=len(rows))
+    row, at, score, top, counts = knn.best(excludes, index, w_pop if index.prior else 0.0, n)
     # A history with nothing near it gets the popular items whatever w_pop says (as in rank).
     w_row = np.where((counts == 0) & np.array([not c for c in cold], dtype=bool) & (w_pop <= 0), 1.0, w_pop)
-    row, at, score = knn.row, knn.col, knn.sums / top[knn.row]
-    if index.prior and w_pop > 0:
-        score = score + w_pop * index.prior_at[at]
-    row, at, score = _cut_to_best(row, at, score, counts, n)  # the popular extras can only raise a row's n-th
     scored = counts
-    if index.prior:
+    if index.prior:  # each row's best n kNN candidates and its popular extras: the best n of them
         extra_row, extra_at = (_popular_extras(ranker, knn, excludes, index, w_row, n) if (w_row > 0).any()
                                else (np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)))
         if extra_row.size:
             row, at = np.concatenate([row, extra_row]), np.concatenate([at, extra_at])
             score = np.concatenate([score, 0.0 + w_row[extra_row] * index.prior_at[extra_at]])
             scored = counts + np.bincount(extra_row, minlength=len(rows))
-    row, at, score = _best_per_row(row, at, score, n, len(rows))
+            row, at, score = _best_per_row(row, at, score, n, len(rows))
     bounds = np.searchsorted(row, np.arange(len(rows) + 1)).tolist()
     names = _ids_of(index)[at].tolist()
     rounded_scores = rounded(score, 6)  # round(x, 6) of each, as arrays
@@ -125,8 +123,11 @@ def _rank_chunk(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityInd
 def prepare(index: SimilarityIndex) -> None:
     """Build the arrays the batch rankers read of a model (its lists as a CSR matrix, its
     ids, and with ``keep_sources`` the features' stacked lists) now, when it is loaded,
-    rather than in the first batch that ranks with it (a stall of a few hundred ms)."""
+    rather than in the first batch that ranks with it (a stall of a few hundred ms), and
+    have the compiled loops ready."""
     from ranking.features import stacked_lists_of
+
+    warm_up()
 
     _lists_of(index)
     _ids_of(index)
@@ -140,22 +141,8 @@ def _ids_of(index: SimilarityIndex) -> np.ndarray:
     return np.array(index.ids, dtype=object)
 
 
-def _cut_to_best(row: np.ndarray, at: np.ndarray, score: np.ndarray, counts: np.ndarray, n: int):
-    """Of each row (``row`` grouped, ``counts[r]`` entries each), only what can make its best
-    ``n``: a row with more keeps those at or above its n-th best score (ties too)."""
-    if not row.size or counts.max() <= n:
-        return row, at, score
-    ends = np.cumsum(counts)
-    keep = np.ones(row.size, dtype=bool)
-    for r in np.flatnonzero(counts > n).tolist():  # one partition per row (all padded together took longer)
-        a, b = int(ends[r] - counts[r]), int(ends[r])
-        segment = score[a:b]
-        keep[a:b] = segment >= np.partition(segment, b - a - n)[b - a - n]
-    return row[keep], at[keep], score[keep]
-
-
 def _best_per_row(row: np.ndarray, at: np.ndarray, score: np.ndarray, n: int, n_rows: int):
-    """The best ``n`` of each row (few candidates each, in any order: :func:`_cut_to_best`),
+    """The best ``n`` of each row (few candidates each, in any order: its kNN best and its popular extras),
     ordered as ``rank`` sorts them: by row, score (best first), item position (= id
     order). Each row's, in item order, is sorted by score (stable: ties stay in item
     order) as one row of a padded array."""
@@ -234,31 +221,23 @@ _lists_of = built_once_per_model(_Lists)
 
 
 class _KnnSums:
-    """The kNN sums of every row: ``row``, ``col`` (item position) and ``sums`` of each
-    (row, item) pair a row's lists reach that the row's user did not have, grouped by row;
-    ``R`` the rows' recent items and weights (a CSR matrix, oldest first)."""
+    """The rows' kNN sums ``K`` (a CSR matrix, rows x item positions: every (row, item)
+    pair a row's lists reach, the user's own items too); ``R`` the rows' recent items and
+    weights (a CSR matrix, oldest first)."""
 
-    def __init__(self, row, col, sums, R, lists):
-        self.row, self.col, self.sums, self.R, self.lists = row, col, sums, R, lists
+    def __init__(self, K: sp.csr_matrix, R: sp.csr_matrix, lists: _Lists) -> None:
+        self.K, self.R, self.lists = K, R, lists
 
     @classmethod
-    def of(cls, R: sp.csr_matrix, excludes: list[set], index: SimilarityIndex) -> _KnnSums:
+    def of(cls, R: sp.csr_matrix, index: SimilarityIndex) -> _KnnSums:
         """One sparse product R @ L (``R``: :func:`_recent_matrix`): scipy adds each row's
         products in R's stored order (oldest first), as ``rank``'s ``bincount`` does, so the
         sums are the same floats."""
-        size, n_rows, lists = len(index.ids), R.shape[0], _lists_of(index)
+        lists = _lists_of(index)
         K = R @ lists.matrix
         if lists.negative or (R.data < 0).any():  # a sum can be exactly 0: scipy drops it, rank keeps it
             K = cls._with_zero_sums(K, R, lists)
-        row = np.repeat(np.arange(n_rows, dtype=np.intp), np.diff(K.indptr))
-        keys = row * size + K.indices
-        mine = cls._excluded_keys(excludes, index, size)
-        if mine.size:
-            mark = np.zeros(n_rows * size, dtype=bool)
-            mark[mine] = True
-            keep = ~mark[keys]
-            return cls(row[keep], K.indices[keep].astype(np.intp), K.data[keep], R, lists)
-        return cls(row, K.indices.astype(np.intp), K.data, R, lists)
+        return cls(K, R, lists)
 
     @staticmethod
     def _with_zero_sums(K, R, lists: _Lists):
@@ -277,56 +256,36 @@ class _KnnSums:
         data[np.searchsorted(p_keys, k_keys)] = K.data
         return sp.csr_matrix((data, pattern.indices, pattern.indptr), shape=K.shape)
 
-    @staticmethod
-    def _excluded_keys(excludes: list[set], index: SimilarityIndex, size: int) -> np.ndarray:
-        sizes = [len(exclude) for exclude in excludes]
-        at = np.fromiter(map(index.position.get, chain.from_iterable(excludes), repeat(-1)), dtype=np.intp,
-                         count=sum(sizes))
-        keys = at + np.repeat(np.arange(len(excludes), dtype=np.intp) * size, sizes)
-        return keys[at >= 0]
+    def best(self, excludes: list[set], index: SimilarityIndex, w_pop: float, n: int):
+        """Each row's best ``n`` kNN candidates (not the user's own items), scored as ``rank``
+        scores them: ``(row, position, score)`` row after row, each best first, then each
+        row's scale (its largest sum; 1 where none is positive) and candidates scored
+        (:func:`ranking.kernels.best_of_rows`)."""
+        sizes = np.fromiter(map(len, excludes), dtype=np.intp, count=len(excludes))
+        excluded_at = np.fromiter(map(index.position.get, chain.from_iterable(excludes), repeat(-1)), dtype=np.intp,
+                                  count=int(sizes.sum()))
+        excluded_indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.intp)
+        K = self.K
+        return best_of_rows(K.indptr, K.indices, K.data, excluded_indptr, excluded_at, index.prior_at, float(w_pop), n,
+                            len(index.ids))
 
-    def largest_per_row(self, n_rows: int) -> np.ndarray:
-        """Each row's scale: its largest kNN sum, at least 0, and 1 where that is 0 (as ``rank``)."""
-        top = np.zeros(n_rows)
-        if self.row.size:
-            starts = np.flatnonzero(np.r_[True, self.row[1:] != self.row[:-1]])
-            top[self.row[starts]] = np.maximum.reduceat(self.sums, starts)
-        top = np.maximum(top, 0.0)
-        top[top == 0.0] = 1.0
-        return top
+    @property
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(row, position)`` of every sum, the user's own items too."""
+        return np.repeat(np.arange(self.K.shape[0], dtype=np.intp), np.diff(self.K.indptr)), self.K.indices
 
     def because(self, row: np.ndarray, at: np.ndarray, ids: np.ndarray) -> list[str | None]:
-        """For each listed (row, item): the recent item whose weighted similarity to it is
-        the largest (the first on a tie), or None (no positive part; a popular extra).
-        ``ids``: the model's item names by position.
-
-        Every entry of the rows' recent items' lists is one (row, item) key; those of the
-        listed pairs are found through a rows x items mark (a lookup per entry: a search of
-        each listed pair in the lists took three times as long)."""
-        R, L, size = self.R, self.lists.matrix, self.lists.size
+        """For each listed (row, item), ``row`` grouped: the recent item whose weighted
+        similarity to it is the largest (the first on a tie), or None (no positive part; a
+        popular extra). ``ids``: the model's item names by position."""
+        R, L = self.R, self.lists.matrix
         if not row.size or not R.nnz:
             return [None] * row.size
-        lens = np.diff(L.indptr)[R.indices]
-        pair = np.repeat(np.arange(R.nnz), lens)  # each entry's place in R: a row's recent item
-        entry = np.arange(pair.size) - np.repeat(np.cumsum(lens) - lens - L.indptr[R.indices], lens)  # its place in L
-        row_of = np.repeat(np.arange(R.shape[0], dtype=np.int64), np.diff(R.indptr))
-        key = np.repeat(row_of * size, lens) + L.indices[entry]
-        listed_keys = row.astype(np.int64) * size + at
-        is_listed = np.zeros(R.shape[0] * size, dtype=bool)
-        is_listed[listed_keys] = True
-        hit = np.flatnonzero(is_listed[key])
-        by_key = np.argsort(listed_keys)
-        listed = by_key[np.searchsorted(listed_keys, key[hit], sorter=by_key)]
-        pair = pair[hit]
-        part = R.data[pair] * L.data[entry[hit]]
-        largest = np.full(row.size, -np.inf)  # each pair's largest part, from its oldest recent item on a tie
-        np.maximum.at(largest, listed, part)
-        top = np.flatnonzero((part == largest[listed]) & (part > 0.0))
-        oldest = np.full(row.size, R.nnz, dtype=np.intp)  # R's entries are each row's recent items, oldest first
-        np.minimum.at(oldest, listed[top], pair[top])
+        bounds = np.searchsorted(row, np.arange(R.shape[0] + 1))
+        who = main_contributors(R.indptr, R.indices, R.data, L.indptr, L.indices, L.data, bounds, at, self.lists.size)
         out = np.full(row.size, None, dtype=object)
-        won = oldest < R.nnz
-        out[won] = ids[R.indices[oldest[won]]]
+        won = who >= 0
+        out[won] = ids[R.indices[who[won]]]
         return out.tolist()
 
 
@@ -358,8 +317,9 @@ def _popular_extras(ranker: DefaultRanker, knn: _KnnSums, excludes: list[set], i
     rank_at = np.full(len(index.ids), -1, dtype=np.intp)
     rank_at[popular_at] = np.arange(width)
     touched = np.zeros((n_rows, width), dtype=bool)
-    in_popular = rank_at[knn.col] >= 0
-    touched[knn.row[in_popular], rank_at[knn.col[in_popular]]] = True
+    knn_row, knn_at = knn.pairs  # the user's own items among them too: ``had`` leaves those out anyway
+    in_popular = rank_at[knn_at] >= 0
+    touched[knn_row[in_popular], rank_at[knn_at[in_popular]]] = True
     walked = np.cumsum(~had, axis=1)
     take = ~had & (walked <= ranker.n_pop) & ~touched
     take &= np.cumsum(take, axis=1) <= n

@@ -19,6 +19,7 @@ from operator import itemgetter
 
 import numpy as np
 
+from ranking.kernels import source_sums
 from ranking.model import FACTOR_NEIGHBOURS, RECENT_HALF_LIVES, SOURCES, SimilarityIndex, built_once_per_model
 
 #: The lists whose scores are features: the named sources and the ALS factor neighbours.
@@ -447,8 +448,8 @@ class _StackedLists:
     neighbours), stacked by item position: item ``p``'s entries are
     ``indptr[p]:indptr[p + 1]`` of ``at`` (neighbour position), ``values`` and ``source``
     (its list's number in ``names``), one list after another in ``names`` order, each
-    in its own order. Built once per model: a batch then takes the entries of all its
-    recent items with a few array operations instead of a dict lookup per item and list."""
+    in its own order. Built once per model: a batch then walks the entries of all its
+    recent items (:func:`ranking.kernels.source_sums`) instead of looking up each item's lists."""
 
     def __init__(self, index: SimilarityIndex) -> None:
         self.names = tuple(_LISTS.values())
@@ -468,18 +469,6 @@ class _StackedLists:
         self.values = np.concatenate(values) if values else np.empty(0)
         self.source = np.concatenate(source) if source else np.empty(0, dtype=np.int8)
 
-    def entries_of(self, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The places of the entries of the items at positions ``at`` (-1: an unknown item,
-        none), item after item, and how many each item has."""
-        sizes = np.where(at >= 0, self.lengths[at], 0)
-        ends = np.cumsum(sizes)
-        total = int(ends[-1]) if ends.size else 0
-        places = np.int32 if self.indptr[-1] < 2**31 else np.intp  # half the bytes to read, mostly
-        return np.arange(total, dtype=places) + np.repeat((self.indptr[at] - (ends - sizes)).astype(places), sizes), sizes
-
-
-#: At most this many cells (rows x items, 1 MiB of int32) in the table that finds a list entry's candidate.
-_TABLE_CELLS = 1 << 18
 
 #: The model's :class:`_StackedLists`, built on the first call.
 stacked_lists_of = built_once_per_model(_StackedLists)
@@ -487,9 +476,10 @@ stacked_lists_of = built_once_per_model(_StackedLists)
 
 class _SourceFeatures:
     """:func:`_source_features` of many rows at once: each row's recent interactions are
-    numbered one after the other (``entry``), a list entry is matched to its row's
-    candidate by the key ``row * n_items + item position`` (a search in the sorted keys
-    of the candidates), and each sum is a ``bincount`` over the stacked candidates."""
+    numbered one after the other (``entry``), their decayed weights are arrays, and one
+    compiled walk over their lists (:func:`ranking.kernels.source_sums`) adds each list
+    entry that names one of its row's candidates to that candidate's sums, in the order
+    :func:`_source_features` adds them."""
 
     def __init__(self, rows, of, bounds, at, recent_at, index: SimilarityIndex, recall) -> None:
         self.rows, self.of, self.bounds, self.at, self.index = rows, of, bounds, at, index
@@ -501,104 +491,40 @@ class _SourceFeatures:
         """Write the features of the recent items' lists into ``X``; returns each candidate's
         main contributor (``because``) as its place among every row's recent entries, one
         row after the other, or -1."""
-        n, rows, index = X.shape[0], self.rows, self.index
-        contributor = np.full(n, -1, dtype=np.intp)
+        rows, index = self.rows, self.index
         stacked = stacked_lists_of(index)
         names = stacked.names
         lengths = np.array([len(row[2]) for row in rows], dtype=np.intp)
-        first_entry = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.intp)
+        entry_bounds = np.concatenate([[0], np.cumsum(lengths)]).astype(np.intp)
         recent = list(chain.from_iterable(row[2] for row in rows))  # every row's, one after the other
-        taken, sizes = stacked.entries_of(self.recent_at)  # every list entry of every recent entry, in order
-        if not taken.size or not n:
-            return contributor
         entry_row = np.repeat(np.arange(len(rows), dtype=np.intp), lengths)  # the row of every recent entry
-        entry_ends = np.cumsum(sizes)  # where each recent entry's list entries end
-        row_ends = np.concatenate([[0], entry_ends])[np.concatenate([first_entry, [len(recent)]])]
-        cand = self._candidate_of(row_ends, stacked.at[taken])
-        keep = np.flatnonzero(cand >= 0)  # a few percent of the entries: only theirs are read below
-        cand, taken = cand[keep], taken[keep]
-        from_entry = np.searchsorted(entry_ends, keep, side="right")  # each one's recent entry
-        values, source = stacked.values[taken], stacked.source[taken].astype(np.intp)
-        last = (first_entry + lengths - 1)[entry_row]  # the newest entry of each entry's row
+        newest = entry_bounds[1:] - 1  # each row's newest recent entry
         weight = np.fromiter(map(itemgetter(1), recent), dtype=np.float64, count=len(recent))
-        sign = np.where(weight < 0, -1.0, 1.0)
-        age = last - np.arange(len(recent))  # newer interactions than each entry's, in its row
-        signed_entry = self.decay ** age * sign
-        knn = np.bincount(source * n + cand, signed_entry[from_entry] * values,
-                          minlength=len(names) * n).reshape(len(names), n)
-        top = self._largest_per_row(np.abs(knn))
-        X[:, _KNN_AT] = (knn / np.where(top > 0.0, top, 1.0)[:, self.of]).T
-        own = np.bincount(source * n + cand, np.where(from_entry == last[from_entry], values, 0.0),
-                          minlength=len(names) * n)
-        X[:, _LAST_AT] = np.minimum(np.maximum(own.reshape(len(names), n).T, -2.0), 2.0) / 2.0
-        sourced = source < len(SOURCES)
-        X[:, _AT["support"]] = (np.bincount(cand[sourced], minlength=n)
-                                / (len(SOURCES) * np.maximum(lengths, 1))[self.of])
-        weight_of = np.zeros(len(names))
-        for listed, w in index.blend_sources:
-            weight_of[names.index(listed)] = w
-        bw = weight_of[source]
-        blended_in = np.flatnonzero(bw != 0.0)
-        b_entry, b_cand, b_value = from_entry[blended_in], cand[blended_in], values[blended_in] * bw[blended_in]
+        age = newest[entry_row] - np.arange(len(recent))  # newer interactions than each entry's, in its row
+        signed_entry = self.decay ** age * np.where(weight < 0, -1.0, 1.0)
         top_weight = np.zeros(len(rows))
         np.maximum.at(top_weight, entry_row, np.abs(weight))
         top_weight[top_weight == 0.0] = 1.0
         rated = self.decay ** age * weight / top_weight[entry_row]
-        # A recent entry's part in a candidate is its blended lists' sum for it: summed in
-        # a cell per (entry, candidate of its row), each row a block of its entries x candidates.
-        counts = np.diff(self.bounds)
-        block_size = lengths * counts
-        block = np.concatenate([[0], np.cumsum(block_size)[:-1]])
-        entry_cell = (block - first_entry * counts - self.bounds[:-1])[entry_row] + np.arange(len(recent)) * counts[
-            entry_row]
-        cell = entry_cell[b_entry] + b_cand
-        cells = int(block_size.sum())
-        pair_sum = np.bincount(cell, b_value, minlength=cells)
-        knn_rated = np.bincount(b_cand, rated[b_entry] * b_value, minlength=n)
+        weight_of = np.zeros(len(names))
+        for listed, w in index.blend_sources:
+            weight_of[names.index(listed)] = w
+        knn, own, support, knn_rated, contributor = source_sums(
+            self.bounds, self.at, entry_bounds, self.recent_at, signed_entry, rated, stacked.indptr, stacked.at,
+            stacked.values, stacked.source, len(names), len(SOURCES), weight_of, self.n_items)
+        top = self._largest_per_row(np.abs(knn))
+        X[:, _KNN_AT] = (knn / np.where(top > 0.0, top, 1.0)[:, self.of]).T
+        X[:, _LAST_AT] = np.minimum(np.maximum(own.T, -2.0), 2.0) / 2.0
+        X[:, _AT["support"]] = support / (len(SOURCES) * np.maximum(lengths, 1))[self.of]
         top = self._largest_per_row(np.abs(knn_rated)[None, :])[0]
         X[:, _AT["knn_rated"]] = knn_rated / np.where(top > 0.0, top, 1.0)[self.of]
-        blended = pair_sum[cell]
-        part = signed_entry[b_entry] * blended
-        largest = np.full(n, -np.inf)  # each candidate's largest part, from the oldest entry on a tie
-        np.maximum.at(largest, b_cand, part)
-        top = np.flatnonzero((part == largest[b_cand]) & (part > 0.0))
-        oldest = np.full(n, len(recent), dtype=b_entry.dtype)  # the dtype of the values: ufunc.at's fast path
-        np.minimum.at(oldest, b_cand[top], b_entry[top])
-        won = np.flatnonzero(oldest < len(recent))
-        contributor[won] = oldest[won]
         got = contributor >= 0
-        newest = (first_entry + lengths - 1)[self.of]  # each candidate's row's newest recent entry
-        X[got, _AT["because_recency"]] = 1.0 / (1.0 + (newest[got] - contributor[got]))
+        X[got, _AT["because_recency"]] = 1.0 / (1.0 + (newest[self.of[got]] - contributor[got]))
         when = np.fromiter(map(itemgetter(2), recent), dtype=np.float64, count=len(recent))
         ts = np.array([float(row[6]) for row in rows])
         X[got, _AT["because_age"]] = (np.log1p(np.maximum(ts[self.of[got]] - when[contributor[got]], 0.0))
                                       / math.log1p(_YEAR_S))
         return contributor
-
-    def _candidate_of(self, ends: np.ndarray, item_at: np.ndarray) -> np.ndarray:
-        """The stacked candidate of each list entry (``item_at``: the item it names; row
-        r's entries are ``ends[r]:ends[r + 1]``), or -1: a group of rows at a time through
-        one (row in the group, item) -> candidate table of at most :data:`_TABLE_CELLS` cells
-        (a search in sorted keys took longer than all the rest; a row at a time, the loop did)."""
-        n_items, n_rows = self.n_items, len(self.rows)
-        group = max(1, _TABLE_CELLS // max(n_items, 1))
-        slot = np.full(min(group, n_rows) * n_items, -1, dtype=np.int32)
-        out = np.empty(item_at.size, dtype=np.int32)
-        bounds = self.bounds
-        for first in range(0, n_rows, group):
-            last = min(first + group, n_rows)
-            a, b, start, end = int(bounds[first]), int(bounds[last]), int(ends[first]), int(ends[last])
-            if start == end:
-                continue
-            at = self.at[a:b]
-            known = np.flatnonzero(at >= 0)
-            keys = (self.of[a:b][known] - first) * n_items + at[known]
-            slot[keys] = known + a
-            cell = np.repeat(np.arange(last - first, dtype=np.int32) * n_items, np.diff(ends[first:last + 1]))
-            cell += item_at[start:end]
-            np.take(slot, cell, out=out[start:end])
-            slot[keys] = -1
-        return out
 
     def _largest_per_row(self, values: np.ndarray) -> np.ndarray:
         """``values`` (lists x stacked candidates) reduced to lists x rows: each row's largest."""

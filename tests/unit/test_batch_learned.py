@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from ranking import Blend, DefaultRanker, LearnedRanker, Model, SimilarityIndex
+from ranking import Blend, DefaultRanker, LearnedRanker, Model, SimilarityIndex, kernels
 from ranking.content import CatalogueText, ContentIndex
 from ranking.features import BASE_FEATURES, FEATURES, Context, candidates, candidates_many, crossed_dot, with_crosses
 from ranking.learned import TASKS, LearnedWeights
@@ -184,3 +184,18 @@ def test_the_crossed_dot_product_is_the_product_with_the_crosses():
     rng = np.random.default_rng(3)
     base, w = rng.normal(size=(50, len(BASE_FEATURES))), rng.normal(size=len(FEATURES))
     np.testing.assert_allclose(crossed_dot(base, w), with_crosses(base) @ w, rtol=1e-12, atol=1e-12)
+
+
+def test_the_compiled_loops_are_ready_for_the_types_a_batch_passes():
+    """``kernels.warm_up`` (run when a model comes into service) compiles each loop for the
+    very types a batch of either shipped ranker passes it: the first batch then compiles
+    nothing more (a second signature would mean a first batch that waits seconds)."""
+    kernels.warm_up()
+    loops = (kernels.best_of_rows, kernels.main_contributors, kernels.source_sums)
+    warmed = [list(loop.signatures) for loop in loops]
+    for seed in range(1, 6):
+        model, ranker = random_model(seed)
+        pairs = random_users(seed, model, ranker)
+        ranker.step_many(pairs, model)
+        DefaultRanker(k=5).step_many(pairs, model)
+    assert [list(loop.signatures) for loop in loops] == warmed

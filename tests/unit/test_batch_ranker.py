@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from ranking import Blend, DefaultRanker, SimilarityIndex, batch
+from ranking import Blend, DefaultRanker, SimilarityIndex, batch, kernels
 from ranking.batch import rank_many
 from ranking.content import CatalogueText, ContentIndex
 from tests.helpers import random_lists
@@ -170,15 +170,16 @@ def test_a_model_comes_into_service_with_its_batch_arrays_built():
 
 
 @pytest.mark.parametrize("seed", range(60))
-def test_the_cut_keeps_every_rows_best(seed):
-    """Whatever a row's scores (ties, a few outliers, all equal, skewed), its best ``n``
-    after the cut are its best ``n`` of all."""
+def test_each_rows_best_are_its_best_of_all(seed):
+    """Whatever a row's sums (ties, a few outliers, all equal, skewed, all negative), the
+    kernel's best ``n`` of it are those of sorting all its candidates that are not
+    excluded (by score, then item position), with its scale and count."""
     rng = np.random.default_rng(seed)
-    n = int(rng.choice([1, 3, 20, 50]))
+    n, n_items = int(rng.choice([1, 3, 20, 50])), 4000
     counts = rng.choice([0, 1, n, 3 * n, 4 * n + 1, 9 * n, 40 * n, 3000], size=int(rng.integers(1, 30)))
-    scores = []
+    sums = []
     for c in counts.tolist():
-        kind = rng.integers(5)
+        kind = rng.integers(6)
         if kind == 0:
             s = rng.random(c)
         elif kind == 1:  # coarse: many ties
@@ -187,13 +188,27 @@ def test_the_cut_keeps_every_rows_best(seed):
             s = np.full(c, 0.5)
         elif kind == 3:  # a few outliers above a flat rest
             s = np.where(rng.random(c) < 0.01, 10.0 + rng.random(c), rng.random(c) * 1e-3)
-        else:  # sorted ascending: the evenly spaced sample sees the order
+        elif kind == 4:  # none positive: the scale is 1
+            s = -rng.random(c)
+        else:
             s = np.sort(rng.exponential(size=c))
-        scores.append(s)
-    score = np.concatenate(scores) if scores else np.empty(0)
-    row = np.repeat(np.arange(counts.size), counts)
-    at = np.concatenate([rng.permutation(c) for c in counts.tolist()]).astype(np.intp)
-    whole = batch._best_per_row(row, at, score, n, counts.size)
-    cut = batch._best_per_row(*batch._cut_to_best(row, at, score, counts, n), n, counts.size)
-    for got, expected in zip(cut, whole, strict=True):
-        np.testing.assert_array_equal(got, expected)
+        sums.append(s)
+    K = sp.csr_matrix((np.concatenate(sums), np.concatenate([rng.permutation(n_items)[:c] for c in counts.tolist()]),
+                       np.concatenate([[0], np.cumsum(counts)])), shape=(counts.size, n_items))
+    excludes = [np.append(rng.choice(n_items, int(rng.integers(0, 60)), replace=False), np.full(int(rng.integers(2)), -1))
+                for _ in counts.tolist()]  # -1: an item the model does not know
+    prior_at, w_pop = rng.random(n_items), float(rng.choice([0.0, 0.3]))
+    got = kernels.best_of_rows(K.indptr, K.indices, K.data, np.concatenate([[0], np.cumsum([e.size for e in excludes])]),
+                               np.concatenate(excludes), prior_at, w_pop, n, n_items)
+    expected = ([], [], [], [], [])
+    for r, exclude in enumerate(excludes):
+        at, s = K.indices[K.indptr[r]:K.indptr[r + 1]], K.data[K.indptr[r]:K.indptr[r + 1]]
+        mine = ~np.isin(at, exclude)
+        at, s = at[mine], s[mine]
+        scale = max(s.max(initial=0.0), 0.0) or 1.0
+        score = s / scale + (w_pop * prior_at[at] if w_pop > 0 else 0.0)
+        best = np.lexsort((at, -score))[:n]
+        for column, values in zip(expected, ([r] * best.size, at[best], score[best], [scale], [at.size]), strict=True):
+            column.extend(values)
+    for got_column, expected_column in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(got_column, np.asarray(expected_column, dtype=got_column.dtype))
