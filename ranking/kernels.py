@@ -58,6 +58,8 @@ def best_of_rows(indptr, indices, sums, excluded_indptr, excluded_at, prior_at, 
         widest = max(widest, indptr[r + 1] - indptr[r])
     at = np.empty(widest, dtype=np.intp)
     score = np.empty(widest)
+    heap_score = np.empty(n)
+    heap_at = np.empty(n, dtype=np.intp)
     m = 0
     for r in range(n_rows):
         for e in range(excluded_indptr[r], excluded_indptr[r + 1]):
@@ -78,22 +80,57 @@ def best_of_rows(indptr, indices, sums, excluded_indptr, excluded_at, prior_at, 
         scored[r] = c
         if largest != 0.0:
             scale[r] = largest
+        size = 0  # the row's best so far: a heap of at most n, its worst at the root
         for i in range(c):
-            score[i] = score[i] / scale[r]
+            x = score[i] / scale[r]
             if w_pop > 0.0:
-                score[i] = score[i] + w_pop * prior_at[at[i]]
-        keep = np.arange(c)
-        if c > n:  # only what can be among the best n: at or above the n-th best score
-            nth = np.partition(score[:c], c - n)[c - n]
-            keep = np.flatnonzero(score[:c] >= nth)
-        by_item = keep[np.argsort(at[keep])]
-        best = by_item[np.argsort(-score[by_item], kind="mergesort")][:n]  # stable: ties stay in item order
-        for i in best:
-            out_row[m] = r
-            out_at[m] = at[i]
-            out_score[m] = score[i]
-            m += 1
+                x = x + w_pop * prior_at[at[i]]
+            if size < n:
+                heap_score[size], heap_at[size] = x, at[i]
+                _sift_up(heap_score, heap_at, size)
+                size += 1
+            elif _ranks_before(x, at[i], heap_score[0], heap_at[0]):
+                heap_score[0], heap_at[0] = x, at[i]
+                _sift_down(heap_score, heap_at, 0, size)
+        for j in range(size - 1, -1, -1):  # the worst first, to the row's last place
+            out_row[m + j], out_at[m + j], out_score[m + j] = r, heap_at[0], heap_score[0]
+            heap_score[0], heap_at[0] = heap_score[j], heap_at[j]
+            _sift_down(heap_score, heap_at, 0, j)
+        m += size
     return out_row[:m], out_at[:m], out_score[:m], scale, scored
+
+
+@numba.njit(cache=True, inline="always")
+def _ranks_before(score_a, at_a, score_b, at_b):
+    """The default ranker's order: the higher score first, then the lower item position."""
+    return score_a > score_b or (score_a == score_b and at_a < at_b)
+
+
+@numba.njit(cache=True, inline="always")
+def _sift_up(heap_score, heap_at, i):
+    """Move entry i of a heap (the worst at the root) up to its place."""
+    while i > 0:
+        parent = (i - 1) // 2
+        if not _ranks_before(heap_score[parent], heap_at[parent], heap_score[i], heap_at[i]):
+            return
+        heap_score[parent], heap_score[i] = heap_score[i], heap_score[parent]
+        heap_at[parent], heap_at[i] = heap_at[i], heap_at[parent]
+        i = parent
+
+
+@numba.njit(cache=True, inline="always")
+def _sift_down(heap_score, heap_at, i, size):
+    """Move entry i of a heap of ``size`` entries (the worst at the root) down to its place."""
+    while True:
+        worst, left = i, 2 * i + 1
+        for child in (left, left + 1):
+            if child < size and _ranks_before(heap_score[worst], heap_at[worst], heap_score[child], heap_at[child]):
+                worst = child
+        if worst == i:
+            return
+        heap_score[worst], heap_score[i] = heap_score[i], heap_score[worst]
+        heap_at[worst], heap_at[i] = heap_at[i], heap_at[worst]
+        i = worst
 
 
 @numba.njit(cache=True, nogil=True)
