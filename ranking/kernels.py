@@ -53,11 +53,6 @@ def best_of_rows(indptr, indices, sums, excluded_indptr, excluded_at, prior_at, 
     out_row = np.empty(min(indices.size, n_rows * n), dtype=np.intp)
     out_at = np.empty(out_row.size, dtype=np.intp)
     out_score = np.empty(out_row.size)
-    widest = 0
-    for r in range(n_rows):
-        widest = max(widest, indptr[r + 1] - indptr[r])
-    at = np.empty(widest, dtype=np.intp)
-    score = np.empty(widest)
     heap_score = np.empty(n)
     heap_at = np.empty(n, dtype=np.intp)
     m = 0
@@ -68,30 +63,30 @@ def best_of_rows(indptr, indices, sums, excluded_indptr, excluded_at, prior_at, 
         c = 0
         largest = 0.0
         for e in range(indptr[r], indptr[r + 1]):
-            q = indices[e]
-            if not mark[q]:
-                at[c] = q
-                score[c] = sums[e]
+            if not mark[indices[e]]:
                 largest = max(largest, sums[e])
                 c += 1
-        for e in range(excluded_indptr[r], excluded_indptr[r + 1]):
-            if excluded_at[e] >= 0:
-                mark[excluded_at[e]] = False
         scored[r] = c
         if largest != 0.0:
             scale[r] = largest
         size = 0  # the row's best so far: a heap of at most n, its worst at the root
-        for i in range(c):
-            x = score[i] / scale[r]
+        for e in range(indptr[r], indptr[r + 1]):
+            q = indices[e]
+            if mark[q]:
+                continue
+            x = sums[e] / scale[r]
             if w_pop > 0.0:
-                x = x + w_pop * prior_at[at[i]]
+                x = x + w_pop * prior_at[q]
             if size < n:
-                heap_score[size], heap_at[size] = x, at[i]
+                heap_score[size], heap_at[size] = x, q
                 _sift_up(heap_score, heap_at, size)
                 size += 1
-            elif _ranks_before(x, at[i], heap_score[0], heap_at[0]):
-                heap_score[0], heap_at[0] = x, at[i]
+            elif _ranks_before(x, q, heap_score[0], heap_at[0]):
+                heap_score[0], heap_at[0] = x, q
                 _sift_down(heap_score, heap_at, 0, size)
+        for e in range(excluded_indptr[r], excluded_indptr[r + 1]):
+            if excluded_at[e] >= 0:
+                mark[excluded_at[e]] = False
         for j in range(size - 1, -1, -1):  # the worst first, to the row's last place
             out_row[m + j], out_at[m + j], out_score[m + j] = r, heap_at[0], heap_score[0]
             heap_score[0], heap_at[0] = heap_score[j], heap_at[j]
