@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[embedded,test,web]'
+	# compile the batch rankers' loops into ranking/__pycache__ once (seconds), not in a worker's first model load
+	$(BIN)/python -c 'from ranking import kernels; kernels.warm_up()'
 	touch $(STAMP)
 
 install: $(STAMP)

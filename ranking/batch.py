@@ -50,14 +50,14 @@ except ImportError:  # then the patterns' product runs in every batch that can h
 Row = tuple[Sequence[Sequence], Iterable[str]]
 
 
-#: Cells (rows x catalogue items) of the dense masks one chunk of rows marks at once.
+#: Cells of the padded array (rows x candidates) that sorts each row's candidates at once.
 DENSE_CELLS = 1 << 21
 
 
 def rank_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, *,
               content: ContentIndex | None = None, explain: bool = True) -> list[tuple[list[list], dict[str, str], int]]:
     """``[ranker.rank(recent, exclude, index, explain, content) for recent, exclude in rows]``, as arrays."""
-    return _by_chunk(rows, index, lambda part: _rank_chunk(ranker, part, index, content, explain))
+    return _rank_rows(ranker, rows, index, content, explain) if rows else []
 
 
 def recall_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, *,
@@ -69,16 +69,10 @@ def recall_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityInd
     if content is not None and ranker.w_content > 0:  # the cold items are merged row by row
         return [([q for q, _s in items], [s for _q, s in items], None)
                 for items, _because, _n in rank_many(ranker, rows, index, content=content, explain=False)]
-    return _by_chunk(rows, index, lambda part: _rank_chunk(ranker, part, index, None, False, pairs=False))
+    return _rank_rows(ranker, rows, index, None, False, pairs=False) if rows else []
 
 
-def _by_chunk(rows: Sequence[Row], index: SimilarityIndex, rank) -> list:
-    """``rank`` over a chunk of rows at a time (the exclusion mark is dense over the catalogue)."""
-    chunk = max(1, DENSE_CELLS // max(len(index.ids), 1))
-    return [out for start in range(0, len(rows), chunk) for out in rank(rows[start:start + chunk])]
-
-
-def _rank_chunk(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, content: ContentIndex | None,
+def _rank_rows(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, content: ContentIndex | None,
                 explain: bool, pairs: bool = True) -> list:
     n = ranker.k
     history, decay, w_pop = ranker._resolved(index)
@@ -142,7 +136,7 @@ def _ids_of(index: SimilarityIndex) -> np.ndarray:
 
 
 def _best_per_row(row: np.ndarray, at: np.ndarray, score: np.ndarray, n: int, n_rows: int):
-    """The best ``n`` of each row (few candidates each, in any order: its kNN best and its popular extras),
+    """The best ``n`` of each row (its kNN best and its popular extras, in any order),
     ordered as ``rank`` sorts them: by row, score (best first), item position (= id
     order). Each row's, in item order, is sorted by score (stable: ties stay in item
     order) as one row of a padded array."""
