@@ -57,7 +57,7 @@ DENSE_CELLS = 1 << 21
 def rank_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, *,
               content: ContentIndex | None = None, explain: bool = True) -> list[tuple[list[list], dict[str, str], int]]:
     """``[ranker.rank(recent, exclude, index, explain, content) for recent, exclude in rows]``, as arrays."""
-    return _rank_rows(ranker, rows, index, content, explain) if rows else []
+    return _rank_rows(ranker, rows, index, content, explain)
 
 
 def recall_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, *,
@@ -69,11 +69,13 @@ def recall_many(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityInd
     if content is not None and ranker.w_content > 0:  # the cold items are merged row by row
         return [([q for q, _s in items], [s for _q, s in items], None)
                 for items, _because, _n in rank_many(ranker, rows, index, content=content, explain=False)]
-    return _rank_rows(ranker, rows, index, None, False, pairs=False) if rows else []
+    return _rank_rows(ranker, rows, index, None, False, pairs=False)
 
 
 def _rank_rows(ranker: DefaultRanker, rows: Sequence[Row], index: SimilarityIndex, content: ContentIndex | None,
                 explain: bool, pairs: bool = True) -> list:
+    if not rows:
+        return []
     n = ranker.k
     history, decay, w_pop = ranker._resolved(index)
     recents = [list(recent)[-history:] for recent, _exclude in rows]

@@ -364,8 +364,8 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     """``[features(*row, index, context, recall=recall) for row in rows]`` (each row is
     ``(items, recall_score, recent, rated, shown, event, ts)``), one pass of each numpy
     call over every row's candidates: the candidates of all rows are stacked, row after
-    row, and every per-user sum is a ``bincount`` over the stacked rows in the order
-    :func:`features` adds it. Returns the stacked :data:`BASE_FEATURES` (the crosses are
+    row, and every per-user sum is a ``bincount`` over the stacked rows, or the compiled
+    walk of :class:`_SourceFeatures`, in the order :func:`features` adds it. Returns the stacked :data:`BASE_FEATURES` (the crosses are
     left to :func:`with_crosses` or :func:`crossed_dot`) and each row's candidates.
     ``at``: the stacked candidates' item positions (-1: unknown), as the recall found them."""
     counts = np.array([len(row[0]) for row in rows], dtype=np.intp)
@@ -455,7 +455,7 @@ class _StackedLists:
         self.names = tuple(_LISTS.values())
         named = [index.source_lists.get(listed) or {} for listed in self.names]
         at, values, source = [], [], []
-        self.lengths = np.zeros(len(index.ids), dtype=np.intp)
+        lengths = np.zeros(len(index.ids), dtype=np.intp)
         for p, item in enumerate(index.ids):
             for s, lists in enumerate(named):
                 neigh = lists.get(item)
@@ -463,8 +463,8 @@ class _StackedLists:
                     at.append(neigh[0])
                     values.append(neigh[1])
                     source.append(np.full(len(neigh[0]), s, dtype=np.int8))
-                    self.lengths[p] += len(neigh[0])
-        self.indptr = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.intp)
+                    lengths[p] += len(neigh[0])
+        self.indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.intp)
         self.at = np.concatenate(at).astype(np.int32) if at else np.empty(0, dtype=np.int32)
         self.values = np.concatenate(values) if values else np.empty(0)
         self.source = np.concatenate(source) if source else np.empty(0, dtype=np.int8)
@@ -501,11 +501,12 @@ class _SourceFeatures:
         newest = entry_bounds[1:] - 1  # each row's newest recent entry
         weight = np.fromiter(map(itemgetter(1), recent), dtype=np.float64, count=len(recent))
         age = newest[entry_row] - np.arange(len(recent))  # newer interactions than each entry's, in its row
-        signed_entry = self.decay ** age * np.where(weight < 0, -1.0, 1.0)
+        decayed = self.decay ** age
+        signed_entry = decayed * np.where(weight < 0, -1.0, 1.0)
         top_weight = np.zeros(len(rows))
         np.maximum.at(top_weight, entry_row, np.abs(weight))
         top_weight[top_weight == 0.0] = 1.0
-        rated = self.decay ** age * weight / top_weight[entry_row]
+        rated = decayed * weight / top_weight[entry_row]
         weight_of = np.zeros(len(names))
         for listed, w in index.blend_sources:
             weight_of[names.index(listed)] = w

@@ -1,6 +1,6 @@
 """The batch rankers' per-row loops, compiled (numba).
 
-A batch's rows are a few hundred histories of a few to a few hundred candidates each.
+A batch's rows are a few hundred histories of tens to about a thousand candidates each.
 numpy can treat them all at once only with passes over every candidate of every row
 (a rows x items mark, a padded array, sorts of the whole batch) or with a Python loop
 over the rows (a partition per row): either way most of the time went to numpy's call
