@@ -32,6 +32,8 @@ aiokafka_committed cores``. One engine per invocation.
     .venv/bin/python benchmarks/realtime_bench.py                   # ~3-4 minutes
     .venv/bin/python benchmarks/realtime_bench.py --latency-seconds 20 --ratings 30000 --profile
     .venv/bin/python benchmarks/realtime_bench.py --peers --engine kafka          # ~6 minutes
+    # what the worker costs besides ranking (every list a copy of the first; an experiment):
+    .venv/bin/python benchmarks/realtime_bench.py --latency-seconds 0 --without-ranking
     # throughput-tuned producer batching (lists ~30 ms later):
     RECSYS_PRODUCER_LINGER_MS=50 RECSYS_PRODUCER_BATCH_BYTES=262144 .venv/bin/python benchmarks/realtime_bench.py
 """
@@ -169,9 +171,16 @@ def frozen_learned_weights(model: tuple[dict, dict], bench, n: int, conf) -> tup
 
 # ------------------------------------------------------------------ deployment
 def worker_prelude(args) -> str:
-    """An experiment without editing the app: the worker's GIL switch interval."""
-    return f"sys.setswitchinterval({float(args.switch_interval)!r})" if args.switch_interval else ""
+    """Experiments without editing the app: the worker's GIL switch interval; the worker
+    without its ranking (``benchmarks/without_ranking.py``)."""
+    lines = [f"sys.setswitchinterval({float(args.switch_interval)!r})"] if args.switch_interval else []
+    if getattr(args, "without_ranking", False):
+        lines.append("from benchmarks.without_ranking import install; install()")
+    return "\n".join(lines)
 
+
+def ranker_label(args) -> str:
+    return f"{args.ranker} (without ranking: an experiment)" if getattr(args, "without_ranking", False) else args.ranker
 
 
 class Deployment:
@@ -611,7 +620,12 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the temp dir (worker logs, profile)")
     p.add_argument("--switch-interval", type=float, default=None,
                    help="experiment: sys.setswitchinterval() in the worker (Python default 0.005)")
+    p.add_argument("--without-ranking", action="store_true",
+                   help="experiment (--ranker default): every list a copy of the first one, to measure what the "
+                        "worker costs besides ranking (benchmarks/without_ranking.py)")
     args = p.parse_args(argv)
+    if args.without_ranking and args.ranker != "default":
+        p.error("--without-ranking replaces the default ranker's batch ranking: use it with --ranker default")
     if args.peers and args.engine == "both":
         p.error("--peers runs on one engine per invocation (its JSON line is per engine): "
                 "--engine tansu or --engine kafka")
@@ -686,7 +700,7 @@ def main(argv=None) -> int:
         print_side_by_side(runs)
     load = os.getloadavg()
     result = {
-        "cores": os.cpu_count(), "loadavg_1m": round(load[0], 2), "model": facts,
+        "cores": os.cpu_count(), "loadavg_1m": round(load[0], 2), "model": facts, "without_ranking": args.without_ranking,
         "producer_linger_ms": conf0.worker.producer_linger_ms, "producer_batch_bytes": conf0.worker.producer_batch_bytes,
         "max_poll_records": conf0.worker.max_poll_records, "total_seconds": round(time.perf_counter() - t_all, 1),
         "engines": {engine: {
@@ -711,7 +725,7 @@ def run_peers(args, tmp: Path, model, bench) -> int:
         rows[label] = phase_peer(args, tmp, model, messages(bench, 0, args.ratings), peer)
         log(f"[{peer}] {rows[label]['rate_first_to_last']}/s first-to-last")
     (ours_row, quix, plain) = rows.values()
-    print(f"==== engine {args.engine}, ranker {args.ranker}: {args.ratings:,} ratings over {ours['users']:,} users, "
+    print(f"==== engine {args.engine}, ranker {ranker_label(args)}: {args.ratings:,} ratings over {ours['users']:,} users, "
           f"{args.partitions} partitions, one process each, a fresh broker each")
     print(f"{'pipeline':<28}{'ratings/s':>11}{'committed/s':>13}{'cores':>7}{'CPU us/rating':>15}{'vs Quix':>9}")
     for label, r in rows.items():
@@ -722,7 +736,7 @@ def run_peers(args, tmp: Path, model, bench) -> int:
     for label, r in rows.items():  # a pipeline that stopped early would look fast over fewer ratings
         if r["lists"] != args.ratings:
             print(f"WARNING: {label} sent {r['lists']:,} lists for {args.ratings:,} ratings: its figures are not comparable")
-    print(json.dumps({"engine": args.engine, "ranker": args.ranker,
+    print(json.dumps({"engine": args.engine, "ranker": args.ranker, "without_ranking": args.without_ranking,
                       "ours": ours_row["rate_first_to_last"], "quix": quix["rate_first_to_last"],
                       "aiokafka": plain["rate_first_to_last"], "ours_committed": ours_row["rate_committed"],
                       "quix_committed": quix["rate_committed"], "aiokafka_committed": plain["rate_committed"],
@@ -777,7 +791,7 @@ def print_engine_table(args, conf0, facts, thr, lat) -> None:
         ("model", (f"{facts['model']}: {facts.get('items')} items x {args.neighbours} neighbours, "
                   f"{facts['share_above_theta']:.0%} of similarities > theta; loaded in {thr['model_load_s']}s")),
         ("-- throughput", (f"{thr['ratings']} ratings over {thr['users']} users, {args.partitions} partitions, "
-                          f"{thr['workers']} worker(s), ranker {args.ranker}")),
+                          f"{thr['workers']} worker(s), ranker {ranker_label(args)}")),
         ("broker", (f"fresh (topics at start: {thr['broker_fresh_topics_at_start'] or 'none'}); "
                    f"held {thr['broker_messages_held']:,} messages at the end, RSS {thr['broker_rss_mb']} MB")),
         ("produce (aiokafka)", f"{thr['produce_s']} s = {thr['produce_per_s']:,}/s"),
