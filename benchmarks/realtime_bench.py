@@ -263,6 +263,8 @@ async def fetch_received(consumer, timeout_ms: int, max_records=None) -> list[di
             if rec.value is not None:
                 data = json.loads(rec.value)
                 data["_received"] = now
+                data["_sent"] = rec.timestamp / 1000.0  # the worker's producer stamped it
+                data["_partition"] = rec.partition
                 out.append(data)
     return out
 
@@ -554,6 +556,16 @@ def p99_by_window(recs: list[dict], e2e: list[float], seconds: float) -> list[fl
     return [percentile_ms(values[window == w], 99) for w in range(int(window.max()) + 1)]
 
 
+def write_latency_lists(path: Path, recs: list[dict]) -> None:
+    """``--latency-lists``: one CSV row per list, in production order (where a stall is)."""
+    with path.open("w") as out:
+        out.write("produced_at,emitted_at,sent_at,received_at,worker_ms,partition,user\n")
+        for r in sorted(recs, key=lambda r: r["produced_at"]):
+            out.write(f"{r['produced_at']:.6f},{r['emitted_at']:.6f},{r['_sent']:.3f},{r['_received']:.6f},"
+                      f"{r['worker_ms']},{r['_partition']},{r['user']}\n")
+    log(f"every list's times: {path}")
+
+
 def phase_latency(args, tmp, model, bench) -> dict:
     lo = args.ratings
     n = int(args.latency_rate * args.latency_seconds)
@@ -562,6 +574,8 @@ def phase_latency(args, tmp, model, bench) -> dict:
         sent, took, recs = asyncio.run(latency_run(d.conf, msgs, args.latency_rate, args.latency_seconds))
         held = d.held()
         worker_log = d.worker.log_tail(6)
+    if args.latency_lists:
+        write_latency_lists(Path(args.latency_lists), recs)
     e2e = [(r["_received"] - r["produced_at"]) * 1000 for r in recs]
     to_emit = [(r["emitted_at"] - r["produced_at"]) * 1000 for r in recs]
     out_path = [(r["_received"] - r["emitted_at"]) * 1000 for r in recs]
@@ -620,6 +634,8 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the temp dir (worker logs, profile)")
     p.add_argument("--switch-interval", type=float, default=None,
                    help="experiment: sys.setswitchinterval() in the worker (Python default 0.005)")
+    p.add_argument("--latency-lists", metavar="CSV", help="also write every list's times in the latency phase "
+                                                          "(produced, emitted, sent, received) to CSV")
     p.add_argument("--without-ranking", action="store_true",
                    help="experiment (--ranker default): every list a copy of the first one, to measure what the "
                         "worker costs besides ranking (benchmarks/without_ranking.py)")
