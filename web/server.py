@@ -525,12 +525,16 @@ def _int_query(request: web.Request, name: str, default: int) -> int:
         return default
 
 
+#: The app's :class:`WebService` (aiohttp's typed key for application state).
+SERVICE = web.AppKey("service", WebService)
+
+
 def create_app(conf, worker_url: str, *, grace_s: float = 1.0, consume: bool = True) -> web.Application:
     """The aiohttp application of ``recsys web``; its consumers start with the app
     (``consume=False``: none, only the HTTP side, for tests without a broker)."""
     service = WebService(conf, worker_url, grace_s=grace_s, consume=consume)
     app = web.Application(client_max_size=MAX_COLLECT_BYTES)
-    app["service"] = service
+    app[SERVICE] = service
     routes = [("GET", "/", service.page), ("GET", "/dashboard", service.page),
               ("GET", "/metrics", service.metrics), ("GET", "/metrics/json", service.metrics),
               ("GET", "/api/catalogue", service.catalogue), ("GET", "/api/users", service.users),
