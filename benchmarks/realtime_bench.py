@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import csv
 import gc
 import json
 import os
@@ -181,6 +182,7 @@ def worker_prelude(args) -> str:
 
 
 def ranker_label(args) -> str:
+    """The ranker as the tables name it (a run without ranking says so)."""
     return f"{args.ranker} (without ranking: an experiment)" if getattr(args, "without_ranking", False) else args.ranker
 
 
@@ -600,11 +602,11 @@ def p99_by_window(recs: list[dict], e2e: list[float], seconds: float) -> list[fl
 
 def write_latency_lists(path: Path, recs: list[dict]) -> None:
     """``--latency-lists``: one CSV row per list, in production order (where a stall is)."""
-    with path.open("w") as out:
-        out.write("produced_at,emitted_at,sent_at,received_at,worker_ms,partition,user\n")
-        for r in sorted(recs, key=lambda r: r["produced_at"]):
-            out.write(f"{r['produced_at']:.6f},{r['emitted_at']:.6f},{r['_sent']:.3f},{r['_received']:.6f},"
-                      f"{r['worker_ms']},{r['_partition']},{r['user']}\n")
+    with path.open("w", newline="") as out:
+        rows = csv.writer(out)
+        rows.writerow(["produced_at", "emitted_at", "sent_at", "received_at", "worker_ms", "partition", "user"])
+        rows.writerows([r["produced_at"], r["emitted_at"], r["_sent"], r["_received"], r["worker_ms"], r["_partition"],
+                        r["user"]] for r in sorted(recs, key=lambda r: r["produced_at"]))
     log(f"every list's times: {path}")
 
 
