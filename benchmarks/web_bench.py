@@ -34,7 +34,7 @@ from harness.local import LocalDeployment
 
 
 async def watch(url: str, user: str, got: list, ready: asyncio.Event, stop: asyncio.Event) -> None:
-    """Read one user's SSE stream; every ``list`` event is appended with its arrival time."""
+    """Read one user's SSE stream; every ``list`` event's ``(arrival, emitted_at, produced_at)`` is appended."""
     from aiohttp import ClientSession, ClientTimeout
 
     async with (ClientSession(timeout=ClientTimeout(total=None, sock_read=None)) as http,
@@ -49,8 +49,9 @@ async def watch(url: str, user: str, got: list, ready: asyncio.Event, stop: asyn
             elif not line and event:
                 if event == "current":
                     ready.set()
-                elif event == "list":
-                    got.append((time.time(), json.loads(data)))
+                elif event == "list":  # its times only: lists kept whole would make this client's collector stop it
+                    rec = json.loads(data)
+                    got.append((time.time(), rec["emitted_at"], rec.get("produced_at")))
                 event, data = None, None
             if stop.is_set():
                 return
@@ -72,9 +73,9 @@ async def run(conf, web_url: str, users: list[str], items: list[str], rate: floa
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-    arrivals = [(at, rec) for v in got.values() for at, rec in v]
-    front = [(at - rec["emitted_at"]) * 1000 for at, rec in arrivals]
-    whole = [(at - rec["produced_at"]) * 1000 for at, rec in arrivals if rec.get("produced_at")]
+    arrivals = [arrival for v in got.values() for arrival in v]
+    front = [(at - emitted) * 1000 for at, emitted, _produced in arrivals]
+    whole = [(at - produced) * 1000 for at, _emitted, produced in arrivals if produced]
     return {"sent": sent, "delivered": len(arrivals), "watchers": len(users), "rate": rate, "seconds": seconds,
             "emitted_to_browser_p50_ms": percentile_ms(front, 50), "emitted_to_browser_p99_ms": percentile_ms(front, 99),
             "produced_to_browser_p50_ms": percentile_ms(whole, 50), "produced_to_browser_p99_ms": percentile_ms(whole, 99)}
