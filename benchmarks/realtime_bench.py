@@ -271,7 +271,7 @@ async def fetch_received(consumer, timeout_ms: int, max_records=None, keep: tupl
                 if keep is not None:
                     data = {key: data[key] for key in keep}
                 data["_received"] = now
-                data["_sent"] = rec.timestamp / 1000.0  # the worker's producer stamped it
+                data["_sent"] = rec.timestamp / 1000.0  # CreateTime: the worker's send(), before any linger
                 data["_partition"] = rec.partition
                 out.append(data)
     return out
@@ -527,15 +527,16 @@ async def paced_run(conf, msgs, rate: float, seconds: float) -> tuple[int, float
 
 
 #: What the latency phase keeps of each list: scalars only. A list's whole JSON (its items,
-#: ``because``) is ~25 containers, and 30,000 of them kept made the benchmark's own
-#: collector walk them: pauses of 200-370 ms in which its producer and reader stood still,
-#: and were counted as the worker's latency (docs/RESULTS.md).
+#: ``because``) is ~25 containers; with 30,000 of them kept, a full collection of the
+#: benchmark's own took ~240 ms, in which its producer and reader stood still: stalls of
+#: 150-460 ms counted as the worker's latency (docs/RESULTS.md).
 LATENCY_FIELDS = ("user", "produced_at", "emitted_at", "worker_ms")
 
 
 class CollectorPauses:
-    """The longest pauses of this process's garbage collector while in use (a client that
-    stops measures its own stop as latency)."""
+    """Every pause of this process's garbage collector while in use, reported as their
+    count and the longest (a client that stops measures its own stop as latency). Freezes
+    what is alive on entry and unfreezes everything on exit: not to be nested."""
 
     def __init__(self) -> None:
         self.pauses_ms: list[float] = []

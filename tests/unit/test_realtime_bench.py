@@ -29,7 +29,7 @@ def test_the_latency_reader_keeps_each_lists_times_and_nothing_the_collector_wal
     kept = asyncio.run(fetch_received(OneFetch(3), timeout_ms=1, keep=LATENCY_FIELDS))
     assert [sorted(r) for r in kept] == [sorted([*LATENCY_FIELDS, "_received", "_sent", "_partition"])] * 3
     assert kept[0]["produced_at"] == 2.0 and kept[0]["_sent"] == 2.02 and kept[0]["_partition"] == 3
-    assert not any(gc.is_tracked(r) for r in kept)
+    assert not any(gc.is_tracked(r) for r in kept)  # CPython leaves dicts of scalars untracked (3.11)
     whole = asyncio.run(fetch_received(OneFetch(1), timeout_ms=1))  # the throughput phase reads whole lists
     assert whole[0]["items"] == LIST["items"] and gc.is_tracked(whole[0])
 

@@ -19,3 +19,15 @@ def test_every_row_gets_its_own_copy_of_the_first_rows_list(monkeypatch):
     assert lists == [first] * (2 * len(rows) - 1)
     entries = [id(entry) for items, _because, _n in lists for entry in items]
     assert len(set(entries)) == len(entries)  # a state that keeps its list never shares it with another
+    assert len({id(because) for _items, because, _n in lists}) == len(lists)
+
+
+def test_the_learned_rankers_recall_is_left_as_it_is(monkeypatch):
+    monkeypatch.setattr(batch, "_rank_rows", batch._rank_rows)
+    ranker, index, _content, rows = random_case(5)
+    expected = batch.recall_many(ranker, rows, index)
+    without_ranking.install()
+    batch.rank_many(ranker, rows, index)
+    got = batch.recall_many(ranker, rows, index)
+    assert [(names, scores, list(at)) for names, scores, at in got] == \
+        [(names, scores, list(at)) for names, scores, at in expected]
