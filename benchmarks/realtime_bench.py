@@ -176,14 +176,14 @@ def worker_prelude(args) -> str:
     """Experiments without editing the app: the worker's GIL switch interval; the worker
     without its ranking (``benchmarks/without_ranking.py``)."""
     lines = [f"sys.setswitchinterval({float(args.switch_interval)!r})"] if args.switch_interval else []
-    if getattr(args, "without_ranking", False):
+    if args.without_ranking:
         lines.append("from benchmarks.without_ranking import install; install()")
     return "\n".join(lines)
 
 
 def ranker_label(args) -> str:
     """The ranker as the tables name it (a run without ranking says so)."""
-    return f"{args.ranker} (without ranking: an experiment)" if getattr(args, "without_ranking", False) else args.ranker
+    return f"{args.ranker} (without ranking: an experiment)" if args.without_ranking else args.ranker
 
 
 class Deployment:
