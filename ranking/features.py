@@ -365,8 +365,9 @@ def features_many(rows: Sequence[tuple], index: SimilarityIndex, context: Contex
     ``(items, recall_score, recent, rated, shown, event, ts)``), one pass of each numpy
     call over every row's candidates: the candidates of all rows are stacked, row after
     row, and every per-user sum is a ``bincount`` over the stacked rows, or the compiled
-    walk of :class:`_SourceFeatures`, in the order :func:`features` adds it. Returns the stacked :data:`BASE_FEATURES` (the crosses are
-    left to :func:`with_crosses` or :func:`crossed_dot`) and each row's candidates.
+    walk of :class:`_SourceFeatures`, in the order :func:`features` adds it. Returns the
+    stacked :data:`BASE_FEATURES` (the crosses are left to :func:`with_crosses` or
+    :func:`crossed_dot`) and each row's candidates.
     ``at``: the stacked candidates' item positions (-1: unknown), as the recall found them."""
     counts = np.array([len(row[0]) for row in rows], dtype=np.intp)
     bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
